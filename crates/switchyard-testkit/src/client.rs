@@ -1,0 +1,204 @@
+//! The test client: one-shot requests ([`send`], [`get`], [`post`]) and a
+//! keep-alive connection ([`KeepAlive`]) built on hyper's HTTP/1.1 client, and
+//! a raw-bytes exchange ([`raw`]) for what hyper would refuse to send or parse.
+//!
+//! Every failure (connect, handshake, head, truncated or reset body) comes back
+//! as a `String` describing it, with the error's source chain.
+
+use std::error::Error;
+use std::fmt;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::header::HOST;
+use http::{HeaderMap, HeaderValue, Method, Request, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper::client::conn::http1::{self, SendRequest};
+use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::task::JoinHandle;
+
+/// A response collected whole by the test client.
+#[derive(Debug)]
+pub struct Collected {
+    /// The response status.
+    pub status: StatusCode,
+    /// The response headers.
+    pub headers: HeaderMap,
+    /// The whole response body.
+    pub body: Bytes,
+}
+
+/// Sends one request on a new connection with hyper's client and collects the
+/// body. A `host` header set to `addr` is added if the request has none.
+/// Errors (including a truncated body, which hyper reports) are returned as a
+/// `String` describing them.
+pub async fn send(addr: SocketAddr, req: Request<Full<Bytes>>) -> Result<Collected, String> {
+    let mut conn = KeepAlive::try_connect(addr).await?;
+    conn.send(req).await
+}
+
+/// Sends `GET path` on a new connection; see [`send`].
+pub async fn get(addr: SocketAddr, path: &str) -> Result<Collected, String> {
+    send(addr, build(Method::GET, path, Bytes::new())?).await
+}
+
+/// Sends `POST path` with `body` (Content-Length framing) on a new connection;
+/// see [`send`].
+pub async fn post(
+    addr: SocketAddr,
+    path: &str,
+    body: impl Into<Bytes>,
+) -> Result<Collected, String> {
+    send(addr, build(Method::POST, path, body.into())?).await
+}
+
+fn build(method: Method, path: &str, body: Bytes) -> Result<Request<Full<Bytes>>, String> {
+    Request::builder()
+        .method(method.clone())
+        .uri(path)
+        .body(Full::new(body))
+        .map_err(|e| describe(&format!("building {method} {path}"), &e))
+}
+
+/// A keep-alive client connection that sends several requests in turn on one
+/// TCP connection. Dropping it closes the connection.
+pub struct KeepAlive {
+    addr: SocketAddr,
+    sender: SendRequest<Full<Bytes>>,
+    conn: JoinHandle<()>,
+}
+
+impl KeepAlive {
+    /// Connects to `addr` and performs the HTTP/1.1 handshake. Panics if that
+    /// fails (use [`send`] to observe connect errors).
+    pub async fn connect(addr: SocketAddr) -> KeepAlive {
+        match KeepAlive::try_connect(addr).await {
+            Ok(conn) => conn,
+            Err(e) => panic!("KeepAlive::connect: {e}"),
+        }
+    }
+
+    async fn try_connect(addr: SocketAddr) -> Result<KeepAlive, String> {
+        let stream = TcpStream::connect(addr)
+            .await
+            .map_err(|e| describe(&format!("connect to {addr}"), &e))?;
+        let (sender, conn) = http1::handshake(TokioIo::new(stream))
+            .await
+            .map_err(|e| describe(&format!("handshake with {addr}"), &e))?;
+        // The connection's own error also surfaces through `send_request` or
+        // the body, so it is not reported separately here.
+        let conn = tokio::spawn(async move {
+            let _ = conn.await;
+        });
+        Ok(KeepAlive { addr, sender, conn })
+    }
+
+    /// Sends `req` on this connection and collects the response body. A `host`
+    /// header set to the address is added if the request has none.
+    pub async fn send(&mut self, mut req: Request<Full<Bytes>>) -> Result<Collected, String> {
+        let what = format!("{} {} to {}", req.method(), req.uri(), self.addr);
+        if !req.headers().contains_key(HOST) {
+            let host = HeaderValue::from_str(&self.addr.to_string())
+                .map_err(|e| describe(&what, &e))?;
+            req.headers_mut().insert(HOST, host);
+        }
+        self.sender
+            .ready()
+            .await
+            .map_err(|e| describe(&format!("{what}: connection not ready"), &e))?;
+        let resp = self
+            .sender
+            .send_request(req)
+            .await
+            .map_err(|e| describe(&format!("{what}: response head"), &e))?;
+        let (parts, body) = resp.into_parts();
+        let body = body
+            .collect()
+            .await
+            .map_err(|e| describe(&format!("{what}: response body"), &e))?
+            .to_bytes();
+        Ok(Collected {
+            status: parts.status,
+            headers: parts.headers,
+            body,
+        })
+    }
+}
+
+impl Drop for KeepAlive {
+    fn drop(&mut self) {
+        self.conn.abort();
+    }
+}
+
+impl fmt::Debug for KeepAlive {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("KeepAlive")
+            .field("addr", &self.addr)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What [`raw`] read back.
+#[derive(Debug)]
+pub struct RawReply {
+    /// Every byte the server sent.
+    pub bytes: Vec<u8>,
+    /// Whether the server closed the connection (FIN or reset), as opposed to
+    /// the time running out with the connection still open.
+    pub closed_by_server: bool,
+}
+
+impl RawReply {
+    /// The bytes as (lossy) UTF-8 text, for assertions and messages.
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.bytes).into_owned()
+    }
+}
+
+/// Sends raw bytes on a new connection and reads everything until the server
+/// closes or `secs` elapse (whichever first). Returns the bytes and whether
+/// the server closed the connection. Panics if the connection can't be made.
+pub async fn raw(addr: SocketAddr, request: &[u8], secs: u64) -> RawReply {
+    let mut stream = match TcpStream::connect(addr).await {
+        Ok(s) => s,
+        Err(e) => panic!("client::raw: connect to {addr}: {e}"),
+    };
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
+    let mut bytes = Vec::new();
+    // A failed write means the server already closed; still read what it sent.
+    let _ = stream.write_all(request).await;
+    let mut buf = [0u8; 16 * 1024];
+    loop {
+        match tokio::time::timeout_at(deadline, stream.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => {
+                return RawReply {
+                    bytes,
+                    closed_by_server: true,
+                };
+            }
+            Ok(Ok(n)) => bytes.extend_from_slice(&buf[..n]),
+            Err(_) => {
+                return RawReply {
+                    bytes,
+                    closed_by_server: false,
+                };
+            }
+        }
+    }
+}
+
+/// `what: err: source: source...`
+fn describe(what: &str, err: &(dyn Error + 'static)) -> String {
+    let mut out = format!("{what}: {err}");
+    let mut source = err.source();
+    while let Some(e) = source {
+        out.push_str(": ");
+        out.push_str(&e.to_string());
+        source = e.source();
+    }
+    out
+}

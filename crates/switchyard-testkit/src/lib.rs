@@ -1,0 +1,35 @@
+//! Switchyard's dev-only test kit: upstreams that misbehave on purpose, and a
+//! small client, so integration tests can prove the proxy's failure contract
+//! over real loopback sockets.
+//!
+//! Everything listens on and connects to `127.0.0.1` with port 0 only.
+//!
+//! * [`origin`]: a scripted raw-byte HTTP/1.1 upstream ([`Origin`]) that counts
+//!   connections, requests, body bytes and completed bodies.
+//! * [`faults`]: addresses that refuse ([`refused_addr`]) or hang
+//!   ([`Blackhole`]) connection attempts.
+//! * [`client`]: a hyper-based test client and a raw-bytes client.
+//! * [`digest`](mod@digest): the FNV-1a 64-bit digest used to compare bodies.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+pub mod client;
+pub mod digest;
+pub mod faults;
+pub mod origin;
+
+pub use digest::digest;
+pub use faults::{Blackhole, refused_addr};
+pub use origin::{Behavior, Origin, Script, SeenRequest, Stats, Step};
+
+use std::future::Future;
+use std::time::Duration;
+
+/// Runs `fut`, panicking with "`what` did not finish within N s" if it takes
+/// longer than `secs` seconds. Turns a hang into a named failure.
+pub async fn within<F: Future>(secs: u64, what: &str, fut: F) -> F::Output {
+    match tokio::time::timeout(Duration::from_secs(secs), fut).await {
+        Ok(out) => out,
+        Err(_) => panic!("{what} did not finish within {secs} s"),
+    }
+}

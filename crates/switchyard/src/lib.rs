@@ -1,0 +1,33 @@
+#![doc = include_str!("../../../docs/failure-contract.md")]
+//!
+//! # Where things live
+//!
+//! - [`ProxyHttp`] (`proxy/mod.rs`): the hooks; [`Session`] the request as hooks see it.
+//! - `proxy/engine.rs`: the per-request state machine and the only attempt loop.
+//! - [`policy::retry`]: the pure retry decision, with named reasons.
+//! - [`trace`]: the attempt trace handed to `logging`.
+//! - [`body`]: the bounded replay buffer.
+//! - `upstream/`: connector and pool; [`server`]: listener and shutdown.
+
+pub mod body;
+pub mod error;
+pub mod peer;
+pub mod policy;
+pub mod proxy;
+pub mod server;
+pub mod trace;
+mod upstream;
+
+pub use error::{Error, ErrorKind, OrErr, Result, Side};
+pub use peer::{HttpPeer, PeerOptions};
+pub use proxy::{ProxyHttp, RequestHeader, ResponseHeader, Session};
+pub use server::{ProxyServer, ServerOptions, ShutdownHandle};
+pub use trace::{AttemptLog, AttemptRecord, Decision, Phase};
+
+/// Everything a proxy implementation usually needs, in one `use`.
+pub mod prelude {
+    pub use crate::error::{Error, ErrorKind, OrErr, Result, Side};
+    pub use crate::peer::{HttpPeer, PeerOptions};
+    pub use crate::proxy::{ProxyHttp, RequestHeader, ResponseHeader, Session};
+    pub use crate::server::{ProxyServer, ServerOptions, ShutdownHandle};
+}

@@ -1,0 +1,144 @@
+//! Where a request goes: [`HttpPeer`] and its timeouts, [`PeerOptions`].
+//!
+//! `upstream_peer` returns one of these per attempt. The connector
+//! (`upstream/connector.rs`) and the forwarding path (`proxy/forward.rs`)
+//! read the timeouts; the pool (`upstream/pool.rs`) keys connections by
+//! [`HttpPeer::pool_key`].
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use crate::error::{Error, ErrorKind, Result};
+
+/// Timeouts for talking to one peer.
+///
+/// Pingora ships no defaults for these (an unset timeout waits forever).
+/// Ours are set so that a dead or silent upstream cannot hold a request
+/// forever, and generous enough not to cut off a healthy but slow one:
+///
+/// | field | default | what runs out |
+/// |---|---|---|
+/// | `connect_timeout` | 3 s | TCP connect (room for one SYN retransmit at 1 s) |
+/// | `read_timeout` | 60 s | waiting for the response head once the request body is sent (nginx's `proxy_read_timeout`) |
+/// | `write_timeout` | 60 s | the request body making no progress upstream |
+/// | `idle_timeout` | 10 s | an unused pooled connection is closed |
+///
+/// The idle timeout is shorter than most servers' keep-alive timeouts so
+/// that we, not the upstream, usually close an idle connection; a pooled
+/// connection the upstream closed anyway is noticed and skipped.
+///
+/// ```
+/// use std::time::Duration;
+/// use switchyard::PeerOptions;
+///
+/// let opts = PeerOptions { connect_timeout: Duration::from_millis(500), ..PeerOptions::default() };
+/// assert_eq!(opts.read_timeout, Duration::from_secs(60));
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct PeerOptions {
+    /// How long a TCP connect may take.
+    pub connect_timeout: Duration,
+    /// How long to wait for the response head after the request was sent.
+    pub read_timeout: Duration,
+    /// How long the request body may make no progress upstream.
+    pub write_timeout: Duration,
+    /// How long an idle pooled connection to this peer is kept.
+    pub idle_timeout: Duration,
+}
+
+impl Default for PeerOptions {
+    fn default() -> Self {
+        PeerOptions {
+            connect_timeout: Duration::from_secs(3),
+            read_timeout: Duration::from_secs(60),
+            write_timeout: Duration::from_secs(60),
+            idle_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// An upstream to send one attempt to.
+///
+/// ```
+/// use switchyard::HttpPeer;
+///
+/// let peer = HttpPeer::new("127.0.0.1:8000".parse().unwrap(), false, String::new());
+/// assert_eq!(peer.to_string(), "127.0.0.1:8000");
+/// let parsed = HttpPeer::parse("127.0.0.1:8000").unwrap();
+/// assert_eq!(parsed.address, peer.address);
+/// assert!(HttpPeer::parse("not an address").is_err());
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct HttpPeer {
+    /// The socket address to connect to.
+    pub address: SocketAddr,
+    /// Whether to speak TLS to this peer (not supported yet: an attempt fails
+    /// with [`ErrorKind::TlsHandshake`]; TLS comes with HTTP/2).
+    pub tls: bool,
+    /// The TLS server name; unused without TLS.
+    pub sni: String,
+    /// Timeouts for this peer.
+    pub options: PeerOptions,
+}
+
+impl HttpPeer {
+    /// A peer at `address` with default [`PeerOptions`].
+    ///
+    /// Unlike Pingora's, this takes a parsed [`SocketAddr`], so it cannot
+    /// panic on a bad address; use [`HttpPeer::parse`] for text.
+    pub fn new(address: SocketAddr, tls: bool, sni: String) -> Self {
+        HttpPeer {
+            address,
+            tls,
+            sni,
+            options: PeerOptions::default(),
+        }
+    }
+
+    /// A plain-HTTP peer from `ip:port` text, or a clear error.
+    pub fn parse(address: &str) -> Result<Self> {
+        let address: SocketAddr = address.trim().parse().map_err(|e| {
+            Error::because(
+                ErrorKind::Internal,
+                format!("peer address {address:?} is not ip:port"),
+                e,
+            )
+        })?;
+        Ok(HttpPeer::new(address, false, String::new()))
+    }
+
+    /// The same peer with other options.
+    pub fn with_options(mut self, options: PeerOptions) -> Self {
+        self.options = options;
+        self
+    }
+
+    /// What pooled connections are keyed by: two peers with equal keys may
+    /// share connections.
+    pub fn pool_key(&self) -> PoolKey {
+        PoolKey {
+            address: self.address,
+            tls: self.tls,
+            sni: self.sni.clone(),
+        }
+    }
+}
+
+impl fmt::Display for HttpPeer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.address)?;
+        if self.tls {
+            write!(f, " (tls, sni {:?})", self.sni)?;
+        }
+        Ok(())
+    }
+}
+
+/// The identity of a connection in the pool: address, TLS and server name.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct PoolKey {
+    address: SocketAddr,
+    tls: bool,
+    sni: String,
+}

@@ -1,0 +1,9 @@
+//! Pure decisions the engine asks for and never makes itself.
+//!
+//! Nothing here reads a clock, a socket or a random source: facts go in,
+//! a verdict with a named reason comes out, so every rule is table-tested
+//! without sockets. The engine (`proxy/engine.rs`) gathers the facts, asks,
+//! records the answer in the attempt trace (`trace.rs`) and acts on it.
+//! Backoff, budgets, hedging and deadlines will live beside `retry`.
+
+pub mod retry;

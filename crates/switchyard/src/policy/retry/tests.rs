@@ -1,0 +1,54 @@
+//! The retry decision as a table: facts in, verdict out.
+
+use super::{FailurePoint::*, RetryFacts, StopReason::*, Verdict, decide};
+use crate::body::BufferState::{self, *};
+
+fn facts(point: super::FailurePoint, hook_retry: bool, body: BufferState, retries: usize) -> RetryFacts {
+    RetryFacts {
+        point,
+        hook_retry,
+        body,
+        retries_so_far: retries,
+        max_retries: 3,
+    }
+}
+
+#[test]
+fn decision_table() {
+    let table = [
+        // where, hook says retry, body, retries so far => verdict
+        (Connect, true, Complete, 0, Verdict::Retry),
+        (Connect, false, Complete, 0, Verdict::Stop(HookDeclined)),
+        (BeforeResponseHead, true, Complete, 2, Verdict::Retry),
+        (BeforeResponseHead, false, Complete, 0, Verdict::Stop(HookDeclined)),
+        (BeforeResponseHead, true, Truncated, 0, Verdict::Stop(BodyNotReplayable)),
+        (Connect, true, Truncated, 0, Verdict::Stop(BodyNotReplayable)),
+        (Connect, true, Complete, 3, Verdict::Stop(AttemptCap)),
+        (BeforeResponseHead, true, Complete, 9, Verdict::Stop(AttemptCap)),
+        (AfterResponseStarted, true, Complete, 0, Verdict::Stop(ResponseStarted)),
+        (AfterResponseStarted, false, Complete, 0, Verdict::Stop(ResponseStarted)),
+        (Downstream, true, Complete, 0, Verdict::Stop(DownstreamFailed)),
+        (Internal, true, Complete, 0, Verdict::Stop(InternalError)),
+    ];
+    for (point, hook, body, retries, want) in table {
+        let f = facts(point, hook, body, retries);
+        assert_eq!(decide(&f), want, "{f:?}");
+    }
+}
+
+#[test]
+fn contract_rules_outrank_the_cap_and_the_hook() {
+    // A started response is the reason even when the cap is also reached.
+    let f = facts(AfterResponseStarted, true, Truncated, 99);
+    assert_eq!(decide(&f), Verdict::Stop(ResponseStarted));
+    // A truncated body is the reason even when the hook declined.
+    let f = facts(BeforeResponseHead, false, Truncated, 0);
+    assert_eq!(decide(&f), Verdict::Stop(BodyNotReplayable));
+}
+
+#[test]
+fn a_cap_of_zero_allows_no_retry() {
+    let mut f = facts(Connect, true, Complete, 0);
+    f.max_retries = 0;
+    assert_eq!(decide(&f), Verdict::Stop(AttemptCap));
+}

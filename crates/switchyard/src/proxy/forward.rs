@@ -1,0 +1,173 @@
+//! One exchange with an upstream: build the request head, send it with its
+//! replayable body, wait for the response head within the peer's timeouts,
+//! and name precisely what went wrong when it fails.
+//!
+//! The exchange is the same for every HTTP version: the version lives in
+//! `UpstreamConn` (HTTP/1.1 today), the body pump in `pump.rs`.
+
+use std::error::Error as StdError;
+use std::io;
+
+use http::header::{self, HeaderValue};
+use http::{Request, Response, Uri, Version};
+use hyper::body::Incoming;
+
+use super::headers::strip_hop_by_hop;
+use super::{RequestHeader, ResponseHeader, Session};
+use crate::body::{Progress, ReplayError};
+use crate::error::{Error, ErrorKind, Result};
+use crate::peer::{HttpPeer, PeerOptions};
+use crate::upstream::{UpstreamConn, UpstreamRequest};
+
+/// Why an exchange produced no response head.
+#[derive(Debug)]
+pub(crate) enum SendFailure {
+    /// The connection was gone before the request was written: nothing was
+    /// sent, and here is the request back.
+    NotSent(UpstreamRequest),
+    /// The request was (maybe partly) sent and the exchange failed.
+    Failed(Box<Error>),
+}
+
+/// The head to send upstream, rebuilt from the downstream head for each attempt.
+pub(crate) fn upstream_head(session: &Session, peer: &HttpPeer) -> RequestHeader {
+    let downstream = session.req_header();
+    let (mut head, ()) = Request::new(()).into_parts();
+    head.method = downstream.method.clone();
+    head.uri = downstream
+        .uri
+        .path_and_query()
+        .map_or_else(|| Uri::from_static("/"), |pq| Uri::from(pq.clone()));
+    head.version = Version::HTTP_11;
+    head.headers = downstream.headers.clone();
+    strip_hop_by_hop(&mut head.headers);
+    if !head.headers.contains_key(header::HOST) {
+        let host = match downstream.uri.authority() {
+            Some(authority) => HeaderValue::from_str(authority.as_str()).ok(),
+            None => HeaderValue::from_str(&peer.address.to_string()).ok(),
+        };
+        if let Some(host) = host {
+            head.headers.insert(header::HOST, host);
+        }
+    }
+    head
+}
+
+/// The head to send downstream: the upstream's, less its hop-by-hop headers.
+pub(crate) fn downstream_head(mut head: ResponseHeader) -> ResponseHeader {
+    strip_hop_by_hop(&mut head.headers);
+    head
+}
+
+/// Send `request` on `conn` and wait for the response head.
+///
+/// Two timers guard it: while the request body is still going out, it must
+/// make progress at least every `write_timeout`; once it has all gone, the
+/// head must arrive within `read_timeout`.
+pub(crate) async fn exchange(
+    conn: &mut UpstreamConn,
+    request: UpstreamRequest,
+    progress: &Progress,
+    options: &PeerOptions,
+) -> std::result::Result<Response<Incoming>, SendFailure> {
+    let response = conn.send(request);
+    tokio::pin!(response);
+    let mut sent_at_last_check = progress.sent();
+    loop {
+        if progress.finished() {
+            return match tokio::time::timeout(options.read_timeout, &mut response).await {
+                Ok(result) => result.map_err(|e| send_failure(e, progress)),
+                Err(_) => Err(SendFailure::Failed(Error::explain(
+                    ErrorKind::ResponseHeadTimedOut,
+                    format!("no response head within {:?}", options.read_timeout),
+                ))),
+            };
+        }
+        tokio::select! {
+            biased;
+            result = &mut response => return result.map_err(|e| send_failure(e, progress)),
+            () = progress.wait_finished() => {}
+            () = tokio::time::sleep(options.write_timeout) => {
+                let sent = progress.sent();
+                if sent == sent_at_last_check {
+                    return Err(SendFailure::Failed(Error::explain(
+                        ErrorKind::WriteTimedOut,
+                        format!("request body made no progress for {:?}", options.write_timeout),
+                    )));
+                }
+                sent_at_last_check = sent;
+            }
+        }
+    }
+}
+
+fn send_failure(
+    mut e: hyper::client::conn::TrySendError<UpstreamRequest>,
+    progress: &Progress,
+) -> SendFailure {
+    match e.take_message() {
+        Some(request) => SendFailure::NotSent(request),
+        None => SendFailure::Failed(classify(e.into_error(), progress)),
+    }
+}
+
+/// Name a failed exchange by hyper's error and how far the body got.
+pub(crate) fn classify(e: hyper::Error, progress: &Progress) -> Box<Error> {
+    if let Some(replay) = find_cause::<ReplayError>(&e) {
+        return match replay {
+            ReplayError::Source(_) => {
+                Error::because(ErrorKind::DownstreamClosed, "reading the request body", e)
+            }
+            ReplayError::NotReplayable => {
+                Error::because(ErrorKind::Internal, "replaying the request body", e)
+            }
+        };
+    }
+    let (kind, context) = if e.is_incomplete_message() || e.is_canceled() {
+        (ErrorKind::ClosedBeforeHead, "upstream closed the connection before a response head")
+    } else if e.is_parse() || e.is_parse_status() || e.is_parse_too_large() {
+        (ErrorKind::InvalidResponse, "upstream response is not valid HTTP/1.1")
+    } else if e.is_timeout() {
+        (ErrorKind::ResponseHeadTimedOut, "upstream timed out")
+    } else if !progress.finished() {
+        (ErrorKind::WriteError, "writing the request upstream")
+    } else {
+        (ErrorKind::ReadError, "reading the response head")
+    };
+    Error::because(kind, context, e)
+}
+
+/// Name a failure while the response body streams.
+pub(crate) fn classify_body_error(e: hyper::Error) -> Box<Error> {
+    let context = if e.is_incomplete_message() {
+        "upstream closed the connection before the end of the response body"
+    } else if find_cause::<io::Error>(&e).is_some() {
+        "reading the response body"
+    } else {
+        "upstream response body is not valid HTTP/1.1"
+    };
+    Error::because(ErrorKind::ReadError, context, e)
+}
+
+fn find_cause<'a, T: StdError + 'static>(e: &'a (dyn StdError + 'static)) -> Option<&'a T> {
+    let mut current = Some(e);
+    while let Some(err) = current {
+        if let Some(found) = err.downcast_ref::<T>() {
+            return Some(found);
+        }
+        current = err.source();
+    }
+    None
+}
+
+/// Check that the request can be proxied at all.
+pub(crate) fn validate_downstream(session: &Session) -> Result<()> {
+    let head = session.req_header();
+    if head.method == http::Method::CONNECT {
+        return Err(Error::explain(
+            ErrorKind::InvalidDownstreamRequest,
+            "CONNECT is not supported",
+        ));
+    }
+    Ok(())
+}

@@ -1,0 +1,222 @@
+//! The [`ProxyHttp`] trait: the hooks a user implements, and where in a
+//! request's life each one runs.
+//!
+//! ```text
+//! request_filter -> upstream_peer -> [connect] -> upstream_request_filter
+//!   -> [send request, read response head] -> upstream_response_filter
+//!   -> response_filter -> [stream body] -> logging
+//! ```
+//!
+//! On a failure the engine (`engine.rs`) calls `fail_to_connect` (no
+//! connection was made) or `error_while_proxy` (the connection was in use),
+//! asks the pure retry policy (`policy/retry.rs`) whether the error may be
+//! retried, and either calls `upstream_peer` again or ends in
+//! `fail_to_proxy`. `respond.rs` holds the default error responses,
+//! `forward.rs` one exchange with an upstream, `pump.rs` the response body.
+
+use std::future::Future;
+
+use crate::error::{Error, Result};
+use crate::peer::HttpPeer;
+use crate::server::ServerOptions;
+use crate::upstream::pool::Pool;
+use std::sync::Arc;
+
+mod engine;
+mod forward;
+mod headers;
+mod pump;
+pub mod respond;
+mod session;
+
+pub(crate) use engine::{EngineShared, handle};
+pub use pump::ResponseBody;
+pub use session::{Session, is_idempotent};
+
+/// The request head sent upstream, as `upstream_request_filter` sees it.
+pub type RequestHeader = http::request::Parts;
+
+/// A response head, as `upstream_response_filter` and `response_filter` see it.
+pub type ResponseHeader = http::response::Parts;
+
+/// The hooks of a reverse proxy. Only [`upstream_peer`](ProxyHttp::upstream_peer)
+/// is required; every other hook has a default that keeps the failure
+/// contract of `docs/failure-contract.md`.
+///
+/// The per-request state lives in [`CTX`](ProxyHttp::CTX), made by
+/// [`new_ctx`](ProxyHttp::new_ctx) and handed to every hook, so a hook can
+/// count tries and `upstream_peer` can pick the same peer again (a retry) or
+/// another (a failover).
+///
+/// Async hooks are declared as `fn ... -> impl Future + Send` so that no
+/// macro is needed: implement them with plain `async fn`.
+///
+/// ```
+/// use std::net::SocketAddr;
+/// use switchyard::prelude::*;
+///
+/// struct Failover { primary: SocketAddr, secondary: SocketAddr }
+/// struct Ctx { tries: usize }
+///
+/// impl ProxyHttp for Failover {
+///     type CTX = Ctx;
+///     fn new_ctx(&self) -> Ctx { Ctx { tries: 0 } }
+///
+///     async fn upstream_peer(&self, _s: &mut Session, ctx: &mut Ctx) -> Result<Box<HttpPeer>> {
+///         let addr = if ctx.tries < 1 { self.primary } else { self.secondary };
+///         Ok(Box::new(HttpPeer::new(addr, false, String::new())))
+///     }
+///
+///     fn fail_to_connect(&self, _s: &mut Session, _p: &HttpPeer, ctx: &mut Ctx, mut e: Box<Error>) -> Box<Error> {
+///         if ctx.tries > 0 { return e; }
+///         ctx.tries += 1;
+///         e.set_retry(true);
+///         e
+///     }
+/// }
+/// ```
+pub trait ProxyHttp: Send + Sync + 'static {
+    /// Per-request state shared by the hooks of one request.
+    type CTX: Send + 'static;
+
+    /// Make the state for a new request.
+    fn new_ctx(&self) -> Self::CTX;
+
+    /// First look at the request. Nothing has been sent anywhere.
+    ///
+    /// Return `Ok(true)` to answer it yourself, after setting the answer with
+    /// [`Session::respond`] (the request is then not proxied), or `Ok(false)`
+    /// to go on. An error ends the request in `fail_to_proxy`.
+    fn request_filter(
+        &self,
+        _session: &mut Session,
+        _ctx: &mut Self::CTX,
+    ) -> impl Future<Output = Result<bool>> + Send {
+        async { Ok(false) }
+    }
+
+    /// Choose the peer for the next attempt. Called again before every retry:
+    /// return the same peer to retry it, another to fail over. Nothing has
+    /// been sent upstream for this attempt; nothing has been sent downstream.
+    /// An error ends the request in `fail_to_proxy` (no retry).
+    fn upstream_peer(
+        &self,
+        session: &mut Session,
+        ctx: &mut Self::CTX,
+    ) -> impl Future<Output = Result<Box<HttpPeer>>> + Send;
+
+    /// Change the request head sent upstream for this attempt (it is rebuilt
+    /// from the downstream head for every attempt). A connection exists;
+    /// nothing has been sent on it for this request.
+    fn upstream_request_filter(
+        &self,
+        _session: &mut Session,
+        _upstream_request: &mut RequestHeader,
+        _ctx: &mut Self::CTX,
+    ) -> impl Future<Output = Result<()>> + Send {
+        async { Ok(()) }
+    }
+
+    /// Change the upstream's response head. The upstream answered; nothing
+    /// has been sent downstream yet. An error ends the request (no retry:
+    /// the upstream processed it).
+    fn upstream_response_filter(
+        &self,
+        _session: &mut Session,
+        _upstream_response: &mut ResponseHeader,
+        _ctx: &mut Self::CTX,
+    ) -> impl Future<Output = Result<()>> + Send {
+        async { Ok(()) }
+    }
+
+    /// Change the response head just before it goes downstream. After this
+    /// hook the head is sent and no retry is possible.
+    fn response_filter(
+        &self,
+        _session: &mut Session,
+        _upstream_response: &mut ResponseHeader,
+        _ctx: &mut Self::CTX,
+    ) -> impl Future<Output = Result<()>> + Send {
+        async { Ok(()) }
+    }
+
+    /// No connection to `peer` could be made (refused, timed out, no route,
+    /// TLS). Nothing was sent upstream and nothing downstream, so a retry is
+    /// safe for any method. Return the error, marked with
+    /// [`Error::set_retry`] to try again.
+    ///
+    /// Default: the error unchanged, which is not retried.
+    fn fail_to_connect(
+        &self,
+        _session: &mut Session,
+        _peer: &HttpPeer,
+        _ctx: &mut Self::CTX,
+        e: Box<Error>,
+    ) -> Box<Error> {
+        e
+    }
+
+    /// The connection to `peer` failed while in use: writing the request,
+    /// waiting for the head, or (after the head went downstream) streaming
+    /// the body. The upstream may have received and processed the request.
+    /// `client_reused` says whether the connection came from the pool.
+    ///
+    /// Default: retry only when the connection was reused (a pooled
+    /// connection the upstream closed as we wrote is the usual cause), the
+    /// method is idempotent and the request body can still be replayed. The
+    /// engine ignores a retry once the response started, whatever this says.
+    fn error_while_proxy(
+        &self,
+        peer: &HttpPeer,
+        session: &mut Session,
+        e: Box<Error>,
+        _ctx: &mut Self::CTX,
+        client_reused: bool,
+    ) -> Box<Error> {
+        let mut e = e.more_context(format!("peer {peer}"));
+        let retry =
+            client_reused && session.is_idempotent() && !session.retry_buffer_truncated();
+        e.set_retry(retry);
+        e
+    }
+
+    /// The request failed for good: `e` will not be retried. Write an error
+    /// response with [`Session::respond`] unless the response already
+    /// started, and return the status for logging.
+    ///
+    /// Default: [`respond::default_fail_to_proxy`]: 502 for connect and
+    /// proxy errors, 504 for upstream timeouts, 400 for a bad downstream
+    /// request, 500 for internal errors, with an RFC 9209 `Proxy-Status`;
+    /// nothing once a response started or when the client is gone. If this
+    /// hook sets no response, the engine sends a bare one with the status.
+    fn fail_to_proxy(
+        &self,
+        session: &mut Session,
+        e: &Error,
+        _ctx: &mut Self::CTX,
+    ) -> impl Future<Output = u16> + Send {
+        let status = respond::default_fail_to_proxy(session, e);
+        async move { status }
+    }
+
+    /// The request is over: its response was forwarded whole, or it failed
+    /// with `e`. `session.attempts()` holds every attempt with its verdict.
+    /// Nothing more can be sent anywhere.
+    fn logging(
+        &self,
+        _session: &mut Session,
+        _e: Option<&Error>,
+        _ctx: &mut Self::CTX,
+    ) -> impl Future<Output = ()> + Send {
+        async {}
+    }
+}
+
+/// The state every request of one server shares.
+pub(crate) fn engine_shared(pool: Arc<Pool>, options: &ServerOptions) -> Arc<EngineShared> {
+    Arc::new(EngineShared {
+        pool,
+        max_retries: options.max_retries,
+        replay_buffer: options.replay_buffer,
+    })
+}

@@ -1,0 +1,203 @@
+//! The response body on its way downstream, and how it ends.
+//!
+//! [`PumpBody`] is polled by the downstream connection itself, so a frame
+//! goes from the upstream socket to the downstream one with no task or
+//! channel in between. When the upstream body ends cleanly the connection
+//! goes back to the pool. When it breaks off, the pump yields an error:
+//! hyper then aborts the downstream response (HTTP/1.1: the connection closes
+//! short of `Content-Length`, or without the final chunk), so the client sees
+//! a failure, never a response that looks complete. Either way the engine
+//! learns the outcome through a oneshot channel and finishes the request
+//! (`error_while_proxy`, `fail_to_proxy`, `logging`).
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use bytes::Bytes;
+use http_body::{Body, Frame, SizeHint};
+use hyper::body::Incoming;
+use tokio::sync::oneshot;
+
+use super::forward::classify_body_error;
+use crate::error::{Error, ErrorKind};
+use crate::upstream::UpstreamConn;
+use crate::upstream::pool::Pool;
+
+/// How the response body ended.
+#[derive(Debug)]
+pub(crate) enum BodyOutcome {
+    /// Forwarded whole.
+    Complete { bytes: u64 },
+    /// The upstream broke off after `bytes` bytes.
+    Failed { bytes: u64, error: Box<Error> },
+    /// The downstream went away (or stopped reading) after `bytes` bytes.
+    Abandoned { bytes: u64 },
+}
+
+/// Streams an upstream response body downstream, then reports how it ended.
+#[derive(Debug)]
+pub(crate) struct PumpBody {
+    upstream: Incoming,
+    conn: Option<UpstreamConn>,
+    pool: Arc<Pool>,
+    done: Option<oneshot::Sender<BodyOutcome>>,
+    bytes: u64,
+    failed: bool,
+}
+
+impl PumpBody {
+    pub(crate) fn new(
+        upstream: Incoming,
+        conn: UpstreamConn,
+        pool: Arc<Pool>,
+        done: oneshot::Sender<BodyOutcome>,
+    ) -> Self {
+        let mut pump = PumpBody {
+            upstream,
+            conn: Some(conn),
+            pool,
+            done: Some(done),
+            bytes: 0,
+            failed: false,
+        };
+        // An empty body (204, 304, HEAD, Content-Length: 0) is never polled.
+        if pump.upstream.is_end_stream() {
+            pump.complete();
+        }
+        pump
+    }
+
+    fn complete(&mut self) {
+        if let Some(conn) = self.conn.take() {
+            self.pool.checkin(conn, Instant::now());
+        }
+        self.report(BodyOutcome::Complete { bytes: self.bytes });
+    }
+
+    fn report(&mut self, outcome: BodyOutcome) {
+        if let Some(done) = self.done.take() {
+            // The engine may be gone only if its task panicked; nothing to tell then.
+            let _ = done.send(outcome);
+        }
+    }
+}
+
+impl Body for PumpBody {
+    type Data = Bytes;
+    type Error = Box<Error>;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Box<Error>>>> {
+        let this = &mut *self;
+        if this.failed {
+            return Poll::Ready(Some(Err(broke_off())));
+        }
+        match std::task::ready!(Pin::new(&mut this.upstream).poll_frame(cx)) {
+            Some(Ok(frame)) => {
+                if let Some(data) = frame.data_ref() {
+                    this.bytes += data.len() as u64;
+                }
+                if this.upstream.is_end_stream() {
+                    this.complete();
+                }
+                Poll::Ready(Some(Ok(frame)))
+            }
+            Some(Err(e)) => {
+                this.conn = None;
+                this.failed = true;
+                let error = classify_body_error(e);
+                let bytes = this.bytes;
+                this.report(BodyOutcome::Failed { bytes, error });
+                Poll::Ready(Some(Err(broke_off())))
+            }
+            None => {
+                this.complete();
+                Poll::Ready(None)
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        !self.failed && self.upstream.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.upstream.size_hint()
+    }
+}
+
+/// The error hyper gets: it makes hyper abort the downstream response.
+fn broke_off() -> Box<Error> {
+    Error::explain(
+        ErrorKind::ReadError,
+        "upstream response body broke off; aborting the downstream response",
+    )
+}
+
+impl Drop for PumpBody {
+    fn drop(&mut self) {
+        let bytes = self.bytes;
+        self.report(BodyOutcome::Abandoned { bytes });
+    }
+}
+
+/// The body of every response the proxy sends downstream.
+#[derive(Debug)]
+pub struct ResponseBody {
+    inner: Inner,
+}
+
+#[derive(Debug)]
+enum Inner {
+    Full(Option<Bytes>),
+    Pump(PumpBody),
+}
+
+impl ResponseBody {
+    /// A body the proxy made itself (an error page, a hook's answer).
+    pub(crate) fn full(bytes: Bytes) -> Self {
+        let bytes = (!bytes.is_empty()).then_some(bytes);
+        ResponseBody {
+            inner: Inner::Full(bytes),
+        }
+    }
+
+    pub(crate) fn pump(pump: PumpBody) -> Self {
+        ResponseBody {
+            inner: Inner::Pump(pump),
+        }
+    }
+}
+
+impl Body for ResponseBody {
+    type Data = Bytes;
+    type Error = Box<Error>;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Box<Error>>>> {
+        match &mut self.inner {
+            Inner::Full(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
+            Inner::Pump(pump) => Pin::new(pump).poll_frame(cx),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match &self.inner {
+            Inner::Full(bytes) => bytes.is_none(),
+            Inner::Pump(pump) => pump.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match &self.inner {
+            Inner::Full(bytes) => SizeHint::with_exact(bytes.as_ref().map_or(0, |b| b.len() as u64)),
+            Inner::Pump(pump) => pump.size_hint(),
+        }
+    }
+}

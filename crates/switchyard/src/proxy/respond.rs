@@ -1,0 +1,97 @@
+//! From a final error to what the client sees: status, an RFC 9209
+//! `Proxy-Status` header and a short body.
+//!
+//! | error | status |
+//! |---|---|
+//! | connect failures, resets, closed before the head, invalid response | 502 |
+//! | upstream timeouts (connect, write, response head) | 504 |
+//! | invalid downstream request | 400 |
+//! | internal (the proxy or a hook) | 500 |
+//! | downstream closed | nothing is sent; 499 is logged (as nginx does) |
+
+use bytes::Bytes;
+use http::{HeaderValue, Response, StatusCode, header};
+
+use super::Session;
+use crate::error::{Error, ErrorKind};
+
+/// The name this proxy gives itself in `Proxy-Status`.
+pub const PROXY_NAME: &str = "switchyard";
+
+/// The status logged when the client went away before an answer (nginx's 499).
+pub const CLIENT_CLOSED: u16 = 499;
+
+/// The downstream status for a final error.
+pub fn status_for(e: &Error) -> StatusCode {
+    let kind = e.kind();
+    if kind.is_timeout() {
+        return StatusCode::GATEWAY_TIMEOUT;
+    }
+    match kind {
+        ErrorKind::InvalidDownstreamRequest => StatusCode::BAD_REQUEST,
+        ErrorKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+        _ => StatusCode::BAD_GATEWAY,
+    }
+}
+
+/// The RFC 9209 error type naming `kind`.
+pub fn proxy_status_error(kind: ErrorKind) -> &'static str {
+    match kind {
+        ErrorKind::ConnectRefused => "connection_refused",
+        ErrorKind::ConnectTimedOut => "connection_timeout",
+        ErrorKind::ConnectNoRoute => "destination_ip_unroutable",
+        ErrorKind::ConnectError => "destination_unavailable",
+        ErrorKind::TlsHandshake => "tls_protocol_error",
+        ErrorKind::WriteError | ErrorKind::ReadError => "connection_terminated",
+        ErrorKind::WriteTimedOut => "connection_write_timeout",
+        ErrorKind::ClosedBeforeHead => "http_response_incomplete",
+        ErrorKind::ResponseHeadTimedOut => "http_response_timeout",
+        ErrorKind::InvalidResponse => "http_protocol_error",
+        ErrorKind::InvalidDownstreamRequest => "http_request_error",
+        ErrorKind::DownstreamClosed | ErrorKind::Internal => "proxy_internal_error",
+    }
+}
+
+/// The `Proxy-Status` value for `e`, e.g.
+/// `switchyard; error=connection_refused; details="connect-refused"`.
+pub fn proxy_status(e: &Error) -> HeaderValue {
+    let value = format!(
+        "{PROXY_NAME}; error={}; details=\"{}\"",
+        proxy_status_error(e.kind()),
+        e.kind().as_str()
+    );
+    // Built only from fixed ASCII names, so always a valid header value.
+    HeaderValue::from_str(&value).unwrap_or(HeaderValue::from_static(PROXY_NAME))
+}
+
+/// A short plain-text error response for `e` with `status`.
+pub fn error_response(status: StatusCode, e: &Error) -> Response<Bytes> {
+    let reason = status.canonical_reason().unwrap_or("Error");
+    let mut response = Response::new(Bytes::from(format!("{} {reason}\n", status.as_u16())));
+    *response.status_mut() = status;
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    headers.insert("proxy-status", proxy_status(e));
+    response
+}
+
+/// What [`ProxyHttp::fail_to_proxy`](super::ProxyHttp::fail_to_proxy) does
+/// by default: answer with [`status_for`] and a `Proxy-Status` when nothing
+/// was sent downstream and the client is still there; return the status to log.
+pub fn default_fail_to_proxy(session: &mut Session, e: &Error) -> u16 {
+    if session.response_started() {
+        return session
+            .response_status()
+            .map_or(status_for(e).as_u16(), |s| s.as_u16());
+    }
+    if e.kind() == ErrorKind::DownstreamClosed {
+        return CLIENT_CLOSED;
+    }
+    let status = status_for(e);
+    session.respond(error_response(status, e));
+    status.as_u16()
+}

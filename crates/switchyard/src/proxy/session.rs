@@ -1,0 +1,141 @@
+//! [`Session`]: the downstream request as hooks see it, with the attempt
+//! trace and what has been sent downstream so far.
+
+use std::net::SocketAddr;
+
+use bytes::Bytes;
+use http::request::Parts;
+use http::{Method, Response, StatusCode};
+use hyper::body::Incoming;
+
+use crate::body::{BufferState, ReplaySource};
+use crate::trace::AttemptLog;
+
+/// One downstream request on its way through the hooks.
+///
+/// Its request head may be changed by `request_filter`; the head sent
+/// upstream is built from it for each attempt and may be changed again, for
+/// that attempt only, by `upstream_request_filter`.
+#[derive(Debug)]
+pub struct Session {
+    request: Parts,
+    client_addr: SocketAddr,
+    attempts: AttemptLog,
+    body: ReplaySource<Incoming>,
+    response_status: Option<StatusCode>,
+    response_started: bool,
+    prepared_response: Option<Response<Bytes>>,
+}
+
+impl Session {
+    pub(crate) fn new(
+        request: Parts,
+        client_addr: SocketAddr,
+        body: ReplaySource<Incoming>,
+        attempts: AttemptLog,
+    ) -> Self {
+        Session {
+            request,
+            client_addr,
+            attempts,
+            body,
+            response_status: None,
+            response_started: false,
+            prepared_response: None,
+        }
+    }
+
+    /// The downstream request head.
+    pub fn req_header(&self) -> &Parts {
+        &self.request
+    }
+
+    /// The downstream request head, to change before it is proxied.
+    pub fn req_header_mut(&mut self) -> &mut Parts {
+        &mut self.request
+    }
+
+    /// The downstream client's address.
+    pub fn client_addr(&self) -> SocketAddr {
+        self.client_addr
+    }
+
+    /// Every attempt made so far, the current one last.
+    pub fn attempts(&self) -> &AttemptLog {
+        &self.attempts
+    }
+
+    pub(crate) fn attempts_mut(&mut self) -> &mut AttemptLog {
+        &mut self.attempts
+    }
+
+    /// Whether the request method is idempotent (RFC 9110 section 9.2.2):
+    /// GET, HEAD, OPTIONS, TRACE, PUT, DELETE.
+    pub fn is_idempotent(&self) -> bool {
+        is_idempotent(&self.request.method)
+    }
+
+    /// Whether the request body outgrew the replay buffer, so the request
+    /// cannot be sent again once its body started upstream.
+    pub fn retry_buffer_truncated(&self) -> bool {
+        self.body.state() == BufferState::Truncated
+    }
+
+    /// Request body bytes read from the client so far.
+    pub fn request_body_bytes(&self) -> u64 {
+        self.body.bytes_read()
+    }
+
+    pub(crate) fn body_source(&self) -> &ReplaySource<Incoming> {
+        &self.body
+    }
+
+    /// Whether the response head already went downstream. From then on no
+    /// retry is possible and no error response can be sent.
+    pub fn response_started(&self) -> bool {
+        self.response_started
+    }
+
+    /// The status sent (or being sent) downstream, once decided.
+    pub fn response_status(&self) -> Option<StatusCode> {
+        self.response_status
+    }
+
+    pub(crate) fn mark_response_started(&mut self, status: StatusCode) {
+        self.response_started = true;
+        self.response_status = Some(status);
+    }
+
+    /// Answer the client with this response instead of proxying: from
+    /// `request_filter` (then return `Ok(true)`) or from `fail_to_proxy`.
+    /// Ignored once a response has started.
+    pub fn respond(&mut self, response: Response<Bytes>) {
+        if !self.response_started {
+            self.prepared_response = Some(response);
+        }
+    }
+
+    /// A short plain-text response with `status`, e.g. to deny a request.
+    pub fn respond_status(&mut self, status: StatusCode) {
+        let reason = status.canonical_reason().unwrap_or("");
+        let mut response = Response::new(Bytes::from(format!("{} {reason}\n", status.as_u16())));
+        *response.status_mut() = status;
+        response.headers_mut().insert(
+            http::header::CONTENT_TYPE,
+            http::HeaderValue::from_static("text/plain; charset=utf-8"),
+        );
+        self.respond(response);
+    }
+
+    pub(crate) fn take_prepared_response(&mut self) -> Option<Response<Bytes>> {
+        self.prepared_response.take()
+    }
+}
+
+/// RFC 9110 section 9.2.2: methods whose repeated effect equals one.
+pub fn is_idempotent(method: &Method) -> bool {
+    matches!(
+        *method,
+        Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE | Method::PUT | Method::DELETE
+    )
+}

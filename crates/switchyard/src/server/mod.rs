@@ -1,0 +1,214 @@
+//! The downstream side: a listener, one hyper HTTP/1.1 connection per
+//! client with limits and timeouts on from the start, and graceful shutdown.
+//!
+//! Every request goes to the engine (`proxy/engine.rs`). A slow or malformed
+//! client gets a 4xx or a close, never a hang: hyper answers a malformed
+//! head with 400 and an oversized one with 431, and the header-read timeout
+//! (which hyper silently disables unless a timer is given, as here) closes a
+//! connection that does not finish its head in time, idle keep-alive
+//! connections included.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+use tracing::{debug, warn};
+
+use crate::body::DEFAULT_REPLAY_BUFFER;
+use crate::error::{Error, ErrorKind, Result};
+use crate::policy::retry::DEFAULT_MAX_RETRIES;
+use crate::proxy::{ProxyHttp, handle};
+use crate::proxy::engine_shared;
+use crate::upstream::pool::Pool;
+
+/// How a [`ProxyServer`] treats clients and retries.
+///
+/// | field | default |
+/// |---|---|
+/// | `max_retries` | 16 (at most 17 attempts per request) |
+/// | `replay_buffer` | 64 KiB |
+/// | `header_read_timeout` | 20 s, also the idle keep-alive timeout |
+/// | `max_headers` | 100 |
+/// | `max_header_bytes` | 32 KiB (request line and headers) |
+/// | `max_idle_per_peer` | 64 pooled upstream connections |
+/// | `drain_timeout` | 30 s for in-flight requests at shutdown |
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerOptions {
+    /// Hard cap on retries per request, whatever the hooks say.
+    pub max_retries: usize,
+    /// Request body bytes kept for replay on retry.
+    pub replay_buffer: usize,
+    /// Time a client has to send a request head, counted from the moment the
+    /// connection is ready for one: an idle keep-alive connection is closed
+    /// after this long.
+    pub header_read_timeout: Duration,
+    /// Most headers a request may have (more: 431).
+    pub max_headers: usize,
+    /// Largest request head in bytes (larger: 431).
+    pub max_header_bytes: usize,
+    /// Idle upstream connections kept per peer.
+    pub max_idle_per_peer: usize,
+    /// How long shutdown waits for in-flight requests before closing them.
+    pub drain_timeout: Duration,
+}
+
+impl Default for ServerOptions {
+    fn default() -> Self {
+        ServerOptions {
+            max_retries: DEFAULT_MAX_RETRIES,
+            replay_buffer: DEFAULT_REPLAY_BUFFER,
+            header_read_timeout: Duration::from_secs(20),
+            max_headers: 100,
+            max_header_bytes: 32 * 1024,
+            max_idle_per_peer: 64,
+            drain_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// A bound reverse proxy server. [`serve`](ProxyServer::serve) runs it.
+///
+/// ```no_run
+/// # use switchyard::prelude::*;
+/// # struct MyProxy;
+/// # impl ProxyHttp for MyProxy {
+/// #     type CTX = ();
+/// #     fn new_ctx(&self) {}
+/// #     async fn upstream_peer(&self, _: &mut Session, _: &mut ()) -> Result<Box<HttpPeer>> {
+/// #         Ok(Box::new(HttpPeer::parse("127.0.0.1:8000")?))
+/// #     }
+/// # }
+/// # async fn run() -> Result<()> {
+/// let server = ProxyServer::bind("127.0.0.1:0".parse().unwrap(), MyProxy, ServerOptions::default()).await?;
+/// println!("listening on {}", server.local_addr());
+/// let shutdown = server.shutdown_handle();
+/// let running = tokio::spawn(server.serve());
+/// // ... later: stop accepting, let in-flight requests finish.
+/// shutdown.shutdown();
+/// running.await.ok();
+/// # Ok(()) }
+/// ```
+#[derive(Debug)]
+pub struct ProxyServer<P> {
+    listener: TcpListener,
+    local_addr: SocketAddr,
+    proxy: Arc<P>,
+    options: ServerOptions,
+    shutdown: watch::Sender<bool>,
+}
+
+/// Asks a running [`ProxyServer`] to stop: it stops accepting, lets
+/// in-flight requests finish (up to the drain timeout), then returns.
+#[derive(Debug, Clone)]
+pub struct ShutdownHandle {
+    signal: watch::Sender<bool>,
+}
+
+impl ShutdownHandle {
+    /// Begin a graceful shutdown. Calling it again does nothing.
+    pub fn shutdown(&self) {
+        self.signal.send_replace(true);
+    }
+}
+
+impl<P: ProxyHttp> ProxyServer<P> {
+    /// Bind `addr` for `proxy`. Port 0 picks a free port; see [`local_addr`](Self::local_addr).
+    pub async fn bind(addr: SocketAddr, proxy: P, options: ServerOptions) -> Result<Self> {
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|e| Error::because(ErrorKind::Internal, format!("binding {addr}"), e))?;
+        let local_addr = listener
+            .local_addr()
+            .map_err(|e| Error::because(ErrorKind::Internal, "reading the bound address", e))?;
+        Ok(ProxyServer {
+            listener,
+            local_addr,
+            proxy: Arc::new(proxy),
+            options,
+            shutdown: watch::channel(false).0,
+        })
+    }
+
+    /// The address the server listens on.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// A handle to stop the server later.
+    pub fn shutdown_handle(&self) -> ShutdownHandle {
+        ShutdownHandle {
+            signal: self.shutdown.clone(),
+        }
+    }
+
+    /// Serve until [`ShutdownHandle::shutdown`], then drain and return.
+    pub async fn serve(self) -> Result<()> {
+        let shared = engine_shared(
+            Pool::start(self.options.max_idle_per_peer),
+            &self.options,
+        );
+        let builder = self.http1_builder();
+        let graceful = GracefulShutdown::new();
+        let mut stop = self.shutdown.subscribe();
+        loop {
+            let (stream, client) = tokio::select! {
+                accepted = self.listener.accept() => match accepted {
+                    Ok(accepted) => accepted,
+                    Err(e) => {
+                        // Out of file descriptors and the like: back off, keep serving.
+                        warn!(error = %e, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(10)).await;
+                        continue;
+                    }
+                },
+                _ = stop.wait_for(|stopping| *stopping) => break,
+            };
+            let proxy = Arc::clone(&self.proxy);
+            let shared = Arc::clone(&shared);
+            let service = service_fn(move |request| {
+                let (proxy, shared) = (Arc::clone(&proxy), Arc::clone(&shared));
+                async move { Ok::<_, Infallible>(handle(proxy, shared, request, client).await) }
+            });
+            let connection = graceful.watch(builder.serve_connection(io(stream), service));
+            tokio::spawn(async move {
+                if let Err(e) = connection.await {
+                    debug!(client = %client, error = %e, "downstream connection ended with an error");
+                }
+            });
+        }
+        drop(self.listener);
+        if tokio::time::timeout(self.options.drain_timeout, graceful.shutdown())
+            .await
+            .is_err()
+        {
+            warn!(timeout = ?self.options.drain_timeout, "drain timed out; closing the remaining connections");
+        }
+        Ok(())
+    }
+
+    fn http1_builder(&self) -> http1::Builder {
+        let mut builder = http1::Builder::new();
+        builder
+            .timer(TokioTimer::new())
+            .keep_alive(true)
+            .header_read_timeout(self.options.header_read_timeout)
+            .max_headers(self.options.max_headers)
+            .max_header_size(self.options.max_header_bytes);
+        builder
+    }
+}
+
+fn io(stream: TcpStream) -> TokioIo<TcpStream> {
+    // Small responses should leave at once, not wait for an ACK.
+    if let Err(e) = stream.set_nodelay(true) {
+        debug!(error = %e, "setting TCP_NODELAY on a downstream connection");
+    }
+    TokioIo::new(stream)
+}
