@@ -101,8 +101,8 @@ impl KeepAlive {
     pub async fn send(&mut self, mut req: Request<Full<Bytes>>) -> Result<Collected, String> {
         let what = format!("{} {} to {}", req.method(), req.uri(), self.addr);
         if !req.headers().contains_key(HOST) {
-            let host = HeaderValue::from_str(&self.addr.to_string())
-                .map_err(|e| describe(&what, &e))?;
+            let host =
+                HeaderValue::from_str(&self.addr.to_string()).map_err(|e| describe(&what, &e))?;
             req.headers_mut().insert(HOST, host);
         }
         self.sender

@@ -50,7 +50,9 @@ impl Blackhole {
     /// 64 attempts.
     pub async fn start() -> Blackhole {
         let socket = TcpSocket::new_v4().expect("Blackhole: create socket");
-        socket.bind(loopback()).expect("Blackhole: bind 127.0.0.1:0");
+        socket
+            .bind(loopback())
+            .expect("Blackhole: bind 127.0.0.1:0");
         let listener = socket.listen(0).expect("Blackhole: listen");
         let addr = listener.local_addr().expect("Blackhole: local_addr");
         let mut fillers = Vec::new();

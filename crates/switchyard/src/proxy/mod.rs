@@ -173,11 +173,7 @@ pub trait ProxyHttp: Send + Sync + 'static {
         _ctx: &mut Self::CTX,
         client_reused: bool,
     ) -> Box<Error> {
-        let mut e = e.more_context(format!("peer {peer}"));
-        let retry =
-            client_reused && session.is_idempotent() && !session.retry_buffer_truncated();
-        e.set_retry(retry);
-        e
+        default_error_while_proxy(peer, session, e, client_reused)
     }
 
     /// The request failed for good: `e` will not be retried. Write an error
@@ -219,4 +215,19 @@ pub(crate) fn engine_shared(pool: Arc<Pool>, options: &ServerOptions) -> Arc<Eng
         max_retries: options.max_retries,
         replay_buffer: options.replay_buffer,
     })
+}
+
+/// What [`ProxyHttp::error_while_proxy`] does by default, for overrides that
+/// want it for some errors: mark the error retryable only when the connection
+/// was reused, the method is idempotent and the body can be replayed.
+pub fn default_error_while_proxy(
+    peer: &HttpPeer,
+    session: &Session,
+    e: Box<Error>,
+    client_reused: bool,
+) -> Box<Error> {
+    let mut e = e.more_context(format!("peer {peer}"));
+    let retry = client_reused && session.is_idempotent() && !session.retry_buffer_truncated();
+    e.set_retry(retry);
+    e
 }

@@ -1,0 +1,216 @@
+//! The integration tests' proxy: a list of peers and a rule for each kind
+//! of failure, with every finished request's trace captured from `logging`.
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use switchyard::prelude::*;
+use switchyard::proxy::default_error_while_proxy;
+use switchyard::AttemptLog;
+
+/// What a hook does with a failure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnFail {
+    /// The library's default hook.
+    Default,
+    /// Mark it retryable and keep the same peer.
+    RetrySame,
+    /// Mark it retryable and move to the next peer.
+    Failover,
+}
+
+/// One finished request, as `logging` saw it.
+#[derive(Debug, Clone)]
+pub struct Logged {
+    pub method: http::Method,
+    pub path: String,
+    pub status: Option<u16>,
+    pub error: Option<ErrorKind>,
+    pub trace: AttemptLog,
+}
+
+/// The requests `logging` saw, in the order they finished.
+#[derive(Debug, Clone, Default)]
+pub struct Logs(Arc<Mutex<Vec<Logged>>>);
+
+impl Logs {
+    pub fn all(&self) -> Vec<Logged> {
+        self.0.lock().unwrap().clone()
+    }
+
+    /// Wait until `n` requests were logged, then return them all.
+    pub async fn wait(&self, n: usize) -> Vec<Logged> {
+        switchyard_testkit::within(10, "logging of the expected requests", async {
+            loop {
+                let all = self.all();
+                if all.len() >= n {
+                    return all;
+                }
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        })
+        .await
+    }
+}
+
+/// A proxy over `peers` with a rule per failure point.
+#[derive(Debug, Clone)]
+pub struct TestProxy {
+    pub peers: Vec<SocketAddr>,
+    pub on_connect_fail: OnFail,
+    pub on_proxy_error: OnFail,
+    pub options: PeerOptions,
+    pub logs: Logs,
+}
+
+impl TestProxy {
+    pub fn new(peers: &[SocketAddr]) -> Self {
+        TestProxy {
+            peers: peers.to_vec(),
+            on_connect_fail: OnFail::Failover,
+            on_proxy_error: OnFail::Default,
+            options: PeerOptions::default(),
+            logs: Logs::default(),
+        }
+    }
+
+    pub fn on_connect_fail(mut self, rule: OnFail) -> Self {
+        self.on_connect_fail = rule;
+        self
+    }
+
+    pub fn on_proxy_error(mut self, rule: OnFail) -> Self {
+        self.on_proxy_error = rule;
+        self
+    }
+
+    pub fn options(mut self, options: PeerOptions) -> Self {
+        self.options = options;
+        self
+    }
+}
+
+/// Which peer the next attempt goes to.
+pub struct Ctx {
+    pub index: usize,
+}
+
+fn apply(rule: OnFail, ctx: &mut Ctx, mut e: Box<Error>) -> Box<Error> {
+    match rule {
+        OnFail::Default => return e,
+        OnFail::RetrySame => {}
+        OnFail::Failover => ctx.index += 1,
+    }
+    e.set_retry(true);
+    e
+}
+
+impl ProxyHttp for TestProxy {
+    type CTX = Ctx;
+
+    fn new_ctx(&self) -> Ctx {
+        Ctx { index: 0 }
+    }
+
+    async fn upstream_peer(&self, _s: &mut Session, ctx: &mut Ctx) -> Result<Box<HttpPeer>> {
+        let addr = self.peers[ctx.index.min(self.peers.len() - 1)];
+        Ok(Box::new(HttpPeer::new(addr, false, String::new()).with_options(self.options.clone())))
+    }
+
+    fn fail_to_connect(&self, _s: &mut Session, _p: &HttpPeer, ctx: &mut Ctx, e: Box<Error>) -> Box<Error> {
+        match self.on_connect_fail {
+            OnFail::Default => e,
+            rule => apply(rule, ctx, e),
+        }
+    }
+
+    fn error_while_proxy(
+        &self,
+        peer: &HttpPeer,
+        session: &mut Session,
+        e: Box<Error>,
+        ctx: &mut Ctx,
+        reused: bool,
+    ) -> Box<Error> {
+        match self.on_proxy_error {
+            OnFail::Default => default_error_while_proxy(peer, session, e, reused),
+            rule => apply(rule, ctx, e),
+        }
+    }
+
+    async fn logging(&self, session: &mut Session, e: Option<&Error>, _ctx: &mut Ctx) {
+        let head = session.req_header();
+        self.logs.0.lock().unwrap().push(Logged {
+            method: head.method.clone(),
+            path: head.uri.path().to_string(),
+            status: session.response_status().map(|s| s.as_u16()),
+            error: e.map(|e| e.kind()),
+            trace: session.attempts().clone(),
+        });
+    }
+}
+
+/// A running proxy server.
+pub struct Running {
+    pub addr: SocketAddr,
+    pub logs: Logs,
+    pub shutdown: ShutdownHandle,
+    pub task: tokio::task::JoinHandle<Result<()>>,
+}
+
+pub async fn start(proxy: TestProxy) -> Running {
+    start_with(proxy, ServerOptions::default()).await
+}
+
+pub async fn start_with<P: ProxyHttp>(proxy: P, options: ServerOptions) -> Running
+where
+    P: HasLogs,
+{
+    let logs = proxy.logs();
+    let server = ProxyServer::bind("127.0.0.1:0".parse().unwrap(), proxy, options)
+        .await
+        .unwrap();
+    let addr = server.local_addr();
+    let shutdown = server.shutdown_handle();
+    let task = tokio::spawn(server.serve());
+    Running { addr, logs, shutdown, task }
+}
+
+/// Proxies whose `logging` the tests can read.
+pub trait HasLogs {
+    fn logs(&self) -> Logs;
+}
+
+impl HasLogs for TestProxy {
+    fn logs(&self) -> Logs {
+        self.logs.clone()
+    }
+}
+
+/// Short timeouts so failure tests finish fast.
+pub fn quick() -> PeerOptions {
+    PeerOptions {
+        connect_timeout: Duration::from_millis(300),
+        read_timeout: Duration::from_millis(500),
+        write_timeout: Duration::from_secs(2),
+        idle_timeout: Duration::from_secs(10),
+    }
+}
+
+/// The `(error kind or status, decision)` of each attempt, as text.
+pub fn summary(trace: &AttemptLog) -> Vec<String> {
+    trace
+        .records()
+        .iter()
+        .map(|r| {
+            let what = match (r.error, r.status) {
+                (Some(kind), _) => kind.as_str().to_string(),
+                (None, Some(status)) => status.as_u16().to_string(),
+                (None, None) => r.phase.as_str().to_string(),
+            };
+            format!("{what} -> {}", r.decision)
+        })
+        .collect()
+}

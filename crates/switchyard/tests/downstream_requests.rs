@@ -1,0 +1,73 @@
+//! What the proxy accepts from clients and what it forwards: malformed or
+//! oversized heads get a 4xx, hop-by-hop headers stay on their hop, Host is
+//! kept, and pipelined requests are answered in order.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use common::{TestProxy, start};
+use switchyard_testkit::{Origin, client, within};
+
+fn status_line(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).lines().next().unwrap_or("").to_string()
+}
+
+#[tokio::test]
+async fn a_malformed_request_gets_400() {
+    let origin = Origin::healthy("origin").await;
+    let proxy = start(TestProxy::new(&[origin.addr()])).await;
+    let raw = within(10, "raw", client::raw(proxy.addr, b"NOT HTTP AT ALL\r\n\r\n", 5)).await;
+    assert!(status_line(&raw.bytes).starts_with("HTTP/1.1 400"), "{:?}", status_line(&raw.bytes));
+    assert_eq!(origin.stats().requests, 0);
+}
+
+#[tokio::test]
+async fn too_many_or_too_large_headers_get_431() {
+    let origin = Origin::healthy("origin").await;
+    let proxy = start(TestProxy::new(&[origin.addr()])).await;
+
+    let mut many = b"GET / HTTP/1.1\r\nHost: x\r\n".to_vec();
+    for i in 0..150 {
+        many.extend_from_slice(format!("x-h{i}: v\r\n").as_bytes());
+    }
+    many.extend_from_slice(b"\r\n");
+    let raw = within(10, "many headers", client::raw(proxy.addr, &many, 5)).await;
+    assert!(status_line(&raw.bytes).starts_with("HTTP/1.1 431"), "{:?}", status_line(&raw.bytes));
+
+    let mut large = b"GET / HTTP/1.1\r\nHost: x\r\nx-big: ".to_vec();
+    large.extend(std::iter::repeat_n(b'a', 40 * 1024));
+    large.extend_from_slice(b"\r\n\r\n");
+    let raw = within(10, "large header", client::raw(proxy.addr, &large, 5)).await;
+    assert!(status_line(&raw.bytes).starts_with("HTTP/1.1 431"), "{:?}", status_line(&raw.bytes));
+    assert_eq!(origin.stats().requests, 0);
+}
+
+#[tokio::test]
+async fn hop_by_hop_headers_are_not_forwarded_and_host_is_kept() {
+    let origin = Origin::healthy("origin").await;
+    let proxy = start(TestProxy::new(&[origin.addr()])).await;
+    let request = b"GET /path?q=1 HTTP/1.1\r\nHost: app.test\r\nConnection: keep-alive, x-hop\r\n\
+        x-hop: secret\r\nKeep-Alive: timeout=5\r\nProxy-Connection: keep-alive\r\nTE: trailers\r\n\
+        x-end-to-end: kept\r\n\r\n";
+    let raw = within(10, "raw", client::raw(proxy.addr, request, 2)).await;
+    assert!(status_line(&raw.bytes).starts_with("HTTP/1.1 200"));
+    let seen = &origin.requests()[0];
+    assert_eq!(seen.path, "/path?q=1");
+    assert_eq!(seen.headers["host"], "app.test");
+    assert_eq!(seen.headers["x-end-to-end"], "kept");
+    for name in ["connection", "x-hop", "keep-alive", "proxy-connection", "te"] {
+        assert!(!seen.headers.contains_key(name), "{name} was forwarded");
+    }
+}
+
+#[tokio::test]
+async fn pipelined_requests_are_answered_in_order() {
+    let origin = Origin::healthy("origin").await;
+    let proxy = start(TestProxy::new(&[origin.addr()])).await;
+    let requests = b"GET /first HTTP/1.1\r\nHost: x\r\n\r\nGET /second HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+    let raw = within(10, "pipelined", client::raw(proxy.addr, requests, 5)).await;
+    let text = String::from_utf8_lossy(&raw.bytes);
+    assert_eq!(text.matches("HTTP/1.1 200").count(), 2, "{text}");
+    let paths: Vec<String> = origin.requests().iter().map(|r| r.path.clone()).collect();
+    assert_eq!(paths, ["/first", "/second"]);
+}
