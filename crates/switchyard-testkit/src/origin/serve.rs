@@ -10,7 +10,7 @@ use super::SeenRequest;
 use super::Shared;
 use super::respond::{self, After, Exchange};
 use super::script::Step;
-use super::wire::{Conn, Head};
+use super::wire::{Conn, Framing, Head};
 use crate::digest::digest;
 
 /// Serves connection number `connection` until either side ends it.
@@ -74,7 +74,7 @@ pub(super) async fn serve(stream: TcpStream, connection: usize, shared: Arc<Shar
 
 fn has_body(head: &Head) -> bool {
     match head.framing {
-        super::wire::Framing::Length(n) => n > 0,
-        super::wire::Framing::Chunked => true,
+        Framing::Length(n) => n > 0,
+        Framing::Chunked => true,
     }
 }
