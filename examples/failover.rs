@@ -32,7 +32,11 @@ impl ProxyHttp for Failover {
     }
 
     async fn upstream_peer(&self, _s: &mut Session, ctx: &mut Ctx) -> Result<Box<HttpPeer>> {
-        let addr = if ctx.tries < 1 { self.primary } else { self.secondary };
+        let addr = if ctx.tries < 1 {
+            self.primary
+        } else {
+            self.secondary
+        };
         Ok(Box::new(HttpPeer::new(addr, false, String::new())))
     }
 
@@ -84,14 +88,22 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> std::result::Result<Opt
             "--listen" => listen = Some(addr),
             "--primary" => primary = Some(addr),
             "--secondary" => secondary = Some(addr),
-            other => return Err(format!("unknown flag {other}; expected --listen, --primary, --secondary")),
+            other => {
+                return Err(format!(
+                    "unknown flag {other}; expected --listen, --primary, --secondary"
+                ));
+            }
         }
     }
     if !any {
         return Ok(None);
     }
     match (listen, primary, secondary) {
-        (Some(listen), Some(primary), Some(secondary)) => Ok(Some(Args { listen, primary, secondary })),
+        (Some(listen), Some(primary), Some(secondary)) => Ok(Some(Args {
+            listen,
+            primary,
+            secondary,
+        })),
         _ => Err("give all of --listen, --primary and --secondary (or none, for the demo)".into()),
     }
 }
@@ -120,7 +132,10 @@ async fn main() -> std::process::ExitCode {
 
 /// Run the proxy until Ctrl-C, then drain.
 async fn serve(args: Args) -> Result<()> {
-    let proxy = Failover { primary: args.primary, secondary: args.secondary };
+    let proxy = Failover {
+        primary: args.primary,
+        secondary: args.secondary,
+    };
     let server = ProxyServer::bind(args.listen, proxy, ServerOptions::default()).await?;
     println!(
         "proxying {} -> {} (failover to {})",
@@ -143,9 +158,22 @@ async fn demo() -> Result<()> {
 
     let primary = refused_addr().await;
     let secondary = Origin::healthy("secondary").await;
-    println!("demo: primary {primary} refuses connections; secondary {} is healthy", secondary.addr());
-    let proxy = Failover { primary, secondary: secondary.addr() };
-    let server = ProxyServer::bind("127.0.0.1:0".parse().or_err(ErrorKind::Internal, "demo address")?, proxy, ServerOptions::default()).await?;
+    println!(
+        "demo: primary {primary} refuses connections; secondary {} is healthy",
+        secondary.addr()
+    );
+    let proxy = Failover {
+        primary,
+        secondary: secondary.addr(),
+    };
+    let server = ProxyServer::bind(
+        "127.0.0.1:0"
+            .parse()
+            .or_err(ErrorKind::Internal, "demo address")?,
+        proxy,
+        ServerOptions::default(),
+    )
+    .await?;
     let addr = server.local_addr();
     let shutdown = server.shutdown_handle();
     let running = tokio::spawn(server.serve());
@@ -161,6 +189,8 @@ async fn demo() -> Result<()> {
         }
     }
     shutdown.shutdown();
-    running.await.or_err(ErrorKind::Internal, "the proxy task")??;
+    running
+        .await
+        .or_err(ErrorKind::Internal, "the proxy task")??;
     Ok(())
 }

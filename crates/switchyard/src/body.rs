@@ -283,7 +283,9 @@ where
 
     /// Keep a chunk read from downstream while it fits, else drop the buffer.
     fn keep(shared: &Shared<B>, source: &mut Source<B>, data: &Bytes) {
-        shared.bytes_read.fetch_add(data.len() as u64, Ordering::AcqRel);
+        shared
+            .bytes_read
+            .fetch_add(data.len() as u64, Ordering::AcqRel);
         if shared.truncated.load(Ordering::Acquire) {
             return;
         }

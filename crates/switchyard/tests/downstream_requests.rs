@@ -9,15 +9,28 @@ use common::{TestProxy, start};
 use switchyard_testkit::{Origin, client, within};
 
 fn status_line(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).lines().next().unwrap_or("").to_string()
+    String::from_utf8_lossy(bytes)
+        .lines()
+        .next()
+        .unwrap_or("")
+        .to_string()
 }
 
 #[tokio::test]
 async fn a_malformed_request_gets_400() {
     let origin = Origin::healthy("origin").await;
     let proxy = start(TestProxy::new(&[origin.addr()])).await;
-    let raw = within(10, "raw", client::raw(proxy.addr, b"NOT HTTP AT ALL\r\n\r\n", 5)).await;
-    assert!(status_line(&raw.bytes).starts_with("HTTP/1.1 400"), "{:?}", status_line(&raw.bytes));
+    let raw = within(
+        10,
+        "raw",
+        client::raw(proxy.addr, b"NOT HTTP AT ALL\r\n\r\n", 5),
+    )
+    .await;
+    assert!(
+        status_line(&raw.bytes).starts_with("HTTP/1.1 400"),
+        "{:?}",
+        status_line(&raw.bytes)
+    );
     assert_eq!(origin.stats().requests, 0);
 }
 
@@ -32,13 +45,21 @@ async fn too_many_or_too_large_headers_get_431() {
     }
     many.extend_from_slice(b"\r\n");
     let raw = within(10, "many headers", client::raw(proxy.addr, &many, 5)).await;
-    assert!(status_line(&raw.bytes).starts_with("HTTP/1.1 431"), "{:?}", status_line(&raw.bytes));
+    assert!(
+        status_line(&raw.bytes).starts_with("HTTP/1.1 431"),
+        "{:?}",
+        status_line(&raw.bytes)
+    );
 
     let mut large = b"GET / HTTP/1.1\r\nHost: x\r\nx-big: ".to_vec();
     large.extend(std::iter::repeat_n(b'a', 40 * 1024));
     large.extend_from_slice(b"\r\n\r\n");
     let raw = within(10, "large header", client::raw(proxy.addr, &large, 5)).await;
-    assert!(status_line(&raw.bytes).starts_with("HTTP/1.1 431"), "{:?}", status_line(&raw.bytes));
+    assert!(
+        status_line(&raw.bytes).starts_with("HTTP/1.1 431"),
+        "{:?}",
+        status_line(&raw.bytes)
+    );
     assert_eq!(origin.stats().requests, 0);
 }
 
@@ -55,7 +76,13 @@ async fn hop_by_hop_headers_are_not_forwarded_and_host_is_kept() {
     assert_eq!(seen.path, "/path?q=1");
     assert_eq!(seen.headers["host"], "app.test");
     assert_eq!(seen.headers["x-end-to-end"], "kept");
-    for name in ["connection", "x-hop", "keep-alive", "proxy-connection", "te"] {
+    for name in [
+        "connection",
+        "x-hop",
+        "keep-alive",
+        "proxy-connection",
+        "te",
+    ] {
         assert!(!seen.headers.contains_key(name), "{name} was forwarded");
     }
 }

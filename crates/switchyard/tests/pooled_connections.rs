@@ -15,7 +15,10 @@ use switchyard_testkit::{Behavior, Origin, Script, client, within};
 async fn drops_second_request_per_connection() -> Origin {
     Origin::start(
         "stale",
-        Script::per_connection(vec![Behavior::ok(), Behavior::CloseBeforeHead], Behavior::ok()),
+        Script::per_connection(
+            vec![Behavior::ok(), Behavior::CloseBeforeHead],
+            Behavior::ok(),
+        ),
     )
     .await
 }
@@ -25,7 +28,9 @@ async fn sequential_requests_reuse_one_connection() {
     let origin = Origin::healthy("warm").await;
     let proxy = start(TestProxy::new(&[origin.addr()])).await;
     for _ in 0..3 {
-        let reply = within(10, "request", client::get(proxy.addr, "/")).await.unwrap();
+        let reply = within(10, "request", client::get(proxy.addr, "/"))
+            .await
+            .unwrap();
         assert_eq!(reply.status, 200);
     }
     assert_eq!(origin.stats().connections, 1);
@@ -38,12 +43,19 @@ async fn sequential_requests_reuse_one_connection() {
 async fn a_reused_connection_that_fails_is_retried_transparently_for_get() {
     let origin = drops_second_request_per_connection().await;
     let proxy = start(TestProxy::new(&[origin.addr()])).await;
-    within(10, "first GET", client::get(proxy.addr, "/one")).await.unwrap();
-    let reply = within(10, "second GET", client::get(proxy.addr, "/two")).await.unwrap();
+    within(10, "first GET", client::get(proxy.addr, "/one"))
+        .await
+        .unwrap();
+    let reply = within(10, "second GET", client::get(proxy.addr, "/two"))
+        .await
+        .unwrap();
     assert_eq!(reply.status, 200);
     let logged = proxy.logs.wait(2).await;
     let trace = &logged[1].trace;
-    assert_eq!(summary(trace), ["closed-before-head -> retry", "200 -> done"]);
+    assert_eq!(
+        summary(trace),
+        ["closed-before-head -> retry", "200 -> done"]
+    );
     assert!(trace.records()[0].reused);
     assert!(!trace.records()[1].reused);
     assert_eq!(origin.stats().connections, 2);
@@ -53,11 +65,18 @@ async fn a_reused_connection_that_fails_is_retried_transparently_for_get() {
 async fn a_reused_connection_that_fails_after_a_post_was_written_is_not_retried() {
     let origin = drops_second_request_per_connection().await;
     let proxy = start(TestProxy::new(&[origin.addr()])).await;
-    within(10, "first GET", client::get(proxy.addr, "/one")).await.unwrap();
-    let reply = within(10, "POST", client::post(proxy.addr, "/pay", "amount=10")).await.unwrap();
+    within(10, "first GET", client::get(proxy.addr, "/one"))
+        .await
+        .unwrap();
+    let reply = within(10, "POST", client::post(proxy.addr, "/pay", "amount=10"))
+        .await
+        .unwrap();
     assert_eq!(reply.status, 502);
     let logged = proxy.logs.wait(2).await;
-    assert_eq!(summary(&logged[1].trace), ["closed-before-head -> stop (hook-declined)"]);
+    assert_eq!(
+        summary(&logged[1].trace),
+        ["closed-before-head -> stop (hook-declined)"]
+    );
     let posts = origin
         .requests()
         .into_iter()
@@ -70,14 +89,20 @@ async fn a_reused_connection_that_fails_after_a_post_was_written_is_not_retried(
 async fn connections_the_upstream_closed_while_idle_cost_no_error() {
     let origin = Origin::start(
         "killer",
-        Script::always(Behavior::IdleKill { after: Duration::from_millis(20) }),
+        Script::always(Behavior::IdleKill {
+            after: Duration::from_millis(20),
+        }),
     )
     .await;
     let proxy = start(TestProxy::new(&[origin.addr()])).await;
     for i in 0..5 {
-        let reply = within(10, "request", client::post(proxy.addr, "/", format!("n={i}")))
-            .await
-            .unwrap();
+        let reply = within(
+            10,
+            "request",
+            client::post(proxy.addr, "/", format!("n={i}")),
+        )
+        .await
+        .unwrap();
         assert_eq!(reply.status, 200, "request {i}");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
@@ -85,5 +110,9 @@ async fn connections_the_upstream_closed_while_idle_cost_no_error() {
     for entry in &logged {
         assert_eq!(summary(&entry.trace), ["200 -> done"], "{}", entry.trace);
     }
-    assert_eq!(origin.stats().requests, 5, "each POST reached the origin once");
+    assert_eq!(
+        origin.stats().requests,
+        5,
+        "each POST reached the origin once"
+    );
 }

@@ -6,16 +6,18 @@
 mod common;
 
 use common::{OnFail, TestProxy, quick, start, summary};
+use switchyard::Decision;
 use switchyard::ErrorKind;
 use switchyard::policy::retry::StopReason;
-use switchyard::Decision;
 use switchyard_testkit::{Behavior, Origin, Script, client, refused_addr, within};
 
 #[tokio::test]
 async fn both_peers_down_gives_502_with_two_attempts_and_a_proxy_status() {
     let (a, b) = (refused_addr().await, refused_addr().await);
     let proxy = start(TestProxy::new(&[a, b]).options(quick())).await;
-    let reply = within(10, "request", client::get(proxy.addr, "/")).await.unwrap();
+    let reply = within(10, "request", client::get(proxy.addr, "/"))
+        .await
+        .unwrap();
     assert_eq!(reply.status, 502);
     assert_eq!(
         reply.headers["proxy-status"],
@@ -25,7 +27,10 @@ async fn both_peers_down_gives_502_with_two_attempts_and_a_proxy_status() {
     let trace = &logged[0].trace;
     assert_eq!(
         summary(trace),
-        ["connect-refused -> retry", "connect-refused -> stop (hook-declined)"]
+        [
+            "connect-refused -> retry",
+            "connect-refused -> stop (hook-declined)"
+        ]
     );
     assert_eq!(trace.records()[0].peer, a);
     assert_eq!(trace.records()[1].peer, b);
@@ -37,12 +42,18 @@ async fn both_peers_down_gives_502_with_two_attempts_and_a_proxy_status() {
 async fn without_a_hook_a_connect_failure_is_not_retried() {
     let origin = Origin::healthy("second").await;
     let dead = refused_addr().await;
-    let proxy = start(TestProxy::new(&[dead, origin.addr()]).on_connect_fail(OnFail::Default)).await;
-    let reply = within(10, "request", client::get(proxy.addr, "/")).await.unwrap();
+    let proxy =
+        start(TestProxy::new(&[dead, origin.addr()]).on_connect_fail(OnFail::Default)).await;
+    let reply = within(10, "request", client::get(proxy.addr, "/"))
+        .await
+        .unwrap();
     assert_eq!(reply.status, 502);
     assert_eq!(origin.stats().requests, 0);
     let logged = proxy.logs.wait(1).await;
-    assert_eq!(summary(&logged[0].trace), ["connect-refused -> stop (hook-declined)"]);
+    assert_eq!(
+        summary(&logged[0].trace),
+        ["connect-refused -> stop (hook-declined)"]
+    );
 }
 
 #[tokio::test]
@@ -55,12 +66,17 @@ async fn same_peer_retry_after_a_transient_failure() {
     )
     .await;
     let proxy = start(TestProxy::new(&[origin.addr()]).on_proxy_error(OnFail::RetrySame)).await;
-    let reply = within(10, "request", client::get(proxy.addr, "/")).await.unwrap();
+    let reply = within(10, "request", client::get(proxy.addr, "/"))
+        .await
+        .unwrap();
     assert_eq!(reply.status, 200);
     assert_eq!(reply.body, "flaky");
     let logged = proxy.logs.wait(1).await;
     let trace = &logged[0].trace;
-    assert_eq!(summary(trace), ["closed-before-head -> retry", "200 -> done"]);
+    assert_eq!(
+        summary(trace),
+        ["closed-before-head -> retry", "200 -> done"]
+    );
     assert!(trace.records().iter().all(|r| r.peer == origin.addr()));
     assert_eq!(origin.stats().requests, 2);
 }
@@ -69,11 +85,17 @@ async fn same_peer_retry_after_a_transient_failure() {
 async fn failover_after_a_mid_proxy_failure_goes_to_the_next_peer() {
     let broken = Origin::start("broken", Script::always(Behavior::Garbage)).await;
     let good = Origin::healthy("good").await;
-    let proxy = start(TestProxy::new(&[broken.addr(), good.addr()]).on_proxy_error(OnFail::Failover)).await;
-    let reply = within(10, "request", client::get(proxy.addr, "/")).await.unwrap();
+    let proxy =
+        start(TestProxy::new(&[broken.addr(), good.addr()]).on_proxy_error(OnFail::Failover)).await;
+    let reply = within(10, "request", client::get(proxy.addr, "/"))
+        .await
+        .unwrap();
     assert_eq!(reply.body, "good");
     let logged = proxy.logs.wait(1).await;
-    assert_eq!(summary(&logged[0].trace), ["invalid-response -> retry", "200 -> done"]);
+    assert_eq!(
+        summary(&logged[0].trace),
+        ["invalid-response -> retry", "200 -> done"]
+    );
 }
 
 #[tokio::test]
@@ -86,7 +108,9 @@ async fn a_fresh_connection_failing_is_not_retried_by_default() {
     )
     .await;
     let proxy = start(TestProxy::new(&[origin.addr()])).await;
-    let reply = within(10, "request", client::get(proxy.addr, "/")).await.unwrap();
+    let reply = within(10, "request", client::get(proxy.addr, "/"))
+        .await
+        .unwrap();
     assert_eq!(reply.status, 502);
     assert_eq!(
         reply.headers["proxy-status"],

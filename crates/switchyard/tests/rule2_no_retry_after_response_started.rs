@@ -18,7 +18,10 @@ fn split_head(bytes: &[u8]) -> (String, &[u8]) {
         .windows(4)
         .position(|w| w == b"\r\n\r\n")
         .expect("a response head");
-    (String::from_utf8_lossy(&bytes[..end]).to_lowercase(), &bytes[end + 4..])
+    (
+        String::from_utf8_lossy(&bytes[..end]).to_lowercase(),
+        &bytes[end + 4..],
+    )
 }
 
 #[tokio::test]
@@ -27,14 +30,21 @@ async fn a_body_short_of_content_length_reaches_the_client_short() {
     let proxy = start(TestProxy::new(&[origin.addr()])).await;
 
     let err = within(10, "hyper client", client::get(proxy.addr, "/file")).await;
-    assert!(err.is_err(), "a real client must see the truncation: {err:?}");
+    assert!(
+        err.is_err(),
+        "a real client must see the truncation: {err:?}"
+    );
 
     let raw = within(10, "raw client", client::raw(proxy.addr, RAW_GET, 5)).await;
     assert!(raw.closed_by_server);
     let (head, body) = split_head(&raw.bytes);
     assert!(head.starts_with("http/1.1 200"), "{head}");
     assert!(head.contains("content-length: 1000"), "{head}");
-    assert!(body.len() < 1000, "the downstream must stop short, got {} bytes", body.len());
+    assert!(
+        body.len() < 1000,
+        "the downstream must stop short, got {} bytes",
+        body.len()
+    );
 }
 
 #[tokio::test]
@@ -43,7 +53,10 @@ async fn a_chunked_body_without_its_last_chunk_reaches_the_client_without_it() {
     let proxy = start(TestProxy::new(&[origin.addr()])).await;
 
     let err = within(10, "hyper client", client::get(proxy.addr, "/file")).await;
-    assert!(err.is_err(), "a real client must see the truncation: {err:?}");
+    assert!(
+        err.is_err(),
+        "a real client must see the truncation: {err:?}"
+    );
 
     let raw = within(10, "raw client", client::raw(proxy.addr, RAW_GET, 5)).await;
     assert!(raw.closed_by_server);
@@ -60,7 +73,11 @@ async fn a_reset_after_the_head_is_an_error_for_the_client() {
     assert!(err.is_err(), "{err:?}");
     let logged = proxy.logs.wait(1).await;
     assert_eq!(logged[0].error, Some(ErrorKind::ReadError));
-    assert_eq!(logged[0].status, Some(200), "the client already had a 200 head");
+    assert_eq!(
+        logged[0].status,
+        Some(200),
+        "the client already had a 200 head"
+    );
 }
 
 #[tokio::test]
@@ -84,7 +101,11 @@ async fn a_hook_that_sets_retry_after_the_response_started_is_overruled() {
     );
     assert_eq!(summary(trace), ["read-error -> stop (response-started)"]);
     assert_eq!(origin.stats().requests, 1);
-    assert_eq!(other.stats().requests, 0, "no failover after the head went downstream");
+    assert_eq!(
+        other.stats().requests,
+        0,
+        "no failover after the head went downstream"
+    );
 }
 
 #[tokio::test]
@@ -92,11 +113,16 @@ async fn a_complete_chunked_response_is_forwarded_whole() {
     let chunks = vec!["alpha-".into(), "beta-".into(), "gamma".into()];
     let origin = Origin::start(
         "chunks",
-        Script::always(Behavior::Chunked { chunks, gap: std::time::Duration::from_millis(5) }),
+        Script::always(Behavior::Chunked {
+            chunks,
+            gap: std::time::Duration::from_millis(5),
+        }),
     )
     .await;
     let proxy = start(TestProxy::new(&[origin.addr()])).await;
-    let reply = within(10, "request", client::get(proxy.addr, "/")).await.unwrap();
+    let reply = within(10, "request", client::get(proxy.addr, "/"))
+        .await
+        .unwrap();
     assert_eq!(reply.body, "alpha-beta-gamma");
     let logged = proxy.logs.wait(1).await;
     let record = logged[0].trace.last().unwrap();

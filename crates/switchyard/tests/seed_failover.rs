@@ -29,12 +29,27 @@ impl ProxyHttp for Seed {
     }
 
     async fn upstream_peer(&self, _s: &mut Session, ctx: &mut Ctx) -> Result<Box<HttpPeer>> {
-        let addr = if ctx.tries < 1 { self.primary } else { self.secondary };
-        let options = PeerOptions { connect_timeout: self.connect_timeout, ..PeerOptions::default() };
-        Ok(Box::new(HttpPeer::new(addr, false, String::new()).with_options(options)))
+        let addr = if ctx.tries < 1 {
+            self.primary
+        } else {
+            self.secondary
+        };
+        let options = PeerOptions {
+            connect_timeout: self.connect_timeout,
+            ..PeerOptions::default()
+        };
+        Ok(Box::new(
+            HttpPeer::new(addr, false, String::new()).with_options(options),
+        ))
     }
 
-    fn fail_to_connect(&self, _s: &mut Session, _p: &HttpPeer, ctx: &mut Ctx, mut e: Box<Error>) -> Box<Error> {
+    fn fail_to_connect(
+        &self,
+        _s: &mut Session,
+        _p: &HttpPeer,
+        ctx: &mut Ctx,
+        mut e: Box<Error>,
+    ) -> Box<Error> {
         if ctx.tries > 0 {
             return e;
         }
@@ -57,12 +72,18 @@ async fn through_seed(primary: SocketAddr) -> (client::Collected, AttemptLog, Or
         connect_timeout: Duration::from_millis(300),
         traces: Arc::clone(&traces),
     };
-    let server = ProxyServer::bind("127.0.0.1:0".parse().unwrap(), seed, ServerOptions::default())
-        .await
-        .unwrap();
+    let server = ProxyServer::bind(
+        "127.0.0.1:0".parse().unwrap(),
+        seed,
+        ServerOptions::default(),
+    )
+    .await
+    .unwrap();
     let addr = server.local_addr();
     tokio::spawn(server.serve());
-    let reply = within(10, "request through the seed", client::get(addr, "/")).await.unwrap();
+    let reply = within(10, "request through the seed", client::get(addr, "/"))
+        .await
+        .unwrap();
     let trace = within(5, "logging", async {
         loop {
             if let Some(trace) = traces.lock().unwrap().pop() {
@@ -91,7 +112,10 @@ async fn refused_primary_fails_over_to_the_secondary() {
     assert_eq!(records[1].decision, Decision::Done);
     assert_eq!(
         trace.to_string(),
-        format!("{primary} connect-refused -> retry; {} 200 -> done", secondary.addr())
+        format!(
+            "{primary} connect-refused -> retry; {} 200 -> done",
+            secondary.addr()
+        )
     );
 }
 
@@ -104,6 +128,10 @@ async fn blackholed_primary_fails_over_after_the_connect_timeout() {
     let records = trace.records();
     assert_eq!(records.len(), 2, "{trace}");
     assert_eq!(records[0].error, Some(ErrorKind::ConnectTimedOut));
-    assert!(records[0].duration >= Duration::from_millis(250), "{:?}", records[0].duration);
+    assert!(
+        records[0].duration >= Duration::from_millis(250),
+        "{:?}",
+        records[0].duration
+    );
     assert_eq!(records[1].decision, Decision::Done);
 }

@@ -16,7 +16,9 @@ async fn no_response_head_within_the_read_timeout_gives_504() {
     let origin = Origin::start("silent", Script::always(Behavior::Silence)).await;
     let proxy = start(TestProxy::new(&[origin.addr()]).options(quick())).await;
     let started = Instant::now();
-    let reply = within(10, "request", client::get(proxy.addr, "/")).await.unwrap();
+    let reply = within(10, "request", client::get(proxy.addr, "/"))
+        .await
+        .unwrap();
     assert_eq!(reply.status, 504);
     assert!(started.elapsed() >= Duration::from_millis(450));
     assert_eq!(
@@ -25,7 +27,10 @@ async fn no_response_head_within_the_read_timeout_gives_504() {
     );
     let logged = proxy.logs.wait(1).await;
     assert_eq!(logged[0].error, Some(ErrorKind::ResponseHeadTimedOut));
-    assert_eq!(summary(&logged[0].trace), ["response-head-timed-out -> stop (hook-declined)"]);
+    assert_eq!(
+        summary(&logged[0].trace),
+        ["response-head-timed-out -> stop (hook-declined)"]
+    );
 }
 
 fn short_client_timeouts() -> ServerOptions {
@@ -39,8 +44,16 @@ fn short_client_timeouts() -> ServerOptions {
 async fn a_client_that_never_finishes_its_head_is_disconnected() {
     let origin = Origin::healthy("unused").await;
     let proxy = start_with(TestProxy::new(&[origin.addr()]), short_client_timeouts()).await;
-    let raw = within(10, "slow client", client::raw(proxy.addr, b"GET / HTTP/1.1\r\nHost: x\r\n", 5)).await;
-    assert!(raw.closed_by_server, "the proxy must close, not wait forever");
+    let raw = within(
+        10,
+        "slow client",
+        client::raw(proxy.addr, b"GET / HTTP/1.1\r\nHost: x\r\n", 5),
+    )
+    .await;
+    assert!(
+        raw.closed_by_server,
+        "the proxy must close, not wait forever"
+    );
     assert_eq!(origin.stats().requests, 0);
 }
 
@@ -55,5 +68,8 @@ async fn an_idle_keep_alive_connection_is_closed() {
     )
     .await;
     assert!(String::from_utf8_lossy(&raw.bytes).starts_with("HTTP/1.1 200"));
-    assert!(raw.closed_by_server, "an idle keep-alive connection must be closed");
+    assert!(
+        raw.closed_by_server,
+        "an idle keep-alive connection must be closed"
+    );
 }

@@ -26,7 +26,10 @@ impl Scripted {
             .iter()
             .map(|c| Ok(Frame::data(Bytes::from_static(c.as_bytes()))))
             .collect();
-        Scripted { frames, exact: None }
+        Scripted {
+            frames,
+            exact: None,
+        }
     }
 
     fn with_trailers(mut self, trailers: HeaderMap) -> Scripted {
@@ -35,8 +38,10 @@ impl Scripted {
     }
 
     fn then_error(mut self) -> Scripted {
-        self.frames
-            .push_back(Err(io::Error::new(io::ErrorKind::ConnectionReset, "client left")));
+        self.frames.push_back(Err(io::Error::new(
+            io::ErrorKind::ConnectionReset,
+            "client left",
+        )));
         self
     }
 
@@ -70,7 +75,9 @@ impl Body for Scripted {
     }
 }
 
-async fn read_all(body: impl Body<Data = Bytes, Error = ReplayError>) -> Result<(Bytes, Option<HeaderMap>), ReplayError> {
+async fn read_all(
+    body: impl Body<Data = Bytes, Error = ReplayError>,
+) -> Result<(Bytes, Option<HeaderMap>), ReplayError> {
     let collected = body.collect().await?;
     let trailers = collected.trailers().cloned();
     Ok((collected.to_bytes(), trailers))
@@ -114,21 +121,37 @@ async fn a_partly_read_body_replays_then_reads_on() {
 async fn trailers_are_replayed() {
     let mut trailers = HeaderMap::new();
     trailers.insert("x-checksum", "abc".parse().unwrap());
-    let source = ReplaySource::new(Scripted::data(&["data"]).with_trailers(trailers.clone()), 64);
+    let source = ReplaySource::new(
+        Scripted::data(&["data"]).with_trailers(trailers.clone()),
+        64,
+    );
     let (first, _) = source.attempt_body();
-    assert_eq!(read_all(first).await.unwrap(), (Bytes::from("data"), Some(trailers.clone())));
+    assert_eq!(
+        read_all(first).await.unwrap(),
+        (Bytes::from("data"), Some(trailers.clone()))
+    );
     let (second, _) = source.attempt_body();
-    assert_eq!(read_all(second).await.unwrap(), (Bytes::from("data"), Some(trailers)));
+    assert_eq!(
+        read_all(second).await.unwrap(),
+        (Bytes::from("data"), Some(trailers))
+    );
 }
 
 #[tokio::test]
 async fn a_body_over_the_cap_streams_whole_but_cannot_replay() {
     let source = ReplaySource::new(Scripted::data(&["12345", "67890", "abc"]), 8);
     let (first, _) = source.attempt_body();
-    assert_eq!(read_all(first).await.unwrap().0, "1234567890abc", "the first attempt gets it all");
+    assert_eq!(
+        read_all(first).await.unwrap().0,
+        "1234567890abc",
+        "the first attempt gets it all"
+    );
     assert_eq!(source.state(), BufferState::Truncated);
     let (second, _) = source.attempt_body();
-    assert!(matches!(read_all(second).await, Err(ReplayError::NotReplayable)));
+    assert!(matches!(
+        read_all(second).await,
+        Err(ReplayError::NotReplayable)
+    ));
 }
 
 #[tokio::test]
@@ -140,9 +163,16 @@ async fn the_cap_counts_across_replays() {
     assert_eq!(source.state(), BufferState::Complete);
     let (second, _) = source.attempt_body();
     assert_eq!(read_all(second).await.unwrap().0, "123456789");
-    assert_eq!(source.state(), BufferState::Truncated, "9 bytes read in all, cap 8");
+    assert_eq!(
+        source.state(),
+        BufferState::Truncated,
+        "9 bytes read in all, cap 8"
+    );
     let (third, _) = source.attempt_body();
-    assert!(matches!(read_all(third).await, Err(ReplayError::NotReplayable)));
+    assert!(matches!(
+        read_all(third).await,
+        Err(ReplayError::NotReplayable)
+    ));
 }
 
 #[tokio::test]
@@ -189,7 +219,10 @@ async fn the_next_attempt_waits_for_the_previous_one_to_let_go() {
     let (second, _) = source.attempt_body();
     let reader = tokio::spawn(read_all(second));
     tokio::task::yield_now().await;
-    assert!(!reader.is_finished(), "the source is still held by the first attempt");
+    assert!(
+        !reader.is_finished(),
+        "the source is still held by the first attempt"
+    );
     drop(first);
     assert_eq!(reader.await.unwrap().unwrap().0, "xy");
 }

@@ -54,7 +54,10 @@ pub(crate) async fn handle<P: ProxyHttp>(
     let (reply, head) = oneshot::channel();
     tokio::spawn(run(proxy, shared, request, client, Reply(Some(reply))));
     head.await.unwrap_or_else(|_| {
-        let e = Error::explain(ErrorKind::Internal, "the request's task ended without an answer");
+        let e = Error::explain(
+            ErrorKind::Internal,
+            "the request's task ended without an answer",
+        );
         to_downstream(error_response(StatusCode::INTERNAL_SERVER_ERROR, &e))
     })
 }
@@ -130,14 +133,17 @@ async fn run<P: ProxyHttp>(
         let status = proxy.fail_to_proxy(&mut session, e, &mut ctx).await;
         if !session.response_started() {
             let response = session.take_prepared_response().unwrap_or_else(|| {
-                let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+                let status =
+                    StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
                 error_response(status, e)
             });
             session.mark_response_started(response.status());
             reply.send(to_downstream(response));
         }
     }
-    proxy.logging(&mut session, error.as_deref(), &mut ctx).await;
+    proxy
+        .logging(&mut session, error.as_deref(), &mut ctx)
+        .await;
 }
 
 /// The request from `request_filter` to the end of the response body.
@@ -246,12 +252,20 @@ async fn attempt<P: ProxyHttp>(
         record.phase = Phase::StreamingBody;
     }
     let mut head = forward::downstream_head(head);
-    let filtered = match proxy.upstream_response_filter(session, &mut head, ctx).await {
+    let filtered = match proxy
+        .upstream_response_filter(session, &mut head, ctx)
+        .await
+    {
         Ok(()) => proxy.response_filter(session, &mut head, ctx).await,
         Err(e) => Err(e),
     };
     if let Err(error) = filtered {
-        return Err(AttemptFailure::new(error, FailurePoint::Internal, &peer, reused));
+        return Err(AttemptFailure::new(
+            error,
+            FailurePoint::Internal,
+            &peer,
+            reused,
+        ));
     }
     let (done, body_done) = oneshot::channel();
     let pump = PumpBody::new(upstream_body, conn, Arc::clone(&shared.pool), done);
@@ -277,7 +291,12 @@ async fn connect_and_exchange<P: ProxyHttp>(
         .map_err(|e| AttemptFailure::new(e, FailurePoint::Connect, peer, false))?;
     let mut head = forward::upstream_head(session, peer);
     if let Err(error) = proxy.upstream_request_filter(session, &mut head, ctx).await {
-        return Err(AttemptFailure::new(error, FailurePoint::Internal, peer, conn.reused()));
+        return Err(AttemptFailure::new(
+            error,
+            FailurePoint::Internal,
+            peer,
+            conn.reused(),
+        ));
     }
     let (body, progress) = session.body_source().attempt_body();
     let mut request = Request::from_parts(head, body);
@@ -290,7 +309,7 @@ async fn connect_and_exchange<P: ProxyHttp>(
             Err(SendFailure::NotSent(unsent)) if conn.reused() => {
                 // The pooled connection closed before a byte was written:
                 // nothing reached the upstream, so a fresh one is free to try.
-                request = unsent;
+                request = *unsent;
                 conn = fresh_connection(peer, session).await?;
             }
             Err(SendFailure::NotSent(_)) => {
@@ -313,7 +332,11 @@ async fn connect_and_exchange<P: ProxyHttp>(
 }
 
 /// A pooled connection to `peer` if one is ready, else a new one.
-async fn connection(shared: &EngineShared, peer: &HttpPeer, session: &mut Session) -> Result<UpstreamConn> {
+async fn connection(
+    shared: &EngineShared,
+    peer: &HttpPeer,
+    session: &mut Session,
+) -> Result<UpstreamConn> {
     let key = peer.pool_key();
     while let Some(mut conn) = shared.pool.checkout(&key, Instant::now()) {
         let ready = tokio::time::timeout(peer.options.write_timeout, conn.ready()).await;

@@ -24,7 +24,7 @@ use crate::upstream::{UpstreamConn, UpstreamRequest};
 pub(crate) enum SendFailure {
     /// The connection was gone before the request was written: nothing was
     /// sent, and here is the request back.
-    NotSent(UpstreamRequest),
+    NotSent(Box<UpstreamRequest>),
     /// The request was (maybe partly) sent and the exchange failed.
     Failed(Box<Error>),
 }
@@ -106,7 +106,7 @@ fn send_failure(
     progress: &Progress,
 ) -> SendFailure {
     match e.take_message() {
-        Some(request) => SendFailure::NotSent(request),
+        Some(request) => SendFailure::NotSent(Box::new(request)),
         None => SendFailure::Failed(classify(e.into_error(), progress)),
     }
 }
@@ -124,9 +124,15 @@ pub(crate) fn classify(e: hyper::Error, progress: &Progress) -> Box<Error> {
         };
     }
     let (kind, context) = if e.is_incomplete_message() || e.is_canceled() {
-        (ErrorKind::ClosedBeforeHead, "upstream closed the connection before a response head")
+        (
+            ErrorKind::ClosedBeforeHead,
+            "upstream closed the connection before a response head",
+        )
     } else if e.is_parse() || e.is_parse_status() || e.is_parse_too_large() {
-        (ErrorKind::InvalidResponse, "upstream response is not valid HTTP/1.1")
+        (
+            ErrorKind::InvalidResponse,
+            "upstream response is not valid HTTP/1.1",
+        )
     } else if e.is_timeout() {
         (ErrorKind::ResponseHeadTimedOut, "upstream timed out")
     } else if !progress.finished() {

@@ -24,8 +24,8 @@ use tracing::{debug, warn};
 use crate::body::DEFAULT_REPLAY_BUFFER;
 use crate::error::{Error, ErrorKind, Result};
 use crate::policy::retry::DEFAULT_MAX_RETRIES;
-use crate::proxy::{ProxyHttp, handle};
 use crate::proxy::engine_shared;
+use crate::proxy::{ProxyHttp, handle};
 use crate::upstream::pool::Pool;
 
 /// How a [`ProxyServer`] treats clients and retries.
@@ -150,10 +150,7 @@ impl<P: ProxyHttp> ProxyServer<P> {
 
     /// Serve until [`ShutdownHandle::shutdown`], then drain and return.
     pub async fn serve(self) -> Result<()> {
-        let shared = engine_shared(
-            Pool::start(self.options.max_idle_per_peer),
-            &self.options,
-        );
+        let shared = engine_shared(Pool::start(self.options.max_idle_per_peer), &self.options);
         let builder = self.http1_builder();
         let graceful = GracefulShutdown::new();
         let mut stop = self.shutdown.subscribe();
@@ -168,7 +165,7 @@ impl<P: ProxyHttp> ProxyServer<P> {
                         continue;
                     }
                 },
-                _ = stop.wait_for(|stopping| *stopping) => break,
+                _ = async { stop.wait_for(|stopping| *stopping).await.is_ok() } => break,
             };
             let proxy = Arc::clone(&self.proxy);
             let shared = Arc::clone(&shared);

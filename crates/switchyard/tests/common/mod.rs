@@ -1,14 +1,14 @@
 //! The integration tests' proxy: a list of peers and a rule for each kind
 //! of failure, with every finished request's trace captured from `logging`.
-#![allow(dead_code)]
+#![allow(dead_code, unreachable_pub, missing_docs)]
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use switchyard::AttemptLog;
 use switchyard::prelude::*;
 use switchyard::proxy::default_error_while_proxy;
-use switchyard::AttemptLog;
 
 /// What a hook does with a failure.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -97,11 +97,13 @@ pub struct Ctx {
     pub index: usize,
 }
 
-fn apply(rule: OnFail, ctx: &mut Ctx, mut e: Box<Error>) -> Box<Error> {
+/// Mark `e` retryable per `rule`; failover only while another peer is left.
+fn apply(rule: OnFail, peers: usize, ctx: &mut Ctx, mut e: Box<Error>) -> Box<Error> {
     match rule {
         OnFail::Default => return e,
         OnFail::RetrySame => {}
-        OnFail::Failover => ctx.index += 1,
+        OnFail::Failover if ctx.index + 1 < peers => ctx.index += 1,
+        OnFail::Failover => return e,
     }
     e.set_retry(true);
     e
@@ -116,13 +118,21 @@ impl ProxyHttp for TestProxy {
 
     async fn upstream_peer(&self, _s: &mut Session, ctx: &mut Ctx) -> Result<Box<HttpPeer>> {
         let addr = self.peers[ctx.index.min(self.peers.len() - 1)];
-        Ok(Box::new(HttpPeer::new(addr, false, String::new()).with_options(self.options.clone())))
+        Ok(Box::new(
+            HttpPeer::new(addr, false, String::new()).with_options(self.options.clone()),
+        ))
     }
 
-    fn fail_to_connect(&self, _s: &mut Session, _p: &HttpPeer, ctx: &mut Ctx, e: Box<Error>) -> Box<Error> {
+    fn fail_to_connect(
+        &self,
+        _s: &mut Session,
+        _p: &HttpPeer,
+        ctx: &mut Ctx,
+        e: Box<Error>,
+    ) -> Box<Error> {
         match self.on_connect_fail {
             OnFail::Default => e,
-            rule => apply(rule, ctx, e),
+            rule => apply(rule, self.peers.len(), ctx, e),
         }
     }
 
@@ -136,7 +146,7 @@ impl ProxyHttp for TestProxy {
     ) -> Box<Error> {
         match self.on_proxy_error {
             OnFail::Default => default_error_while_proxy(peer, session, e, reused),
-            rule => apply(rule, ctx, e),
+            rule => apply(rule, self.peers.len(), ctx, e),
         }
     }
 
@@ -164,10 +174,7 @@ pub async fn start(proxy: TestProxy) -> Running {
     start_with(proxy, ServerOptions::default()).await
 }
 
-pub async fn start_with<P: ProxyHttp>(proxy: P, options: ServerOptions) -> Running
-where
-    P: HasLogs,
-{
+pub async fn start_with<P: ProxyHttp + HasLogs>(proxy: P, options: ServerOptions) -> Running {
     let logs = proxy.logs();
     let server = ProxyServer::bind("127.0.0.1:0".parse().unwrap(), proxy, options)
         .await
@@ -175,7 +182,12 @@ where
     let addr = server.local_addr();
     let shutdown = server.shutdown_handle();
     let task = tokio::spawn(server.serve());
-    Running { addr, logs, shutdown, task }
+    Running {
+        addr,
+        logs,
+        shutdown,
+        task,
+    }
 }
 
 /// Proxies whose `logging` the tests can read.

@@ -3,7 +3,12 @@
 use super::{FailurePoint::*, RetryFacts, StopReason::*, Verdict, decide};
 use crate::body::BufferState::{self, *};
 
-fn facts(point: super::FailurePoint, hook_retry: bool, body: BufferState, retries: usize) -> RetryFacts {
+fn facts(
+    point: super::FailurePoint,
+    hook_retry: bool,
+    body: BufferState,
+    retries: usize,
+) -> RetryFacts {
     RetryFacts {
         point,
         hook_retry,
@@ -20,14 +25,56 @@ fn decision_table() {
         (Connect, true, Complete, 0, Verdict::Retry),
         (Connect, false, Complete, 0, Verdict::Stop(HookDeclined)),
         (BeforeResponseHead, true, Complete, 2, Verdict::Retry),
-        (BeforeResponseHead, false, Complete, 0, Verdict::Stop(HookDeclined)),
-        (BeforeResponseHead, true, Truncated, 0, Verdict::Stop(BodyNotReplayable)),
-        (Connect, true, Truncated, 0, Verdict::Stop(BodyNotReplayable)),
+        (
+            BeforeResponseHead,
+            false,
+            Complete,
+            0,
+            Verdict::Stop(HookDeclined),
+        ),
+        (
+            BeforeResponseHead,
+            true,
+            Truncated,
+            0,
+            Verdict::Stop(BodyNotReplayable),
+        ),
+        (
+            Connect,
+            true,
+            Truncated,
+            0,
+            Verdict::Stop(BodyNotReplayable),
+        ),
         (Connect, true, Complete, 3, Verdict::Stop(AttemptCap)),
-        (BeforeResponseHead, true, Complete, 9, Verdict::Stop(AttemptCap)),
-        (AfterResponseStarted, true, Complete, 0, Verdict::Stop(ResponseStarted)),
-        (AfterResponseStarted, false, Complete, 0, Verdict::Stop(ResponseStarted)),
-        (Downstream, true, Complete, 0, Verdict::Stop(DownstreamFailed)),
+        (
+            BeforeResponseHead,
+            true,
+            Complete,
+            9,
+            Verdict::Stop(AttemptCap),
+        ),
+        (
+            AfterResponseStarted,
+            true,
+            Complete,
+            0,
+            Verdict::Stop(ResponseStarted),
+        ),
+        (
+            AfterResponseStarted,
+            false,
+            Complete,
+            0,
+            Verdict::Stop(ResponseStarted),
+        ),
+        (
+            Downstream,
+            true,
+            Complete,
+            0,
+            Verdict::Stop(DownstreamFailed),
+        ),
         (Internal, true, Complete, 0, Verdict::Stop(InternalError)),
     ];
     for (point, hook, body, retries, want) in table {
