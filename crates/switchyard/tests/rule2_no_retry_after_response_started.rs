@@ -129,3 +129,26 @@ async fn a_complete_chunked_response_is_forwarded_whole() {
     assert_eq!(record.response_body_bytes, 16);
     assert_eq!(record.decision, Decision::Done);
 }
+
+#[tokio::test]
+async fn an_unframed_upstream_body_is_reframed_so_its_end_is_explicit() {
+    let origin = Origin::start(
+        "unframed",
+        Script::always(Behavior::CloseDelimited {
+            body: "until close".into(),
+        }),
+    )
+    .await;
+    let proxy = start(TestProxy::new(&[origin.addr()])).await;
+    let raw = within(10, "raw client", client::raw(proxy.addr, RAW_GET, 5)).await;
+    let (head, body) = split_head(&raw.bytes);
+    assert!(head.contains("transfer-encoding: chunked"), "{head}");
+    assert!(
+        body.ends_with(b"0\r\n\r\n"),
+        "a clean end is marked by the final chunk"
+    );
+    let reply = within(10, "hyper client", client::get(proxy.addr, "/"))
+        .await
+        .unwrap();
+    assert_eq!(reply.body, "until close");
+}

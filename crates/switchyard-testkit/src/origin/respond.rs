@@ -99,6 +99,15 @@ async fn perform_now(conn: &mut Conn, behavior: Behavior, ex: &Exchange<'_>) -> 
             conn.finish().await;
             Ok(After::Closed)
         }
+        Behavior::CloseDelimited { body } => {
+            let mut out = head(200, ex, &Framing::NoBody);
+            if !ex.head_only {
+                out.extend_from_slice(&body);
+            }
+            conn.write(&out).await?;
+            conn.finish().await;
+            Ok(After::Closed)
+        }
         Behavior::IdleKill { after } => {
             respond(conn, ex, 200, &Bytes::new()).await?;
             if ex.close || conn.wait_for_more(after).await {

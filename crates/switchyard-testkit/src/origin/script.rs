@@ -53,6 +53,12 @@ pub enum Behavior {
     TruncatedChunked,
     /// Send bytes that are not HTTP (`garbage\r\n\r\n`), then close.
     Garbage,
+    /// Answer 200 with neither `content-length` nor chunked framing: the body
+    /// is `body` and ends when the origin closes the connection.
+    CloseDelimited {
+        /// The body sent before closing.
+        body: Bytes,
+    },
     /// Wait `delay`, then do `then`.
     Slow {
         /// How long to wait before doing `then`.

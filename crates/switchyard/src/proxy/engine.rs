@@ -244,7 +244,7 @@ async fn attempt<P: ProxyHttp>(
             FailurePoint::Downstream, &peer, false,
         )),
     };
-    let (response, conn) = exchanged?;
+    let (response, conn, request_body) = exchanged?;
     let reused = conn.reused();
     let (head, upstream_body) = response.into_parts();
     if let Some(record) = session.attempts_mut().current() {
@@ -268,7 +268,13 @@ async fn attempt<P: ProxyHttp>(
         ));
     }
     let (done, body_done) = oneshot::channel();
-    let pump = PumpBody::new(upstream_body, conn, Arc::clone(&shared.pool), done);
+    let pump = PumpBody::new(
+        upstream_body,
+        conn,
+        request_body,
+        Arc::clone(&shared.pool),
+        done,
+    );
     session.mark_response_started(head.status);
     reply.send(Response::from_parts(head, ResponseBody::pump(pump)));
     Ok(Forwarded {
@@ -285,7 +291,7 @@ async fn connect_and_exchange<P: ProxyHttp>(
     session: &mut Session,
     ctx: &mut P::CTX,
     peer: &HttpPeer,
-) -> std::result::Result<(Response<Incoming>, UpstreamConn), AttemptFailure> {
+) -> std::result::Result<(Response<Incoming>, UpstreamConn, Arc<Progress>), AttemptFailure> {
     let mut conn = connection(shared, peer, session)
         .await
         .map_err(|e| AttemptFailure::new(e, FailurePoint::Connect, peer, false))?;
@@ -305,7 +311,7 @@ async fn connect_and_exchange<P: ProxyHttp>(
         let result = forward::exchange(&mut conn, request, &progress, &peer.options).await;
         note_body_sent(session, &progress);
         match result {
-            Ok(response) => return Ok((response, conn)),
+            Ok(response) => return Ok((response, conn, progress)),
             Err(SendFailure::NotSent(unsent)) if conn.reused() => {
                 // The pooled connection closed before a byte was written:
                 // nothing reached the upstream, so a fresh one is free to try.
@@ -339,7 +345,8 @@ async fn connection(
 ) -> Result<UpstreamConn> {
     let key = peer.pool_key();
     while let Some(mut conn) = shared.pool.checkout(&key, Instant::now()) {
-        let ready = tokio::time::timeout(peer.options.write_timeout, conn.ready()).await;
+        // Waiting for a pooled connection should cost no more than a new one.
+        let ready = tokio::time::timeout(peer.options.connect_timeout, conn.ready()).await;
         if matches!(ready, Ok(Ok(()))) {
             return Ok(conn);
         }

@@ -21,6 +21,7 @@ use hyper::body::Incoming;
 use tokio::sync::oneshot;
 
 use super::forward::classify_body_error;
+use crate::body::Progress;
 use crate::error::{Error, ErrorKind};
 use crate::upstream::UpstreamConn;
 use crate::upstream::pool::Pool;
@@ -41,6 +42,7 @@ pub(crate) enum BodyOutcome {
 pub(crate) struct PumpBody {
     upstream: Incoming,
     conn: Option<UpstreamConn>,
+    request_body: Arc<Progress>,
     pool: Arc<Pool>,
     done: Option<oneshot::Sender<BodyOutcome>>,
     bytes: u64,
@@ -48,15 +50,19 @@ pub(crate) struct PumpBody {
 }
 
 impl PumpBody {
+    /// Pump `upstream` downstream; `conn` returns to `pool` at a clean end
+    /// if the request body (`request_body`) went out whole too.
     pub(crate) fn new(
         upstream: Incoming,
         conn: UpstreamConn,
+        request_body: Arc<Progress>,
         pool: Arc<Pool>,
         done: oneshot::Sender<BodyOutcome>,
     ) -> Self {
         let mut pump = PumpBody {
             upstream,
             conn: Some(conn),
+            request_body,
             pool,
             done: Some(done),
             bytes: 0,
@@ -70,7 +76,11 @@ impl PumpBody {
     }
 
     fn complete(&mut self) {
-        if let Some(conn) = self.conn.take() {
+        // An upstream that answered before reading the whole request body
+        // leaves the connection mid-request: not reusable.
+        if let Some(conn) = self.conn.take()
+            && self.request_body.finished()
+        {
             self.pool.checkin(conn, Instant::now());
         }
         self.report(BodyOutcome::Complete { bytes: self.bytes });

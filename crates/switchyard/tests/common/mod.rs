@@ -36,6 +36,18 @@ pub struct Logged {
 pub struct Logs(Arc<Mutex<Vec<Logged>>>);
 
 impl Logs {
+    /// Record a finished request.
+    pub fn push(&self, session: &Session, e: Option<&Error>) {
+        let head = session.req_header();
+        self.0.lock().unwrap().push(Logged {
+            method: head.method.clone(),
+            path: head.uri.path().to_string(),
+            status: session.response_status().map(|s| s.as_u16()),
+            error: e.map(|e| e.kind()),
+            trace: session.attempts().clone(),
+        });
+    }
+
     pub fn all(&self) -> Vec<Logged> {
         self.0.lock().unwrap().clone()
     }
@@ -151,14 +163,7 @@ impl ProxyHttp for TestProxy {
     }
 
     async fn logging(&self, session: &mut Session, e: Option<&Error>, _ctx: &mut Ctx) {
-        let head = session.req_header();
-        self.logs.0.lock().unwrap().push(Logged {
-            method: head.method.clone(),
-            path: head.uri.path().to_string(),
-            status: session.response_status().map(|s| s.as_u16()),
-            error: e.map(|e| e.kind()),
-            trace: session.attempts().clone(),
-        });
+        self.logs.push(session, e);
     }
 }
 
