@@ -36,6 +36,11 @@ async fn both_peers_down_gives_502_with_two_attempts_and_a_proxy_status() {
     assert_eq!(trace.records()[1].peer, b);
     assert_eq!(logged[0].status, Some(502));
     assert_eq!(logged[0].error, Some(ErrorKind::ConnectRefused));
+    assert_eq!(
+        logged[0].error_peer,
+        Some(b.to_string()),
+        "the error names its peer"
+    );
 }
 
 #[tokio::test]

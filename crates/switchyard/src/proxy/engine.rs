@@ -103,7 +103,10 @@ struct AttemptFailure {
 }
 
 impl AttemptFailure {
-    fn new(error: Box<Error>, point: FailurePoint, peer: &HttpPeer, reused: bool) -> Self {
+    fn new(mut error: Box<Error>, point: FailurePoint, peer: &HttpPeer, reused: bool) -> Self {
+        if error.peer().is_none() {
+            error.set_peer(peer.address.to_string());
+        }
         AttemptFailure {
             error,
             point,
@@ -401,7 +404,8 @@ async fn finish_body<P: ProxyHttp>(
         .unwrap_or(BodyOutcome::Abandoned { bytes: 0 });
     let (bytes, result) = match outcome {
         BodyOutcome::Complete { bytes } => (bytes, Ok(())),
-        BodyOutcome::Failed { bytes, error } => {
+        BodyOutcome::Failed { bytes, mut error } => {
+            error.set_peer(forwarded.peer.address.to_string());
             // The hook sees the failure, but whatever it says the response
             // already started: the policy overrules any retry.
             let error =

@@ -28,6 +28,8 @@ pub struct Logged {
     pub path: String,
     pub status: Option<u16>,
     pub error: Option<ErrorKind>,
+    /// The peer the final error names.
+    pub error_peer: Option<String>,
     pub trace: AttemptLog,
 }
 
@@ -44,6 +46,7 @@ impl Logs {
             path: head.uri.path().to_string(),
             status: session.response_status().map(|s| s.as_u16()),
             error: e.map(|e| e.kind()),
+            error_peer: e.and_then(|e| e.peer().map(str::to_string)),
             trace: session.attempts().clone(),
         });
     }
