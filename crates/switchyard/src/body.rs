@@ -67,6 +67,7 @@ struct Shared<B> {
     cap: usize,
     slot: Mutex<Slot<B>>,
     truncated: AtomicBool,
+    released: AtomicBool,
     bytes_read: AtomicU64,
     source_failed: AtomicBool,
 }
@@ -115,6 +116,7 @@ where
                     waiter: None,
                 }),
                 truncated: AtomicBool::new(false),
+                released: AtomicBool::new(false),
                 bytes_read: AtomicU64::new(0),
                 source_failed: AtomicBool::new(false),
             }),
@@ -158,6 +160,17 @@ impl<B> ReplaySource<B> {
         self.shared.source_failed.load(Ordering::Acquire)
     }
 
+    /// No retry will come (the response started): free the buffer and keep
+    /// nothing more. The body still streams; it just cannot be replayed.
+    pub fn release_buffer(&self) {
+        self.shared.released.store(true, Ordering::Release);
+        self.shared.truncated.store(true, Ordering::Release);
+        if let Some(source) = self.shared.slot().source.as_mut() {
+            source.chunks = Vec::new();
+            source.buffered = 0;
+        }
+    }
+
     /// The replay buffer's capacity in bytes.
     pub fn capacity(&self) -> usize {
         self.shared.cap
@@ -169,6 +182,7 @@ impl<B> ReplaySource<B> {
 pub struct Progress {
     sent: AtomicU64,
     finished: AtomicBool,
+    waiting_on_downstream: AtomicBool,
     finished_signal: Notify,
 }
 
@@ -181,6 +195,12 @@ impl Progress {
     /// Whether this attempt's body reached its end.
     pub fn finished(&self) -> bool {
         self.finished.load(Ordering::Acquire)
+    }
+
+    /// Whether the body's last wait was for the client to send more (as
+    /// opposed to the upstream to take more).
+    pub fn waiting_on_downstream(&self) -> bool {
+        self.waiting_on_downstream.load(Ordering::Acquire)
     }
 
     /// Resolves once the body reached its end.
@@ -336,15 +356,19 @@ where
         }
         // 2. The downstream body already ended: replay its trailers, then end.
         if source.ended {
+            this.progress.mark_finished();
             if let (Some(trailers), false) = (&source.trailers, this.trailers_sent) {
                 this.trailers_sent = true;
                 return Poll::Ready(Some(Ok(Frame::trailers(trailers.clone()))));
             }
-            this.progress.mark_finished();
             return Poll::Ready(None);
         }
         // 3. Read on from downstream.
-        match std::task::ready!(Pin::new(&mut source.body).poll_frame(cx)) {
+        let polled = Pin::new(&mut source.body).poll_frame(cx);
+        this.progress
+            .waiting_on_downstream
+            .store(polled.is_pending(), Ordering::Release);
+        match std::task::ready!(polled) {
             Some(Ok(frame)) => {
                 let frame = match frame.into_data() {
                     Ok(data) => {
@@ -354,7 +378,9 @@ where
                     }
                     Err(frame) => {
                         if let Some(trailers) = frame.trailers_ref() {
+                            // Trailers are the last frame: hyper polls no further.
                             source.trailers = Some(trailers.clone());
+                            source.ended = true;
                             this.trailers_sent = true;
                         }
                         frame
@@ -362,6 +388,9 @@ where
                 };
                 if source.body.is_end_stream() {
                     source.ended = true;
+                }
+                if source.ended && (source.trailers.is_none() || this.trailers_sent) {
+                    this.progress.mark_finished();
                 }
                 this.count_sent(&frame);
                 Poll::Ready(Some(Ok(frame)))

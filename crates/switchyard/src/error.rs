@@ -40,12 +40,19 @@ pub enum ErrorKind {
     ClosedBeforeHead,
     /// No response head arrived within the read timeout after the request was sent.
     ResponseHeadTimedOut,
+    /// The response body stopped arriving for longer than the read timeout.
+    ResponseBodyTimedOut,
     /// The upstream sent something that is not a valid HTTP response.
     InvalidResponse,
     /// The downstream request cannot be proxied (malformed, unsupported).
     InvalidDownstreamRequest,
     /// The downstream client went away (closed, reset, or its body broke off).
     DownstreamClosed,
+    /// The downstream client stopped sending its request body.
+    DownstreamTimedOut,
+    /// The downstream request asks for something the proxy does not do
+    /// (CONNECT, protocol upgrades).
+    UnsupportedRequest,
     /// A bug or an internal limit in the proxy, or a hook's own failure.
     Internal,
 }
@@ -64,9 +71,12 @@ impl ErrorKind {
             ErrorKind::ReadError => "read-error",
             ErrorKind::ClosedBeforeHead => "closed-before-head",
             ErrorKind::ResponseHeadTimedOut => "response-head-timed-out",
+            ErrorKind::ResponseBodyTimedOut => "response-body-timed-out",
             ErrorKind::InvalidResponse => "invalid-response",
             ErrorKind::InvalidDownstreamRequest => "invalid-downstream-request",
             ErrorKind::DownstreamClosed => "downstream-closed",
+            ErrorKind::DownstreamTimedOut => "downstream-timed-out",
+            ErrorKind::UnsupportedRequest => "unsupported-request",
             ErrorKind::Internal => "internal",
         }
     }
@@ -83,18 +93,24 @@ impl ErrorKind {
         )
     }
 
-    /// True for the kinds that mean a timer ran out.
+    /// True for the kinds that mean an upstream timer ran out.
     pub fn is_timeout(self) -> bool {
         matches!(
             self,
-            ErrorKind::ConnectTimedOut | ErrorKind::WriteTimedOut | ErrorKind::ResponseHeadTimedOut
+            ErrorKind::ConnectTimedOut
+                | ErrorKind::WriteTimedOut
+                | ErrorKind::ResponseHeadTimedOut
+                | ErrorKind::ResponseBodyTimedOut
         )
     }
 
     /// The side an error of this kind is blamed on unless told otherwise.
     pub fn default_side(self) -> Side {
         match self {
-            ErrorKind::InvalidDownstreamRequest | ErrorKind::DownstreamClosed => Side::Downstream,
+            ErrorKind::InvalidDownstreamRequest
+            | ErrorKind::DownstreamClosed
+            | ErrorKind::DownstreamTimedOut
+            | ErrorKind::UnsupportedRequest => Side::Downstream,
             ErrorKind::Internal => Side::Internal,
             _ => Side::Upstream,
         }

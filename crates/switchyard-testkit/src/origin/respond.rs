@@ -99,6 +99,11 @@ async fn perform_now(conn: &mut Conn, behavior: Behavior, ex: &Exchange<'_>) -> 
             conn.finish().await;
             Ok(After::Closed)
         }
+        Behavior::Raw { bytes } => {
+            conn.write(&bytes).await?;
+            conn.finish().await;
+            Ok(After::Closed)
+        }
         Behavior::CloseDelimited { body } => {
             let mut out = head(200, ex, &Framing::NoBody);
             if !ex.head_only {

@@ -53,6 +53,12 @@ pub enum Behavior {
     TruncatedChunked,
     /// Send bytes that are not HTTP (`garbage\r\n\r\n`), then close.
     Garbage,
+    /// Send exactly these bytes as the response, then close the connection
+    /// (for responses no other behaviour can express).
+    Raw {
+        /// The bytes, head and body.
+        bytes: Bytes,
+    },
     /// Answer 200 with neither `content-length` nor chunked framing: the body
     /// is `body` and ends when the origin closes the connection.
     CloseDelimited {

@@ -138,6 +138,32 @@ async fn trailers_are_replayed() {
 }
 
 #[tokio::test]
+async fn trailers_end_the_body_for_progress() {
+    let mut trailers = HeaderMap::new();
+    trailers.insert("x-checksum", "abc".parse().unwrap());
+    let source = ReplaySource::new(Scripted::data(&["data"]).with_trailers(trailers), 64);
+    let (mut body, progress) = source.attempt_body();
+    body.frame().await.unwrap().unwrap();
+    assert!(!progress.finished());
+    assert!(body.frame().await.unwrap().unwrap().is_trailers());
+    assert!(progress.finished(), "hyper polls no further after trailers");
+}
+
+#[tokio::test]
+async fn releasing_the_buffer_frees_it_and_forbids_replay() {
+    let source = ReplaySource::new(Scripted::data(&["abc", "def"]), 64);
+    let (first, _) = source.attempt_body();
+    read_all(first).await.unwrap();
+    source.release_buffer();
+    assert_eq!(source.state(), BufferState::Truncated);
+    let (second, _) = source.attempt_body();
+    assert!(matches!(
+        read_all(second).await,
+        Err(ReplayError::NotReplayable)
+    ));
+}
+
+#[tokio::test]
 async fn a_body_over_the_cap_streams_whole_but_cannot_replay() {
     let source = ReplaySource::new(Scripted::data(&["12345", "67890", "abc"]), 8);
     let (first, _) = source.attempt_body();

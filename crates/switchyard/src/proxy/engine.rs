@@ -12,8 +12,16 @@
 //! stop. After the head went downstream a failure can only end the request.
 //!
 //! Cancel behaviour: if the client goes away while an attempt waits on the
-//! upstream, the attempt is abandoned (its upstream connection is closed)
-//! and the request ends as `downstream-closed`, logged with status 499.
+//! upstream, the attempt is abandoned (its upstream connection is closed),
+//! nothing is retried, and the request ends as `downstream-closed`, logged
+//! with status 499. hyper notices a closed client only once the request
+//! body was read: a client that leaves mid-body is noticed when reading the
+//! body fails, which ends the attempt the same way. A client that leaves
+//! during the response body makes the body pump stop and the upstream
+//! connection close.
+//!
+//! A hook that panics ends the request as an internal error (500 if nothing
+//! was sent), and `logging` still runs.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -29,9 +37,9 @@ use super::pump::{BodyOutcome, PumpBody, ResponseBody};
 use super::respond::error_response;
 use super::{ProxyHttp, Session};
 use crate::body::{Progress, ReplaySource};
-use crate::error::{Error, ErrorKind, Result};
+use crate::error::{Error, ErrorKind, Result, Side};
 use crate::peer::HttpPeer;
-use crate::policy::retry::{FailurePoint, RetryFacts, Verdict, decide};
+use crate::policy::retry::{FailurePoint, RetryFacts, StopReason, Verdict, decide};
 use crate::trace::{AttemptLog, Decision, Phase};
 use crate::upstream::pool::Pool;
 use crate::upstream::{UpstreamConn, connector};
@@ -128,9 +136,14 @@ async fn run<P: ProxyHttp>(
     let source = ReplaySource::new(body, shared.replay_buffer);
     let mut session = Session::new(head, client, source, AttemptLog::new(start));
     let mut ctx = proxy.new_ctx();
-    let error = serve(&*proxy, &shared, &mut session, &mut ctx, &mut reply)
-        .await
-        .err();
+    let served = {
+        let serving = std::pin::pin!(serve(&*proxy, &shared, &mut session, &mut ctx, &mut reply));
+        CatchUnwind(serving).await
+    };
+    let error = match served {
+        Ok(result) => result.err(),
+        Err(()) => Some(Error::explain(ErrorKind::Internal, "a hook panicked")),
+    };
     if let Some(e) = &error {
         debug!(client = %client, error = %e, attempts = %session.attempts(), "request failed");
         let status = proxy.fail_to_proxy(&mut session, e, &mut ctx).await;
@@ -182,15 +195,23 @@ async fn attempt_loop<P: ProxyHttp>(
     reply: &mut Reply,
 ) -> Result<Forwarded> {
     let mut retries = 0;
+    let mut fresh_only = false;
     loop {
-        let failure = match attempt(proxy, shared, session, ctx, reply).await {
+        let failure = match attempt(proxy, shared, session, ctx, reply, fresh_only).await {
             Ok(forwarded) => return Ok(forwarded),
             Err(failure) => failure,
         };
         let Some(peer) = failure.peer else {
-            // `upstream_peer` itself failed: no attempt was made, nothing to retry.
+            // `upstream_peer` itself failed: no attempt was made, nothing to
+            // retry. The attempt before, if any, was not followed after all.
+            if let Some(record) = session.attempts_mut().current() {
+                record.decision = Decision::Stop(StopReason::InternalError);
+            }
             return Err(failure.error);
         };
+        // After a pooled connection failed, the pool may hold more like it
+        // (the upstream restarted): the next attempt takes a new connection.
+        fresh_only = failure.reused;
         let error = match failure.point {
             FailurePoint::Connect => proxy.fail_to_connect(session, &peer, ctx, failure.error),
             FailurePoint::BeforeResponseHead => {
@@ -229,6 +250,7 @@ async fn attempt<P: ProxyHttp>(
     session: &mut Session,
     ctx: &mut P::CTX,
     reply: &mut Reply,
+    fresh_only: bool,
 ) -> std::result::Result<Forwarded, AttemptFailure> {
     let peer = proxy
         .upstream_peer(session, ctx)
@@ -241,7 +263,7 @@ async fn attempt<P: ProxyHttp>(
         })?;
     session.attempts_mut().begin(peer.address, Instant::now());
     let exchanged = tokio::select! {
-        result = connect_and_exchange(proxy, shared, session, ctx, &peer) => result,
+        result = connect_and_exchange(proxy, shared, session, ctx, &peer, fresh_only) => result,
         () = reply.closed() => Err(AttemptFailure::new(
             Error::explain(ErrorKind::DownstreamClosed, "client went away while waiting for the upstream"),
             FailurePoint::Downstream, &peer, false,
@@ -254,7 +276,8 @@ async fn attempt<P: ProxyHttp>(
         record.status = Some(head.status);
         record.phase = Phase::StreamingBody;
     }
-    let mut head = forward::downstream_head(head);
+    let mut head = forward::downstream_head(head)
+        .map_err(|e| AttemptFailure::new(e, FailurePoint::BeforeResponseHead, &peer, reused))?;
     let filtered = match proxy
         .upstream_response_filter(session, &mut head, ctx)
         .await
@@ -275,6 +298,7 @@ async fn attempt<P: ProxyHttp>(
         upstream_body,
         conn,
         request_body,
+        peer.options.read_timeout,
         Arc::clone(&shared.pool),
         done,
     );
@@ -294,8 +318,9 @@ async fn connect_and_exchange<P: ProxyHttp>(
     session: &mut Session,
     ctx: &mut P::CTX,
     peer: &HttpPeer,
+    fresh_only: bool,
 ) -> std::result::Result<(Response<Incoming>, UpstreamConn, Arc<Progress>), AttemptFailure> {
-    let mut conn = connection(shared, peer, session)
+    let mut conn = connection(shared, peer, session, fresh_only)
         .await
         .map_err(|e| AttemptFailure::new(e, FailurePoint::Connect, peer, false))?;
     let mut head = forward::upstream_head(session, peer);
@@ -307,6 +332,7 @@ async fn connect_and_exchange<P: ProxyHttp>(
             conn.reused(),
         ));
     }
+    session.set_upstream_method(head.method.clone());
     let (body, progress) = session.body_source().attempt_body();
     let mut request = Request::from_parts(head, body);
     loop {
@@ -329,10 +355,10 @@ async fn connect_and_exchange<P: ProxyHttp>(
                 return Err(AttemptFailure::new(e, FailurePoint::Connect, peer, false));
             }
             Err(SendFailure::Failed(error)) => {
-                let point = match error.kind() {
-                    ErrorKind::DownstreamClosed => FailurePoint::Downstream,
-                    ErrorKind::Internal => FailurePoint::Internal,
-                    _ => FailurePoint::BeforeResponseHead,
+                let point = match error.side() {
+                    Side::Downstream => FailurePoint::Downstream,
+                    Side::Internal => FailurePoint::Internal,
+                    Side::Upstream => FailurePoint::BeforeResponseHead,
                 };
                 return Err(AttemptFailure::new(error, point, peer, conn.reused()));
             }
@@ -340,14 +366,15 @@ async fn connect_and_exchange<P: ProxyHttp>(
     }
 }
 
-/// A pooled connection to `peer` if one is ready, else a new one.
+/// A pooled connection to `peer` if one is ready (and allowed), else a new one.
 async fn connection(
     shared: &EngineShared,
     peer: &HttpPeer,
     session: &mut Session,
+    fresh_only: bool,
 ) -> Result<UpstreamConn> {
     let key = peer.pool_key();
-    while let Some(mut conn) = shared.pool.checkout(&key, Instant::now()) {
+    while !fresh_only && let Some(mut conn) = shared.pool.checkout(&key, Instant::now()) {
         // Waiting for a pooled connection should cost no more than a new one.
         let ready = tokio::time::timeout(peer.options.connect_timeout, conn.ready()).await;
         if matches!(ready, Ok(Ok(()))) {
@@ -451,6 +478,28 @@ async fn finish_body<P: ProxyHttp>(
             };
             trace.finish(decision, Instant::now());
             Err(error)
+        }
+    }
+}
+
+/// Runs a future, turning a panic inside it into `Err(())`, so that a
+/// panicking hook still leaves the request answered and logged.
+struct CatchUnwind<F>(F);
+
+impl<F: Future + Unpin> Future for CatchUnwind<F> {
+    type Output = std::result::Result<F::Output, ()>;
+
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        let inner = &mut self.0;
+        let polled = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            std::pin::Pin::new(inner).poll(cx)
+        }));
+        match polled {
+            Ok(poll) => poll.map(Ok),
+            Err(_) => std::task::Poll::Ready(Err(())),
         }
     }
 }

@@ -40,23 +40,60 @@ pub(crate) fn upstream_head(session: &Session, peer: &HttpPeer) -> RequestHeader
         .map_or_else(|| Uri::from_static("/"), |pq| Uri::from(pq.clone()));
     head.version = Version::HTTP_11;
     head.headers = downstream.headers.clone();
+    // A chunked downstream body stays chunked upstream: without the header
+    // hyper would send a GET's body as no body at all.
+    let chunked = head.headers.contains_key(header::TRANSFER_ENCODING);
     strip_hop_by_hop(&mut head.headers);
-    if !head.headers.contains_key(header::HOST) {
-        let host = match downstream.uri.authority() {
-            Some(authority) => HeaderValue::from_str(authority.as_str()).ok(),
-            None => HeaderValue::from_str(&peer.address.to_string()).ok(),
-        };
-        if let Some(host) = host {
-            head.headers.insert(header::HOST, host);
+    if chunked {
+        head.headers.remove(header::CONTENT_LENGTH);
+        head.headers.insert(
+            header::TRANSFER_ENCODING,
+            HeaderValue::from_static("chunked"),
+        );
+    }
+    // RFC 9112 section 3.2.2: an absolute-form target's authority wins over Host.
+    let host = match downstream.uri.authority() {
+        Some(authority) => HeaderValue::from_str(authority.as_str()).ok(),
+        None if !head.headers.contains_key(header::HOST) => {
+            HeaderValue::from_str(&peer.address.to_string()).ok()
         }
+        None => None,
+    };
+    if let Some(host) = host {
+        head.headers.insert(header::HOST, host);
     }
     head
 }
 
 /// The head to send downstream: the upstream's, less its hop-by-hop headers.
-pub(crate) fn downstream_head(mut head: ResponseHeader) -> ResponseHeader {
+///
+/// A `Content-Length` sent beside `Transfer-Encoding` is dropped (RFC 9112
+/// section 6.3): hyper decoded the body by its chunks, and forwarding the
+/// length would let hyper cut the body short and call it complete. A
+/// transfer coding other than chunked cannot be forwarded faithfully once
+/// `Transfer-Encoding` is removed, so it is refused.
+pub(crate) fn downstream_head(mut head: ResponseHeader) -> Result<ResponseHeader> {
+    if let Some(codings) = head.headers.get(header::TRANSFER_ENCODING) {
+        let only_chunked = codings
+            .to_str()
+            .is_ok_and(|v| v.trim().eq_ignore_ascii_case("chunked"));
+        if !only_chunked
+            || head
+                .headers
+                .get_all(header::TRANSFER_ENCODING)
+                .iter()
+                .count()
+                > 1
+        {
+            return Err(Error::explain(
+                ErrorKind::InvalidResponse,
+                "upstream response uses a transfer coding other than chunked",
+            ));
+        }
+        head.headers.remove(header::CONTENT_LENGTH);
+    }
     strip_hop_by_hop(&mut head.headers);
-    head
+    Ok(head)
 }
 
 /// Send `request` on `conn` and wait for the response head.
@@ -90,14 +127,32 @@ pub(crate) async fn exchange(
             () = tokio::time::sleep(options.write_timeout) => {
                 let sent = progress.sent();
                 if sent == sent_at_last_check {
-                    return Err(SendFailure::Failed(Error::explain(
-                        ErrorKind::WriteTimedOut,
-                        format!("request body made no progress for {:?}", options.write_timeout),
-                    )));
+                    return Err(SendFailure::Failed(stalled(progress, options)));
                 }
                 sent_at_last_check = sent;
             }
         }
+    }
+}
+
+/// Who stalled the request body: the client not sending, or the upstream not taking.
+fn stalled(progress: &Progress, options: &PeerOptions) -> Box<Error> {
+    if progress.waiting_on_downstream() {
+        Error::explain(
+            ErrorKind::DownstreamTimedOut,
+            format!(
+                "client sent no request body for {:?}",
+                options.write_timeout
+            ),
+        )
+    } else {
+        Error::explain(
+            ErrorKind::WriteTimedOut,
+            format!(
+                "upstream took no request body for {:?}",
+                options.write_timeout
+            ),
+        )
     }
 }
 
@@ -171,8 +226,21 @@ pub(crate) fn validate_downstream(session: &Session) -> Result<()> {
     let head = session.req_header();
     if head.method == http::Method::CONNECT {
         return Err(Error::explain(
-            ErrorKind::InvalidDownstreamRequest,
+            ErrorKind::UnsupportedRequest,
             "CONNECT is not supported",
+        ));
+    }
+    let upgrade = head
+        .headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|token| token.trim().eq_ignore_ascii_case("upgrade"));
+    if upgrade && head.headers.contains_key(header::UPGRADE) {
+        return Err(Error::explain(
+            ErrorKind::UnsupportedRequest,
+            "protocol upgrades (WebSocket, h2c) are not supported yet",
         ));
     }
     Ok(())

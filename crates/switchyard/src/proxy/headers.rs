@@ -1,14 +1,17 @@
 //! Hop-by-hop headers (RFC 9110 section 7.6.1): they describe one
 //! connection, so they are dropped on both legs and never forwarded.
+//!
+//! `Trailer` is kept although older lists (RFC 2616) name it: RFC 9110 does
+//! not, and hyper sends only the trailer fields it declares, so dropping it
+//! would silently drop every trailer.
 
 use http::HeaderMap;
 use http::header::{self, HeaderName};
 
 /// Headers that are hop-by-hop whatever `Connection` says.
-const HOP_BY_HOP: [HeaderName; 7] = [
+const HOP_BY_HOP: [HeaderName; 6] = [
     header::CONNECTION,
     header::TE,
-    header::TRAILER,
     header::TRANSFER_ENCODING,
     header::UPGRADE,
     HeaderName::from_static("keep-alive"),
@@ -55,6 +58,6 @@ mod tests {
         strip_hop_by_hop(&mut headers);
         let mut left: Vec<&str> = headers.keys().map(|k| k.as_str()).collect();
         left.sort_unstable();
-        assert_eq!(left, ["content-length", "host", "x-kept"]);
+        assert_eq!(left, ["content-length", "host", "trailer", "x-kept"]);
     }
 }

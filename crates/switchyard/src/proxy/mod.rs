@@ -161,10 +161,12 @@ pub trait ProxyHttp: Send + Sync + 'static {
     /// the body. The upstream may have received and processed the request.
     /// `client_reused` says whether the connection came from the pool.
     ///
-    /// Default: retry only when the connection was reused (a pooled
-    /// connection the upstream closed as we wrote is the usual cause), the
-    /// method is idempotent and the request body can still be replayed. The
-    /// engine ignores a retry once the response started, whatever this says.
+    /// Default: [`default_error_while_proxy`]: retry once, on a fresh
+    /// connection, when a reused connection was dropped (a pooled connection
+    /// the upstream closed as we wrote is the usual cause), the method is
+    /// idempotent and the request body can still be replayed. Timeouts and
+    /// invalid responses are not retried. The engine ignores a retry once
+    /// the response started, whatever this says.
     fn error_while_proxy(
         &self,
         peer: &HttpPeer,
@@ -219,7 +221,10 @@ pub(crate) fn engine_shared(pool: Arc<Pool>, options: &ServerOptions) -> Arc<Eng
 
 /// What [`ProxyHttp::error_while_proxy`] does by default, for overrides that
 /// want it for some errors: mark the error retryable only when the connection
-/// was reused, the method is idempotent and the body can be replayed.
+/// was reused, the failure looks like a connection the upstream had closed
+/// (closed before the head, reset, write failed), the request is idempotent
+/// and the body can be replayed. The engine sends the retry on a fresh
+/// connection, so the default retries a request at most once.
 pub fn default_error_while_proxy(
     peer: &HttpPeer,
     session: &Session,
@@ -227,7 +232,18 @@ pub fn default_error_while_proxy(
     client_reused: bool,
 ) -> Box<Error> {
     let mut e = e.more_context(format!("peer {peer}"));
-    let retry = client_reused && session.is_idempotent() && !session.retry_buffer_truncated();
+    let retry = client_reused
+        && connection_dropped(e.kind())
+        && session.is_idempotent()
+        && !session.retry_buffer_truncated();
     e.set_retry(retry);
     e
+}
+
+/// The failures a pooled connection closed by the upstream produces. A
+/// timeout or an invalid response is the upstream's answer, not a stale
+/// connection, and is not retried by default.
+fn connection_dropped(kind: crate::ErrorKind) -> bool {
+    use crate::ErrorKind::{ClosedBeforeHead, ReadError, WriteError};
+    matches!(kind, ClosedBeforeHead | WriteError | ReadError)
 }

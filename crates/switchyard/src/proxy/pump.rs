@@ -1,5 +1,9 @@
 //! The response body on its way downstream, and how it ends.
 //!
+//! While the body streams, the upstream must send something at least every
+//! read timeout; a body that stops arriving is a failure like any other
+//! (`response-body-timed-out`), not a request held forever.
+//!
 //! [`PumpBody`] is polled by the downstream connection itself, so a frame
 //! goes from the upstream socket to the downstream one with no task or
 //! channel in between. When the upstream body ends cleanly the connection
@@ -13,7 +17,9 @@
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::Instant;
+use std::time::Duration;
+
+use tokio::time::{Instant, Sleep};
 
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
@@ -43,6 +49,8 @@ pub(crate) struct PumpBody {
     upstream: Incoming,
     conn: Option<UpstreamConn>,
     request_body: Arc<Progress>,
+    idle_timeout: Duration,
+    idle: Pin<Box<Sleep>>,
     pool: Arc<Pool>,
     done: Option<oneshot::Sender<BodyOutcome>>,
     bytes: u64,
@@ -50,12 +58,14 @@ pub(crate) struct PumpBody {
 }
 
 impl PumpBody {
-    /// Pump `upstream` downstream; `conn` returns to `pool` at a clean end
-    /// if the request body (`request_body`) went out whole too.
+    /// Pump `upstream` downstream, failing if it is silent for `idle_timeout`;
+    /// `conn` returns to `pool` at a clean end if the request body
+    /// (`request_body`) went out whole too.
     pub(crate) fn new(
         upstream: Incoming,
         conn: UpstreamConn,
         request_body: Arc<Progress>,
+        idle_timeout: Duration,
         pool: Arc<Pool>,
         done: oneshot::Sender<BodyOutcome>,
     ) -> Self {
@@ -63,6 +73,8 @@ impl PumpBody {
             upstream,
             conn: Some(conn),
             request_body,
+            idle_timeout,
+            idle: Box::pin(tokio::time::sleep(idle_timeout)),
             pool,
             done: Some(done),
             bytes: 0,
@@ -81,9 +93,19 @@ impl PumpBody {
         if let Some(conn) = self.conn.take()
             && self.request_body.finished()
         {
-            self.pool.checkin(conn, Instant::now());
+            self.pool.checkin(conn, std::time::Instant::now());
         }
         self.report(BodyOutcome::Complete { bytes: self.bytes });
+    }
+
+    /// The upstream body failed: drop its connection, tell the engine, and
+    /// hand hyper the error that aborts the downstream response.
+    fn fail(&mut self, error: Box<Error>) -> Box<Error> {
+        self.conn = None;
+        self.failed = true;
+        let bytes = self.bytes;
+        self.report(BodyOutcome::Failed { bytes, error });
+        broke_off()
     }
 
     fn report(&mut self, outcome: BodyOutcome) {
@@ -106,7 +128,20 @@ impl Body for PumpBody {
         if this.failed {
             return Poll::Ready(Some(Err(broke_off())));
         }
-        match std::task::ready!(Pin::new(&mut this.upstream).poll_frame(cx)) {
+        let polled = Pin::new(&mut this.upstream).poll_frame(cx);
+        if polled.is_pending() {
+            if this.idle.as_mut().poll(cx).is_ready() {
+                let error = Error::explain(
+                    ErrorKind::ResponseBodyTimedOut,
+                    format!("no response body bytes for {:?}", this.idle_timeout),
+                );
+                return Poll::Ready(Some(Err(this.fail(error))));
+            }
+            return Poll::Pending;
+        }
+        let deadline = Instant::now() + this.idle_timeout;
+        this.idle.as_mut().reset(deadline);
+        match std::task::ready!(polled) {
             Some(Ok(frame)) => {
                 if let Some(data) = frame.data_ref() {
                     this.bytes += data.len() as u64;
@@ -116,14 +151,7 @@ impl Body for PumpBody {
                 }
                 Poll::Ready(Some(Ok(frame)))
             }
-            Some(Err(e)) => {
-                this.conn = None;
-                this.failed = true;
-                let error = classify_body_error(e);
-                let bytes = this.bytes;
-                this.report(BodyOutcome::Failed { bytes, error });
-                Poll::Ready(Some(Err(broke_off())))
-            }
+            Some(Err(e)) => Poll::Ready(Some(Err(this.fail(classify_body_error(e))))),
             None => {
                 this.complete();
                 Poll::Ready(None)

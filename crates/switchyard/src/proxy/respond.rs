@@ -4,8 +4,10 @@
 //! | error | status |
 //! |---|---|
 //! | connect failures, resets, closed before the head, invalid response | 502 |
-//! | upstream timeouts (connect, write, response head) | 504 |
+//! | upstream timeouts (connect, write, response head) | 504 (a body timeout happens after the head: logged only) |
 //! | invalid downstream request | 400 |
+//! | request body stalled by the client | 408 |
+//! | unsupported request (CONNECT, Upgrade) | 501 |
 //! | internal (the proxy or a hook) | 500 |
 //! | downstream closed | nothing is sent; 499 is logged (as nginx does) |
 
@@ -29,6 +31,8 @@ pub fn status_for(e: &Error) -> StatusCode {
     }
     match kind {
         ErrorKind::InvalidDownstreamRequest => StatusCode::BAD_REQUEST,
+        ErrorKind::DownstreamTimedOut => StatusCode::REQUEST_TIMEOUT,
+        ErrorKind::UnsupportedRequest => StatusCode::NOT_IMPLEMENTED,
         ErrorKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         _ => StatusCode::BAD_GATEWAY,
     }
@@ -45,9 +49,13 @@ pub fn proxy_status_error(kind: ErrorKind) -> &'static str {
         ErrorKind::WriteError | ErrorKind::ReadError => "connection_terminated",
         ErrorKind::WriteTimedOut => "connection_write_timeout",
         ErrorKind::ClosedBeforeHead => "http_response_incomplete",
-        ErrorKind::ResponseHeadTimedOut => "http_response_timeout",
+        ErrorKind::ResponseHeadTimedOut | ErrorKind::ResponseBodyTimedOut => {
+            "http_response_timeout"
+        }
         ErrorKind::InvalidResponse => "http_protocol_error",
-        ErrorKind::InvalidDownstreamRequest => "http_request_error",
+        ErrorKind::InvalidDownstreamRequest
+        | ErrorKind::DownstreamTimedOut
+        | ErrorKind::UnsupportedRequest => "http_request_error",
         ErrorKind::DownstreamClosed | ErrorKind::Internal => "proxy_internal_error",
     }
 }

@@ -22,6 +22,7 @@ pub struct Session {
     client_addr: SocketAddr,
     attempts: AttemptLog,
     body: ReplaySource<Incoming>,
+    upstream_method: Option<Method>,
     response_status: Option<StatusCode>,
     response_started: bool,
     prepared_response: Option<Response<Bytes>>,
@@ -39,6 +40,7 @@ impl Session {
             client_addr,
             attempts,
             body,
+            upstream_method: None,
             response_status: None,
             response_started: false,
             prepared_response: None,
@@ -69,10 +71,21 @@ impl Session {
         &mut self.attempts
     }
 
-    /// Whether the request method is idempotent (RFC 9110 section 9.2.2):
-    /// GET, HEAD, OPTIONS, TRACE, PUT, DELETE.
+    /// Whether the request is idempotent (RFC 9110 section 9.2.2: GET, HEAD,
+    /// OPTIONS, TRACE, PUT, DELETE): both the downstream method and the
+    /// method `upstream_request_filter` last sent upstream must be.
     pub fn is_idempotent(&self) -> bool {
         is_idempotent(&self.request.method)
+            && self.upstream_method.as_ref().is_none_or(is_idempotent)
+    }
+
+    /// The method of the request last sent upstream, once an attempt got that far.
+    pub fn upstream_method(&self) -> Option<&Method> {
+        self.upstream_method.as_ref()
+    }
+
+    pub(crate) fn set_upstream_method(&mut self, method: Method) {
+        self.upstream_method = Some(method);
     }
 
     /// Whether the request body outgrew the replay buffer, so the request
@@ -104,6 +117,8 @@ impl Session {
     pub(crate) fn mark_response_started(&mut self, status: StatusCode) {
         self.response_started = true;
         self.response_status = Some(status);
+        // No retry can come any more: the replay buffer is dead weight.
+        self.body.release_buffer();
     }
 
     /// Answer the client with this response instead of proxying: from

@@ -6,7 +6,8 @@
 //! head with 400 and an oversized one with 431, and the header-read timeout
 //! (which hyper silently disables unless a timer is given, as here) closes a
 //! connection that does not finish its head in time, idle keep-alive
-//! connections included.
+//! connections included. A client that stops reading its response is cut
+//! off after the write timeout.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -19,6 +20,8 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
+use tokio::task::JoinSet;
+use tokio_io_timeout::TimeoutStream;
 use tracing::{debug, warn};
 
 use crate::body::DEFAULT_REPLAY_BUFFER;
@@ -37,6 +40,7 @@ use crate::upstream::pool::Pool;
 /// | `header_read_timeout` | 20 s, also the idle keep-alive timeout |
 /// | `max_headers` | 100 |
 /// | `max_header_bytes` | 32 KiB (request line and headers) |
+/// | `write_timeout` | 60 s without progress writing to a client |
 /// | `max_idle_per_peer` | 64 pooled upstream connections |
 /// | `drain_timeout` | 30 s for in-flight requests at shutdown |
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -53,6 +57,9 @@ pub struct ServerOptions {
     pub max_headers: usize,
     /// Largest request head in bytes (larger: 431).
     pub max_header_bytes: usize,
+    /// How long writing to a client may make no progress before the
+    /// connection is closed (a client that stopped reading).
+    pub write_timeout: Duration,
     /// Idle upstream connections kept per peer.
     pub max_idle_per_peer: usize,
     /// How long shutdown waits for in-flight requests before closing them.
@@ -67,6 +74,7 @@ impl Default for ServerOptions {
             header_read_timeout: Duration::from_secs(20),
             max_headers: 100,
             max_header_bytes: 32 * 1024,
+            write_timeout: Duration::from_secs(60),
             max_idle_per_peer: 64,
             drain_timeout: Duration::from_secs(30),
         }
@@ -153,8 +161,10 @@ impl<P: ProxyHttp> ProxyServer<P> {
         let shared = engine_shared(Pool::start(self.options.max_idle_per_peer), &self.options);
         let builder = self.http1_builder();
         let graceful = GracefulShutdown::new();
+        let mut connections = JoinSet::new();
         let mut stop = self.shutdown.subscribe();
         loop {
+            while connections.try_join_next().is_some() {}
             let (stream, client) = tokio::select! {
                 accepted = self.listener.accept() => match accepted {
                     Ok(accepted) => accepted,
@@ -173,8 +183,9 @@ impl<P: ProxyHttp> ProxyServer<P> {
                 let (proxy, shared) = (Arc::clone(&proxy), Arc::clone(&shared));
                 async move { Ok::<_, Infallible>(handle(proxy, shared, request, client).await) }
             });
-            let connection = graceful.watch(builder.serve_connection(io(stream), service));
-            tokio::spawn(async move {
+            let io = io(stream, self.options.write_timeout);
+            let connection = graceful.watch(builder.serve_connection(io, service));
+            connections.spawn(async move {
                 if let Err(e) = connection.await {
                     debug!(client = %client, error = %e, "downstream connection ended with an error");
                 }
@@ -185,8 +196,13 @@ impl<P: ProxyHttp> ProxyServer<P> {
             .await
             .is_err()
         {
-            warn!(timeout = ?self.options.drain_timeout, "drain timed out; closing the remaining connections");
+            warn!(
+                timeout = ?self.options.drain_timeout,
+                open = connections.len(),
+                "drain timed out; closing the remaining connections"
+            );
         }
+        connections.shutdown().await;
         Ok(())
     }
 
@@ -202,10 +218,16 @@ impl<P: ProxyHttp> ProxyServer<P> {
     }
 }
 
-fn io(stream: TcpStream) -> TokioIo<TcpStream> {
+/// A client connection as hyper drives it: no Nagle delay, and a write
+/// timeout for clients that stop reading.
+type ClientIo = TokioIo<std::pin::Pin<Box<TimeoutStream<TcpStream>>>>;
+
+fn io(stream: TcpStream, write_timeout: Duration) -> ClientIo {
     // Small responses should leave at once, not wait for an ACK.
     if let Err(e) = stream.set_nodelay(true) {
         debug!(error = %e, "setting TCP_NODELAY on a downstream connection");
     }
-    TokioIo::new(stream)
+    let mut stream = TimeoutStream::new(stream);
+    stream.set_write_timeout(Some(write_timeout));
+    TokioIo::new(Box::pin(stream))
 }
