@@ -20,7 +20,7 @@ use crate::error::{Error, ErrorKind, Result};
 /// | field | default | what runs out |
 /// |---|---|---|
 /// | `connect_timeout` | 3 s | TCP connect (room for one SYN retransmit at 1 s) |
-/// | `read_timeout` | 60 s | waiting for the response head once the request body is sent (nginx's `proxy_read_timeout`) |
+/// | `read_timeout` | 60 s | waiting for the response head once the request body is sent, and between two response body frames (nginx's `proxy_read_timeout`) |
 /// | `write_timeout` | 60 s | the request body making no progress upstream |
 /// | `idle_timeout` | 10 s | an unused pooled connection is closed |
 ///
@@ -39,7 +39,8 @@ use crate::error::{Error, ErrorKind, Result};
 pub struct PeerOptions {
     /// How long a TCP connect may take.
     pub connect_timeout: Duration,
-    /// How long to wait for the response head after the request was sent.
+    /// How long to wait for the response head after the request was sent,
+    /// and for each next piece of the response body.
     pub read_timeout: Duration,
     /// How long the request body may make no progress upstream.
     pub write_timeout: Duration,
