@@ -42,6 +42,8 @@ pub enum ErrorKind {
     ResponseHeadTimedOut,
     /// The response body stopped arriving for longer than the read timeout.
     ResponseBodyTimedOut,
+    /// The upstream answered with a status a hook counts as a failure.
+    UpstreamStatus,
     /// The upstream sent something that is not a valid HTTP response.
     InvalidResponse,
     /// The downstream request cannot be proxied (malformed, unsupported).
@@ -72,6 +74,7 @@ impl ErrorKind {
             ErrorKind::ClosedBeforeHead => "closed-before-head",
             ErrorKind::ResponseHeadTimedOut => "response-head-timed-out",
             ErrorKind::ResponseBodyTimedOut => "response-body-timed-out",
+            ErrorKind::UpstreamStatus => "upstream-status",
             ErrorKind::InvalidResponse => "invalid-response",
             ErrorKind::InvalidDownstreamRequest => "invalid-downstream-request",
             ErrorKind::DownstreamClosed => "downstream-closed",
@@ -162,6 +165,7 @@ pub struct Error {
     kind: ErrorKind,
     side: Side,
     retry: bool,
+    retry_note: Option<&'static str>,
     peer: Option<String>,
     context: Option<Cow<'static, str>>,
     cause: Option<Cause>,
@@ -174,6 +178,7 @@ impl Error {
             kind,
             side: kind.default_side(),
             retry: false,
+            retry_note: None,
             peer: None,
             context: None,
             cause: None,
@@ -223,6 +228,17 @@ impl Error {
     /// with a truncated replay buffer, none past the attempt cap.
     pub fn set_retry(&mut self, retry: bool) {
         self.retry = retry;
+    }
+
+    /// Why the hook decided as it did, in a word or two (e.g.
+    /// `not-idempotent`); the trace shows it next to the verdict.
+    pub fn retry_note(&self) -> Option<&'static str> {
+        self.retry_note
+    }
+
+    /// Explain the retry verdict for operators.
+    pub fn set_retry_note(&mut self, note: &'static str) {
+        self.retry_note = Some(note);
     }
 
     /// The peer the error happened on, as `ip:port`, when one was involved.

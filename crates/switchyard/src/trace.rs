@@ -97,6 +97,10 @@ pub struct AttemptRecord {
     pub duration: Duration,
     /// What the engine decided after it.
     pub decision: Decision,
+    /// The hook's word on its verdict (e.g. `not-idempotent`), if it gave one.
+    pub note: Option<&'static str>,
+    /// The wait before the retry that followed, if any.
+    pub backoff: Duration,
 }
 
 impl fmt::Display for AttemptRecord {
@@ -111,7 +115,11 @@ impl fmt::Display for AttemptRecord {
         if self.reused {
             f.write_str(" (reused)")?;
         }
-        write!(f, " -> {}", self.decision)
+        write!(f, " -> {}", self.decision)?;
+        if let Some(note) = self.note {
+            write!(f, " [{note}]")?;
+        }
+        Ok(())
     }
 }
 
@@ -174,6 +182,8 @@ impl AttemptLog {
             started: now.saturating_duration_since(self.start),
             duration: Duration::ZERO,
             decision: Decision::InFlight,
+            note: None,
+            backoff: Duration::ZERO,
         });
     }
 

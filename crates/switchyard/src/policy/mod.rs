@@ -4,6 +4,9 @@
 //! a verdict with a named reason comes out, so every rule is table-tested
 //! without sockets. The engine (`proxy/engine.rs`) gathers the facts, asks,
 //! records the answer in the attempt trace (`trace.rs`) and acts on it.
-//! Backoff, budgets, hedging and deadlines will live beside `retry`.
+//! Budgets and hedging will live beside these.
 
+pub mod backoff;
+pub mod limits;
 pub mod retry;
+pub mod rules;

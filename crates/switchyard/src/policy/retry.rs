@@ -6,15 +6,17 @@
 //!    nor when a retry would need request-body bytes that were not kept.
 //!    Then the hook's verdict (`Error::retry`, set in `fail_to_connect` or
 //!    `error_while_proxy`).
-//! 2. [`admit`]: is there room for another attempt? The hard cap
-//!    (`max_retries`, default 16) holds whatever the hooks say. Deadlines and
-//!    retry budgets will join here, with `now` passed in.
+//! 2. [`admit`]: is there room for another attempt? The retry cap holds
+//!    whatever the hooks say (a per-request cap, itself bounded by the
+//!    server's hard cap, default 16), and no retry starts that could not
+//!    begin before the request's deadline. Time is passed in.
 //!
 //! [`decide`] runs both. Splitting "would retry" from "may spend an
 //! attempt" follows Envoy's router: the first is about the failure, the
 //! second about the request's remaining allowance.
 
 use std::fmt;
+use std::time::Instant;
 
 use crate::body::BufferState;
 
@@ -33,6 +35,9 @@ pub enum FailurePoint {
     /// The connection was in use, no response head yet: the upstream may have
     /// received and processed the request.
     BeforeResponseHead,
+    /// The upstream answered, and a hook judged the answer a failure (say,
+    /// a 503) before anything went downstream.
+    ResponseRejected,
     /// The response head (and maybe body bytes) already went downstream.
     AfterResponseStarted,
     /// The downstream client failed or went away.
@@ -47,6 +52,7 @@ impl FailurePoint {
         match self {
             FailurePoint::Connect => "connect",
             FailurePoint::BeforeResponseHead => "before-response-head",
+            FailurePoint::ResponseRejected => "response-rejected",
             FailurePoint::AfterResponseStarted => "after-response-started",
             FailurePoint::Downstream => "downstream",
             FailurePoint::Internal => "internal",
@@ -67,6 +73,10 @@ pub struct RetryFacts {
     pub retries_so_far: usize,
     /// The cap on retries for this request.
     pub max_retries: usize,
+    /// When the request must be over, if it has a deadline.
+    pub deadline: Option<Instant>,
+    /// When the next attempt would start (now, plus any backoff).
+    pub next_attempt_at: Instant,
 }
 
 /// Why an attempt was not followed by another.
@@ -80,6 +90,8 @@ pub enum StopReason {
     BodyNotReplayable,
     /// The retry cap was reached (contract rule 4).
     AttemptCap,
+    /// The request's deadline would pass before another attempt could start.
+    Deadline,
     /// The downstream client failed or left; nobody is waiting for a retry.
     DownstreamFailed,
     /// A hook or the proxy failed; there is nothing to retry.
@@ -94,6 +106,7 @@ impl StopReason {
             StopReason::ResponseStarted => "response-started",
             StopReason::BodyNotReplayable => "body-not-replayable",
             StopReason::AttemptCap => "attempt-cap",
+            StopReason::Deadline => "deadline",
             StopReason::DownstreamFailed => "downstream-failed",
             StopReason::InternalError => "internal-error",
         }
@@ -121,7 +134,9 @@ pub fn classify(facts: &RetryFacts) -> Result<(), StopReason> {
         FailurePoint::AfterResponseStarted => return Err(StopReason::ResponseStarted),
         FailurePoint::Downstream => return Err(StopReason::DownstreamFailed),
         FailurePoint::Internal => return Err(StopReason::InternalError),
-        FailurePoint::Connect | FailurePoint::BeforeResponseHead => {}
+        FailurePoint::Connect
+        | FailurePoint::BeforeResponseHead
+        | FailurePoint::ResponseRejected => {}
     }
     if facts.body == BufferState::Truncated {
         return Err(StopReason::BodyNotReplayable);
@@ -136,6 +151,12 @@ pub fn classify(facts: &RetryFacts) -> Result<(), StopReason> {
 pub fn admit(facts: &RetryFacts) -> Result<(), StopReason> {
     if facts.retries_so_far >= facts.max_retries {
         return Err(StopReason::AttemptCap);
+    }
+    if facts
+        .deadline
+        .is_some_and(|deadline| facts.next_attempt_at >= deadline)
+    {
+        return Err(StopReason::Deadline);
     }
     Ok(())
 }

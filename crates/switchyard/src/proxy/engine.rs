@@ -25,24 +25,26 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use http::{Request, Response, StatusCode};
 use hyper::body::Incoming;
 use tokio::sync::oneshot;
 use tracing::debug;
 
-use super::forward::{self, SendFailure};
-use super::pump::{BodyOutcome, PumpBody, ResponseBody};
+use super::attempt::{Forwarded, attempt};
+use super::forward;
+use super::pump::{BodyOutcome, ResponseBody};
 use super::respond::error_response;
 use super::{ProxyHttp, Session};
-use crate::body::{Progress, ReplaySource};
-use crate::error::{Error, ErrorKind, Result, Side};
+use crate::body::{BufferState, ReplaySource};
+use crate::error::{Error, ErrorKind, Result};
 use crate::peer::HttpPeer;
+use crate::policy::backoff::Backoff;
+use crate::policy::limits::RetryLimits;
 use crate::policy::retry::{FailurePoint, RetryFacts, StopReason, Verdict, decide};
 use crate::trace::{AttemptLog, Decision, Phase};
 use crate::upstream::pool::Pool;
-use crate::upstream::{UpstreamConn, connector};
 
 /// What every request of one server shares.
 #[derive(Debug)]
@@ -71,10 +73,10 @@ pub(crate) async fn handle<P: ProxyHttp>(
 }
 
 /// The way back to the downstream connection, used once.
-struct Reply(Option<oneshot::Sender<Response<ResponseBody>>>);
+pub(super) struct Reply(Option<oneshot::Sender<Response<ResponseBody>>>);
 
 impl Reply {
-    fn send(&mut self, response: Response<ResponseBody>) {
+    pub(super) fn send(&mut self, response: Response<ResponseBody>) {
         if let Some(reply) = self.0.take() {
             // If the downstream is gone, the response (and its body pump) is dropped here.
             let _ = reply.send(response);
@@ -82,7 +84,7 @@ impl Reply {
     }
 
     /// Resolves when the downstream connection stopped waiting for the head.
-    async fn closed(&mut self) {
+    pub(super) async fn closed(&mut self) {
         match &mut self.0 {
             Some(reply) => reply.closed().await,
             None => std::future::pending().await,
@@ -92,36 +94,6 @@ impl Reply {
 
 fn to_downstream(response: Response<bytes::Bytes>) -> Response<ResponseBody> {
     response.map(ResponseBody::full)
-}
-
-/// A response head went downstream; its body is streaming.
-struct Forwarded {
-    peer: Box<HttpPeer>,
-    reused: bool,
-    body_done: oneshot::Receiver<BodyOutcome>,
-}
-
-/// A failed attempt, before the hooks judge it.
-struct AttemptFailure {
-    error: Box<Error>,
-    point: FailurePoint,
-    /// The peer, when `upstream_peer` chose one.
-    peer: Option<Box<HttpPeer>>,
-    reused: bool,
-}
-
-impl AttemptFailure {
-    fn new(mut error: Box<Error>, point: FailurePoint, peer: &HttpPeer, reused: bool) -> Self {
-        if error.peer().is_none() {
-            error.set_peer(peer.address.to_string());
-        }
-        AttemptFailure {
-            error,
-            point,
-            peer: Some(Box::new(peer.clone())),
-            reused,
-        }
-    }
 }
 
 async fn run<P: ProxyHttp>(
@@ -194,10 +166,12 @@ async fn attempt_loop<P: ProxyHttp>(
     ctx: &mut P::CTX,
     reply: &mut Reply,
 ) -> Result<Forwarded> {
-    let mut retries = 0;
+    let limits = proxy.retry_limits(session, ctx);
+    let mut admission = Admission::new(&limits, shared.max_retries, session.attempts().start());
     let mut fresh_only = false;
     loop {
-        let failure = match attempt(proxy, shared, session, ctx, reply, fresh_only).await {
+        let attempted = attempt(proxy, shared, session, ctx, reply, fresh_only, &admission).await;
+        let failure = match attempted {
             Ok(forwarded) => return Ok(forwarded),
             Err(failure) => failure,
         };
@@ -217,23 +191,38 @@ async fn attempt_loop<P: ProxyHttp>(
             FailurePoint::BeforeResponseHead => {
                 proxy.error_while_proxy(&peer, session, failure.error, ctx, failure.reused)
             }
+            // Judged already (`upstream_response_failure`), or nobody to ask.
             _ => failure.error,
         };
-        let verdict = decide(&RetryFacts {
-            point: failure.point,
-            hook_retry: error.retry(),
-            body: session.body_source().state(),
-            retries_so_far: retries,
-            max_retries: shared.max_retries,
-        });
+        let facts = admission.facts(
+            failure.point,
+            error.retry(),
+            session.body_source().state(),
+            Instant::now(),
+        );
+        let verdict = decide(&facts);
         let trace = session.attempts_mut();
         if let Some(record) = trace.current() {
             record.error = Some(error.kind());
+            record.note = error.retry_note();
         }
         match verdict {
             Verdict::Retry => {
+                let delay = admission.next_delay();
+                if let Some(record) = trace.current() {
+                    record.backoff = delay;
+                }
                 trace.finish(Decision::Retry, Instant::now());
-                retries += 1;
+                if !delay.is_zero() {
+                    tokio::select! {
+                        () = tokio::time::sleep(delay) => {}
+                        () = reply.closed() => return Err(Error::explain(
+                            ErrorKind::DownstreamClosed,
+                            "client went away during the backoff before a retry",
+                        )),
+                    }
+                }
+                admission.advance();
             }
             Verdict::Stop(reason) => {
                 trace.finish(Decision::Stop(reason), Instant::now());
@@ -243,179 +232,82 @@ async fn attempt_loop<P: ProxyHttp>(
     }
 }
 
-/// One attempt: peer, connection, exchange, and the head sent downstream.
-async fn attempt<P: ProxyHttp>(
-    proxy: &P,
-    shared: &EngineShared,
-    session: &mut Session,
-    ctx: &mut P::CTX,
-    reply: &mut Reply,
-    fresh_only: bool,
-) -> std::result::Result<Forwarded, AttemptFailure> {
-    let peer = proxy
-        .upstream_peer(session, ctx)
-        .await
-        .map_err(|error| AttemptFailure {
-            error,
-            point: FailurePoint::Internal,
-            peer: None,
-            reused: false,
-        })?;
-    session.attempts_mut().begin(peer.address, Instant::now());
-    let exchanged = tokio::select! {
-        result = connect_and_exchange(proxy, shared, session, ctx, &peer, fresh_only) => result,
-        () = reply.closed() => Err(AttemptFailure::new(
-            Error::explain(ErrorKind::DownstreamClosed, "client went away while waiting for the upstream"),
-            FailurePoint::Downstream, &peer, false,
-        )),
-    };
-    let (response, conn, request_body) = exchanged?;
-    let reused = conn.reused();
-    let (head, upstream_body) = response.into_parts();
-    if let Some(record) = session.attempts_mut().current() {
-        record.status = Some(head.status);
-        record.phase = Phase::StreamingBody;
-    }
-    let mut head = forward::downstream_head(head)
-        .map_err(|e| AttemptFailure::new(e, FailurePoint::BeforeResponseHead, &peer, reused))?;
-    let filtered = match proxy
-        .upstream_response_filter(session, &mut head, ctx)
-        .await
-    {
-        Ok(()) => proxy.response_filter(session, &mut head, ctx).await,
-        Err(e) => Err(e),
-    };
-    if let Err(error) = filtered {
-        return Err(AttemptFailure::new(
-            error,
-            FailurePoint::Internal,
-            &peer,
-            reused,
-        ));
-    }
-    let (done, body_done) = oneshot::channel();
-    let pump = PumpBody::new(
-        upstream_body,
-        conn,
-        request_body,
-        peer.options.read_timeout,
-        Arc::clone(&shared.pool),
-        done,
-    );
-    session.mark_response_started(head.status);
-    reply.send(Response::from_parts(head, ResponseBody::pump(pump)));
-    Ok(Forwarded {
-        peer,
-        reused,
-        body_done,
-    })
+/// The request's allowance for retries: its cap, deadline and backoff, and
+/// how much of it is spent. The loop and a rejected response (in
+/// `attempt.rs`) judge by the same numbers.
+#[derive(Debug)]
+pub(super) struct Admission {
+    retries: usize,
+    max_retries: usize,
+    deadline: Option<Instant>,
+    backoff: Option<Backoff>,
+    next_delay: Duration,
 }
 
-/// Get a connection and run the exchange up to the response head.
-async fn connect_and_exchange<P: ProxyHttp>(
-    proxy: &P,
-    shared: &EngineShared,
-    session: &mut Session,
-    ctx: &mut P::CTX,
-    peer: &HttpPeer,
-    fresh_only: bool,
-) -> std::result::Result<(Response<Incoming>, UpstreamConn, Arc<Progress>), AttemptFailure> {
-    let mut conn = connection(shared, peer, session, fresh_only)
-        .await
-        .map_err(|e| AttemptFailure::new(e, FailurePoint::Connect, peer, false))?;
-    let mut head = forward::upstream_head(session, peer);
-    if let Err(error) = proxy.upstream_request_filter(session, &mut head, ctx).await {
-        return Err(AttemptFailure::new(
-            error,
-            FailurePoint::Internal,
-            peer,
-            conn.reused(),
-        ));
+impl Admission {
+    fn new(limits: &RetryLimits, hard_cap: usize, start: Instant) -> Self {
+        let backoff = limits.backoff;
+        Admission {
+            retries: 0,
+            max_retries: limits.retries_within(hard_cap),
+            deadline: limits.deadline.map(|d| start + d),
+            backoff,
+            next_delay: backoff.map_or(Duration::ZERO, |b| b.delay(0, random_unit())),
+        }
     }
-    session.set_upstream_method(head.method.clone());
-    let (body, progress) = session.body_source().attempt_body();
-    let mut request = Request::from_parts(head, body);
-    loop {
-        mark_sending(session, &conn);
-        let result = forward::exchange(&mut conn, request, &progress, &peer.options).await;
-        note_body_sent(session, &progress);
-        match result {
-            Ok(response) => return Ok((response, conn, progress)),
-            Err(SendFailure::NotSent(unsent)) if conn.reused() => {
-                // The pooled connection closed before a byte was written:
-                // nothing reached the upstream, so a fresh one is free to try.
-                request = *unsent;
-                conn = fresh_connection(peer, session).await?;
-            }
-            Err(SendFailure::NotSent(_)) => {
-                let e = Error::explain(
-                    ErrorKind::ConnectError,
-                    "new connection closed before the request was written",
-                );
-                return Err(AttemptFailure::new(e, FailurePoint::Connect, peer, false));
-            }
-            Err(SendFailure::Failed(error)) => {
-                let point = match error.side() {
-                    Side::Downstream => FailurePoint::Downstream,
-                    Side::Internal => FailurePoint::Internal,
-                    Side::Upstream => FailurePoint::BeforeResponseHead,
-                };
-                return Err(AttemptFailure::new(error, point, peer, conn.reused()));
-            }
+
+    /// The facts for a failure observed at `now`.
+    pub(super) fn facts(
+        &self,
+        point: FailurePoint,
+        hook_retry: bool,
+        body: BufferState,
+        now: Instant,
+    ) -> RetryFacts {
+        RetryFacts {
+            point,
+            hook_retry,
+            body,
+            retries_so_far: self.retries,
+            max_retries: self.max_retries,
+            deadline: self.deadline,
+            next_attempt_at: now + self.next_delay,
+        }
+    }
+
+    /// The wait before the next retry.
+    pub(super) fn next_delay(&self) -> Duration {
+        self.next_delay
+    }
+
+    fn advance(&mut self) {
+        self.retries += 1;
+        let retry = u32::try_from(self.retries).unwrap_or(u32::MAX);
+        self.next_delay = self
+            .backoff
+            .map_or(Duration::ZERO, |b| b.delay(retry, random_unit()));
+    }
+
+    /// Shorten `peer`'s timeouts so that an attempt cannot outlive the deadline.
+    pub(super) fn fit_to_deadline(&self, peer: &mut HttpPeer, now: Instant) {
+        if let Some(deadline) = self.deadline {
+            let left = deadline.saturating_duration_since(now);
+            let options = &mut peer.options;
+            options.connect_timeout = options.connect_timeout.min(left);
+            options.read_timeout = options.read_timeout.min(left);
+            options.write_timeout = options.write_timeout.min(left);
         }
     }
 }
 
-/// A pooled connection to `peer` if one is ready (and allowed), else a new one.
-async fn connection(
-    shared: &EngineShared,
-    peer: &HttpPeer,
-    session: &mut Session,
-    fresh_only: bool,
-) -> Result<UpstreamConn> {
-    let key = peer.pool_key();
-    while !fresh_only && let Some(mut conn) = shared.pool.checkout(&key, Instant::now()) {
-        // Waiting for a pooled connection should cost no more than a new one.
-        let ready = tokio::time::timeout(peer.options.connect_timeout, conn.ready()).await;
-        if matches!(ready, Ok(Ok(()))) {
-            return Ok(conn);
-        }
-        // Closed while idle, or stuck: nothing was sent on it; try the next.
-        if let Some(record) = session.attempts_mut().current() {
-            record.stale_replaced += 1;
-        }
-    }
-    connector::connect(peer).await
-}
-
-async fn fresh_connection(
-    peer: &HttpPeer,
-    session: &mut Session,
-) -> std::result::Result<UpstreamConn, AttemptFailure> {
-    if let Some(record) = session.attempts_mut().current() {
-        record.stale_replaced += 1;
-        record.reused = false;
-        record.phase = Phase::Connecting;
-    }
-    connector::connect(peer)
-        .await
-        .map_err(|e| AttemptFailure::new(e, FailurePoint::Connect, peer, false))
-}
-
-fn mark_sending(session: &mut Session, conn: &UpstreamConn) {
-    if let Some(record) = session.attempts_mut().current() {
-        record.reused = conn.reused();
-        record.phase = Phase::SendingRequest;
-    }
-}
-
-fn note_body_sent(session: &mut Session, progress: &Progress) {
-    if let Some(record) = session.attempts_mut().current() {
-        record.request_body_bytes = progress.sent();
-        if progress.finished() {
-            record.phase = Phase::AwaitingHead;
-        }
-    }
+/// A number uniform in `[0, 1)` for backoff jitter, from std's per-call
+/// random hasher keys (no RNG crate needed for jitter).
+fn random_unit() -> f64 {
+    use std::hash::{BuildHasher, Hasher};
+    let bits = std::collections::hash_map::RandomState::new()
+        .build_hasher()
+        .finish();
+    (bits >> 11) as f64 / (1u64 << 53) as f64
 }
 
 /// Wait for the response body to end and settle the request's outcome.
@@ -454,10 +346,15 @@ async fn finish_body<P: ProxyHttp>(
     }
     match result {
         Ok(()) => {
+            // A rejected answer forwarded for want of a retry keeps its verdict.
+            let mut decision = Decision::Done;
             if let Some(record) = trace.current() {
                 record.phase = Phase::Complete;
+                if record.decision != Decision::InFlight {
+                    decision = record.decision;
+                }
             }
-            trace.finish(Decision::Done, Instant::now());
+            trace.finish(decision, Instant::now());
             Ok(())
         }
         Err((error, point)) => {
@@ -467,6 +364,8 @@ async fn finish_body<P: ProxyHttp>(
                 body: body_state,
                 retries_so_far: trace.retries(),
                 max_retries: usize::MAX,
+                deadline: None,
+                next_attempt_at: Instant::now(),
             });
             if let Some(record) = trace.current() {
                 record.error = Some(error.kind());

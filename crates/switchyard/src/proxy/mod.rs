@@ -18,10 +18,12 @@ use std::future::Future;
 
 use crate::error::{Error, Result};
 use crate::peer::HttpPeer;
+use crate::policy::limits::RetryLimits;
 use crate::server::ServerOptions;
 use crate::upstream::pool::Pool;
 use std::sync::Arc;
 
+mod attempt;
 mod engine;
 mod forward;
 mod headers;
@@ -115,6 +117,32 @@ pub trait ProxyHttp: Send + Sync + 'static {
         _ctx: &mut Self::CTX,
     ) -> impl Future<Output = Result<()>> + Send {
         async { Ok(()) }
+    }
+
+    /// Limits for this request across all its attempts: a retry cap, a
+    /// backoff between attempts, a deadline. Called once, after
+    /// `request_filter`, before the first `upstream_peer`.
+    ///
+    /// Default: [`RetryLimits::default()`], the server's `ServerOptions`.
+    fn retry_limits(&self, _session: &Session, _ctx: &Self::CTX) -> RetryLimits {
+        RetryLimits::default()
+    }
+
+    /// The upstream answered; nothing went downstream yet. Return an error
+    /// (kind [`ErrorKind::UpstreamStatus`](crate::ErrorKind::UpstreamStatus)
+    /// is meant for this) to count this answer as a failed attempt, marked
+    /// retryable to try again, e.g. on a 503. If no retry follows (the hook
+    /// did not mark it, or the cap, deadline or body forbid it), the
+    /// upstream's response is forwarded as it is, never replaced by a 502.
+    ///
+    /// Default: `None`, every answer is forwarded.
+    fn upstream_response_failure(
+        &self,
+        _session: &mut Session,
+        _upstream_response: &ResponseHeader,
+        _ctx: &mut Self::CTX,
+    ) -> Option<Box<Error>> {
+        None
     }
 
     /// Change the upstream's response head. The upstream answered; nothing
@@ -233,17 +261,9 @@ pub fn default_error_while_proxy(
 ) -> Box<Error> {
     let mut e = e.more_context(format!("peer {peer}"));
     let retry = client_reused
-        && connection_dropped(e.kind())
+        && crate::policy::rules::connection_dropped(e.kind())
         && session.is_idempotent()
         && !session.retry_buffer_truncated();
     e.set_retry(retry);
     e
-}
-
-/// The failures a pooled connection closed by the upstream produces. A
-/// timeout or an invalid response is the upstream's answer, not a stale
-/// connection, and is not retried by default.
-fn connection_dropped(kind: crate::ErrorKind) -> bool {
-    use crate::ErrorKind::{ClosedBeforeHead, ReadError, WriteError};
-    matches!(kind, ClosedBeforeHead | WriteError | ReadError)
 }

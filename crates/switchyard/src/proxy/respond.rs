@@ -53,6 +53,7 @@ pub fn proxy_status_error(kind: ErrorKind) -> &'static str {
             "http_response_timeout"
         }
         ErrorKind::InvalidResponse => "http_protocol_error",
+        ErrorKind::UpstreamStatus => "destination_unavailable",
         ErrorKind::InvalidDownstreamRequest
         | ErrorKind::DownstreamTimedOut
         | ErrorKind::UnsupportedRequest => "http_request_error",

@@ -1,5 +1,7 @@
 //! The retry decision as a table: facts in, verdict out.
 
+use std::time::{Duration, Instant};
+
 use super::{FailurePoint::*, RetryFacts, StopReason::*, Verdict, decide};
 use crate::body::BufferState::{self, *};
 
@@ -15,6 +17,8 @@ fn facts(
         body,
         retries_so_far: retries,
         max_retries: 3,
+        deadline: None,
+        next_attempt_at: Instant::now(),
     }
 }
 
@@ -76,6 +80,21 @@ fn decision_table() {
             Verdict::Stop(DownstreamFailed),
         ),
         (Internal, true, Complete, 0, Verdict::Stop(InternalError)),
+        (ResponseRejected, true, Complete, 0, Verdict::Retry),
+        (
+            ResponseRejected,
+            false,
+            Complete,
+            0,
+            Verdict::Stop(HookDeclined),
+        ),
+        (
+            ResponseRejected,
+            true,
+            Truncated,
+            0,
+            Verdict::Stop(BodyNotReplayable),
+        ),
     ];
     for (point, hook, body, retries, want) in table {
         let f = facts(point, hook, body, retries);
@@ -97,5 +116,19 @@ fn contract_rules_outrank_the_cap_and_the_hook() {
 fn a_cap_of_zero_allows_no_retry() {
     let mut f = facts(Connect, true, Complete, 0);
     f.max_retries = 0;
+    assert_eq!(decide(&f), Verdict::Stop(AttemptCap));
+}
+
+#[test]
+fn no_retry_starts_at_or_past_the_deadline() {
+    let now = Instant::now();
+    let mut f = facts(Connect, true, Complete, 0);
+    f.deadline = Some(now + Duration::from_millis(100));
+    f.next_attempt_at = now + Duration::from_millis(99);
+    assert_eq!(decide(&f), Verdict::Retry);
+    f.next_attempt_at = now + Duration::from_millis(100);
+    assert_eq!(decide(&f), Verdict::Stop(Deadline));
+    // The cap is named first when both apply.
+    f.retries_so_far = 3;
     assert_eq!(decide(&f), Verdict::Stop(AttemptCap));
 }

@@ -1,0 +1,44 @@
+//! Per-request limits the engine enforces across all attempts of a request:
+//! a retry cap, a backoff between attempts, and a deadline.
+//!
+//! A proxy returns them from `ProxyHttp::retry_limits` (for instance from
+//! the route the request matched); anything left `None` falls back to the
+//! server's `ServerOptions`. The server's `max_retries` stays a hard cap: a
+//! larger per-request cap is lowered to it.
+
+use std::time::Duration;
+
+use super::backoff::Backoff;
+
+/// Limits for one request; `None` means "the server's default".
+///
+/// ```
+/// use std::time::Duration;
+/// use switchyard::policy::backoff::Backoff;
+/// use switchyard::policy::limits::RetryLimits;
+///
+/// let limits = RetryLimits {
+///     max_retries: Some(2),
+///     backoff: Some(Backoff::envoy_default()),
+///     deadline: Some(Duration::from_secs(5)),
+/// };
+/// assert_eq!(limits.retries_within(16), 2);
+/// assert_eq!(RetryLimits::default().retries_within(16), 16);
+/// ```
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RetryLimits {
+    /// Most retries after the first attempt.
+    pub max_retries: Option<usize>,
+    /// Wait between attempts (none: retry at once).
+    pub backoff: Option<Backoff>,
+    /// Time the whole request may take, all attempts included, counted from
+    /// its arrival. Attempts' timeouts are shortened to fit in it.
+    pub deadline: Option<Duration>,
+}
+
+impl RetryLimits {
+    /// The retry cap, bounded by the server's hard cap.
+    pub fn retries_within(&self, hard_cap: usize) -> usize {
+        self.max_retries.map_or(hard_cap, |cap| cap.min(hard_cap))
+    }
+}

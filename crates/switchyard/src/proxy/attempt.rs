@@ -1,0 +1,271 @@
+//! One attempt of a request: ask for a peer, get a connection (pooled or
+//! new), exchange the request for a response head within the peer's
+//! timeouts (shortened to fit the request's deadline), let a hook judge the
+//! answer, and hand the head downstream with its body pump.
+//!
+//! The loop around attempts, and every retry decision, is in `engine.rs`.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use http::{Request, Response};
+use hyper::body::Incoming;
+use tokio::sync::oneshot;
+
+use super::engine::{Admission, EngineShared, Reply};
+use super::forward::{self, SendFailure};
+use super::pump::{BodyOutcome, PumpBody, ResponseBody};
+use super::{ProxyHttp, Session};
+use crate::body::Progress;
+use crate::error::{Error, ErrorKind, Result, Side};
+use crate::peer::HttpPeer;
+use crate::policy::retry::{FailurePoint, Verdict, decide};
+use crate::trace::{Decision, Phase};
+use crate::upstream::{UpstreamConn, connector};
+
+/// A response head went downstream; its body is streaming.
+pub(super) struct Forwarded {
+    pub(super) peer: Box<HttpPeer>,
+    pub(super) reused: bool,
+    pub(super) body_done: oneshot::Receiver<BodyOutcome>,
+}
+
+/// A failed attempt, before the hooks judge it.
+pub(super) struct AttemptFailure {
+    pub(super) error: Box<Error>,
+    pub(super) point: FailurePoint,
+    /// The peer, when `upstream_peer` chose one.
+    pub(super) peer: Option<Box<HttpPeer>>,
+    pub(super) reused: bool,
+}
+
+impl AttemptFailure {
+    pub(super) fn new(
+        mut error: Box<Error>,
+        point: FailurePoint,
+        peer: &HttpPeer,
+        reused: bool,
+    ) -> Self {
+        if error.peer().is_none() {
+            error.set_peer(peer.address.to_string());
+        }
+        AttemptFailure {
+            error,
+            point,
+            peer: Some(Box::new(peer.clone())),
+            reused,
+        }
+    }
+}
+
+/// One attempt: peer, connection, exchange, and the head sent downstream.
+pub(super) async fn attempt<P: ProxyHttp>(
+    proxy: &P,
+    shared: &EngineShared,
+    session: &mut Session,
+    ctx: &mut P::CTX,
+    reply: &mut Reply,
+    fresh_only: bool,
+    admission: &Admission,
+) -> std::result::Result<Forwarded, AttemptFailure> {
+    let mut peer = proxy
+        .upstream_peer(session, ctx)
+        .await
+        .map_err(|error| AttemptFailure {
+            error,
+            point: FailurePoint::Internal,
+            peer: None,
+            reused: false,
+        })?;
+    let now = Instant::now();
+    admission.fit_to_deadline(&mut peer, now);
+    session.attempts_mut().begin(peer.address, now);
+    let exchanged = tokio::select! {
+        result = connect_and_exchange(proxy, shared, session, ctx, &peer, fresh_only) => result,
+        () = reply.closed() => Err(AttemptFailure::new(
+            Error::explain(ErrorKind::DownstreamClosed, "client went away while waiting for the upstream"),
+            FailurePoint::Downstream, &peer, false,
+        )),
+    };
+    let (response, conn, request_body) = exchanged?;
+    let reused = conn.reused();
+    let (head, upstream_body) = response.into_parts();
+    if let Some(record) = session.attempts_mut().current() {
+        record.status = Some(head.status);
+        record.phase = Phase::StreamingBody;
+    }
+    let mut head = forward::downstream_head(head)
+        .map_err(|e| AttemptFailure::new(e, FailurePoint::BeforeResponseHead, &peer, reused))?;
+    judge_response(proxy, session, ctx, &head, admission)
+        .map_err(|e| AttemptFailure::new(e, FailurePoint::ResponseRejected, &peer, reused))?;
+    let filtered = match proxy
+        .upstream_response_filter(session, &mut head, ctx)
+        .await
+    {
+        Ok(()) => proxy.response_filter(session, &mut head, ctx).await,
+        Err(e) => Err(e),
+    };
+    if let Err(error) = filtered {
+        return Err(AttemptFailure::new(
+            error,
+            FailurePoint::Internal,
+            &peer,
+            reused,
+        ));
+    }
+    let (done, body_done) = oneshot::channel();
+    let pump = PumpBody::new(
+        upstream_body,
+        conn,
+        request_body,
+        peer.options.read_timeout,
+        Arc::clone(&shared.pool),
+        done,
+    );
+    session.mark_response_started(head.status);
+    reply.send(Response::from_parts(head, ResponseBody::pump(pump)));
+    Ok(Forwarded {
+        peer,
+        reused,
+        body_done,
+    })
+}
+
+/// Let `upstream_response_failure` judge the answer. A rejected answer that
+/// will be retried is an error; one that will not is forwarded as it is,
+/// with the verdict and its reason in the trace.
+fn judge_response<P: ProxyHttp>(
+    proxy: &P,
+    session: &mut Session,
+    ctx: &mut P::CTX,
+    head: &http::response::Parts,
+    admission: &Admission,
+) -> Result<()> {
+    let Some(error) = proxy.upstream_response_failure(session, head, ctx) else {
+        return Ok(());
+    };
+    let facts = admission.facts(
+        FailurePoint::ResponseRejected,
+        error.retry(),
+        session.body_source().state(),
+        Instant::now(),
+    );
+    match decide(&facts) {
+        Verdict::Retry => Err(error),
+        Verdict::Stop(reason) => {
+            if let Some(record) = session.attempts_mut().current() {
+                record.error = Some(error.kind());
+                record.note = error.retry_note();
+                record.decision = Decision::Stop(reason);
+            }
+            Ok(())
+        }
+    }
+}
+
+/// Get a connection and run the exchange up to the response head.
+async fn connect_and_exchange<P: ProxyHttp>(
+    proxy: &P,
+    shared: &EngineShared,
+    session: &mut Session,
+    ctx: &mut P::CTX,
+    peer: &HttpPeer,
+    fresh_only: bool,
+) -> std::result::Result<(Response<Incoming>, UpstreamConn, Arc<Progress>), AttemptFailure> {
+    let mut conn = connection(shared, peer, session, fresh_only)
+        .await
+        .map_err(|e| AttemptFailure::new(e, FailurePoint::Connect, peer, false))?;
+    let mut head = forward::upstream_head(session, peer);
+    if let Err(error) = proxy.upstream_request_filter(session, &mut head, ctx).await {
+        return Err(AttemptFailure::new(
+            error,
+            FailurePoint::Internal,
+            peer,
+            conn.reused(),
+        ));
+    }
+    session.set_upstream_method(head.method.clone());
+    let (body, progress) = session.body_source().attempt_body();
+    let mut request = Request::from_parts(head, body);
+    loop {
+        mark_sending(session, &conn);
+        let result = forward::exchange(&mut conn, request, &progress, &peer.options).await;
+        note_body_sent(session, &progress);
+        match result {
+            Ok(response) => return Ok((response, conn, progress)),
+            Err(SendFailure::NotSent(unsent)) if conn.reused() => {
+                // The pooled connection closed before a byte was written:
+                // nothing reached the upstream, so a fresh one is free to try.
+                request = *unsent;
+                conn = fresh_connection(peer, session).await?;
+            }
+            Err(SendFailure::NotSent(_)) => {
+                let e = Error::explain(
+                    ErrorKind::ConnectError,
+                    "new connection closed before the request was written",
+                );
+                return Err(AttemptFailure::new(e, FailurePoint::Connect, peer, false));
+            }
+            Err(SendFailure::Failed(error)) => {
+                let point = match error.side() {
+                    Side::Downstream => FailurePoint::Downstream,
+                    Side::Internal => FailurePoint::Internal,
+                    Side::Upstream => FailurePoint::BeforeResponseHead,
+                };
+                return Err(AttemptFailure::new(error, point, peer, conn.reused()));
+            }
+        }
+    }
+}
+
+/// A pooled connection to `peer` if one is ready (and allowed), else a new one.
+async fn connection(
+    shared: &EngineShared,
+    peer: &HttpPeer,
+    session: &mut Session,
+    fresh_only: bool,
+) -> Result<UpstreamConn> {
+    let key = peer.pool_key();
+    while !fresh_only && let Some(mut conn) = shared.pool.checkout(&key, Instant::now()) {
+        // Waiting for a pooled connection should cost no more than a new one.
+        let ready = tokio::time::timeout(peer.options.connect_timeout, conn.ready()).await;
+        if matches!(ready, Ok(Ok(()))) {
+            return Ok(conn);
+        }
+        // Closed while idle, or stuck: nothing was sent on it; try the next.
+        if let Some(record) = session.attempts_mut().current() {
+            record.stale_replaced += 1;
+        }
+    }
+    connector::connect(peer).await
+}
+
+async fn fresh_connection(
+    peer: &HttpPeer,
+    session: &mut Session,
+) -> std::result::Result<UpstreamConn, AttemptFailure> {
+    if let Some(record) = session.attempts_mut().current() {
+        record.stale_replaced += 1;
+        record.reused = false;
+        record.phase = Phase::Connecting;
+    }
+    connector::connect(peer)
+        .await
+        .map_err(|e| AttemptFailure::new(e, FailurePoint::Connect, peer, false))
+}
+
+fn mark_sending(session: &mut Session, conn: &UpstreamConn) {
+    if let Some(record) = session.attempts_mut().current() {
+        record.reused = conn.reused();
+        record.phase = Phase::SendingRequest;
+    }
+}
+
+fn note_body_sent(session: &mut Session, progress: &Progress) {
+    if let Some(record) = session.attempts_mut().current() {
+        record.request_body_bytes = progress.sent();
+        if progress.finished() {
+            record.phase = Phase::AwaitingHead;
+        }
+    }
+}
