@@ -11,6 +11,7 @@
 
 pub mod body;
 pub mod error;
+pub mod lb;
 pub mod peer;
 pub mod policy;
 pub mod proxy;

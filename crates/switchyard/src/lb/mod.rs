@@ -1,0 +1,181 @@
+//! Choosing a peer among an upstream group's servers.
+//!
+//! [`Backends`] holds the primary servers and the backups of one group. For
+//! each attempt, [`Backends::select`] prefers a primary this request has not
+//! tried yet (round robin, or smooth weighted round robin as nginx does),
+//! then a backup not tried yet (backups are used only once every primary
+//! failed this request), and once every server was tried it starts over on
+//! the primaries. It never panics: a group without servers, or with a zero
+//! weight, is refused when built, with the reason.
+//!
+//! Health checks and outlier ejection will narrow the candidates here.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
+
+#[cfg(test)]
+mod tests;
+
+/// One server of a group.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Backend {
+    /// Where it listens.
+    pub addr: SocketAddr,
+    /// Its share of requests under weighted selection (at least 1).
+    pub weight: u32,
+}
+
+impl Backend {
+    /// A server with weight 1.
+    pub fn new(addr: SocketAddr) -> Self {
+        Backend { addr, weight: 1 }
+    }
+}
+
+/// How primaries are chosen.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Selection {
+    /// Each in turn, weights ignored.
+    #[default]
+    RoundRobin,
+    /// Smooth weighted round robin: a server of weight 3 gets three requests
+    /// for every one of a server of weight 1, spread out, not in bursts.
+    Weighted,
+}
+
+/// Which tier a pick came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tier {
+    /// A primary server.
+    Primary,
+    /// A backup server: every primary was tried for this request.
+    Backup,
+}
+
+/// A chosen server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Pick {
+    /// The server's address.
+    pub addr: SocketAddr,
+    /// Primary or backup.
+    pub tier: Tier,
+    /// True when every server was already tried by this request, so this
+    /// one is being tried again.
+    pub again: bool,
+}
+
+/// Why a group cannot be built.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BackendsError {
+    /// No primary server.
+    NoPrimaries,
+    /// A server with weight 0.
+    ZeroWeight(SocketAddr),
+}
+
+impl fmt::Display for BackendsError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            BackendsError::NoPrimaries => f.write_str("an upstream group needs at least one server"),
+            BackendsError::ZeroWeight(addr) => write!(f, "server {addr} has weight 0; use at least 1"),
+        }
+    }
+}
+
+impl std::error::Error for BackendsError {}
+
+/// The servers of one upstream group and the selection state.
+#[derive(Debug)]
+pub struct Backends {
+    primaries: Vec<Backend>,
+    backups: Vec<Backend>,
+    selection: Selection,
+    turn: AtomicUsize,
+    /// Smooth weighted round robin's running weights, one per primary.
+    current: Mutex<Vec<i64>>,
+}
+
+impl Backends {
+    /// A group of `primaries` with `backups`, or why it cannot be.
+    pub fn new(
+        primaries: Vec<Backend>,
+        backups: Vec<Backend>,
+        selection: Selection,
+    ) -> Result<Self, BackendsError> {
+        if primaries.is_empty() {
+            return Err(BackendsError::NoPrimaries);
+        }
+        if let Some(zero) = primaries.iter().chain(&backups).find(|b| b.weight == 0) {
+            return Err(BackendsError::ZeroWeight(zero.addr));
+        }
+        let current = Mutex::new(vec![0; primaries.len()]);
+        Ok(Backends {
+            primaries,
+            backups,
+            selection,
+            turn: AtomicUsize::new(0),
+            current,
+        })
+    }
+
+    /// The primary servers.
+    pub fn primaries(&self) -> &[Backend] {
+        &self.primaries
+    }
+
+    /// The backup servers.
+    pub fn backups(&self) -> &[Backend] {
+        &self.backups
+    }
+
+    /// The server for the next attempt of a request that already tried `tried`.
+    pub fn select(&self, tried: &[SocketAddr]) -> Pick {
+        let untried = |b: &Backend| !tried.contains(&b.addr);
+        if let Some(addr) = self.pick_primary(untried) {
+            return Pick { addr, tier: Tier::Primary, again: false };
+        }
+        if let Some(backup) = self.backups.iter().find(|b| untried(b)) {
+            return Pick { addr: backup.addr, tier: Tier::Backup, again: false };
+        }
+        // Everything was tried: start over on the primaries.
+        let addr = self.pick_primary(|_| true).unwrap_or(self.primaries[0].addr);
+        Pick { addr, tier: Tier::Primary, again: true }
+    }
+
+    fn pick_primary(&self, eligible: impl Fn(&Backend) -> bool) -> Option<SocketAddr> {
+        match self.selection {
+            Selection::RoundRobin => {
+                let n = self.primaries.len();
+                let start = self.turn.fetch_add(1, Ordering::Relaxed);
+                (0..n)
+                    .map(|i| &self.primaries[(start + i) % n])
+                    .find(|b| eligible(b))
+                    .map(|b| b.addr)
+            }
+            Selection::Weighted => self.pick_weighted(eligible),
+        }
+    }
+
+    /// nginx's smooth weighted round robin over the eligible primaries.
+    fn pick_weighted(&self, eligible: impl Fn(&Backend) -> bool) -> Option<SocketAddr> {
+        let mut current = self.current.lock().unwrap_or_else(|p| p.into_inner());
+        let mut total = 0i64;
+        let mut best: Option<usize> = None;
+        for (i, backend) in self.primaries.iter().enumerate() {
+            if !eligible(backend) {
+                continue;
+            }
+            let weight = i64::from(backend.weight);
+            current[i] += weight;
+            total += weight;
+            if best.is_none_or(|b| current[i] > current[b]) {
+                best = Some(i);
+            }
+        }
+        let best = best?;
+        current[best] -= total;
+        Some(self.primaries[best].addr)
+    }
+}

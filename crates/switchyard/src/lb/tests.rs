@@ -1,0 +1,78 @@
+//! Selection: spread, weights, tiers, and never a panic.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+
+use super::{Backend, Backends, BackendsError, Selection, Tier};
+
+fn addr(port: u16) -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], port))
+}
+
+fn group(weights: &[u32], backups: &[u16], selection: Selection) -> Backends {
+    let primaries = weights
+        .iter()
+        .enumerate()
+        .map(|(i, &weight)| Backend { addr: addr(9001 + i as u16), weight })
+        .collect();
+    let backups = backups.iter().map(|&p| Backend::new(addr(p))).collect();
+    Backends::new(primaries, backups, selection).unwrap()
+}
+
+#[test]
+fn round_robin_takes_each_in_turn() {
+    let g = group(&[1, 1, 1], &[], Selection::RoundRobin);
+    let picks: Vec<u16> = (0..6).map(|_| g.select(&[]).addr.port()).collect();
+    assert_eq!(picks, [9001, 9002, 9003, 9001, 9002, 9003]);
+}
+
+#[test]
+fn weighted_is_smooth_like_nginx() {
+    // nginx's example: weights 5, 1, 1 give a a b a c a a.
+    let g = group(&[5, 1, 1], &[], Selection::Weighted);
+    let picks: Vec<u16> = (0..7).map(|_| g.select(&[]).addr.port()).collect();
+    assert_eq!(picks, [9001, 9001, 9002, 9001, 9003, 9001, 9001]);
+    let mut counts = HashMap::new();
+    for _ in 0..700 {
+        *counts.entry(g.select(&[]).addr.port()).or_insert(0) += 1;
+    }
+    assert_eq!((counts[&9001], counts[&9002], counts[&9003]), (500, 100, 100));
+}
+
+#[test]
+fn a_retry_goes_to_a_peer_not_yet_tried() {
+    for selection in [Selection::RoundRobin, Selection::Weighted] {
+        let g = group(&[1, 1, 1], &[], selection);
+        let first = g.select(&[]).addr;
+        let second = g.select(&[first]).addr;
+        let third = g.select(&[first, second]).addr;
+        assert_ne!(first, second);
+        assert!(third != first && third != second, "{selection:?}");
+    }
+}
+
+#[test]
+fn backups_only_after_every_primary_was_tried() {
+    let g = group(&[1, 1], &[9101, 9102], Selection::RoundRobin);
+    let pick = g.select(&[addr(9001)]);
+    assert_eq!((pick.addr, pick.tier), (addr(9002), Tier::Primary));
+    let pick = g.select(&[addr(9001), addr(9002)]);
+    assert_eq!((pick.addr, pick.tier), (addr(9101), Tier::Backup));
+    let pick = g.select(&[addr(9001), addr(9002), addr(9101)]);
+    assert_eq!(pick.addr, addr(9102));
+}
+
+#[test]
+fn when_everything_was_tried_it_starts_over_on_the_primaries() {
+    let g = group(&[1], &[9101], Selection::Weighted);
+    let pick = g.select(&[addr(9001), addr(9101)]);
+    assert_eq!((pick.addr, pick.tier, pick.again), (addr(9001), Tier::Primary, true));
+}
+
+#[test]
+fn bad_groups_are_refused_with_a_reason() {
+    let empty = Backends::new(vec![], vec![Backend::new(addr(1))], Selection::RoundRobin);
+    assert_eq!(empty.unwrap_err(), BackendsError::NoPrimaries);
+    let zero = Backends::new(vec![Backend { addr: addr(2), weight: 0 }], vec![], Selection::Weighted);
+    assert_eq!(zero.unwrap_err(), BackendsError::ZeroWeight(addr(2)));
+}
