@@ -15,7 +15,7 @@
 //! the source. A connect failure never touches the body: it is handed to
 //! hyper only once a connection exists.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
 use std::{fmt, pin::Pin};
@@ -56,7 +56,7 @@ impl<B> Clone for ReplaySource<B> {
 impl<B> fmt::Debug for ReplaySource<B> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ReplaySource")
-            .field("cap", &self.shared.cap)
+            .field("cap", &self.capacity())
             .field("bytes_read", &self.bytes_read())
             .field("state", &self.state())
             .finish()
@@ -64,7 +64,7 @@ impl<B> fmt::Debug for ReplaySource<B> {
 }
 
 struct Shared<B> {
-    cap: usize,
+    cap: AtomicUsize,
     slot: Mutex<Slot<B>>,
     truncated: AtomicBool,
     released: AtomicBool,
@@ -110,7 +110,7 @@ where
         };
         ReplaySource {
             shared: Arc::new(Shared {
-                cap,
+                cap: AtomicUsize::new(cap),
                 slot: Mutex::new(Slot {
                     source: Some(source),
                     waiter: None,
@@ -173,7 +173,17 @@ impl<B> ReplaySource<B> {
 
     /// The replay buffer's capacity in bytes.
     pub fn capacity(&self) -> usize {
-        self.shared.cap
+        self.shared.cap.load(Ordering::Acquire)
+    }
+
+    /// Change the capacity, possible only before any body byte was read.
+    /// Returns whether it took effect.
+    pub fn set_capacity(&self, cap: usize) -> bool {
+        if self.bytes_read() > 0 {
+            return false;
+        }
+        self.shared.cap.store(cap, Ordering::Release);
+        true
     }
 }
 
@@ -309,7 +319,7 @@ where
         if shared.truncated.load(Ordering::Acquire) {
             return;
         }
-        if source.buffered + data.len() <= shared.cap {
+        if source.buffered + data.len() <= shared.cap.load(Ordering::Acquire) {
             source.buffered += data.len();
             source.chunks.push(data.clone());
         } else {

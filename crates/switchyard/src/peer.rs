@@ -23,6 +23,7 @@ use crate::error::{Error, ErrorKind, Result};
 /// | `read_timeout` | 60 s | waiting for the response head once the request body is sent, and between two response body frames (nginx's `proxy_read_timeout`) |
 /// | `write_timeout` | 60 s | the request body making no progress upstream |
 /// | `idle_timeout` | 10 s | an unused pooled connection is closed |
+/// | `max_idle` | 64 | idle pooled connections kept to this peer |
 ///
 /// The idle timeout is shorter than most servers' keep-alive timeouts so
 /// that we, not the upstream, usually close an idle connection; a pooled
@@ -46,6 +47,8 @@ pub struct PeerOptions {
     pub write_timeout: Duration,
     /// How long an idle pooled connection to this peer is kept.
     pub idle_timeout: Duration,
+    /// How many idle connections to this peer the pool keeps (0: no pooling).
+    pub max_idle: usize,
 }
 
 impl Default for PeerOptions {
@@ -55,6 +58,7 @@ impl Default for PeerOptions {
             read_timeout: Duration::from_secs(60),
             write_timeout: Duration::from_secs(60),
             idle_timeout: Duration::from_secs(10),
+            max_idle: 64,
         }
     }
 }

@@ -12,8 +12,8 @@
 
 use std::fmt;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 #[cfg(test)]
 mod tests;
@@ -78,8 +78,12 @@ pub enum BackendsError {
 impl fmt::Display for BackendsError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            BackendsError::NoPrimaries => f.write_str("an upstream group needs at least one server"),
-            BackendsError::ZeroWeight(addr) => write!(f, "server {addr} has weight 0; use at least 1"),
+            BackendsError::NoPrimaries => {
+                f.write_str("an upstream group needs at least one server")
+            }
+            BackendsError::ZeroWeight(addr) => {
+                write!(f, "server {addr} has weight 0; use at least 1")
+            }
         }
     }
 }
@@ -133,22 +137,47 @@ impl Backends {
     /// The server for the next attempt of a request that already tried `tried`.
     pub fn select(&self, tried: &[SocketAddr]) -> Pick {
         let untried = |b: &Backend| !tried.contains(&b.addr);
-        if let Some(addr) = self.pick_primary(untried) {
-            return Pick { addr, tier: Tier::Primary, again: false };
+        // Only a request's first pick moves the rotation on; its retries
+        // look onward from there, so requests keep spreading out.
+        let first = tried.is_empty();
+        if let Some(addr) = self.pick_primary(first, untried) {
+            return Pick {
+                addr,
+                tier: Tier::Primary,
+                again: false,
+            };
         }
         if let Some(backup) = self.backups.iter().find(|b| untried(b)) {
-            return Pick { addr: backup.addr, tier: Tier::Backup, again: false };
+            return Pick {
+                addr: backup.addr,
+                tier: Tier::Backup,
+                again: false,
+            };
         }
         // Everything was tried: start over on the primaries.
-        let addr = self.pick_primary(|_| true).unwrap_or(self.primaries[0].addr);
-        Pick { addr, tier: Tier::Primary, again: true }
+        let addr = self
+            .pick_primary(true, |_| true)
+            .unwrap_or(self.primaries[0].addr);
+        Pick {
+            addr,
+            tier: Tier::Primary,
+            again: true,
+        }
     }
 
-    fn pick_primary(&self, eligible: impl Fn(&Backend) -> bool) -> Option<SocketAddr> {
+    fn pick_primary(
+        &self,
+        advance: bool,
+        eligible: impl Fn(&Backend) -> bool,
+    ) -> Option<SocketAddr> {
         match self.selection {
             Selection::RoundRobin => {
                 let n = self.primaries.len();
-                let start = self.turn.fetch_add(1, Ordering::Relaxed);
+                let start = if advance {
+                    self.turn.fetch_add(1, Ordering::Relaxed)
+                } else {
+                    self.turn.load(Ordering::Relaxed)
+                };
                 (0..n)
                     .map(|i| &self.primaries[(start + i) % n])
                     .find(|b| eligible(b))

@@ -13,7 +13,10 @@ fn group(weights: &[u32], backups: &[u16], selection: Selection) -> Backends {
     let primaries = weights
         .iter()
         .enumerate()
-        .map(|(i, &weight)| Backend { addr: addr(9001 + i as u16), weight })
+        .map(|(i, &weight)| Backend {
+            addr: addr(9001 + i as u16),
+            weight,
+        })
         .collect();
     let backups = backups.iter().map(|&p| Backend::new(addr(p))).collect();
     Backends::new(primaries, backups, selection).unwrap()
@@ -36,7 +39,10 @@ fn weighted_is_smooth_like_nginx() {
     for _ in 0..700 {
         *counts.entry(g.select(&[]).addr.port()).or_insert(0) += 1;
     }
-    assert_eq!((counts[&9001], counts[&9002], counts[&9003]), (500, 100, 100));
+    assert_eq!(
+        (counts[&9001], counts[&9002], counts[&9003]),
+        (500, 100, 100)
+    );
 }
 
 #[test]
@@ -66,13 +72,45 @@ fn backups_only_after_every_primary_was_tried() {
 fn when_everything_was_tried_it_starts_over_on_the_primaries() {
     let g = group(&[1], &[9101], Selection::Weighted);
     let pick = g.select(&[addr(9001), addr(9101)]);
-    assert_eq!((pick.addr, pick.tier, pick.again), (addr(9001), Tier::Primary, true));
+    assert_eq!(
+        (pick.addr, pick.tier, pick.again),
+        (addr(9001), Tier::Primary, true)
+    );
 }
 
 #[test]
 fn bad_groups_are_refused_with_a_reason() {
     let empty = Backends::new(vec![], vec![Backend::new(addr(1))], Selection::RoundRobin);
     assert_eq!(empty.unwrap_err(), BackendsError::NoPrimaries);
-    let zero = Backends::new(vec![Backend { addr: addr(2), weight: 0 }], vec![], Selection::Weighted);
+    let zero = Backends::new(
+        vec![Backend {
+            addr: addr(2),
+            weight: 0,
+        }],
+        vec![],
+        Selection::Weighted,
+    );
     assert_eq!(zero.unwrap_err(), BackendsError::ZeroWeight(addr(2)));
+}
+
+#[test]
+fn retries_do_not_stall_the_rotation() {
+    // Every request fails on its first two servers and retries; the first
+    // picks must still rotate over all three.
+    let g = group(&[1, 1, 1], &[], Selection::RoundRobin);
+    let mut firsts = Vec::new();
+    for _ in 0..3 {
+        let first = g.select(&[]).addr;
+        let second = g.select(&[first]).addr;
+        let third = g.select(&[first, second]).addr;
+        assert_eq!(
+            [first, second, third]
+                .iter()
+                .collect::<std::collections::HashSet<_>>()
+                .len(),
+            3
+        );
+        firsts.push(first.port());
+    }
+    assert_eq!(firsts, [9001, 9002, 9003]);
 }

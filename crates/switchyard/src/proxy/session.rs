@@ -94,6 +94,13 @@ impl Session {
         self.body.state() == BufferState::Truncated
     }
 
+    /// Set this request's replay buffer size (from `request_filter` or
+    /// `upstream_peer`, before the body is read). Returns whether it took
+    /// effect: once body bytes were read the size is fixed.
+    pub fn set_retry_buffer_size(&mut self, bytes: usize) -> bool {
+        self.body.set_capacity(bytes)
+    }
+
     /// Request body bytes read from the client so far.
     pub fn request_body_bytes(&self) -> u64 {
         self.body.bytes_read()

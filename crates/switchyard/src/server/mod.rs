@@ -41,7 +41,6 @@ use crate::upstream::pool::Pool;
 /// | `max_headers` | 100 |
 /// | `max_header_bytes` | 32 KiB (request line and headers) |
 /// | `write_timeout` | 60 s without progress writing to a client |
-/// | `max_idle_per_peer` | 64 pooled upstream connections |
 /// | `drain_timeout` | 30 s for in-flight requests at shutdown |
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServerOptions {
@@ -60,8 +59,6 @@ pub struct ServerOptions {
     /// How long writing to a client may make no progress before the
     /// connection is closed (a client that stopped reading).
     pub write_timeout: Duration,
-    /// Idle upstream connections kept per peer.
-    pub max_idle_per_peer: usize,
     /// How long shutdown waits for in-flight requests before closing them.
     pub drain_timeout: Duration,
 }
@@ -75,7 +72,6 @@ impl Default for ServerOptions {
             max_headers: 100,
             max_header_bytes: 32 * 1024,
             write_timeout: Duration::from_secs(60),
-            max_idle_per_peer: 64,
             drain_timeout: Duration::from_secs(30),
         }
     }
@@ -158,7 +154,7 @@ impl<P: ProxyHttp> ProxyServer<P> {
 
     /// Serve until [`ShutdownHandle::shutdown`], then drain and return.
     pub async fn serve(self) -> Result<()> {
-        let shared = engine_shared(Pool::start(self.options.max_idle_per_peer), &self.options);
+        let shared = engine_shared(Pool::start(), &self.options);
         let builder = self.http1_builder();
         let graceful = GracefulShutdown::new();
         let mut connections = JoinSet::new();

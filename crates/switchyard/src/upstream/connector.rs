@@ -36,6 +36,7 @@ pub(crate) async fn connect(peer: &HttpPeer) -> Result<UpstreamConn> {
         task: task.abort_handle(),
         key: peer.pool_key(),
         idle_timeout: peer.options.idle_timeout,
+        max_idle: peer.options.max_idle,
         reused: false,
     })
 }

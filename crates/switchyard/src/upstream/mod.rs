@@ -31,6 +31,7 @@ pub(crate) struct UpstreamConn {
     task: AbortHandle,
     key: PoolKey,
     idle_timeout: Duration,
+    max_idle: usize,
     reused: bool,
 }
 

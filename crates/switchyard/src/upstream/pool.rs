@@ -34,16 +34,14 @@ impl Idle {
 #[derive(Debug)]
 pub(crate) struct Pool {
     idle: Mutex<HashMap<PoolKey, Vec<Idle>>>,
-    max_idle_per_peer: usize,
 }
 
 impl Pool {
-    /// A pool keeping at most `max_idle_per_peer` idle connections per peer,
-    /// with a reaper task on the current runtime.
-    pub(crate) fn start(max_idle_per_peer: usize) -> Arc<Pool> {
+    /// A pool (each peer's `max_idle` bounds its share), with a reaper task
+    /// on the current runtime.
+    pub(crate) fn start() -> Arc<Pool> {
         let pool = Arc::new(Pool {
             idle: Mutex::new(HashMap::new()),
-            max_idle_per_peer,
         });
         let weak = Arc::downgrade(&pool);
         tokio::spawn(reap(weak));
@@ -70,12 +68,13 @@ impl Pool {
 
     /// Return a connection whose exchange finished cleanly.
     pub(crate) fn checkin(&self, conn: UpstreamConn, now: Instant) {
-        if conn.is_closed() || self.max_idle_per_peer == 0 {
+        if conn.is_closed() || conn.max_idle == 0 {
             return;
         }
+        let max_idle = conn.max_idle;
         let mut idle = self.idle();
         let list = idle.entry(conn.key.clone()).or_default();
-        if list.len() >= self.max_idle_per_peer {
+        if list.len() >= max_idle {
             // Keep the warm ones: drop the longest-idle connection.
             list.remove(0);
         }

@@ -216,6 +216,7 @@ pub fn quick() -> PeerOptions {
         read_timeout: Duration::from_millis(500),
         write_timeout: Duration::from_secs(2),
         idle_timeout: Duration::from_secs(10),
+        max_idle: 64,
     }
 }
 

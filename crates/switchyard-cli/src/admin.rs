@@ -1,0 +1,103 @@
+//! The admin listener (off unless `[server] admin` or `--admin` is set):
+//! `/metrics` in Prometheus text format, `/healthz`, and `/config`, the
+//! effective configuration with every default filled in. No key of the
+//! config holds a secret today; one that does must be redacted here.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::{Method, Request, Response, StatusCode, header};
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::net::TcpListener;
+use tracing::{debug, warn};
+
+use crate::observe::Observer;
+
+/// What the admin endpoints serve.
+#[derive(Debug)]
+pub struct Admin {
+    /// Metrics source.
+    pub observer: Arc<Observer>,
+    /// The effective config as TOML.
+    pub config_toml: String,
+}
+
+/// Serve the admin endpoints on `listener` until the task is dropped.
+pub async fn serve(listener: TcpListener, admin: Arc<Admin>) {
+    loop {
+        let (stream, client) = match listener.accept().await {
+            Ok(accepted) => accepted,
+            Err(e) => {
+                warn!(error = %e, "admin accept failed");
+                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+                continue;
+            }
+        };
+        let admin = Arc::clone(&admin);
+        tokio::spawn(async move {
+            let service = service_fn(move |request| {
+                let admin = Arc::clone(&admin);
+                async move { Ok::<_, Infallible>(answer(&admin, &request)) }
+            });
+            let mut builder = http1::Builder::new();
+            builder
+                .timer(TokioTimer::new())
+                .header_read_timeout(std::time::Duration::from_secs(10));
+            if let Err(e) = builder
+                .serve_connection(TokioIo::new(stream), service)
+                .await
+            {
+                debug!(client = %client, error = %e, "admin connection ended with an error");
+            }
+        });
+    }
+}
+
+fn answer(admin: &Admin, request: &Request<Incoming>) -> Response<Full<Bytes>> {
+    if request.method() != Method::GET {
+        return text(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "only GET\n".to_string(),
+            "text/plain",
+        );
+    }
+    match request.uri().path() {
+        "/metrics" => text(
+            StatusCode::OK,
+            admin.observer.metrics_text(),
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        ),
+        "/healthz" => text(StatusCode::OK, "ok\n".to_string(), "text/plain"),
+        "/config" => text(
+            StatusCode::OK,
+            admin.config_toml.clone(),
+            "application/toml",
+        ),
+        _ => text(
+            StatusCode::NOT_FOUND,
+            "try /metrics, /healthz or /config\n".to_string(),
+            "text/plain",
+        ),
+    }
+}
+
+fn text(status: StatusCode, body: String, content_type: &'static str) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(Bytes::from(body)));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        http::HeaderValue::from_static(content_type),
+    );
+    response
+}
+
+/// Bind the admin listener.
+pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    TcpListener::bind(addr).await
+}

@@ -1,0 +1,75 @@
+//! The command line (DESIGN section 2a).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+/// A reverse proxy that does the right thing when an upstream fails, and says why.
+#[derive(Debug, Parser)]
+#[command(name = "switchyard", version, about)]
+pub struct Cli {
+    /// Access log format (overrides the config file's `[log] format`).
+    #[arg(long, global = true, value_enum)]
+    pub log_format: Option<LogFormatArg>,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// `--log-format`.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum LogFormatArg {
+    /// One human-readable line per request.
+    Text,
+    /// One JSON object per request.
+    Json,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Start demo upstreams (refusing, blackholed, healthy, flaky) and a proxy
+    /// on loopback, send traffic, and show what each request went through.
+    Demo {
+        /// Keep the proxy running after the demo traffic, for your own requests.
+        #[arg(long)]
+        keep_running: bool,
+    },
+    /// Serve a config file until SIGTERM or SIGINT.
+    Run {
+        /// The config file.
+        #[arg(short, long)]
+        config: PathBuf,
+    },
+    /// Check a config file; print where it is wrong.
+    Check {
+        /// The config file.
+        #[arg(short, long)]
+        config: PathBuf,
+    },
+    /// A one-line reverse proxy with the default failure policy.
+    Proxy {
+        /// Address to listen on.
+        #[arg(long)]
+        listen: SocketAddr,
+        /// Upstream server (repeat for several; round robin).
+        #[arg(long = "to", required = true)]
+        to: Vec<SocketAddr>,
+        /// Backup server, used when every --to failed for a request (repeatable).
+        #[arg(long)]
+        backup: Vec<SocketAddr>,
+        /// TCP connect timeout, e.g. 500ms.
+        #[arg(long, default_value = "3s")]
+        connect_timeout: String,
+        /// Response head timeout, e.g. 30s.
+        #[arg(long, default_value = "60s")]
+        read_timeout: String,
+        /// Worker threads.
+        #[arg(long, default_value_t = 1)]
+        workers: usize,
+        /// Admin address for /metrics, /healthz, /config.
+        #[arg(long)]
+        admin: Option<SocketAddr>,
+    },
+}

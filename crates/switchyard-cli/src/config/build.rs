@@ -1,0 +1,400 @@
+//! Check a parsed file and build it into the library's types: listeners,
+//! `ServerOptions`, upstream groups (`Backends`, `PeerOptions`) and routes
+//! with their retry policies. One place turns the format into behaviour.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use switchyard::lb::{Backend, Backends, Selection};
+use switchyard::policy::backoff::Backoff;
+use switchyard::policy::limits::RetryLimits;
+use switchyard::policy::rules::{RetryOn, RetryRules};
+use switchyard::{PeerOptions, ServerOptions};
+use toml::Spanned;
+
+use super::file::{
+    FileConfig, LogSection, RetryOnEntry, RetryOverride, RetrySection, RouteSection, SelectionName,
+    ServerEntry, UpstreamSection,
+};
+use super::{ConfigError, Source};
+
+/// The most attempts a request may make: the library's hard cap of 16 retries, plus one.
+const MAX_ATTEMPTS: usize = 17;
+
+/// A checked configuration, ready to serve.
+#[derive(Debug)]
+pub struct Config {
+    /// Addresses to listen on.
+    pub listen: Vec<SocketAddr>,
+    /// Worker threads.
+    pub workers: usize,
+    /// The admin listener, if any.
+    pub admin: Option<SocketAddr>,
+    /// Options for the proxy server.
+    pub server: ServerOptions,
+    /// Access log settings.
+    pub log: LogSection,
+    /// Whether to add `x-switchyard-attempts` to responses.
+    pub attempt_count_header: bool,
+    /// Upstream groups by name.
+    pub groups: BTreeMap<String, Arc<Group>>,
+    /// Routes, first match wins.
+    pub routes: Vec<Route>,
+    /// The file as parsed, defaults filled in (for `/config`).
+    pub effective: FileConfig,
+}
+
+/// An upstream group.
+#[derive(Debug)]
+pub struct Group {
+    /// Its name in the file.
+    pub name: String,
+    /// Its servers and selection state.
+    pub backends: Backends,
+    /// Timeouts and pooling for its servers.
+    pub peer_options: PeerOptions,
+    /// Its retry policy (a route may override it).
+    pub policy: RetryPolicy,
+}
+
+/// What is retried, and within which limits.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RetryPolicy {
+    /// Which failures are retried.
+    pub rules: RetryRules,
+    /// Cap, backoff and deadline.
+    pub limits: RetryLimits,
+    /// Request body bytes kept for replay.
+    pub replay_buffer: usize,
+}
+
+/// A route: which requests go to which group, with which policy.
+#[derive(Debug, Clone)]
+pub struct Route {
+    /// Exact host, lower case, if the route is bound to one.
+    pub host: Option<String>,
+    /// Path prefix.
+    pub path_prefix: String,
+    /// The group.
+    pub group: Arc<Group>,
+    /// The group's policy with the route's overrides.
+    pub policy: RetryPolicy,
+}
+
+pub(super) fn build(file: FileConfig, source: &Source<'_>) -> Result<Config, ConfigError> {
+    let server = &file.server;
+    if server.listen.is_empty() {
+        return Err(source.error(
+            None,
+            "server.listen",
+            "give at least one address to listen on",
+        ));
+    }
+    let listen = server
+        .listen
+        .iter()
+        .enumerate()
+        .map(|(i, addr)| socket_addr(source, addr, &format!("server.listen[{i}]")))
+        .collect::<Result<Vec<_>, _>>()?;
+    let admin = match &server.admin {
+        Some(addr) => Some(socket_addr(source, addr, "server.admin")?),
+        None => None,
+    };
+    if !(1..=1024).contains(&server.workers) {
+        return Err(source.error(None, "server.workers", "must be between 1 and 1024"));
+    }
+    if server.max_headers == 0 {
+        return Err(source.error(None, "server.max_headers", "must be at least 1"));
+    }
+    if server.max_header_bytes.0 < 1024 {
+        return Err(source.error(None, "server.max_header_bytes", "must be at least 1KiB"));
+    }
+    let options = ServerOptions {
+        header_read_timeout: server.header_read_timeout.0,
+        write_timeout: server.write_timeout.0,
+        max_headers: server.max_headers,
+        max_header_bytes: server.max_header_bytes.0,
+        drain_timeout: server.drain_timeout.0,
+        ..ServerOptions::default()
+    };
+    if file.upstreams.is_empty() {
+        return Err(source.error(
+            None,
+            "upstreams",
+            "define at least one [upstreams.NAME] group",
+        ));
+    }
+    let mut groups = BTreeMap::new();
+    for (name, section) in &file.upstreams {
+        groups.insert(name.clone(), Arc::new(group(source, name, section)?));
+    }
+    let routes = routes(source, &file.routes, &groups)?;
+    Ok(Config {
+        listen,
+        workers: server.workers,
+        admin,
+        server: options,
+        log: file.log.clone(),
+        attempt_count_header: server.attempt_count_header,
+        groups,
+        routes,
+        effective: file,
+    })
+}
+
+fn socket_addr(
+    source: &Source<'_>,
+    text: &Spanned<String>,
+    key: &str,
+) -> Result<SocketAddr, ConfigError> {
+    text.get_ref().trim().parse().map_err(|_| {
+        let message = format!(
+            "{:?} is not ip:port (e.g. \"127.0.0.1:8080\")",
+            text.get_ref()
+        );
+        source.error(Some(text.span()), key, message)
+    })
+}
+
+fn group(source: &Source<'_>, name: &str, section: &UpstreamSection) -> Result<Group, ConfigError> {
+    let key = format!("upstreams.{name}");
+    let primaries = servers(source, &section.servers, &format!("{key}.servers"))?;
+    let backups = servers(source, &section.backup, &format!("{key}.backup"))?;
+    if let Some(both) = backups
+        .iter()
+        .find(|b| primaries.iter().any(|p| p.addr == b.addr))
+    {
+        let message = format!("{} is both a server and a backup", both.addr);
+        return Err(source.error(None, &format!("{key}.backup"), message));
+    }
+    let selection = match section.selection {
+        SelectionName::RoundRobin => Selection::RoundRobin,
+        SelectionName::Weighted => Selection::Weighted,
+    };
+    let backends = Backends::new(primaries, backups, selection)
+        .map_err(|e| source.error(None, &format!("{key}.servers"), e.to_string()))?;
+    let peer_options = PeerOptions {
+        connect_timeout: section.connect_timeout.0,
+        read_timeout: section.response_timeout.0,
+        write_timeout: section.write_timeout.0,
+        idle_timeout: section.idle_timeout.0,
+        max_idle: section.pool_size,
+    };
+    let policy = retry_policy(source, &section.retry, &format!("{key}.retry"))?;
+    Ok(Group {
+        name: name.to_string(),
+        backends,
+        peer_options,
+        policy,
+    })
+}
+
+fn servers(
+    source: &Source<'_>,
+    entries: &[Spanned<ServerEntry>],
+    key: &str,
+) -> Result<Vec<Backend>, ConfigError> {
+    entries
+        .iter()
+        .enumerate()
+        .map(|(i, entry)| {
+            let key = format!("{key}[{i}]");
+            let span = Some(entry.span());
+            let (addr, weight) = match entry.get_ref() {
+                ServerEntry::Addr(addr) => (addr, 1),
+                ServerEntry::Weighted(server) => (&server.addr, server.weight),
+            };
+            if weight == 0 {
+                return Err(source.error(span, &format!("{key}.weight"), "must be at least 1"));
+            }
+            let addr = addr.trim().parse().map_err(|_| {
+                source.error(
+                    span,
+                    &key,
+                    format!("{addr:?} is not ip:port (e.g. \"127.0.0.1:8080\")"),
+                )
+            })?;
+            Ok(Backend { addr, weight })
+        })
+        .collect()
+}
+
+fn retry_policy(
+    source: &Source<'_>,
+    retry: &RetrySection,
+    key: &str,
+) -> Result<RetryPolicy, ConfigError> {
+    if !(1..=MAX_ATTEMPTS).contains(&retry.max_attempts) {
+        let message = format!("must be between 1 and {MAX_ATTEMPTS} (the first attempt counts)");
+        return Err(source.error(None, &format!("{key}.max_attempts"), message));
+    }
+    let retry_on = retry_on(source, &retry.retry_on, &format!("{key}.retry_on"))?;
+    let backoff = match &retry.backoff {
+        Some(b) if b.cap.0 < b.base.0 => {
+            return Err(source.error(
+                None,
+                &format!("{key}.backoff.cap"),
+                "must not be below base",
+            ));
+        }
+        Some(b) => Some(Backoff::new(b.base.0, b.cap.0)),
+        None => None,
+    };
+    Ok(RetryPolicy {
+        rules: RetryRules {
+            retry_on,
+            non_idempotent: retry.non_idempotent,
+        },
+        limits: RetryLimits {
+            max_retries: Some(retry.max_attempts - 1),
+            backoff,
+            deadline: retry.deadline.map(|d| d.0),
+        },
+        replay_buffer: retry.replay_buffer.0,
+    })
+}
+
+fn retry_on(
+    source: &Source<'_>,
+    entries: &[Spanned<RetryOnEntry>],
+    key: &str,
+) -> Result<RetryOn, ConfigError> {
+    let mut on = RetryOn {
+        connect_failure: false,
+        reset_before_response: false,
+        timeout: false,
+        statuses: Vec::new(),
+    };
+    for (i, entry) in entries.iter().enumerate() {
+        let span = Some(entry.span());
+        match entry.get_ref() {
+            RetryOnEntry::Status(status) if (100..=599).contains(status) => {
+                on.statuses.push(*status)
+            }
+            RetryOnEntry::Status(status) => {
+                let message = format!("{status} is not an HTTP status");
+                return Err(source.error(span, &format!("{key}[{i}]"), message));
+            }
+            RetryOnEntry::Name(name) => match name.as_str() {
+                "connect-failure" => on.connect_failure = true,
+                "reset-before-response" => on.reset_before_response = true,
+                "timeout" => on.timeout = true,
+                other => {
+                    let message = format!(
+                        "unknown failure {other:?}; use connect-failure, reset-before-response, timeout or a status code"
+                    );
+                    return Err(source.error(span, &format!("{key}[{i}]"), message));
+                }
+            },
+        }
+    }
+    Ok(on)
+}
+
+fn routes(
+    source: &Source<'_>,
+    sections: &[RouteSection],
+    groups: &BTreeMap<String, Arc<Group>>,
+) -> Result<Vec<Route>, ConfigError> {
+    if sections.is_empty() {
+        let mut only = groups.values();
+        return match (only.next(), only.next()) {
+            (Some(group), None) => Ok(vec![Route {
+                host: None,
+                path_prefix: "/".to_string(),
+                group: Arc::clone(group),
+                policy: group.policy.clone(),
+            }]),
+            _ => Err(source.error(
+                None,
+                "routes",
+                "with several upstream groups, add [[routes]] to say which requests go where",
+            )),
+        };
+    }
+    sections
+        .iter()
+        .enumerate()
+        .map(|(i, section)| route(source, section, groups, &format!("routes[{i}]")))
+        .collect()
+}
+
+fn route(
+    source: &Source<'_>,
+    section: &RouteSection,
+    groups: &BTreeMap<String, Arc<Group>>,
+    key: &str,
+) -> Result<Route, ConfigError> {
+    let name = section.upstream.get_ref();
+    let Some(group) = groups.get(name) else {
+        let known: Vec<&str> = groups.keys().map(String::as_str).collect();
+        let message = format!("no upstream group {name:?}; defined: {}", known.join(", "));
+        return Err(source.error(
+            Some(section.upstream.span()),
+            &format!("{key}.upstream"),
+            message,
+        ));
+    };
+    if !section.path_prefix.starts_with('/') {
+        return Err(source.error(None, &format!("{key}.path_prefix"), "must start with /"));
+    }
+    let policy = match &section.retry {
+        Some(overrides) => {
+            with_overrides(source, &group.policy, overrides, &format!("{key}.retry"))?
+        }
+        None => group.policy.clone(),
+    };
+    Ok(Route {
+        host: section.host.as_ref().map(|h| h.to_ascii_lowercase()),
+        path_prefix: section.path_prefix.clone(),
+        group: Arc::clone(group),
+        policy,
+    })
+}
+
+fn with_overrides(
+    source: &Source<'_>,
+    base: &RetryPolicy,
+    overrides: &RetryOverride,
+    key: &str,
+) -> Result<RetryPolicy, ConfigError> {
+    let mut section = RetrySection {
+        max_attempts: base.limits.max_retries.map_or(1, |r| r + 1),
+        non_idempotent: base.rules.non_idempotent,
+        replay_buffer: super::units::Size(base.replay_buffer),
+        ..RetrySection::default()
+    };
+    let mut policy = {
+        if let Some(v) = overrides.max_attempts {
+            section.max_attempts = v;
+        }
+        if let Some(v) = &overrides.retry_on {
+            section.retry_on = v.clone();
+        }
+        if let Some(v) = overrides.non_idempotent {
+            section.non_idempotent = v;
+        }
+        if let Some(v) = &overrides.backoff {
+            section.backoff = Some(v.clone());
+        }
+        if let Some(v) = overrides.deadline {
+            section.deadline = Some(v);
+        }
+        if let Some(v) = overrides.replay_buffer {
+            section.replay_buffer = v;
+        }
+        retry_policy(source, &section, key)?
+    };
+    // What the route does not override stays the group's.
+    if overrides.retry_on.is_none() {
+        policy.rules.retry_on = base.rules.retry_on.clone();
+    }
+    if overrides.backoff.is_none() {
+        policy.limits.backoff = base.limits.backoff;
+    }
+    if overrides.deadline.is_none() {
+        policy.limits.deadline = base.limits.deadline;
+    }
+    Ok(policy)
+}

@@ -1,0 +1,323 @@
+//! The config file's format: what a person writes, with its defaults.
+//!
+//! Every table refuses unknown keys, so a typo is an error, not a silently
+//! ignored setting. These types only describe the file; `build.rs` checks
+//! them and turns them into the library's types. Every field has a default
+//! that serializes back, so `/config` shows the effective configuration.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use toml::Spanned;
+
+use super::units::{Dur, Size};
+
+/// The whole file.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    /// Listeners, workers, admin and client limits.
+    pub server: ServerSection,
+    /// Access log settings.
+    #[serde(default)]
+    pub log: LogSection,
+    /// Upstream groups by name.
+    pub upstreams: BTreeMap<String, UpstreamSection>,
+    /// Host and path prefix to upstream group; first match wins.
+    #[serde(default)]
+    pub routes: Vec<RouteSection>,
+}
+
+/// `[server]`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerSection {
+    /// Addresses to listen on, `ip:port`.
+    pub listen: Vec<Spanned<String>>,
+    /// Worker threads.
+    #[serde(default = "defaults::workers")]
+    pub workers: usize,
+    /// The admin listener (`/metrics`, `/healthz`, `/config`); off unless set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub admin: Option<Spanned<String>>,
+    /// Time a client has to send a request head, and to idle between requests.
+    #[serde(default = "defaults::header_read_timeout")]
+    pub header_read_timeout: Dur,
+    /// Time writing to a client may make no progress.
+    #[serde(default = "defaults::client_write_timeout")]
+    pub write_timeout: Dur,
+    /// Most headers in a request.
+    #[serde(default = "defaults::max_headers")]
+    pub max_headers: usize,
+    /// Largest request head.
+    #[serde(default = "defaults::max_header_bytes")]
+    pub max_header_bytes: Size,
+    /// Time in-flight requests get to finish on shutdown.
+    #[serde(default = "defaults::drain_timeout")]
+    pub drain_timeout: Dur,
+    /// Add `x-switchyard-attempts: N` to every response.
+    #[serde(default)]
+    pub attempt_count_header: bool,
+}
+
+/// `[log]`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogSection {
+    /// Write one access log line per request to standard output.
+    #[serde(default = "defaults::yes")]
+    pub access: bool,
+    /// `text` or `json`.
+    #[serde(default)]
+    pub format: LogFormat,
+}
+
+impl Default for LogSection {
+    fn default() -> Self {
+        LogSection {
+            access: true,
+            format: LogFormat::Text,
+        }
+    }
+}
+
+/// The access log's format.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum LogFormat {
+    /// One human-readable line.
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// `[upstreams.NAME]`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamSection {
+    /// The primary servers.
+    pub servers: Vec<Spanned<ServerEntry>>,
+    /// Servers used only when every primary failed for a request, in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub backup: Vec<Spanned<ServerEntry>>,
+    /// `round-robin` or `weighted`.
+    #[serde(default)]
+    pub selection: SelectionName,
+    /// Time a TCP connect may take.
+    #[serde(default = "defaults::connect_timeout")]
+    pub connect_timeout: Dur,
+    /// Time to the response head once the request was sent, and between
+    /// two pieces of the response body.
+    #[serde(default = "defaults::response_timeout")]
+    pub response_timeout: Dur,
+    /// Time the request body may make no progress upstream.
+    #[serde(default = "defaults::upstream_write_timeout")]
+    pub write_timeout: Dur,
+    /// Time an unused pooled connection is kept.
+    #[serde(default = "defaults::idle_timeout")]
+    pub idle_timeout: Dur,
+    /// Idle pooled connections kept per server.
+    #[serde(default = "defaults::pool_size")]
+    pub pool_size: usize,
+    /// The retry policy.
+    #[serde(default)]
+    pub retry: RetrySection,
+}
+
+/// A server: `"ip:port"` or `{ addr = "ip:port", weight = 3 }`.
+///
+/// The span sits around the entry (`Spanned<ServerEntry>`): serde's untagged
+/// enums cannot hold toml's spans inside.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(untagged)]
+pub enum ServerEntry {
+    /// Just the address, weight 1.
+    Addr(String),
+    /// Address and weight.
+    Weighted(WeightedServer),
+}
+
+/// `{ addr = "ip:port", weight = 3 }`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct WeightedServer {
+    /// `ip:port`.
+    pub addr: String,
+    /// Share under `weighted` selection, at least 1.
+    #[serde(default = "defaults::weight")]
+    pub weight: u32,
+}
+
+/// How primaries are chosen.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SelectionName {
+    /// Each in turn.
+    #[default]
+    RoundRobin,
+    /// In proportion to their weights.
+    Weighted,
+}
+
+/// `[upstreams.NAME.retry]`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetrySection {
+    /// Attempts per request, the first included (the library caps retries at 16).
+    #[serde(default = "defaults::max_attempts")]
+    pub max_attempts: usize,
+    /// Which failures are retried: `connect-failure`, `reset-before-response`,
+    /// `timeout`, and status codes such as `503`.
+    #[serde(default = "defaults::retry_on")]
+    pub retry_on: Vec<Spanned<RetryOnEntry>>,
+    /// Retry POST, PATCH and other non-idempotent requests after they were sent.
+    #[serde(default)]
+    pub non_idempotent: bool,
+    /// Wait between attempts, full jitter; none by default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backoff: Option<BackoffSection>,
+    /// Time the whole request may take, all attempts included; none by default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deadline: Option<Dur>,
+    /// Request body bytes kept for replay on retry.
+    #[serde(default = "defaults::replay_buffer")]
+    pub replay_buffer: Size,
+}
+
+impl Default for RetrySection {
+    fn default() -> Self {
+        RetrySection {
+            max_attempts: defaults::max_attempts(),
+            retry_on: defaults::retry_on(),
+            non_idempotent: false,
+            backoff: None,
+            deadline: None,
+            replay_buffer: defaults::replay_buffer(),
+        }
+    }
+}
+
+/// One `retry_on` entry: a failure name or a status code.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(untagged)]
+pub enum RetryOnEntry {
+    /// An HTTP status.
+    Status(u16),
+    /// A failure name.
+    Name(String),
+}
+
+/// `backoff = { base = "25ms", cap = "250ms" }`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct BackoffSection {
+    /// The first window.
+    pub base: Dur,
+    /// The largest window.
+    pub cap: Dur,
+}
+
+/// A `[[routes]]` entry.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteSection {
+    /// Match this Host (case-insensitive, port ignored); any host if unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
+    /// Match paths starting with this; `/` if unset.
+    #[serde(default = "defaults::path_prefix")]
+    pub path_prefix: String,
+    /// The upstream group.
+    pub upstream: Spanned<String>,
+    /// Overrides of the group's retry policy for this route.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry: Option<RetryOverride>,
+}
+
+/// A route's retry overrides: any key of `[upstreams.NAME.retry]`.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetryOverride {
+    /// See [`RetrySection::max_attempts`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_attempts: Option<usize>,
+    /// See [`RetrySection::retry_on`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_on: Option<Vec<Spanned<RetryOnEntry>>>,
+    /// See [`RetrySection::non_idempotent`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub non_idempotent: Option<bool>,
+    /// See [`RetrySection::backoff`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backoff: Option<BackoffSection>,
+    /// See [`RetrySection::deadline`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deadline: Option<Dur>,
+    /// See [`RetrySection::replay_buffer`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replay_buffer: Option<Size>,
+}
+
+/// The defaults, in one place (`docs/config.md` lists them too).
+pub mod defaults {
+    use std::time::Duration;
+
+    use super::{Dur, RetryOnEntry, Size};
+    use toml::Spanned;
+
+    pub(crate) fn workers() -> usize {
+        1
+    }
+    pub(crate) fn header_read_timeout() -> Dur {
+        Dur(Duration::from_secs(20))
+    }
+    pub(crate) fn client_write_timeout() -> Dur {
+        Dur(Duration::from_secs(60))
+    }
+    pub(crate) fn max_headers() -> usize {
+        100
+    }
+    pub(crate) fn max_header_bytes() -> Size {
+        Size(32 * 1024)
+    }
+    pub(crate) fn drain_timeout() -> Dur {
+        Dur(Duration::from_secs(30))
+    }
+    pub(crate) fn yes() -> bool {
+        true
+    }
+    pub(crate) fn connect_timeout() -> Dur {
+        Dur(Duration::from_secs(3))
+    }
+    pub(crate) fn response_timeout() -> Dur {
+        Dur(Duration::from_secs(60))
+    }
+    pub(crate) fn upstream_write_timeout() -> Dur {
+        Dur(Duration::from_secs(60))
+    }
+    pub(crate) fn idle_timeout() -> Dur {
+        Dur(Duration::from_secs(10))
+    }
+    pub(crate) fn pool_size() -> usize {
+        64
+    }
+    pub(crate) fn max_attempts() -> usize {
+        3
+    }
+    pub(crate) fn retry_on() -> Vec<Spanned<RetryOnEntry>> {
+        ["connect-failure", "reset-before-response"]
+            .into_iter()
+            .map(|name| Spanned::new(0..0, RetryOnEntry::Name(name.to_string())))
+            .collect()
+    }
+    pub(crate) fn weight() -> u32 {
+        1
+    }
+    pub(crate) fn replay_buffer() -> Size {
+        Size(64 * 1024)
+    }
+    pub(crate) fn path_prefix() -> String {
+        "/".to_string()
+    }
+}

@@ -1,0 +1,123 @@
+//! The config file: parse (`file.rs`), check, and build into the library's
+//! types (`build.rs`). Every error names the file, line and column, and the
+//! key path, e.g.
+//!
+//! ```text
+//! proxy.toml:12:11: upstreams.app.servers[1]: "127.0.0.1:99999" is not ip:port
+//! ```
+
+use std::fmt;
+use std::ops::Range;
+use std::path::Path;
+
+mod build;
+pub mod file;
+pub mod units;
+
+pub use build::{Config, Group, RetryPolicy, Route};
+pub use file::{FileConfig, LogFormat};
+
+/// A config that cannot be used, and where.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    /// The file, as given.
+    pub file: String,
+    /// 1-based line and column, when the error has a place in the file.
+    pub at: Option<(usize, usize)>,
+    /// The key path, e.g. `upstreams.app.retry.max_attempts`.
+    pub key: String,
+    /// What is wrong.
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.file)?;
+        if let Some((line, column)) = self.at {
+            write!(f, ":{line}:{column}")?;
+        }
+        if !self.key.is_empty() {
+            write!(f, ": {}", self.key)?;
+        }
+        write!(f, ": {}", self.message)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// Where errors are reported: the file's name and text, to turn byte
+/// offsets into lines and columns.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Source<'a> {
+    pub(crate) file: &'a str,
+    pub(crate) text: &'a str,
+}
+
+impl Source<'_> {
+    pub(crate) fn error(
+        &self,
+        span: Option<Range<usize>>,
+        key: &str,
+        message: impl Into<String>,
+    ) -> ConfigError {
+        ConfigError {
+            file: self.file.to_string(),
+            at: span
+                .filter(|s| s.end > 0)
+                .map(|s| line_column(self.text, s.start)),
+            key: key.to_string(),
+            message: message.into(),
+        }
+    }
+}
+
+fn line_column(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let column = before
+        .rfind('\n')
+        .map_or(before.len(), |nl| before.len() - nl - 1)
+        + 1;
+    (line, column)
+}
+
+/// Read, parse and check the config at `path`.
+pub fn load(path: &Path) -> Result<Config, ConfigError> {
+    let file = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+        file: file.clone(),
+        at: None,
+        key: String::new(),
+        message: format!("cannot read the file: {e}"),
+    })?;
+    parse(&text, &file)
+}
+
+/// Parse and check config `text`; `file` names it in errors.
+pub fn parse(text: &str, file: &str) -> Result<Config, ConfigError> {
+    let source = Source { file, text };
+    let deserializer = toml::Deserializer::parse(text)
+        .map_err(|e| source.error(e.span(), "", e.message().to_string()))?;
+    let parsed: FileConfig = serde_path_to_error::deserialize(deserializer).map_err(|e| {
+        let key = e.path().to_string();
+        let inner = e.into_inner();
+        let key = if key == "." { String::new() } else { key };
+        source.error(inner.span(), &key, inner.message().to_string())
+    })?;
+    build::build(parsed, &source)
+}
+
+/// Check and build a config made in code (the `proxy` one-liner's flags);
+/// `origin` names it in errors.
+pub fn from_file_config(file: FileConfig, origin: &str) -> Result<Config, ConfigError> {
+    build::build(
+        file,
+        &Source {
+            file: origin,
+            text: "",
+        },
+    )
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,93 @@
+//! The config's errors name the file, line, column and key path.
+
+use super::parse;
+
+const GOOD: &str = r#"
+[server]
+listen = ["127.0.0.1:8080"]
+
+[upstreams.app]
+servers = ["127.0.0.1:9001", { addr = "127.0.0.1:9002", weight = 3 }]
+backup = ["127.0.0.1:9003"]
+selection = "weighted"
+
+[upstreams.app.retry]
+retry_on = ["connect-failure", "timeout", 503]
+backoff = { base = "25ms", cap = "250ms" }
+deadline = "5s"
+replay_buffer = "128KiB"
+
+[[routes]]
+path_prefix = "/pay"
+upstream = "app"
+retry = { max_attempts = 1 }
+
+[[routes]]
+upstream = "app"
+"#;
+
+#[test]
+fn a_good_config_builds() {
+    let config = parse(GOOD, "good.toml").unwrap();
+    assert_eq!(config.listen[0].to_string(), "127.0.0.1:8080");
+    let app = &config.groups["app"];
+    assert_eq!(app.backends.primaries()[1].weight, 3);
+    assert_eq!(app.policy.replay_buffer, 128 * 1024);
+    assert!(app.policy.rules.retry_on.timeout);
+    assert_eq!(app.policy.rules.retry_on.statuses, [503]);
+    assert_eq!(config.routes[0].policy.limits.max_retries, Some(0));
+    assert_eq!(
+        config.routes[0].policy.rules.retry_on, app.policy.rules.retry_on,
+        "not overridden: inherited"
+    );
+    assert_eq!(config.routes[1].policy.limits.max_retries, Some(2));
+}
+
+fn error_of(text: &str) -> String {
+    parse(text, "bad.toml").unwrap_err().to_string()
+}
+
+#[test]
+fn errors_are_located() {
+    let bad_addr = GOOD.replace("127.0.0.1:9002", "127.0.0.1:99999");
+    assert_eq!(
+        error_of(&bad_addr),
+        "bad.toml:6:30: upstreams.app.servers[1]: \"127.0.0.1:99999\" is not ip:port (e.g. \"127.0.0.1:8080\")"
+    );
+    let unknown_key = GOOD.replace("selection = \"weighted\"", "selektion = \"weighted\"");
+    let e = error_of(&unknown_key);
+    assert!(
+        e.starts_with(
+            "bad.toml:8:1: upstreams.app.selektion: unknown field `selektion`, expected one of"
+        ),
+        "{e}"
+    );
+    let bad_duration = GOOD.replace("deadline = \"5s\"", "deadline = \"soon\"");
+    let e = error_of(&bad_duration);
+    assert!(
+        e.starts_with("bad.toml:13:12: upstreams.app.retry.deadline: \"soon\" is not a duration"),
+        "{e}"
+    );
+    let unknown_group = GOOD.replace("upstream = \"app\"\nretry", "upstream = \"ap\"\nretry");
+    assert_eq!(
+        error_of(&unknown_group),
+        "bad.toml:18:12: routes[0].upstream: no upstream group \"ap\"; defined: app"
+    );
+    let bad_failure = GOOD.replace("\"timeout\"", "\"timeouts\"");
+    assert!(
+        error_of(&bad_failure)
+            .starts_with("bad.toml:11:32: upstreams.app.retry.retry_on[1]: unknown failure")
+    );
+    let broken = GOOD.replace("[server]", "[server");
+    assert!(
+        error_of(&broken).starts_with("bad.toml:2:"),
+        "{}",
+        error_of(&broken)
+    );
+}
+
+#[test]
+fn several_groups_need_routes() {
+    let text = "[server]\nlisten = [\"127.0.0.1:1\"]\n[upstreams.a]\nservers = [\"127.0.0.1:2\"]\n[upstreams.b]\nservers = [\"127.0.0.1:3\"]\n";
+    assert!(error_of(text).starts_with("bad.toml: routes: with several upstream groups"));
+}

@@ -1,0 +1,127 @@
+//! `switchyard`: the reverse proxy as a program. See `switchyard --help`
+//! and the README; the config format is in `docs/config.md`. The work is
+//! done in the `switchyard_cli` library; this file only dispatches.
+//!
+//! Exit codes: 0 success; 1 the proxy failed while running (cannot bind,
+//! a server task failed); 2 a bad config or command line.
+
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::Parser;
+use switchyard_cli::cli::{Cli, Command, LogFormatArg};
+use switchyard_cli::config::{self, Config, LogFormat};
+use switchyard_cli::observe::Observer;
+use switchyard_cli::{demo, one_liner, runtime, serve};
+
+/// Exit code for a bad config or command line.
+const BAD_INPUT: u8 = 2;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_diagnostics();
+    let log_format = cli.log_format.map(|f| match f {
+        LogFormatArg::Text => LogFormat::Text,
+        LogFormatArg::Json => LogFormat::Json,
+    });
+    match cli.command {
+        Command::Check { config } => match config::load(&config) {
+            Ok(c) => {
+                println!(
+                    "{}: ok ({} listener(s), {} upstream group(s), {} route(s))",
+                    config.display(),
+                    c.listen.len(),
+                    c.groups.len(),
+                    c.routes.len()
+                );
+                ExitCode::SUCCESS
+            }
+            Err(e) => bad_input(&e.to_string()),
+        },
+        Command::Run { config } => match config::load(&config) {
+            Ok(c) => run(c, log_format),
+            Err(e) => bad_input(&e.to_string()),
+        },
+        Command::Proxy {
+            listen,
+            to,
+            backup,
+            connect_timeout,
+            read_timeout,
+            workers,
+            admin,
+        } => {
+            let file = match one_liner(
+                listen,
+                &to,
+                &backup,
+                &connect_timeout,
+                &read_timeout,
+                workers,
+                admin,
+            ) {
+                Ok(file) => file,
+                Err(message) => return bad_input(&message),
+            };
+            match config::from_file_config(file, "command line") {
+                Ok(c) => run(c, log_format),
+                Err(e) => bad_input(&e.to_string()),
+            }
+        }
+        Command::Demo { keep_running } => match demo::run(keep_running, log_format) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(message) => {
+                eprintln!("switchyard demo: {message}");
+                ExitCode::FAILURE
+            }
+        },
+    }
+}
+
+fn bad_input(message: &str) -> ExitCode {
+    eprintln!("{message}");
+    ExitCode::from(BAD_INPUT)
+}
+
+/// Diagnostics go to standard error; `RUST_LOG` sets the level (default warn).
+fn init_diagnostics() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+/// Serve `config` until SIGTERM or SIGINT.
+fn run(config: Config, log_format: Option<LogFormat>) -> ExitCode {
+    let runtime = match runtime(config.workers) {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("switchyard: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let access_log = config
+        .log
+        .access
+        .then(|| log_format.unwrap_or(config.log.format));
+    let result = runtime.block_on(async {
+        let observer = Arc::new(Observer::new(access_log));
+        let running = serve::start(&config, observer).await?;
+        running.announce();
+        serve::stop_signal().await;
+        eprintln!("switchyard: stopping; letting in-flight requests finish");
+        running.stop().await
+    });
+    match result {
+        Ok(()) => {
+            eprintln!("switchyard: stopped");
+            ExitCode::SUCCESS
+        }
+        Err(message) => {
+            eprintln!("switchyard: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,301 @@
+//! Telling an operator why: one access log line per request (text or JSON)
+//! carrying its attempt trace, and Prometheus metrics counted by outcome,
+//! by retry reason, and by the reason a retry was *not* taken.
+
+use std::io::Write;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+use serde_json::json;
+use switchyard::{AttemptLog, AttemptRecord, Decision};
+
+use crate::config::LogFormat;
+
+/// One finished request, as the proxy's `logging` hook saw it.
+#[derive(Debug, Clone)]
+pub struct Finished {
+    /// Client address.
+    pub client: String,
+    /// Request method.
+    pub method: String,
+    /// Request path and query.
+    pub path: String,
+    /// Status sent downstream (499 if the client left first).
+    pub status: u16,
+    /// Response body bytes sent downstream.
+    pub bytes: u64,
+    /// Time from arrival to the end of the response.
+    pub duration: Duration,
+    /// The route's upstream group, if a route matched.
+    pub upstream: Option<String>,
+    /// The final error, if the request failed.
+    pub error: Option<String>,
+    /// Every attempt.
+    pub trace: AttemptLog,
+}
+
+/// An extra consumer of finished requests.
+type Sink = Box<dyn Fn(&Finished) + Send + Sync>;
+
+/// Where finished requests go: the access log, the metrics, and an optional
+/// extra sink (the demo prints from it).
+pub struct Observer {
+    access_log: Option<LogFormat>,
+    metrics: Metrics,
+    registry: Registry,
+    sink: Option<Sink>,
+    out: Mutex<std::io::Stdout>,
+}
+
+impl std::fmt::Debug for Observer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Observer")
+            .field("access_log", &self.access_log)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Observer {
+    /// An observer writing access logs in `access_log` format (none if `None`).
+    pub fn new(access_log: Option<LogFormat>) -> Self {
+        let mut registry = Registry::with_prefix("switchyard");
+        let metrics = Metrics::register(&mut registry);
+        Observer {
+            access_log,
+            metrics,
+            registry,
+            sink: None,
+            out: Mutex::new(std::io::stdout()),
+        }
+    }
+
+    /// Also hand every finished request to `sink`.
+    pub fn with_sink(mut self, sink: impl Fn(&Finished) + Send + Sync + 'static) -> Self {
+        self.sink = Some(Box::new(sink));
+        self
+    }
+
+    /// Count and log one finished request.
+    pub fn finished(&self, request: &Finished) {
+        self.metrics.record(request);
+        if let Some(format) = self.access_log {
+            let line = match format {
+                LogFormat::Text => text_line(request),
+                LogFormat::Json => json_line(request),
+            };
+            let mut out = self.out.lock().unwrap_or_else(|p| p.into_inner());
+            // A closed stdout must not take the proxy down.
+            let _ = writeln!(out, "{line}");
+        }
+        if let Some(sink) = &self.sink {
+            sink(request);
+        }
+    }
+
+    /// The metrics in Prometheus text format.
+    pub fn metrics_text(&self) -> String {
+        let mut text = String::new();
+        if prometheus_client::encoding::text::encode(&mut text, &self.registry).is_err() {
+            text = "# metrics could not be encoded\n".to_string();
+        }
+        text
+    }
+}
+
+/// `127.0.0.1:5000 "GET /x" 200 5B 3.1ms upstream=app attempts=2: 127.0.0.1:9001 connect-refused -> retry; 127.0.0.1:9002 200 -> done`
+pub fn text_line(r: &Finished) -> String {
+    let mut line = format!(
+        "{} \"{} {}\" {} {}B {:.1}ms upstream={} attempts={}: {}",
+        r.client,
+        r.method,
+        r.path,
+        r.status,
+        r.bytes,
+        r.duration.as_secs_f64() * 1000.0,
+        r.upstream.as_deref().unwrap_or("-"),
+        r.trace.len(),
+        r.trace
+    );
+    if let Some(error) = &r.error {
+        line.push_str(&format!(" error=\"{}\"", error.replace('"', "'")));
+    }
+    line
+}
+
+/// The same as one JSON object.
+pub fn json_line(r: &Finished) -> String {
+    let attempts: Vec<_> = r.trace.records().iter().map(attempt_json).collect();
+    json!({
+        "client": r.client,
+        "method": r.method,
+        "path": r.path,
+        "status": r.status,
+        "bytes": r.bytes,
+        "duration_ms": millis(r.duration),
+        "upstream": r.upstream,
+        "error": r.error,
+        "attempts": attempts,
+    })
+    .to_string()
+}
+
+fn attempt_json(a: &AttemptRecord) -> serde_json::Value {
+    let (decision, reason) = match a.decision {
+        Decision::Stop(reason) => ("stop", Some(reason.as_str())),
+        Decision::Retry => ("retry", None),
+        Decision::Done => ("done", None),
+        Decision::InFlight => ("in-flight", None),
+    };
+    json!({
+        "peer": a.peer.to_string(),
+        "reused": a.reused,
+        "phase": a.phase.as_str(),
+        "error": a.error.map(|k| k.as_str()),
+        "status": a.status.map(|s| s.as_u16()),
+        "decision": decision,
+        "reason": reason,
+        "note": a.note,
+        "started_ms": millis(a.started),
+        "duration_ms": millis(a.duration),
+        "backoff_ms": millis(a.backoff),
+        "request_body_bytes": a.request_body_bytes,
+        "response_body_bytes": a.response_body_bytes,
+    })
+}
+
+fn millis(d: Duration) -> f64 {
+    (d.as_secs_f64() * 1_000_000.0).round() / 1000.0
+}
+
+/// The reason a failed attempt was not retried, with the hook's note:
+/// `attempt-cap`, `hook-declined:not-idempotent`.
+pub fn not_taken_reason(a: &AttemptRecord) -> Option<String> {
+    match a.decision {
+        Decision::Stop(reason) if a.error.is_some() => Some(match a.note {
+            Some(note) => format!("{}:{note}", reason.as_str()),
+            None => reason.as_str().to_string(),
+        }),
+        _ => None,
+    }
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RequestLabels {
+    upstream: String,
+    status: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct UpstreamReason {
+    upstream: String,
+    reason: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct UpstreamLabel {
+    upstream: String,
+}
+
+type LatencyFamily = Family<UpstreamLabel, Histogram, fn() -> Histogram>;
+
+struct Metrics {
+    requests: Family<RequestLabels, Counter>,
+    attempts: Family<UpstreamReason, Counter>,
+    retries: Family<UpstreamReason, Counter>,
+    retries_not_taken: Family<UpstreamReason, Counter>,
+    upstream_errors: Family<UpstreamReason, Counter>,
+    latency: LatencyFamily,
+}
+
+impl Metrics {
+    fn register(registry: &mut Registry) -> Self {
+        let metrics = Metrics {
+            requests: Family::default(),
+            attempts: Family::default(),
+            retries: Family::default(),
+            retries_not_taken: Family::default(),
+            upstream_errors: Family::default(),
+            latency: Family::new_with_constructor(|| {
+                Histogram::new(exponential_buckets(0.0005, 2.0, 16))
+            }),
+        };
+        registry.register(
+            "requests",
+            "Requests by upstream group and final status",
+            metrics.requests.clone(),
+        );
+        registry.register(
+            "attempts",
+            "Upstream attempts by outcome (done, retry, stop)",
+            metrics.attempts.clone(),
+        );
+        registry.register(
+            "retries",
+            "Retries taken, by the failure that caused them",
+            metrics.retries.clone(),
+        );
+        registry.register(
+            "retries_not_taken",
+            "Failed attempts not retried, by the reason (attempt-cap, deadline, body-not-replayable, response-started, hook-declined:NOTE, ...)",
+            metrics.retries_not_taken.clone(),
+        );
+        registry.register(
+            "upstream_errors",
+            "Upstream attempt failures by error kind",
+            metrics.upstream_errors.clone(),
+        );
+        registry.register(
+            "upstream_attempt_seconds",
+            "Duration of attempts that completed, per upstream group",
+            metrics.latency.clone(),
+        );
+        metrics
+    }
+
+    fn record(&self, r: &Finished) {
+        let upstream = r.upstream.clone().unwrap_or_else(|| "-".to_string());
+        let labels = |reason: &str| UpstreamReason {
+            upstream: upstream.clone(),
+            reason: reason.to_string(),
+        };
+        self.requests
+            .get_or_create(&RequestLabels {
+                upstream: upstream.clone(),
+                status: r.status.to_string(),
+            })
+            .inc();
+        for attempt in r.trace.records() {
+            let outcome = match attempt.decision {
+                Decision::Done => "done",
+                Decision::Retry => "retry",
+                Decision::Stop(_) => "stop",
+                Decision::InFlight => "in-flight",
+            };
+            self.attempts.get_or_create(&labels(outcome)).inc();
+            if let Some(kind) = attempt.error {
+                self.upstream_errors
+                    .get_or_create(&labels(kind.as_str()))
+                    .inc();
+                if attempt.decision == Decision::Retry {
+                    self.retries.get_or_create(&labels(kind.as_str())).inc();
+                }
+            }
+            if let Some(reason) = not_taken_reason(attempt) {
+                self.retries_not_taken.get_or_create(&labels(&reason)).inc();
+            }
+            if attempt.decision == Decision::Done {
+                let label = UpstreamLabel {
+                    upstream: upstream.clone(),
+                };
+                self.latency
+                    .get_or_create(&label)
+                    .observe(attempt.duration.as_secs_f64());
+            }
+        }
+    }
+}

@@ -1,0 +1,239 @@
+//! The binary's proxy: the library's hooks driven by a checked config.
+//!
+//! `request_filter` picks the route (first match on host and path prefix),
+//! `upstream_peer` picks a server the request has not tried yet (or the same
+//! one again when a rule says so), and the failure hooks apply the route's
+//! `RetryRules`, leaving a note on every verdict so the access log and the
+//! metrics can say why a retry was or was not taken.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use http::{HeaderValue, StatusCode, header};
+use switchyard::policy::limits::RetryLimits;
+use switchyard::policy::rules::Judgement;
+use switchyard::prelude::*;
+
+use crate::config::{Config, Route};
+use crate::observe::{Finished, Observer};
+
+/// A proxy serving one config.
+#[derive(Debug, Clone)]
+pub struct ConfigProxy {
+    routes: Arc<Vec<Route>>,
+    attempt_count_header: bool,
+    observer: Arc<Observer>,
+}
+
+/// Per-request state.
+#[derive(Debug, Default)]
+pub struct Ctx {
+    route: Option<usize>,
+    tried: Vec<SocketAddr>,
+    same_peer_next: Option<SocketAddr>,
+}
+
+impl ConfigProxy {
+    /// A proxy for `config`, reporting to `observer`.
+    pub fn new(config: &Config, observer: Arc<Observer>) -> Self {
+        ConfigProxy {
+            routes: Arc::new(config.routes.clone()),
+            attempt_count_header: config.attempt_count_header,
+            observer,
+        }
+    }
+
+    fn route(&self, ctx: &Ctx) -> Result<&Route> {
+        ctx.route
+            .and_then(|i| self.routes.get(i))
+            .ok_or_else(|| Error::explain(ErrorKind::Internal, "no route chosen for this request"))
+    }
+
+    fn match_route(&self, session: &Session) -> Option<usize> {
+        let head = session.req_header();
+        let host = head
+            .uri
+            .host()
+            .or_else(|| head.headers.get(header::HOST).and_then(|h| h.to_str().ok()))
+            .map(|h| {
+                h.rsplit_once(':')
+                    .map_or(h, |(name, _port)| name)
+                    .to_ascii_lowercase()
+            });
+        let path = head.uri.path();
+        self.routes.iter().position(|route| {
+            route
+                .host
+                .as_ref()
+                .is_none_or(|want| host.as_deref() == Some(want.as_str()))
+                && path.starts_with(&route.path_prefix)
+        })
+    }
+}
+
+/// Apply a rule's judgement to `e`, steering the next `upstream_peer`.
+fn apply(
+    judgement: Judgement,
+    ctx: &mut Ctx,
+    peer: Option<SocketAddr>,
+    mut e: Box<Error>,
+) -> Box<Error> {
+    match judgement {
+        Judgement::SamePeer => {
+            ctx.same_peer_next = peer;
+            e.set_retry(true);
+            e.set_retry_note("same-peer");
+        }
+        Judgement::NextPeer => {
+            e.set_retry(true);
+            e.set_retry_note("next-peer");
+        }
+        Judgement::Decline(reason) => {
+            e.set_retry(false);
+            e.set_retry_note(reason.as_str());
+        }
+    }
+    e
+}
+
+impl ProxyHttp for ConfigProxy {
+    type CTX = Ctx;
+
+    fn new_ctx(&self) -> Ctx {
+        Ctx::default()
+    }
+
+    async fn request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
+        let Some(index) = self.match_route(session) else {
+            let mut response =
+                http::Response::new(bytes::Bytes::from_static(b"404 Not Found: no route\n"));
+            *response.status_mut() = StatusCode::NOT_FOUND;
+            response.headers_mut().insert(
+                "proxy-status",
+                HeaderValue::from_static(
+                    "switchyard; error=destination_not_found; details=\"no route\"",
+                ),
+            );
+            session.respond(response);
+            return Ok(true);
+        };
+        ctx.route = Some(index);
+        let buffer = self.route(ctx)?.policy.replay_buffer;
+        session.set_retry_buffer_size(buffer);
+        Ok(false)
+    }
+
+    fn retry_limits(&self, _session: &Session, ctx: &Ctx) -> RetryLimits {
+        self.route(ctx).map(|r| r.policy.limits).unwrap_or_default()
+    }
+
+    async fn upstream_peer(&self, _session: &mut Session, ctx: &mut Ctx) -> Result<Box<HttpPeer>> {
+        let group = &self.route(ctx)?.group;
+        let addr = match ctx.same_peer_next.take() {
+            Some(addr) => addr,
+            None => group.backends.select(&ctx.tried).addr,
+        };
+        if !ctx.tried.contains(&addr) {
+            ctx.tried.push(addr);
+        }
+        let peer =
+            HttpPeer::new(addr, false, String::new()).with_options(group.peer_options.clone());
+        Ok(Box::new(peer))
+    }
+
+    fn fail_to_connect(
+        &self,
+        _s: &mut Session,
+        peer: &HttpPeer,
+        ctx: &mut Ctx,
+        e: Box<Error>,
+    ) -> Box<Error> {
+        match self.route(ctx) {
+            Ok(route) => {
+                let judgement = route.policy.rules.on_connect_failure();
+                apply(judgement, ctx, Some(peer.address), e)
+            }
+            Err(_) => e,
+        }
+    }
+
+    fn error_while_proxy(
+        &self,
+        peer: &HttpPeer,
+        session: &mut Session,
+        e: Box<Error>,
+        ctx: &mut Ctx,
+        reused: bool,
+    ) -> Box<Error> {
+        match self.route(ctx) {
+            Ok(route) => {
+                let judgement =
+                    route
+                        .policy
+                        .rules
+                        .on_proxy_error(e.kind(), reused, session.is_idempotent());
+                apply(judgement, ctx, Some(peer.address), e)
+            }
+            Err(_) => e,
+        }
+    }
+
+    fn upstream_response_failure(
+        &self,
+        session: &mut Session,
+        head: &ResponseHeader,
+        ctx: &mut Ctx,
+    ) -> Option<Box<Error>> {
+        let route = self.route(ctx).ok()?;
+        let status = head.status.as_u16();
+        if !route.policy.rules.retry_on.statuses.contains(&status) {
+            return None;
+        }
+        let judgement = route
+            .policy
+            .rules
+            .on_status(status, session.is_idempotent());
+        let e = Error::explain(
+            ErrorKind::UpstreamStatus,
+            format!("upstream answered {status}"),
+        );
+        let peer = session.attempts().last().map(|a| a.peer);
+        Some(apply(judgement, ctx, peer, e))
+    }
+
+    async fn response_filter(
+        &self,
+        session: &mut Session,
+        response: &mut ResponseHeader,
+        _ctx: &mut Ctx,
+    ) -> Result<()> {
+        if self.attempt_count_header {
+            let attempts = HeaderValue::from(session.attempts().len());
+            response.headers.insert("x-switchyard-attempts", attempts);
+        }
+        Ok(())
+    }
+
+    async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut Ctx) {
+        let head = session.req_header();
+        let trace = session.attempts().clone();
+        let bytes = trace.last().map_or(0, |a| a.response_body_bytes);
+        let finished = Finished {
+            client: session.client_addr().to_string(),
+            method: head.method.to_string(),
+            path: head
+                .uri
+                .path_and_query()
+                .map_or("/", |pq| pq.as_str())
+                .to_string(),
+            status: session.response_status().map_or(0, |s| s.as_u16()),
+            bytes,
+            duration: Instant::now().saturating_duration_since(trace.start()),
+            upstream: self.route(ctx).ok().map(|r| r.group.name.clone()),
+            error: e.map(|e| e.to_string()),
+            trace,
+        };
+        self.observer.finished(&finished);
+    }
+}

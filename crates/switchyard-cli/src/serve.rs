@@ -1,0 +1,110 @@
+//! Serving a checked config: one proxy server per listen address, the admin
+//! listener if configured, and a graceful stop on SIGTERM or SIGINT.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use switchyard::{ProxyServer, ShutdownHandle};
+use tokio::task::JoinHandle;
+
+use crate::admin::{self, Admin};
+use crate::config::Config;
+use crate::observe::Observer;
+use crate::proxy::ConfigProxy;
+
+/// A config being served.
+#[derive(Debug)]
+pub struct Running {
+    /// The addresses the proxy listens on (ports resolved).
+    pub listening: Vec<SocketAddr>,
+    /// The admin address, if any.
+    pub admin: Option<SocketAddr>,
+    shutdowns: Vec<ShutdownHandle>,
+    servers: Vec<JoinHandle<switchyard::Result<()>>>,
+    admin_task: Option<JoinHandle<()>>,
+}
+
+/// Bind every listener of `config` and start serving.
+pub async fn start(config: &Config, observer: Arc<Observer>) -> Result<Running, String> {
+    let proxy = ConfigProxy::new(config, Arc::clone(&observer));
+    let mut running = Running {
+        listening: Vec::new(),
+        admin: None,
+        shutdowns: Vec::new(),
+        servers: Vec::new(),
+        admin_task: None,
+    };
+    for addr in &config.listen {
+        let server = ProxyServer::bind(*addr, proxy.clone(), config.server.clone())
+            .await
+            .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
+        running.listening.push(server.local_addr());
+        running.shutdowns.push(server.shutdown_handle());
+        running.servers.push(tokio::spawn(server.serve()));
+    }
+    if let Some(addr) = config.admin {
+        let listener = admin::bind(addr)
+            .await
+            .map_err(|e| format!("cannot listen on admin address {addr}: {e}"))?;
+        running.admin = listener.local_addr().ok();
+        let config_toml = toml::to_string_pretty(&config.effective)
+            .unwrap_or_else(|e| format!("# the config could not be shown: {e}\n"));
+        let admin = Arc::new(Admin {
+            observer,
+            config_toml,
+        });
+        running.admin_task = Some(tokio::spawn(admin::serve(listener, admin)));
+    }
+    Ok(running)
+}
+
+impl Running {
+    /// Print where we listen, on standard error (scripts read these lines).
+    pub fn announce(&self) {
+        for addr in &self.listening {
+            eprintln!("switchyard: listening on {addr}");
+        }
+        if let Some(addr) = self.admin {
+            eprintln!("switchyard: admin on {addr}");
+        }
+    }
+
+    /// Stop accepting, let in-flight requests finish, and return when done.
+    pub async fn stop(self) -> Result<(), String> {
+        for handle in &self.shutdowns {
+            handle.shutdown();
+        }
+        if let Some(task) = &self.admin_task {
+            task.abort();
+        }
+        for server in self.servers {
+            match server.await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => return Err(format!("server failed: {e}")),
+                Err(e) => return Err(format!("server task failed: {e}")),
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Resolves on SIGTERM or SIGINT (Ctrl-C).
+pub async fn stop_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = tokio::signal::ctrl_c() => {}
+                }
+                return;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot listen for SIGTERM; only Ctrl-C stops the proxy")
+            }
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
+}
