@@ -67,6 +67,7 @@ impl Running {
         if let Some(addr) = self.admin {
             eprintln!("switchyard: admin on {addr}");
         }
+        eprintln!("switchyard: ready");
     }
 
     /// Stop accepting, let in-flight requests finish, and return when done.

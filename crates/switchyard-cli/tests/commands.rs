@@ -1,0 +1,142 @@
+//! Each command of the binary, run as a process: `check`, `run`, `proxy`,
+//! `demo`, and the exit code for a bad config (2).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use common::{Running, TempConfig, run};
+use switchyard_testkit::{Origin, client, refused_addr, within};
+
+fn config_for(origin: std::net::SocketAddr) -> String {
+    format!(
+        "[server]\nlisten = [\"127.0.0.1:0\"]\nadmin = \"127.0.0.1:0\"\n\n[upstreams.app]\nservers = [\"{origin}\"]\n"
+    )
+}
+
+#[test]
+fn check_accepts_a_good_config() {
+    let file = TempConfig::new(
+        "good",
+        "[server]\nlisten = [\"127.0.0.1:0\"]\n[upstreams.a]\nservers = [\"127.0.0.1:9\"]\n",
+    );
+    let out = run(&["check", "-c", file.path.to_str().unwrap()]);
+    assert!(out.status.success(), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stdout).contains(": ok ("));
+}
+
+#[test]
+fn a_bad_config_gives_a_located_error_and_exit_code_2() {
+    let text = "[server]\nlisten = [\"127.0.0.1:0\"]\n[upstreams.a]\nservers = [\"127.0.0.1:9\"]\nconect_timeout = \"1s\"\n";
+    let file = TempConfig::new("bad", text);
+    let path = file.path.to_str().unwrap();
+    for command in ["check", "run"] {
+        let out = run(&[command, "-c", path]);
+        assert_eq!(out.status.code(), Some(2), "{command}: {out:?}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.starts_with(&format!(
+                "{path}:5:1: upstreams.a.conect_timeout: unknown field `conect_timeout`"
+            )),
+            "{command}: {stderr}"
+        );
+    }
+}
+
+#[test]
+fn a_missing_file_is_a_clear_error() {
+    let out = run(&["check", "-c", "/nonexistent/switchyard.toml"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot read the file"));
+}
+
+#[tokio::test]
+async fn run_serves_a_config_and_stops_on_sigterm() {
+    let origin = Origin::healthy("origin").await;
+    let file = TempConfig::new("run", &config_for(origin.addr()));
+    let mut proxy = Running::start(&["run", "-c", file.path.to_str().unwrap()]);
+    let reply = within(10, "request", client::get(proxy.addr, "/hello"))
+        .await
+        .unwrap();
+    assert_eq!(reply.body, "origin");
+    let admin = proxy.admin.expect("admin address announced");
+    assert_eq!(common::admin_get(admin, "/healthz").await, "ok\n");
+    let config = common::admin_get(admin, "/config").await;
+    assert!(
+        config.contains("connect_timeout = \"3s\""),
+        "effective config with defaults: {config}"
+    );
+    proxy.terminate();
+    assert!(proxy.wait(10).success());
+}
+
+#[tokio::test]
+async fn the_one_liner_fails_over_from_a_refused_server_to_the_backup() {
+    let dead = refused_addr().await;
+    let backup = Origin::healthy("backup").await;
+    let proxy = Running::start(&[
+        "proxy",
+        "--listen",
+        "127.0.0.1:0",
+        "--to",
+        &dead.to_string(),
+        "--backup",
+        &backup.addr().to_string(),
+        "--connect-timeout",
+        "500ms",
+    ]);
+    let reply = within(10, "request", client::get(proxy.addr, "/"))
+        .await
+        .unwrap();
+    assert_eq!(reply.status, 200);
+    assert_eq!(reply.body, "backup");
+    let log = proxy.wait_for_log(1).await;
+    assert!(
+        log[0].contains(&format!(
+            "{dead} connect-refused -> retry [next-peer]; {} 200 -> done",
+            backup.addr()
+        )),
+        "{}",
+        log[0]
+    );
+}
+
+#[test]
+fn the_one_liner_refuses_a_bad_duration() {
+    let out = run(&[
+        "proxy",
+        "--listen",
+        "127.0.0.1:0",
+        "--to",
+        "127.0.0.1:9",
+        "--connect-timeout",
+        "fast",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .contains("--connect-timeout \"fast\" is not a duration")
+    );
+}
+
+#[test]
+fn the_demo_runs_and_explains_itself() {
+    let out = run(&["demo"]);
+    assert!(out.status.success(), "{out:?}");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("connect-refused -> retry [next-peer]"),
+        "{text}"
+    );
+    assert!(
+        text.contains("connect-timed-out -> retry [next-peer]"),
+        "{text}"
+    );
+    assert!(
+        text.contains("stop (hook-declined) [not-idempotent]"),
+        "{text}"
+    );
+    assert!(
+        text.contains("retries not taken      hook-declined:not-idempotent 1"),
+        "{text}"
+    );
+}

@@ -1,0 +1,179 @@
+//! Drive the real `switchyard` binary: spawn it, learn its addresses from
+//! its standard error, collect its access log from standard output, stop it
+//! with a signal.
+#![allow(
+    dead_code,
+    unreachable_pub,
+    missing_docs,
+    clippy::unwrap_used,
+    clippy::expect_used
+)]
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_switchyard");
+
+/// A config file in a fresh temporary directory, removed on drop.
+pub struct TempConfig {
+    pub path: PathBuf,
+}
+
+impl TempConfig {
+    pub fn new(name: &str, text: &str) -> TempConfig {
+        let dir =
+            std::env::temp_dir().join(format!("switchyard-test-{}-{name}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join(format!("{name}.toml"));
+        std::fs::write(&path, text).unwrap();
+        TempConfig { path }
+    }
+}
+
+impl Drop for TempConfig {
+    fn drop(&mut self) {
+        if let Some(dir) = self.path.parent() {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
+}
+
+/// Run the binary to completion (for `check` and `demo`).
+pub fn run(args: &[&str]) -> Output {
+    Command::new(BIN)
+        .args(args)
+        .output()
+        .expect("the switchyard binary runs")
+}
+
+/// A running `switchyard run` or `switchyard proxy`.
+pub struct Running {
+    child: Child,
+    pub addr: SocketAddr,
+    pub admin: Option<SocketAddr>,
+    stdout: Arc<Mutex<Vec<String>>>,
+    stderr: Arc<Mutex<Vec<String>>>,
+}
+
+impl Running {
+    /// Start the binary and wait until it says where it listens.
+    pub fn start(args: &[&str]) -> Running {
+        let mut child = Command::new(BIN)
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("the switchyard binary starts");
+        let stdout = collect(child.stdout.take().unwrap());
+        let stderr = collect(child.stderr.take().unwrap());
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let (mut addr, mut admin) = (None, None);
+        loop {
+            let lines = stderr.lock().unwrap().clone();
+            for line in &lines {
+                if let Some(a) = line.strip_prefix("switchyard: listening on ") {
+                    addr = addr.or(a.trim().parse().ok());
+                }
+                if let Some(a) = line.strip_prefix("switchyard: admin on ") {
+                    admin = a.trim().parse().ok();
+                }
+            }
+            if lines.iter().any(|l| l == "switchyard: ready") {
+                break;
+            }
+            if let Ok(Some(status)) = child.try_wait() {
+                panic!("switchyard exited with {status}: {lines:?}");
+            }
+            assert!(
+                Instant::now() < deadline,
+                "switchyard was not ready in 10 s: {lines:?}"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let addr =
+            addr.unwrap_or_else(|| panic!("no listening line: {:?}", stderr.lock().unwrap()));
+        Running {
+            child,
+            addr,
+            admin,
+            stdout,
+            stderr,
+        }
+    }
+
+    /// Access log lines so far.
+    pub fn access_log(&self) -> Vec<String> {
+        self.stdout.lock().unwrap().clone()
+    }
+
+    /// Wait until `n` access log lines were written.
+    pub async fn wait_for_log(&self, n: usize) -> Vec<String> {
+        switchyard_testkit::within(10, "access log lines", async {
+            loop {
+                let lines = self.access_log();
+                if lines.len() >= n {
+                    return lines;
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        })
+        .await
+    }
+
+    pub fn stderr(&self) -> Vec<String> {
+        self.stderr.lock().unwrap().clone()
+    }
+
+    /// Send SIGTERM.
+    pub fn terminate(&self) {
+        let status = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
+    /// Wait for the process to exit.
+    pub fn wait(&mut self, secs: u64) -> ExitStatus {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "switchyard did not exit within {secs} s"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn collect(stream: impl std::io::Read + Send + 'static) -> Arc<Mutex<Vec<String>>> {
+    let lines = Arc::new(Mutex::new(Vec::new()));
+    let sink = Arc::clone(&lines);
+    std::thread::spawn(move || {
+        for line in BufReader::new(stream).lines().map_while(Result::ok) {
+            sink.lock().unwrap().push(line);
+        }
+    });
+    lines
+}
+
+/// Fetch `path` from the admin listener.
+pub async fn admin_get(admin: SocketAddr, path: &str) -> String {
+    let reply = switchyard_testkit::client::get(admin, path).await.unwrap();
+    String::from_utf8(reply.body.to_vec()).unwrap()
+}

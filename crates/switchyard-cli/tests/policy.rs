@@ -1,0 +1,172 @@
+//! The binary's failure policy end to end: routes pick groups, retries go
+//! to untried servers, a POST is not sent twice, and the access log and
+//! `/metrics` say why each retry was or was not taken. SIGTERM drains.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::time::Duration;
+
+use common::{Running, TempConfig};
+use switchyard_testkit::{Behavior, Origin, Script, client, refused_addr, within};
+
+#[tokio::test]
+async fn routes_pick_their_group_first_match_wins() {
+    let api = Origin::healthy("api").await;
+    let web = Origin::healthy("web").await;
+    let text = format!(
+        "[server]\nlisten = [\"127.0.0.1:0\"]\n\
+         [upstreams.api]\nservers = [\"{}\"]\n[upstreams.web]\nservers = [\"{}\"]\n\
+         [[routes]]\nhost = \"api.test\"\nupstream = \"api\"\n\
+         [[routes]]\npath_prefix = \"/api\"\nupstream = \"api\"\n\
+         [[routes]]\nupstream = \"web\"\n",
+        api.addr(),
+        web.addr()
+    );
+    let file = TempConfig::new("routes", &text);
+    let proxy = Running::start(&["run", "-c", file.path.to_str().unwrap()]);
+    let by_path = within(10, "request", client::get(proxy.addr, "/api/x"))
+        .await
+        .unwrap();
+    assert_eq!(by_path.body, "api");
+    let other = within(10, "request", client::get(proxy.addr, "/page"))
+        .await
+        .unwrap();
+    assert_eq!(other.body, "web");
+    let raw = b"GET /page HTTP/1.1\r\nHost: API.test:8080\r\nConnection: close\r\n\r\n";
+    let by_host = within(10, "request", client::raw(proxy.addr, raw, 5)).await;
+    assert!(String::from_utf8_lossy(&by_host.bytes).ends_with("api"));
+}
+
+#[tokio::test]
+async fn retries_go_to_servers_not_yet_tried_and_post_is_not_sent_twice() {
+    // Two servers that drop every request before answering, and one healthy.
+    let drop_a = Origin::start("a", Script::always(Behavior::CloseBeforeHead)).await;
+    let drop_b = Origin::start("b", Script::always(Behavior::CloseBeforeHead)).await;
+    let good = Origin::healthy("good").await;
+    let text = format!(
+        "[server]\nlisten = [\"127.0.0.1:0\"]\nadmin = \"127.0.0.1:0\"\n\
+         [upstreams.app]\nservers = [\"{}\", \"{}\", \"{}\"]\n",
+        drop_a.addr(),
+        drop_b.addr(),
+        good.addr()
+    );
+    let file = TempConfig::new("untried", &text);
+    let proxy = Running::start(&["run", "-c", file.path.to_str().unwrap()]);
+
+    let reply = within(10, "GET", client::get(proxy.addr, "/"))
+        .await
+        .unwrap();
+    assert_eq!(
+        reply.body, "good",
+        "three attempts, each on a different server"
+    );
+    let post = within(10, "POST", client::post(proxy.addr, "/pay", "amount=1"))
+        .await
+        .unwrap();
+    assert_eq!(post.status, 502);
+
+    let log = proxy.wait_for_log(2).await;
+    assert!(log[0].contains("attempts=3"), "{}", log[0]);
+    for origin in [&drop_a, &drop_b, &good] {
+        assert!(log[0].contains(&origin.addr().to_string()), "{}", log[0]);
+    }
+    assert!(
+        log[1].contains("attempts=1") && log[1].contains("[not-idempotent]"),
+        "{}",
+        log[1]
+    );
+    let posts: usize = [&drop_a, &drop_b, &good]
+        .iter()
+        .map(|o| {
+            o.requests()
+                .iter()
+                .filter(|r| r.method == http::Method::POST)
+                .count()
+        })
+        .sum();
+    assert_eq!(posts, 1, "the POST reached one server, once");
+
+    let metrics = common::admin_get(proxy.admin.unwrap(), "/metrics").await;
+    assert!(
+        metrics
+            .contains("switchyard_retries_total{upstream=\"app\",reason=\"closed-before-head\"} 2"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("switchyard_retries_not_taken_total{upstream=\"app\",reason=\"hook-declined:not-idempotent\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("switchyard_requests_total{upstream=\"app\",status=\"502\"} 1"),
+        "{metrics}"
+    );
+}
+
+#[tokio::test]
+async fn the_json_access_log_carries_every_attempt() {
+    let dead = refused_addr().await;
+    let good = Origin::healthy("good").await;
+    let proxy = Running::start(&[
+        "--log-format",
+        "json",
+        "proxy",
+        "--listen",
+        "127.0.0.1:0",
+        "--to",
+        &dead.to_string(),
+        "--to",
+        &good.addr().to_string(),
+    ]);
+    // Round robin may start on either; send two so one starts on the dead one.
+    for _ in 0..2 {
+        within(10, "request", client::get(proxy.addr, "/"))
+            .await
+            .unwrap();
+    }
+    let log = proxy.wait_for_log(2).await;
+    let entries: Vec<serde_json::Value> = log
+        .iter()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let failed_over = entries
+        .iter()
+        .find(|e| e["attempts"].as_array().unwrap().len() == 2)
+        .expect("one request started on the refused server");
+    assert_eq!(failed_over["status"], 200);
+    assert_eq!(failed_over["attempts"][0]["error"], "connect-refused");
+    assert_eq!(failed_over["attempts"][0]["decision"], "retry");
+    assert_eq!(failed_over["attempts"][0]["note"], "next-peer");
+    assert_eq!(failed_over["attempts"][1]["decision"], "done");
+}
+
+#[tokio::test]
+async fn sigterm_drains_an_in_flight_slow_request_before_exit() {
+    let slow = Behavior::Slow {
+        delay: Duration::from_millis(700),
+        then: Box::new(Behavior::ok()),
+    };
+    let origin = Origin::start("slow", Script::always(slow)).await;
+    let text = format!(
+        "[server]\nlisten = [\"127.0.0.1:0\"]\n[upstreams.app]\nservers = [\"{}\"]\n",
+        origin.addr()
+    );
+    let file = TempConfig::new("drain", &text);
+    let mut proxy = Running::start(&["run", "-c", file.path.to_str().unwrap()]);
+    let in_flight = tokio::spawn(client::get(proxy.addr, "/slow"));
+    origin.wait_for_requests(1, 5).await;
+    proxy.terminate();
+    let reply = within(10, "the in-flight request", in_flight)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(reply.status, 200);
+    assert_eq!(reply.body, "slow");
+    assert!(proxy.wait(10).success());
+    assert!(
+        proxy
+            .stderr()
+            .iter()
+            .any(|l| l.contains("stopping; letting in-flight requests finish"))
+    );
+}
