@@ -9,7 +9,7 @@ use switchyard_testkit::{Origin, client, refused_addr, within};
 
 fn config_for(origin: std::net::SocketAddr) -> String {
     format!(
-        "[server]\nlisten = [\"127.0.0.1:0\"]\nadmin = \"127.0.0.1:0\"\n\n[upstreams.app]\nservers = [\"{origin}\"]\n"
+        "[server]\nlisten = [\"127.0.0.1:0\"]\nadmin = \"127.0.0.1:0\"\nattempt_count_header = true\n\n[upstreams.app]\nservers = [\"{origin}\"]\n"
     )
 }
 
@@ -58,6 +58,7 @@ async fn run_serves_a_config_and_stops_on_sigterm() {
         .await
         .unwrap();
     assert_eq!(reply.body, "origin");
+    assert_eq!(reply.headers["x-switchyard-attempts"], "1");
     let admin = proxy.admin.expect("admin address announced");
     assert_eq!(common::admin_get(admin, "/healthz").await, "ok\n");
     let config = common::admin_get(admin, "/config").await;
