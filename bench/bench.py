@@ -1,0 +1,449 @@
+#!/usr/bin/env python3
+"""Switchyard against nginx and HAProxy, side by side, on this machine.
+
+One backend (nginx answering a small 200, a 1 MiB file and 1 MiB uploads)
+stands behind three proxies with equivalent settings: one worker each,
+upstream keep-alive on, access logs off. Each scenario measures every proxy
+through the same client, alternating their order, for several rounds, and
+reports medians and the ratios Switchyard/nginx and Switchyard/HAProxy.
+
+Started by bench/run.sh, which builds Switchyard first. Everything listens
+on 127.0.0.1; nothing else is dialled.
+"""
+
+import json
+import os
+import re
+import resource
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+SWITCHYARD = ROOT / "target" / "release" / "switchyard"
+RESULTS = ROOT / "bench" / "results"
+ROUNDS = int(os.environ.get("ROUNDS", "3"))
+DURATION = int(os.environ.get("DURATION", "10"))
+IDLE_CONNECTIONS = int(os.environ.get("IDLE_CONNECTIONS", "10000"))
+
+BACKEND = 18080
+PORTS = {"switchyard": 18083, "nginx": 18081, "haproxy": 18082}
+PROXIES = ["switchyard", "nginx", "haproxy"]
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def log(message):
+    print(message, file=sys.stderr, flush=True)
+
+
+# ---------------------------------------------------------------- configs
+
+def backend_conf(work):
+    big = work / "big.bin"
+    big.write_bytes(b"b" * (1024 * 1024))
+    return f"""
+worker_processes 1;
+daemon off;
+pid {work}/backend.pid;
+error_log {work}/backend-error.log;
+worker_rlimit_nofile 65536;
+events {{ worker_connections 30000; }}
+http {{
+    access_log off;
+    keepalive_requests 1000000;
+    keepalive_timeout 300s;
+    client_body_temp_path {work}/backend-body;
+    server {{
+        listen 127.0.0.1:{BACKEND} backlog=4096;
+        client_max_body_size 4m;
+        location = /big {{ alias {big}; }}
+        location = /upload {{ client_body_buffer_size 2m; return 200 "ok\\n"; }}
+        location / {{ return 200 "ok\\n"; }}
+    }}
+}}
+"""
+
+
+def nginx_conf(work, upstream, connect_timeout):
+    return f"""
+worker_processes 1;
+daemon off;
+pid {work}/nginx.pid;
+error_log {work}/nginx-error.log;
+worker_rlimit_nofile 65536;
+events {{ worker_connections 30000; }}
+http {{
+    access_log off;
+    keepalive_requests 1000000;
+    keepalive_timeout 300s;
+    client_body_temp_path {work}/nginx-body;
+    proxy_temp_path {work}/nginx-proxy;
+    upstream up {{
+        {upstream}
+        keepalive 128;
+    }}
+    server {{
+        listen 127.0.0.1:{PORTS["nginx"]} backlog=4096;
+        client_max_body_size 4m;
+        location / {{
+            proxy_pass http://up;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_connect_timeout {connect_timeout};
+            proxy_next_upstream error timeout;
+        }}
+    }}
+}}
+"""
+
+
+def haproxy_conf(work, servers, connect_timeout):
+    return f"""
+global
+    nbthread 1
+    maxconn 60000
+    pidfile {work}/haproxy.pid
+defaults
+    mode http
+    timeout connect {connect_timeout}
+    timeout client 300s
+    timeout server 300s
+    timeout http-keep-alive 300s
+    option http-keep-alive
+    http-reuse always
+    retries 1
+    option redispatch
+frontend fe
+    bind 127.0.0.1:{PORTS["haproxy"]}
+    default_backend be
+backend be
+{servers}
+"""
+
+
+def switchyard_conf(upstream, connect_timeout):
+    return f"""
+[server]
+listen = ["127.0.0.1:{PORTS["switchyard"]}"]
+workers = 1
+header_read_timeout = "300s"
+
+[log]
+access = false
+
+[upstreams.backend]
+{upstream}
+connect_timeout = "{connect_timeout}"
+pool_size = 128
+"""
+
+
+# ---------------------------------------------------------------- processes
+
+class Stack:
+    """The backend and the three proxies for one scenario."""
+
+    def __init__(self, work, failover=False):
+        self.work = work
+        self.procs = {}
+        self.blackhole = None
+        if failover:
+            self.blackhole = Blackhole()
+            primary = f"127.0.0.1:{self.blackhole.port}"
+            nginx_up = f"server {primary} max_fails=1 fail_timeout=10s; server 127.0.0.1:{BACKEND} backup;"
+            ha_servers = (
+                f"    server primary {primary} check inter 1s fall 1 rise 2\n"
+                f"    server backup 127.0.0.1:{BACKEND} backup"
+            )
+            sy_up = f'servers = ["{primary}"]\nbackup = ["127.0.0.1:{BACKEND}"]'
+        else:
+            nginx_up = f"server 127.0.0.1:{BACKEND} max_fails=0;"
+            ha_servers = f"    server s1 127.0.0.1:{BACKEND}"
+            sy_up = f'servers = ["127.0.0.1:{BACKEND}"]'
+        (work / "backend-body").mkdir(exist_ok=True)
+        self.start("backend", ["nginx", "-c", self.write("backend.conf", backend_conf(work))], BACKEND)
+        self.start("nginx", ["nginx", "-c", self.write("nginx.conf", nginx_conf(work, nginx_up, "1s"))], PORTS["nginx"])
+        self.start("haproxy", ["haproxy", "-db", "-f", self.write("haproxy.cfg", haproxy_conf(work, ha_servers, "1s"))],
+                   PORTS["haproxy"])
+        self.start("switchyard", [str(SWITCHYARD), "run", "-c", self.write("switchyard.toml", switchyard_conf(sy_up, "1s"))],
+                   PORTS["switchyard"])
+
+    def write(self, name, text):
+        path = self.work / name
+        path.write_text(text)
+        return str(path)
+
+    def start(self, name, argv, port):
+        out = open(self.work / f"{name}.out", "w")
+        proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, cwd=self.work, start_new_session=True)
+        self.procs[name] = proc
+        deadline = time.time() + 10
+        while time.time() < deadline:
+            if proc.poll() is not None:
+                raise SystemExit(f"{name} exited: {(self.work / f'{name}.out').read_text()}")
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                return
+            except OSError:
+                time.sleep(0.05)
+        raise SystemExit(f"{name} did not listen on {port}")
+
+    def pids(self, name):
+        """The process and its children (nginx's workers)."""
+        root = self.procs[name].pid
+        pids = [root]
+        for entry in os.listdir("/proc"):
+            if entry.isdigit():
+                try:
+                    fields = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
+                    if int(fields[1]) == root:
+                        pids.append(int(entry))
+                except (OSError, IndexError, ValueError):
+                    pass
+        return pids
+
+    def cpu_seconds(self, name):
+        total = 0
+        for pid in self.pids(name):
+            try:
+                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+                total += int(fields[11]) + int(fields[12])
+            except (OSError, IndexError, ValueError):
+                pass
+        return total / CLK_TCK
+
+    def rss_kib(self, name):
+        total = 0
+        for pid in self.pids(name):
+            try:
+                for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                    if line.startswith("VmRSS:"):
+                        total += int(line.split()[1])
+            except OSError:
+                pass
+        return total
+
+    def stop(self):
+        for proc in self.procs.values():
+            try:
+                os.killpg(proc.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+        for proc in self.procs.values():
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+        if self.blackhole:
+            self.blackhole.close()
+
+
+class Blackhole:
+    """A listener whose accept queue is full: connects to it time out."""
+
+    def __init__(self):
+        self.listener = socket.socket()
+        self.listener.bind(("127.0.0.1", 0))
+        self.listener.listen(0)
+        self.port = self.listener.getsockname()[1]
+        self.fillers = []
+        for _ in range(64):
+            s = socket.socket()
+            s.setblocking(False)
+            s.connect_ex(("127.0.0.1", self.port))
+            time.sleep(0.05)
+            if s.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR) != 0 or not self._connected(s):
+                s.close()
+                return
+            self.fillers.append(s)
+        raise SystemExit("could not fill the blackhole's accept queue")
+
+    @staticmethod
+    def _connected(s):
+        try:
+            s.getpeername()
+            return True
+        except OSError:
+            return False
+
+    def close(self):
+        for s in self.fillers:
+            s.close()
+        self.listener.close()
+
+
+# ---------------------------------------------------------------- clients
+
+def parse_duration(text):
+    number, unit = re.match(r"([\d.]+)(us|ms|s|m)", text).groups()
+    return float(number) * {"us": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0}[unit]
+
+
+def wrk(port, connections, path="/", script=None, duration=DURATION):
+    argv = ["wrk", "-t1", f"-c{connections}", f"-d{duration}s", "--latency", "--timeout", "5s"]
+    if script:
+        argv += ["-s", str(ROOT / "bench" / "lua" / script)]
+    argv.append(f"http://127.0.0.1:{port}{path}")
+    out = subprocess.run(argv, capture_output=True, text=True, timeout=duration + 60).stdout
+    result = {"rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))}
+    result["requests"] = int(re.search(r"(\d+) requests in", out).group(1))
+    for p in ("50", "99"):
+        m = re.search(rf"^\s+{p}(?:\.000)?%\s+([\d.]+\w+)", out, re.M)
+        result[f"p{p}_ms"] = parse_duration(m.group(1)) * 1000 if m else None
+    errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
+    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    result["errors"] = (sum(map(int, errors.groups())) if errors else 0) + (int(non2xx.group(1)) if non2xx else 0)
+    slow = re.search(r"SLOW_FRACTION ([\d.]+)", out)
+    if slow:
+        result["over_0_9s"] = round(float(slow.group(1)) * result["requests"])
+    return result
+
+
+def open_idle(port, count):
+    """Open `count` keep-alive connections, one request each, and keep them idle."""
+    request = b"GET / HTTP/1.1\r\nHost: bench\r\n\r\n"
+    sockets = []
+    for _ in range(count):
+        s = socket.create_connection(("127.0.0.1", port), timeout=10)
+        s.sendall(request)
+        sockets.append(s)
+    for s in sockets:
+        got = b""
+        while b"ok\n" not in got:
+            chunk = s.recv(4096)
+            if not chunk:
+                raise SystemExit("a proxy closed an idle-memory connection")
+            got += chunk
+    return sockets
+
+
+# ---------------------------------------------------------------- scenarios
+
+def measure_load(stack, name, connections, path="/", script=None):
+    before = stack.cpu_seconds(name)
+    result = wrk(PORTS[name], connections, path, script)
+    cpu = stack.cpu_seconds(name) - before
+    result["cpu_us_per_request"] = cpu / max(result["requests"], 1) * 1e6
+    return result
+
+
+def scenario_throughput(stack, name):
+    return measure_load(stack, name, 50)
+
+
+def scenario_large_body(stack, name):
+    get = measure_load(stack, name, 10, "/big")
+    post = measure_load(stack, name, 10, "/upload", "post.lua")
+    return {
+        "get_mib_s": get["rps"],  # 1 MiB per response
+        "post_mib_s": post["rps"],  # 1 MiB per request
+        "get_p99_ms": get["p99_ms"],
+        "post_p99_ms": post["p99_ms"],
+        "errors": get["errors"] + post["errors"],
+    }
+
+
+def scenario_many_connections(stack, name):
+    return measure_load(stack, name, 2000)
+
+
+def scenario_idle_memory(stack, name):
+    time.sleep(0.5)
+    before = stack.rss_kib(name)
+    sockets = open_idle(PORTS[name], IDLE_CONNECTIONS)
+    time.sleep(1.0)
+    after = stack.rss_kib(name)
+    for s in sockets:
+        s.close()
+    return {"rss_before_kib": before, "rss_after_kib": after,
+            "kib_per_connection": (after - before) / IDLE_CONNECTIONS}
+
+
+def scenario_failover(stack, name):
+    return wrk(PORTS[name], 50, "/", "slow.lua")
+
+
+SCENARIOS = {
+    "throughput": (scenario_throughput, False, ["rps", "p50_ms", "p99_ms", "cpu_us_per_request", "errors"]),
+    "large-body": (scenario_large_body, False, ["get_mib_s", "post_mib_s", "get_p99_ms", "post_p99_ms", "errors"]),
+    "many-connections": (scenario_many_connections, False, ["rps", "p50_ms", "p99_ms", "errors"]),
+    "idle-memory": (scenario_idle_memory, False, ["kib_per_connection", "rss_before_kib", "rss_after_kib"]),
+    "failover": (scenario_failover, True, ["rps", "p50_ms", "p99_ms", "over_0_9s", "errors"]),
+}
+
+
+def run_scenario(name):
+    run, failover, keys = SCENARIOS[name]
+    rounds = {p: [] for p in PROXIES}
+    for r in range(ROUNDS):
+        work = Path(tempfile.mkdtemp(prefix=f"switchyard-bench-{name}-"))
+        stack = Stack(work, failover)
+        try:
+            if failover:
+                time.sleep(2.5)  # let HAProxy's check mark the primary down, as it would in service
+            order = PROXIES[r % 3:] + PROXIES[:r % 3]
+            for proxy in order:
+                log(f"  {name} round {r + 1}/{ROUNDS}: {proxy}")
+                rounds[proxy].append(run(stack, proxy))
+        finally:
+            stack.stop()
+            shutil.rmtree(work, ignore_errors=True)
+    medians = {}
+    for proxy in PROXIES:
+        medians[proxy] = {k: statistics.median(v[k] for v in rounds[proxy] if v.get(k) is not None)
+                          for k in keys if any(v.get(k) is not None for v in rounds[proxy])}
+    return {"rounds": rounds, "median": medians}
+
+
+def ratio(a, b):
+    return round(a / b, 3) if a is not None and b else None
+
+
+def table(results):
+    lines = []
+    for scenario, data in results.items():
+        med = data["median"]
+        keys = SCENARIOS[scenario][2]
+        lines.append(f"\n{scenario} (median of {ROUNDS} rounds)")
+        lines.append(f"  {'metric':<22}{'switchyard':>12}{'nginx':>12}{'haproxy':>12}{'sy/nginx':>10}{'sy/haproxy':>11}")
+        for key in keys:
+            vals = [med[p].get(key) for p in PROXIES]
+            cells = "".join(f"{v:>12.2f}" if v is not None else f"{'-':>12}" for v in vals)
+            lines.append(f"  {key:<22}{cells}{ratio(vals[0], vals[1]) or '-':>10}{ratio(vals[0], vals[2]) or '-':>11}")
+    return "\n".join(lines)
+
+
+def main():
+    chosen = sys.argv[1:] or list(SCENARIOS)
+    unknown = [s for s in chosen if s not in SCENARIOS]
+    if unknown:
+        raise SystemExit(f"unknown scenario {unknown}; choose from {list(SCENARIOS)}")
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, 100000), hard))
+    results = {}
+    for name in chosen:
+        log(f"scenario {name}")
+        results[name] = run_scenario(name)
+    RESULTS.mkdir(exist_ok=True)
+    meta = {
+        "date": time.strftime("%Y-%m-%d %H:%M:%S"),
+        "rounds": ROUNDS,
+        "duration_s": DURATION,
+        "cpus": os.cpu_count(),
+        "nginx": subprocess.run(["nginx", "-v"], capture_output=True, text=True).stderr.strip(),
+        "haproxy": subprocess.run(["haproxy", "-v"], capture_output=True, text=True).stdout.splitlines()[0],
+    }
+    (RESULTS / "latest.json").write_text(json.dumps({"meta": meta, "results": results}, indent=2))
+    print(f"{meta['date']}, {meta['cpus']} cores, {meta['nginx']}, {meta['haproxy']}")
+    print(table(results))
+    print(f"\nraw rounds: {RESULTS / 'latest.json'}")
+
+
+if __name__ == "__main__":
+    main()
