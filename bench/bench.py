@@ -107,7 +107,7 @@ def haproxy_conf(work, servers, connect_timeout):
     return f"""
 global
     nbthread 1
-    maxconn 60000
+    maxconn {max(1000, resource.getrlimit(resource.RLIMIT_NOFILE)[0] // 2 - 100)}
     pidfile {work}/haproxy.pid
 defaults
     mode http
@@ -153,6 +153,20 @@ class Stack:
         self.work = work
         self.procs = {}
         self.blackhole = None
+        try:
+            self.start_all(failover)
+        except BaseException:
+            self.stop()
+            raise
+
+    def start_all(self, failover):
+        work = self.work
+        for port in [BACKEND, *PORTS.values()]:
+            with socket.socket() as probe:
+                try:
+                    probe.bind(("127.0.0.1", port))
+                except OSError:
+                    raise SystemExit(f"port {port} is in use; is an earlier benchmark still running?")
         if failover:
             self.blackhole = Blackhole()
             primary = f"127.0.0.1:{self.blackhole.port}"
@@ -419,13 +433,24 @@ def table(results):
     return "\n".join(lines)
 
 
+def raise_fd_limit():
+    """Room for 10,000 idle connections through each proxy (children inherit it)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (200000, 200000))
+    except (ValueError, OSError):
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    limit = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    if limit < 2 * IDLE_CONNECTIONS + 1000:
+        log(f"note: only {limit} file descriptors; idle-memory may fail (run as root or raise the limit)")
+
+
 def main():
     chosen = sys.argv[1:] or list(SCENARIOS)
     unknown = [s for s in chosen if s not in SCENARIOS]
     if unknown:
         raise SystemExit(f"unknown scenario {unknown}; choose from {list(SCENARIOS)}")
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, 100000), hard))
+    raise_fd_limit()
     results = {}
     for name in chosen:
         log(f"scenario {name}")
