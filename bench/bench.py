@@ -163,6 +163,8 @@ class Stack:
         work = self.work
         for port in [BACKEND, *PORTS.values()]:
             with socket.socket() as probe:
+                # As the servers do: TIME_WAIT leftovers must not count as "in use".
+                probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
                 try:
                     probe.bind(("127.0.0.1", port))
                 except OSError:

@@ -26,10 +26,17 @@ use config::units::Dur;
 /// How long the demo waits for anything before calling it stuck.
 pub const DEMO_PATIENCE: Duration = Duration::from_secs(10);
 
-/// A multi-threaded runtime with `workers` worker threads.
+/// The runtime for `workers` worker threads. One worker runs on the
+/// calling thread (tokio's current-thread runtime): no work stealing, no
+/// cross-thread wake-ups, measured cheaper per request (docs/benchmarks.md).
 pub fn runtime(workers: usize) -> std::io::Result<tokio::runtime::Runtime> {
+    if workers <= 1 {
+        return tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build();
+    }
     tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(workers.max(1))
+        .worker_threads(workers)
         .enable_all()
         .build()
 }

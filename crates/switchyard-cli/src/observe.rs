@@ -3,7 +3,7 @@
 //! by retry reason, and by the reason a retry was *not* taken.
 
 use std::io::Write;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use prometheus_client::encoding::EncodeLabelSet;
@@ -80,9 +80,22 @@ impl Observer {
         self
     }
 
-    /// Count and log one finished request.
-    pub fn finished(&self, request: &Finished) {
-        self.metrics.record(request);
+    /// Count one finished request in the metrics: its upstream group's
+    /// label (`None`: no route matched), final status and trace. Allocates
+    /// nothing once the label sets exist.
+    pub fn count(&self, upstream: Option<&Arc<String>>, status: u16, trace: &AttemptLog) {
+        self.metrics
+            .record(upstream.unwrap_or(&self.metrics.no_upstream), status, trace);
+    }
+
+    /// Whether [`log`](Self::log) has anywhere to write, so the caller can
+    /// skip building a [`Finished`].
+    pub fn wants_details(&self) -> bool {
+        self.access_log.is_some() || self.sink.is_some()
+    }
+
+    /// Write one finished request to the access log and the sink.
+    pub fn log(&self, request: &Finished) {
         if let Some(format) = self.access_log {
             let line = match format {
                 LogFormat::Text => text_line(request),
@@ -172,42 +185,49 @@ fn millis(d: Duration) -> f64 {
     (d.as_secs_f64() * 1_000_000.0).round() / 1000.0
 }
 
-/// The reason a failed attempt was not retried, with the hook's note:
-/// `attempt-cap`, `hook-declined:not-idempotent`.
-pub fn not_taken_reason(a: &AttemptRecord) -> Option<String> {
+/// Why a failed attempt was not retried, and the hook's note if it gave
+/// one: `("attempt-cap", "")`, `("hook-declined", "not-idempotent")`.
+pub fn not_taken_reason(a: &AttemptRecord) -> Option<(&'static str, &'static str)> {
     match a.decision {
-        Decision::Stop(reason) if a.error.is_some() => Some(match a.note {
-            Some(note) => format!("{}:{note}", reason.as_str()),
-            None => reason.as_str().to_string(),
-        }),
+        Decision::Stop(reason) if a.error.is_some() => {
+            Some((reason.as_str(), a.note.unwrap_or("")))
+        }
         _ => None,
     }
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RequestLabels {
-    upstream: String,
-    status: String,
+    upstream: Arc<String>,
+    status: u16,
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct UpstreamReason {
-    upstream: String,
-    reason: String,
+    upstream: Arc<String>,
+    reason: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct NotTakenLabels {
+    upstream: Arc<String>,
+    reason: &'static str,
+    note: &'static str,
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct UpstreamLabel {
-    upstream: String,
+    upstream: Arc<String>,
 }
 
 type LatencyFamily = Family<UpstreamLabel, Histogram, fn() -> Histogram>;
 
 struct Metrics {
+    no_upstream: Arc<String>,
     requests: Family<RequestLabels, Counter>,
     attempts: Family<UpstreamReason, Counter>,
     retries: Family<UpstreamReason, Counter>,
-    retries_not_taken: Family<UpstreamReason, Counter>,
+    retries_not_taken: Family<NotTakenLabels, Counter>,
     upstream_errors: Family<UpstreamReason, Counter>,
     latency: LatencyFamily,
 }
@@ -215,6 +235,7 @@ struct Metrics {
 impl Metrics {
     fn register(registry: &mut Registry) -> Self {
         let metrics = Metrics {
+            no_upstream: Arc::new("-".to_string()),
             requests: Family::default(),
             attempts: Family::default(),
             retries: Family::default(),
@@ -241,7 +262,7 @@ impl Metrics {
         );
         registry.register(
             "retries_not_taken",
-            "Failed attempts not retried, by the reason (attempt-cap, deadline, body-not-replayable, response-started, hook-declined:NOTE, ...)",
+            "Failed attempts not retried, by reason (attempt-cap, deadline, body-not-replayable, response-started, hook-declined, ...) and the hook's note",
             metrics.retries_not_taken.clone(),
         );
         registry.register(
@@ -257,19 +278,18 @@ impl Metrics {
         metrics
     }
 
-    fn record(&self, r: &Finished) {
-        let upstream = r.upstream.clone().unwrap_or_else(|| "-".to_string());
-        let labels = |reason: &str| UpstreamReason {
-            upstream: upstream.clone(),
-            reason: reason.to_string(),
+    fn record(&self, upstream: &Arc<String>, status: u16, trace: &AttemptLog) {
+        let labels = |reason: &'static str| UpstreamReason {
+            upstream: Arc::clone(upstream),
+            reason,
         };
         self.requests
             .get_or_create(&RequestLabels {
-                upstream: upstream.clone(),
-                status: r.status.to_string(),
+                upstream: Arc::clone(upstream),
+                status,
             })
             .inc();
-        for attempt in r.trace.records() {
+        for attempt in trace.records() {
             let outcome = match attempt.decision {
                 Decision::Done => "done",
                 Decision::Retry => "retry",
@@ -285,12 +305,17 @@ impl Metrics {
                     self.retries.get_or_create(&labels(kind.as_str())).inc();
                 }
             }
-            if let Some(reason) = not_taken_reason(attempt) {
-                self.retries_not_taken.get_or_create(&labels(&reason)).inc();
+            if let Some((reason, note)) = not_taken_reason(attempt) {
+                let key = NotTakenLabels {
+                    upstream: Arc::clone(upstream),
+                    reason,
+                    note,
+                };
+                self.retries_not_taken.get_or_create(&key).inc();
             }
             if attempt.decision == Decision::Done {
                 let label = UpstreamLabel {
-                    upstream: upstream.clone(),
+                    upstream: Arc::clone(upstream),
                 };
                 self.latency
                     .get_or_create(&label)

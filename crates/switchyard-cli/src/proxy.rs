@@ -216,9 +216,15 @@ impl ProxyHttp for ConfigProxy {
     }
 
     async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut Ctx) {
+        let route = self.route(ctx).ok();
+        let status = session.response_status().map_or(0, |s| s.as_u16());
+        self.observer
+            .count(route.map(|r| &r.group.label), status, session.attempts());
+        if !self.observer.wants_details() {
+            return;
+        }
         let head = session.req_header();
         let trace = session.attempts().clone();
-        let bytes = trace.last().map_or(0, |a| a.response_body_bytes);
         let finished = Finished {
             client: session.client_addr().to_string(),
             method: head.method.to_string(),
@@ -227,13 +233,13 @@ impl ProxyHttp for ConfigProxy {
                 .path_and_query()
                 .map_or("/", |pq| pq.as_str())
                 .to_string(),
-            status: session.response_status().map_or(0, |s| s.as_u16()),
-            bytes,
+            status,
+            bytes: trace.last().map_or(0, |a| a.response_body_bytes),
             duration: Instant::now().saturating_duration_since(trace.start()),
-            upstream: self.route(ctx).ok().map(|r| r.group.name.clone()),
+            upstream: route.map(|r| r.group.name.clone()),
             error: e.map(|e| e.to_string()),
             trace,
         };
-        self.observer.finished(&finished);
+        self.observer.log(&finished);
     }
 }

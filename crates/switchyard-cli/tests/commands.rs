@@ -137,7 +137,7 @@ fn the_demo_runs_and_explains_itself() {
         "{text}"
     );
     assert!(
-        text.contains("retries not taken      hook-declined:not-idempotent 1"),
+        text.contains("retries not taken      hook-declined [not-idempotent] 1"),
         "{text}"
     );
 }

@@ -94,7 +94,7 @@ async fn retries_go_to_servers_not_yet_tried_and_post_is_not_sent_twice() {
         "{metrics}"
     );
     assert!(
-        metrics.contains("switchyard_retries_not_taken_total{upstream=\"app\",reason=\"hook-declined:not-idempotent\"} 1"),
+        metrics.contains("switchyard_retries_not_taken_total{upstream=\"app\",reason=\"hook-declined\",note=\"not-idempotent\"} 1"),
         "{metrics}"
     );
     assert!(

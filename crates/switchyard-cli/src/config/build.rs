@@ -50,6 +50,8 @@ pub struct Config {
 pub struct Group {
     /// Its name in the file.
     pub name: String,
+    /// The name as a metrics label, shared without copying.
+    pub label: Arc<String>,
     /// Its servers and selection state.
     pub backends: Backends,
     /// Timeouts and pooling for its servers.
@@ -184,6 +186,7 @@ fn group(source: &Source<'_>, name: &str, section: &UpstreamSection) -> Result<G
     let policy = retry_policy(source, &section.retry, &format!("{key}.retry"))?;
     Ok(Group {
         name: name.to_string(),
+        label: Arc::new(name.to_string()),
         backends,
         peer_options,
         policy,

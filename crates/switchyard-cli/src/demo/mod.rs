@@ -179,8 +179,13 @@ fn print_summary(requests: &[Finished]) {
                     .entry(a.error.map_or("-", |k| k.as_str()))
                     .or_default() += 1;
             }
-            if let Some(reason) = not_taken_reason(a) {
-                *not_taken.entry(reason).or_default() += 1;
+            if let Some((reason, note)) = not_taken_reason(a) {
+                let key = if note.is_empty() {
+                    reason.to_string()
+                } else {
+                    format!("{reason} [{note}]")
+                };
+                *not_taken.entry(key).or_default() += 1;
             }
         }
     }

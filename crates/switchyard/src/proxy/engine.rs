@@ -62,7 +62,15 @@ pub(crate) async fn handle<P: ProxyHttp>(
     client: SocketAddr,
 ) -> Response<ResponseBody> {
     let (reply, head) = oneshot::channel();
-    tokio::spawn(run(proxy, shared, request, client, Reply(Some(reply))));
+    // Boxed: the engine's future is several KB, and tokio moves a task's
+    // future (and its output slot) by value; a box makes those moves cheap.
+    tokio::spawn(Box::pin(run(
+        proxy,
+        shared,
+        request,
+        client,
+        Reply(Some(reply)),
+    )));
     head.await.unwrap_or_else(|_| {
         let e = Error::explain(
             ErrorKind::Internal,

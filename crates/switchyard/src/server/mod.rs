@@ -31,6 +31,9 @@ use crate::proxy::engine_shared;
 use crate::proxy::{ProxyHttp, handle};
 use crate::upstream::pool::Pool;
 
+/// hyper's default header limit, parsed without a heap allocation.
+const HYPER_STACK_HEADERS: usize = 100;
+
 /// How a [`ProxyServer`] treats clients and retries.
 ///
 /// | field | default |
@@ -208,8 +211,12 @@ impl<P: ProxyHttp> ProxyServer<P> {
             .timer(TokioTimer::new())
             .keep_alive(true)
             .header_read_timeout(self.options.header_read_timeout)
-            .max_headers(self.options.max_headers)
             .max_header_size(self.options.max_header_bytes);
+        // hyper parses up to 100 headers on the stack; setting any limit, even
+        // 100, moves parsing to the heap for every request.
+        if self.options.max_headers != HYPER_STACK_HEADERS {
+            builder.max_headers(self.options.max_headers);
+        }
         builder
     }
 }
