@@ -50,7 +50,9 @@ pub(crate) struct PumpBody {
     conn: Option<UpstreamConn>,
     request_body: Arc<Progress>,
     idle_timeout: Duration,
-    idle: Pin<Box<Sleep>>,
+    /// Armed on the first wait only: most small bodies never wait, and a
+    /// timer costs an allocation and a timer-wheel entry.
+    idle: Option<Pin<Box<Sleep>>>,
     pool: Arc<Pool>,
     done: Option<oneshot::Sender<BodyOutcome>>,
     bytes: u64,
@@ -74,7 +76,7 @@ impl PumpBody {
             conn: Some(conn),
             request_body,
             idle_timeout,
-            idle: Box::pin(tokio::time::sleep(idle_timeout)),
+            idle: None,
             pool,
             done: Some(done),
             bytes: 0,
@@ -130,7 +132,11 @@ impl Body for PumpBody {
         }
         let polled = Pin::new(&mut this.upstream).poll_frame(cx);
         if polled.is_pending() {
-            if this.idle.as_mut().poll(cx).is_ready() {
+            let timeout = this.idle_timeout;
+            let idle = this
+                .idle
+                .get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
+            if idle.as_mut().poll(cx).is_ready() {
                 let error = Error::explain(
                     ErrorKind::ResponseBodyTimedOut,
                     format!("no response body bytes for {:?}", this.idle_timeout),
@@ -139,8 +145,9 @@ impl Body for PumpBody {
             }
             return Poll::Pending;
         }
-        let deadline = Instant::now() + this.idle_timeout;
-        this.idle.as_mut().reset(deadline);
+        if let Some(idle) = this.idle.as_mut() {
+            idle.as_mut().reset(Instant::now() + this.idle_timeout);
+        }
         match std::task::ready!(polled) {
             Some(Ok(frame)) => {
                 if let Some(data) = frame.data_ref() {
