@@ -30,7 +30,7 @@ SWITCHYARD = ROOT / "target" / "release" / "switchyard"
 RESULTS = ROOT / "bench" / "results"
 ROUNDS = int(os.environ.get("ROUNDS", "3"))
 DURATION = int(os.environ.get("DURATION", "10"))
-IDLE_CONNECTIONS = int(os.environ.get("IDLE_CONNECTIONS", "10000"))
+IDLE_CONNECTIONS = int(os.environ.get("IDLE_CONNECTIONS", "10000"))  # lowered to fit the FD limit
 
 BACKEND = 18080
 PORTS = {"switchyard": 18083, "nginx": 18081, "haproxy": 18082}
@@ -406,7 +406,11 @@ def run_scenario(name):
             order = PROXIES[r % 3:] + PROXIES[:r % 3]
             for proxy in order:
                 log(f"  {name} round {r + 1}/{ROUNDS}: {proxy}")
-                rounds[proxy].append(run(stack, proxy))
+                try:
+                    rounds[proxy].append(run(stack, proxy))
+                except Exception as e:  # one failed measurement must not lose the run
+                    log(f"    {proxy} failed: {e!r}")
+                    rounds[proxy].append({"error": repr(e)})
         finally:
             stack.stop()
             shutil.rmtree(work, ignore_errors=True)
@@ -414,6 +418,9 @@ def run_scenario(name):
     for proxy in PROXIES:
         medians[proxy] = {k: statistics.median(v[k] for v in rounds[proxy] if v.get(k) is not None)
                           for k in keys if any(v.get(k) is not None for v in rounds[proxy])}
+        failed = sum(1 for v in rounds[proxy] if "error" in v)
+        if failed:
+            medians[proxy]["failed_rounds"] = failed
     return {"rounds": rounds, "median": medians}
 
 
@@ -442,9 +449,13 @@ def raise_fd_limit():
         resource.setrlimit(resource.RLIMIT_NOFILE, (200000, 200000))
     except (ValueError, OSError):
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    global IDLE_CONNECTIONS
     limit = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
-    if limit < 2 * IDLE_CONNECTIONS + 1000:
-        log(f"note: only {limit} file descriptors; idle-memory may fail (run as root or raise the limit)")
+    # HAProxy needs two descriptors per connection it may hold (maxconn).
+    fits = limit // 2 - 500
+    if IDLE_CONNECTIONS > fits:
+        log(f"note: {limit} file descriptors allow {fits} idle connections per proxy, not {IDLE_CONNECTIONS}")
+        IDLE_CONNECTIONS = fits
 
 
 def main():
@@ -453,11 +464,8 @@ def main():
     if unknown:
         raise SystemExit(f"unknown scenario {unknown}; choose from {list(SCENARIOS)}")
     raise_fd_limit()
-    results = {}
-    for name in chosen:
-        log(f"scenario {name}")
-        results[name] = run_scenario(name)
     RESULTS.mkdir(exist_ok=True)
+    results = {}
     meta = {
         "date": time.strftime("%Y-%m-%d %H:%M:%S"),
         "rounds": ROUNDS,
@@ -465,8 +473,13 @@ def main():
         "cpus": os.cpu_count(),
         "nginx": subprocess.run(["nginx", "-v"], capture_output=True, text=True).stderr.strip(),
         "haproxy": subprocess.run(["haproxy", "-v"], capture_output=True, text=True).stdout.splitlines()[0],
+        "idle_connections": IDLE_CONNECTIONS,
     }
-    (RESULTS / "latest.json").write_text(json.dumps({"meta": meta, "results": results}, indent=2))
+    for name in chosen:
+        log(f"scenario {name}")
+        results[name] = run_scenario(name)
+        # Saved after every scenario, so a later failure loses nothing.
+        (RESULTS / "latest.json").write_text(json.dumps({"meta": meta, "results": results}, indent=2))
     print(f"{meta['date']}, {meta['cpus']} cores, {meta['nginx']}, {meta['haproxy']}")
     print(table(results))
     print(f"\nraw rounds: {RESULTS / 'latest.json'}")
