@@ -399,6 +399,7 @@ def run_scenario(name):
     rounds = {p: [] for p in PROXIES}
     for r in range(ROUNDS):
         work = Path(tempfile.mkdtemp(prefix=f"switchyard-bench-{name}-"))
+        work.chmod(0o755)  # nginx workers run as nobody and must read big.bin
         stack = Stack(work, failover)
         try:
             if failover:
