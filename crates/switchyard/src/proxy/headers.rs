@@ -20,6 +20,11 @@ const HOP_BY_HOP: [HeaderName; 6] = [
 
 /// Remove the hop-by-hop headers, and those `Connection` names, from `headers`.
 pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    // One pass over the names first: most messages carry none of these, and
+    // each removal below is a hash lookup.
+    if !headers.keys().any(|name| HOP_BY_HOP.contains(name)) {
+        return;
+    }
     let named: Vec<HeaderName> = headers
         .get_all(header::CONNECTION)
         .iter()
