@@ -44,21 +44,29 @@ def log(message):
 
 # ---------------------------------------------------------------- configs
 
-def backend_conf(work):
-    big = work / "big.bin"
-    big.write_bytes(b"b" * (1024 * 1024))
+def nginx_preamble(work, name):
+    """What both nginx instances share: one worker, long keep-alive, no access log.
+    Ends inside the `http` block."""
     return f"""
 worker_processes 1;
 daemon off;
-pid {work}/backend.pid;
-error_log {work}/backend-error.log;
+pid {work}/{name}.pid;
+error_log {work}/{name}-error.log;
 worker_rlimit_nofile 65536;
 events {{ worker_connections 30000; }}
 http {{
     access_log off;
     keepalive_requests 1000000;
     keepalive_timeout 300s;
-    client_body_temp_path {work}/backend-body;
+    client_body_temp_path {work}/{name}-body;
+    proxy_temp_path {work}/{name}-proxy;
+"""
+
+
+def backend_conf(work):
+    big = work / "big.bin"
+    big.write_bytes(b"b" * (1024 * 1024))
+    return nginx_preamble(work, "backend") + f"""
     server {{
         listen 127.0.0.1:{BACKEND} backlog=4096;
         client_max_body_size 4m;
@@ -71,19 +79,7 @@ http {{
 
 
 def nginx_conf(work, upstream, connect_timeout):
-    return f"""
-worker_processes 1;
-daemon off;
-pid {work}/nginx.pid;
-error_log {work}/nginx-error.log;
-worker_rlimit_nofile 65536;
-events {{ worker_connections 30000; }}
-http {{
-    access_log off;
-    keepalive_requests 1000000;
-    keepalive_timeout 300s;
-    client_body_temp_path {work}/nginx-body;
-    proxy_temp_path {work}/nginx-proxy;
+    return nginx_preamble(work, "nginx") + f"""
     upstream up {{
         {upstream}
         keepalive 128;
