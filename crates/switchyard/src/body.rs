@@ -68,6 +68,8 @@ struct Shared<B> {
     slot: Mutex<Slot<B>>,
     truncated: AtomicBool,
     released: AtomicBool,
+    /// Set once the downstream body was read to its end, by any attempt.
+    ended: AtomicBool,
     bytes_read: AtomicU64,
     source_failed: AtomicBool,
 }
@@ -117,6 +119,7 @@ where
                 }),
                 truncated: AtomicBool::new(false),
                 released: AtomicBool::new(false),
+                ended: AtomicBool::new(false),
                 bytes_read: AtomicU64::new(0),
                 source_failed: AtomicBool::new(false),
             }),
@@ -137,6 +140,55 @@ where
             progress.mark_finished();
         }
         (body, progress)
+    }
+
+    /// Read and discard what the client still sends of the body, at most
+    /// `max_bytes`, once no attempt needs it (the upstream answered without
+    /// reading it all). A body read to its end lets the client's connection
+    /// carry its next request, as nginx and HAProxy do; one left unread makes
+    /// hyper close it. Returns whether the body reached its end.
+    pub async fn drain(&self, max_bytes: u64) -> bool {
+        if self.shared.ended.load(Ordering::Acquire) {
+            return true;
+        }
+        let mut source = std::future::poll_fn(|cx| {
+            let mut slot = self.shared.slot();
+            match slot.source.take() {
+                Some(source) => Poll::Ready(source),
+                None => {
+                    slot.waiter = Some(cx.waker().clone());
+                    Poll::Pending
+                }
+            }
+        })
+        .await;
+        let mut drained = 0u64;
+        let ended = loop {
+            if source.ended || source.body.is_end_stream() {
+                break true;
+            }
+            match std::future::poll_fn(|cx| Pin::new(&mut source.body).poll_frame(cx)).await {
+                Some(Ok(frame)) => {
+                    drained += frame.data_ref().map_or(0, |d| d.len() as u64);
+                    self.shared.bytes_read.fetch_add(
+                        frame.data_ref().map_or(0, |d| d.len() as u64),
+                        Ordering::AcqRel,
+                    );
+                    if drained > max_bytes {
+                        break false;
+                    }
+                }
+                Some(Err(_)) => {
+                    self.shared.source_failed.store(true, Ordering::Release);
+                    break false;
+                }
+                None => break true,
+            }
+        };
+        source.ended = ended;
+        self.shared.ended.store(ended, Ordering::Release);
+        self.shared.slot().source = Some(source);
+        ended
     }
 }
 
@@ -391,6 +443,7 @@ where
                             // Trailers are the last frame: hyper polls no further.
                             source.trailers = Some(trailers.clone());
                             source.ended = true;
+                            this.shared.ended.store(true, Ordering::Release);
                             this.trailers_sent = true;
                         }
                         frame
@@ -398,6 +451,7 @@ where
                 };
                 if source.body.is_end_stream() {
                     source.ended = true;
+                    this.shared.ended.store(true, Ordering::Release);
                 }
                 if source.ended && (source.trailers.is_none() || this.trailers_sent) {
                     this.progress.mark_finished();
@@ -411,6 +465,7 @@ where
             }
             None => {
                 source.ended = true;
+                this.shared.ended.store(true, Ordering::Release);
                 this.progress.mark_finished();
                 Poll::Ready(None)
             }

@@ -137,10 +137,23 @@ async fn run<P: ProxyHttp>(
             reply.send(to_downstream(response));
         }
     }
+    if error.is_none() {
+        // The upstream may have answered before reading the whole request
+        // body: read the rest so the client's connection stays usable.
+        let drain = session.body_source().drain(DRAIN_MAX_BYTES);
+        let _ = tokio::time::timeout(DRAIN_MAX_TIME, drain).await;
+    }
     proxy
         .logging(&mut session, error.as_deref(), &mut ctx)
         .await;
 }
+
+/// Most request body bytes read and discarded after the response, to keep a
+/// client's connection reusable (beyond this, it is closed).
+const DRAIN_MAX_BYTES: u64 = 16 * 1024 * 1024;
+
+/// Longest wait for that discarded remainder.
+const DRAIN_MAX_TIME: Duration = Duration::from_secs(5);
 
 /// The request from `request_filter` to the end of the response body.
 async fn serve<P: ProxyHttp>(
