@@ -128,13 +128,10 @@ impl Running {
         self.stderr.lock().unwrap().clone()
     }
 
-    /// Send SIGTERM.
+    /// Send SIGTERM (with the shell's builtin `kill`, present wherever `sh` is).
     pub fn terminate(&self) {
-        let status = Command::new("kill")
-            .arg("-TERM")
-            .arg(self.child.id().to_string())
-            .status()
-            .unwrap();
+        let command = format!("kill -TERM {}", self.child.id());
+        let status = Command::new("sh").arg("-c").arg(command).status().unwrap();
         assert!(status.success());
     }
 
