@@ -138,6 +138,7 @@ where
         };
         if body.is_end_stream() {
             progress.mark_finished();
+            self.shared.ended.store(true, Ordering::Release);
         }
         (body, progress)
     }
@@ -169,11 +170,9 @@ where
             }
             match std::future::poll_fn(|cx| Pin::new(&mut source.body).poll_frame(cx)).await {
                 Some(Ok(frame)) => {
-                    drained += frame.data_ref().map_or(0, |d| d.len() as u64);
-                    self.shared.bytes_read.fetch_add(
-                        frame.data_ref().map_or(0, |d| d.len() as u64),
-                        Ordering::AcqRel,
-                    );
+                    let len = frame.data_ref().map_or(0, |d| d.len() as u64);
+                    drained += len;
+                    self.shared.bytes_read.fetch_add(len, Ordering::AcqRel);
                     if drained > max_bytes {
                         break false;
                     }

@@ -131,7 +131,7 @@ pub(super) fn build(file: FileConfig, source: &Source<'_>) -> Result<Config, Con
     for (name, section) in &file.upstreams {
         groups.insert(name.clone(), Arc::new(group(source, name, section)?));
     }
-    let routes = routes(source, &file.routes, &groups)?;
+    let routes = routes(source, &file.routes, &file.upstreams, &groups)?;
     Ok(Config {
         listen,
         workers: server.workers,
@@ -150,12 +150,19 @@ fn socket_addr(
     text: &Spanned<String>,
     key: &str,
 ) -> Result<SocketAddr, ConfigError> {
-    text.get_ref().trim().parse().map_err(|_| {
-        let message = format!(
-            "{:?} is not ip:port (e.g. \"127.0.0.1:8080\")",
-            text.get_ref()
-        );
-        source.error(Some(text.span()), key, message)
+    parse_addr(source, text.get_ref(), text.span(), key)
+}
+
+/// `ip:port`, or an error located at `span`.
+fn parse_addr(
+    source: &Source<'_>,
+    text: &str,
+    span: std::ops::Range<usize>,
+    key: &str,
+) -> Result<SocketAddr, ConfigError> {
+    text.trim().parse().map_err(|_| {
+        let message = format!("{text:?} is not ip:port (e.g. \"127.0.0.1:8080\")");
+        source.error(Some(span), key, message)
     })
 }
 
@@ -211,13 +218,7 @@ fn servers(
             if weight == 0 {
                 return Err(source.error(span, &format!("{key}.weight"), "must be at least 1"));
             }
-            let addr = addr.trim().parse().map_err(|_| {
-                source.error(
-                    span,
-                    &key,
-                    format!("{addr:?} is not ip:port (e.g. \"127.0.0.1:8080\")"),
-                )
-            })?;
+            let addr = parse_addr(source, addr, entry.span(), &key)?;
             Ok(Backend { addr, weight })
         })
         .collect()
@@ -298,6 +299,7 @@ fn retry_on(
 fn routes(
     source: &Source<'_>,
     sections: &[RouteSection],
+    upstreams: &BTreeMap<String, UpstreamSection>,
     groups: &BTreeMap<String, Arc<Group>>,
 ) -> Result<Vec<Route>, ConfigError> {
     if sections.is_empty() {
@@ -319,13 +321,14 @@ fn routes(
     sections
         .iter()
         .enumerate()
-        .map(|(i, section)| route(source, section, groups, &format!("routes[{i}]")))
+        .map(|(i, section)| route(source, section, upstreams, groups, &format!("routes[{i}]")))
         .collect()
 }
 
 fn route(
     source: &Source<'_>,
     section: &RouteSection,
+    upstreams: &BTreeMap<String, UpstreamSection>,
     groups: &BTreeMap<String, Arc<Group>>,
     key: &str,
 ) -> Result<Route, ConfigError> {
@@ -342,11 +345,12 @@ fn route(
     if !section.path_prefix.starts_with('/') {
         return Err(source.error(None, &format!("{key}.path_prefix"), "must start with /"));
     }
-    let policy = match &section.retry {
-        Some(overrides) => {
-            with_overrides(source, &group.policy, overrides, &format!("{key}.retry"))?
+    let policy = match (&section.retry, upstreams.get(name)) {
+        (Some(overrides), Some(upstream)) => {
+            let merged = with_overrides(&upstream.retry, overrides);
+            retry_policy(source, &merged, &format!("{key}.retry"))?
         }
-        None => group.policy.clone(),
+        _ => group.policy.clone(),
     };
     Ok(Route {
         host: section.host.as_ref().map(|h| h.to_ascii_lowercase()),
@@ -356,48 +360,27 @@ fn route(
     })
 }
 
-fn with_overrides(
-    source: &Source<'_>,
-    base: &RetryPolicy,
-    overrides: &RetryOverride,
-    key: &str,
-) -> Result<RetryPolicy, ConfigError> {
-    let mut section = RetrySection {
-        max_attempts: base.limits.max_retries.map_or(1, |r| r + 1),
-        non_idempotent: base.rules.non_idempotent,
-        replay_buffer: super::units::Size(base.replay_buffer),
-        ..RetrySection::default()
-    };
-    let mut policy = {
-        if let Some(v) = overrides.max_attempts {
-            section.max_attempts = v;
-        }
-        if let Some(v) = &overrides.retry_on {
-            section.retry_on = v.clone();
-        }
-        if let Some(v) = overrides.non_idempotent {
-            section.non_idempotent = v;
-        }
-        if let Some(v) = &overrides.backoff {
-            section.backoff = Some(v.clone());
-        }
-        if let Some(v) = overrides.deadline {
-            section.deadline = Some(v);
-        }
-        if let Some(v) = overrides.replay_buffer {
-            section.replay_buffer = v;
-        }
-        retry_policy(source, &section, key)?
-    };
-    // What the route does not override stays the group's.
-    if overrides.retry_on.is_none() {
-        policy.rules.retry_on = base.rules.retry_on.clone();
+/// The group's retry table with a route's overrides applied; a key the route
+/// does not give keeps the group's value.
+fn with_overrides(group: &RetrySection, overrides: &RetryOverride) -> RetrySection {
+    let mut merged = group.clone();
+    if let Some(v) = overrides.max_attempts {
+        merged.max_attempts = v;
     }
-    if overrides.backoff.is_none() {
-        policy.limits.backoff = base.limits.backoff;
+    if let Some(v) = &overrides.retry_on {
+        merged.retry_on = v.clone();
     }
-    if overrides.deadline.is_none() {
-        policy.limits.deadline = base.limits.deadline;
+    if let Some(v) = overrides.non_idempotent {
+        merged.non_idempotent = v;
     }
-    Ok(policy)
+    if let Some(v) = &overrides.backoff {
+        merged.backoff = Some(v.clone());
+    }
+    if let Some(v) = overrides.deadline {
+        merged.deadline = Some(v);
+    }
+    if let Some(v) = overrides.replay_buffer {
+        merged.replay_buffer = v;
+    }
+    merged
 }

@@ -12,7 +12,7 @@ use http::header::{self, HeaderValue};
 use http::{Request, Response, Uri, Version};
 use hyper::body::Incoming;
 
-use super::headers::strip_hop_by_hop;
+use super::headers::{connection_tokens, strip_hop_by_hop};
 use super::{RequestHeader, ResponseHeader, Session};
 use crate::body::{Progress, ReplayError};
 use crate::error::{Error, ErrorKind, Result};
@@ -230,13 +230,8 @@ pub(crate) fn validate_downstream(session: &Session) -> Result<()> {
             "CONNECT is not supported",
         ));
     }
-    let upgrade = head
-        .headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .any(|token| token.trim().eq_ignore_ascii_case("upgrade"));
+    let upgrade =
+        connection_tokens(&head.headers).any(|token| token.eq_ignore_ascii_case("upgrade"));
     if upgrade && head.headers.contains_key(header::UPGRADE) {
         return Err(Error::explain(
             ErrorKind::UnsupportedRequest,
