@@ -369,7 +369,9 @@ def scenario_idle_memory(stack, name):
     time.sleep(0.5)
     before = stack.rss_kib(name)
     sockets = open_idle(PORTS[name], IDLE_CONNECTIONS)
-    time.sleep(1.0)
+    # Long enough for Switchyard to park every idle connection (it parks
+    # after 1-2 s of quiet); the same wait for every proxy.
+    time.sleep(3.0)
     after = stack.rss_kib(name)
     for s in sockets:
         s.close()

@@ -84,6 +84,7 @@ pub fn one_liner(
             max_headers: defaults::max_headers(),
             max_header_bytes: defaults::max_header_bytes(),
             drain_timeout: defaults::drain_timeout(),
+            park_idle_after: defaults::park_idle_after(),
             attempt_count_header: false,
         },
         log: LogSection::default(),

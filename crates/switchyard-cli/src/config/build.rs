@@ -118,6 +118,7 @@ pub(super) fn build(file: FileConfig, source: &Source<'_>) -> Result<Config, Con
         max_headers: server.max_headers,
         max_header_bytes: server.max_header_bytes.0,
         drain_timeout: server.drain_timeout.0,
+        park_idle_after: Some(server.park_idle_after.0).filter(|after| !after.is_zero()),
         ..ServerOptions::default()
     };
     if file.upstreams.is_empty() {

@@ -55,6 +55,10 @@ pub struct ServerSection {
     /// Time in-flight requests get to finish on shutdown.
     #[serde(default = "defaults::drain_timeout")]
     pub drain_timeout: Dur,
+    /// Idle time after which a keep-alive client connection is parked
+    /// outside hyper (frees its buffers); `"0s"` never parks.
+    #[serde(default = "defaults::park_idle_after")]
+    pub park_idle_after: Dur,
     /// Add `x-switchyard-attempts: N` to every response.
     #[serde(default)]
     pub attempt_count_header: bool,
@@ -283,6 +287,9 @@ pub mod defaults {
     }
     pub(crate) fn drain_timeout() -> Dur {
         Dur(Duration::from_secs(30))
+    }
+    pub(crate) fn park_idle_after() -> Dur {
+        Dur(Duration::from_secs(1))
     }
     pub(crate) fn yes() -> bool {
         true

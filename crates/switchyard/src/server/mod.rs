@@ -7,7 +7,10 @@
 //! (which hyper silently disables unless a timer is given, as here) closes a
 //! connection that does not finish its head in time, idle keep-alive
 //! connections included. A client that stops reading its response is cut
-//! off after the write timeout.
+//! off after the write timeout. A keep-alive connection that idles is
+//! parked outside hyper so it holds no buffers (`connection.rs`).
+
+mod connection;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -16,13 +19,13 @@ use std::time::Duration;
 
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::server::graceful::GracefulShutdown;
-use tokio::net::{TcpListener, TcpStream};
+use hyper_util::rt::TokioTimer;
+use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
-use tokio_io_timeout::TimeoutStream;
-use tracing::{debug, warn};
+use tracing::warn;
+
+use self::connection::{Activity, ClientStream, Driving, TrackedBody};
 
 use crate::body::DEFAULT_REPLAY_BUFFER;
 use crate::error::{Error, ErrorKind, Result};
@@ -45,6 +48,7 @@ const HYPER_STACK_HEADERS: usize = 100;
 /// | `max_header_bytes` | 32 KiB (request line and headers) |
 /// | `write_timeout` | 60 s without progress writing to a client |
 /// | `drain_timeout` | 30 s for in-flight requests at shutdown |
+/// | `park_idle_after` | 1 s: an idle keep-alive connection then holds no buffers |
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServerOptions {
     /// Hard cap on retries per request, whatever the hooks say.
@@ -64,6 +68,11 @@ pub struct ServerOptions {
     pub write_timeout: Duration,
     /// How long shutdown waits for in-flight requests before closing them.
     pub drain_timeout: Duration,
+    /// After this long with nothing to do, a keep-alive client connection
+    /// is taken out of hyper and parked as a bare socket until the client
+    /// speaks again, which frees hyper's two 8 KiB buffers (an idle
+    /// connection then costs about 1 KiB instead of 16). `None` never parks.
+    pub park_idle_after: Option<Duration>,
 }
 
 impl Default for ServerOptions {
@@ -76,6 +85,7 @@ impl Default for ServerOptions {
             max_header_bytes: 32 * 1024,
             write_timeout: Duration::from_secs(60),
             drain_timeout: Duration::from_secs(30),
+            park_idle_after: Some(Duration::from_secs(1)),
         }
     }
 }
@@ -159,7 +169,10 @@ impl<P: ProxyHttp> ProxyServer<P> {
     pub async fn serve(self) -> Result<()> {
         let shared = engine_shared(Pool::start(), &self.options);
         let builder = self.http1_builder();
-        let graceful = GracefulShutdown::new();
+        let driving = Driving {
+            park_idle_after: self.options.park_idle_after,
+            idle_timeout: self.options.header_read_timeout,
+        };
         let mut connections = JoinSet::new();
         let mut stop = self.shutdown.subscribe();
         loop {
@@ -176,25 +189,34 @@ impl<P: ProxyHttp> ProxyServer<P> {
                 },
                 _ = async { stop.wait_for(|stopping| *stopping).await.is_ok() } => break,
             };
-            let proxy = Arc::clone(&self.proxy);
-            let shared = Arc::clone(&shared);
+            let activity = Arc::new(Activity::default());
+            let stream =
+                ClientStream::new(stream, self.options.write_timeout, Arc::clone(&activity));
+            let (proxy, shared) = (Arc::clone(&self.proxy), Arc::clone(&shared));
             let service = service_fn(move |request| {
                 let (proxy, shared) = (Arc::clone(&proxy), Arc::clone(&shared));
-                async move { Ok::<_, Infallible>(handle(proxy, shared, request, client).await) }
+                let in_flight = activity.start_response();
+                // Boxed: hyper hands an idle connection back only when the
+                // service's future is `Unpin`.
+                Box::pin(async move {
+                    let response = handle(proxy, shared, request, client).await;
+                    Ok::<_, Infallible>(response.map(|body| TrackedBody::new(body, in_flight)))
+                })
             });
-            let io = io(stream, self.options.write_timeout);
-            let connection = graceful.watch(builder.serve_connection(io, service));
-            connections.spawn(async move {
-                if let Err(e) = connection.await {
-                    debug!(client = %client, error = %e, "downstream connection ended with an error");
-                }
-            });
+            let driver = connection::drive(
+                builder.clone(),
+                stream,
+                service,
+                driving,
+                self.shutdown.subscribe(),
+            );
+            connections.spawn(driver);
         }
         drop(self.listener);
-        if tokio::time::timeout(self.options.drain_timeout, graceful.shutdown())
-            .await
-            .is_err()
-        {
+        let drained = tokio::time::timeout(self.options.drain_timeout, async {
+            while connections.join_next().await.is_some() {}
+        });
+        if drained.await.is_err() {
             warn!(
                 timeout = ?self.options.drain_timeout,
                 open = connections.len(),
@@ -219,18 +241,4 @@ impl<P: ProxyHttp> ProxyServer<P> {
         }
         builder
     }
-}
-
-/// A client connection as hyper drives it: no Nagle delay, and a write
-/// timeout for clients that stop reading.
-type ClientIo = TokioIo<std::pin::Pin<Box<TimeoutStream<TcpStream>>>>;
-
-fn io(stream: TcpStream, write_timeout: Duration) -> ClientIo {
-    // Small responses should leave at once, not wait for an ACK.
-    if let Err(e) = stream.set_nodelay(true) {
-        debug!(error = %e, "setting TCP_NODELAY on a downstream connection");
-    }
-    let mut stream = TimeoutStream::new(stream);
-    stream.set_write_timeout(Some(write_timeout));
-    TokioIo::new(Box::pin(stream))
 }

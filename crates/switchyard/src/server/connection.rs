@@ -1,0 +1,351 @@
+//! One client connection's life: hyper while requests flow, a bare parked
+//! socket while the connection idles.
+//!
+//! hyper keeps two 8 KiB buffers per HTTP/1 connection for as long as the
+//! connection lives, idle or not, and has no knob to release them. A
+//! keep-alive connection that has been quiet for `park_idle_after` is
+//! therefore taken back from hyper (a graceful shutdown of an idle hyper
+//! connection closes nothing: `poll_without_shutdown` hands the socket
+//! back), held as a bare socket waiting to become readable, and given to a
+//! fresh hyper connection when the client speaks again. Any bytes hyper had
+//! read ahead are replayed first.
+//!
+//! Parking never cuts an exchange short: the connection must have answered
+//! at least one request, have no response in flight, no write waiting on the
+//! client, and no bytes read or written for a whole tick.
+
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::{Buf, Bytes};
+use http_body::{Body, Frame, SizeHint};
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper::service::HttpService;
+use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::net::TcpStream;
+use tokio::sync::watch;
+use tokio::time::MissedTickBehavior;
+use tokio_io_timeout::TimeoutStream;
+use tracing::debug;
+
+/// What a client connection has been doing, shared by its socket, its
+/// service and its driver.
+#[derive(Debug, Default)]
+pub(super) struct Activity {
+    /// Bumped on every read or write that moved bytes (or saw end of file).
+    io_events: AtomicU64,
+    /// Responses whose body hyper has not finished with.
+    in_flight: AtomicUsize,
+    /// Responses finished since the current hyper connection began.
+    answered: AtomicU64,
+    /// The last write found the client's socket full.
+    write_blocked: AtomicBool,
+}
+
+impl Activity {
+    /// Count a response as in flight until the returned guard drops.
+    pub(super) fn start_response(self: &Arc<Self>) -> InFlight {
+        self.in_flight.fetch_add(1, Ordering::Relaxed);
+        InFlight(Arc::clone(self))
+    }
+
+    fn bump(&self) {
+        self.io_events.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// True when the connection may be parked: it answered something, has
+    /// nothing in flight or waiting to be written, and its I/O count is the
+    /// one seen at the previous tick (`last_seen` is updated).
+    fn quiet_since(&self, last_seen: &mut u64) -> bool {
+        let now = self.io_events.load(Ordering::Relaxed);
+        let unchanged = now == *last_seen;
+        *last_seen = now;
+        unchanged
+            && self.answered.load(Ordering::Relaxed) > 0
+            && self.in_flight.load(Ordering::Relaxed) == 0
+            && !self.write_blocked.load(Ordering::Relaxed)
+    }
+}
+
+/// Keeps a response counted in flight; see [`Activity::start_response`].
+#[derive(Debug)]
+pub(super) struct InFlight(Arc<Activity>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.answered.fetch_add(1, Ordering::Relaxed);
+        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// A response body that keeps its connection from parking until hyper
+/// drops it (sent, or abandoned).
+#[derive(Debug)]
+pub(super) struct TrackedBody<B> {
+    inner: B,
+    _in_flight: InFlight,
+}
+
+impl<B> TrackedBody<B> {
+    pub(super) fn new(inner: B, in_flight: InFlight) -> Self {
+        TrackedBody {
+            inner,
+            _in_flight: in_flight,
+        }
+    }
+}
+
+impl<B: Body + Unpin> Body for TrackedBody<B> {
+    type Data = B::Data;
+    type Error = B::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<B::Data>, B::Error>>> {
+        Pin::new(&mut self.inner).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// The client socket as hyper sees it: no Nagle delay, a write timeout for
+/// clients that stop reading, bytes to replay after parking, and activity
+/// counting.
+pub(super) struct ClientStream {
+    inner: Pin<Box<TimeoutStream<TcpStream>>>,
+    unread: Bytes,
+    activity: Arc<Activity>,
+}
+
+impl ClientStream {
+    pub(super) fn new(stream: TcpStream, write_timeout: Duration, activity: Arc<Activity>) -> Self {
+        // Small responses should leave at once, not wait for an ACK.
+        if let Err(e) = stream.set_nodelay(true) {
+            debug!(error = %e, "setting TCP_NODELAY on a downstream connection");
+        }
+        let mut inner = TimeoutStream::new(stream);
+        inner.set_write_timeout(Some(write_timeout));
+        ClientStream {
+            inner: Box::pin(inner),
+            unread: Bytes::new(),
+            activity,
+        }
+    }
+
+    /// Record a write's outcome: blocked on a full socket, or bytes moved.
+    fn note_write(&self, result: Poll<io::Result<usize>>) -> Poll<io::Result<usize>> {
+        self.note_flush(&result);
+        if let Poll::Ready(Ok(n)) = result
+            && n > 0
+        {
+            self.activity.bump();
+        }
+        result
+    }
+
+    /// Record whether the socket refused to take more (a flush moves no
+    /// new bytes, so it is not activity by itself).
+    fn note_flush<T>(&self, result: &Poll<T>) {
+        let blocked = result.is_pending();
+        self.activity
+            .write_blocked
+            .store(blocked, Ordering::Relaxed);
+    }
+}
+
+impl AsyncRead for ClientStream {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        if !self.unread.is_empty() {
+            let n = self.unread.len().min(buf.remaining());
+            buf.put_slice(&self.unread[..n]);
+            self.unread.advance(n);
+            return Poll::Ready(Ok(()));
+        }
+        let result = self.inner.as_mut().poll_read(cx, buf);
+        if result.is_ready() {
+            self.activity.bump();
+        }
+        result
+    }
+}
+
+impl AsyncWrite for ClientStream {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let result = self.inner.as_mut().poll_write(cx, buf);
+        self.note_write(result)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let result = self.inner.as_mut().poll_write_vectored(cx, bufs);
+        self.note_write(result)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let result = self.inner.as_mut().poll_flush(cx);
+        self.note_flush(&result);
+        result
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.inner.as_mut().poll_shutdown(cx)
+    }
+}
+
+/// How a client connection is driven.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Driving {
+    /// Park after this long without activity; `None` never parks.
+    pub(super) park_idle_after: Option<Duration>,
+    /// How long a keep-alive connection may idle in all.
+    pub(super) idle_timeout: Duration,
+}
+
+/// How a hyper connection ended.
+enum Ended<S> {
+    /// Closed, failed, or shut down: the connection is over.
+    Over,
+    /// Handed back idle: park it.
+    Parked(http1::Parts<TokioIo<ClientStream>, S>),
+}
+
+/// Serve one client connection until it closes, idles out, or `stop` is
+/// raised (then the exchange in flight finishes and the connection closes).
+pub(super) async fn drive<S>(
+    builder: http1::Builder,
+    mut stream: ClientStream,
+    mut service: S,
+    driving: Driving,
+    mut stop: watch::Receiver<bool>,
+) where
+    S: HttpService<Incoming> + Unpin,
+    S::Future: Unpin,
+    S::ResBody: 'static,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    <S::ResBody as Body>::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let activity = Arc::clone(&stream.activity);
+    loop {
+        activity.answered.store(0, Ordering::Relaxed);
+        let connection = Box::new(builder.serve_connection(TokioIo::new(stream), service));
+        let parts = match run_hyper(connection, &activity, driving, &mut stop).await {
+            Ended::Over => return,
+            Ended::Parked(parts) => parts,
+        };
+        service = parts.service;
+        stream = parts.io.into_inner();
+        if !parts.read_buf.is_empty() {
+            stream.unread = parts.read_buf;
+            continue;
+        }
+        if !wait_parked(&stream, driving, &mut stop).await {
+            // Idle too long or shutting down: close politely.
+            let _ = stream.shutdown().await;
+            return;
+        }
+    }
+}
+
+/// Drive one hyper connection; park it when it goes quiet.
+async fn run_hyper<S>(
+    mut connection: Box<http1::Connection<TokioIo<ClientStream>, S>>,
+    activity: &Activity,
+    driving: Driving,
+    stop: &mut watch::Receiver<bool>,
+) -> Ended<S>
+where
+    S: HttpService<Incoming> + Unpin,
+    S::Future: Unpin,
+    S::ResBody: 'static,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    <S::ResBody as Body>::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    // With parking off the tick branch is disabled; the period only has to be valid.
+    let park_every = driving.park_idle_after.unwrap_or(Duration::from_secs(3600));
+    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + park_every, park_every);
+    tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let mut stopping = *stop.borrow();
+    let mut parking = false;
+    if stopping {
+        Pin::new(&mut *connection).graceful_shutdown();
+    }
+    let mut last_seen = u64::MAX;
+    loop {
+        tokio::select! {
+            biased;
+            done = std::future::poll_fn(|cx| connection.poll_without_shutdown(cx)) => {
+                if let Err(e) = done {
+                    debug!(error = %e, "downstream connection ended with an error");
+                    return Ended::Over;
+                }
+                if parking && !stopping {
+                    return Ended::Parked(connection.into_parts());
+                }
+                let mut stream = connection.into_parts().io.into_inner();
+                let _ = stream.shutdown().await;
+                return Ended::Over;
+            }
+            _ = stopped(stop), if !stopping => {
+                stopping = true;
+                Pin::new(&mut *connection).graceful_shutdown();
+            }
+            _ = tick.tick(), if driving.park_idle_after.is_some() && !parking && !stopping => {
+                if activity.quiet_since(&mut last_seen) {
+                    parking = true;
+                    Pin::new(&mut *connection).graceful_shutdown();
+                }
+            }
+        }
+    }
+}
+
+/// Wait for a parked connection to become readable. False when it idled
+/// out or the server is stopping.
+async fn wait_parked(
+    stream: &ClientStream,
+    driving: Driving,
+    stop: &mut watch::Receiver<bool>,
+) -> bool {
+    let waited = driving.park_idle_after.unwrap_or_default();
+    let left = driving.idle_timeout.saturating_sub(waited);
+    let socket = stream.inner.get_ref();
+    tokio::select! {
+        readable = socket.readable() => readable.is_ok(),
+        _ = tokio::time::sleep(left) => false,
+        _ = stopped(stop) => false,
+    }
+}
+
+/// Resolves once the server is stopping (or can no longer be told to).
+async fn stopped(stop: &mut watch::Receiver<bool>) {
+    // An error means the sender is gone: treat it as a stop.
+    let _ = stop.wait_for(|stopping| *stopping).await;
+}
