@@ -14,6 +14,9 @@ use switchyard_cli::config::{self, Config, LogFormat};
 use switchyard_cli::observe::Observer;
 use switchyard_cli::{demo, one_liner, runtime, serve};
 
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Exit code for a bad config or command line.
 const BAD_INPUT: u8 = 2;
 

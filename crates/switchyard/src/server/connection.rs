@@ -176,6 +176,10 @@ impl AsyncRead for ClientStream {
             let n = self.unread.len().min(buf.remaining());
             buf.put_slice(&self.unread[..n]);
             self.unread.advance(n);
+            if self.unread.is_empty() {
+                // An empty slice still holds hyper's whole old read buffer.
+                self.unread = Bytes::new();
+            }
             return Poll::Ready(Ok(()));
         }
         let result = self.inner.as_mut().poll_read(cx, buf);
@@ -256,16 +260,26 @@ pub(super) async fn drive<S>(
     loop {
         activity.answered.store(0, Ordering::Relaxed);
         let connection = Box::new(builder.serve_connection(TokioIo::new(stream), service));
-        let parts = match run_hyper(connection, &activity, driving, &mut stop).await {
+        // Boxed so that a parked connection's task holds only what waiting
+        // needs, not the larger state of driving hyper.
+        let parts = match Box::pin(run_hyper(connection, &activity, driving, &mut stop)).await {
             Ended::Over => return,
             Ended::Parked(parts) => parts,
         };
-        service = parts.service;
-        stream = parts.io.into_inner();
-        if !parts.read_buf.is_empty() {
-            stream.unread = parts.read_buf;
+        let http1::Parts {
+            io,
+            read_buf,
+            service: handed_back,
+            ..
+        } = parts;
+        service = handed_back;
+        stream = io.into_inner();
+        if !read_buf.is_empty() {
+            stream.unread = read_buf;
             continue;
         }
+        // Even empty, hyper's leftover slice keeps its 8 KiB read buffer alive.
+        drop(read_buf);
         if !wait_parked(&stream, driving, &mut stop).await {
             // Idle too long or shutting down: close politely.
             let _ = stream.shutdown().await;
