@@ -11,6 +11,7 @@
 
 pub mod body;
 pub mod error;
+pub mod health;
 pub mod lb;
 pub mod peer;
 pub mod policy;

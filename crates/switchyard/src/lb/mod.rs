@@ -8,7 +8,12 @@
 //! the primaries. It never panics: a group without servers, or with a zero
 //! weight, is refused when built, with the reason.
 //!
-//! Health checks and outlier ejection will narrow the candidates here.
+//! Health narrows the candidates: [`Backends::select_avoiding`] skips the
+//! peers health says to avoid (down or ejected). The tier rule: primaries
+//! that are usable and untried first; then usable untried backups (a tier
+//! spills to the next only when it has no usable untried peer); then usable
+//! peers again; and only when every usable peer was tried, the avoided
+//! ones, as a last resort rather than an error.
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -136,33 +141,35 @@ impl Backends {
 
     /// The server for the next attempt of a request that already tried `tried`.
     pub fn select(&self, tried: &[SocketAddr]) -> Pick {
-        let untried = |b: &Backend| !tried.contains(&b.addr);
+        self.select_avoiding(tried, &[])
+    }
+
+    /// Like [`select`](Self::select), skipping the peers in `avoid` (down
+    /// or ejected) unless nothing else is left.
+    pub fn select_avoiding(&self, tried: &[SocketAddr], avoid: &[SocketAddr]) -> Pick {
+        let usable = |b: &Backend| !avoid.contains(&b.addr);
+        let fresh = |b: &Backend| usable(b) && !tried.contains(&b.addr);
         // Only a request's first pick moves the rotation on; its retries
         // look onward from there, so requests keep spreading out.
         let first = tried.is_empty();
-        if let Some(addr) = self.pick_primary(first, untried) {
-            return Pick {
-                addr,
-                tier: Tier::Primary,
-                again: false,
-            };
+        if let Some(addr) = self.pick_primary(first, fresh) {
+            return pick(addr, Tier::Primary, false);
         }
-        if let Some(backup) = self.backups.iter().find(|b| untried(b)) {
-            return Pick {
-                addr: backup.addr,
-                tier: Tier::Backup,
-                again: false,
-            };
+        if let Some(backup) = self.backups.iter().find(|b| fresh(b)) {
+            return pick(backup.addr, Tier::Backup, false);
         }
-        // Everything was tried: start over on the primaries.
+        // Every usable server was tried: start over on the usable ones.
+        if let Some(addr) = self.pick_primary(true, usable) {
+            return pick(addr, Tier::Primary, true);
+        }
+        if let Some(backup) = self.backups.iter().find(|b| usable(b)) {
+            return pick(backup.addr, Tier::Backup, true);
+        }
+        // Nothing usable at all: an avoided primary beats an error.
         let addr = self
             .pick_primary(true, |_| true)
             .unwrap_or(self.primaries[0].addr);
-        Pick {
-            addr,
-            tier: Tier::Primary,
-            again: true,
-        }
+        pick(addr, Tier::Primary, !tried.is_empty())
     }
 
     fn pick_primary(
@@ -207,4 +214,8 @@ impl Backends {
         current[best] -= total;
         Some(self.primaries[best].addr)
     }
+}
+
+fn pick(addr: SocketAddr, tier: Tier, again: bool) -> Pick {
+    Pick { addr, tier, again }
 }

@@ -114,3 +114,28 @@ fn retries_do_not_stall_the_rotation() {
     }
     assert_eq!(firsts, [9001, 9002, 9003]);
 }
+
+#[test]
+fn avoided_peers_are_skipped_and_the_tier_spills_to_backups() {
+    let g = group(&[1, 1], &[9100], Selection::RoundRobin);
+    let avoid = [addr(9001)];
+    for _ in 0..4 {
+        assert_eq!(g.select_avoiding(&[], &avoid).addr, addr(9002));
+    }
+    let all_primaries = [addr(9001), addr(9002)];
+    let p = g.select_avoiding(&[], &all_primaries);
+    assert_eq!((p.addr, p.tier, p.again), (addr(9100), Tier::Backup, false));
+    // The backup failed this request too: back to the usable backup, not
+    // to an avoided primary.
+    let p = g.select_avoiding(&[addr(9100)], &all_primaries);
+    assert_eq!((p.addr, p.tier, p.again), (addr(9100), Tier::Backup, true));
+}
+
+#[test]
+fn with_every_peer_avoided_a_primary_is_still_picked() {
+    let g = group(&[1, 1], &[9100], Selection::Weighted);
+    let avoid = [addr(9001), addr(9002), addr(9100)];
+    let p = g.select_avoiding(&[], &avoid);
+    assert_eq!(p.tier, Tier::Primary);
+    assert!(!p.again);
+}

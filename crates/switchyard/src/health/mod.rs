@@ -1,0 +1,272 @@
+//! Health of an upstream group's peers: active checks and passive outlier
+//! ejection, combined into one answer for selection — which peers not to
+//! use now — with a reason for every decision.
+//!
+//! [`UpstreamHealth`] is fed by the engine's attempt outcomes
+//! ([`UpstreamHealth::report`]) and by active checks
+//! ([`UpstreamHealth::record_check`], run by [`checker`]). A peer is not
+//! used while active checks say it is down or while it is ejected; when
+//! fewer than `panic_threshold_percent` of the peers are usable, the group
+//! is in panic and uses every peer, since refusing all traffic is worse.
+//!
+//! ```
+//! use std::time::Instant;
+//! use switchyard::health::{Outcome, OutlierPolicy, Thresholds, UpstreamHealth};
+//!
+//! let a = "127.0.0.1:9001".parse().unwrap();
+//! let b = "127.0.0.1:9002".parse().unwrap();
+//! let health = UpstreamHealth::new(&[a, b], OutlierPolicy::default(), Thresholds::default());
+//! let now = Instant::now();
+//! health.report(a, Outcome::ConnectFailure, now);
+//! health.report(a, Outcome::ConnectFailure, now);
+//! assert_eq!(health.avoid(now), vec![a]);
+//! ```
+
+pub mod checker;
+mod state;
+#[cfg(test)]
+mod tests;
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+pub use state::{ActiveState, Outcome, OutlierPolicy, OutlierState, Passive, Thresholds, Verdict};
+
+/// A change in whether a peer is used, for logs and listeners.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HealthChange {
+    /// The peer.
+    pub peer: SocketAddr,
+    /// Whether it is now used.
+    pub usable: bool,
+    /// Why, in words (e.g. `2 consecutive connect failures or timeouts`).
+    pub reason: String,
+}
+
+/// Called on every [`HealthChange`].
+pub type HealthListener = Arc<dyn Fn(&HealthChange) + Send + Sync>;
+
+/// One peer as the admin API shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerStatus {
+    /// The peer.
+    pub peer: SocketAddr,
+    /// Whether selection uses it now (panic mode aside).
+    pub usable: bool,
+    /// The active checks' verdict.
+    pub verdict: Verdict,
+    /// What the last active check saw.
+    pub last_check: String,
+    /// Time left of the current ejection, if ejected.
+    pub ejected_for: Option<Duration>,
+    /// Times ejected so far.
+    pub ejections: u32,
+    /// Why it was last ejected (or why an ejection was refused).
+    pub reason: Option<String>,
+}
+
+#[derive(Debug, Default)]
+struct Peer {
+    active: ActiveState,
+    outlier: OutlierState,
+}
+
+impl Peer {
+    fn usable(&self, now: Instant) -> bool {
+        self.active.verdict() != Verdict::Down && !self.outlier.ejected(now)
+    }
+}
+
+/// The health of one group's peers. Cheap when all is well: selection
+/// takes a lock only while some peer is down or ejected.
+pub struct UpstreamHealth {
+    addrs: Vec<SocketAddr>,
+    peers: Mutex<Vec<Peer>>,
+    policy: OutlierPolicy,
+    thresholds: Thresholds,
+    /// Peers down or ejected (possibly stale-high: an ejection that ran out
+    /// is cleared at the next look).
+    impaired: AtomicUsize,
+    listener: Mutex<Option<HealthListener>>,
+}
+
+impl fmt::Debug for UpstreamHealth {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("UpstreamHealth")
+            .field("addrs", &self.addrs)
+            .field("policy", &self.policy)
+            .field("thresholds", &self.thresholds)
+            .finish_non_exhaustive()
+    }
+}
+
+impl UpstreamHealth {
+    /// Health for `addrs`, every peer unknown and not ejected.
+    pub fn new(addrs: &[SocketAddr], policy: OutlierPolicy, thresholds: Thresholds) -> Self {
+        UpstreamHealth {
+            addrs: addrs.to_vec(),
+            peers: Mutex::new(addrs.iter().map(|_| Peer::default()).collect()),
+            policy,
+            thresholds,
+            impaired: AtomicUsize::new(0),
+            listener: Mutex::new(None),
+        }
+    }
+
+    /// The peers this health covers.
+    pub fn peers(&self) -> &[SocketAddr] {
+        &self.addrs
+    }
+
+    /// The active-check thresholds.
+    pub fn thresholds(&self) -> Thresholds {
+        self.thresholds
+    }
+
+    /// Call `listener` on every change of a peer's usability.
+    pub fn set_listener(&self, listener: HealthListener) {
+        *lock(&self.listener) = Some(listener);
+    }
+
+    /// Peers selection should avoid at `now`: down or ejected, or none at
+    /// all when the group is in panic.
+    pub fn avoid(&self, now: Instant) -> Vec<SocketAddr> {
+        if self.impaired.load(Ordering::Relaxed) == 0 {
+            return Vec::new();
+        }
+        let peers = lock(&self.peers);
+        let avoid: Vec<SocketAddr> = self
+            .addrs
+            .iter()
+            .zip(peers.iter())
+            .filter(|(_, p)| !p.usable(now))
+            .map(|(a, _)| *a)
+            .collect();
+        self.impaired.store(avoid.len(), Ordering::Relaxed);
+        let usable = self.addrs.len() - avoid.len();
+        if usable * 100 < self.addrs.len() * usize::from(self.policy.panic_threshold_percent) {
+            return Vec::new();
+        }
+        avoid
+    }
+
+    /// Whether the group is in panic at `now` (too few usable peers).
+    pub fn in_panic(&self, now: Instant) -> bool {
+        let peers = lock(&self.peers);
+        let usable = peers.iter().filter(|p| p.usable(now)).count();
+        usable * 100 < self.addrs.len() * usize::from(self.policy.panic_threshold_percent)
+    }
+
+    /// Record an attempt's outcome on `peer` (unknown peers are ignored).
+    pub fn report(&self, peer: SocketAddr, outcome: Outcome, now: Instant) {
+        let Some(index) = self.index(peer) else {
+            return;
+        };
+        let mut peers = lock(&self.peers);
+        let Passive::Eject(time, reason) = peers[index].outlier.record(outcome, now, &self.policy)
+        else {
+            return;
+        };
+        let ejected = peers.iter().filter(|p| p.outlier.ejected(now)).count();
+        let cap = (self.addrs.len() * usize::from(self.policy.max_ejected_percent) / 100).max(1);
+        if ejected >= cap {
+            let why = format!(
+                "{reason}; not ejected: {ejected} of {} already ejected (cap {}%)",
+                self.addrs.len(),
+                self.policy.max_ejected_percent
+            );
+            peers[index].outlier.refused(why);
+            return;
+        }
+        let was_usable = peers[index].usable(now);
+        let reason = format!("ejected for {time:?}: {reason}");
+        peers[index].outlier.eject(time, reason.clone(), now);
+        drop(peers);
+        self.impaired.fetch_add(1, Ordering::Relaxed);
+        if was_usable {
+            self.notify(HealthChange {
+                peer,
+                usable: false,
+                reason,
+            });
+        }
+    }
+
+    /// Record an active check of `peer`; `detail` says what it saw.
+    pub fn record_check(&self, peer: SocketAddr, passed: bool, detail: String, now: Instant) {
+        let Some(index) = self.index(peer) else {
+            return;
+        };
+        let mut peers = lock(&self.peers);
+        let was_usable = peers[index].usable(now);
+        let reason = format!("active check: {detail}");
+        let Some(verdict) = peers[index].active.record(passed, detail, self.thresholds) else {
+            return;
+        };
+        if verdict == Verdict::Up {
+            // A peer that passes its checks again is not kept out by an
+            // ejection from before it recovered.
+            peers[index].outlier.lift();
+        }
+        let usable = peers[index].usable(now);
+        drop(peers);
+        if verdict == Verdict::Down {
+            self.impaired.fetch_add(1, Ordering::Relaxed);
+        }
+        if usable != was_usable {
+            self.notify(HealthChange {
+                peer,
+                usable,
+                reason: format!("{reason} ({})", verdict.as_str()),
+            });
+        }
+    }
+
+    /// Whether `peer` is down by active checks (so checks come faster).
+    pub fn is_down(&self, peer: SocketAddr) -> bool {
+        self.index(peer)
+            .is_some_and(|i| lock(&self.peers)[i].active.verdict() == Verdict::Down)
+    }
+
+    /// Every peer's state at `now`, for the admin API.
+    pub fn snapshot(&self, now: Instant) -> Vec<PeerStatus> {
+        let peers = lock(&self.peers);
+        self.addrs
+            .iter()
+            .zip(peers.iter())
+            .map(|(addr, p)| PeerStatus {
+                peer: *addr,
+                usable: p.usable(now),
+                verdict: p.active.verdict(),
+                last_check: p.active.last_detail().to_string(),
+                ejected_for: p
+                    .outlier
+                    .ejected_until()
+                    .filter(|until| now < *until)
+                    .map(|until| until - now),
+                ejections: p.outlier.ejections(),
+                reason: p.outlier.reason().map(str::to_string),
+            })
+            .collect()
+    }
+
+    fn index(&self, peer: SocketAddr) -> Option<usize> {
+        self.addrs.iter().position(|a| *a == peer)
+    }
+
+    fn notify(&self, change: HealthChange) {
+        tracing::warn!(peer = %change.peer, usable = change.usable, reason = %change.reason, "upstream health changed");
+        let listener = lock(&self.listener).clone();
+        if let Some(listener) = listener {
+            listener(&change);
+        }
+    }
+}
+
+/// A poisoned lock still holds consistent counters: keep going.
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}

@@ -1,0 +1,243 @@
+//! One peer's health: the verdict of active checks (rise/fall thresholds)
+//! and passive outlier ejection (consecutive failures, growing ejection
+//! time). Pure state machines: time is an argument, so tests need no clock.
+
+use std::time::{Duration, Instant};
+
+/// What one attempt to a peer showed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// A response head arrived with a status below 500.
+    Success,
+    /// The connection was refused, reset or could not be made.
+    ConnectFailure,
+    /// The peer was silent: connect or response timeout.
+    Timeout,
+    /// A 5xx response.
+    ServerError,
+}
+
+/// What active checks say of a peer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// No check has decided yet (or checks are off): usable.
+    Unknown,
+    /// Passing: usable.
+    Up,
+    /// Failing: not used unless the group is in panic.
+    Down,
+}
+
+impl Verdict {
+    /// The verdict as the admin API shows it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verdict::Unknown => "unknown",
+            Verdict::Up => "up",
+            Verdict::Down => "down",
+        }
+    }
+}
+
+/// Thresholds for active checks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Thresholds {
+    /// Consecutive passing checks to bring a down peer up.
+    pub rise: u32,
+    /// Consecutive failing checks to take an up peer down.
+    pub fall: u32,
+}
+
+impl Default for Thresholds {
+    /// rise 2, fall 3: one lost probe never changes a verdict.
+    fn default() -> Self {
+        Thresholds { rise: 2, fall: 3 }
+    }
+}
+
+/// Active check state of one peer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ActiveState {
+    verdict: Verdict,
+    passed: u32,
+    failed: u32,
+    last_detail: String,
+}
+
+impl Default for ActiveState {
+    fn default() -> Self {
+        ActiveState {
+            verdict: Verdict::Unknown,
+            passed: 0,
+            failed: 0,
+            last_detail: String::from("no check yet"),
+        }
+    }
+}
+
+impl ActiveState {
+    /// The current verdict.
+    pub fn verdict(&self) -> Verdict {
+        self.verdict
+    }
+
+    /// What the last check saw.
+    pub fn last_detail(&self) -> &str {
+        &self.last_detail
+    }
+
+    /// Record a check; returns the new verdict when it changed. From
+    /// unknown, one pass is enough for up (so a fresh peer is used at
+    /// once) but going down takes `fall` failures, as from up.
+    pub fn record(&mut self, passed: bool, detail: String, t: Thresholds) -> Option<Verdict> {
+        self.last_detail = detail;
+        if passed {
+            self.passed += 1;
+            self.failed = 0;
+        } else {
+            self.failed += 1;
+            self.passed = 0;
+        }
+        let next = match self.verdict {
+            Verdict::Unknown if passed => Verdict::Up,
+            Verdict::Down if self.passed >= t.rise.max(1) => Verdict::Up,
+            Verdict::Unknown | Verdict::Up if self.failed >= t.fall.max(1) => Verdict::Down,
+            same => same,
+        };
+        (next != self.verdict).then(|| {
+            self.verdict = next;
+            next
+        })
+    }
+}
+
+/// When passive outlier detection ejects a peer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OutlierPolicy {
+    /// Consecutive connect failures or timeouts that eject (0: never).
+    pub consecutive_failures: u32,
+    /// Consecutive 5xx responses that eject (0: never).
+    pub consecutive_5xx: u32,
+    /// Ejection time the first time; the n-th ejection lasts n times this.
+    pub base_ejection: Duration,
+    /// Longest ejection.
+    pub max_ejection: Duration,
+    /// Most of a group's peers ejected at once, in percent (at least one
+    /// peer can always be ejected).
+    pub max_ejected_percent: u8,
+    /// Below this share of usable peers, in percent, the group is in panic
+    /// and spreads requests over every peer rather than fail them all.
+    pub panic_threshold_percent: u8,
+}
+
+impl Default for OutlierPolicy {
+    /// 2 connect failures or timeouts, or 5 5xx, eject for 10 s (growing to
+    /// at most 300 s); at most 50% ejected; panic below 50% usable.
+    fn default() -> Self {
+        OutlierPolicy {
+            consecutive_failures: 2,
+            consecutive_5xx: 5,
+            base_ejection: Duration::from_secs(10),
+            max_ejection: Duration::from_secs(300),
+            max_ejected_percent: 50,
+            panic_threshold_percent: 50,
+        }
+    }
+}
+
+/// Passive state of one peer.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct OutlierState {
+    failures: u32,
+    server_errors: u32,
+    ejections: u32,
+    ejected_until: Option<Instant>,
+    reason: Option<String>,
+}
+
+/// What recording an outcome asks of the group.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Passive {
+    /// Nothing changes.
+    Nothing,
+    /// The peer crossed a threshold: eject it if the cap allows, for this
+    /// long, for this reason.
+    Eject(Duration, String),
+}
+
+impl OutlierState {
+    /// Whether the peer is ejected at `now`.
+    pub fn ejected(&self, now: Instant) -> bool {
+        self.ejected_until.is_some_and(|until| now < until)
+    }
+
+    /// When the current ejection ends.
+    pub fn ejected_until(&self) -> Option<Instant> {
+        self.ejected_until
+    }
+
+    /// Why the peer was last ejected.
+    pub fn reason(&self) -> Option<&str> {
+        self.reason.as_deref()
+    }
+
+    /// Times the peer has been ejected.
+    pub fn ejections(&self) -> u32 {
+        self.ejections
+    }
+
+    /// Record one attempt's outcome.
+    pub fn record(&mut self, outcome: Outcome, now: Instant, policy: &OutlierPolicy) -> Passive {
+        if self.ejected(now) {
+            // Attempts in flight when it was ejected: already counted for.
+            return Passive::Nothing;
+        }
+        let (count, limit, what) = match outcome {
+            Outcome::Success => {
+                self.failures = 0;
+                self.server_errors = 0;
+                return Passive::Nothing;
+            }
+            Outcome::ConnectFailure | Outcome::Timeout => {
+                self.failures += 1;
+                let what = if outcome == Outcome::Timeout {
+                    "timeouts or connect failures"
+                } else {
+                    "connect failures or timeouts"
+                };
+                (self.failures, policy.consecutive_failures, what)
+            }
+            Outcome::ServerError => {
+                self.server_errors += 1;
+                (self.server_errors, policy.consecutive_5xx, "5xx responses")
+            }
+        };
+        if limit == 0 || count < limit {
+            return Passive::Nothing;
+        }
+        let n = self.ejections.saturating_add(1);
+        let time = policy.base_ejection.saturating_mul(n).min(policy.max_ejection);
+        Passive::Eject(time, format!("{count} consecutive {what}"))
+    }
+
+    /// Eject for `time` (the group allowed it).
+    pub fn eject(&mut self, time: Duration, reason: String, now: Instant) {
+        self.ejections = self.ejections.saturating_add(1);
+        self.ejected_until = Some(now + time);
+        self.reason = Some(reason);
+        self.failures = 0;
+        self.server_errors = 0;
+    }
+
+    /// The cap refused an ejection: keep counting from zero, say why.
+    pub fn refused(&mut self, reason: String) {
+        self.reason = Some(reason);
+        self.failures = 0;
+        self.server_errors = 0;
+    }
+
+    /// Active checks passed after the peer was down: lift the ejection.
+    pub fn lift(&mut self) {
+        self.ejected_until = None;
+    }
+}

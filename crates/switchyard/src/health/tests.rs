@@ -1,0 +1,192 @@
+//! The health state machines, with time as an input.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use super::*;
+
+fn addrs(n: u16) -> Vec<SocketAddr> {
+    (0..n)
+        .map(|i| SocketAddr::from(([127, 0, 0, 1], 9000 + i)))
+        .collect()
+}
+
+fn health(n: u16) -> (UpstreamHealth, Vec<SocketAddr>) {
+    let a = addrs(n);
+    (
+        UpstreamHealth::new(&a, OutlierPolicy::default(), Thresholds::default()),
+        a,
+    )
+}
+
+#[test]
+fn one_failed_probe_does_not_take_a_peer_down() {
+    let t = Thresholds::default();
+    let mut s = ActiveState::default();
+    assert_eq!(s.verdict(), Verdict::Unknown);
+    assert_eq!(s.record(true, "ok".into(), t), Some(Verdict::Up));
+    assert_eq!(s.record(false, "refused".into(), t), None);
+    assert_eq!(s.record(true, "ok".into(), t), None);
+    assert_eq!(s.record(false, "x".into(), t), None);
+    assert_eq!(s.record(false, "x".into(), t), None);
+    assert_eq!(s.record(false, "x".into(), t), Some(Verdict::Down));
+    // Rise takes two passes in a row.
+    assert_eq!(s.record(true, "ok".into(), t), None);
+    assert_eq!(s.record(false, "x".into(), t), None);
+    assert_eq!(s.record(true, "ok".into(), t), None);
+    assert_eq!(s.record(true, "ok".into(), t), Some(Verdict::Up));
+    assert_eq!(s.last_detail(), "ok");
+}
+
+#[test]
+fn an_unknown_peer_needs_fall_failures_to_go_down() {
+    let t = Thresholds { rise: 2, fall: 2 };
+    let mut s = ActiveState::default();
+    assert_eq!(s.record(false, "x".into(), t), None);
+    assert_eq!(s.verdict(), Verdict::Unknown);
+    assert_eq!(s.record(false, "x".into(), t), Some(Verdict::Down));
+}
+
+#[test]
+fn consecutive_connect_failures_eject_and_ejection_ends() {
+    let (h, a) = health(4);
+    let now = Instant::now();
+    h.report(a[0], Outcome::ConnectFailure, now);
+    assert!(h.avoid(now).is_empty(), "one failure is not enough");
+    h.report(a[0], Outcome::Timeout, now);
+    assert_eq!(h.avoid(now), vec![a[0]]);
+    let status = &h.snapshot(now)[0];
+    assert!(!status.usable);
+    assert_eq!(status.ejections, 1);
+    assert_eq!(status.ejected_for, Some(Duration::from_secs(10)));
+    assert!(status.reason.as_deref().unwrap().contains("2 consecutive"));
+    assert!(h.avoid(now + Duration::from_secs(10)).is_empty(), "ejection over");
+}
+
+#[test]
+fn a_success_resets_the_count() {
+    let (h, a) = health(2);
+    let now = Instant::now();
+    h.report(a[0], Outcome::ConnectFailure, now);
+    h.report(a[0], Outcome::Success, now);
+    h.report(a[0], Outcome::ConnectFailure, now);
+    assert!(h.avoid(now).is_empty());
+}
+
+#[test]
+fn repeated_ejections_last_longer_up_to_the_cap() {
+    let mut s = OutlierState::default();
+    let policy = OutlierPolicy {
+        base_ejection: Duration::from_secs(10),
+        max_ejection: Duration::from_secs(25),
+        ..OutlierPolicy::default()
+    };
+    let mut now = Instant::now();
+    let mut times = Vec::new();
+    for _ in 0..3 {
+        s.record(Outcome::ConnectFailure, now, &policy);
+        let Passive::Eject(time, reason) = s.record(Outcome::ConnectFailure, now, &policy) else {
+            panic!("expected an ejection");
+        };
+        s.eject(time, reason, now);
+        times.push(time);
+        now += time;
+    }
+    let secs = |s| Duration::from_secs(s);
+    assert_eq!(times, vec![secs(10), secs(20), secs(25)]);
+}
+
+#[test]
+fn five_server_errors_eject() {
+    let (h, a) = health(2);
+    let now = Instant::now();
+    for _ in 0..4 {
+        h.report(a[1], Outcome::ServerError, now);
+    }
+    assert!(h.avoid(now).is_empty());
+    h.report(a[1], Outcome::ServerError, now);
+    assert_eq!(h.avoid(now), vec![a[1]]);
+}
+
+#[test]
+fn the_cap_limits_how_many_are_ejected() {
+    let (h, a) = health(4); // 50% of 4: at most 2
+    let now = Instant::now();
+    for peer in &a[..3] {
+        h.report(*peer, Outcome::ConnectFailure, now);
+        h.report(*peer, Outcome::ConnectFailure, now);
+    }
+    assert_eq!(h.avoid(now), vec![a[0], a[1]]);
+    let third = &h.snapshot(now)[2];
+    assert!(third.usable);
+    assert!(third.reason.as_deref().unwrap().contains("cap 50%"), "{third:?}");
+}
+
+#[test]
+fn one_peer_can_always_be_ejected() {
+    let (h, a) = health(1);
+    let now = Instant::now();
+    h.report(a[0], Outcome::ConnectFailure, now);
+    h.report(a[0], Outcome::ConnectFailure, now);
+    assert_eq!(h.snapshot(now)[0].ejections, 1);
+    // ...but with no usable peer left the group is in panic: use it anyway.
+    assert!(h.in_panic(now));
+    assert!(h.avoid(now).is_empty());
+}
+
+#[test]
+fn panic_mode_spreads_over_all_when_too_few_are_usable() {
+    let policy = OutlierPolicy {
+        max_ejected_percent: 100,
+        ..OutlierPolicy::default()
+    };
+    let a = addrs(4);
+    let h = UpstreamHealth::new(&a, policy, Thresholds::default());
+    let now = Instant::now();
+    for peer in &a[..2] {
+        h.report(*peer, Outcome::ConnectFailure, now);
+        h.report(*peer, Outcome::ConnectFailure, now);
+    }
+    assert_eq!(h.avoid(now).len(), 2, "2 of 4 usable: 50% is not panic");
+    h.report(a[2], Outcome::ConnectFailure, now);
+    h.report(a[2], Outcome::ConnectFailure, now);
+    assert!(h.in_panic(now));
+    assert!(h.avoid(now).is_empty(), "panic: every peer is used");
+}
+
+#[test]
+fn active_checks_take_down_and_bring_back_with_events() {
+    let (h, a) = health(2);
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let sink = Arc::clone(&seen);
+    h.set_listener(Arc::new(move |c: &HealthChange| {
+        sink.lock().unwrap().push((c.peer, c.usable));
+    }));
+    let now = Instant::now();
+    for _ in 0..3 {
+        h.record_check(a[0], false, "connect: refused".into(), now);
+    }
+    assert!(h.is_down(a[0]));
+    assert_eq!(h.avoid(now), vec![a[0]]);
+    h.record_check(a[0], true, "connected".into(), now);
+    assert_eq!(h.avoid(now), vec![a[0]], "rise needs two passes");
+    h.record_check(a[0], true, "connected".into(), now);
+    assert!(h.avoid(now).is_empty());
+    assert_eq!(*seen.lock().unwrap(), vec![(a[0], false), (a[0], true)]);
+}
+
+#[test]
+fn passing_checks_lift_an_ejection() {
+    let (h, a) = health(2);
+    let now = Instant::now();
+    for _ in 0..3 {
+        h.record_check(a[0], false, "refused".into(), now);
+    }
+    h.report(a[0], Outcome::ConnectFailure, now);
+    h.report(a[0], Outcome::ConnectFailure, now);
+    h.record_check(a[0], true, "ok".into(), now);
+    h.record_check(a[0], true, "ok".into(), now);
+    assert!(h.avoid(now).is_empty());
+}
