@@ -1,5 +1,6 @@
 //! The admin listener (off unless `[server] admin` or `--admin` is set):
-//! `/metrics` in Prometheus text format, `/healthz`, and `/config`, the
+//! `/metrics` in Prometheus text format, `/healthz`, `/upstreams` (each
+//! server's health, ejection and why, as JSON), and `/config`, the
 //! effective configuration with every default filled in. No key of the
 //! config holds a secret today; one that does must be redacted here.
 
@@ -17,6 +18,7 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 use tracing::{debug, warn};
 
+use crate::config::Group;
 use crate::observe::Observer;
 
 /// What the admin endpoints serve.
@@ -26,6 +28,8 @@ pub struct Admin {
     pub observer: Arc<Observer>,
     /// The effective config as TOML.
     pub config_toml: String,
+    /// The upstream groups, for `/upstreams`.
+    pub groups: Vec<Arc<Group>>,
 }
 
 /// Serve the admin endpoints on `listener` until the task is dropped.
@@ -74,6 +78,7 @@ fn answer(admin: &Admin, request: &Request<Incoming>) -> Response<Full<Bytes>> {
             "application/openmetrics-text; version=1.0.0; charset=utf-8",
         ),
         "/healthz" => text(StatusCode::OK, "ok\n".to_string(), "text/plain"),
+        "/upstreams" => text(StatusCode::OK, upstreams(&admin.groups), "application/json"),
         "/config" => text(
             StatusCode::OK,
             admin.config_toml.clone(),
@@ -81,10 +86,47 @@ fn answer(admin: &Admin, request: &Request<Incoming>) -> Response<Full<Bytes>> {
         ),
         _ => text(
             StatusCode::NOT_FOUND,
-            "try /metrics, /healthz or /config\n".to_string(),
+            "try /metrics, /healthz, /upstreams or /config\n".to_string(),
             "text/plain",
         ),
     }
+}
+
+/// `/upstreams`: every group's servers with their health, as JSON.
+fn upstreams(groups: &[Arc<Group>]) -> String {
+    let now = std::time::Instant::now();
+    let groups: Vec<serde_json::Value> = groups
+        .iter()
+        .map(|group| {
+            let servers: Vec<serde_json::Value> = group
+                .health
+                .snapshot(now)
+                .into_iter()
+                .map(|s| {
+                    serde_json::json!({
+                        "addr": s.peer.to_string(),
+                        "backup": group.backends.backups().iter().any(|b| b.addr == s.peer),
+                        "usable": s.usable,
+                        "check": s.verdict.as_str(),
+                        "last_check": s.last_check,
+                        "ejected_for_ms": s.ejected_for.map(|d| d.as_millis() as u64),
+                        "ejections": s.ejections,
+                        "reason": s.reason,
+                    })
+                })
+                .collect();
+            serde_json::json!({
+                "name": group.name,
+                "checks": group.checks.is_some(),
+                "panic": group.health.in_panic(now),
+                "servers": servers,
+            })
+        })
+        .collect();
+    let mut body = serde_json::to_string_pretty(&serde_json::json!({ "upstreams": groups }))
+        .unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"));
+    body.push('\n');
+    body
 }
 
 fn text(status: StatusCode, body: String, content_type: &'static str) -> Response<Full<Bytes>> {

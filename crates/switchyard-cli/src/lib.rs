@@ -21,6 +21,7 @@ use config::file::{
     FileConfig, LogSection, RetrySection, SelectionName, ServerEntry, ServerSection,
     UpstreamSection, defaults,
 };
+use config::health::OutlierSection;
 use config::units::Dur;
 
 /// How long the demo waits for anything before calling it stuck.
@@ -73,6 +74,8 @@ pub fn one_liner(
         idle_timeout: defaults::idle_timeout(),
         pool_size: defaults::pool_size(),
         retry: RetrySection::default(),
+        health_check: None,
+        outlier: OutlierSection::default(),
     };
     Ok(FileConfig {
         server: ServerSection {

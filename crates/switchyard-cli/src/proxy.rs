@@ -11,11 +11,13 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use http::{HeaderValue, StatusCode, header};
+use switchyard::AttemptLog;
+use switchyard::health::Outcome;
 use switchyard::policy::limits::RetryLimits;
 use switchyard::policy::rules::Judgement;
 use switchyard::prelude::*;
 
-use crate::config::{Config, Route};
+use crate::config::{Config, Group, Route};
 use crate::observe::{Finished, Observer};
 
 /// A proxy serving one config.
@@ -132,7 +134,10 @@ impl ProxyHttp for ConfigProxy {
         let group = &self.route(ctx)?.group;
         let addr = match ctx.same_peer_next.take() {
             Some(addr) => addr,
-            None => group.backends.select(&ctx.tried).addr,
+            None => {
+                let avoid = group.health.avoid(Instant::now());
+                group.backends.select_avoiding(&ctx.tried, &avoid).addr
+            }
         };
         if !ctx.tried.contains(&addr) {
             ctx.tried.push(addr);
@@ -217,6 +222,9 @@ impl ProxyHttp for ConfigProxy {
 
     async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut Ctx) {
         let route = self.route(ctx).ok();
+        if let Some(route) = route {
+            report_health(&route.group, session.attempts());
+        }
         let status = session.response_status().map_or(0, |s| s.as_u16());
         self.observer
             .count(route.map(|r| &r.group.label), status, session.attempts());
@@ -241,5 +249,37 @@ impl ProxyHttp for ConfigProxy {
             trace,
         };
         self.observer.log(&finished);
+    }
+}
+
+/// Feed each attempt's outcome to its group's outlier detection.
+fn report_health(group: &Group, attempts: &AttemptLog) {
+    let now = Instant::now();
+    for attempt in attempts.records() {
+        let outcome = match (attempt.error, attempt.status) {
+            (
+                Some(
+                    ErrorKind::ConnectTimedOut
+                    | ErrorKind::ResponseHeadTimedOut
+                    | ErrorKind::ResponseBodyTimedOut,
+                ),
+                _,
+            ) => Outcome::Timeout,
+            (
+                Some(
+                    ErrorKind::ConnectRefused
+                    | ErrorKind::ConnectNoRoute
+                    | ErrorKind::ConnectError
+                    | ErrorKind::ClosedBeforeHead,
+                ),
+                _,
+            ) => Outcome::ConnectFailure,
+            (_, Some(status)) if status.is_server_error() => Outcome::ServerError,
+            (_, Some(_)) => Outcome::Success,
+            // Failures that say nothing of the peer (the client went away,
+            // a body cut short after a good head): no verdict.
+            _ => continue,
+        };
+        group.health.report(attempt.peer, outcome, now);
     }
 }

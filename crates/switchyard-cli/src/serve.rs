@@ -4,6 +4,7 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use switchyard::health::checker::{self, Checker};
 use switchyard::{ProxyServer, ShutdownHandle};
 use tokio::task::JoinHandle;
 
@@ -22,6 +23,8 @@ pub struct Running {
     shutdowns: Vec<ShutdownHandle>,
     servers: Vec<JoinHandle<switchyard::Result<()>>>,
     admin_task: Option<JoinHandle<()>>,
+    /// Active health checks; dropping them stops them.
+    _checkers: Vec<Checker>,
 }
 
 /// Bind every listener of `config` and start serving.
@@ -33,6 +36,7 @@ pub async fn start(config: &Config, observer: Arc<Observer>) -> Result<Running, 
         shutdowns: Vec::new(),
         servers: Vec::new(),
         admin_task: None,
+        _checkers: start_checks(config),
     };
     for addr in &config.listen {
         let server = ProxyServer::bind(*addr, proxy.clone(), config.server.clone())
@@ -52,10 +56,24 @@ pub async fn start(config: &Config, observer: Arc<Observer>) -> Result<Running, 
         let admin = Arc::new(Admin {
             observer,
             config_toml,
+            groups: config.groups.values().cloned().collect(),
         });
         running.admin_task = Some(tokio::spawn(admin::serve(listener, admin)));
     }
     Ok(running)
+}
+
+/// Start the active checks of every group that has them, each with a
+/// warning on stderr when a server changes state.
+fn start_checks(config: &Config) -> Vec<Checker> {
+    config
+        .groups
+        .values()
+        .filter_map(|group| {
+            let options = group.checks.clone()?;
+            Some(checker::spawn(Arc::clone(&group.health), options))
+        })
+        .collect()
 }
 
 impl Running {

@@ -6,6 +6,8 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use switchyard::health::checker::CheckOptions;
+use switchyard::health::{Thresholds, UpstreamHealth};
 use switchyard::lb::{Backend, Backends, Selection};
 use switchyard::policy::backoff::Backoff;
 use switchyard::policy::limits::RetryLimits;
@@ -17,6 +19,7 @@ use super::file::{
     FileConfig, LogSection, RetryOnEntry, RetryOverride, RetrySection, RouteSection, SelectionName,
     ServerEntry, UpstreamSection,
 };
+use super::health::{check_options, outlier_policy};
 use super::{ConfigError, Source};
 
 /// The most attempts a request may make: the library's hard cap of 16 retries, plus one.
@@ -58,6 +61,10 @@ pub struct Group {
     pub peer_options: PeerOptions,
     /// Its retry policy (a route may override it).
     pub policy: RetryPolicy,
+    /// Its servers' health (active checks and outlier ejection).
+    pub health: Arc<UpstreamHealth>,
+    /// Active checks to run, if configured.
+    pub checks: Option<CheckOptions>,
 }
 
 /// What is retried, and within which limits.
@@ -192,12 +199,30 @@ fn group(source: &Source<'_>, name: &str, section: &UpstreamSection) -> Result<G
         max_idle: section.pool_size,
     };
     let policy = retry_policy(source, &section.retry, &format!("{key}.retry"))?;
+    let outlier = outlier_policy(source, &section.outlier, &format!("{key}.outlier"))?;
+    let (checks, thresholds) = match &section.health_check {
+        Some(checks) => {
+            let (options, thresholds) =
+                check_options(source, checks, &format!("{key}.health_check"))?;
+            (Some(options), thresholds)
+        }
+        None => (None, Thresholds::default()),
+    };
+    let addrs: Vec<SocketAddr> = backends
+        .primaries()
+        .iter()
+        .chain(backends.backups())
+        .map(|b| b.addr)
+        .collect();
+    let health = Arc::new(UpstreamHealth::new(&addrs, outlier, thresholds));
     Ok(Group {
         name: name.to_string(),
         label: Arc::new(name.to_string()),
         backends,
         peer_options,
         policy,
+        health,
+        checks,
     })
 }
 

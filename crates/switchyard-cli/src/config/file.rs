@@ -10,6 +10,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use toml::Spanned;
 
+use super::health::{HealthCheckSection, OutlierSection};
 use super::units::{Dur, Size};
 
 /// The whole file.
@@ -127,6 +128,12 @@ pub struct UpstreamSection {
     /// The retry policy.
     #[serde(default)]
     pub retry: RetrySection,
+    /// Active health checks; none unless the section is present.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health_check: Option<HealthCheckSection>,
+    /// Passive outlier ejection; on with defaults.
+    #[serde(default)]
+    pub outlier: OutlierSection,
 }
 
 /// A server: `"ip:port"` or `{ addr = "ip:port", weight = 3 }`.

@@ -12,6 +12,7 @@ use std::path::Path;
 
 mod build;
 pub mod file;
+pub mod health;
 pub mod units;
 
 pub use build::{Config, Group, RetryPolicy, Route};

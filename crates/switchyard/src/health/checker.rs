@@ -123,8 +123,14 @@ async fn probe(peer: SocketAddr, probe: &Probe) -> Result<String, String> {
         .map_err(|e| format!("building GET {path}: {e}"))?;
     let answer = sender.send_request(request).await;
     driving.abort();
-    let status = answer.map_err(|e| format!("GET {path}: {e}"))?.status().as_u16();
-    if statuses.iter().any(|(lo, hi)| (*lo..=*hi).contains(&status)) {
+    let status = answer
+        .map_err(|e| format!("GET {path}: {e}"))?
+        .status()
+        .as_u16();
+    if statuses
+        .iter()
+        .any(|(lo, hi)| (*lo..=*hi).contains(&status))
+    {
         Ok(format!("GET {path}: {status}"))
     } else {
         Err(format!("GET {path}: {status}, not an expected status"))
@@ -147,7 +153,10 @@ mod tests {
     fn jitter_stays_within_its_spread() {
         for _ in 0..1000 {
             let d = jittered(Duration::from_secs(2), 10);
-            assert!(d >= Duration::from_millis(1800) && d <= Duration::from_millis(2200), "{d:?}");
+            assert!(
+                d >= Duration::from_millis(1800) && d <= Duration::from_millis(2200),
+                "{d:?}"
+            );
         }
         assert_eq!(jittered(Duration::from_secs(1), 0), Duration::from_secs(1));
     }

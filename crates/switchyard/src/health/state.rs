@@ -216,7 +216,10 @@ impl OutlierState {
             return Passive::Nothing;
         }
         let n = self.ejections.saturating_add(1);
-        let time = policy.base_ejection.saturating_mul(n).min(policy.max_ejection);
+        let time = policy
+            .base_ejection
+            .saturating_mul(n)
+            .min(policy.max_ejection);
         Passive::Eject(time, format!("{count} consecutive {what}"))
     }
 

@@ -62,7 +62,10 @@ fn consecutive_connect_failures_eject_and_ejection_ends() {
     assert_eq!(status.ejections, 1);
     assert_eq!(status.ejected_for, Some(Duration::from_secs(10)));
     assert!(status.reason.as_deref().unwrap().contains("2 consecutive"));
-    assert!(h.avoid(now + Duration::from_secs(10)).is_empty(), "ejection over");
+    assert!(
+        h.avoid(now + Duration::from_secs(10)).is_empty(),
+        "ejection over"
+    );
 }
 
 #[test]
@@ -121,7 +124,10 @@ fn the_cap_limits_how_many_are_ejected() {
     assert_eq!(h.avoid(now), vec![a[0], a[1]]);
     let third = &h.snapshot(now)[2];
     assert!(third.usable);
-    assert!(third.reason.as_deref().unwrap().contains("cap 50%"), "{third:?}");
+    assert!(
+        third.reason.as_deref().unwrap().contains("cap 50%"),
+        "{third:?}"
+    );
 }
 
 #[test]

@@ -1,0 +1,123 @@
+//! Health end to end: a dead primary costs only the first requests, active
+//! checks take a server down and bring it back after `rise` passes, and
+//! `/upstreams` says what each server's state is and why.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{Running, TempConfig, admin_get};
+use switchyard_testkit::{Blackhole, Origin, client, refused_addr, within};
+
+#[tokio::test]
+async fn a_blackholed_primary_costs_only_the_first_requests() {
+    let dead = Blackhole::start().await;
+    let backup = Origin::healthy("backup").await;
+    let text = format!(
+        "[server]\nlisten = [\"127.0.0.1:0\"]\nadmin = \"127.0.0.1:0\"\n\
+         [upstreams.app]\nservers = [\"{}\"]\nbackup = [\"{}\"]\nconnect_timeout = \"2s\"\n",
+        dead.addr(),
+        backup.addr()
+    );
+    let file = TempConfig::new("blackholed", &text);
+    let proxy = Running::start(&["run", "-c", file.path.to_str().unwrap()]);
+    let mut conn = client::KeepAlive::connect(proxy.addr).await;
+    let mut slow = Vec::new();
+    for i in 0..200 {
+        let started = Instant::now();
+        let request = http::Request::get("/").body(Default::default()).unwrap();
+        let reply = within(10, "request", conn.send(request)).await.unwrap();
+        assert_eq!(reply.status, 200, "request {i}");
+        assert_eq!(reply.body, "backup");
+        if started.elapsed() > Duration::from_millis(100) {
+            slow.push(i);
+        }
+    }
+    assert!(
+        slow.len() <= 2 && slow.iter().all(|&i| i < 2),
+        "slow requests: {slow:?}"
+    );
+    let upstreams = admin_get(proxy.admin.unwrap(), "/upstreams").await;
+    let state: serde_json::Value = serde_json::from_str(&upstreams).unwrap();
+    let primary = &state["upstreams"][0]["servers"][0];
+    assert_eq!(primary["addr"], dead.addr().to_string());
+    assert_eq!(primary["usable"], false, "{upstreams}");
+    assert_eq!(primary["ejections"], 1);
+    let reason = primary["reason"].as_str().unwrap();
+    assert!(reason.contains("2 consecutive timeouts"), "{reason}");
+    assert_eq!(state["upstreams"][0]["servers"][1]["usable"], true);
+}
+
+#[tokio::test]
+async fn active_checks_take_a_server_down_and_bring_it_back_after_rise() {
+    let addr = refused_addr().await;
+    let other = Origin::healthy("other").await;
+    let text = format!(
+        "[server]\nlisten = [\"127.0.0.1:0\"]\nadmin = \"127.0.0.1:0\"\n\
+         [upstreams.app]\nservers = [\"{addr}\", \"{}\"]\n\
+         [upstreams.app.health_check]\ninterval = \"50ms\"\ndown_interval = \"50ms\"\n\
+         timeout = \"200ms\"\nrise = 2\nfall = 2\n",
+        other.addr()
+    );
+    let file = TempConfig::new("checks", &text);
+    let proxy = Running::start(&["run", "-c", file.path.to_str().unwrap()]);
+    let admin = proxy.admin.unwrap();
+    let server = |state: &serde_json::Value| state["upstreams"][0]["servers"][0].clone();
+    let down = wait_for(admin, |s| server(s)["check"] == "down").await;
+    assert_eq!(server(&down)["usable"], false);
+    assert!(
+        server(&down)["last_check"]
+            .as_str()
+            .unwrap()
+            .contains("connect"),
+        "{down}"
+    );
+    // While it is down, every request goes to the other server.
+    for _ in 0..10 {
+        let reply = within(10, "request", client::get(proxy.addr, "/"))
+            .await
+            .unwrap();
+        assert_eq!(reply.body, "other");
+    }
+    // It comes back: something listens there again.
+    let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
+    let _accepting = tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            drop(stream);
+        }
+    });
+    let up = wait_for(admin, |s| server(s)["check"] == "up").await;
+    assert_eq!(server(&up)["usable"], true);
+}
+
+#[tokio::test]
+async fn a_bad_health_check_section_is_refused_with_its_key() {
+    let text = "[server]\nlisten = [\"127.0.0.1:0\"]\n[upstreams.app]\nservers = [\"127.0.0.1:9\"]\n\
+                [upstreams.app.health_check]\nkind = \"icmp\"\n";
+    let file = TempConfig::new("bad-check", text);
+    let out = common::run(&["check", "-c", file.path.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("upstreams.app.health_check.kind") && stderr.contains("\"icmp\""),
+        "{stderr}"
+    );
+}
+
+/// Poll `/upstreams` until `done` holds (10 s at most).
+async fn wait_for(
+    admin: std::net::SocketAddr,
+    done: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let state: serde_json::Value =
+            serde_json::from_str(&admin_get(admin, "/upstreams").await).unwrap();
+        if done(&state) {
+            return state;
+        }
+        assert!(Instant::now() < deadline, "never reached: {state}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
