@@ -123,7 +123,7 @@ backend be
 """
 
 
-def switchyard_conf(upstream, connect_timeout):
+def switchyard_conf(upstream, connect_timeout, extra=""):
     return f"""
 [server]
 listen = ["127.0.0.1:{PORTS["switchyard"]}"]
@@ -137,7 +137,7 @@ access = false
 {upstream}
 connect_timeout = "{connect_timeout}"
 pool_size = 128
-"""
+{extra}"""
 
 
 # ---------------------------------------------------------------- processes
@@ -174,16 +174,20 @@ class Stack:
                 f"    server backup 127.0.0.1:{BACKEND} backup"
             )
             sy_up = f'servers = ["{primary}"]\nbackup = ["127.0.0.1:{BACKEND}"]'
+            # The same active checks as HAProxy's (TCP connect, 1 s, fall 1, rise 2).
+            sy_extra = ('[upstreams.backend.health_check]\ninterval = "1s"\ndown_interval = "1s"\n'
+                        'timeout = "1s"\nfall = 1\nrise = 2\n')
         else:
             nginx_up = f"server 127.0.0.1:{BACKEND} max_fails=0;"
             ha_servers = f"    server s1 127.0.0.1:{BACKEND}"
             sy_up = f'servers = ["127.0.0.1:{BACKEND}"]'
+            sy_extra = ""
         (work / "backend-body").mkdir(exist_ok=True)
         self.start("backend", ["nginx", "-c", self.write("backend.conf", backend_conf(work))], BACKEND)
         self.start("nginx", ["nginx", "-c", self.write("nginx.conf", nginx_conf(work, nginx_up, "1s"))], PORTS["nginx"])
         self.start("haproxy", ["haproxy", "-db", "-f", self.write("haproxy.cfg", haproxy_conf(work, ha_servers, "1s"))],
                    PORTS["haproxy"])
-        self.start("switchyard", [str(SWITCHYARD), "run", "-c", self.write("switchyard.toml", switchyard_conf(sy_up, "1s"))],
+        self.start("switchyard", [str(SWITCHYARD), "run", "-c", self.write("switchyard.toml", switchyard_conf(sy_up, "1s", sy_extra))],
                    PORTS["switchyard"])
 
     def write(self, name, text):
