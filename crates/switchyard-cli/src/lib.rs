@@ -74,6 +74,7 @@ pub fn one_liner(
         idle_timeout: defaults::idle_timeout(),
         pool_size: defaults::pool_size(),
         retry: RetrySection::default(),
+        connect_hedging: true,
         health_check: None,
         outlier: OutlierSection::default(),
     };

@@ -130,20 +130,31 @@ impl ProxyHttp for ConfigProxy {
         self.route(ctx).map(|r| r.policy.limits).unwrap_or_default()
     }
 
-    async fn upstream_peer(&self, _session: &mut Session, ctx: &mut Ctx) -> Result<Box<HttpPeer>> {
+    async fn upstream_peer(&self, session: &mut Session, ctx: &mut Ctx) -> Result<Box<HttpPeer>> {
         let group = &self.route(ctx)?.group;
+        // A hedge that won an earlier attempt counts as tried too.
+        for record in session.attempts().records() {
+            if !ctx.tried.contains(&record.peer) {
+                ctx.tried.push(record.peer);
+            }
+        }
+        let avoid = group.health.avoid(Instant::now());
         let addr = match ctx.same_peer_next.take() {
             Some(addr) => addr,
-            None => {
-                let avoid = group.health.avoid(Instant::now());
-                group.backends.select_avoiding(&ctx.tried, &avoid).addr
-            }
+            None => group.backends.select_avoiding(&ctx.tried, &avoid).addr,
         };
         if !ctx.tried.contains(&addr) {
             ctx.tried.push(addr);
         }
-        let peer =
-            HttpPeer::new(addr, false, String::new()).with_options(group.peer_options.clone());
+        let peer_at = |addr| {
+            HttpPeer::new(addr, false, String::new()).with_options(group.peer_options.clone())
+        };
+        let mut peer = peer_at(addr);
+        if group.connect_hedging
+            && let Some(hedge) = group.backends.hedge_for(addr, &ctx.tried, &avoid)
+        {
+            peer = peer.with_hedge(peer_at(hedge));
+        }
         Ok(Box::new(peer))
     }
 
@@ -256,6 +267,11 @@ impl ProxyHttp for ConfigProxy {
 fn report_health(group: &Group, attempts: &AttemptLog) {
     let now = Instant::now();
     for attempt in attempts.records() {
+        // The first choice lost a hedge race: its connect took longer than
+        // three times its usual p99, which is as good as silence.
+        if let Some(slow) = attempt.hedged.filter(|_| attempt.hedge_won) {
+            group.health.report(slow, Outcome::Timeout, now);
+        }
         let outcome = match (attempt.error, attempt.status) {
             (
                 Some(

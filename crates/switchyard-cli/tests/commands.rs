@@ -128,9 +128,13 @@ fn the_demo_runs_and_explains_itself() {
         text.contains("connect-refused -> retry [next-peer]"),
         "{text}"
     );
+    assert!(text.contains("200 (raced 127.0.0.1:"), "{text}");
+    let lines: Vec<&str> = text.lines().collect();
+    let cart = lines.iter().position(|l| l.contains("GET /cart")).unwrap();
+    assert!(lines[cart].contains("1 attempt(s)"), "{text}");
     assert!(
-        text.contains("connect-timed-out -> retry [next-peer]"),
-        "{text}"
+        !lines[cart + 1].contains("raced"),
+        "the ejected server is not raced: {text}"
     );
     assert!(
         text.contains("stop (hook-declined) [not-idempotent]"),

@@ -11,16 +11,45 @@ use common::{Running, TempConfig, admin_get};
 use switchyard_testkit::{Blackhole, Origin, client, refused_addr, within};
 
 #[tokio::test]
-async fn a_blackholed_primary_costs_only_the_first_requests() {
+async fn outlier_ejection_alone_makes_a_blackholed_primary_cost_two_requests() {
+    let (slow, upstreams) = two_hundred_requests_past_a_blackhole(false).await;
+    assert!(
+        slow.len() <= 2 && slow.iter().all(|&i| i < 2),
+        "slow requests: {slow:?}"
+    );
+    let primary = &upstreams["upstreams"][0]["servers"][0];
+    assert_eq!(primary["usable"], false, "{upstreams}");
+    assert_eq!(primary["ejections"], 1);
+    let reason = primary["reason"].as_str().unwrap();
+    assert!(reason.contains("2 consecutive timeouts"), "{reason}");
+    assert_eq!(upstreams["upstreams"][0]["servers"][1]["usable"], true);
+}
+
+#[tokio::test]
+async fn with_connect_hedging_not_even_the_first_requests_wait() {
+    let (slow, upstreams) = two_hundred_requests_past_a_blackhole(true).await;
+    assert!(slow.is_empty(), "slow requests: {slow:?}");
+    // Losing hedge races counts against the primary: it is ejected too.
+    assert_eq!(
+        upstreams["upstreams"][0]["servers"][0]["usable"], false,
+        "{upstreams}"
+    );
+}
+
+/// 200 sequential GETs through a proxy whose primary is blackholed (connect
+/// timeout 2 s) and whose backup is healthy: the indexes of the requests
+/// that took over 100 ms, and `/upstreams` afterwards.
+async fn two_hundred_requests_past_a_blackhole(hedging: bool) -> (Vec<usize>, serde_json::Value) {
     let dead = Blackhole::start().await;
     let backup = Origin::healthy("backup").await;
     let text = format!(
         "[server]\nlisten = [\"127.0.0.1:0\"]\nadmin = \"127.0.0.1:0\"\n\
-         [upstreams.app]\nservers = [\"{}\"]\nbackup = [\"{}\"]\nconnect_timeout = \"2s\"\n",
+         [upstreams.app]\nservers = [\"{}\"]\nbackup = [\"{}\"]\nconnect_timeout = \"2s\"\n\
+         connect_hedging = {hedging}\n",
         dead.addr(),
         backup.addr()
     );
-    let file = TempConfig::new("blackholed", &text);
+    let file = TempConfig::new(&format!("blackholed-{hedging}"), &text);
     let proxy = Running::start(&["run", "-c", file.path.to_str().unwrap()]);
     let mut conn = client::KeepAlive::connect(proxy.addr).await;
     let mut slow = Vec::new();
@@ -34,19 +63,13 @@ async fn a_blackholed_primary_costs_only_the_first_requests() {
             slow.push(i);
         }
     }
-    assert!(
-        slow.len() <= 2 && slow.iter().all(|&i| i < 2),
-        "slow requests: {slow:?}"
-    );
     let upstreams = admin_get(proxy.admin.unwrap(), "/upstreams").await;
     let state: serde_json::Value = serde_json::from_str(&upstreams).unwrap();
-    let primary = &state["upstreams"][0]["servers"][0];
-    assert_eq!(primary["addr"], dead.addr().to_string());
-    assert_eq!(primary["usable"], false, "{upstreams}");
-    assert_eq!(primary["ejections"], 1);
-    let reason = primary["reason"].as_str().unwrap();
-    assert!(reason.contains("2 consecutive timeouts"), "{reason}");
-    assert_eq!(state["upstreams"][0]["servers"][1]["usable"], true);
+    assert_eq!(
+        state["upstreams"][0]["servers"][0]["addr"],
+        dead.addr().to_string()
+    );
+    (slow, state)
 }
 
 #[tokio::test]

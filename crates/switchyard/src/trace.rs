@@ -101,6 +101,11 @@ pub struct AttemptRecord {
     pub note: Option<&'static str>,
     /// The wait before the retry that followed, if any.
     pub backoff: Duration,
+    /// The peer raced against `peer` by connect hedging, which lost (when
+    /// the hedge won, `peer` is the hedge and this is the slow first choice).
+    pub hedged: Option<SocketAddr>,
+    /// Whether the hedge won the race (then `hedged` is the slow first choice).
+    pub hedge_won: bool,
 }
 
 impl fmt::Display for AttemptRecord {
@@ -114,6 +119,9 @@ impl fmt::Display for AttemptRecord {
         }
         if self.reused {
             f.write_str(" (reused)")?;
+        }
+        if let Some(other) = self.hedged {
+            write!(f, " (raced {other})")?;
         }
         write!(f, " -> {}", self.decision)?;
         if let Some(note) = self.note {
@@ -184,6 +192,8 @@ impl AttemptLog {
             decision: Decision::InFlight,
             note: None,
             backoff: Duration::ZERO,
+            hedged: None,
+            hedge_won: false,
         });
     }
 

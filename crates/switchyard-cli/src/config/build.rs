@@ -65,6 +65,8 @@ pub struct Group {
     pub health: Arc<UpstreamHealth>,
     /// Active checks to run, if configured.
     pub checks: Option<CheckOptions>,
+    /// Race a second server when a connect is slow.
+    pub connect_hedging: bool,
 }
 
 /// What is retried, and within which limits.
@@ -223,6 +225,7 @@ fn group(source: &Source<'_>, name: &str, section: &UpstreamSection) -> Result<G
         policy,
         health,
         checks,
+        connect_hedging: section.connect_hedging,
     })
 }
 

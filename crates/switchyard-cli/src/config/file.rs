@@ -128,6 +128,10 @@ pub struct UpstreamSection {
     /// The retry policy.
     #[serde(default)]
     pub retry: RetrySection,
+    /// Race a connect to the next server when one to the chosen server is
+    /// slower than its recent p99 × 3 (50 ms before that is known).
+    #[serde(default = "defaults::yes")]
+    pub connect_hedging: bool,
     /// Active health checks; none unless the section is present.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub health_check: Option<HealthCheckSection>,

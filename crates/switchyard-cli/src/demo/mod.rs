@@ -24,9 +24,21 @@ const CONFIG_TEMPLATE: &str = include_str!("demo.toml");
 
 /// The burst of demo traffic: method, path, what it shows.
 const TRAFFIC: [(&str, &str, &str); 6] = [
-    ("GET", "/", "the shop: servers fail in turn"),
-    ("GET", "/products", "the shop again: the rotation moves on"),
-    ("GET", "/cart", "the shop a third time"),
+    (
+        "GET",
+        "/",
+        "the shop: refused, then a blackholed server raced after 50 ms",
+    ),
+    (
+        "GET",
+        "/products",
+        "the shop again: the blackholed server loses another race",
+    ),
+    (
+        "GET",
+        "/cart",
+        "the shop a third time: that server is now ejected",
+    ),
     (
         "GET",
         "/api/items",

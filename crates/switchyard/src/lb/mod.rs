@@ -216,6 +216,32 @@ impl Backends {
     }
 }
 
+impl Backends {
+    /// The peer to race against `chosen` when its connect is slow: the next
+    /// usable, untried primary after it in list order, else the first usable
+    /// untried backup. Moves no selection state.
+    pub fn hedge_for(
+        &self,
+        chosen: SocketAddr,
+        tried: &[SocketAddr],
+        avoid: &[SocketAddr],
+    ) -> Option<SocketAddr> {
+        let fresh =
+            |b: &&Backend| b.addr != chosen && !tried.contains(&b.addr) && !avoid.contains(&b.addr);
+        let after = self
+            .primaries
+            .iter()
+            .position(|b| b.addr == chosen)
+            .map_or(0, |i| i + 1);
+        let n = self.primaries.len();
+        (0..n)
+            .map(|i| &self.primaries[(after + i) % n])
+            .find(fresh)
+            .or_else(|| self.backups.iter().find(fresh))
+            .map(|b| b.addr)
+    }
+}
+
 fn pick(addr: SocketAddr, tier: Tier, again: bool) -> Pick {
     Pick { addr, tier, again }
 }

@@ -139,3 +139,21 @@ fn with_every_peer_avoided_a_primary_is_still_picked() {
     assert_eq!(p.tier, Tier::Primary);
     assert!(!p.again);
 }
+
+#[test]
+fn the_hedge_is_the_next_usable_untried_peer() {
+    let g = group(&[1, 1, 1], &[9100], Selection::RoundRobin);
+    assert_eq!(g.hedge_for(addr(9002), &[], &[]), Some(addr(9003)));
+    assert_eq!(
+        g.hedge_for(addr(9003), &[], &[]),
+        Some(addr(9001)),
+        "wraps around"
+    );
+    assert_eq!(
+        g.hedge_for(addr(9001), &[], &[addr(9002)]),
+        Some(addr(9003))
+    );
+    let primaries = [addr(9001), addr(9002), addr(9003)];
+    assert_eq!(g.hedge_for(addr(9001), &primaries, &[]), Some(addr(9100)));
+    assert_eq!(g.hedge_for(addr(9100), &primaries, &[addr(9100)]), None);
+}

@@ -21,6 +21,7 @@ use crate::error::{Error, ErrorKind, Result, Side};
 use crate::peer::HttpPeer;
 use crate::policy::retry::{FailurePoint, Verdict, decide};
 use crate::trace::{Decision, Phase};
+use crate::upstream::hedge::{self, Winner};
 use crate::upstream::{UpstreamConn, connector};
 
 /// A response head went downstream; its body is streaming.
@@ -81,7 +82,7 @@ pub(super) async fn attempt<P: ProxyHttp>(
     admission.fit_to_deadline(&mut peer, now);
     session.attempts_mut().begin(peer.address, now);
     let exchanged = tokio::select! {
-        result = connect_and_exchange(proxy, shared, session, ctx, &peer, fresh_only) => result,
+        result = connect_and_exchange(proxy, shared, session, ctx, &mut peer, fresh_only) => result,
         () = reply.closed() => Err(AttemptFailure::new(
             Error::explain(ErrorKind::DownstreamClosed, "client went away while waiting for the upstream"),
             FailurePoint::Downstream, &peer, false,
@@ -169,12 +170,13 @@ async fn connect_and_exchange<P: ProxyHttp>(
     shared: &EngineShared,
     session: &mut Session,
     ctx: &mut P::CTX,
-    peer: &HttpPeer,
+    peer: &mut Box<HttpPeer>,
     fresh_only: bool,
 ) -> std::result::Result<(Response<Incoming>, UpstreamConn, Arc<Progress>), AttemptFailure> {
-    let mut conn = connection(shared, peer, session, fresh_only)
-        .await
-        .map_err(|e| AttemptFailure::new(e, FailurePoint::Connect, peer, false))?;
+    let (conn, winner) = connection(shared, peer, session, fresh_only).await;
+    note_hedge(session, peer, winner);
+    let mut conn = conn.map_err(|e| AttemptFailure::new(e, FailurePoint::Connect, peer, false))?;
+    let peer: &HttpPeer = peer;
     let mut head = forward::upstream_head(session, peer);
     if let Err(error) = proxy.upstream_request_filter(session, &mut head, ctx).await {
         return Err(AttemptFailure::new(
@@ -218,26 +220,49 @@ async fn connect_and_exchange<P: ProxyHttp>(
     }
 }
 
-/// A pooled connection to `peer` if one is ready (and allowed), else a new one.
+/// A pooled connection to `peer` if one is ready (and allowed), else a new
+/// one, raced against the peer's hedge if it has one.
 async fn connection(
     shared: &EngineShared,
     peer: &HttpPeer,
     session: &mut Session,
     fresh_only: bool,
-) -> Result<UpstreamConn> {
+) -> (Result<UpstreamConn>, Winner) {
+    let unraced = Winner::First { raced: false };
     let key = peer.pool_key();
     while !fresh_only && let Some(mut conn) = shared.pool.checkout(&key, Instant::now()) {
         // Waiting for a pooled connection should cost no more than a new one.
         let ready = tokio::time::timeout(peer.options.connect_timeout, conn.ready()).await;
         if matches!(ready, Ok(Ok(()))) {
-            return Ok(conn);
+            return (Ok(conn), unraced);
         }
         // Closed while idle, or stuck: nothing was sent on it; try the next.
         if let Some(record) = session.attempts_mut().current() {
             record.stale_replaced += 1;
         }
     }
-    connector::connect(peer).await
+    hedge::connect(peer, &shared.connect_times).await
+}
+
+/// Record a hedge race in the trace; when the hedge won, it becomes the
+/// attempt's peer.
+fn note_hedge(session: &mut Session, peer: &mut Box<HttpPeer>, winner: Winner) {
+    let raced = match winner {
+        Winner::First { raced: false } => return,
+        Winner::First { raced: true } => peer.hedge.as_ref().map(|h| h.address),
+        Winner::Hedge => {
+            let Some(hedge) = peer.hedge.take() else {
+                return;
+            };
+            let slow = std::mem::replace(peer, hedge);
+            Some(slow.address)
+        }
+    };
+    if let Some(record) = session.attempts_mut().current() {
+        record.peer = peer.address;
+        record.hedged = raced;
+        record.hedge_won = winner == Winner::Hedge;
+    }
 }
 
 async fn fresh_connection(

@@ -44,6 +44,7 @@ use crate::policy::backoff::Backoff;
 use crate::policy::limits::RetryLimits;
 use crate::policy::retry::{FailurePoint, RetryFacts, StopReason, Verdict, decide};
 use crate::trace::{AttemptLog, Decision, Phase};
+use crate::upstream::hedge::ConnectTimes;
 use crate::upstream::pool::Pool;
 
 /// What every request of one server shares.
@@ -52,6 +53,8 @@ pub(crate) struct EngineShared {
     pub(crate) pool: Arc<Pool>,
     pub(crate) max_retries: usize,
     pub(crate) replay_buffer: usize,
+    /// Recent connect times per peer, for connect hedging.
+    pub(crate) connect_times: ConnectTimes,
 }
 
 /// Handle one downstream request: run it on its own task, answer with the head.
@@ -317,6 +320,9 @@ impl Admission {
             options.connect_timeout = options.connect_timeout.min(left);
             options.read_timeout = options.read_timeout.min(left);
             options.write_timeout = options.write_timeout.min(left);
+            if let Some(hedge) = peer.hedge.as_deref_mut() {
+                self.fit_to_deadline(hedge, now);
+            }
         }
     }
 }

@@ -244,6 +244,7 @@ pub(crate) fn engine_shared(pool: Arc<Pool>, options: &ServerOptions) -> Arc<Eng
         pool,
         max_retries: options.max_retries,
         replay_buffer: options.replay_buffer,
+        connect_times: Default::default(),
     })
 }
 

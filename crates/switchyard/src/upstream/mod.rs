@@ -16,6 +16,7 @@ use crate::body::ReplayBody;
 use crate::peer::PoolKey;
 
 pub(crate) mod connector;
+pub(crate) mod hedge;
 pub(crate) mod pool;
 
 /// The request body type sent upstream: the replayable downstream body.

@@ -78,6 +78,8 @@ pub struct TestProxy {
     pub on_proxy_error: OnFail,
     pub options: PeerOptions,
     pub logs: Logs,
+    /// Race the next peer in the list when a connect is slow.
+    pub hedge: bool,
 }
 
 impl TestProxy {
@@ -88,6 +90,7 @@ impl TestProxy {
             on_proxy_error: OnFail::Default,
             options: PeerOptions::default(),
             logs: Logs::default(),
+            hedge: false,
         }
     }
 
@@ -98,6 +101,11 @@ impl TestProxy {
 
     pub fn on_proxy_error(mut self, rule: OnFail) -> Self {
         self.on_proxy_error = rule;
+        self
+    }
+
+    pub fn hedged(mut self) -> Self {
+        self.hedge = true;
         self
     }
 
@@ -132,10 +140,14 @@ impl ProxyHttp for TestProxy {
     }
 
     async fn upstream_peer(&self, _s: &mut Session, ctx: &mut Ctx) -> Result<Box<HttpPeer>> {
-        let addr = self.peers[ctx.index.min(self.peers.len() - 1)];
-        Ok(Box::new(
-            HttpPeer::new(addr, false, String::new()).with_options(self.options.clone()),
-        ))
+        let index = ctx.index.min(self.peers.len() - 1);
+        let peer =
+            |addr| HttpPeer::new(addr, false, String::new()).with_options(self.options.clone());
+        let mut chosen = peer(self.peers[index]);
+        if self.hedge && index + 1 < self.peers.len() {
+            chosen = chosen.with_hedge(peer(self.peers[index + 1]));
+        }
+        Ok(Box::new(chosen))
     }
 
     fn fail_to_connect(
