@@ -20,8 +20,12 @@ use std::net::SocketAddr;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+mod choose;
 #[cfg(test)]
 mod tests;
+
+pub use choose::{PeerLoad, hash_bytes};
+use choose::{Ring, random_below, two_choices};
 
 /// One server of a group.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -48,6 +52,16 @@ pub enum Selection {
     /// Smooth weighted round robin: a server of weight 3 gets three requests
     /// for every one of a server of weight 1, spread out, not in bursts.
     Weighted,
+    /// A random eligible server (weights ignored).
+    Random,
+    /// Power of two choices: of two random eligible servers, the one with
+    /// the lower latency average × (requests in flight + 1). Needs
+    /// [`PeerLoad::begin`]/[`PeerLoad::end`] calls (see [`Backends::load`]).
+    LeastLoaded,
+    /// Consistent hashing (ketama, weights honoured) on a key the caller
+    /// passes to [`Backends::select_keyed`]: a key stays on its server
+    /// while that server is usable. Without a key, round robin.
+    Hash,
 }
 
 /// Which tier a pick came from.
@@ -104,6 +118,10 @@ pub struct Backends {
     turn: AtomicUsize,
     /// Smooth weighted round robin's running weights, one per primary.
     current: Mutex<Vec<i64>>,
+    /// Load per primary, for [`Selection::LeastLoaded`].
+    loads: Vec<PeerLoad>,
+    /// The hash ring, for [`Selection::Hash`].
+    ring: Ring,
 }
 
 impl Backends {
@@ -120,12 +138,16 @@ impl Backends {
             return Err(BackendsError::ZeroWeight(zero.addr));
         }
         let current = Mutex::new(vec![0; primaries.len()]);
+        let loads = primaries.iter().map(|_| PeerLoad::default()).collect();
+        let ring = Ring::new(&primaries);
         Ok(Backends {
             primaries,
             backups,
             selection,
             turn: AtomicUsize::new(0),
             current,
+            loads,
+            ring,
         })
     }
 
@@ -137,6 +159,29 @@ impl Backends {
     /// The backup servers.
     pub fn backups(&self) -> &[Backend] {
         &self.backups
+    }
+
+    /// The load record of primary `addr` (none for backups and strangers):
+    /// call `begin` when a request goes to it and `end` when it is done.
+    pub fn load(&self, addr: SocketAddr) -> Option<&PeerLoad> {
+        let index = self.primaries.iter().position(|b| b.addr == addr)?;
+        self.loads.get(index)
+    }
+
+    /// Like [`select_avoiding`](Self::select_avoiding), placing the request
+    /// by `key` on the hash ring when the selection is [`Selection::Hash`]
+    /// (use [`hash_bytes`] on a header, cookie, path or client address).
+    pub fn select_keyed(&self, tried: &[SocketAddr], avoid: &[SocketAddr], key: u64) -> Pick {
+        if self.selection == Selection::Hash {
+            let eligible = |i: usize| {
+                let addr = self.primaries[i].addr;
+                !tried.contains(&addr) && !avoid.contains(&addr)
+            };
+            if let Some(index) = self.ring.lookup(key, eligible) {
+                return pick(self.primaries[index].addr, Tier::Primary, false);
+            }
+        }
+        self.select_avoiding(tried, avoid)
     }
 
     /// The server for the next attempt of a request that already tried `tried`.
@@ -178,7 +223,18 @@ impl Backends {
         eligible: impl Fn(&Backend) -> bool,
     ) -> Option<SocketAddr> {
         match self.selection {
-            Selection::RoundRobin => {
+            Selection::Random | Selection::LeastLoaded => {
+                let eligible: Vec<usize> = (0..self.primaries.len())
+                    .filter(|&i| eligible(&self.primaries[i]))
+                    .collect();
+                let index = if self.selection == Selection::Random {
+                    (!eligible.is_empty()).then(|| eligible[random_below(eligible.len())])
+                } else {
+                    two_choices(&eligible, &self.loads)
+                };
+                index.map(|i| self.primaries[i].addr)
+            }
+            Selection::RoundRobin | Selection::Hash => {
                 let n = self.primaries.len();
                 let start = if advance {
                     self.turn.fetch_add(1, Ordering::Relaxed)

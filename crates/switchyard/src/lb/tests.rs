@@ -157,3 +157,64 @@ fn the_hedge_is_the_next_usable_untried_peer() {
     assert_eq!(g.hedge_for(addr(9001), &primaries, &[]), Some(addr(9100)));
     assert_eq!(g.hedge_for(addr(9100), &primaries, &[addr(9100)]), None);
 }
+
+#[test]
+fn random_reaches_every_eligible_server() {
+    let g = group(&[1, 1, 1], &[], Selection::Random);
+    let mut seen: HashMap<u16, usize> = HashMap::new();
+    for _ in 0..3000 {
+        *seen.entry(g.select(&[]).addr.port()).or_default() += 1;
+    }
+    assert_eq!(seen.len(), 3);
+    assert!(seen.values().all(|&n| n > 700), "{seen:?}");
+    let avoid = [addr(9001), addr(9002)];
+    assert!((0..100).all(|_| g.select_avoiding(&[], &avoid).addr == addr(9003)));
+}
+
+#[test]
+fn two_choices_prefer_the_faster_and_less_busy_server() {
+    let g = group(&[1, 1], &[], Selection::LeastLoaded);
+    let (fast, slow) = (addr(9001), addr(9002));
+    g.load(fast).unwrap().end(std::time::Duration::from_millis(1));
+    g.load(slow).unwrap().end(std::time::Duration::from_millis(50));
+    assert!((0..100).all(|_| g.select(&[]).addr == fast));
+    // Enough requests queued on the fast one make the slow one better.
+    for _ in 0..100 {
+        g.load(fast).unwrap().begin();
+    }
+    assert_eq!(g.select(&[]).addr, slow);
+    assert_eq!(g.load(fast).unwrap().in_flight(), 100);
+}
+
+#[test]
+fn consistent_hashing_keeps_keys_on_their_server_when_another_leaves() {
+    let g = group(&[1, 1, 1, 1], &[], Selection::Hash);
+    let keys: Vec<u64> = (0..2000)
+        .map(|i| super::hash_bytes(format!("user-{i}").as_bytes()))
+        .collect();
+    let before: Vec<SocketAddr> = keys.iter().map(|&k| g.select_keyed(&[], &[], k).addr).collect();
+    let mut per: HashMap<SocketAddr, usize> = HashMap::new();
+    for a in &before {
+        *per.entry(*a).or_default() += 1;
+    }
+    assert!(per.values().all(|&n| n > 300), "spread over all four: {per:?}");
+    let gone = [addr(9003)];
+    for (&key, &was) in keys.iter().zip(&before) {
+        let now = g.select_keyed(&[], &gone, key).addr;
+        if was == addr(9003) {
+            assert_ne!(now, was);
+        } else {
+            assert_eq!(now, was, "a key of a server that stayed must not move");
+        }
+    }
+    // The same key, asked again, is on the same server (no rotation state).
+    assert_eq!(g.select_keyed(&[], &[], keys[0]).addr, before[0]);
+}
+
+#[test]
+fn hashing_falls_back_when_every_ring_server_was_tried() {
+    let g = group(&[1, 1], &[9100], Selection::Hash);
+    let tried = [addr(9001), addr(9002)];
+    let p = g.select_keyed(&tried, &[], 42);
+    assert_eq!((p.addr, p.tier), (addr(9100), Tier::Backup));
+}
