@@ -13,11 +13,12 @@ use std::time::Instant;
 use http::{HeaderValue, StatusCode, header};
 use switchyard::AttemptLog;
 use switchyard::health::Outcome;
+use switchyard::lb::hash_bytes;
 use switchyard::policy::limits::RetryLimits;
 use switchyard::policy::rules::Judgement;
 use switchyard::prelude::*;
 
-use crate::config::{Config, Group, Route};
+use crate::config::{Config, Group, HashKey, Route};
 use crate::observe::{Finished, Observer};
 
 /// A proxy serving one config.
@@ -34,6 +35,8 @@ pub struct Ctx {
     route: Option<usize>,
     tried: Vec<SocketAddr>,
     same_peer_next: Option<SocketAddr>,
+    /// Primaries whose load count this request raised, one per attempt.
+    begun: Vec<SocketAddr>,
 }
 
 impl ConfigProxy {
@@ -141,8 +144,18 @@ impl ProxyHttp for ConfigProxy {
         let avoid = group.health.avoid(Instant::now());
         let addr = match ctx.same_peer_next.take() {
             Some(addr) => addr,
-            None => group.backends.select_avoiding(&ctx.tried, &avoid).addr,
+            None => match &group.hash_key {
+                Some(key) => {
+                    let key = hash_key(key, session);
+                    group.backends.select_keyed(&ctx.tried, &avoid, key).addr
+                }
+                None => group.backends.select_avoiding(&ctx.tried, &avoid).addr,
+            },
         };
+        if let Some(load) = group.backends.load(addr) {
+            load.begin();
+            ctx.begun.push(addr);
+        }
         if !ctx.tried.contains(&addr) {
             ctx.tried.push(addr);
         }
@@ -235,6 +248,7 @@ impl ProxyHttp for ConfigProxy {
         let route = self.route(ctx).ok();
         if let Some(route) = route {
             report_health(&route.group, session.attempts());
+            end_loads(&route.group, session.attempts(), &ctx.begun);
         }
         let status = session.response_status().map_or(0, |s| s.as_u16());
         self.observer
@@ -297,5 +311,40 @@ fn report_health(group: &Group, attempts: &AttemptLog) {
             _ => continue,
         };
         group.health.report(attempt.peer, outcome, now);
+    }
+}
+
+/// Lower the load counts this request raised, with each attempt's latency.
+fn end_loads(group: &Group, attempts: &AttemptLog, begun: &[SocketAddr]) {
+    for (i, addr) in begun.iter().enumerate() {
+        let latency = attempts
+            .records()
+            .get(i)
+            .map_or(std::time::Duration::ZERO, |a| a.duration);
+        if let Some(load) = group.backends.load(*addr) {
+            load.end(latency);
+        }
+    }
+}
+
+/// The request's place on the hash ring.
+fn hash_key(key: &HashKey, session: &Session) -> u64 {
+    let head = session.req_header();
+    match key {
+        HashKey::Header(name) => head
+            .headers
+            .get(name)
+            .map_or(0, |v| hash_bytes(v.as_bytes())),
+        HashKey::Cookie(name) => head
+            .headers
+            .get_all(header::COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(';'))
+            .filter_map(|pair| pair.trim().split_once('='))
+            .find(|(n, _)| n == name)
+            .map_or(0, |(_, value)| hash_bytes(value.as_bytes())),
+        HashKey::Path => hash_bytes(head.uri.path().as_bytes()),
+        HashKey::Client => hash_bytes(session.client_addr().ip().to_string().as_bytes()),
     }
 }

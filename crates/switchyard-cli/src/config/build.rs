@@ -67,6 +67,42 @@ pub struct Group {
     pub checks: Option<CheckOptions>,
     /// Race a second server when a connect is slow.
     pub connect_hedging: bool,
+    /// What requests are hashed on, with `selection = "hash"`.
+    pub hash_key: Option<HashKey>,
+}
+
+/// What a request is placed by under consistent hashing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HashKey {
+    /// A request header's value.
+    Header(http::HeaderName),
+    /// A cookie's value.
+    Cookie(String),
+    /// The request path.
+    Path,
+    /// The client's IP address.
+    Client,
+}
+
+impl HashKey {
+    /// What `hash_key` may say.
+    pub const EXPECTED: &'static str =
+        "use \"header:NAME\", \"cookie:NAME\", \"path\" or \"client\"";
+
+    /// `header:NAME`, `cookie:NAME`, `path` or `client`.
+    pub fn parse(text: &str) -> Option<HashKey> {
+        match text.split_once(':') {
+            Some(("header", name)) => http::HeaderName::try_from(name.trim())
+                .ok()
+                .map(HashKey::Header),
+            Some(("cookie", name)) if !name.trim().is_empty() => {
+                Some(HashKey::Cookie(name.trim().to_string()))
+            }
+            None if text == "path" => Some(HashKey::Path),
+            None if text == "client" => Some(HashKey::Client),
+            _ => None,
+        }
+    }
 }
 
 /// What is retried, and within which limits.
@@ -190,6 +226,33 @@ fn group(source: &Source<'_>, name: &str, section: &UpstreamSection) -> Result<G
     let selection = match section.selection {
         SelectionName::RoundRobin => Selection::RoundRobin,
         SelectionName::Weighted => Selection::Weighted,
+        SelectionName::Random => Selection::Random,
+        SelectionName::LeastLoaded => Selection::LeastLoaded,
+        SelectionName::Hash => Selection::Hash,
+    };
+    let hash_key = match (&section.hash_key, selection) {
+        (Some(text), Selection::Hash) => Some(
+            HashKey::parse(text)
+                .ok_or_else(|| source.error(None, &format!("{key}.hash_key"), HashKey::EXPECTED))?,
+        ),
+        (None, Selection::Hash) => {
+            return Err(source.error(
+                None,
+                &format!("{key}.hash_key"),
+                format!(
+                    "selection = \"hash\" needs a hash_key: {}",
+                    HashKey::EXPECTED
+                ),
+            ));
+        }
+        (Some(_), _) => {
+            return Err(source.error(
+                None,
+                &format!("{key}.hash_key"),
+                "only used with selection = \"hash\"",
+            ));
+        }
+        (None, _) => None,
     };
     let backends = Backends::new(primaries, backups, selection)
         .map_err(|e| source.error(None, &format!("{key}.servers"), e.to_string()))?;
@@ -226,6 +289,7 @@ fn group(source: &Source<'_>, name: &str, section: &UpstreamSection) -> Result<G
         health,
         checks,
         connect_hedging: section.connect_hedging,
+        hash_key,
     })
 }
 

@@ -128,6 +128,10 @@ pub struct UpstreamSection {
     /// The retry policy.
     #[serde(default)]
     pub retry: RetrySection,
+    /// With `selection = "hash"`: what a request is placed by:
+    /// `header:NAME`, `cookie:NAME`, `path` or `client` (its IP address).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hash_key: Option<String>,
     /// Race a connect to the next server when one to the chosen server is
     /// slower than its recent p99 × 3 (50 ms before that is known).
     #[serde(default = "defaults::yes")]
@@ -173,6 +177,12 @@ pub enum SelectionName {
     RoundRobin,
     /// In proportion to their weights.
     Weighted,
+    /// At random.
+    Random,
+    /// Power of two choices on latency and requests in flight.
+    LeastLoaded,
+    /// Consistent hashing on `hash_key`.
+    Hash,
 }
 
 /// `[upstreams.NAME.retry]`.

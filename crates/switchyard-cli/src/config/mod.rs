@@ -15,7 +15,7 @@ pub mod file;
 pub mod health;
 pub mod units;
 
-pub use build::{Config, Group, RetryPolicy, Route};
+pub use build::{Config, Group, HashKey, RetryPolicy, Route};
 pub use file::{FileConfig, LogFormat};
 
 /// A config that cannot be used, and where.

@@ -76,7 +76,11 @@ pub(super) fn two_choices(eligible: &[usize], loads: &[PeerLoad]) -> Option<usiz
             let a = random_below(n);
             let b = (a + 1 + random_below(n - 1)) % n;
             let (a, b) = (eligible[a], eligible[b]);
-            Some(if loads[b].score() < loads[a].score() { b } else { a })
+            Some(if loads[b].score() < loads[a].score() {
+                b
+            } else {
+                a
+            })
         }
     }
 }

@@ -2,7 +2,8 @@
 //!
 //! [`Backends`] holds the primary servers and the backups of one group. For
 //! each attempt, [`Backends::select`] prefers a primary this request has not
-//! tried yet (round robin, or smooth weighted round robin as nginx does),
+//! tried yet (round robin, smooth weighted round robin as nginx does,
+//! random, power of two choices on load, or consistent hashing on a key),
 //! then a backup not tried yet (backups are used only once every primary
 //! failed this request), and once every server was tried it starts over on
 //! the primaries. It never panics: a group without servers, or with a zero

@@ -175,8 +175,12 @@ fn random_reaches_every_eligible_server() {
 fn two_choices_prefer_the_faster_and_less_busy_server() {
     let g = group(&[1, 1], &[], Selection::LeastLoaded);
     let (fast, slow) = (addr(9001), addr(9002));
-    g.load(fast).unwrap().end(std::time::Duration::from_millis(1));
-    g.load(slow).unwrap().end(std::time::Duration::from_millis(50));
+    g.load(fast)
+        .unwrap()
+        .end(std::time::Duration::from_millis(1));
+    g.load(slow)
+        .unwrap()
+        .end(std::time::Duration::from_millis(50));
     assert!((0..100).all(|_| g.select(&[]).addr == fast));
     // Enough requests queued on the fast one make the slow one better.
     for _ in 0..100 {
@@ -192,12 +196,18 @@ fn consistent_hashing_keeps_keys_on_their_server_when_another_leaves() {
     let keys: Vec<u64> = (0..2000)
         .map(|i| super::hash_bytes(format!("user-{i}").as_bytes()))
         .collect();
-    let before: Vec<SocketAddr> = keys.iter().map(|&k| g.select_keyed(&[], &[], k).addr).collect();
+    let before: Vec<SocketAddr> = keys
+        .iter()
+        .map(|&k| g.select_keyed(&[], &[], k).addr)
+        .collect();
     let mut per: HashMap<SocketAddr, usize> = HashMap::new();
     for a in &before {
         *per.entry(*a).or_default() += 1;
     }
-    assert!(per.values().all(|&n| n > 300), "spread over all four: {per:?}");
+    assert!(
+        per.values().all(|&n| n > 300),
+        "spread over all four: {per:?}"
+    );
     let gone = [addr(9003)];
     for (&key, &was) in keys.iter().zip(&before) {
         let now = g.select_keyed(&[], &gone, key).addr;
