@@ -22,6 +22,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -33,6 +34,8 @@ DURATION = int(os.environ.get("DURATION", "10"))
 IDLE_CONNECTIONS = int(os.environ.get("IDLE_CONNECTIONS", "10000"))  # lowered to fit the FD limit
 
 BACKEND = 18080
+FLAPPING = 18090  # the flapping scenario's second backend
+FLAP_PERIOD = float(os.environ.get("FLAP_PERIOD", "2"))  # seconds down, then up
 PORTS = {"switchyard": 18083, "nginx": 18081, "haproxy": 18082}
 PROXIES = ["switchyard", "nginx", "haproxy"]
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -63,12 +66,13 @@ http {{
 """
 
 
-def backend_conf(work):
+def backend_conf(work, name="backend", port=None):
+    port = port or BACKEND
     big = work / "big.bin"
     big.write_bytes(b"b" * (1024 * 1024))
-    return nginx_preamble(work, "backend") + f"""
+    return nginx_preamble(work, name) + f"""
     server {{
-        listen 127.0.0.1:{BACKEND} backlog=4096;
+        listen 127.0.0.1:{port} backlog=4096;
         client_max_body_size 4m;
         location = /big {{ alias {big}; }}
         location = /upload {{ client_body_buffer_size 2m; return 200 "ok\\n"; }}
@@ -145,17 +149,18 @@ pool_size = 128
 class Stack:
     """The backend and the three proxies for one scenario."""
 
-    def __init__(self, work, failover=False):
+    def __init__(self, work, mode=None):
         self.work = work
         self.procs = {}
         self.blackhole = None
+        self.flapper = None
         try:
-            self.start_all(failover)
+            self.start_all(mode)
         except BaseException:
             self.stop()
             raise
 
-    def start_all(self, failover):
+    def start_all(self, mode):
         work = self.work
         for port in [BACKEND, *PORTS.values()]:
             with socket.socket() as probe:
@@ -165,7 +170,19 @@ class Stack:
                     probe.bind(("127.0.0.1", port))
                 except OSError:
                     raise SystemExit(f"port {port} is in use; is an earlier benchmark still running?")
-        if failover:
+        # The same active checks for HAProxy and Switchyard (TCP connect, 1 s, fall 1, rise 2).
+        sy_checks = ('[upstreams.backend.health_check]\ninterval = "1s"\ndown_interval = "1s"\n'
+                     'timeout = "1s"\nfall = 1\nrise = 2\n')
+        if mode == "flapping":
+            steady, flapping = f"127.0.0.1:{BACKEND}", f"127.0.0.1:{FLAPPING}"
+            nginx_up = f"server {steady} max_fails=1 fail_timeout=2s; server {flapping} max_fails=1 fail_timeout=2s;"
+            ha_servers = (
+                f"    server steady {steady} check inter 1s fall 1 rise 2\n"
+                f"    server flapping {flapping} check inter 1s fall 1 rise 2"
+            )
+            sy_up = f'servers = ["{steady}", "{flapping}"]'
+            sy_extra = sy_checks
+        elif mode == "failover":
             self.blackhole = Blackhole()
             primary = f"127.0.0.1:{self.blackhole.port}"
             nginx_up = f"server {primary} max_fails=1 fail_timeout=10s; server 127.0.0.1:{BACKEND} backup;"
@@ -174,9 +191,7 @@ class Stack:
                 f"    server backup 127.0.0.1:{BACKEND} backup"
             )
             sy_up = f'servers = ["{primary}"]\nbackup = ["127.0.0.1:{BACKEND}"]'
-            # The same active checks as HAProxy's (TCP connect, 1 s, fall 1, rise 2).
-            sy_extra = ('[upstreams.backend.health_check]\ninterval = "1s"\ndown_interval = "1s"\n'
-                        'timeout = "1s"\nfall = 1\nrise = 2\n')
+            sy_extra = sy_checks
         else:
             nginx_up = f"server 127.0.0.1:{BACKEND} max_fails=0;"
             ha_servers = f"    server s1 127.0.0.1:{BACKEND}"
@@ -184,6 +199,10 @@ class Stack:
             sy_extra = ""
         (work / "backend-body").mkdir(exist_ok=True)
         self.start("backend", ["nginx", "-c", self.write("backend.conf", backend_conf(work))], BACKEND)
+        if mode == "flapping":
+            (work / "flapping-body").mkdir(exist_ok=True)
+            conf = self.write("flapping.conf", backend_conf(work, "flapping", FLAPPING))
+            self.flapper = Flapper(["nginx", "-c", conf], work)
         self.start("nginx", ["nginx", "-c", self.write("nginx.conf", nginx_conf(work, nginx_up, "1s"))], PORTS["nginx"])
         self.start("haproxy", ["haproxy", "-db", "-f", self.write("haproxy.cfg", haproxy_conf(work, ha_servers, "1s"))],
                    PORTS["haproxy"])
@@ -258,6 +277,44 @@ class Stack:
                 os.killpg(proc.pid, signal.SIGKILL)
         if self.blackhole:
             self.blackhole.close()
+        if self.flapper:
+            self.flapper.close()
+
+
+class Flapper:
+    """A backend that is up for FLAP_PERIOD seconds, then down as long, and so
+    on: stopped with SIGTERM (nginx's fast shutdown closes its connections)
+    and started again."""
+
+    def __init__(self, argv, work):
+        self.argv, self.work = argv, work
+        self.stopping = threading.Event()
+        self.proc = None
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self):
+        while not self.stopping.is_set():
+            out = open(self.work / "flapping.out", "a")
+            self.proc = subprocess.Popen(self.argv, stdout=out, stderr=subprocess.STDOUT,
+                                         cwd=self.work, start_new_session=True)
+            if self.stopping.wait(FLAP_PERIOD):
+                break
+            self._kill()
+            self.stopping.wait(FLAP_PERIOD)
+        self._kill()
+
+    def _kill(self):
+        if self.proc and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+
+    def close(self):
+        self.stopping.set()
+        self.thread.join(timeout=15)
 
 
 class Blackhole:
@@ -397,24 +454,30 @@ def scenario_failover(stack, name):
     return wrk(PORTS[name], 50, "/", "slow.lua")
 
 
+def scenario_flapping(stack, name):
+    """GETs (idempotent) while one of two servers goes down and up."""
+    return wrk(PORTS[name], 50, "/", "slow.lua")
+
+
 SCENARIOS = {
-    "throughput": (scenario_throughput, False, ["rps", "p50_ms", "p99_ms", "cpu_us_per_request", "errors"]),
-    "large-body": (scenario_large_body, False, ["get_mib_s", "post_mib_s", "get_p99_ms", "post_p99_ms", "errors"]),
-    "many-connections": (scenario_many_connections, False, ["rps", "p50_ms", "p99_ms", "errors"]),
-    "idle-memory": (scenario_idle_memory, False, ["kib_per_connection", "kib_per_connection_second_half", "rss_before_kib", "rss_after_kib"]),
-    "failover": (scenario_failover, True, ["rps", "p50_ms", "p99_ms", "over_0_9s", "errors"]),
+    "throughput": (scenario_throughput, None, ["rps", "p50_ms", "p99_ms", "cpu_us_per_request", "errors"]),
+    "large-body": (scenario_large_body, None, ["get_mib_s", "post_mib_s", "get_p99_ms", "post_p99_ms", "errors"]),
+    "many-connections": (scenario_many_connections, None, ["rps", "p50_ms", "p99_ms", "errors"]),
+    "idle-memory": (scenario_idle_memory, None, ["kib_per_connection", "kib_per_connection_second_half", "rss_before_kib", "rss_after_kib"]),
+    "failover": (scenario_failover, "failover", ["rps", "p50_ms", "p99_ms", "over_0_9s", "errors"]),
+    "flapping": (scenario_flapping, "flapping", ["rps", "p50_ms", "p99_ms", "over_0_9s", "errors"]),
 }
 
 
 def run_scenario(name):
-    run, failover, keys = SCENARIOS[name]
+    run, mode, keys = SCENARIOS[name]
     rounds = {p: [] for p in PROXIES}
     for r in range(ROUNDS):
         work = Path(tempfile.mkdtemp(prefix=f"switchyard-bench-{name}-"))
         work.chmod(0o755)  # nginx workers run as nobody and must read big.bin
-        stack = Stack(work, failover)
+        stack = Stack(work, mode)
         try:
-            if failover:
+            if mode:
                 time.sleep(2.5)  # let HAProxy's check mark the primary down, as it would in service
             order = PROXIES[r % 3:] + PROXIES[:r % 3]
             for proxy in order:
