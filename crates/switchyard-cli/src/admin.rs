@@ -6,7 +6,7 @@
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode, header};
@@ -18,7 +18,7 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 use tracing::{debug, warn};
 
-use crate::config::Group;
+use crate::config::{Config, Group};
 use crate::observe::Observer;
 
 /// What the admin endpoints serve.
@@ -26,10 +26,30 @@ use crate::observe::Observer;
 pub struct Admin {
     /// Metrics source.
     pub observer: Arc<Observer>,
-    /// The effective config as TOML.
-    pub config_toml: String,
-    /// The upstream groups, for `/upstreams`.
-    pub groups: Vec<Arc<Group>>,
+    /// The effective config as TOML, and the upstream groups (for
+    /// `/upstreams`); replaced on reload.
+    current: RwLock<(String, Vec<Arc<Group>>)>,
+}
+
+impl Admin {
+    /// Admin endpoints for `config`.
+    pub fn new(observer: Arc<Observer>, config: &Config) -> Self {
+        Admin {
+            observer,
+            current: RwLock::new(Self::views(config)),
+        }
+    }
+
+    /// Show `config` from now on.
+    pub fn update(&self, config: &Config) {
+        *self.current.write().unwrap_or_else(|p| p.into_inner()) = Self::views(config);
+    }
+
+    fn views(config: &Config) -> (String, Vec<Arc<Group>>) {
+        let toml = toml::to_string_pretty(&config.effective)
+            .unwrap_or_else(|e| format!("# the config could not be shown: {e}\n"));
+        (toml, config.groups.values().cloned().collect())
+    }
 }
 
 /// Serve the admin endpoints on `listener` until the task is dropped.
@@ -78,12 +98,24 @@ fn answer(admin: &Admin, request: &Request<Incoming>) -> Response<Full<Bytes>> {
             "application/openmetrics-text; version=1.0.0; charset=utf-8",
         ),
         "/healthz" => text(StatusCode::OK, "ok\n".to_string(), "text/plain"),
-        "/upstreams" => text(StatusCode::OK, upstreams(&admin.groups), "application/json"),
-        "/config" => text(
-            StatusCode::OK,
-            admin.config_toml.clone(),
-            "application/toml",
-        ),
+        "/upstreams" => {
+            let groups = admin
+                .current
+                .read()
+                .unwrap_or_else(|p| p.into_inner())
+                .1
+                .clone();
+            text(StatusCode::OK, upstreams(&groups), "application/json")
+        }
+        "/config" => {
+            let toml = admin
+                .current
+                .read()
+                .unwrap_or_else(|p| p.into_inner())
+                .0
+                .clone();
+            text(StatusCode::OK, toml, "application/toml")
+        }
         _ => text(
             StatusCode::NOT_FOUND,
             "try /metrics, /healthz, /upstreams or /config\n".to_string(),

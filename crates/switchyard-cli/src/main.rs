@@ -5,6 +5,7 @@
 //! Exit codes: 0 success; 1 the proxy failed while running (cannot bind,
 //! a server task failed); 2 a bad config or command line.
 
+use std::path::Path;
 use std::process::ExitCode;
 use std::sync::Arc;
 
@@ -41,8 +42,8 @@ fn main() -> ExitCode {
             }
             Err(e) => bad_input(&e.to_string()),
         },
-        Command::Run { config } => match config::load(&config) {
-            Ok(c) => run(c, log_format),
+        Command::Run { config: path } => match config::load(&path) {
+            Ok(c) => run(c, log_format, Some(&path)),
             Err(e) => bad_input(&e.to_string()),
         },
         Command::Proxy {
@@ -67,7 +68,7 @@ fn main() -> ExitCode {
                 Err(message) => return bad_input(&message),
             };
             match config::from_file_config(file, "command line") {
-                Ok(c) => run(c, log_format),
+                Ok(c) => run(c, log_format, None),
                 Err(e) => bad_input(&e.to_string()),
             }
         }
@@ -78,6 +79,20 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+    }
+}
+
+/// Reload the config file, or say why not and keep serving the old one.
+fn reload(running: &mut serve::Running, path: Option<&Path>) {
+    let Some(path) = path else {
+        eprintln!(
+            "switchyard: SIGHUP ignored: there is no config file to reload (switchyard proxy)"
+        );
+        return;
+    };
+    match config::load(path) {
+        Ok(config) => eprintln!("switchyard: {}", running.reload(&config)),
+        Err(e) => eprintln!("switchyard: reload refused, still serving the previous config: {e}"),
     }
 }
 
@@ -96,8 +111,10 @@ fn init_diagnostics() {
         .init();
 }
 
-/// Serve `config` until SIGTERM or SIGINT.
-fn run(config: Config, log_format: Option<LogFormat>) -> ExitCode {
+/// Serve `config` until SIGTERM or SIGINT; on SIGHUP, reload it from
+/// `reload_from` (a config that does not check is refused and the running
+/// one kept).
+fn run(config: Config, log_format: Option<LogFormat>, reload_from: Option<&Path>) -> ExitCode {
     let runtime = match runtime(config.workers) {
         Ok(runtime) => runtime,
         Err(e) => {
@@ -111,9 +128,17 @@ fn run(config: Config, log_format: Option<LogFormat>) -> ExitCode {
         .then(|| log_format.unwrap_or(config.log.format));
     let result = runtime.block_on(async {
         let observer = Arc::new(Observer::new(access_log));
-        let running = serve::start(&config, observer).await?;
+        let mut running = serve::start(&config, observer).await?;
         running.announce();
-        serve::stop_signal().await;
+        let mut hangups = serve::reload_signals();
+        let stop = serve::stop_signal();
+        tokio::pin!(stop);
+        loop {
+            tokio::select! {
+                () = &mut stop => break,
+                Some(()) = async { hangups.as_mut()?.recv().await } => reload(&mut running, reload_from),
+            }
+        }
         eprintln!("switchyard: stopping; letting in-flight requests finish");
         running.stop().await
     });

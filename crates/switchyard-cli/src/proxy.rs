@@ -7,7 +7,7 @@
 //! metrics can say why a retry was or was not taken.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::Instant;
 
 use http::{HeaderValue, StatusCode, header};
@@ -21,10 +21,12 @@ use switchyard::prelude::*;
 use crate::config::{Config, Group, HashKey, Route};
 use crate::observe::{Finished, Observer};
 
-/// A proxy serving one config.
+/// A proxy serving one config; [`reload`](Self::reload) swaps in another's
+/// routes and groups while requests in flight finish on the ones they began
+/// with.
 #[derive(Debug, Clone)]
 pub struct ConfigProxy {
-    routes: Arc<Vec<Route>>,
+    routes: Arc<RwLock<Vec<Arc<Route>>>>,
     attempt_count_header: bool,
     observer: Arc<Observer>,
 }
@@ -32,7 +34,7 @@ pub struct ConfigProxy {
 /// Per-request state.
 #[derive(Debug, Default)]
 pub struct Ctx {
-    route: Option<usize>,
+    route: Option<Arc<Route>>,
     tried: Vec<SocketAddr>,
     same_peer_next: Option<SocketAddr>,
     /// Primaries whose load count this request raised, one per attempt.
@@ -43,19 +45,26 @@ impl ConfigProxy {
     /// A proxy for `config`, reporting to `observer`.
     pub fn new(config: &Config, observer: Arc<Observer>) -> Self {
         ConfigProxy {
-            routes: Arc::new(config.routes.clone()),
+            routes: Arc::new(RwLock::new(shared_routes(config))),
             attempt_count_header: config.attempt_count_header,
             observer,
         }
     }
 
-    fn route(&self, ctx: &Ctx) -> Result<&Route> {
+    /// Serve `config`'s routes and groups from now on. Requests in flight
+    /// keep the route they matched.
+    pub fn reload(&self, config: &Config) {
+        let routes = shared_routes(config);
+        *self.routes.write().unwrap_or_else(|p| p.into_inner()) = routes;
+    }
+
+    fn route(&self, ctx: &Ctx) -> Result<Arc<Route>> {
         ctx.route
-            .and_then(|i| self.routes.get(i))
+            .clone()
             .ok_or_else(|| Error::explain(ErrorKind::Internal, "no route chosen for this request"))
     }
 
-    fn match_route(&self, session: &Session) -> Option<usize> {
+    fn match_route(&self, session: &Session) -> Option<Arc<Route>> {
         let head = session.req_header();
         let host = head
             .uri
@@ -67,13 +76,17 @@ impl ConfigProxy {
                     .to_ascii_lowercase()
             });
         let path = head.uri.path();
-        self.routes.iter().position(|route| {
-            route
-                .host
-                .as_ref()
-                .is_none_or(|want| host.as_deref() == Some(want.as_str()))
-                && path.starts_with(&route.path_prefix)
-        })
+        let routes = self.routes.read().unwrap_or_else(|p| p.into_inner());
+        routes
+            .iter()
+            .find(|route| {
+                route
+                    .host
+                    .as_ref()
+                    .is_none_or(|want| host.as_deref() == Some(want.as_str()))
+                    && path.starts_with(&route.path_prefix)
+            })
+            .cloned()
     }
 }
 
@@ -110,7 +123,7 @@ impl ProxyHttp for ConfigProxy {
     }
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
-        let Some(index) = self.match_route(session) else {
+        let Some(route) = self.match_route(session) else {
             let mut response =
                 http::Response::new(bytes::Bytes::from_static(b"404 Not Found: no route\n"));
             *response.status_mut() = StatusCode::NOT_FOUND;
@@ -123,8 +136,8 @@ impl ProxyHttp for ConfigProxy {
             session.respond(response);
             return Ok(true);
         };
-        ctx.route = Some(index);
-        let buffer = self.route(ctx)?.policy.replay_buffer;
+        let buffer = route.policy.replay_buffer;
+        ctx.route = Some(route);
         session.set_retry_buffer_size(buffer);
         Ok(false)
     }
@@ -134,7 +147,8 @@ impl ProxyHttp for ConfigProxy {
     }
 
     async fn upstream_peer(&self, session: &mut Session, ctx: &mut Ctx) -> Result<Box<HttpPeer>> {
-        let group = &self.route(ctx)?.group;
+        let route = self.route(ctx)?;
+        let group = &route.group;
         // A hedge that won an earlier attempt counts as tried too.
         for record in session.attempts().records() {
             if !ctx.tried.contains(&record.peer) {
@@ -246,13 +260,16 @@ impl ProxyHttp for ConfigProxy {
 
     async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut Ctx) {
         let route = self.route(ctx).ok();
-        if let Some(route) = route {
+        if let Some(route) = &route {
             report_health(&route.group, session.attempts());
             end_loads(&route.group, session.attempts(), &ctx.begun);
         }
         let status = session.response_status().map_or(0, |s| s.as_u16());
-        self.observer
-            .count(route.map(|r| &r.group.label), status, session.attempts());
+        self.observer.count(
+            route.as_ref().map(|r| &r.group.label),
+            status,
+            session.attempts(),
+        );
         if !self.observer.wants_details() {
             return;
         }
@@ -269,7 +286,7 @@ impl ProxyHttp for ConfigProxy {
             status,
             bytes: trace.last().map_or(0, |a| a.response_body_bytes),
             duration: Instant::now().saturating_duration_since(trace.start()),
-            upstream: route.map(|r| r.group.name.clone()),
+            upstream: route.as_ref().map(|r| r.group.name.clone()),
             error: e.map(|e| e.to_string()),
             trace,
         };
@@ -347,4 +364,8 @@ fn hash_key(key: &HashKey, session: &Session) -> u64 {
         HashKey::Path => hash_bytes(head.uri.path().as_bytes()),
         HashKey::Client => hash_bytes(session.client_addr().ip().to_string().as_bytes()),
     }
+}
+
+fn shared_routes(config: &Config) -> Vec<Arc<Route>> {
+    config.routes.iter().cloned().map(Arc::new).collect()
 }

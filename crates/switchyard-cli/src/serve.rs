@@ -1,5 +1,6 @@
 //! Serving a checked config: one proxy server per listen address, the admin
-//! listener if configured, and a graceful stop on SIGTERM or SIGINT.
+//! listener if configured, a reload of routes and upstreams on SIGHUP, and a
+//! graceful stop on SIGTERM or SIGINT.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -24,7 +25,16 @@ pub struct Running {
     servers: Vec<JoinHandle<switchyard::Result<()>>>,
     admin_task: Option<JoinHandle<()>>,
     /// Active health checks; dropping them stops them.
-    _checkers: Vec<Checker>,
+    checkers: Vec<Checker>,
+    proxy: ConfigProxy,
+    admin_state: Option<Arc<Admin>>,
+    /// What was served first, to tell which changes a reload cannot apply.
+    fixed: (
+        Vec<SocketAddr>,
+        usize,
+        Option<SocketAddr>,
+        switchyard::ServerOptions,
+    ),
 }
 
 /// Bind every listener of `config` and start serving.
@@ -36,7 +46,10 @@ pub async fn start(config: &Config, observer: Arc<Observer>) -> Result<Running, 
         shutdowns: Vec::new(),
         servers: Vec::new(),
         admin_task: None,
-        _checkers: start_checks(config),
+        checkers: start_checks(config),
+        proxy: proxy.clone(),
+        admin_state: None,
+        fixed: fixed_part(config),
     };
     for addr in &config.listen {
         let server = ProxyServer::bind(*addr, proxy.clone(), config.server.clone())
@@ -51,13 +64,8 @@ pub async fn start(config: &Config, observer: Arc<Observer>) -> Result<Running, 
             .await
             .map_err(|e| format!("cannot listen on admin address {addr}: {e}"))?;
         running.admin = listener.local_addr().ok();
-        let config_toml = toml::to_string_pretty(&config.effective)
-            .unwrap_or_else(|e| format!("# the config could not be shown: {e}\n"));
-        let admin = Arc::new(Admin {
-            observer,
-            config_toml,
-            groups: config.groups.values().cloned().collect(),
-        });
+        let admin = Arc::new(Admin::new(observer, config));
+        running.admin_state = Some(Arc::clone(&admin));
         running.admin_task = Some(tokio::spawn(admin::serve(listener, admin)));
     }
     Ok(running)
@@ -76,7 +84,47 @@ fn start_checks(config: &Config) -> Vec<Checker> {
         .collect()
 }
 
+fn fixed_part(
+    config: &Config,
+) -> (
+    Vec<SocketAddr>,
+    usize,
+    Option<SocketAddr>,
+    switchyard::ServerOptions,
+) {
+    (
+        config.listen.clone(),
+        config.workers,
+        config.admin,
+        config.server.clone(),
+    )
+}
+
 impl Running {
+    /// Serve `config`'s routes and upstream groups from now on: new requests
+    /// use them, requests in flight finish on the old ones, active checks
+    /// restart for the new groups (health starts over as unknown), and
+    /// pooled connections to servers no longer listed are not used again
+    /// and close at their idle timeout. `[server]` settings need a restart;
+    /// the returned note says when some were left as they were.
+    pub fn reload(&mut self, config: &Config) -> String {
+        self.proxy.reload(config);
+        self.checkers = start_checks(config);
+        if let Some(admin) = &self.admin_state {
+            admin.update(config);
+        }
+        let groups = config.groups.len();
+        let routes = config.routes.len();
+        if fixed_part(config) == self.fixed {
+            format!("reloaded: {groups} upstream group(s), {routes} route(s)")
+        } else {
+            format!(
+                "reloaded: {groups} upstream group(s), {routes} route(s); \
+                 [server] changes (listen, workers, admin, limits) need a restart and were not applied"
+            )
+        }
+    }
+
     /// Print where we listen, on standard error (scripts read these lines).
     pub fn announce(&self) {
         for addr in &self.listening {
@@ -104,6 +152,18 @@ impl Running {
             }
         }
         Ok(())
+    }
+}
+
+/// A stream of SIGHUPs, the reload request (none where signals are missing).
+pub fn reload_signals() -> Option<tokio::signal::unix::Signal> {
+    use tokio::signal::unix::{SignalKind, signal};
+    match signal(SignalKind::hangup()) {
+        Ok(hangups) => Some(hangups),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot listen for SIGHUP; reload needs a restart");
+            None
+        }
     }
 }
 

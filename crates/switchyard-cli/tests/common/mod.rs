@@ -130,9 +130,34 @@ impl Running {
 
     /// Send SIGTERM (with the shell's builtin `kill`, present wherever `sh` is).
     pub fn terminate(&self) {
-        let command = format!("kill -TERM {}", self.child.id());
+        self.signal("TERM");
+    }
+
+    /// Send SIGHUP: reload the config file.
+    pub fn hangup(&self) {
+        self.signal("HUP");
+    }
+
+    fn signal(&self, name: &str) {
+        let command = format!("kill -{name} {}", self.child.id());
         let status = Command::new("sh").arg("-c").arg(command).status().unwrap();
         assert!(status.success());
+    }
+
+    /// Wait until a stderr line contains `text` (10 s at most); return it.
+    pub async fn wait_for_stderr(&self, text: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(line) = self.stderr().into_iter().find(|l| l.contains(text)) {
+                return line;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no {text:?} on stderr: {:?}",
+                self.stderr()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 
     /// Wait for the process to exit.
