@@ -304,6 +304,10 @@ fn report_health(group: &Group, attempts: &AttemptLog) {
             group.health.report(slow, Outcome::Timeout, now);
         }
         let outcome = match (attempt.error, attempt.status) {
+            // A reused connection closed before answering: most likely the
+            // upstream closed it while idle (a keep-alive race), not a sign
+            // that the server is failing.
+            (Some(ErrorKind::ClosedBeforeHead), _) if attempt.reused => continue,
             (
                 Some(
                     ErrorKind::ConnectTimedOut
