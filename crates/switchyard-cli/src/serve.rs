@@ -27,6 +27,8 @@ pub struct Running {
     /// Active health checks; dropping them stops them.
     checkers: Vec<Checker>,
     proxy: ConfigProxy,
+    /// The groups being served, whose health a reload carries over.
+    groups: std::collections::BTreeMap<String, Arc<crate::config::Group>>,
     admin_state: Option<Arc<Admin>>,
     /// What was served first, to tell which changes a reload cannot apply.
     fixed: (
@@ -48,6 +50,7 @@ pub async fn start(config: &Config, observer: Arc<Observer>) -> Result<Running, 
         admin_task: None,
         checkers: start_checks(config),
         proxy: proxy.clone(),
+        groups: config.groups.clone(),
         admin_state: None,
         fixed: fixed_part(config),
     };
@@ -103,11 +106,18 @@ fn fixed_part(
 impl Running {
     /// Serve `config`'s routes and upstream groups from now on: new requests
     /// use them, requests in flight finish on the old ones, active checks
-    /// restart for the new groups (health starts over as unknown), and
+    /// restart for the new groups (servers that stayed in a group keep
+    /// their health: verdicts, ejections), and
     /// pooled connections to servers no longer listed are not used again
     /// and close at their idle timeout. `[server]` settings need a restart;
     /// the returned note says when some were left as they were.
     pub fn reload(&mut self, config: &Config) -> String {
+        for (name, group) in &config.groups {
+            if let Some(old) = self.groups.get(name) {
+                group.health.adopt(&old.health);
+            }
+        }
+        self.groups = config.groups.clone();
         self.proxy.reload(config);
         self.checkers = start_checks(config);
         if let Some(admin) = &self.admin_state {

@@ -225,6 +225,24 @@ impl UpstreamHealth {
         }
     }
 
+    /// Take over what `old` knows of the peers both cover (verdicts,
+    /// ejections, counts): a config reload then does not forget that a
+    /// server that stayed is down or ejected.
+    pub fn adopt(&self, old: &UpstreamHealth) {
+        let old_peers = lock(&old.peers);
+        let mut peers = lock(&self.peers);
+        let mut impaired = 0;
+        for (index, addr) in self.addrs.iter().enumerate() {
+            if let Some(was) = old.index(*addr) {
+                peers[index].active = old_peers[was].active.clone();
+                peers[index].outlier = old_peers[was].outlier.clone();
+                impaired += 1;
+            }
+        }
+        // Stale-high is fine: the next look recounts.
+        self.impaired.fetch_add(impaired, Ordering::Relaxed);
+    }
+
     /// Whether `peer` is down by active checks (so checks come faster).
     pub fn is_down(&self, peer: SocketAddr) -> bool {
         self.index(peer)

@@ -196,3 +196,31 @@ fn passing_checks_lift_an_ejection() {
     h.record_check(a[0], true, "ok".into(), now);
     assert!(h.avoid(now).is_empty());
 }
+
+#[test]
+fn a_new_health_adopts_what_the_old_one_knew_of_shared_peers() {
+    let (old, a) = health(3);
+    let now = Instant::now();
+    old.report(a[0], Outcome::ConnectFailure, now);
+    old.report(a[0], Outcome::ConnectFailure, now);
+    for _ in 0..3 {
+        old.record_check(a[1], false, "refused".into(), now);
+    }
+    // The new config keeps a[0] and a[1], drops a[2], adds another.
+    let other = SocketAddr::from(([127, 0, 0, 1], 9100));
+    let new = UpstreamHealth::new(
+        &[a[0], a[1], other],
+        OutlierPolicy {
+            max_ejected_percent: 100,
+            panic_threshold_percent: 0,
+            ..OutlierPolicy::default()
+        },
+        Thresholds::default(),
+    );
+    new.adopt(&old);
+    assert_eq!(new.avoid(now), vec![a[0], a[1]]);
+    let status = new.snapshot(now);
+    assert_eq!(status[0].ejections, 1);
+    assert_eq!(status[1].verdict, Verdict::Down);
+    assert_eq!(status[2].verdict, Verdict::Unknown);
+}
