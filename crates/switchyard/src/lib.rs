@@ -16,6 +16,7 @@ pub mod lb;
 pub mod peer;
 pub mod policy;
 pub mod proxy;
+mod random;
 pub mod server;
 pub mod trace;
 mod upstream;

@@ -8,27 +8,31 @@ mod common;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use common::{OnFail, TestProxy, start};
+use common::{OnFail, Running, TestProxy, start};
 use switchyard::PeerOptions;
 use switchyard_testkit::{Blackhole, Origin, client, digest, refused_addr, within};
 
-fn slow_connects() -> PeerOptions {
-    PeerOptions {
+/// A proxy whose first peer is blackholed (connect timeout 2 s) and hedged
+/// by a healthy second one.
+async fn hedged_past_a_blackhole() -> (Blackhole, Origin, Running) {
+    let dead = Blackhole::start().await;
+    let good = Origin::healthy("good").await;
+    let options = PeerOptions {
         connect_timeout: Duration::from_secs(2),
         ..PeerOptions::default()
-    }
+    };
+    let proxy = start(
+        TestProxy::new(&[dead.addr(), good.addr()])
+            .options(options)
+            .hedged(),
+    )
+    .await;
+    (dead, good, proxy)
 }
 
 #[tokio::test]
 async fn a_blackholed_peer_costs_the_hedge_delay_not_the_connect_timeout() {
-    let dead = Blackhole::start().await;
-    let good = Origin::healthy("good").await;
-    let proxy = start(
-        TestProxy::new(&[dead.addr(), good.addr()])
-            .options(slow_connects())
-            .hedged(),
-    )
-    .await;
+    let (dead, good, proxy) = hedged_past_a_blackhole().await;
     for i in 0..10 {
         let started = Instant::now();
         let reply = within(10, "GET", client::get(proxy.addr, "/"))
@@ -58,14 +62,7 @@ async fn a_blackholed_peer_costs_the_hedge_delay_not_the_connect_timeout() {
 
 #[tokio::test]
 async fn a_hedged_post_is_delivered_once() {
-    let dead = Blackhole::start().await;
-    let good = Origin::healthy("good").await;
-    let proxy = start(
-        TestProxy::new(&[dead.addr(), good.addr()])
-            .options(slow_connects())
-            .hedged(),
-    )
-    .await;
+    let (_dead, good, proxy) = hedged_past_a_blackhole().await;
     let body = Bytes::from(vec![b'p'; 256 * 1024]);
     let reply = within(
         10,

@@ -3,7 +3,6 @@
 //! whose status must be in the expected set. Verdicts go to
 //! [`UpstreamHealth::record_check`], which applies rise/fall thresholds.
 
-use std::hash::{BuildHasher, RandomState};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -140,8 +139,7 @@ async fn probe(peer: SocketAddr, probe: &Probe) -> Result<String, String> {
 /// `base` spread by up to ±`percent`%.
 fn jittered(base: Duration, percent: u8) -> Duration {
     let spread = base.as_secs_f64() * f64::from(percent.min(100)) / 100.0;
-    // A fresh random hasher seed is random enough for spreading timers.
-    let unit = (RandomState::new().hash_one(Instant::now()) % 10_000) as f64 / 10_000.0;
+    let unit = crate::random::unit();
     Duration::from_secs_f64((base.as_secs_f64() + spread * (2.0 * unit - 1.0)).max(0.001))
 }
 

@@ -146,8 +146,7 @@ impl UpstreamHealth {
             .map(|(a, _)| *a)
             .collect();
         self.impaired.store(avoid.len(), Ordering::Relaxed);
-        let usable = self.addrs.len() - avoid.len();
-        if usable * 100 < self.addrs.len() * usize::from(self.policy.panic_threshold_percent) {
+        if self.panics_with(self.addrs.len() - avoid.len()) {
             return Vec::new();
         }
         avoid
@@ -155,8 +154,12 @@ impl UpstreamHealth {
 
     /// Whether the group is in panic at `now` (too few usable peers).
     pub fn in_panic(&self, now: Instant) -> bool {
-        let peers = lock(&self.peers);
-        let usable = peers.iter().filter(|p| p.usable(now)).count();
+        let usable = lock(&self.peers).iter().filter(|p| p.usable(now)).count();
+        self.panics_with(usable)
+    }
+
+    /// Whether `usable` peers are below the panic threshold.
+    fn panics_with(&self, usable: usize) -> bool {
         usable * 100 < self.addrs.len() * usize::from(self.policy.panic_threshold_percent)
     }
 

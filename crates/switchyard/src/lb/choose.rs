@@ -2,23 +2,17 @@
 //! choices on load, and a consistent-hash ring (ketama). Each takes the
 //! eligible primaries and never panics on an empty set: it returns `None`.
 
-use std::hash::{BuildHasher, RandomState};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use super::Backend;
+use crate::random;
 
 /// Points on the ring per unit of weight (ketama uses 160).
 const POINTS_PER_WEIGHT: u32 = 160;
 /// Weight of a new latency sample in the moving average, in 1/1000.
 const EWMA_NEW_PER_MILLE: u64 = 300;
-
-/// A random number below `n` (`n` > 0).
-pub(super) fn random_below(n: usize) -> usize {
-    // A fresh random hasher key per call is random enough to spread load.
-    (RandomState::new().hash_one(n) % n as u64) as usize
-}
 
 /// One primary's load: requests in flight and a moving average of latency.
 #[derive(Debug, Default)]
@@ -73,8 +67,8 @@ pub(super) fn two_choices(eligible: &[usize], loads: &[PeerLoad]) -> Option<usiz
         0 => None,
         1 => Some(eligible[0]),
         n => {
-            let a = random_below(n);
-            let b = (a + 1 + random_below(n - 1)) % n;
+            let a = random::below(n);
+            let b = (a + 1 + random::below(n - 1)) % n;
             let (a, b) = (eligible[a], eligible[b]);
             Some(if loads[b].score() < loads[a].score() {
                 b

@@ -26,7 +26,7 @@ mod choose;
 mod tests;
 
 pub use choose::{PeerLoad, hash_bytes};
-use choose::{Ring, random_below, two_choices};
+use choose::{Ring, two_choices};
 
 /// One server of a group.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -229,7 +229,7 @@ impl Backends {
                     .filter(|&i| eligible(&self.primaries[i]))
                     .collect();
                 let index = if self.selection == Selection::Random {
-                    (!eligible.is_empty()).then(|| eligible[random_below(eligible.len())])
+                    (!eligible.is_empty()).then(|| eligible[crate::random::below(eligible.len())])
                 } else {
                     two_choices(&eligible, &self.loads)
                 };

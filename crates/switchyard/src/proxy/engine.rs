@@ -43,6 +43,7 @@ use crate::peer::HttpPeer;
 use crate::policy::backoff::Backoff;
 use crate::policy::limits::RetryLimits;
 use crate::policy::retry::{FailurePoint, RetryFacts, StopReason, Verdict, decide};
+use crate::random;
 use crate::trace::{AttemptLog, Decision, Phase};
 use crate::upstream::hedge::ConnectTimes;
 use crate::upstream::pool::Pool;
@@ -276,7 +277,7 @@ impl Admission {
             max_retries: limits.retries_within(hard_cap),
             deadline: limits.deadline.map(|d| start + d),
             backoff,
-            next_delay: backoff.map_or(Duration::ZERO, |b| b.delay(0, random_unit())),
+            next_delay: backoff.map_or(Duration::ZERO, |b| b.delay(0, random::unit())),
         }
     }
 
@@ -309,7 +310,7 @@ impl Admission {
         let retry = u32::try_from(self.retries).unwrap_or(u32::MAX);
         self.next_delay = self
             .backoff
-            .map_or(Duration::ZERO, |b| b.delay(retry, random_unit()));
+            .map_or(Duration::ZERO, |b| b.delay(retry, random::unit()));
     }
 
     /// Shorten `peer`'s timeouts so that an attempt cannot outlive the deadline.
@@ -325,16 +326,6 @@ impl Admission {
             }
         }
     }
-}
-
-/// A number uniform in `[0, 1)` for backoff jitter, from std's per-call
-/// random hasher keys (no RNG crate needed for jitter).
-fn random_unit() -> f64 {
-    use std::hash::{BuildHasher, Hasher};
-    let bits = std::collections::hash_map::RandomState::new()
-        .build_hasher()
-        .finish();
-    (bits >> 11) as f64 / (1u64 << 53) as f64
 }
 
 /// Wait for the response body to end and settle the request's outcome.
