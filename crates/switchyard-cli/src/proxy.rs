@@ -35,10 +35,10 @@ pub struct ConfigProxy {
 #[derive(Debug, Default)]
 pub struct Ctx {
     route: Option<Arc<Route>>,
-    tried: Vec<SocketAddr>,
     same_peer_next: Option<SocketAddr>,
-    /// Primaries whose load count this request raised, one per attempt.
-    begun: Vec<SocketAddr>,
+    /// Primaries whose load count this request raised, each with the index
+    /// of its attempt in the trace.
+    begun: Vec<(SocketAddr, usize)>,
 }
 
 impl ConfigProxy {
@@ -149,36 +149,34 @@ impl ProxyHttp for ConfigProxy {
     async fn upstream_peer(&self, session: &mut Session, ctx: &mut Ctx) -> Result<Box<HttpPeer>> {
         let route = self.route(ctx)?;
         let group = &route.group;
-        // A hedge that won an earlier attempt counts as tried too.
-        for record in session.attempts().records() {
-            if !ctx.tried.contains(&record.peer) {
-                ctx.tried.push(record.peer);
-            }
-        }
+        // The servers earlier attempts went to (a hedge that won included).
+        let tried: Vec<SocketAddr> = session
+            .attempts()
+            .records()
+            .iter()
+            .map(|r| r.peer)
+            .collect();
         let avoid = group.health.avoid(Instant::now());
         let addr = match ctx.same_peer_next.take() {
             Some(addr) => addr,
             None => match &group.hash_key {
                 Some(key) => {
                     let key = hash_key(key, session);
-                    group.backends.select_keyed(&ctx.tried, &avoid, key).addr
+                    group.backends.select_keyed(&tried, &avoid, key).addr
                 }
-                None => group.backends.select_avoiding(&ctx.tried, &avoid).addr,
+                None => group.backends.select_avoiding(&tried, &avoid).addr,
             },
         };
         if let Some(load) = group.backends.load(addr) {
             load.begin();
-            ctx.begun.push(addr);
-        }
-        if !ctx.tried.contains(&addr) {
-            ctx.tried.push(addr);
+            ctx.begun.push((addr, session.attempts().len()));
         }
         let peer_at = |addr| {
             HttpPeer::new(addr, false, String::new()).with_options(group.peer_options.clone())
         };
         let mut peer = peer_at(addr);
         if group.connect_hedging
-            && let Some(hedge) = group.backends.hedge_for(addr, &ctx.tried, &avoid)
+            && let Some(hedge) = group.backends.hedge_for(addr, &tried, &avoid)
         {
             peer = peer.with_hedge(peer_at(hedge));
         }
@@ -336,13 +334,13 @@ fn report_health(group: &Group, attempts: &AttemptLog) {
 }
 
 /// Lower the load counts this request raised, with each attempt's latency.
-fn end_loads(group: &Group, attempts: &AttemptLog, begun: &[SocketAddr]) {
-    for (i, addr) in begun.iter().enumerate() {
+fn end_loads(group: &Group, attempts: &AttemptLog, begun: &[(SocketAddr, usize)]) {
+    for &(addr, attempt) in begun {
         let latency = attempts
             .records()
-            .get(i)
+            .get(attempt)
             .map_or(std::time::Duration::ZERO, |a| a.duration);
-        if let Some(load) = group.backends.load(*addr) {
+        if let Some(load) = group.backends.load(addr) {
             load.end(latency);
         }
     }
