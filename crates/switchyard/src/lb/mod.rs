@@ -174,10 +174,7 @@ impl Backends {
     /// (use [`hash_bytes`] on a header, cookie, path or client address).
     pub fn select_keyed(&self, tried: &[SocketAddr], avoid: &[SocketAddr], key: u64) -> Pick {
         if self.selection == Selection::Hash {
-            let eligible = |i: usize| {
-                let addr = self.primaries[i].addr;
-                !tried.contains(&addr) && !avoid.contains(&addr)
-            };
+            let eligible = |i: usize| fresh(self.primaries[i].addr, tried, avoid);
             if let Some(index) = self.ring.lookup(key, eligible) {
                 return pick(self.primaries[index].addr, Tier::Primary, false);
             }
@@ -194,14 +191,14 @@ impl Backends {
     /// or ejected) unless nothing else is left.
     pub fn select_avoiding(&self, tried: &[SocketAddr], avoid: &[SocketAddr]) -> Pick {
         let usable = |b: &Backend| !avoid.contains(&b.addr);
-        let fresh = |b: &Backend| usable(b) && !tried.contains(&b.addr);
+        let usable_untried = |b: &Backend| fresh(b.addr, tried, avoid);
         // Only a request's first pick moves the rotation on; its retries
         // look onward from there, so requests keep spreading out.
         let first = tried.is_empty();
-        if let Some(addr) = self.pick_primary(first, fresh) {
+        if let Some(addr) = self.pick_primary(first, usable_untried) {
             return pick(addr, Tier::Primary, false);
         }
-        if let Some(backup) = self.backups.iter().find(|b| fresh(b)) {
+        if let Some(backup) = self.backups.iter().find(|b| usable_untried(b)) {
             return pick(backup.addr, Tier::Backup, false);
         }
         // Every usable server was tried: start over on the usable ones.
@@ -216,6 +213,29 @@ impl Backends {
             .pick_primary(true, |_| true)
             .unwrap_or(self.primaries[0].addr);
         pick(addr, Tier::Primary, !tried.is_empty())
+    }
+
+    /// The peer to race against `chosen` when its connect is slow: the next
+    /// usable, untried primary after it in list order, else the first usable
+    /// untried backup. Moves no selection state.
+    pub fn hedge_for(
+        &self,
+        chosen: SocketAddr,
+        tried: &[SocketAddr],
+        avoid: &[SocketAddr],
+    ) -> Option<SocketAddr> {
+        let candidate = |b: &&Backend| b.addr != chosen && fresh(b.addr, tried, avoid);
+        let after = self
+            .primaries
+            .iter()
+            .position(|b| b.addr == chosen)
+            .map_or(0, |i| i + 1);
+        let n = self.primaries.len();
+        (0..n)
+            .map(|i| &self.primaries[(after + i) % n])
+            .find(candidate)
+            .or_else(|| self.backups.iter().find(candidate))
+            .map(|b| b.addr)
     }
 
     fn pick_primary(
@@ -273,30 +293,9 @@ impl Backends {
     }
 }
 
-impl Backends {
-    /// The peer to race against `chosen` when its connect is slow: the next
-    /// usable, untried primary after it in list order, else the first usable
-    /// untried backup. Moves no selection state.
-    pub fn hedge_for(
-        &self,
-        chosen: SocketAddr,
-        tried: &[SocketAddr],
-        avoid: &[SocketAddr],
-    ) -> Option<SocketAddr> {
-        let fresh =
-            |b: &&Backend| b.addr != chosen && !tried.contains(&b.addr) && !avoid.contains(&b.addr);
-        let after = self
-            .primaries
-            .iter()
-            .position(|b| b.addr == chosen)
-            .map_or(0, |i| i + 1);
-        let n = self.primaries.len();
-        (0..n)
-            .map(|i| &self.primaries[(after + i) % n])
-            .find(fresh)
-            .or_else(|| self.backups.iter().find(fresh))
-            .map(|b| b.addr)
-    }
+/// Neither tried by this request nor to be avoided.
+fn fresh(addr: SocketAddr, tried: &[SocketAddr], avoid: &[SocketAddr]) -> bool {
+    !tried.contains(&addr) && !avoid.contains(&addr)
 }
 
 fn pick(addr: SocketAddr, tier: Tier, again: bool) -> Pick {
