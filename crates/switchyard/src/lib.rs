@@ -26,6 +26,7 @@ pub use peer::{HttpPeer, PeerOptions};
 pub use proxy::{ProxyHttp, RequestHeader, ResponseHeader, Session};
 pub use server::{ProxyServer, ServerOptions, ShutdownHandle};
 pub use trace::{AttemptLog, AttemptRecord, Decision, Phase};
+pub use upstream::pool::UpstreamPool;
 
 /// Everything a proxy implementation usually needs, in one `use`.
 pub mod prelude {

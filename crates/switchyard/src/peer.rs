@@ -171,3 +171,10 @@ pub struct PoolKey {
     tls: bool,
     sni: String,
 }
+
+impl PoolKey {
+    /// The server's address.
+    pub fn address(&self) -> SocketAddr {
+        self.address
+    }
+}

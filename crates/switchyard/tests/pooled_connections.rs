@@ -116,3 +116,55 @@ async fn connections_the_upstream_closed_while_idle_cost_no_error() {
         "each POST reached the origin once"
     );
 }
+
+/// Polls until `origin` has seen `ended` connections end, or fails.
+async fn wait_ended(origin: &Origin, ended: usize) {
+    for _ in 0..200 {
+        if origin.stats().ended >= ended {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("wanted {ended} ended connection(s): {:?}", origin.stats());
+}
+
+/// Polls until the pool holds `idle` connections, or fails (a connection
+/// returns to the pool as its response ends, which may be just after the
+/// client read it).
+async fn wait_idle(pool: &switchyard::UpstreamPool, idle: usize) {
+    for _ in 0..200 {
+        if pool.idle_connections() == idle {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("wanted {idle} idle connection(s), have {}", pool.idle_connections());
+}
+
+#[tokio::test]
+async fn keep_only_closes_idle_connections_to_removed_servers_and_pools_none_after() {
+    let origin = Origin::healthy("removed").await;
+    let proxy = start(TestProxy::new(&[origin.addr()])).await;
+    let get = || within(10, "request", client::get(proxy.addr, "/"));
+    assert_eq!(get().await.unwrap().status, 200);
+    wait_idle(&proxy.pool, 1).await;
+
+    // The server is removed: its idle connection closes at once.
+    assert_eq!(proxy.pool.keep_only([]), 1);
+    assert_eq!(proxy.pool.idle_connections(), 0);
+    wait_ended(&origin, 1).await;
+
+    // A request already bound for it still works, and its connection is
+    // closed afterwards instead of pooled.
+    assert_eq!(get().await.unwrap().status, 200);
+    assert_eq!(origin.stats().connections, 2);
+    wait_ended(&origin, 2).await;
+    assert_eq!(proxy.pool.idle_connections(), 0);
+
+    // Listed again, it is pooled again.
+    assert_eq!(proxy.pool.keep_only([origin.addr()]), 0);
+    assert_eq!(get().await.unwrap().status, 200);
+    assert_eq!(get().await.unwrap().status, 200);
+    assert_eq!(origin.stats().connections, 3);
+    wait_idle(&proxy.pool, 1).await;
+}

@@ -32,6 +32,9 @@ use tokio::task::{JoinHandle, JoinSet};
 pub struct Stats {
     /// Connections accepted.
     pub connections: usize,
+    /// Connections that ended, closed by either side (`connections - ended`
+    /// are open).
+    pub ended: usize,
     /// Requests whose head was parsed.
     pub requests: usize,
     /// Request body bytes received (decoded), counted as they arrive.
@@ -88,6 +91,11 @@ impl Shared {
         let mut state = self.lock();
         state.stats.connections += 1;
         state.stats.connections - 1
+    }
+
+    /// Counts a connection that ended.
+    fn end_connection(&self) {
+        self.lock().stats.ended += 1;
     }
 
     /// Counts a parsed request head; returns its global index.
@@ -214,7 +222,11 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
             accepted = listener.accept() => match accepted {
                 Ok((stream, _)) => {
                     let index = shared.new_connection();
-                    tasks.spawn(serve::serve(stream, index, Arc::clone(&shared)));
+                    let shared = Arc::clone(&shared);
+                    tasks.spawn(async move {
+                        serve::serve(stream, index, Arc::clone(&shared)).await;
+                        shared.end_connection();
+                    });
                 }
                 // E.g. out of file descriptors: back off instead of spinning.
                 Err(_) => tokio::time::sleep(Duration::from_millis(10)).await,

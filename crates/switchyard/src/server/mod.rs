@@ -32,7 +32,7 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::policy::retry::DEFAULT_MAX_RETRIES;
 use crate::proxy::engine_shared;
 use crate::proxy::{ProxyHttp, handle};
-use crate::upstream::pool::Pool;
+use crate::upstream::pool::{Pool, UpstreamPool};
 
 /// hyper's default header limit, parsed without a heap allocation.
 const HYPER_STACK_HEADERS: usize = 100;
@@ -119,6 +119,7 @@ pub struct ProxyServer<P> {
     proxy: Arc<P>,
     options: ServerOptions,
     shutdown: watch::Sender<bool>,
+    pool: Arc<Pool>,
 }
 
 /// Asks a running [`ProxyServer`] to stop: it stops accepting, lets
@@ -150,6 +151,7 @@ impl<P: ProxyHttp> ProxyServer<P> {
             proxy: Arc::new(proxy),
             options,
             shutdown: watch::channel(false).0,
+            pool: Pool::start(),
         })
     }
 
@@ -165,9 +167,15 @@ impl<P: ProxyHttp> ProxyServer<P> {
         }
     }
 
+    /// A handle on the pool of idle upstream connections, to close those to
+    /// servers no longer used (see [`UpstreamPool::keep_only`]).
+    pub fn upstream_pool(&self) -> UpstreamPool {
+        UpstreamPool::new(Arc::clone(&self.pool))
+    }
+
     /// Serve until [`ShutdownHandle::shutdown`], then drain and return.
     pub async fn serve(self) -> Result<()> {
-        let shared = engine_shared(Pool::start(), &self.options);
+        let shared = engine_shared(Arc::clone(&self.pool), &self.options);
         let builder = self.http1_builder();
         let driving = Driving {
             park_idle_after: self.options.park_idle_after,

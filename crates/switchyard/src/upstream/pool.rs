@@ -7,8 +7,11 @@
 //! timeout. A reaper task closes expired connections even when nobody asks.
 //! Reused connections are marked so, because a failure on one means
 //! something different (the upstream may have closed it as we wrote).
+//! [`UpstreamPool`] lets a caller whose server set changed close the idle
+//! connections to servers it no longer uses, and refuse them from then on.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::{Duration, Instant};
 
@@ -30,10 +33,25 @@ impl Idle {
     }
 }
 
+#[derive(Debug, Default)]
+struct Inner {
+    idle: HashMap<PoolKey, Vec<Idle>>,
+    /// When set, the only addresses whose connections are kept.
+    only: Option<HashSet<SocketAddr>>,
+}
+
+impl Inner {
+    fn keeps(&self, key: &PoolKey) -> bool {
+        self.only
+            .as_ref()
+            .is_none_or(|only| only.contains(&key.address()))
+    }
+}
+
 /// The idle connections of one server.
 #[derive(Debug)]
 pub(crate) struct Pool {
-    idle: Mutex<HashMap<PoolKey, Vec<Idle>>>,
+    inner: Mutex<Inner>,
 }
 
 impl Pool {
@@ -41,21 +59,21 @@ impl Pool {
     /// on the current runtime.
     pub(crate) fn start() -> Arc<Pool> {
         let pool = Arc::new(Pool {
-            idle: Mutex::new(HashMap::new()),
+            inner: Mutex::new(Inner::default()),
         });
         let weak = Arc::downgrade(&pool);
         tokio::spawn(reap(weak));
         pool
     }
 
-    fn idle(&self) -> MutexGuard<'_, HashMap<PoolKey, Vec<Idle>>> {
-        self.idle.lock().unwrap_or_else(|p| p.into_inner())
+    fn inner(&self) -> MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// The warmest usable idle connection to `key`, marked reused.
     pub(crate) fn checkout(&self, key: &PoolKey, now: Instant) -> Option<UpstreamConn> {
-        let mut idle = self.idle();
-        let list = idle.get_mut(key)?;
+        let mut inner = self.inner();
+        let list = inner.idle.get_mut(key)?;
         while let Some(entry) = list.pop() {
             if entry.usable(now) {
                 let mut conn = entry.conn;
@@ -72,8 +90,11 @@ impl Pool {
             return;
         }
         let max_idle = conn.max_idle;
-        let mut idle = self.idle();
-        let list = idle.entry(conn.key.clone()).or_default();
+        let mut inner = self.inner();
+        if !inner.keeps(&conn.key) {
+            return;
+        }
+        let list = inner.idle.entry(conn.key.clone()).or_default();
         if list.len() >= max_idle {
             // Keep the warm ones: drop the longest-idle connection.
             list.remove(0);
@@ -83,11 +104,62 @@ impl Pool {
 
     /// Close idle connections that expired or that the upstream closed.
     pub(crate) fn sweep(&self, now: Instant) {
-        let mut idle = self.idle();
-        for list in idle.values_mut() {
+        let mut inner = self.inner();
+        for list in inner.idle.values_mut() {
             list.retain(|entry| entry.usable(now));
         }
-        idle.retain(|_, list| !list.is_empty());
+        inner.idle.retain(|_, list| !list.is_empty());
+    }
+
+    fn keep_only(&self, addresses: HashSet<SocketAddr>) -> usize {
+        let mut inner = self.inner();
+        inner.only = Some(addresses);
+        let before: usize = inner.idle.values().map(Vec::len).sum();
+        let Inner { idle, only } = &mut *inner;
+        idle.retain(|key, _| only.as_ref().is_none_or(|o| o.contains(&key.address())));
+        before - idle.values().map(Vec::len).sum::<usize>()
+    }
+
+    fn idle_count(&self) -> usize {
+        self.inner().idle.values().map(Vec::len).sum()
+    }
+}
+
+/// A handle on a [`ProxyServer`](crate::ProxyServer)'s pool of idle
+/// upstream connections, for a caller whose set of servers changes at run
+/// time (a reload, a DNS answer that moved).
+///
+/// ```no_run
+/// # use switchyard::prelude::*;
+/// # async fn f(server: ProxyServer<impl ProxyHttp>) {
+/// let pool = server.upstream_pool();
+/// // The servers are now these two: close pooled connections to any other.
+/// let closed = pool.keep_only(["127.0.0.1:8081".parse().unwrap(), "127.0.0.1:8082".parse().unwrap()]);
+/// println!("closed {closed} idle connection(s) to removed servers");
+/// # }
+/// ```
+#[derive(Debug, Clone)]
+pub struct UpstreamPool {
+    pool: Arc<Pool>,
+}
+
+impl UpstreamPool {
+    pub(crate) fn new(pool: Arc<Pool>) -> Self {
+        UpstreamPool { pool }
+    }
+
+    /// Keep connections only to `addresses` from now on: idle connections to
+    /// any other address close at once, and a connection to one that is
+    /// busy now closes when its exchange ends instead of returning to the
+    /// pool. Returns how many idle connections were closed. Each call
+    /// replaces the last; until the first, every address is kept.
+    pub fn keep_only(&self, addresses: impl IntoIterator<Item = SocketAddr>) -> usize {
+        self.pool.keep_only(addresses.into_iter().collect())
+    }
+
+    /// Idle connections held now (those the reaper has yet to close included).
+    pub fn idle_connections(&self) -> usize {
+        self.pool.idle_count()
     }
 }
 

@@ -188,6 +188,7 @@ pub struct Running {
     pub logs: Logs,
     pub shutdown: ShutdownHandle,
     pub task: tokio::task::JoinHandle<Result<()>>,
+    pub pool: switchyard::UpstreamPool,
 }
 
 pub async fn start(proxy: TestProxy) -> Running {
@@ -201,12 +202,14 @@ pub async fn start_with<P: ProxyHttp + HasLogs>(proxy: P, options: ServerOptions
         .unwrap();
     let addr = server.local_addr();
     let shutdown = server.shutdown_handle();
+    let pool = server.upstream_pool();
     let task = tokio::spawn(server.serve());
     Running {
         addr,
         logs,
         shutdown,
         task,
+        pool,
     }
 }
 
