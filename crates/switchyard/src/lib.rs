@@ -8,8 +8,10 @@
 //! - [`trace`]: the attempt trace handed to `logging`.
 //! - [`body`]: the bounded replay buffer.
 //! - `upstream/`: connector and pool; [`server`]: listener and shutdown.
+//! - [`lb`], [`health`], [`discovery`]: which server, whether it is usable, where it is.
 
 pub mod body;
+pub mod discovery;
 pub mod error;
 pub mod health;
 pub mod lb;
