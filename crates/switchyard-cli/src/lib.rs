@@ -75,6 +75,7 @@ pub fn one_liner(
         pool_size: defaults::pool_size(),
         retry: RetrySection::default(),
         connect_hedging: true,
+        resolve_every: defaults::resolve_every(),
         hash_key: None,
         health_check: None,
         outlier: OutlierSection::default(),

@@ -60,13 +60,13 @@ impl ServerName {
     pub fn parse(text: &str) -> Result<ServerName, String> {
         let text = text.trim();
         let Some((host, port)) = text.rsplit_once(':') else {
-            return Err(format!("{text:?} has no port: write host:port"));
+            return Err("there is no port: write host:port".to_string());
         };
         let port: u16 = port
             .parse()
-            .map_err(|_| format!("{port:?} in {text:?} is not a port number"))?;
+            .map_err(|_| format!("{port:?} is not a port number"))?;
         if port == 0 {
-            return Err(format!("port 0 in {text:?} cannot be connected to"));
+            return Err("port 0 cannot be connected to".to_string());
         }
         check_host(host).map_err(|why| format!("{host:?} is not a host name: {why}"))?;
         Ok(ServerName {

@@ -2,9 +2,12 @@
 //! `ServerOptions`, upstream groups (`Backends`, `PeerOptions`) and routes
 //! with their retry policies. One place turns the format into behaviour.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
+
+use switchyard::discovery::{Answers, ServerName};
 
 use switchyard::health::checker::CheckOptions;
 use switchyard::health::{Thresholds, UpstreamHealth};
@@ -20,6 +23,7 @@ use super::file::{
     ServerEntry, UpstreamSection,
 };
 use super::health::{check_options, outlier_policy};
+use super::resolve::{ServerAddr, entry_parts};
 use super::{ConfigError, Source};
 
 /// The most attempts a request may make: the library's hard cap of 16 retries, plus one.
@@ -46,6 +50,28 @@ pub struct Config {
     pub routes: Vec<Route>,
     /// The file as parsed, defaults filled in (for `/config`).
     pub effective: FileConfig,
+    /// What the config came from (a file name), for errors.
+    pub origin: String,
+    /// The addresses the server names resolved to.
+    pub answers: Answers,
+}
+
+impl Config {
+    /// The same config with server names resolved to `answers` instead: how
+    /// a changed DNS answer is applied. Every check passed already, so an
+    /// error here means `answers` lacks one of the names.
+    pub fn with_answers(&self, answers: Answers) -> Result<Config, ConfigError> {
+        let source = Source {
+            file: &self.origin,
+            text: "",
+        };
+        build(self.effective.clone(), &source, answers)
+    }
+
+    /// The names of every group's servers given as `host:port`.
+    pub fn server_names(&self) -> impl Iterator<Item = &ServerName> {
+        self.groups.values().flat_map(|group| &group.names)
+    }
 }
 
 /// An upstream group.
@@ -69,6 +95,10 @@ pub struct Group {
     pub connect_hedging: bool,
     /// What requests are hashed on, with `selection = "hash"`.
     pub hash_key: Option<HashKey>,
+    /// Servers given by name, re-resolved every `resolve_every`.
+    pub names: Vec<ServerName>,
+    /// How often `names` are resolved again.
+    pub resolve_every: Duration,
 }
 
 /// What a request is placed by under consistent hashing.
@@ -129,7 +159,11 @@ pub struct Route {
     pub policy: RetryPolicy,
 }
 
-pub(super) fn build(file: FileConfig, source: &Source<'_>) -> Result<Config, ConfigError> {
+pub(super) fn build(
+    file: FileConfig,
+    source: &Source<'_>,
+    answers: Answers,
+) -> Result<Config, ConfigError> {
     let server = &file.server;
     if server.listen.is_empty() {
         return Err(source.error(
@@ -175,7 +209,8 @@ pub(super) fn build(file: FileConfig, source: &Source<'_>) -> Result<Config, Con
     }
     let mut groups = BTreeMap::new();
     for (name, section) in &file.upstreams {
-        groups.insert(name.clone(), Arc::new(group(source, name, section)?));
+        let built = group(source, name, section, &answers)?;
+        groups.insert(name.clone(), Arc::new(built));
     }
     let routes = routes(source, &file.routes, &file.upstreams, &groups)?;
     Ok(Config {
@@ -188,6 +223,8 @@ pub(super) fn build(file: FileConfig, source: &Source<'_>) -> Result<Config, Con
         groups,
         routes,
         effective: file,
+        origin: source.file.to_string(),
+        answers,
     })
 }
 
@@ -212,16 +249,23 @@ fn parse_addr(
     })
 }
 
-fn group(source: &Source<'_>, name: &str, section: &UpstreamSection) -> Result<Group, ConfigError> {
+fn group(
+    source: &Source<'_>,
+    name: &str,
+    section: &UpstreamSection,
+    answers: &Answers,
+) -> Result<Group, ConfigError> {
     let key = format!("upstreams.{name}");
-    let primaries = servers(source, &section.servers, &format!("{key}.servers"))?;
-    let backups = servers(source, &section.backup, &format!("{key}.backup"))?;
-    if let Some(both) = backups
-        .iter()
-        .find(|b| primaries.iter().any(|p| p.addr == b.addr))
-    {
-        let message = format!("{} is both a server and a backup", both.addr);
-        return Err(source.error(None, &format!("{key}.backup"), message));
+    let mut found = Servers {
+        answers,
+        seen: HashMap::new(),
+        names: Vec::new(),
+    };
+    let primaries = found.expand(source, &section.servers, &format!("{key}.servers"))?;
+    let backups = found.expand(source, &section.backup, &format!("{key}.backup"))?;
+    if section.resolve_every.0 < MIN_RESOLVE_EVERY {
+        let message = format!("must be at least {MIN_RESOLVE_EVERY:?}");
+        return Err(source.error(None, &format!("{key}.resolve_every"), message));
     }
     let selection = match section.selection {
         SelectionName::RoundRobin => Selection::RoundRobin,
@@ -290,31 +334,71 @@ fn group(source: &Source<'_>, name: &str, section: &UpstreamSection) -> Result<G
         checks,
         connect_hedging: section.connect_hedging,
         hash_key,
+        names: found.names,
+        resolve_every: section.resolve_every.0,
     })
 }
 
-fn servers(
-    source: &Source<'_>,
-    entries: &[Spanned<ServerEntry>],
-    key: &str,
-) -> Result<Vec<Backend>, ConfigError> {
-    entries
-        .iter()
-        .enumerate()
-        .map(|(i, entry)| {
+/// The shortest `resolve_every` accepted.
+const MIN_RESOLVE_EVERY: Duration = Duration::from_millis(100);
+
+/// A group's server entries turned into backends, names expanded to the
+/// addresses they resolved to. An address is in a group once, where it is
+/// first listed (primaries before backups): an address a name resolves to
+/// adds nothing when it is listed already, and an `ip:port` listed twice
+/// is an error.
+struct Servers<'a> {
+    answers: &'a Answers,
+    /// Each address in the group so far, and whether it was given as `ip:port`.
+    seen: HashMap<SocketAddr, bool>,
+    /// The names met, in order.
+    names: Vec<ServerName>,
+}
+
+impl Servers<'_> {
+    fn expand(
+        &mut self,
+        source: &Source<'_>,
+        entries: &[Spanned<ServerEntry>],
+        key: &str,
+    ) -> Result<Vec<Backend>, ConfigError> {
+        let mut backends = Vec::new();
+        for (i, entry) in entries.iter().enumerate() {
             let key = format!("{key}[{i}]");
-            let span = Some(entry.span());
-            let (addr, weight) = match entry.get_ref() {
-                ServerEntry::Addr(addr) => (addr, 1),
-                ServerEntry::Weighted(server) => (&server.addr, server.weight),
-            };
+            let span = || Some(entry.span());
+            let (text, weight) = entry_parts(entry.get_ref());
             if weight == 0 {
-                return Err(source.error(span, &format!("{key}.weight"), "must be at least 1"));
+                return Err(source.error(span(), &format!("{key}.weight"), "must be at least 1"));
             }
-            let addr = parse_addr(source, addr, entry.span(), &key)?;
-            Ok(Backend { addr, weight })
-        })
-        .collect()
+            match ServerAddr::parse(text).map_err(|why| source.error(span(), &key, why))? {
+                ServerAddr::Ip(addr) => match self.seen.insert(addr, true) {
+                    None => backends.push(Backend { addr, weight }),
+                    Some(true) => {
+                        let message = format!("{addr} is listed twice in this group");
+                        return Err(source.error(span(), &key, message));
+                    }
+                    // A name listed before resolved to it: listed already.
+                    Some(false) => {}
+                },
+                ServerAddr::Name(name) => {
+                    let Some(addresses) = self.answers.get(&name) else {
+                        let message = format!("{name} was not resolved");
+                        return Err(source.error(span(), &key, message));
+                    };
+                    for &addr in addresses {
+                        if !self.seen.contains_key(&addr) {
+                            self.seen.insert(addr, false);
+                            backends.push(Backend { addr, weight });
+                        }
+                    }
+                    if !self.names.contains(&name) {
+                        self.names.push(name);
+                    }
+                }
+            }
+        }
+        Ok(backends)
+    }
 }
 
 fn retry_policy(

@@ -136,6 +136,9 @@ pub struct UpstreamSection {
     /// slower than its recent p99 × 3 (50 ms before that is known).
     #[serde(default = "defaults::yes")]
     pub connect_hedging: bool,
+    /// How often servers given as `host:port` are resolved again.
+    #[serde(default = "defaults::resolve_every")]
+    pub resolve_every: Dur,
     /// Active health checks; none unless the section is present.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub health_check: Option<HealthCheckSection>,
@@ -144,7 +147,8 @@ pub struct UpstreamSection {
     pub outlier: OutlierSection,
 }
 
-/// A server: `"ip:port"` or `{ addr = "ip:port", weight = 3 }`.
+/// A server: `"ip:port"`, `"host:port"` (every address the name resolves
+/// to is a server), or `{ addr = "ip:port", weight = 3 }`.
 ///
 /// The span sits around the entry (`Spanned<ServerEntry>`): serde's untagged
 /// enums cannot hold toml's spans inside.
@@ -157,11 +161,11 @@ pub enum ServerEntry {
     Weighted(WeightedServer),
 }
 
-/// `{ addr = "ip:port", weight = 3 }`.
+/// `{ addr = "ip:port", weight = 3 }` (or `host:port`).
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct WeightedServer {
-    /// `ip:port`.
+    /// `ip:port` or `host:port`.
     pub addr: String,
     /// Share under `weighted` selection, at least 1.
     #[serde(default = "defaults::weight")]
@@ -326,6 +330,9 @@ pub mod defaults {
     }
     pub(crate) fn idle_timeout() -> Dur {
         Dur(Duration::from_secs(10))
+    }
+    pub(crate) fn resolve_every() -> Dur {
+        Dur(Duration::from_secs(30))
     }
     pub(crate) fn pool_size() -> usize {
         64

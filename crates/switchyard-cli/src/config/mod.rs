@@ -3,7 +3,7 @@
 //! key path, e.g.
 //!
 //! ```text
-//! proxy.toml:12:11: upstreams.app.servers[1]: "127.0.0.1:99999" is not ip:port
+//! proxy.toml:12:11: upstreams.app.servers[1]: "127.0.0.1:99999" is not ip:port or host:port: "99999" is not a port number
 //! ```
 
 use std::fmt;
@@ -13,6 +13,7 @@ use std::path::Path;
 mod build;
 pub mod file;
 pub mod health;
+mod resolve;
 pub mod units;
 
 pub use build::{Config, Group, HashKey, RetryPolicy, Route};
@@ -94,7 +95,9 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
     parse(&text, &file)
 }
 
-/// Parse and check config `text`; `file` names it in errors.
+/// Parse and check config `text`; `file` names it in errors. Servers given
+/// as `host:port` are resolved now, blocking: call it off the serving
+/// threads.
 pub fn parse(text: &str, file: &str) -> Result<Config, ConfigError> {
     let source = Source { file, text };
     let deserializer = toml::Deserializer::parse(text)
@@ -105,19 +108,19 @@ pub fn parse(text: &str, file: &str) -> Result<Config, ConfigError> {
         let key = if key == "." { String::new() } else { key };
         source.error(inner.span(), &key, inner.message().to_string())
     })?;
-    build::build(parsed, &source)
+    let answers = resolve::resolve_names(&parsed, &source)?;
+    build::build(parsed, &source, answers)
 }
 
 /// Check and build a config made in code (the `proxy` one-liner's flags);
-/// `origin` names it in errors.
+/// `origin` names it in errors. Server names are resolved, as by [`parse`].
 pub fn from_file_config(file: FileConfig, origin: &str) -> Result<Config, ConfigError> {
-    build::build(
-        file,
-        &Source {
-            file: origin,
-            text: "",
-        },
-    )
+    let source = Source {
+        file: origin,
+        text: "",
+    };
+    let answers = resolve::resolve_names(&file, &source)?;
+    build::build(file, &source, answers)
 }
 
 #[cfg(test)]

@@ -52,7 +52,7 @@ fn errors_are_located() {
     let bad_addr = GOOD.replace("127.0.0.1:9002", "127.0.0.1:99999");
     assert_eq!(
         error_of(&bad_addr),
-        "bad.toml:6:30: upstreams.app.servers[1]: \"127.0.0.1:99999\" is not ip:port (e.g. \"127.0.0.1:8080\")"
+        "bad.toml:6:30: upstreams.app.servers[1]: \"127.0.0.1:99999\" is not ip:port or host:port: \"99999\" is not a port number"
     );
     let unknown_key = GOOD.replace("selection = \"weighted\"", "selektion = \"weighted\"");
     let e = error_of(&unknown_key);
@@ -90,4 +90,67 @@ fn errors_are_located() {
 fn several_groups_need_routes() {
     let text = "[server]\nlisten = [\"127.0.0.1:1\"]\n[upstreams.a]\nservers = [\"127.0.0.1:2\"]\n[upstreams.b]\nservers = [\"127.0.0.1:3\"]\n";
     assert!(error_of(text).starts_with("bad.toml: routes: with several upstream groups"));
+}
+
+/// One group whose servers are `servers` (TOML array items) and backup `backup`.
+fn named(servers: &str, backup: &str) -> String {
+    format!(
+        "[server]\nlisten = [\"127.0.0.1:1\"]\n[upstreams.app]\nservers = [{servers}]\nbackup = [{backup}]\nresolve_every = \"1s\"\n"
+    )
+}
+
+fn addr(text: &str) -> std::net::SocketAddr {
+    text.parse().unwrap()
+}
+
+#[test]
+fn a_server_name_is_every_address_it_resolves_to_with_its_weight() {
+    use switchyard::discovery::ServerName;
+
+    let text = named(r#"{ addr = "localhost:9001", weight = 2 }, "127.0.0.1:9002""#, "");
+    let config = parse(&text, "names.toml").unwrap();
+    let app = &config.groups["app"];
+    let name = ServerName::parse("localhost:9001").unwrap();
+    assert_eq!(app.names, [name.clone()]);
+    assert_eq!(app.resolve_every, std::time::Duration::from_secs(1));
+    let resolved = config.answers.get(&name).unwrap().to_vec();
+    assert!(!resolved.is_empty());
+    let primaries = app.backends.primaries();
+    assert_eq!(primaries.len(), resolved.len() + 1);
+    assert!(primaries[..resolved.len()].iter().all(|b| b.weight == 2));
+
+    // The name now stands for two addresses, one of them already listed:
+    // that one is not added twice.
+    let mut answers = config.answers.clone();
+    answers.insert(name, vec![addr("127.0.0.1:9002"), addr("127.0.0.1:9005")]);
+    let moved = config.with_answers(answers).unwrap();
+    let addrs: Vec<String> = moved.groups["app"]
+        .backends
+        .primaries()
+        .iter()
+        .map(|b| b.addr.to_string())
+        .collect();
+    assert_eq!(addrs, ["127.0.0.1:9002", "127.0.0.1:9005"]);
+}
+
+#[test]
+fn server_names_and_resolve_every_are_checked() {
+    assert_eq!(
+        error_of(&named(r#""local_host:80""#, "")),
+        "bad.toml:4:12: upstreams.app.servers[0]: \"local_host:80\" is not ip:port or host:port: \
+         \"local_host\" is not a host name: use only letters, digits, '-' and '.'"
+    );
+    assert!(
+        error_of(&named(r#""localhost""#, ""))
+            .ends_with("\"localhost\" is not ip:port or host:port: there is no port: write host:port")
+    );
+    assert_eq!(
+        error_of(&named(r#""127.0.0.1:80""#, r#""127.0.0.1:80""#)),
+        "bad.toml:5:11: upstreams.app.backup[0]: 127.0.0.1:80 is listed twice in this group"
+    );
+    let fast = named(r#""localhost:80""#, "").replace("\"1s\"", "\"10ms\"");
+    assert_eq!(
+        error_of(&fast),
+        "bad.toml: upstreams.app.resolve_every: must be at least 100ms"
+    );
 }

@@ -1,0 +1,77 @@
+//! Servers given by name: telling `ip:port` from `host:port`, and resolving
+//! the names when a config is loaded. Loading blocks (it runs before
+//! serving, or off the serving threads on a reload); while serving, names
+//! are re-resolved by `serve.rs` through the library's async resolver.
+
+use std::net::{SocketAddr, ToSocketAddrs};
+
+use switchyard::discovery::{Answers, ServerName};
+
+use super::file::{FileConfig, ServerEntry};
+use super::{ConfigError, Source};
+
+/// A server entry's address: an IP address or a name to resolve.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum ServerAddr {
+    /// `ip:port`.
+    Ip(SocketAddr),
+    /// `host:port`.
+    Name(ServerName),
+}
+
+impl ServerAddr {
+    /// Read `text` as `ip:port`, else as `host:port`.
+    pub(super) fn parse(text: &str) -> Result<ServerAddr, String> {
+        if let Ok(addr) = text.trim().parse() {
+            return Ok(ServerAddr::Ip(addr));
+        }
+        ServerName::parse(text).map(ServerAddr::Name).map_err(|why| {
+            format!("{text:?} is not ip:port or host:port: {why}")
+        })
+    }
+}
+
+/// The address text and weight of an entry.
+pub(super) fn entry_parts(entry: &ServerEntry) -> (&str, u32) {
+    match entry {
+        ServerEntry::Addr(addr) => (addr, 1),
+        ServerEntry::Weighted(server) => (&server.addr, server.weight),
+    }
+}
+
+/// Resolve every server name in `file` with the system resolver. Entries
+/// that are not addresses at all are left for the build to report.
+pub(super) fn resolve_names(file: &FileConfig, source: &Source<'_>) -> Result<Answers, ConfigError> {
+    let mut answers = Answers::default();
+    for (group, section) in &file.upstreams {
+        let lists = [("servers", &section.servers), ("backup", &section.backup)];
+        for (list, entries) in lists {
+            for (i, entry) in entries.iter().enumerate() {
+                let (text, _) = entry_parts(entry.get_ref());
+                let Ok(ServerAddr::Name(name)) = ServerAddr::parse(text) else {
+                    continue;
+                };
+                if answers.get(&name).is_some() {
+                    continue;
+                }
+                let found = resolve_now(&name).map_err(|why| {
+                    let key = format!("upstreams.{group}.{list}[{i}]");
+                    source.error(Some(entry.span()), &key, format!("cannot resolve {name}: {why}"))
+                })?;
+                answers.insert(name, found);
+            }
+        }
+    }
+    Ok(answers)
+}
+
+fn resolve_now(name: &ServerName) -> Result<Vec<SocketAddr>, String> {
+    let found: Vec<SocketAddr> = (name.host(), name.port())
+        .to_socket_addrs()
+        .map_err(|e| e.to_string())?
+        .collect();
+    if found.is_empty() {
+        return Err("the name has no addresses".to_string());
+    }
+    Ok(found)
+}
