@@ -82,20 +82,6 @@ fn main() -> ExitCode {
     }
 }
 
-/// Reload the config file, or say why not and keep serving the old one.
-fn reload(running: &mut serve::Running, path: Option<&Path>) {
-    let Some(path) = path else {
-        eprintln!(
-            "switchyard: SIGHUP ignored: there is no config file to reload (switchyard proxy)"
-        );
-        return;
-    };
-    match config::load(path) {
-        Ok(config) => eprintln!("switchyard: {}", running.reload(&config)),
-        Err(e) => eprintln!("switchyard: reload refused, still serving the previous config: {e}"),
-    }
-}
-
 fn bad_input(message: &str) -> ExitCode {
     eprintln!("{message}");
     ExitCode::from(BAD_INPUT)
@@ -128,19 +114,11 @@ fn run(config: Config, log_format: Option<LogFormat>, reload_from: Option<&Path>
         .then(|| log_format.unwrap_or(config.log.format));
     let result = runtime.block_on(async {
         let observer = Arc::new(Observer::new(access_log));
-        let mut running = serve::start(&config, observer).await?;
+        let running = serve::start(config, observer).await?;
         running.announce();
-        let mut hangups = serve::reload_signals();
-        let stop = serve::stop_signal();
-        tokio::pin!(stop);
-        loop {
-            tokio::select! {
-                () = &mut stop => break,
-                Some(()) = async { hangups.as_mut()?.recv().await } => reload(&mut running, reload_from),
-            }
-        }
-        eprintln!("switchyard: stopping; letting in-flight requests finish");
-        running.stop().await
+        running
+            .serve_until(serve::stop_signal(), reload_from.map(Path::to_path_buf))
+            .await
     });
     match result {
         Ok(()) => {

@@ -83,3 +83,30 @@ async fn server_settings_changed_on_reload_are_reported_as_needing_a_restart() {
         "{line}"
     );
 }
+
+#[tokio::test]
+async fn reload_closes_idle_pooled_connections_to_removed_servers_at_once() {
+    let old = Origin::healthy("old").await;
+    let new = Origin::healthy("new").await;
+    let file = TempConfig::new("reload-pool", &config_for(old.addr()));
+    let proxy = Running::start(&["run", "-c", file.path.to_str().unwrap()]);
+    let reply = within(10, "GET", client::get(proxy.addr, "/"))
+        .await
+        .unwrap();
+    assert_eq!(reply.body, "old");
+
+    std::fs::write(&file.path, config_for(new.addr())).unwrap();
+    proxy.hangup();
+    let line = proxy.wait_for_stderr("switchyard: reloaded").await;
+    assert!(
+        line.contains("closed 1 idle connection(s) to removed servers"),
+        "{line}"
+    );
+    within(5, "old connection closed", async {
+        while old.stats().ended < 1 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+    assert_eq!(old.stats().connections, 1);
+}

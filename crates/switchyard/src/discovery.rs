@@ -104,7 +104,10 @@ fn check_host(host: &str) -> Result<(), &'static str> {
         if label.is_empty() || label.len() > MAX_LABEL {
             return Err("each dot-separated part must have 1 to 63 characters");
         }
-        if !label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
+        if !label
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        {
             return Err("use only letters, digits, '-' and '.'");
         }
         if label.starts_with('-') || label.ends_with('-') {
@@ -185,7 +188,9 @@ impl Answers {
     ) -> Result<Answers, (ServerName, io::Error)> {
         let mut answers = Answers::default();
         for name in names {
-            let found = lookup(resolver, name).await.map_err(|e| (name.clone(), e))?;
+            let found = lookup(resolver, name)
+                .await
+                .map_err(|e| (name.clone(), e))?;
             answers.insert(name.clone(), found);
         }
         Ok(answers)

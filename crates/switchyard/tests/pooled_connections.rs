@@ -138,7 +138,10 @@ async fn wait_idle(pool: &switchyard::UpstreamPool, idle: usize) {
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    panic!("wanted {idle} idle connection(s), have {}", pool.idle_connections());
+    panic!(
+        "wanted {idle} idle connection(s), have {}",
+        pool.idle_connections()
+    );
 }
 
 #[tokio::test]

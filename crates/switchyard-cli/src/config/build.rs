@@ -2,6 +2,7 @@
 //! `ServerOptions`, upstream groups (`Backends`, `PeerOptions`) and routes
 //! with their retry policies. One place turns the format into behaviour.
 
+use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -386,8 +387,8 @@ impl Servers<'_> {
                         return Err(source.error(span(), &key, message));
                     };
                     for &addr in addresses {
-                        if !self.seen.contains_key(&addr) {
-                            self.seen.insert(addr, false);
+                        if let Entry::Vacant(unseen) = self.seen.entry(addr) {
+                            unseen.insert(false);
                             backends.push(Backend { addr, weight });
                         }
                     }

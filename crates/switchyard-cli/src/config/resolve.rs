@@ -25,9 +25,9 @@ impl ServerAddr {
         if let Ok(addr) = text.trim().parse() {
             return Ok(ServerAddr::Ip(addr));
         }
-        ServerName::parse(text).map(ServerAddr::Name).map_err(|why| {
-            format!("{text:?} is not ip:port or host:port: {why}")
-        })
+        ServerName::parse(text)
+            .map(ServerAddr::Name)
+            .map_err(|why| format!("{text:?} is not ip:port or host:port: {why}"))
     }
 }
 
@@ -41,7 +41,10 @@ pub(super) fn entry_parts(entry: &ServerEntry) -> (&str, u32) {
 
 /// Resolve every server name in `file` with the system resolver. Entries
 /// that are not addresses at all are left for the build to report.
-pub(super) fn resolve_names(file: &FileConfig, source: &Source<'_>) -> Result<Answers, ConfigError> {
+pub(super) fn resolve_names(
+    file: &FileConfig,
+    source: &Source<'_>,
+) -> Result<Answers, ConfigError> {
     let mut answers = Answers::default();
     for (group, section) in &file.upstreams {
         let lists = [("servers", &section.servers), ("backup", &section.backup)];
@@ -56,7 +59,11 @@ pub(super) fn resolve_names(file: &FileConfig, source: &Source<'_>) -> Result<An
                 }
                 let found = resolve_now(&name).map_err(|why| {
                     let key = format!("upstreams.{group}.{list}[{i}]");
-                    source.error(Some(entry.span()), &key, format!("cannot resolve {name}: {why}"))
+                    source.error(
+                        Some(entry.span()),
+                        &key,
+                        format!("cannot resolve {name}: {why}"),
+                    )
                 })?;
                 answers.insert(name, found);
             }

@@ -107,7 +107,10 @@ fn addr(text: &str) -> std::net::SocketAddr {
 fn a_server_name_is_every_address_it_resolves_to_with_its_weight() {
     use switchyard::discovery::ServerName;
 
-    let text = named(r#"{ addr = "localhost:9001", weight = 2 }, "127.0.0.1:9002""#, "");
+    let text = named(
+        r#"{ addr = "localhost:9001", weight = 2 }, "127.0.0.1:9002""#,
+        "",
+    );
     let config = parse(&text, "names.toml").unwrap();
     let app = &config.groups["app"];
     let name = ServerName::parse("localhost:9001").unwrap();
@@ -141,8 +144,9 @@ fn server_names_and_resolve_every_are_checked() {
          \"local_host\" is not a host name: use only letters, digits, '-' and '.'"
     );
     assert!(
-        error_of(&named(r#""localhost""#, ""))
-            .ends_with("\"localhost\" is not ip:port or host:port: there is no port: write host:port")
+        error_of(&named(r#""localhost""#, "")).ends_with(
+            "\"localhost\" is not ip:port or host:port: there is no port: write host:port"
+        )
     );
     assert_eq!(
         error_of(&named(r#""127.0.0.1:80""#, r#""127.0.0.1:80""#)),

@@ -78,7 +78,7 @@ async fn demo(keep_running: bool, log_format: Option<LogFormat>) -> Result<(), S
             let _ = sender.send(request.clone());
         }
     });
-    let running = serve::start(&config, Arc::new(observer)).await?;
+    let running = serve::start(config, Arc::new(observer)).await?;
     let proxy = *running
         .listening
         .first()

@@ -121,6 +121,10 @@ async fn the_system_resolver_finds_localhost_in_the_hosts_file() {
         .resolve(&name("localhost:8080"))
         .await
         .unwrap();
-    assert!(found.iter().all(|a| a.ip().is_loopback() && a.port() == 8080));
+    assert!(
+        found
+            .iter()
+            .all(|a| a.ip().is_loopback() && a.port() == 8080)
+    );
     assert!(!found.is_empty());
 }

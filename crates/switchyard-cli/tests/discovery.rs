@@ -1,0 +1,132 @@
+//! Servers given by name are re-resolved while serving: when the answer
+//! changes, new requests go to the new addresses, a request in flight
+//! finishes where it began, idle connections to the old address close, and
+//! a lookup that fails keeps the previous addresses.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use switchyard::discovery::{Lookup, Resolve, ServerName};
+use switchyard_cli::config;
+use switchyard_cli::observe::Observer;
+use switchyard_cli::serve;
+use switchyard_testkit::{Behavior, Origin, Script, client, within};
+use tokio::sync::oneshot;
+
+/// Answers the test sets; a name without one fails to resolve.
+#[derive(Debug, Default)]
+struct Table(Mutex<HashMap<ServerName, Vec<SocketAddr>>>);
+
+impl Table {
+    fn set(&self, name: &ServerName, addresses: &[SocketAddr]) {
+        self.0
+            .lock()
+            .unwrap()
+            .insert(name.clone(), addresses.to_vec());
+    }
+
+    fn forget(&self, name: &ServerName) {
+        self.0.lock().unwrap().remove(name);
+    }
+}
+
+impl Resolve for Table {
+    fn resolve<'a>(&'a self, name: &'a ServerName) -> Lookup<'a> {
+        let found = self.0.lock().unwrap().get(name).cloned();
+        Box::pin(async move { found.ok_or_else(|| std::io::Error::other("no such name")) })
+    }
+}
+
+/// A proxy for one group whose only server is `name`, re-resolved every
+/// 100 ms by `table`; returns its address and the means to stop it.
+async fn proxy_for(
+    name: &ServerName,
+    table: Arc<Table>,
+) -> (
+    SocketAddr,
+    oneshot::Sender<()>,
+    tokio::task::JoinHandle<Result<(), String>>,
+) {
+    let text = format!(
+        "[server]\nlisten = [\"127.0.0.1:0\"]\n\
+         [upstreams.app]\nservers = [\"{name}\"]\nresolve_every = \"100ms\"\n"
+    );
+    let config = config::parse(&text, "discovery.toml").unwrap();
+    let running = serve::start_with_resolver(config, Arc::new(Observer::new(None)), table)
+        .await
+        .unwrap();
+    let addr = running.listening[0];
+    let (stop, stopped) = oneshot::channel();
+    let task = tokio::spawn(running.serve_until(
+        async {
+            stopped.await.ok();
+        },
+        None,
+    ));
+    (addr, stop, task)
+}
+
+/// GETs `/` until the body is `want`, or fails after 5 s.
+async fn until_served_by(addr: SocketAddr, want: &str) {
+    within(5, "requests to move", async {
+        loop {
+            let reply = client::get(addr, "/").await.unwrap();
+            assert_eq!(reply.status, 200);
+            if reply.body == want {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_changed_answer_moves_new_requests_and_closes_idle_connections_to_the_old_address() {
+    let slow_then_ok = Script::from_fn(|step| match step.path.as_str() {
+        "/slow" => Behavior::ok().after(Duration::from_millis(600)),
+        _ => Behavior::ok(),
+    });
+    let old = Origin::start("old", slow_then_ok).await;
+    let new = Origin::healthy("new").await;
+    // The config loads with the system resolver (localhost is in the hosts
+    // file, so no DNS query leaves the machine); the table takes over after.
+    let name = ServerName::parse(&format!("localhost:{}", old.addr().port())).unwrap();
+    let table = Arc::new(Table::default());
+    table.set(&name, &[old.addr()]);
+    let (addr, stop, task) = proxy_for(&name, Arc::clone(&table)).await;
+
+    let reply = within(10, "GET", client::get(addr, "/")).await.unwrap();
+    assert_eq!(reply.body, "old");
+    let in_flight = tokio::spawn(client::get(addr, "/slow"));
+    old.wait_for_requests(2, 5).await;
+
+    table.set(&name, &[new.addr()]);
+    until_served_by(addr, "new").await;
+    let finished = within(10, "in-flight", in_flight).await.unwrap().unwrap();
+    assert_eq!(finished.status, 200);
+    assert_eq!(
+        finished.body, "old",
+        "the request in flight finished where it began"
+    );
+    // Both connections to the old address close: the idle one when the
+    // answer changed, the busy one when its response ended.
+    within(5, "old connections closed", async {
+        while old.stats().ended < old.stats().connections {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+
+    // The resolver fails now: the last good address stays in use.
+    table.forget(&name);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let reply = within(10, "GET", client::get(addr, "/")).await.unwrap();
+    assert_eq!(reply.body, "new");
+
+    stop.send(()).unwrap();
+    within(10, "stop", task).await.unwrap().unwrap();
+}
