@@ -114,7 +114,7 @@ fn a_server_name_is_every_address_it_resolves_to_with_its_weight() {
     let config = parse(&text, "names.toml").unwrap();
     let app = &config.groups["app"];
     let name = ServerName::parse("localhost:9001").unwrap();
-    assert_eq!(app.names, [name.clone()]);
+    assert_eq!(app.names, std::slice::from_ref(&name));
     assert_eq!(app.resolve_every, std::time::Duration::from_secs(1));
     let resolved = config.answers.get(&name).unwrap().to_vec();
     assert!(!resolved.is_empty());
