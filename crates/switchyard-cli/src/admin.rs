@@ -18,6 +18,8 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 use tracing::{debug, warn};
 
+use switchyard::discovery::Answers;
+
 use crate::config::{Config, Group};
 use crate::observe::Observer;
 
@@ -26,9 +28,19 @@ use crate::observe::Observer;
 pub struct Admin {
     /// Metrics source.
     pub observer: Arc<Observer>,
-    /// The effective config as TOML, and the upstream groups (for
-    /// `/upstreams`); replaced on reload.
-    current: RwLock<(String, Vec<Arc<Group>>)>,
+    /// What the config views show; replaced on reload.
+    current: RwLock<Arc<View>>,
+}
+
+/// The parts of a config the admin endpoints show.
+#[derive(Debug)]
+struct View {
+    /// The effective config as TOML (`/config`).
+    toml: String,
+    /// The upstream groups (`/upstreams`).
+    groups: Vec<Arc<Group>>,
+    /// What server names resolved to (`/upstreams`).
+    answers: Answers,
 }
 
 impl Admin {
@@ -36,19 +48,27 @@ impl Admin {
     pub fn new(observer: Arc<Observer>, config: &Config) -> Self {
         Admin {
             observer,
-            current: RwLock::new(Self::views(config)),
+            current: RwLock::new(Self::view(config)),
         }
     }
 
     /// Show `config` from now on.
     pub fn update(&self, config: &Config) {
-        *self.current.write().unwrap_or_else(|p| p.into_inner()) = Self::views(config);
+        *self.current.write().unwrap_or_else(|p| p.into_inner()) = Self::view(config);
     }
 
-    fn views(config: &Config) -> (String, Vec<Arc<Group>>) {
+    fn view(config: &Config) -> Arc<View> {
         let toml = toml::to_string_pretty(&config.effective)
             .unwrap_or_else(|e| format!("# the config could not be shown: {e}\n"));
-        (toml, config.groups.values().cloned().collect())
+        Arc::new(View {
+            toml,
+            groups: config.groups.values().cloned().collect(),
+            answers: config.answers.clone(),
+        })
+    }
+
+    fn current(&self) -> Arc<View> {
+        Arc::clone(&self.current.read().unwrap_or_else(|p| p.into_inner()))
     }
 }
 
@@ -98,24 +118,16 @@ fn answer(admin: &Admin, request: &Request<Incoming>) -> Response<Full<Bytes>> {
             "application/openmetrics-text; version=1.0.0; charset=utf-8",
         ),
         "/healthz" => text(StatusCode::OK, "ok\n".to_string(), "text/plain"),
-        "/upstreams" => {
-            let groups = admin
-                .current
-                .read()
-                .unwrap_or_else(|p| p.into_inner())
-                .1
-                .clone();
-            text(StatusCode::OK, upstreams(&groups), "application/json")
-        }
-        "/config" => {
-            let toml = admin
-                .current
-                .read()
-                .unwrap_or_else(|p| p.into_inner())
-                .0
-                .clone();
-            text(StatusCode::OK, toml, "application/toml")
-        }
+        "/upstreams" => text(
+            StatusCode::OK,
+            upstreams(&admin.current()),
+            "application/json",
+        ),
+        "/config" => text(
+            StatusCode::OK,
+            admin.current().toml.clone(),
+            "application/toml",
+        ),
         _ => text(
             StatusCode::NOT_FOUND,
             "try /metrics, /healthz, /upstreams or /config\n".to_string(),
@@ -124,10 +136,12 @@ fn answer(admin: &Admin, request: &Request<Incoming>) -> Response<Full<Bytes>> {
     }
 }
 
-/// `/upstreams`: every group's servers with their health, as JSON.
-fn upstreams(groups: &[Arc<Group>]) -> String {
+/// `/upstreams`: every group's servers with their health, and the
+/// addresses its server names resolved to, as JSON.
+fn upstreams(view: &View) -> String {
     let now = std::time::Instant::now();
-    let groups: Vec<serde_json::Value> = groups
+    let groups: Vec<serde_json::Value> = view
+        .groups
         .iter()
         .map(|group| {
             let servers: Vec<serde_json::Value> = group
@@ -147,11 +161,24 @@ fn upstreams(groups: &[Arc<Group>]) -> String {
                     })
                 })
                 .collect();
+            let names: Vec<serde_json::Value> = group
+                .names
+                .iter()
+                .map(|name| {
+                    let addresses = view.answers.get(name).unwrap_or_default();
+                    serde_json::json!({
+                        "name": name.to_string(),
+                        "addresses": addresses.iter().map(|a| a.to_string()).collect::<Vec<_>>(),
+                        "resolve_every_ms": group.resolve_every.as_millis() as u64,
+                    })
+                })
+                .collect();
             serde_json::json!({
                 "name": group.name,
                 "checks": group.checks.is_some(),
                 "panic": group.health.in_panic(now),
                 "servers": servers,
+                "names": names,
             })
         })
         .collect();

@@ -4,6 +4,8 @@
 //! a lookup that fails keeps the previous addresses.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -129,4 +131,30 @@ async fn a_changed_answer_moves_new_requests_and_closes_idle_connections_to_the_
 
     stop.send(()).unwrap();
     within(10, "stop", task).await.unwrap().unwrap();
+}
+
+#[tokio::test]
+async fn the_binary_serves_a_server_given_by_name_and_shows_what_it_resolved_to() {
+    let origin = Origin::healthy("named").await;
+    let name = format!("localhost:{}", origin.addr().port());
+    let file = common::TempConfig::new(
+        "named",
+        &format!(
+            "[server]\nlisten = [\"127.0.0.1:0\"]\nadmin = \"127.0.0.1:0\"\n\
+             [upstreams.app]\nservers = [\"{name}\"]\n"
+        ),
+    );
+    let proxy = common::Running::start(&["run", "-c", file.path.to_str().unwrap()]);
+    let reply = within(10, "GET", client::get(proxy.addr, "/")).await.unwrap();
+    assert_eq!(reply.body, "named");
+    let upstreams = common::admin_get(proxy.admin.unwrap(), "/upstreams").await;
+    let json: serde_json::Value = serde_json::from_str(&upstreams).unwrap();
+    let names = &json["upstreams"][0]["names"][0];
+    assert_eq!(names["name"], name.as_str(), "{upstreams}");
+    assert_eq!(names["resolve_every_ms"], 30_000, "the default");
+    let addresses = names["addresses"].as_array().unwrap();
+    assert!(
+        addresses.contains(&serde_json::Value::from(origin.addr().to_string())),
+        "{upstreams}"
+    );
 }
