@@ -145,7 +145,9 @@ async fn the_binary_serves_a_server_given_by_name_and_shows_what_it_resolved_to(
         ),
     );
     let proxy = common::Running::start(&["run", "-c", file.path.to_str().unwrap()]);
-    let reply = within(10, "GET", client::get(proxy.addr, "/")).await.unwrap();
+    let reply = within(10, "GET", client::get(proxy.addr, "/"))
+        .await
+        .unwrap();
     assert_eq!(reply.body, "named");
     let upstreams = common::admin_get(proxy.admin.unwrap(), "/upstreams").await;
     let json: serde_json::Value = serde_json::from_str(&upstreams).unwrap();

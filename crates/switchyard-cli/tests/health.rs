@@ -8,7 +8,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::{Running, TempConfig, admin_get};
-use switchyard_testkit::{Blackhole, Origin, client, refused_addr, within};
+use switchyard_testkit::{Behavior, Blackhole, Origin, Script, client, refused_addr, within};
 
 #[tokio::test]
 async fn outlier_ejection_alone_makes_a_blackholed_primary_cost_two_requests() {
@@ -112,6 +112,87 @@ async fn active_checks_take_a_server_down_and_bring_it_back_after_rise() {
     });
     let up = wait_for(admin, |s| server(s)["check"] == "up").await;
     assert_eq!(server(&up)["usable"], true);
+}
+
+#[tokio::test]
+async fn the_ejection_cap_keeps_half_the_servers_in_and_says_why() {
+    let dead = [
+        refused_addr().await,
+        refused_addr().await,
+        refused_addr().await,
+    ];
+    let alive = Origin::healthy("alive").await;
+    let servers: Vec<String> = dead
+        .iter()
+        .chain([&alive.addr()])
+        .map(|a| format!("\"{a}\""))
+        .collect();
+    let text = format!(
+        "[server]\nlisten = [\"127.0.0.1:0\"]\nadmin = \"127.0.0.1:0\"\n\
+         [upstreams.app]\nservers = [{}]\nconnect_hedging = false\n\
+         [upstreams.app.retry]\nmax_attempts = 4\n",
+        servers.join(", ")
+    );
+    let file = TempConfig::new("cap", &text);
+    let proxy = Running::start(&["run", "-c", file.path.to_str().unwrap()]);
+    for i in 0..40 {
+        let reply = within(10, "request", client::get(proxy.addr, "/"))
+            .await
+            .unwrap();
+        assert_eq!(reply.status, 200, "request {i}");
+    }
+    let upstreams = admin_get(proxy.admin.unwrap(), "/upstreams").await;
+    let state: serde_json::Value = serde_json::from_str(&upstreams).unwrap();
+    let servers = state["upstreams"][0]["servers"].as_array().unwrap();
+    let ejected = servers[..3].iter().filter(|s| s["usable"] == false).count();
+    assert_eq!(ejected, 2, "4 servers, cap 50%: {upstreams}");
+    let kept = servers[..3].iter().find(|s| s["usable"] == true).unwrap();
+    let reason = kept["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("not ejected: 2 of 4 already ejected (cap 50%)"),
+        "{reason}"
+    );
+    assert_eq!(servers[3]["usable"], true);
+}
+
+#[tokio::test]
+async fn in_panic_mode_servers_marked_down_take_traffic_again() {
+    // Two of three servers fail their health check but serve requests fine
+    // (a broken check): with one of three usable, below the 50% panic
+    // threshold, all three are used rather than the one left.
+    let failing_check = || {
+        Script::from_fn(|step| match step.path.as_str() {
+            "/health" => Behavior::status(503),
+            _ => Behavior::ok(),
+        })
+    };
+    let a = Origin::start("a", failing_check()).await;
+    let b = Origin::start("b", failing_check()).await;
+    let c = Origin::healthy("c").await;
+    let text = format!(
+        "[server]\nlisten = [\"127.0.0.1:0\"]\nadmin = \"127.0.0.1:0\"\n\
+         [upstreams.app]\nservers = [\"{}\", \"{}\", \"{}\"]\n\
+         [upstreams.app.health_check]\nkind = \"http\"\npath = \"/health\"\n\
+         interval = \"50ms\"\ndown_interval = \"50ms\"\nfall = 2\n",
+        a.addr(),
+        b.addr(),
+        c.addr()
+    );
+    let file = TempConfig::new("panic", &text);
+    let proxy = Running::start(&["run", "-c", file.path.to_str().unwrap()]);
+    let admin = proxy.admin.unwrap();
+    let down = |s: &serde_json::Value, i: usize| s["upstreams"][0]["servers"][i]["check"] == "down";
+    let state = wait_for(admin, |s| down(s, 0) && down(s, 1)).await;
+    assert_eq!(state["upstreams"][0]["panic"], true, "{state}");
+    let mut seen = std::collections::BTreeSet::new();
+    for _ in 0..12 {
+        let reply = within(10, "request", client::get(proxy.addr, "/"))
+            .await
+            .unwrap();
+        assert_eq!(reply.status, 200);
+        seen.insert(String::from_utf8_lossy(&reply.body).to_string());
+    }
+    assert_eq!(seen.len(), 3, "all three served: {seen:?}");
 }
 
 #[tokio::test]
