@@ -5,6 +5,9 @@
 # counters are zeroed after a warm-up, then wrk sends a fixed-length load.
 #
 #   bench/instructions.sh [path/to/switchyard]      (default: target/release/switchyard)
+#   SCENARIO=failover bench/instructions.sh ...     (the primary refuses connections and
+#                                                   active checks hold it down; requests
+#                                                   go to the backup, as in bench.py failover)
 #
 # Prints "requests N  instructions/request M". Needs nginx, wrk, valgrind.
 set -euo pipefail
@@ -23,6 +26,21 @@ http { access_log off; keepalive_requests 1000000;
   client_body_temp_path $W/t; proxy_temp_path $W/t; fastcgi_temp_path $W/t; uwsgi_temp_path $W/t; scgi_temp_path $W/t;
   server { listen 127.0.0.1:18180; location / { return 200 "ok\n"; } } }
 CONF
+if [ "${SCENARIO:-}" = failover ]; then
+    # Nothing listens on 18189: the checks take it down within a second.
+    UPSTREAM='servers = ["127.0.0.1:18189"]
+backup = ["127.0.0.1:18180"]
+pool_size = 128
+[upstreams.backend.health_check]
+interval = "1s"
+down_interval = "1s"
+timeout = "1s"
+fall = 1
+rise = 2'
+else
+    UPSTREAM='servers = ["127.0.0.1:18180"]
+pool_size = 128'
+fi
 cat > "$W/switchyard.toml" <<CONF
 [server]
 listen = ["127.0.0.1:18183"]
@@ -30,8 +48,7 @@ workers = 1
 [log]
 access = false
 [upstreams.backend]
-servers = ["127.0.0.1:18180"]
-pool_size = 128
+$UPSTREAM
 CONF
 nginx -c "$W/backend.conf" & NG=$!
 valgrind --tool=callgrind --callgrind-out-file="$W/cg.out" "$BIN" run -c "$W/switchyard.toml" 2>/dev/null & SY=$!
