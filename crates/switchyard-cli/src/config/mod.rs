@@ -64,8 +64,10 @@ impl Source<'_> {
     ) -> ConfigError {
         ConfigError {
             file: self.file.to_string(),
+            // Without the text (a config made in code, or rebuilt from a
+            // checked one) a span cannot be turned into a place.
             at: span
-                .filter(|s| s.end > 0)
+                .filter(|s| s.end > 0 && !self.text.is_empty())
                 .map(|s| line_column(self.text, s.start)),
             key: key.to_string(),
             message: message.into(),
