@@ -120,6 +120,8 @@ fn run(config: Config, log_format: Option<LogFormat>, reload_from: Option<&Path>
             .serve_until(serve::stop_signal(), reload_from.map(Path::to_path_buf))
             .await
     });
+    // A name lookup still blocked in the resolver must not hold up the exit.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
     match result {
         Ok(()) => {
             eprintln!("switchyard: stopped");

@@ -2,8 +2,7 @@
 //! `ServerOptions`, upstream groups (`Backends`, `PeerOptions`) and routes
 //! with their retry policies. One place turns the format into behaviour.
 
-use std::collections::hash_map::Entry;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -59,19 +58,26 @@ pub struct Config {
 
 impl Config {
     /// The same config with server names resolved to `answers` instead: how
-    /// a changed DNS answer is applied. Every check passed already, so an
-    /// error here means `answers` lacks one of the names.
-    pub fn with_answers(&self, answers: Answers) -> Result<Config, ConfigError> {
+    /// a changed DNS answer is applied. Only the groups that use a name in
+    /// `changed` are rebuilt; the others are kept as they are (the same
+    /// `Arc<Group>`, selection state and all). Every check passed already,
+    /// so an error here means `answers` lacks one of the names.
+    pub fn with_answers(
+        &self,
+        answers: Answers,
+        changed: &[ServerName],
+    ) -> Result<Config, ConfigError> {
         let source = Source {
             file: &self.origin,
             text: "",
         };
-        build(self.effective.clone(), &source, answers)
-    }
-
-    /// The names of every group's servers given as `host:port`.
-    pub fn server_names(&self) -> impl Iterator<Item = &ServerName> {
-        self.groups.values().flat_map(|group| &group.names)
+        let unchanged = self
+            .groups
+            .iter()
+            .filter(|(_, group)| !group.names.iter().any(|n| changed.contains(n)))
+            .map(|(name, group)| (name.clone(), Arc::clone(group)))
+            .collect();
+        build(self.effective.clone(), &source, answers, &unchanged)
     }
 }
 
@@ -160,10 +166,13 @@ pub struct Route {
     pub policy: RetryPolicy,
 }
 
+/// Build `file`, taking the groups in `keep` as they are instead of
+/// building them again.
 pub(super) fn build(
     file: FileConfig,
     source: &Source<'_>,
     answers: Answers,
+    keep: &BTreeMap<String, Arc<Group>>,
 ) -> Result<Config, ConfigError> {
     let server = &file.server;
     if server.listen.is_empty() {
@@ -210,8 +219,11 @@ pub(super) fn build(
     }
     let mut groups = BTreeMap::new();
     for (name, section) in &file.upstreams {
-        let built = group(source, name, section, &answers)?;
-        groups.insert(name.clone(), Arc::new(built));
+        let built = match keep.get(name) {
+            Some(kept) => Arc::clone(kept),
+            None => Arc::new(group(source, name, section, &answers)?),
+        };
+        groups.insert(name.clone(), built);
     }
     let routes = routes(source, &file.routes, &file.upstreams, &groups)?;
     Ok(Config {
@@ -259,7 +271,8 @@ fn group(
     let key = format!("upstreams.{name}");
     let mut found = Servers {
         answers,
-        seen: HashMap::new(),
+        explicit: explicit_addresses(&section.servers, &section.backup),
+        seen: HashSet::new(),
         names: Vec::new(),
     };
     let primaries = found.expand(source, &section.servers, &format!("{key}.servers"))?;
@@ -344,16 +357,35 @@ fn group(
 const MIN_RESOLVE_EVERY: Duration = Duration::from_millis(100);
 
 /// A group's server entries turned into backends, names expanded to the
-/// addresses they resolved to. An address is in a group once, where it is
-/// first listed (primaries before backups): an address a name resolves to
-/// adds nothing when it is listed already, and an `ip:port` listed twice
-/// is an error.
+/// addresses they resolved to. An address is in a group once: an `ip:port`
+/// listed twice is an error, and an address a name resolves to adds nothing
+/// when it is listed as `ip:port` anywhere in the group (that entry's weight
+/// and tier stand, whatever DNS says) or came from a name before.
 struct Servers<'a> {
     answers: &'a Answers,
-    /// Each address in the group so far, and whether it was given as `ip:port`.
-    seen: HashMap<SocketAddr, bool>,
+    /// Every address the group gives as `ip:port`.
+    explicit: HashSet<SocketAddr>,
+    /// Each address in the group so far.
+    seen: HashSet<SocketAddr>,
     /// The names met, in order.
     names: Vec<ServerName>,
+}
+
+/// The addresses the entries give as `ip:port`.
+fn explicit_addresses(
+    primaries: &[Spanned<ServerEntry>],
+    backups: &[Spanned<ServerEntry>],
+) -> HashSet<SocketAddr> {
+    primaries
+        .iter()
+        .chain(backups)
+        .filter_map(
+            |entry| match ServerAddr::parse(entry_parts(entry.get_ref()).0) {
+                Ok(ServerAddr::Ip(addr)) => Some(addr),
+                _ => None,
+            },
+        )
+        .collect()
 }
 
 impl Servers<'_> {
@@ -372,23 +404,20 @@ impl Servers<'_> {
                 return Err(source.error(span(), &format!("{key}.weight"), "must be at least 1"));
             }
             match ServerAddr::parse(text).map_err(|why| source.error(span(), &key, why))? {
-                ServerAddr::Ip(addr) => match self.seen.insert(addr, true) {
-                    None => backends.push(Backend { addr, weight }),
-                    Some(true) => {
+                ServerAddr::Ip(addr) => {
+                    if !self.seen.insert(addr) {
                         let message = format!("{addr} is listed twice in this group");
                         return Err(source.error(span(), &key, message));
                     }
-                    // A name listed before resolved to it: listed already.
-                    Some(false) => {}
-                },
+                    backends.push(Backend { addr, weight });
+                }
                 ServerAddr::Name(name) => {
                     let Some(addresses) = self.answers.get(&name) else {
                         let message = format!("{name} was not resolved");
                         return Err(source.error(span(), &key, message));
                     };
                     for &addr in addresses {
-                        if let Entry::Vacant(unseen) = self.seen.entry(addr) {
-                            unseen.insert(false);
+                        if !self.explicit.contains(&addr) && self.seen.insert(addr) {
                             backends.push(Backend { addr, weight });
                         }
                     }

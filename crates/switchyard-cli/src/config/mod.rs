@@ -6,9 +6,12 @@
 //! proxy.toml:12:11: upstreams.app.servers[1]: "127.0.0.1:99999" is not ip:port or host:port: "99999" is not a port number
 //! ```
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::ops::Range;
 use std::path::Path;
+
+use switchyard::discovery::Answers;
 
 mod build;
 pub mod file;
@@ -85,8 +88,17 @@ fn line_column(text: &str, offset: usize) -> (usize, usize) {
     (line, column)
 }
 
-/// Read, parse and check the config at `path`.
+/// Read, parse and check the config at `path`. Servers given as
+/// `host:port` are resolved now, blocking: call it off the serving threads.
 pub fn load(path: &Path) -> Result<Config, ConfigError> {
+    load_keeping(path, &Answers::default()).map(|(config, _)| config)
+}
+
+/// [`load`] for a reload: a name that does not resolve now keeps the
+/// addresses it has in `previous` (what is being served), so a DNS blip
+/// does not refuse the reload. Returns the config and a note for each name
+/// that kept its previous addresses.
+pub fn load_keeping(path: &Path, previous: &Answers) -> Result<(Config, Vec<String>), ConfigError> {
     let file = path.display().to_string();
     let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
         file: file.clone(),
@@ -94,13 +106,21 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
         key: String::new(),
         message: format!("cannot read the file: {e}"),
     })?;
-    parse(&text, &file)
+    parse_keeping(&text, &file, previous)
 }
 
 /// Parse and check config `text`; `file` names it in errors. Servers given
 /// as `host:port` are resolved now, blocking: call it off the serving
 /// threads.
 pub fn parse(text: &str, file: &str) -> Result<Config, ConfigError> {
+    parse_keeping(text, file, &Answers::default()).map(|(config, _)| config)
+}
+
+fn parse_keeping(
+    text: &str,
+    file: &str,
+    previous: &Answers,
+) -> Result<(Config, Vec<String>), ConfigError> {
     let source = Source { file, text };
     let deserializer = toml::Deserializer::parse(text)
         .map_err(|e| source.error(e.span(), "", e.message().to_string()))?;
@@ -110,8 +130,9 @@ pub fn parse(text: &str, file: &str) -> Result<Config, ConfigError> {
         let key = if key == "." { String::new() } else { key };
         source.error(inner.span(), &key, inner.message().to_string())
     })?;
-    let answers = resolve::resolve_names(&parsed, &source)?;
-    build::build(parsed, &source, answers)
+    let (answers, notes) = resolve::resolve_names(&parsed, &source, previous)?;
+    let config = build::build(parsed, &source, answers, &BTreeMap::new())?;
+    Ok((config, notes))
 }
 
 /// Check and build a config made in code (the `proxy` one-liner's flags);
@@ -121,8 +142,8 @@ pub fn from_file_config(file: FileConfig, origin: &str) -> Result<Config, Config
         file: origin,
         text: "",
     };
-    let answers = resolve::resolve_names(&file, &source)?;
-    build::build(file, &source, answers)
+    let (answers, _) = resolve::resolve_names(&file, &source, &Answers::default())?;
+    build::build(file, &source, answers, &BTreeMap::new())
 }
 
 #[cfg(test)]

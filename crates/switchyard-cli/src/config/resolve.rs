@@ -39,13 +39,17 @@ pub(super) fn entry_parts(entry: &ServerEntry) -> (&str, u32) {
     }
 }
 
-/// Resolve every server name in `file` with the system resolver. Entries
-/// that are not addresses at all are left for the build to report.
+/// Resolve every server name in `file` with the system resolver. A name
+/// that does not resolve keeps its addresses in `previous` if it has some
+/// there (with a note saying so), else it is an error. Entries that are not
+/// addresses at all are left for the build to report.
 pub(super) fn resolve_names(
     file: &FileConfig,
     source: &Source<'_>,
-) -> Result<Answers, ConfigError> {
+    previous: &Answers,
+) -> Result<(Answers, Vec<String>), ConfigError> {
     let mut answers = Answers::default();
+    let mut notes = Vec::new();
     for (group, section) in &file.upstreams {
         let lists = [("servers", &section.servers), ("backup", &section.backup)];
         for (list, entries) in lists {
@@ -57,19 +61,25 @@ pub(super) fn resolve_names(
                 if answers.get(&name).is_some() {
                     continue;
                 }
-                let found = resolve_now(&name).map_err(|why| {
-                    let key = format!("upstreams.{group}.{list}[{i}]");
-                    source.error(
-                        Some(entry.span()),
-                        &key,
-                        format!("cannot resolve {name}: {why}"),
-                    )
-                })?;
+                let found = match (resolve_now(&name), previous.get(&name)) {
+                    (Ok(found), _) => found,
+                    (Err(why), Some(kept)) => {
+                        notes.push(format!(
+                            "cannot resolve {name} ({why}); keeping its previous addresses"
+                        ));
+                        kept.to_vec()
+                    }
+                    (Err(why), None) => {
+                        let key = format!("upstreams.{group}.{list}[{i}]");
+                        let message = format!("cannot resolve {name}: {why}");
+                        return Err(source.error(Some(entry.span()), &key, message));
+                    }
+                };
                 answers.insert(name, found);
             }
         }
     }
-    Ok(answers)
+    Ok((answers, notes))
 }
 
 fn resolve_now(name: &ServerName) -> Result<Vec<SocketAddr>, String> {

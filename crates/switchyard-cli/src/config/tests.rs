@@ -122,18 +122,21 @@ fn a_server_name_is_every_address_it_resolves_to_with_its_weight() {
     assert_eq!(primaries.len(), resolved.len() + 1);
     assert!(primaries[..resolved.len()].iter().all(|b| b.weight == 2));
 
-    // The name now stands for two addresses, one of them already listed:
-    // that one is not added twice.
+    // The name now stands for two addresses, one of them listed as
+    // ip:port after it: that one is not added twice, and stays where listed.
     let mut answers = config.answers.clone();
-    answers.insert(name, vec![addr("127.0.0.1:9002"), addr("127.0.0.1:9005")]);
-    let moved = config.with_answers(answers).unwrap();
+    answers.insert(
+        name.clone(),
+        vec![addr("127.0.0.1:9002"), addr("127.0.0.1:9005")],
+    );
+    let moved = config.with_answers(answers, &[name]).unwrap();
     let addrs: Vec<String> = moved.groups["app"]
         .backends
         .primaries()
         .iter()
         .map(|b| b.addr.to_string())
         .collect();
-    assert_eq!(addrs, ["127.0.0.1:9002", "127.0.0.1:9005"]);
+    assert_eq!(addrs, ["127.0.0.1:9005", "127.0.0.1:9002"]);
 }
 
 #[test]
@@ -157,4 +160,58 @@ fn server_names_and_resolve_every_are_checked() {
         error_of(&fast),
         "bad.toml: upstreams.app.resolve_every: must be at least 100ms"
     );
+}
+
+#[test]
+fn an_address_listed_as_ip_port_keeps_its_weight_and_tier_whatever_a_name_says() {
+    use switchyard::discovery::ServerName;
+
+    let text = named(
+        r#""localhost:9001""#,
+        r#"{ addr = "127.0.0.1:9009", weight = 5 }"#,
+    );
+    let config = parse(&text, "names.toml").unwrap();
+    let name = ServerName::parse("localhost:9001").unwrap();
+    let mut answers = config.answers.clone();
+    answers.insert(
+        name.clone(),
+        vec![addr("127.0.0.1:9001"), addr("127.0.0.1:9009")],
+    );
+    let moved = config.with_answers(answers, &[name]).unwrap();
+    let backends = &moved.groups["app"].backends;
+    let primaries: Vec<String> = backends
+        .primaries()
+        .iter()
+        .map(|b| b.addr.to_string())
+        .collect();
+    assert_eq!(primaries, ["127.0.0.1:9001"]);
+    assert_eq!(backends.backups()[0].addr, addr("127.0.0.1:9009"));
+    assert_eq!(backends.backups()[0].weight, 5);
+}
+
+#[test]
+fn a_changed_answer_rebuilds_only_the_groups_that_use_the_name() {
+    use switchyard::discovery::ServerName;
+
+    let text = "[server]\nlisten = [\"127.0.0.1:1\"]\n\
+                [upstreams.named]\nservers = [\"localhost:9001\"]\n\
+                [upstreams.fixed]\nservers = [\"127.0.0.1:9002\"]\n\
+                [[routes]]\npath_prefix = \"/a\"\nupstream = \"named\"\n\
+                [[routes]]\nupstream = \"fixed\"\n";
+    let config = parse(text, "two.toml").unwrap();
+    let name = ServerName::parse("localhost:9001").unwrap();
+    let mut answers = config.answers.clone();
+    answers.insert(name.clone(), vec![addr("127.0.0.1:9003")]);
+    let moved = config.with_answers(answers, &[name]).unwrap();
+    let same = |group: &str| std::sync::Arc::ptr_eq(&config.groups[group], &moved.groups[group]);
+    assert!(same("fixed"), "a group without the name is kept as it is");
+    assert!(!same("named"));
+    assert_eq!(
+        moved.groups["named"].backends.primaries()[0].addr,
+        addr("127.0.0.1:9003")
+    );
+    assert!(std::sync::Arc::ptr_eq(
+        &moved.routes[1].group,
+        &config.groups["fixed"]
+    ));
 }

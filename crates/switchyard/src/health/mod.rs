@@ -232,6 +232,9 @@ impl UpstreamHealth {
     /// ejections, counts): a config reload then does not forget that a
     /// server that stayed is down or ejected.
     pub fn adopt(&self, old: &UpstreamHealth) {
+        if std::ptr::eq(self, old) {
+            return;
+        }
         let old_peers = lock(&old.peers);
         let mut peers = lock(&self.peers);
         let mut impaired = 0;

@@ -127,7 +127,9 @@ impl Pool {
 
 /// A handle on a [`ProxyServer`](crate::ProxyServer)'s pool of idle
 /// upstream connections, for a caller whose set of servers changes at run
-/// time (a reload, a DNS answer that moved).
+/// time (a reload, a DNS answer that moved). The pool lives as long as any
+/// handle: one kept after its server stopped keeps the idle connections
+/// open until they time out.
 ///
 /// ```no_run
 /// # use switchyard::prelude::*;

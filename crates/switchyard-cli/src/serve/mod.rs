@@ -5,7 +5,6 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use switchyard::discovery::{Resolve, SystemResolver};
@@ -15,9 +14,11 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use crate::admin::{self, Admin};
-use crate::config::{self, Config};
+use crate::config::{Config, Group};
 use crate::observe::Observer;
 use crate::proxy::ConfigProxy;
+
+mod changes;
 
 /// A config being served.
 #[derive(Debug)]
@@ -31,8 +32,8 @@ pub struct Running {
     /// Each server's pool of idle upstream connections.
     pools: Vec<UpstreamPool>,
     admin_task: Option<JoinHandle<()>>,
-    /// Active health checks; dropping them stops them.
-    checkers: Vec<Checker>,
+    /// Active health checks by group; dropping one stops it.
+    checkers: BTreeMap<String, Checker>,
     proxy: ConfigProxy,
     /// The config being served: its groups' health carries over on a
     /// reload, and its server names are re-resolved.
@@ -106,15 +107,17 @@ pub async fn start_with_resolver(
 
 /// Start the active checks of every group that has them, each with a
 /// warning on stderr when a server changes state.
-fn start_checks(config: &Config) -> Vec<Checker> {
+fn start_checks(config: &Config) -> BTreeMap<String, Checker> {
     config
         .groups
-        .values()
-        .filter_map(|group| {
-            let options = group.checks.clone()?;
-            Some(checker::spawn(Arc::clone(&group.health), options))
-        })
+        .iter()
+        .filter_map(|(name, group)| Some((name.clone(), start_check(group)?)))
         .collect()
+}
+
+fn start_check(group: &Arc<Group>) -> Option<Checker> {
+    let options = group.checks.clone()?;
+    Some(checker::spawn(Arc::clone(&group.health), options))
 }
 
 fn fixed_part(config: &Config) -> FixedPart {
@@ -126,8 +129,8 @@ fn fixed_part(config: &Config) -> FixedPart {
     )
 }
 
-/// When each group with server names resolves them next: a group already
-/// scheduled in `before` keeps its time, a new one is due after its interval.
+/// When each group with server names resolves them next: after its
+/// interval, or sooner if it was due sooner in `before`.
 fn resolve_schedule(
     config: &Config,
     before: &BTreeMap<String, Instant>,
@@ -138,65 +141,16 @@ fn resolve_schedule(
         .iter()
         .filter(|(_, group)| !group.names.is_empty())
         .map(|(name, group)| {
+            let after_interval = now + group.resolve_every;
             let at = before
                 .get(name)
-                .copied()
-                .unwrap_or(now + group.resolve_every);
+                .map_or(after_interval, |&due| due.min(after_interval));
             (name.clone(), at)
         })
         .collect()
 }
 
 impl Running {
-    /// Serve until `stop` resolves. On SIGHUP, reload the config from
-    /// `reload_from`; server names are re-resolved as their groups say.
-    /// What happens is reported on standard error.
-    pub async fn serve_until(
-        mut self,
-        stop: impl Future<Output = ()>,
-        reload_from: Option<PathBuf>,
-    ) -> Result<(), String> {
-        let mut hangups = reload_signals();
-        tokio::pin!(stop);
-        loop {
-            let resolve_due = self.resolve_at.values().min().copied();
-            tokio::select! {
-                () = &mut stop => break,
-                Some(()) = async { hangups.as_mut()?.recv().await } => {
-                    self.reload_from(reload_from.as_deref()).await;
-                }
-                Some(()) = async { tokio::time::sleep_until(resolve_due?).await; Some(()) } => {
-                    if let Some(report) = self.resolve_due().await {
-                        eprintln!("switchyard: {report}");
-                    }
-                }
-            }
-        }
-        eprintln!("switchyard: stopping; letting in-flight requests finish");
-        self.stop().await
-    }
-
-    /// Reload the config file, or say why not and keep serving the old one.
-    async fn reload_from(&mut self, path: Option<&Path>) {
-        let Some(path) = path else {
-            eprintln!(
-                "switchyard: SIGHUP ignored: there is no config file to reload (switchyard proxy)"
-            );
-            return;
-        };
-        // Loading resolves server names, which may block: not on a serving thread.
-        let path = path.to_path_buf();
-        match tokio::task::spawn_blocking(move || config::load(&path)).await {
-            Ok(Ok(config)) => eprintln!("switchyard: {}", self.reload(config)),
-            Ok(Err(e)) => {
-                eprintln!("switchyard: reload refused, still serving the previous config: {e}")
-            }
-            Err(e) => {
-                eprintln!("switchyard: reload failed, still serving the previous config: {e}")
-            }
-        }
-    }
-
     /// Serve `config`'s routes and upstream groups from now on: new requests
     /// use them, requests in flight finish on the old ones, active checks
     /// restart for the new groups (servers that stayed in a group keep
@@ -218,58 +172,28 @@ impl Running {
         note
     }
 
-    /// Resolve the server names of every group that is due, and when an
-    /// answer changed, serve the groups rebuilt with the new addresses.
-    /// A lookup that fails keeps the name's previous addresses. Returns
-    /// what changed or failed, if anything did.
-    pub async fn resolve_due(&mut self) -> Option<String> {
-        let now = Instant::now();
-        let mut names = Vec::new();
-        for (group, at) in &mut self.resolve_at {
-            if *at > now {
-                continue;
-            }
-            if let Some(group) = self.config.groups.get(group) {
-                *at = now + group.resolve_every;
-                names.extend(group.names.iter().cloned());
-            }
-        }
-        names.sort();
-        names.dedup();
-        let refresh = self.config.answers.refresh(&*self.resolver, &names).await;
-        let mut report: Vec<String> = refresh
-            .failed
-            .iter()
-            .map(|(name, e)| format!("cannot resolve {name} ({e}); keeping its previous addresses"))
-            .collect();
-        if !refresh.changed.is_empty() {
-            report.extend(refresh.changed.iter().map(|name| {
-                let addresses = refresh.answers.get(name).unwrap_or_default();
-                format!("{name} now resolves to {}", list(addresses))
-            }));
-            match self.config.with_answers(refresh.answers) {
-                Ok(config) => {
-                    let closed = self.swap(config);
-                    report.push(format!(
-                        "upstream groups rebuilt; closed {closed} idle connection(s) to removed servers"
-                    ));
-                }
-                Err(e) => report.push(format!("the new addresses were not applied: {e}")),
-            }
-        }
-        (!report.is_empty()).then(|| report.join("; "))
-    }
-
     /// Serve `config` from now on (see [`reload`](Self::reload)); returns
     /// how many idle connections to removed servers were closed.
     fn swap(&mut self, config: Config) -> usize {
+        let mut old_checkers = std::mem::take(&mut self.checkers);
         for (name, group) in &config.groups {
-            if let Some(old) = self.config.groups.get(name) {
-                group.health.adopt(&old.health);
+            match self.config.groups.get(name) {
+                // Kept as it was (a DNS change elsewhere): so is its checker.
+                Some(old) if Arc::ptr_eq(old, group) => {
+                    if let Some(checker) = old_checkers.remove(name) {
+                        self.checkers.insert(name.clone(), checker);
+                    }
+                    continue;
+                }
+                Some(old) => group.health.adopt(&old.health),
+                None => {}
+            }
+            if let Some(checker) = start_check(group) {
+                self.checkers.insert(name.clone(), checker);
             }
         }
+        drop(old_checkers);
         self.proxy.reload(&config);
-        self.checkers = start_checks(&config);
         if let Some(admin) = &self.admin_state {
             admin.update(&config);
         }
@@ -317,12 +241,6 @@ impl Running {
         }
         Ok(())
     }
-}
-
-/// `a, b, c`.
-fn list(addresses: &[SocketAddr]) -> String {
-    let texts: Vec<String> = addresses.iter().map(SocketAddr::to_string).collect();
-    texts.join(", ")
 }
 
 /// A stream of SIGHUPs, the reload request (none where signals are missing).
