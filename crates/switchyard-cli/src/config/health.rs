@@ -9,60 +9,66 @@ use super::units::Dur;
 use super::{ConfigError, Source};
 
 /// `[upstreams.NAME.health_check]`: active checks, off unless present.
+/// A key left out takes the library's default ([`CheckOptions`],
+/// [`Thresholds`]); an `http` check asks for `/` and accepts 200-399.
 #[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 pub struct HealthCheckSection {
     /// `tcp` (a connect) or `http` (a GET whose status must be expected).
-    #[serde(default = "defaults::kind")]
     pub kind: String,
     /// The path an `http` check requests.
-    #[serde(default = "defaults::path")]
     pub path: String,
     /// Statuses an `http` check accepts: `"200"` or ranges like `"200-399"`.
-    #[serde(default = "defaults::statuses")]
     pub statuses: Vec<String>,
     /// Wait between checks of an up (or not yet known) server.
-    #[serde(default = "defaults::interval")]
     pub interval: Dur,
     /// Wait between checks of a down server.
-    #[serde(default = "defaults::down_interval")]
     pub down_interval: Dur,
     /// Longest one check may take.
-    #[serde(default = "defaults::timeout")]
     pub timeout: Dur,
     /// Passing checks in a row that bring a down server up.
-    #[serde(default = "defaults::rise")]
     pub rise: u32,
     /// Failing checks in a row that take a server down.
-    #[serde(default = "defaults::fall")]
     pub fall: u32,
     /// Random spread of each wait, in percent.
-    #[serde(default = "defaults::jitter_percent")]
     pub jitter_percent: u8,
 }
 
 /// `[upstreams.NAME.outlier]`: passive ejection, on by default.
+/// A key left out takes the library's default ([`OutlierPolicy`]).
 #[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 pub struct OutlierSection {
     /// Consecutive connect failures or timeouts that eject a server (0: never).
-    #[serde(default = "defaults::consecutive_failures")]
     pub consecutive_failures: u32,
     /// Consecutive 5xx responses that eject a server (0: never).
-    #[serde(default = "defaults::consecutive_5xx")]
     pub consecutive_5xx: u32,
     /// First ejection time; the n-th lasts n times this.
-    #[serde(default = "defaults::base_ejection")]
     pub base_ejection: Dur,
     /// Longest ejection.
-    #[serde(default = "defaults::max_ejection")]
     pub max_ejection: Dur,
     /// Most of the group's servers ejected at once, in percent (one always may be).
-    #[serde(default = "defaults::max_ejected_percent")]
     pub max_ejected_percent: u8,
     /// Below this share of usable servers, in percent, use them all (panic mode).
-    #[serde(default = "defaults::panic_threshold_percent")]
     pub panic_threshold_percent: u8,
+}
+
+impl Default for HealthCheckSection {
+    fn default() -> Self {
+        let options = CheckOptions::default();
+        let thresholds = Thresholds::default();
+        HealthCheckSection {
+            kind: "tcp".to_string(),
+            path: "/".to_string(),
+            statuses: vec!["200-399".to_string()],
+            interval: Dur(options.interval),
+            down_interval: Dur(options.down_interval),
+            timeout: Dur(options.timeout),
+            rise: thresholds.rise,
+            fall: thresholds.fall,
+            jitter_percent: options.jitter_percent,
+        }
+    }
 }
 
 impl Default for OutlierSection {
@@ -184,58 +190,6 @@ fn status_range(text: &str) -> Option<(u16, u16)> {
         }
     };
     ((100..=599).contains(&lo) && (lo..=599).contains(&hi)).then_some((lo, hi))
-}
-
-mod defaults {
-    use std::time::Duration;
-
-    use super::Dur;
-
-    pub(super) fn kind() -> String {
-        "tcp".to_string()
-    }
-    pub(super) fn path() -> String {
-        "/".to_string()
-    }
-    pub(super) fn statuses() -> Vec<String> {
-        vec!["200-399".to_string()]
-    }
-    pub(super) fn interval() -> Dur {
-        Dur(Duration::from_secs(2))
-    }
-    pub(super) fn down_interval() -> Dur {
-        Dur(Duration::from_secs(1))
-    }
-    pub(super) fn timeout() -> Dur {
-        Dur(Duration::from_secs(1))
-    }
-    pub(super) fn rise() -> u32 {
-        2
-    }
-    pub(super) fn fall() -> u32 {
-        3
-    }
-    pub(super) fn jitter_percent() -> u8 {
-        10
-    }
-    pub(super) fn consecutive_failures() -> u32 {
-        2
-    }
-    pub(super) fn consecutive_5xx() -> u32 {
-        5
-    }
-    pub(super) fn base_ejection() -> Dur {
-        Dur(Duration::from_secs(10))
-    }
-    pub(super) fn max_ejection() -> Dur {
-        Dur(Duration::from_secs(300))
-    }
-    pub(super) fn max_ejected_percent() -> u8 {
-        50
-    }
-    pub(super) fn panic_threshold_percent() -> u8 {
-        50
-    }
 }
 
 #[cfg(test)]

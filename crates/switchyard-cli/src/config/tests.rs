@@ -215,3 +215,27 @@ fn a_changed_answer_rebuilds_only_the_groups_that_use_the_name() {
         &config.groups["fixed"]
     ));
 }
+
+#[test]
+fn empty_health_sections_take_the_library_defaults() {
+    use switchyard::health::OutlierPolicy;
+    use switchyard::health::checker::CheckOptions;
+
+    let text = "[server]\nlisten = [\"127.0.0.1:1\"]\n[upstreams.app]\nservers = [\"127.0.0.1:2\"]\n\
+                [upstreams.app.health_check]\n[upstreams.app.outlier]\n";
+    let config = parse(text, "defaults.toml").unwrap();
+    let app = &config.groups["app"];
+    assert_eq!(app.checks, Some(CheckOptions::default()));
+    let section = &config.effective.upstreams["app"];
+    let check = section.health_check.as_ref().unwrap();
+    assert_eq!((check.rise, check.fall), (2, 3));
+    assert_eq!(
+        super::health::outlier_policy(
+            &super::Source { file: "", text: "" },
+            &section.outlier,
+            "outlier"
+        )
+        .unwrap(),
+        OutlierPolicy::default()
+    );
+}
