@@ -119,10 +119,11 @@ pub struct Backends {
     turn: AtomicUsize,
     /// Smooth weighted round robin's running weights, one per primary.
     current: Mutex<Vec<i64>>,
-    /// Load per primary, for [`Selection::LeastLoaded`].
+    /// Load per primary, kept only for [`Selection::LeastLoaded`] (empty
+    /// otherwise: nothing else reads it, and keeping it costs every request).
     loads: Vec<PeerLoad>,
-    /// The hash ring, for [`Selection::Hash`].
-    ring: Ring,
+    /// The hash ring, built only for [`Selection::Hash`].
+    ring: Option<Ring>,
 }
 
 impl Backends {
@@ -139,8 +140,11 @@ impl Backends {
             return Err(BackendsError::ZeroWeight(zero.addr));
         }
         let current = Mutex::new(vec![0; primaries.len()]);
-        let loads = primaries.iter().map(|_| PeerLoad::default()).collect();
-        let ring = Ring::new(&primaries);
+        let loads = match selection {
+            Selection::LeastLoaded => primaries.iter().map(|_| PeerLoad::default()).collect(),
+            _ => Vec::new(),
+        };
+        let ring = (selection == Selection::Hash).then(|| Ring::new(&primaries));
         Ok(Backends {
             primaries,
             backups,
@@ -162,9 +166,13 @@ impl Backends {
         &self.backups
     }
 
-    /// The load record of primary `addr` (none for backups and strangers):
-    /// call `begin` when a request goes to it and `end` when it is done.
+    /// The load record of primary `addr` under [`Selection::LeastLoaded`]
+    /// (none for other selections, backups and strangers): call `begin`
+    /// when a request goes to it and `end` when it is done.
     pub fn load(&self, addr: SocketAddr) -> Option<&PeerLoad> {
+        if self.loads.is_empty() {
+            return None;
+        }
         let index = self.primaries.iter().position(|b| b.addr == addr)?;
         self.loads.get(index)
     }
@@ -173,9 +181,9 @@ impl Backends {
     /// by `key` on the hash ring when the selection is [`Selection::Hash`]
     /// (use [`hash_bytes`] on a header, cookie, path or client address).
     pub fn select_keyed(&self, tried: &[SocketAddr], avoid: &[SocketAddr], key: u64) -> Pick {
-        if self.selection == Selection::Hash {
+        if let Some(ring) = &self.ring {
             let eligible = |i: usize| fresh(self.primaries[i].addr, tried, avoid);
-            if let Some(index) = self.ring.lookup(key, eligible) {
+            if let Some(index) = ring.lookup(key, eligible) {
                 return pick(self.primaries[index].addr, Tier::Primary, false);
             }
         }
