@@ -89,6 +89,15 @@ struct Source<B> {
     trailers: Option<HeaderMap>,
 }
 
+impl<B> Source<B> {
+    /// The downstream body was read to its end: say so here and to every
+    /// attempt (`drain` then has nothing to wait for).
+    fn end(&mut self, shared: &Shared<B>) {
+        self.ended = true;
+        shared.ended.store(true, Ordering::Release);
+    }
+}
+
 impl<B> Shared<B> {
     fn slot(&self) -> MutexGuard<'_, Slot<B>> {
         // A poisoned lock only means a panic elsewhere; the slot is still consistent.
@@ -441,16 +450,14 @@ where
                         if let Some(trailers) = frame.trailers_ref() {
                             // Trailers are the last frame: hyper polls no further.
                             source.trailers = Some(trailers.clone());
-                            source.ended = true;
-                            this.shared.ended.store(true, Ordering::Release);
+                            source.end(&this.shared);
                             this.trailers_sent = true;
                         }
                         frame
                     }
                 };
                 if source.body.is_end_stream() {
-                    source.ended = true;
-                    this.shared.ended.store(true, Ordering::Release);
+                    source.end(&this.shared);
                 }
                 if source.ended && (source.trailers.is_none() || this.trailers_sent) {
                     this.progress.mark_finished();
@@ -463,8 +470,7 @@ where
                 Poll::Ready(Some(Err(ReplayError::Source(e.into()))))
             }
             None => {
-                source.ended = true;
-                this.shared.ended.store(true, Ordering::Release);
+                source.end(&this.shared);
                 this.progress.mark_finished();
                 Poll::Ready(None)
             }

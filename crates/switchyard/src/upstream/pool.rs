@@ -113,11 +113,12 @@ impl Pool {
 
     fn keep_only(&self, addresses: HashSet<SocketAddr>) -> usize {
         let mut inner = self.inner();
-        inner.only = Some(addresses);
         let before: usize = inner.idle.values().map(Vec::len).sum();
-        let Inner { idle, only } = &mut *inner;
-        idle.retain(|key, _| only.as_ref().is_none_or(|o| o.contains(&key.address())));
-        before - idle.values().map(Vec::len).sum::<usize>()
+        inner
+            .idle
+            .retain(|key, _| addresses.contains(&key.address()));
+        inner.only = Some(addresses);
+        before - inner.idle.values().map(Vec::len).sum::<usize>()
     }
 
     fn idle_count(&self) -> usize {
