@@ -241,24 +241,18 @@ pub(super) fn build(
     })
 }
 
+/// `ip:port`, or an error located at the text.
 fn socket_addr(
     source: &Source<'_>,
     text: &Spanned<String>,
     key: &str,
 ) -> Result<SocketAddr, ConfigError> {
-    parse_addr(source, text.get_ref(), text.span(), key)
-}
-
-/// `ip:port`, or an error located at `span`.
-fn parse_addr(
-    source: &Source<'_>,
-    text: &str,
-    span: std::ops::Range<usize>,
-    key: &str,
-) -> Result<SocketAddr, ConfigError> {
-    text.trim().parse().map_err(|_| {
-        let message = format!("{text:?} is not ip:port (e.g. \"127.0.0.1:8080\")");
-        source.error(Some(span), key, message)
+    text.get_ref().trim().parse().map_err(|_| {
+        let message = format!(
+            "{:?} is not ip:port (e.g. \"127.0.0.1:8080\")",
+            text.get_ref()
+        );
+        source.error(Some(text.span()), key, message)
     })
 }
 

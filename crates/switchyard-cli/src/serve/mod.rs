@@ -200,8 +200,7 @@ impl Running {
         let servers: Vec<SocketAddr> = config
             .groups
             .values()
-            .flat_map(|g| g.backends.primaries().iter().chain(g.backends.backups()))
-            .map(|b| b.addr)
+            .flat_map(|g| g.health.peers().iter().copied())
             .collect();
         let closed = self
             .pools
