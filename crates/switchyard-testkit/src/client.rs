@@ -191,6 +191,166 @@ pub async fn raw(addr: SocketAddr, request: &[u8], secs: u64) -> RawReply {
     }
 }
 
+/// A response read by [`RawConn::read_response`].
+#[derive(Debug)]
+pub struct RawResponse {
+    /// The status code.
+    pub status: u16,
+    /// The header fields, names lower-cased, in the order received.
+    pub headers: Vec<(String, String)>,
+    /// The body, framed by `Content-Length`.
+    pub body: Bytes,
+}
+
+/// A keep-alive connection driven with raw bytes, for exchanges where the
+/// server answers before the client finished sending.
+///
+/// Writes run on their own task while responses are read, so an upload the
+/// server does not read yet cannot block reading its early answer. hyper's
+/// own client can hang in exactly that case: when a response completes while
+/// part of the request body still sits in hyper's write buffer, the
+/// connection goes idle, and if the last of that buffer is flushed on the
+/// same poll that found no request to write, nothing wakes the connection to
+/// take the next request (hyper 1.12), so [`KeepAlive`] would wait forever.
+#[derive(Debug)]
+pub struct RawConn {
+    addr: SocketAddr,
+    reader: tokio::net::tcp::OwnedReadHalf,
+    writer: Writer,
+    read_buf: Vec<u8>,
+}
+
+#[derive(Debug)]
+enum Writer {
+    Idle(tokio::net::tcp::OwnedWriteHalf),
+    Busy(JoinHandle<std::io::Result<tokio::net::tcp::OwnedWriteHalf>>),
+    Failed(String),
+}
+
+impl RawConn {
+    /// Connects to `addr`. Panics if that fails.
+    pub async fn connect(addr: SocketAddr) -> RawConn {
+        let stream = match TcpStream::connect(addr).await {
+            Ok(s) => s,
+            Err(e) => panic!("RawConn::connect to {addr}: {e}"),
+        };
+        let (reader, writer) = stream.into_split();
+        RawConn {
+            addr,
+            reader,
+            writer: Writer::Idle(writer),
+            read_buf: Vec::new(),
+        }
+    }
+
+    /// Starts writing `bytes` in the background; [`RawConn::finish_write`]
+    /// waits for it. Panics if a write is already under way.
+    pub fn start_write(&mut self, bytes: impl Into<Bytes>) {
+        let bytes = bytes.into();
+        let state = std::mem::replace(&mut self.writer, Writer::Failed("writing".into()));
+        self.writer = match state {
+            Writer::Idle(mut half) => Writer::Busy(tokio::spawn(async move {
+                half.write_all(&bytes).await?;
+                Ok(half)
+            })),
+            Writer::Busy(_) => panic!("RawConn::start_write: a write is already under way"),
+            failed @ Writer::Failed(_) => failed,
+        };
+    }
+
+    /// Waits until everything given to [`RawConn::start_write`] was written.
+    pub async fn finish_write(&mut self) -> Result<(), String> {
+        let state = std::mem::replace(&mut self.writer, Writer::Failed("writing".into()));
+        let outcome = match state {
+            Writer::Idle(half) => Ok(half),
+            Writer::Busy(task) => match task.await {
+                Ok(Ok(half)) => Ok(half),
+                Ok(Err(e)) => Err(describe(&format!("writing to {}", self.addr), &e)),
+                Err(e) => Err(describe(&format!("writing to {}", self.addr), &e)),
+            },
+            Writer::Failed(e) => Err(e),
+        };
+        match outcome {
+            Ok(half) => {
+                self.writer = Writer::Idle(half);
+                Ok(())
+            }
+            Err(e) => {
+                self.writer = Writer::Failed(e.clone());
+                Err(e)
+            }
+        }
+    }
+
+    /// Writes `bytes` and waits until they went out.
+    pub async fn write(&mut self, bytes: impl Into<Bytes>) -> Result<(), String> {
+        self.start_write(bytes);
+        self.finish_write().await
+    }
+
+    /// Reads one response whose body is framed by `Content-Length` (or has
+    /// none). Bytes after it stay buffered for the next call.
+    pub async fn read_response(&mut self) -> Result<RawResponse, String> {
+        loop {
+            if let Some(response) = self.parse_buffered()? {
+                return Ok(response);
+            }
+            let mut buf = [0u8; 16 * 1024];
+            match self.reader.read(&mut buf).await {
+                Ok(0) => {
+                    return Err(format!(
+                        "{} closed the connection with {} bytes of a response read",
+                        self.addr,
+                        self.read_buf.len()
+                    ));
+                }
+                Ok(n) => self.read_buf.extend_from_slice(&buf[..n]),
+                Err(e) => return Err(describe(&format!("reading from {}", self.addr), &e)),
+            }
+        }
+    }
+
+    /// A whole response from the front of the read buffer, if it is there.
+    fn parse_buffered(&mut self) -> Result<Option<RawResponse>, String> {
+        let mut fields = [httparse::EMPTY_HEADER; 64];
+        let mut parsed = httparse::Response::new(&mut fields);
+        let head_len = match parsed.parse(&self.read_buf) {
+            Ok(httparse::Status::Complete(n)) => n,
+            Ok(httparse::Status::Partial) => return Ok(None),
+            Err(e) => return Err(format!("response from {} is not HTTP/1.1: {e}", self.addr)),
+        };
+        let status = parsed.code.unwrap_or_default();
+        let headers: Vec<(String, String)> = parsed
+            .headers
+            .iter()
+            .map(|h| {
+                let value = String::from_utf8_lossy(h.value).into_owned();
+                (h.name.to_ascii_lowercase(), value)
+            })
+            .collect();
+        let length = match headers.iter().find(|(name, _)| name == "content-length") {
+            Some((_, value)) => value
+                .trim()
+                .parse::<usize>()
+                .map_err(|e| format!("bad content-length {value:?}: {e}"))?,
+            None if headers.iter().any(|(name, _)| name == "transfer-encoding") => {
+                return Err("RawConn::read_response reads Content-Length bodies only".into());
+            }
+            None => 0,
+        };
+        if self.read_buf.len() < head_len + length {
+            return Ok(None);
+        }
+        let rest = self.read_buf.split_off(head_len + length);
+        let whole = std::mem::replace(&mut self.read_buf, rest);
+        Ok(Some(RawResponse {
+            status,
+            headers,
+            body: Bytes::copy_from_slice(&whole[head_len..]),
+        }))
+    }
+}
+
 /// `what: err: source: source...`
 fn describe(what: &str, err: &(dyn Error + 'static)) -> String {
     let mut out = format!("{what}: {err}");
