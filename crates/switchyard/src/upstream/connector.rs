@@ -9,6 +9,7 @@ use tokio::net::TcpStream;
 use tracing::debug;
 
 use super::UpstreamConn;
+use super::stream::UpstreamStream;
 use crate::error::{Error, ErrorKind, Result};
 use crate::peer::HttpPeer;
 
@@ -22,7 +23,7 @@ pub(crate) async fn connect(peer: &HttpPeer) -> Result<UpstreamConn> {
     }
     let stream = tcp_connect(peer).await?;
     let (sender, connection) = http1::Builder::new()
-        .handshake(TokioIo::new(stream))
+        .handshake(TokioIo::new(UpstreamStream::new(stream)))
         .await
         .map_err(|e| Error::because(ErrorKind::ConnectError, "HTTP/1.1 handshake", e))?;
     let address = peer.address;

@@ -2,7 +2,7 @@
 //! for reuse ([`pool`]).
 //!
 //! An [`UpstreamConn`] is one HTTP/1.1 client connection driven by hyper's
-//! connection API on its own task. It knows whether it came from the pool,
+//! connection API on its own task, over an [`stream::UpstreamStream`]. It knows whether it came from the pool,
 //! which `error_while_proxy` needs to judge a failure. HTTP/2 will add a
 //! second sender variant here; the forwarding path above stays the same.
 
@@ -18,6 +18,7 @@ use crate::peer::PoolKey;
 pub(crate) mod connector;
 pub(crate) mod hedge;
 pub(crate) mod pool;
+pub(crate) mod stream;
 
 /// The request body type sent upstream: the replayable downstream body.
 pub(crate) type UpstreamBody = ReplayBody<Incoming>;
