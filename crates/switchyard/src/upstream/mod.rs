@@ -2,8 +2,9 @@
 //! for reuse ([`pool`]).
 //!
 //! An [`UpstreamConn`] is one HTTP/1.1 client connection driven by hyper's
-//! connection API on its own task, over an [`stream::UpstreamStream`]. It knows whether it came from the pool,
-//! which `error_while_proxy` needs to judge a failure. HTTP/2 will add a
+//! connection API on its own task, over a [`stream::UpstreamStream`] (which
+//! makes up for a wake-up hyper can lose). It knows whether it came from the
+//! pool, which `error_while_proxy` needs to judge a failure. HTTP/2 will add a
 //! second sender variant here; the forwarding path above stays the same.
 
 use std::time::Duration;
