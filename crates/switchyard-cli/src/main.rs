@@ -115,9 +115,13 @@ fn run(config: Config, log_format: Option<LogFormat>, reload_from: Option<&Path>
     let result = runtime.block_on(async {
         let observer = Arc::new(Observer::new(access_log));
         let running = serve::start(config, observer).await?;
+        // Catch the signals before saying "ready": a script that signals
+        // as soon as it reads that line must not meet their default action.
+        let stop = serve::stop_signal();
+        let hangups = serve::reload_signals();
         running.announce();
         running
-            .serve_until(serve::stop_signal(), reload_from.map(Path::to_path_buf))
+            .serve_until(stop, hangups, reload_from.map(Path::to_path_buf))
             .await
     });
     // A name lookup still blocked in the resolver must not hold up the exit.

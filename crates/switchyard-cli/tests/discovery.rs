@@ -67,6 +67,7 @@ async fn proxy_for(
             stopped.await.ok();
         },
         None,
+        None,
     ));
     (addr, stop, task)
 }

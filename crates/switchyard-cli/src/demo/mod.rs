@@ -112,11 +112,13 @@ async fn demo(keep_running: bool, log_format: Option<LogFormat>) -> Result<(), S
     print_summary(&seen);
 
     if keep_running {
+        // Caught from here on, so a Ctrl-C after the hint below stops gracefully.
+        let stop = serve::stop_signal();
         println!(
             "\nThe proxy keeps running on http://{proxy} (try: curl -i http://{proxy}/api/items)."
         );
         println!("Access log lines follow. Ctrl-C stops it.");
-        serve::stop_signal().await;
+        stop.await;
     } else {
         println!("\nRun `switchyard demo --keep-running` to send your own requests to it.");
     }

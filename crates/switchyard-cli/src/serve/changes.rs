@@ -10,10 +10,11 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use switchyard::discovery::{Refresh, ServerName};
+use tokio::signal::unix::Signal;
 use tokio::task::{JoinError, JoinHandle};
 use tokio::time::Instant;
 
-use super::{Running, reload_signals};
+use super::Running;
 use crate::config::{self, Config, ConfigError};
 
 /// A reload's outcome: the config with notes on names that kept their
@@ -21,15 +22,16 @@ use crate::config::{self, Config, ConfigError};
 type Loaded = Result<(Config, Vec<String>), ConfigError>;
 
 impl Running {
-    /// Serve until `stop` resolves. On SIGHUP, reload the config from
+    /// Serve until `stop` resolves. On each of `hangups` (SIGHUPs, see
+    /// [`reload_signals`](super::reload_signals)), reload the config from
     /// `reload_from`; server names are re-resolved as their groups say.
     /// What happens is reported on standard error.
     pub async fn serve_until(
         mut self,
         stop: impl Future<Output = ()>,
+        mut hangups: Option<Signal>,
         reload_from: Option<PathBuf>,
     ) -> Result<(), String> {
-        let mut hangups = reload_signals();
         let mut loading: Option<JoinHandle<Loaded>> = None;
         let mut resolving: Option<JoinHandle<Refresh>> = None;
         tokio::pin!(stop);

@@ -243,6 +243,9 @@ impl Running {
 }
 
 /// A stream of SIGHUPs, the reload request (none where signals are missing).
+///
+/// SIGHUP is caught from this call on. Call it before announcing readiness:
+/// until a handler is installed, a SIGHUP kills the process.
 pub fn reload_signals() -> Option<tokio::signal::unix::Signal> {
     use tokio::signal::unix::{SignalKind, signal};
     match signal(SignalKind::hangup()) {
@@ -254,23 +257,27 @@ pub fn reload_signals() -> Option<tokio::signal::unix::Signal> {
     }
 }
 
-/// Resolves on SIGTERM or SIGINT (Ctrl-C).
-pub async fn stop_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
+/// A future that resolves on SIGTERM or SIGINT (Ctrl-C).
+///
+/// Both are caught from this call on, not from the future's first poll, so
+/// a stop requested right after "ready" is a graceful stop rather than the
+/// signal's default action (an immediate exit).
+pub fn stop_signal() -> impl Future<Output = ()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let terminate = signal(SignalKind::terminate());
+    let interrupt = signal(SignalKind::interrupt());
+    async move {
+        match (terminate, interrupt) {
+            (Ok(mut terminate), Ok(mut interrupt)) => {
                 tokio::select! {
-                    _ = term.recv() => {}
-                    _ = tokio::signal::ctrl_c() => {}
+                    _ = terminate.recv() => {}
+                    _ = interrupt.recv() => {}
                 }
-                return;
             }
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot listen for SIGTERM; only Ctrl-C stops the proxy")
+            (Err(e), _) | (_, Err(e)) => {
+                tracing::warn!(error = %e, "cannot listen for SIGTERM or SIGINT; only Ctrl-C stops the proxy");
+                let _ = tokio::signal::ctrl_c().await;
             }
         }
     }
-    let _ = tokio::signal::ctrl_c().await;
 }
