@@ -18,18 +18,26 @@ fn loopback() -> SocketAddr {
 }
 
 /// Returns a loopback address where nothing listens: connecting there gets
-/// ECONNREFUSED. (A listener is bound on `127.0.0.1:0`, its address taken and
+/// ECONNREFUSED. (A listener is bound on `127.0.0.2:0`, its address taken and
 /// the listener dropped.)
+///
+/// The address is 127.0.0.2, where nothing else in the kit or the tests
+/// listens: on 127.0.0.1 the kernel may hand the freed port to the next
+/// test that binds port 0, and the "dead" server then answers (seen when
+/// the machine was loaded).
 pub async fn refused_addr() -> SocketAddr {
-    let listener = TcpListener::bind(loopback())
+    let listener = TcpListener::bind(SocketAddr::from((REFUSED_IP, 0)))
         .await
-        .expect("refused_addr: bind 127.0.0.1:0");
+        .expect("refused_addr: bind 127.0.0.2:0");
     let addr = listener
         .local_addr()
         .expect("refused_addr: local_addr of the listener");
     drop(listener);
     addr
 }
+
+/// The loopback address [`refused_addr`] uses, kept free of listeners.
+const REFUSED_IP: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 2);
 
 /// A loopback address where a connect attempt hangs instead of failing.
 ///
