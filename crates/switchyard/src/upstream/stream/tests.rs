@@ -13,6 +13,8 @@ use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
 use tokio::sync::oneshot;
 
+use switchyard_testkit::within;
+
 use super::UpstreamStream;
 
 /// What the pipe between client and upstream holds.
@@ -59,6 +61,11 @@ impl Upstream {
         }
     }
 
+    /// Write a whole response.
+    async fn answer(&mut self, response: &[u8]) {
+        self.io.write_all(response).await.unwrap();
+    }
+
     /// Read and consume `len` body bytes, slowly.
     async fn body(&mut self, len: usize) {
         while self.unread.len() < len {
@@ -77,28 +84,16 @@ async fn early_answering_upstream(io: DuplexStream, answered: oneshot::Receiver<
     };
     upstream.head().await;
     upstream
-        .io
-        .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nearly")
-        .await
-        .unwrap();
+        .answer(b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nearly")
+        .await;
     answered.await.unwrap();
     upstream.body(UPLOAD).await;
     upstream.head().await;
     upstream
-        .io
-        .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 4\r\n\r\nnext")
-        .await
-        .unwrap();
+        .answer(b"HTTP/1.1 200 OK\r\ncontent-length: 4\r\n\r\nnext")
+        .await;
     // Hold the connection open: a close would wake the client by itself.
     std::future::pending::<()>().await;
-}
-
-/// `fut`, or a panic naming `what` after 10 s.
-async fn within<F: Future>(what: &str, fut: F) -> F::Output {
-    match tokio::time::timeout(Duration::from_secs(10), fut).await {
-        Ok(out) => out,
-        Err(_) => panic!("{what}: nothing within 10 s"),
-    }
 }
 
 #[tokio::test]
@@ -112,16 +107,16 @@ async fn an_idle_connection_left_with_a_flushed_upload_takes_the_next_request() 
 
     sender.ready().await.unwrap();
     let upload = request("POST", "/upload", Bytes::from(vec![b'u'; UPLOAD]));
-    let response = within("the early answer", sender.send_request(upload)).await;
-    let body = within("its body", response.unwrap().into_body().collect()).await;
+    let response = within(10, "the early answer", sender.send_request(upload)).await;
+    let body = within(10, "its body", response.unwrap().into_body().collect()).await;
     assert_eq!(body.unwrap().to_bytes(), "early");
     answered.send(()).unwrap();
 
-    within("ready for the next request", sender.ready())
+    within(10, "ready for the next request", sender.ready())
         .await
         .unwrap();
     let next = sender.send_request(request("GET", "/next", Bytes::new()));
-    let response = within("the next answer", next).await;
-    let body = within("its body", response.unwrap().into_body().collect()).await;
+    let response = within(10, "the next answer", next).await;
+    let body = within(10, "its body", response.unwrap().into_body().collect()).await;
     assert_eq!(body.unwrap().to_bytes(), "next");
 }
