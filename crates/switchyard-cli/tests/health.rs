@@ -196,6 +196,47 @@ async fn in_panic_mode_servers_marked_down_take_traffic_again() {
 }
 
 #[tokio::test]
+async fn a_healthy_backup_serves_before_primaries_marked_down() {
+    // Both primaries refuse and active checks take them down: one of three
+    // servers is usable, below the panic threshold, but that one is a
+    // healthy backup, so it serves every request and no request is sent to
+    // a dead primary first (with 2 attempts that would end in 502).
+    let (a, b) = (refused_addr().await, refused_addr().await);
+    let backup = Origin::healthy("backup").await;
+    let text = format!(
+        "[server]\nlisten = [\"127.0.0.1:0\"]\nadmin = \"127.0.0.1:0\"\n\
+         [upstreams.app]\nservers = [\"{a}\", \"{b}\"]\nbackup = [\"{}\"]\n\
+         [upstreams.app.retry]\nmax_attempts = 2\n\
+         [upstreams.app.health_check]\ninterval = \"50ms\"\ndown_interval = \"50ms\"\nfall = 2\n",
+        backup.addr()
+    );
+    let file = TempConfig::new("backup-tier", &text);
+    let proxy = Running::start(&["run", "-c", file.path.to_str().unwrap()]);
+    let admin = proxy.admin.unwrap();
+    let down = |s: &serde_json::Value, i: usize| s["upstreams"][0]["servers"][i]["check"] == "down";
+    let state = wait_for(admin, |s| down(s, 0) && down(s, 1)).await;
+    assert_eq!(state["upstreams"][0]["panic"], false, "{state}");
+    for i in 0..10 {
+        let reply = within(10, "request", client::get(proxy.addr, "/"))
+            .await
+            .unwrap();
+        assert_eq!(reply.status, 200, "request {i}");
+        assert_eq!(reply.body, "backup");
+    }
+    let log = proxy.wait_for_log(10).await;
+    for line in &log {
+        assert!(
+            !line.contains(&a.to_string()),
+            "a dead primary was tried: {line}"
+        );
+        assert!(
+            !line.contains(&b.to_string()),
+            "a dead primary was tried: {line}"
+        );
+    }
+}
+
+#[tokio::test]
 async fn a_bad_health_check_section_is_refused_with_its_key() {
     let text = "[server]\nlisten = [\"127.0.0.1:0\"]\n[upstreams.app]\nservers = [\"127.0.0.1:9\"]\n\
                 [upstreams.app.health_check]\nkind = \"icmp\"\n";

@@ -325,13 +325,13 @@ fn group(
         }
         None => (None, Thresholds::default()),
     };
-    let addrs: Vec<SocketAddr> = backends
-        .primaries()
-        .iter()
-        .chain(backends.backups())
-        .map(|b| b.addr)
-        .collect();
-    let health = Arc::new(UpstreamHealth::new(&addrs, outlier, thresholds));
+    let addrs = |tier: &[Backend]| tier.iter().map(|b| b.addr).collect::<Vec<SocketAddr>>();
+    let health = Arc::new(UpstreamHealth::tiered(
+        &addrs(backends.primaries()),
+        &addrs(backends.backups()),
+        outlier,
+        thresholds,
+    ));
     Ok(Group {
         name: name.to_string(),
         label: Arc::new(name.to_string()),

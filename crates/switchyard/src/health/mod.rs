@@ -5,9 +5,16 @@
 //! [`UpstreamHealth`] is fed by the engine's attempt outcomes
 //! ([`UpstreamHealth::report`]) and by active checks
 //! ([`UpstreamHealth::record_check`], run by [`checker`]). A peer is not
-//! used while active checks say it is down or while it is ejected; when
-//! fewer than `panic_threshold_percent` of the peers are usable, the group
-//! is in panic and uses every peer, since refusing all traffic is worse.
+//! used while active checks say it is down or while it is ejected.
+//!
+//! Panic is judged per tier (primaries, then backups, see
+//! [`UpstreamHealth::tiered`]): a tier with fewer than
+//! `panic_threshold_percent` of its peers usable spreads its traffic over
+//! all of its peers, down ones included, since refusing all traffic is
+//! worse, but only when it is the one tier left with a usable peer. While
+//! another tier has a usable peer, the down peers stay avoided, so a
+//! healthy backup is used before any primary marked down. When no tier has
+//! a usable peer, every peer is used.
 //!
 //! ```
 //! use std::time::Instant;
@@ -83,7 +90,10 @@ impl Peer {
 /// The health of one group's peers. Cheap when all is well: selection
 /// takes a lock only while some peer is down or ejected.
 pub struct UpstreamHealth {
+    /// The primaries, then the backups.
     addrs: Vec<SocketAddr>,
+    /// Where the backups start in `addrs` (its length when there are none).
+    backups_from: usize,
     peers: Mutex<Vec<Peer>>,
     policy: OutlierPolicy,
     thresholds: Thresholds,
@@ -97,6 +107,7 @@ impl fmt::Debug for UpstreamHealth {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("UpstreamHealth")
             .field("addrs", &self.addrs)
+            .field("backups_from", &self.backups_from)
             .field("policy", &self.policy)
             .field("thresholds", &self.thresholds)
             .finish_non_exhaustive()
@@ -104,11 +115,42 @@ impl fmt::Debug for UpstreamHealth {
 }
 
 impl UpstreamHealth {
-    /// Health for `addrs`, every peer unknown and not ejected.
+    /// Health for `addrs`, one tier, every peer unknown and not ejected.
     pub fn new(addrs: &[SocketAddr], policy: OutlierPolicy, thresholds: Thresholds) -> Self {
+        UpstreamHealth::tiered(addrs, &[], policy, thresholds)
+    }
+
+    /// Health for a group of `primaries` and `backups`, each tier judged
+    /// for panic on its own (see the module docs).
+    ///
+    /// ```
+    /// use std::time::Instant;
+    /// use switchyard::health::{OutlierPolicy, Thresholds, UpstreamHealth};
+    ///
+    /// let (a, b, c) = ("127.0.0.1:9001".parse().unwrap(), "127.0.0.1:9002".parse().unwrap(),
+    ///                  "127.0.0.1:9003".parse().unwrap());
+    /// let health = UpstreamHealth::tiered(&[a, b], &[c], OutlierPolicy::default(), Thresholds::default());
+    /// let now = Instant::now();
+    /// for peer in [a, b] {
+    ///     for _ in 0..3 {
+    ///         health.record_check(peer, false, "refused".into(), now);
+    ///     }
+    /// }
+    /// // Both primaries are down and the backup is healthy: no panic, the backup serves.
+    /// assert_eq!(health.avoid(now), vec![a, b]);
+    /// assert!(!health.in_panic(now));
+    /// ```
+    pub fn tiered(
+        primaries: &[SocketAddr],
+        backups: &[SocketAddr],
+        policy: OutlierPolicy,
+        thresholds: Thresholds,
+    ) -> Self {
+        let addrs: Vec<SocketAddr> = primaries.iter().chain(backups).copied().collect();
         UpstreamHealth {
-            addrs: addrs.to_vec(),
+            backups_from: primaries.len(),
             peers: Mutex::new(addrs.iter().map(|_| Peer::default()).collect()),
+            addrs,
             policy,
             thresholds,
             impaired: AtomicUsize::new(0),
@@ -131,36 +173,51 @@ impl UpstreamHealth {
         *lock(&self.listener) = Some(listener);
     }
 
-    /// Peers selection should avoid at `now`: down or ejected, or none at
-    /// all when the group is in panic.
+    /// Peers selection should avoid at `now`: down or ejected, less those
+    /// of a tier in panic (see the module docs).
     pub fn avoid(&self, now: Instant) -> Vec<SocketAddr> {
         if self.impaired.load(Ordering::Relaxed) == 0 {
             return Vec::new();
         }
-        let peers = lock(&self.peers);
-        let avoid: Vec<SocketAddr> = self
-            .addrs
+        let usable: Vec<bool> = lock(&self.peers).iter().map(|p| p.usable(now)).collect();
+        let unusable = usable.iter().filter(|u| !**u).count();
+        self.impaired.store(unusable, Ordering::Relaxed);
+        let spread = self.tiers_in_panic(&usable);
+        self.addrs
             .iter()
-            .zip(peers.iter())
-            .filter(|(_, p)| !p.usable(now))
-            .map(|(a, _)| *a)
-            .collect();
-        self.impaired.store(avoid.len(), Ordering::Relaxed);
-        if self.panics_with(self.addrs.len() - avoid.len()) {
-            return Vec::new();
-        }
-        avoid
+            .zip(&usable)
+            .enumerate()
+            .filter(|(i, (_, usable))| !**usable && !spread[self.tier_of(*i)])
+            .map(|(_, (addr, _))| *addr)
+            .collect()
     }
 
-    /// Whether the group is in panic at `now` (too few usable peers).
+    /// Whether some tier is in panic at `now`: it spreads its traffic over
+    /// its peers marked down (see the module docs).
     pub fn in_panic(&self, now: Instant) -> bool {
-        let usable = lock(&self.peers).iter().filter(|p| p.usable(now)).count();
-        self.panics_with(usable)
+        let usable: Vec<bool> = lock(&self.peers).iter().map(|p| p.usable(now)).collect();
+        self.tiers_in_panic(&usable).contains(&true)
     }
 
-    /// Whether `usable` peers are below the panic threshold.
-    fn panics_with(&self, usable: usize) -> bool {
-        usable * 100 < self.addrs.len() * usize::from(self.policy.panic_threshold_percent)
+    /// For the primary and the backup tier, whether it is in panic given
+    /// which peers are `usable`: below the threshold, and no other tier has
+    /// a usable peer.
+    fn tiers_in_panic(&self, usable: &[bool]) -> [bool; 2] {
+        let (primaries, backups) = usable.split_at(self.backups_from.min(usable.len()));
+        let count = |tier: &[bool]| tier.iter().filter(|u| **u).count();
+        let (p, b) = (count(primaries), count(backups));
+        let below = |usable: usize, len: usize| {
+            len > 0 && usable * 100 < len * usize::from(self.policy.panic_threshold_percent)
+        };
+        [
+            below(p, primaries.len()) && b == 0,
+            below(b, backups.len()) && p == 0,
+        ]
+    }
+
+    /// 0 for a primary's index in `addrs`, 1 for a backup's.
+    fn tier_of(&self, index: usize) -> usize {
+        usize::from(index >= self.backups_from)
     }
 
     /// Record an attempt's outcome on `peer` (unknown peers are ignored).

@@ -142,6 +142,56 @@ fn one_peer_can_always_be_ejected() {
     assert!(h.avoid(now).is_empty());
 }
 
+/// Take `peer` down by three failed active checks (the default fall).
+fn check_down(h: &UpstreamHealth, peer: SocketAddr, now: Instant) {
+    for _ in 0..3 {
+        h.record_check(peer, false, "refused".into(), now);
+    }
+}
+
+#[test]
+fn a_usable_backup_keeps_down_primaries_avoided() {
+    let a = addrs(3);
+    let h = UpstreamHealth::tiered(
+        &a[..2],
+        &a[2..],
+        OutlierPolicy::default(),
+        Thresholds::default(),
+    );
+    let now = Instant::now();
+    check_down(&h, a[0], now);
+    check_down(&h, a[1], now);
+    assert!(!h.in_panic(now), "the backup tier is healthy");
+    assert_eq!(h.avoid(now), vec![a[0], a[1]]);
+    // With the backup down too, no tier has a usable peer: use them all.
+    check_down(&h, a[2], now);
+    assert!(h.in_panic(now));
+    assert!(h.avoid(now).is_empty());
+}
+
+#[test]
+fn a_tier_spreads_only_when_it_is_the_last_with_a_usable_peer() {
+    // Primaries: 1 of 3 usable (in panic by the threshold); one backup.
+    let a = addrs(4);
+    let h = UpstreamHealth::tiered(
+        &a[..3],
+        &a[3..],
+        OutlierPolicy::default(),
+        Thresholds::default(),
+    );
+    let now = Instant::now();
+    check_down(&h, a[0], now);
+    check_down(&h, a[1], now);
+    assert_eq!(h.avoid(now), vec![a[0], a[1]], "the backup is usable");
+    check_down(&h, a[3], now);
+    assert!(h.in_panic(now));
+    assert_eq!(
+        h.avoid(now),
+        vec![a[3]],
+        "primaries spread over their own peers; the down backup stays avoided"
+    );
+}
+
 #[test]
 fn panic_mode_spreads_over_all_when_too_few_are_usable() {
     let policy = OutlierPolicy {
