@@ -12,7 +12,6 @@ use std::time::Instant;
 
 use http::{HeaderValue, StatusCode, header};
 use switchyard::AttemptLog;
-use switchyard::health::Outcome;
 use switchyard::lb::hash_bytes;
 use switchyard::policy::limits::RetryLimits;
 use switchyard::policy::rules::Judgement;
@@ -259,7 +258,10 @@ impl ProxyHttp for ConfigProxy {
     async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut Ctx) {
         let route = self.route(ctx).ok();
         if let Some(route) = &route {
-            report_health(&route.group, session.attempts());
+            route
+                .group
+                .health
+                .report_attempts(session.attempts(), Instant::now());
             end_loads(&route.group, session.attempts(), &ctx.begun);
         }
         let status = session.response_status().map_or(0, |s| s.as_u16());
@@ -289,47 +291,6 @@ impl ProxyHttp for ConfigProxy {
             trace,
         };
         self.observer.log(&finished);
-    }
-}
-
-/// Feed each attempt's outcome to its group's outlier detection.
-fn report_health(group: &Group, attempts: &AttemptLog) {
-    let now = Instant::now();
-    for attempt in attempts.records() {
-        // The first choice lost a hedge race: its connect took longer than
-        // three times its usual p99, which is as good as silence.
-        if let Some(slow) = attempt.hedged.filter(|_| attempt.hedge_won) {
-            group.health.report(slow, Outcome::Timeout, now);
-        }
-        let outcome = match (attempt.error, attempt.status) {
-            // A reused connection closed before answering: most likely the
-            // upstream closed it while idle (a keep-alive race), not a sign
-            // that the server is failing.
-            (Some(ErrorKind::ClosedBeforeHead), _) if attempt.reused => continue,
-            (
-                Some(
-                    ErrorKind::ConnectTimedOut
-                    | ErrorKind::ResponseHeadTimedOut
-                    | ErrorKind::ResponseBodyTimedOut,
-                ),
-                _,
-            ) => Outcome::Timeout,
-            (
-                Some(
-                    ErrorKind::ConnectRefused
-                    | ErrorKind::ConnectNoRoute
-                    | ErrorKind::ConnectError
-                    | ErrorKind::ClosedBeforeHead,
-                ),
-                _,
-            ) => Outcome::ConnectFailure,
-            (_, Some(status)) if status.is_server_error() => Outcome::ServerError,
-            (_, Some(_)) => Outcome::Success,
-            // Failures that say nothing of the peer (the client went away,
-            // a body cut short after a good head): no verdict.
-            _ => continue,
-        };
-        group.health.report(attempt.peer, outcome, now);
     }
 }
 

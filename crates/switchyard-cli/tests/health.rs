@@ -21,7 +21,10 @@ async fn outlier_ejection_alone_makes_a_blackholed_primary_cost_two_requests() {
     assert_eq!(primary["usable"], false, "{upstreams}");
     assert_eq!(primary["ejections"], 1);
     let reason = primary["reason"].as_str().unwrap();
-    assert!(reason.contains("2 consecutive timeouts"), "{reason}");
+    assert!(
+        reason.contains("2 consecutive failures, the last a timeout"),
+        "{reason}"
+    );
     assert_eq!(upstreams["upstreams"][0]["servers"][1]["usable"], true);
 }
 
@@ -234,6 +237,48 @@ async fn a_healthy_backup_serves_before_primaries_marked_down() {
             "a dead primary was tried: {line}"
         );
     }
+}
+
+#[tokio::test]
+async fn resets_and_broken_bodies_count_towards_ejection() {
+    // The flaky server resets its first request before answering, then
+    // breaks off its second response after a good head. Both are failures:
+    // two in a row eject it. (A reset used to be no verdict and a broken
+    // body a success, so it was never ejected.)
+    let flaky = Origin::start(
+        "flaky",
+        Script::sequence(
+            vec![Behavior::ResetBeforeHead, Behavior::ResetAfterHead],
+            Behavior::ok(),
+        ),
+    )
+    .await;
+    let good = Origin::healthy("good").await;
+    let text = format!(
+        "[server]\nlisten = [\"127.0.0.1:0\"]\nadmin = \"127.0.0.1:0\"\n\
+         [upstreams.app]\nservers = [\"{}\", \"{}\"]\n",
+        flaky.addr(),
+        good.addr()
+    );
+    let file = TempConfig::new("passive", &text);
+    let proxy = Running::start(&["run", "-c", file.path.to_str().unwrap()]);
+    let mut sent = 0;
+    while flaky.stats().requests < 2 {
+        assert!(sent < 10, "the flaky server never got its two requests");
+        // The broken body is an error for the client; the others are 200.
+        let _ = within(10, "request", client::get(proxy.addr, "/")).await;
+        sent += 1;
+    }
+    proxy.wait_for_log(sent).await;
+    let state: serde_json::Value =
+        serde_json::from_str(&admin_get(proxy.admin.unwrap(), "/upstreams").await).unwrap();
+    let server = &state["upstreams"][0]["servers"][0];
+    assert_eq!(server["usable"], false, "{state}");
+    let reason = server["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("2 consecutive failures, the last a broken exchange"),
+        "{reason}"
+    );
 }
 
 #[tokio::test]

@@ -262,6 +262,21 @@ async fn other_broken_responses_are_errors() {
 }
 
 #[tokio::test]
+async fn reset_before_head_resets_the_connection() {
+    use tokio::io::AsyncReadExt;
+    let origin = Origin::start("reset", Script::always(Behavior::ResetBeforeHead)).await;
+    let mut stream = TcpStream::connect(origin.addr()).await.unwrap();
+    stream
+        .write_all(b"GET / HTTP/1.1\r\nhost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut buf = [0u8; 16];
+    let read = within(5, "read from a resetting origin", stream.read(&mut buf)).await;
+    let err = read.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::ConnectionReset, "{err}");
+}
+
+#[tokio::test]
 #[should_panic(expected = "slow thing did not finish within 0 s")]
 async fn within_names_the_hang() {
     within(0, "slow thing", std::future::pending::<()>()).await;

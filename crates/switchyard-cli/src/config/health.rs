@@ -39,7 +39,8 @@ pub struct HealthCheckSection {
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct OutlierSection {
-    /// Consecutive connect failures or timeouts that eject a server (0: never).
+    /// Consecutive failures (connect failures, broken exchanges, timeouts)
+    /// that eject a server (0: never).
     pub consecutive_failures: u32,
     /// Consecutive 5xx responses that eject a server (0: never).
     pub consecutive_5xx: u32,

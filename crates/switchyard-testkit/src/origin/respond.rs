@@ -79,6 +79,10 @@ async fn perform_now(conn: &mut Conn, behavior: Behavior, ex: &Exchange<'_>) -> 
             conn.finish().await;
             Ok(After::Closed)
         }
+        Behavior::ResetBeforeHead => {
+            conn.reset_on_drop();
+            Ok(After::Closed)
+        }
         Behavior::ResetAfterHead => {
             send_partial(conn, ex, Framing::Length(PROMISED), &PARTIAL).await?;
             conn.reset_on_drop();

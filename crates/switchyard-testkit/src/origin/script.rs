@@ -42,6 +42,9 @@ pub enum Behavior {
     Silence,
     /// Read the request, then close the connection without a byte of response.
     CloseBeforeHead,
+    /// Read the request, then reset the connection (zero linger, then drop)
+    /// without a byte of response: the client's read fails with a reset.
+    ResetBeforeHead,
     /// Send a 200 head with `content-length: 1000` and 100 body bytes, then
     /// reset the connection (zero linger, then drop).
     ResetAfterHead,

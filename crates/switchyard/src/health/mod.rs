@@ -2,8 +2,9 @@
 //! ejection, combined into one answer for selection — which peers not to
 //! use now — with a reason for every decision.
 //!
-//! [`UpstreamHealth`] is fed by the engine's attempt outcomes
-//! ([`UpstreamHealth::report`]) and by active checks
+//! [`UpstreamHealth`] is fed by the engine's attempt trace
+//! ([`UpstreamHealth::report_attempts`], mapped in `passive.rs`, or one
+//! outcome at a time with [`UpstreamHealth::report`]) and by active checks
 //! ([`UpstreamHealth::record_check`], run by [`checker`]). A peer is not
 //! used while active checks say it is down or while it is ejected.
 //!
@@ -30,6 +31,7 @@
 //! ```
 
 pub mod checker;
+mod passive;
 mod state;
 #[cfg(test)]
 mod tests;
@@ -40,6 +42,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+pub use passive::outcome_of;
 pub use state::{ActiveState, Outcome, OutlierPolicy, OutlierState, Passive, Thresholds, Verdict};
 
 /// A change in whether a peer is used, for logs and listeners.
@@ -49,7 +52,7 @@ pub struct HealthChange {
     pub peer: SocketAddr,
     /// Whether it is now used.
     pub usable: bool,
-    /// Why, in words (e.g. `2 consecutive connect failures or timeouts`).
+    /// Why, in words (e.g. `2 consecutive failures, the last a timeout`).
     pub reason: String,
 }
 

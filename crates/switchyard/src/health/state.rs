@@ -9,12 +9,15 @@ use std::time::{Duration, Instant};
 pub enum Outcome {
     /// A response head arrived with a status below 500.
     Success,
-    /// The connection was refused, reset or could not be made.
+    /// The connection could not be made (refused, no route, TLS handshake).
     ConnectFailure,
     /// The peer was silent: connect or response timeout.
     Timeout,
     /// A 5xx response.
     ServerError,
+    /// The exchange broke: the connection was reset or closed before or
+    /// during the response, or the answer was not valid HTTP.
+    Broken,
 }
 
 /// What active checks say of a peer.
@@ -114,7 +117,8 @@ impl ActiveState {
 /// When passive outlier detection ejects a peer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct OutlierPolicy {
-    /// Consecutive connect failures or timeouts that eject (0: never).
+    /// Consecutive failures (connect failures, broken exchanges, timeouts)
+    /// that eject (0: never).
     pub consecutive_failures: u32,
     /// Consecutive 5xx responses that eject (0: never).
     pub consecutive_5xx: u32,
@@ -131,7 +135,8 @@ pub struct OutlierPolicy {
 }
 
 impl Default for OutlierPolicy {
-    /// 2 connect failures or timeouts, or 5 5xx, eject for 10 s (growing to
+    /// 2 failures in a row (connect failures, broken exchanges or
+    /// timeouts), or 5 5xx, eject for 10 s (growing to
     /// at most 300 s); at most 50% ejected; panic below 50% usable.
     fn default() -> Self {
         OutlierPolicy {
@@ -198,12 +203,14 @@ impl OutlierState {
                 self.server_errors = 0;
                 return Passive::Nothing;
             }
-            Outcome::ConnectFailure | Outcome::Timeout => {
+            Outcome::ConnectFailure | Outcome::Timeout | Outcome::Broken => {
                 self.failures += 1;
-                let what = if outcome == Outcome::Timeout {
-                    "timeouts or connect failures"
-                } else {
-                    "connect failures or timeouts"
+                let what = match outcome {
+                    Outcome::Timeout => "failures, the last a timeout",
+                    Outcome::Broken => {
+                        "failures, the last a broken exchange (reset, closed or invalid response)"
+                    }
+                    _ => "failures, the last a connect failure",
                 };
                 (self.failures, policy.consecutive_failures, what)
             }

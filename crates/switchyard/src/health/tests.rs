@@ -6,6 +6,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use super::*;
+use crate::error::ErrorKind;
+use crate::trace::{AttemptLog, AttemptRecord, Decision, Phase};
 
 fn addrs(n: u16) -> Vec<SocketAddr> {
     (0..n)
@@ -273,4 +275,129 @@ fn a_new_health_adopts_what_the_old_one_knew_of_shared_peers() {
     assert_eq!(status[0].ejections, 1);
     assert_eq!(status[1].verdict, Verdict::Down);
     assert_eq!(status[2].verdict, Verdict::Unknown);
+}
+
+/// An attempt record on 127.0.0.1:9000 with `error`, `status` and `reused`.
+fn attempt(error: Option<ErrorKind>, status: Option<u16>, reused: bool) -> AttemptRecord {
+    AttemptRecord {
+        peer: addrs(1)[0],
+        reused,
+        stale_replaced: 0,
+        phase: Phase::Complete,
+        error,
+        status: status.map(|s| http::StatusCode::from_u16(s).unwrap()),
+        request_body_bytes: 0,
+        response_body_bytes: 0,
+        started: Duration::ZERO,
+        duration: Duration::ZERO,
+        decision: Decision::Done,
+        note: None,
+        backoff: Duration::ZERO,
+        hedged: None,
+        hedge_won: false,
+    }
+}
+
+#[test]
+fn every_failure_that_says_something_about_the_server_counts() {
+    use ErrorKind as K;
+    let cases = [
+        // (error, status, reused, outcome)
+        (None, Some(200), false, Some(Outcome::Success)),
+        (None, Some(503), true, Some(Outcome::ServerError)),
+        (
+            Some(K::ConnectRefused),
+            None,
+            false,
+            Some(Outcome::ConnectFailure),
+        ),
+        (
+            Some(K::TlsHandshake),
+            None,
+            false,
+            Some(Outcome::ConnectFailure),
+        ),
+        (
+            Some(K::ConnectTimedOut),
+            None,
+            false,
+            Some(Outcome::Timeout),
+        ),
+        (Some(K::WriteTimedOut), None, true, Some(Outcome::Timeout)),
+        (
+            Some(K::ResponseHeadTimedOut),
+            None,
+            false,
+            Some(Outcome::Timeout),
+        ),
+        (
+            Some(K::ResponseBodyTimedOut),
+            Some(200),
+            false,
+            Some(Outcome::Timeout),
+        ),
+        // A reset before the head on a new connection.
+        (Some(K::ReadError), None, false, Some(Outcome::Broken)),
+        (Some(K::WriteError), None, false, Some(Outcome::Broken)),
+        (
+            Some(K::ClosedBeforeHead),
+            None,
+            false,
+            Some(Outcome::Broken),
+        ),
+        (Some(K::InvalidResponse), None, false, Some(Outcome::Broken)),
+        (Some(K::InvalidResponse), None, true, Some(Outcome::Broken)),
+        // A body that broke after a good head is a failure, not a success.
+        (Some(K::ReadError), Some(200), false, Some(Outcome::Broken)),
+        (Some(K::ReadError), Some(200), true, Some(Outcome::Broken)),
+        // A reused connection dropped before any head: a keep-alive race.
+        (Some(K::ClosedBeforeHead), None, true, None),
+        (Some(K::ReadError), None, true, None),
+        (Some(K::WriteError), None, true, None),
+        // A status a hook rejected counts as that status.
+        (
+            Some(K::UpstreamStatus),
+            Some(503),
+            false,
+            Some(Outcome::ServerError),
+        ),
+        // The client's or the proxy's failures: by the status, if any.
+        (Some(K::DownstreamClosed), None, false, None),
+        (
+            Some(K::DownstreamClosed),
+            Some(200),
+            false,
+            Some(Outcome::Success),
+        ),
+        (Some(K::InvalidDownstreamRequest), None, false, None),
+        (Some(K::Internal), None, false, None),
+    ];
+    for (error, status, reused, want) in cases {
+        let got = outcome_of(&attempt(error, status, reused));
+        assert_eq!(got, want, "{error:?} status {status:?} reused {reused}");
+    }
+}
+
+#[test]
+fn a_broken_body_between_failures_does_not_reset_the_count() {
+    let (h, a) = health(4);
+    let mut log = AttemptLog::new(Instant::now());
+    log.begin(a[0], Instant::now());
+    if let Some(record) = log.current() {
+        record.error = Some(ErrorKind::ReadError);
+    }
+    log.finish(Decision::Retry, Instant::now());
+    log.begin(a[0], Instant::now());
+    if let Some(record) = log.current() {
+        record.error = Some(ErrorKind::ReadError);
+        record.status = Some(http::StatusCode::OK);
+    }
+    let now = Instant::now();
+    h.report_attempts(&log, now);
+    assert_eq!(h.avoid(now), vec![a[0]], "{:?}", h.snapshot(now)[0]);
+    let reason = h.snapshot(now)[0].reason.clone().unwrap();
+    assert!(
+        reason.contains("2 consecutive failures, the last a broken exchange"),
+        "{reason}"
+    );
 }
