@@ -163,6 +163,16 @@ impl RawReply {
 /// closes or `secs` elapse (whichever first). Returns the bytes and whether
 /// the server closed the connection. Panics if the connection can't be made.
 pub async fn raw(addr: SocketAddr, request: &[u8], secs: u64) -> RawReply {
+    raw_exchange(addr, request, secs, false).await
+}
+
+/// Like [`raw`], but shuts down the write side after sending `request`: a
+/// client that sends part of a request and goes away.
+pub async fn raw_then_shutdown(addr: SocketAddr, request: &[u8], secs: u64) -> RawReply {
+    raw_exchange(addr, request, secs, true).await
+}
+
+async fn raw_exchange(addr: SocketAddr, request: &[u8], secs: u64, shutdown: bool) -> RawReply {
     let mut stream = match TcpStream::connect(addr).await {
         Ok(s) => s,
         Err(e) => panic!("client::raw: connect to {addr}: {e}"),
@@ -171,6 +181,9 @@ pub async fn raw(addr: SocketAddr, request: &[u8], secs: u64) -> RawReply {
     let mut bytes = Vec::new();
     // A failed write means the server already closed; still read what it sent.
     let _ = stream.write_all(request).await;
+    if shutdown {
+        let _ = stream.shutdown().await;
+    }
     let mut buf = [0u8; 16 * 1024];
     loop {
         match tokio::time::timeout_at(deadline, stream.read(&mut buf)).await {

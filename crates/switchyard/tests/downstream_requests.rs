@@ -165,3 +165,58 @@ async fn an_early_answer_leaves_the_client_connection_usable() {
 /// The upload in `an_early_answer_leaves_the_client_connection_usable`: far
 /// more than the sockets between client, proxy and upstream buffer.
 const UPLOAD: usize = 8 * 1024 * 1024;
+
+#[tokio::test]
+async fn a_malformed_request_body_gets_400_and_is_logged_as_the_clients() {
+    let origin = Origin::healthy("origin").await;
+    let proxy = start(TestProxy::new(&[origin.addr()])).await;
+    // "zz" is not a chunk size.
+    let request = b"POST /upload HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n\
+        5\r\nhello\r\nzz\r\nworld\r\n0\r\n\r\n";
+    let raw = within(10, "raw", client::raw(proxy.addr, request, 5)).await;
+    let text = raw.text();
+    assert!(
+        status_line(&raw.bytes).starts_with("HTTP/1.1 400"),
+        "{text}"
+    );
+    assert!(
+        text.to_ascii_lowercase()
+            .contains("proxy-status: switchyard; error=http_request_error"),
+        "{text}"
+    );
+    let logged = proxy.logs.wait(1).await;
+    assert_eq!(logged[0].status, Some(400));
+    assert_eq!(
+        logged[0].error,
+        Some(switchyard::ErrorKind::InvalidDownstreamRequest)
+    );
+    let attempt = &logged[0].trace.records()[0];
+    assert_eq!(
+        attempt.error,
+        Some(switchyard::ErrorKind::InvalidDownstreamRequest),
+        "{}",
+        logged[0].trace
+    );
+}
+
+#[tokio::test]
+async fn a_client_that_leaves_mid_body_gets_no_made_up_status() {
+    let origin = Origin::healthy("origin").await;
+    let proxy = start(TestProxy::new(&[origin.addr()])).await;
+    // 5 of 100 promised bytes, then the client shuts down its side.
+    let request = b"POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\nhello";
+    let raw = within(10, "raw", client::raw_then_shutdown(proxy.addr, request, 5)).await;
+    assert!(raw.closed_by_server, "the proxy closes the connection");
+    assert!(
+        !raw.text().contains("499"),
+        "499 is for the log, never sent: {}",
+        raw.text()
+    );
+    assert!(raw.bytes.is_empty(), "nothing to answer: {}", raw.text());
+    let logged = proxy.logs.wait(1).await;
+    assert_eq!(
+        logged[0].error,
+        Some(switchyard::ErrorKind::DownstreamClosed)
+    );
+    assert_eq!(logged[0].status, Some(499), "logged as nginx does");
+}

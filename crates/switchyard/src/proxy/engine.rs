@@ -35,7 +35,7 @@ use tracing::debug;
 use super::attempt::{Forwarded, attempt};
 use super::forward;
 use super::pump::{BodyOutcome, ResponseBody};
-use super::respond::error_response;
+use super::respond::{CLIENT_CLOSED, error_response, status_for};
 use super::{ProxyHttp, Session};
 use crate::body::{BufferState, ReplaySource};
 use crate::error::{Error, ErrorKind, Result};
@@ -58,13 +58,15 @@ pub(crate) struct EngineShared {
     pub(crate) connect_times: ConnectTimes,
 }
 
-/// Handle one downstream request: run it on its own task, answer with the head.
+/// Handle one downstream request: run it on its own task, answer with the
+/// head, or with [`ClientGone`] when the client left before any answer (the
+/// connection is then closed without a response).
 pub(crate) async fn handle<P: ProxyHttp>(
     proxy: Arc<P>,
     shared: Arc<EngineShared>,
     request: Request<Incoming>,
     client: SocketAddr,
-) -> Response<ResponseBody> {
+) -> std::result::Result<Response<ResponseBody>, ClientGone> {
     let (reply, head) = oneshot::channel();
     // Boxed: the engine's future is several KB, and tokio moves a task's
     // future (and its output slot) by value; a box makes those moves cheap.
@@ -75,23 +77,60 @@ pub(crate) async fn handle<P: ProxyHttp>(
         client,
         Reply(Some(reply)),
     )));
-    head.await.unwrap_or_else(|_| {
-        let e = Error::explain(
-            ErrorKind::Internal,
-            "the request's task ended without an answer",
-        );
-        to_downstream(error_response(StatusCode::INTERNAL_SERVER_ERROR, &e))
-    })
+    match head.await {
+        Ok(Answer::Respond(response)) => Ok(response),
+        Ok(Answer::Close) => Err(ClientGone),
+        Err(_) => {
+            let e = Error::explain(
+                ErrorKind::Internal,
+                "the request's task ended without an answer",
+            );
+            Ok(to_downstream(error_response(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                &e,
+            )))
+        }
+    }
+}
+
+/// The client went away before any response: its connection is closed
+/// without one (the access log says 499, as nginx's does).
+#[derive(Debug)]
+pub(crate) struct ClientGone;
+
+impl std::fmt::Display for ClientGone {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("the client went away before a response")
+    }
+}
+
+impl std::error::Error for ClientGone {}
+
+/// What the request's task hands the downstream connection.
+pub(super) enum Answer {
+    /// Send this response.
+    Respond(Response<ResponseBody>),
+    /// Close the connection without a response.
+    Close,
 }
 
 /// The way back to the downstream connection, used once.
-pub(super) struct Reply(Option<oneshot::Sender<Response<ResponseBody>>>);
+pub(super) struct Reply(Option<oneshot::Sender<Answer>>);
 
 impl Reply {
     pub(super) fn send(&mut self, response: Response<ResponseBody>) {
+        self.answer(Answer::Respond(response));
+    }
+
+    /// Close the downstream connection without a response.
+    fn close(&mut self) {
+        self.answer(Answer::Close);
+    }
+
+    fn answer(&mut self, answer: Answer) {
         if let Some(reply) = self.0.take() {
             // If the downstream is gone, the response (and its body pump) is dropped here.
-            let _ = reply.send(response);
+            let _ = reply.send(answer);
         }
     }
 
@@ -132,13 +171,7 @@ async fn run<P: ProxyHttp>(
         debug!(client = %client, error = %e, attempts = %session.attempts(), "request failed");
         let status = proxy.fail_to_proxy(&mut session, e, &mut ctx).await;
         if !session.response_started() {
-            let response = session.take_prepared_response().unwrap_or_else(|| {
-                let status =
-                    StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-                error_response(status, e)
-            });
-            session.mark_response_started(response.status());
-            reply.send(to_downstream(response));
+            answer_failure(&mut session, &mut reply, e, status);
         }
     }
     if error.is_none() {
@@ -150,6 +183,31 @@ async fn run<P: ProxyHttp>(
     proxy
         .logging(&mut session, error.as_deref(), &mut ctx)
         .await;
+}
+
+/// Answer a failed request that sent nothing downstream yet: the response
+/// `fail_to_proxy` prepared; else, when the client is gone, nothing (its
+/// connection closes); else an error response with the hook's status when it
+/// is one a client can be sent (not 499, which is for logs), or the status
+/// the error calls for.
+fn answer_failure(session: &mut Session, reply: &mut Reply, e: &Error, status: u16) {
+    if let Some(response) = session.take_prepared_response() {
+        session.mark_response_started(response.status());
+        reply.send(to_downstream(response));
+        return;
+    }
+    if e.kind() == ErrorKind::DownstreamClosed {
+        session.mark_client_gone();
+        reply.close();
+        return;
+    }
+    let status = StatusCode::from_u16(status)
+        .ok()
+        .filter(|s| s.as_u16() < 600 && s.as_u16() != CLIENT_CLOSED)
+        .unwrap_or_else(|| status_for(e));
+    let response = error_response(status, e);
+    session.mark_response_started(response.status());
+    reply.send(to_downstream(response));
 }
 
 /// Most request body bytes read and discarded after the response, to keep a

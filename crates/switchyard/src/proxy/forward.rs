@@ -170,9 +170,16 @@ fn send_failure(
 pub(crate) fn classify(e: hyper::Error, progress: &Progress) -> Box<Error> {
     if let Some(replay) = find_cause::<ReplayError>(&e) {
         return match replay {
-            ReplayError::Source(_) => {
-                Error::because(ErrorKind::DownstreamClosed, "reading the request body", e)
-            }
+            ReplayError::Source(_) if malformed_body(&e) => Error::because(
+                ErrorKind::InvalidDownstreamRequest,
+                "client sent a malformed request body",
+                e,
+            ),
+            ReplayError::Source(_) => Error::because(
+                ErrorKind::DownstreamClosed,
+                "client went away while sending the request body",
+                e,
+            ),
             ReplayError::NotReplayable => {
                 Error::because(ErrorKind::Internal, "replaying the request body", e)
             }
@@ -196,6 +203,18 @@ pub(crate) fn classify(e: hyper::Error, progress: &Progress) -> Box<Error> {
         (ErrorKind::ReadError, "reading the response head")
     };
     Error::because(kind, context, e)
+}
+
+/// Whether reading the downstream body failed on its framing (a bad chunk
+/// size or chunk end: hyper reports `InvalidInput` or `InvalidData`) rather
+/// than on the client going away.
+fn malformed_body(e: &hyper::Error) -> bool {
+    find_cause::<io::Error>(e).is_some_and(|io| {
+        matches!(
+            io.kind(),
+            io::ErrorKind::InvalidInput | io::ErrorKind::InvalidData
+        )
+    })
 }
 
 /// Name a failure while the response body streams.

@@ -31,7 +31,7 @@ mod pump;
 pub mod respond;
 mod session;
 
-pub(crate) use engine::{EngineShared, handle};
+pub(crate) use engine::{ClientGone, EngineShared, handle};
 pub use pump::ResponseBody;
 pub use session::{Session, is_idempotent};
 
@@ -214,7 +214,10 @@ pub trait ProxyHttp: Send + Sync + 'static {
     /// proxy errors, 504 for upstream timeouts, 400 for a bad downstream
     /// request, 500 for internal errors, with an RFC 9209 `Proxy-Status`;
     /// nothing once a response started or when the client is gone. If this
-    /// hook sets no response, the engine sends a bare one with the status.
+    /// hook sets no response, the engine sends a bare one with the status
+    /// (or, for a status no client may be sent, such as 499, the one the
+    /// error calls for); for a client that went away it sends nothing and
+    /// closes the connection.
     fn fail_to_proxy(
         &self,
         session: &mut Session,

@@ -116,7 +116,9 @@ impl Session {
         self.response_started
     }
 
-    /// The status sent (or being sent) downstream, once decided.
+    /// The status sent (or being sent) downstream, once decided; 499 (for
+    /// logs, as nginx's) when the client went away before any response, in
+    /// which case nothing was sent.
     pub fn response_status(&self) -> Option<StatusCode> {
         self.response_status
     }
@@ -126,6 +128,12 @@ impl Session {
         self.response_status = Some(status);
         // No retry can come any more: the replay buffer is dead weight.
         self.body.release_buffer();
+    }
+
+    /// The client went away before any response: nothing will be sent, and
+    /// 499 is the status logged.
+    pub(crate) fn mark_client_gone(&mut self) {
+        self.response_status = StatusCode::from_u16(super::respond::CLIENT_CLOSED).ok();
     }
 
     /// Answer the client with this response instead of proxying: from

@@ -12,7 +12,6 @@
 
 mod connection;
 
-use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -31,7 +30,7 @@ use crate::body::DEFAULT_REPLAY_BUFFER;
 use crate::error::{Error, ErrorKind, Result};
 use crate::policy::retry::DEFAULT_MAX_RETRIES;
 use crate::proxy::engine_shared;
-use crate::proxy::{ProxyHttp, handle};
+use crate::proxy::{ClientGone, ProxyHttp, handle};
 use crate::upstream::pool::{Pool, UpstreamPool};
 
 /// hyper's default header limit, parsed without a heap allocation.
@@ -207,8 +206,8 @@ impl<P: ProxyHttp> ProxyServer<P> {
                 // Boxed: hyper hands an idle connection back only when the
                 // service's future is `Unpin`.
                 Box::pin(async move {
-                    let response = handle(proxy, shared, request, client).await;
-                    Ok::<_, Infallible>(response.map(|body| TrackedBody::new(body, in_flight)))
+                    let response = handle(proxy, shared, request, client).await?;
+                    Ok::<_, ClientGone>(response.map(|body| TrackedBody::new(body, in_flight)))
                 })
             });
             let driver = connection::drive(
