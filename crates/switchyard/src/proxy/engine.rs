@@ -78,8 +78,8 @@ pub(crate) async fn handle<P: ProxyHttp>(
         Reply(Some(reply)),
     )));
     match head.await {
-        Ok(Answer::Respond(response)) => Ok(response),
-        Ok(Answer::Close) => Err(ClientGone),
+        Ok(Some(response)) => Ok(response),
+        Ok(None) => Err(ClientGone),
         Err(_) => {
             let e = Error::explain(
                 ErrorKind::Internal,
@@ -106,25 +106,21 @@ impl std::fmt::Display for ClientGone {
 
 impl std::error::Error for ClientGone {}
 
-/// What the request's task hands the downstream connection.
-pub(super) enum Answer {
-    /// Send this response.
-    Respond(Response<ResponseBody>),
-    /// Close the connection without a response.
-    Close,
-}
+/// What the request's task hands the downstream connection: a response to
+/// send, or `None` to close the connection without one.
+type Answer = Option<Response<ResponseBody>>;
 
 /// The way back to the downstream connection, used once.
 pub(super) struct Reply(Option<oneshot::Sender<Answer>>);
 
 impl Reply {
     pub(super) fn send(&mut self, response: Response<ResponseBody>) {
-        self.answer(Answer::Respond(response));
+        self.answer(Some(response));
     }
 
     /// Close the downstream connection without a response.
     fn close(&mut self) {
-        self.answer(Answer::Close);
+        self.answer(None);
     }
 
     fn answer(&mut self, answer: Answer) {
