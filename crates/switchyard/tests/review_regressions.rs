@@ -27,6 +27,50 @@ async fn content_length_beside_chunked_is_dropped_so_the_body_arrives_whole() {
 }
 
 #[tokio::test]
+async fn a_connection_whose_response_framing_was_ambiguous_is_not_reused() {
+    // RFC 9112 section 6.3: a response with both Content-Length and
+    // Transfer-Encoding ought to be handled as an error; it is forwarded as
+    // chunked, and its connection is closed rather than pooled.
+    let raw = "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n\
+               a\r\n0123456789\r\n0\r\n\r\n";
+    let origin = Origin::start(
+        "both",
+        Script::always(Behavior::RawKeepOpen { bytes: raw.into() }),
+    )
+    .await;
+    let proxy = start(TestProxy::new(&[origin.addr()])).await;
+    for _ in 0..2 {
+        let reply = within(10, "request", client::get(proxy.addr, "/"))
+            .await
+            .unwrap();
+        assert_eq!(reply.body, "0123456789");
+    }
+    assert_eq!(origin.stats().connections, 2, "one connection per response");
+    let logged = proxy.logs.wait(2).await;
+    assert!(!logged[1].trace.records()[0].reused, "{}", logged[1].trace);
+}
+
+#[tokio::test]
+async fn a_connection_with_clear_framing_is_reused() {
+    // The twin of the test above, so that it cannot pass for want of pooling.
+    let raw = "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n\
+               a\r\n0123456789\r\n0\r\n\r\n";
+    let origin = Origin::start(
+        "chunked",
+        Script::always(Behavior::RawKeepOpen { bytes: raw.into() }),
+    )
+    .await;
+    let proxy = start(TestProxy::new(&[origin.addr()])).await;
+    for _ in 0..2 {
+        let reply = within(10, "request", client::get(proxy.addr, "/"))
+            .await
+            .unwrap();
+        assert_eq!(reply.body, "0123456789");
+    }
+    assert_eq!(origin.stats().connections, 1);
+}
+
+#[tokio::test]
 async fn a_transfer_coding_other_than_chunked_is_refused() {
     let raw = "HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n3\r\nxyz\r\n0\r\n\r\n";
     let origin = Origin::start("gzip", Script::always(Behavior::Raw { bytes: raw.into() })).await;

@@ -108,6 +108,10 @@ async fn perform_now(conn: &mut Conn, behavior: Behavior, ex: &Exchange<'_>) -> 
             conn.finish().await;
             Ok(After::Closed)
         }
+        Behavior::RawKeepOpen { bytes } => {
+            conn.write(&bytes).await?;
+            Ok(After::KeepOpen)
+        }
         Behavior::CloseDelimited { body } => {
             let mut out = head(200, ex, &Framing::NoBody);
             if !ex.head_only {

@@ -62,6 +62,13 @@ pub enum Behavior {
         /// The bytes, head and body.
         bytes: Bytes,
     },
+    /// Send exactly these bytes as the response and keep the connection open
+    /// for the next request (for a complete response no other behaviour can
+    /// express, such as one with ambiguous framing).
+    RawKeepOpen {
+        /// The bytes, head and body.
+        bytes: Bytes,
+    },
     /// Answer 200 with neither `content-length` nor chunked framing: the body
     /// is `body` and ends when the origin closes the connection.
     CloseDelimited {

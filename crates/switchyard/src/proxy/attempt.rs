@@ -13,7 +13,7 @@ use hyper::body::Incoming;
 use tokio::sync::oneshot;
 
 use super::engine::{Admission, EngineShared, Reply};
-use super::forward::{self, SendFailure};
+use super::forward::{self, Framing, SendFailure};
 use super::pump::{BodyOutcome, PumpBody, ResponseBody};
 use super::{ProxyHttp, Session};
 use crate::body::Progress;
@@ -88,15 +88,18 @@ pub(super) async fn attempt<P: ProxyHttp>(
             FailurePoint::Downstream, &peer, false,
         )),
     };
-    let (response, conn, request_body) = exchanged?;
+    let (response, mut conn, request_body) = exchanged?;
     let reused = conn.reused();
     let (head, upstream_body) = response.into_parts();
     if let Some(record) = session.attempts_mut().current() {
         record.status = Some(head.status);
         record.phase = Phase::StreamingBody;
     }
-    let mut head = forward::downstream_head(head)
+    let (mut head, framing) = forward::downstream_head(head)
         .map_err(|e| AttemptFailure::new(e, FailurePoint::BeforeResponseHead, &peer, reused))?;
+    if framing == Framing::Repaired {
+        conn.close_after_response();
+    }
     judge_response(proxy, session, ctx, &head, admission)
         .map_err(|e| AttemptFailure::new(e, FailurePoint::ResponseRejected, &peer, reused))?;
     let filtered = match proxy

@@ -65,14 +65,34 @@ pub(crate) fn upstream_head(session: &Session, peer: &HttpPeer) -> RequestHeader
     head
 }
 
-/// The head to send downstream: the upstream's, less its hop-by-hop headers.
+/// Whether a response's framing was clear, or ambiguous and repaired.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Framing {
+    /// One way to find the end of the body.
+    Clear,
+    /// `Content-Length` beside `Transfer-Encoding`, or several
+    /// `Content-Length` fields: the body was read one way, but the upstream
+    /// may have meant another, so its connection must not be reused.
+    Repaired,
+}
+
+/// The head to send downstream: the upstream's, less its hop-by-hop headers,
+/// and how clear its framing was.
 ///
 /// A `Content-Length` sent beside `Transfer-Encoding` is dropped (RFC 9112
 /// section 6.3): hyper decoded the body by its chunks, and forwarding the
-/// length would let hyper cut the body short and call it complete. A
-/// transfer coding other than chunked cannot be forwarded faithfully once
-/// `Transfer-Encoding` is removed, so it is refused.
-pub(crate) fn downstream_head(mut head: ResponseHeader) -> Result<ResponseHeader> {
+/// length would let hyper cut the body short and call it complete. Such a
+/// message "ought to be handled as an error", so the framing is reported
+/// [`Framing::Repaired`] and the connection closes once the response is
+/// done. A transfer coding other than chunked cannot be forwarded
+/// faithfully once `Transfer-Encoding` is removed, so it is refused.
+pub(crate) fn downstream_head(mut head: ResponseHeader) -> Result<(ResponseHeader, Framing)> {
+    let lengths = head.headers.get_all(header::CONTENT_LENGTH).iter().count();
+    let mut framing = if lengths > 1 {
+        Framing::Repaired
+    } else {
+        Framing::Clear
+    };
     if let Some(codings) = head.headers.get(header::TRANSFER_ENCODING) {
         let only_chunked = codings
             .to_str()
@@ -90,10 +110,13 @@ pub(crate) fn downstream_head(mut head: ResponseHeader) -> Result<ResponseHeader
                 "upstream response uses a transfer coding other than chunked",
             ));
         }
-        head.headers.remove(header::CONTENT_LENGTH);
+        if lengths > 0 {
+            framing = Framing::Repaired;
+            head.headers.remove(header::CONTENT_LENGTH);
+        }
     }
     strip_hop_by_hop(&mut head.headers);
-    Ok(head)
+    Ok((head, framing))
 }
 
 /// Send `request` on `conn` and wait for the response head.

@@ -39,6 +39,7 @@ pub(crate) async fn connect(peer: &HttpPeer) -> Result<UpstreamConn> {
         idle_timeout: peer.options.idle_timeout,
         max_idle: peer.options.max_idle,
         reused: false,
+        reusable: true,
     })
 }
 

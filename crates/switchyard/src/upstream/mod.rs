@@ -36,12 +36,20 @@ pub(crate) struct UpstreamConn {
     idle_timeout: Duration,
     max_idle: usize,
     reused: bool,
+    /// False once the connection must not serve another request.
+    reusable: bool,
 }
 
 impl UpstreamConn {
     /// Whether this connection served a request before this attempt.
     pub(crate) fn reused(&self) -> bool {
         self.reused
+    }
+
+    /// Never pool this connection again: close it once the current response
+    /// is done (its framing was ambiguous).
+    pub(crate) fn close_after_response(&mut self) {
+        self.reusable = false;
     }
 
     /// Whether the connection is gone (the upstream closed it, or it failed).

@@ -1,7 +1,8 @@
 //! Idle upstream connections, keyed by peer, for reuse.
 //!
 //! A connection comes back to the pool only after its response body was
-//! read to the end (an unfinished exchange leaves the connection unusable).
+//! read to the end (an unfinished exchange leaves the connection unusable),
+//! and never one marked not reusable (a response with ambiguous framing).
 //! Checkout takes the most recently used connection (the warmest), skipping
 //! those the upstream closed while they sat idle and those past their idle
 //! timeout. A reaper task closes expired connections even when nobody asks.
@@ -86,7 +87,7 @@ impl Pool {
 
     /// Return a connection whose exchange finished cleanly.
     pub(crate) fn checkin(&self, conn: UpstreamConn, now: Instant) {
-        if conn.is_closed() || conn.max_idle == 0 {
+        if conn.is_closed() || !conn.reusable || conn.max_idle == 0 {
             return;
         }
         let max_idle = conn.max_idle;
