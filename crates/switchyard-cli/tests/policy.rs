@@ -170,3 +170,38 @@ async fn sigterm_drains_an_in_flight_slow_request_before_exit() {
             .any(|l| l.contains("stopping; letting in-flight requests finish"))
     );
 }
+
+#[tokio::test]
+async fn a_keep_alive_race_costs_no_attempt_even_with_max_attempts_1() {
+    // The origin answers the first request on each connection, then closes
+    // the connection on reading the second without answering: the pooled
+    // connection looked fine at checkout and died after the write.
+    let origin = Origin::start(
+        "racy",
+        Script::per_connection(
+            vec![Behavior::ok(), Behavior::CloseBeforeHead],
+            Behavior::ok(),
+        ),
+    )
+    .await;
+    let text = format!(
+        "[server]\nlisten = [\"127.0.0.1:0\"]\n\
+         [upstreams.app]\nservers = [\"{}\"]\n[upstreams.app.retry]\nmax_attempts = 1\n",
+        origin.addr()
+    );
+    let file = TempConfig::new("stale", &text);
+    let proxy = Running::start(&["run", "-c", file.path.to_str().unwrap()]);
+    for i in 0..2 {
+        let reply = within(10, "request", client::get(proxy.addr, "/"))
+            .await
+            .unwrap();
+        assert_eq!(reply.status, 200, "request {i}");
+    }
+    let log = proxy.wait_for_log(2).await;
+    assert!(
+        log[1].contains("closed-before-head (reused) -> retry [same-peer]"),
+        "{}",
+        log[1]
+    );
+    assert_eq!(origin.stats().connections, 2);
+}

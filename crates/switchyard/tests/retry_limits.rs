@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use common::{HasLogs, Logs, start_with, summary};
-use switchyard::policy::backoff::Backoff;
+use switchyard::policy::backoff::{Backoff, Jitter};
 use switchyard::policy::limits::RetryLimits;
 use switchyard::prelude::*;
 use switchyard_testkit::{Behavior, Origin, Script, client, refused_addr, within};
@@ -79,7 +79,11 @@ async fn run(peers: Vec<SocketAddr>, limits: RetryLimits) -> (client::Collected,
             limits,
             logs: Logs::default(),
         },
-        ServerOptions::default(),
+        // Every backoff draws 0.5: delays are half their window, exactly.
+        ServerOptions {
+            backoff_jitter: Jitter::Fixed { per_mille: 500 },
+            ..ServerOptions::default()
+        },
     )
     .await;
     let reply = within(20, "request", client::get(proxy.addr, "/"))
@@ -108,7 +112,8 @@ async fn a_per_request_cap_holds_below_the_servers() {
 #[tokio::test]
 async fn retries_wait_their_backoff_and_record_it() {
     let dead = refused_addr().await;
-    let backoff = Backoff::new(Duration::from_millis(40), Duration::from_millis(40));
+    // Windows of 100 ms, 200 ms, 200 ms (capped); the jitter draws 0.5.
+    let backoff = Backoff::new(Duration::from_millis(100), Duration::from_millis(200));
     let limits = RetryLimits {
         max_retries: Some(3),
         backoff: Some(backoff),
@@ -117,14 +122,16 @@ async fn retries_wait_their_backoff_and_record_it() {
     let (_, logged) = run(vec![dead], limits).await;
     let records = logged.trace.records();
     assert_eq!(records.len(), 4);
+    let planned: Vec<Duration> = records.iter().map(|r| r.backoff).collect();
+    let ms = Duration::from_millis;
+    assert_eq!(planned, [ms(50), ms(100), ms(100), ms(0)]);
     for pair in records.windows(2) {
         let gap = pair[1].started - (pair[0].started + pair[0].duration);
         assert!(
-            gap + Duration::from_millis(2) >= pair[0].backoff,
+            gap + ms(2) >= pair[0].backoff,
             "waited {gap:?}, planned {:?}",
             pair[0].backoff
         );
-        assert!(pair[0].backoff < Duration::from_millis(40));
     }
 }
 

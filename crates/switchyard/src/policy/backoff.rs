@@ -60,3 +60,34 @@ impl Backoff {
         window.mul_f64(random.clamp(0.0, 1.0))
     }
 }
+
+/// Where backoff delays draw their random number.
+///
+/// ```
+/// use switchyard::policy::backoff::Jitter;
+///
+/// assert_eq!(Jitter::Fixed { per_mille: 500 }.draw(), 0.5);
+/// assert!((0.0..1.0).contains(&Jitter::Random.draw()));
+/// ```
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Jitter {
+    /// A fresh random number for every delay (the default).
+    #[default]
+    Random,
+    /// Every draw is `per_mille / 1000` (capped below 1): delays become
+    /// predictable, for tests and reproducible experiments.
+    Fixed {
+        /// The number drawn, in thousandths.
+        per_mille: u16,
+    },
+}
+
+impl Jitter {
+    /// A number in `[0, 1)`.
+    pub fn draw(self) -> f64 {
+        match self {
+            Jitter::Random => crate::random::unit(),
+            Jitter::Fixed { per_mille } => f64::from(per_mille.min(999)) / 1000.0,
+        }
+    }
+}

@@ -9,7 +9,9 @@
 //! 2. [`admit`]: is there room for another attempt? The retry cap holds
 //!    whatever the hooks say (a per-request cap, itself bounded by the
 //!    server's hard cap, default 16), and no retry starts that could not
-//!    begin before the request's deadline. Time is passed in.
+//!    begin before the request's deadline. Time is passed in. One retry is
+//!    outside the cap: the first after a reused pooled connection that the
+//!    upstream dropped before answering (a keep-alive race, not a failure).
 //!
 //! [`decide`] runs both. Splitting "would retry" from "may spend an
 //! attempt" follows Envoy's router: the first is about the failure, the
@@ -69,6 +71,10 @@ pub struct RetryFacts {
     pub hook_retry: bool,
     /// Whether the request body could be replayed.
     pub body: BufferState,
+    /// The failure was a reused pooled connection the upstream dropped
+    /// before answering, and the request has not had such a retry yet: a
+    /// keep-alive race, whose retry is free (the cap does not apply).
+    pub stale_connection: bool,
     /// Retries already made for this request (0 after the first attempt).
     pub retries_so_far: usize,
     /// The cap on retries for this request.
@@ -149,7 +155,7 @@ pub fn classify(facts: &RetryFacts) -> Result<(), StopReason> {
 
 /// Is there room for another attempt?
 pub fn admit(facts: &RetryFacts) -> Result<(), StopReason> {
-    if facts.retries_so_far >= facts.max_retries {
+    if !facts.stale_connection && facts.retries_so_far >= facts.max_retries {
         return Err(StopReason::AttemptCap);
     }
     if facts

@@ -12,7 +12,8 @@ use http::{Request, Response};
 use hyper::body::Incoming;
 use tokio::sync::oneshot;
 
-use super::engine::{Admission, EngineShared, Reply};
+use super::admission::Admission;
+use super::engine::{EngineShared, Reply};
 use super::forward::{self, Framing, SendFailure};
 use super::pump::{BodyOutcome, PumpBody, ResponseBody};
 use super::{ProxyHttp, Session};
@@ -152,6 +153,7 @@ fn judge_response<P: ProxyHttp>(
         FailurePoint::ResponseRejected,
         error.retry(),
         session.body_source().state(),
+        false,
         Instant::now(),
     );
     match decide(&facts) {

@@ -32,18 +32,16 @@ use hyper::body::Incoming;
 use tokio::sync::oneshot;
 use tracing::debug;
 
+use super::admission::{Admission, Failed};
 use super::attempt::{Forwarded, attempt};
 use super::forward;
 use super::pump::{BodyOutcome, ResponseBody};
 use super::respond::{CLIENT_CLOSED, error_response, status_for};
 use super::{ProxyHttp, Session};
-use crate::body::{BufferState, ReplaySource};
+use crate::body::ReplaySource;
 use crate::error::{Error, ErrorKind, Result};
-use crate::peer::HttpPeer;
-use crate::policy::backoff::Backoff;
-use crate::policy::limits::RetryLimits;
+use crate::policy::backoff::Jitter;
 use crate::policy::retry::{FailurePoint, RetryFacts, StopReason, Verdict, decide};
-use crate::random;
 use crate::trace::{AttemptLog, Decision, Phase};
 use crate::upstream::hedge::ConnectTimes;
 use crate::upstream::pool::Pool;
@@ -54,6 +52,8 @@ pub(crate) struct EngineShared {
     pub(crate) pool: Arc<Pool>,
     pub(crate) max_retries: usize,
     pub(crate) replay_buffer: usize,
+    /// Where backoff delays draw their random number.
+    pub(crate) jitter: Jitter,
     /// Recent connect times per peer, for connect hedging.
     pub(crate) connect_times: ConnectTimes,
 }
@@ -246,7 +246,8 @@ async fn attempt_loop<P: ProxyHttp>(
     reply: &mut Reply,
 ) -> Result<Forwarded> {
     let limits = proxy.retry_limits(session, ctx);
-    let mut admission = Admission::new(&limits, shared.max_retries, session.attempts().start());
+    let start = session.attempts().start();
+    let mut admission = Admission::new(&limits, shared.max_retries, shared.jitter, start);
     let mut fresh_only = false;
     loop {
         let attempted = attempt(proxy, shared, session, ctx, reply, fresh_only, &admission).await;
@@ -265,6 +266,11 @@ async fn attempt_loop<P: ProxyHttp>(
         // After a pooled connection failed, the pool may hold more like it
         // (the upstream restarted): the next attempt takes a new connection.
         fresh_only = failure.reused;
+        let stale = admission.is_stale_retry(Failed {
+            point: failure.point,
+            kind: failure.error.kind(),
+            reused: failure.reused,
+        });
         let error = match failure.point {
             FailurePoint::Connect => proxy.fail_to_connect(session, &peer, ctx, failure.error),
             FailurePoint::BeforeResponseHead => {
@@ -273,12 +279,8 @@ async fn attempt_loop<P: ProxyHttp>(
             // Judged already (`upstream_response_failure`), or nobody to ask.
             _ => failure.error,
         };
-        let facts = admission.facts(
-            failure.point,
-            error.retry(),
-            session.body_source().state(),
-            Instant::now(),
-        );
+        let body = session.body_source().state();
+        let facts = admission.facts(failure.point, error.retry(), body, stale, Instant::now());
         let verdict = decide(&facts);
         let trace = session.attempts_mut();
         if let Some(record) = trace.current() {
@@ -287,7 +289,7 @@ async fn attempt_loop<P: ProxyHttp>(
         }
         match verdict {
             Verdict::Retry => {
-                let delay = admission.next_delay();
+                let delay = admission.delay(stale);
                 if let Some(record) = trace.current() {
                     record.backoff = delay;
                 }
@@ -301,82 +303,11 @@ async fn attempt_loop<P: ProxyHttp>(
                         )),
                     }
                 }
-                admission.advance();
+                admission.advance(stale);
             }
             Verdict::Stop(reason) => {
                 trace.finish(Decision::Stop(reason), Instant::now());
                 return Err(error);
-            }
-        }
-    }
-}
-
-/// The request's allowance for retries: its cap, deadline and backoff, and
-/// how much of it is spent. The loop and a rejected response (in
-/// `attempt.rs`) judge by the same numbers.
-#[derive(Debug)]
-pub(super) struct Admission {
-    retries: usize,
-    max_retries: usize,
-    deadline: Option<Instant>,
-    backoff: Option<Backoff>,
-    next_delay: Duration,
-}
-
-impl Admission {
-    fn new(limits: &RetryLimits, hard_cap: usize, start: Instant) -> Self {
-        let backoff = limits.backoff;
-        Admission {
-            retries: 0,
-            max_retries: limits.retries_within(hard_cap),
-            deadline: limits.deadline.map(|d| start + d),
-            backoff,
-            next_delay: backoff.map_or(Duration::ZERO, |b| b.delay(0, random::unit())),
-        }
-    }
-
-    /// The facts for a failure observed at `now`.
-    pub(super) fn facts(
-        &self,
-        point: FailurePoint,
-        hook_retry: bool,
-        body: BufferState,
-        now: Instant,
-    ) -> RetryFacts {
-        RetryFacts {
-            point,
-            hook_retry,
-            body,
-            retries_so_far: self.retries,
-            max_retries: self.max_retries,
-            deadline: self.deadline,
-            next_attempt_at: now + self.next_delay,
-        }
-    }
-
-    /// The wait before the next retry.
-    pub(super) fn next_delay(&self) -> Duration {
-        self.next_delay
-    }
-
-    fn advance(&mut self) {
-        self.retries += 1;
-        let retry = u32::try_from(self.retries).unwrap_or(u32::MAX);
-        self.next_delay = self
-            .backoff
-            .map_or(Duration::ZERO, |b| b.delay(retry, random::unit()));
-    }
-
-    /// Shorten `peer`'s timeouts so that an attempt cannot outlive the deadline.
-    pub(super) fn fit_to_deadline(&self, peer: &mut HttpPeer, now: Instant) {
-        if let Some(deadline) = self.deadline {
-            let left = deadline.saturating_duration_since(now);
-            let options = &mut peer.options;
-            options.connect_timeout = options.connect_timeout.min(left);
-            options.read_timeout = options.read_timeout.min(left);
-            options.write_timeout = options.write_timeout.min(left);
-            if let Some(hedge) = peer.hedge.as_deref_mut() {
-                self.fit_to_deadline(hedge, now);
             }
         }
     }
@@ -434,6 +365,7 @@ async fn finish_body<P: ProxyHttp>(
                 point,
                 hook_retry: error.retry(),
                 body: body_state,
+                stale_connection: false,
                 retries_so_far: trace.retries(),
                 max_retries: usize::MAX,
                 deadline: None,

@@ -23,6 +23,7 @@ use crate::server::ServerOptions;
 use crate::upstream::pool::Pool;
 use std::sync::Arc;
 
+mod admission;
 mod attempt;
 mod engine;
 mod forward;
@@ -247,6 +248,7 @@ pub(crate) fn engine_shared(pool: Arc<Pool>, options: &ServerOptions) -> Arc<Eng
         pool,
         max_retries: options.max_retries,
         replay_buffer: options.replay_buffer,
+        jitter: options.backoff_jitter,
         connect_times: Default::default(),
     })
 }

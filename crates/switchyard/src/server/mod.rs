@@ -28,6 +28,7 @@ use self::connection::{Activity, ClientStream, Driving, TrackedBody};
 
 use crate::body::DEFAULT_REPLAY_BUFFER;
 use crate::error::{Error, ErrorKind, Result};
+use crate::policy::backoff::Jitter;
 use crate::policy::retry::DEFAULT_MAX_RETRIES;
 use crate::proxy::engine_shared;
 use crate::proxy::{ClientGone, ProxyHttp, handle};
@@ -48,6 +49,7 @@ const HYPER_STACK_HEADERS: usize = 100;
 /// | `write_timeout` | 60 s without progress writing to a client |
 /// | `drain_timeout` | 30 s for in-flight requests at shutdown |
 /// | `park_idle_after` | 1 s: an idle keep-alive connection then holds no buffers |
+/// | `backoff_jitter` | random |
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServerOptions {
     /// Hard cap on retries per request, whatever the hooks say.
@@ -72,6 +74,9 @@ pub struct ServerOptions {
     /// speaks again, which frees hyper's two 8 KiB buffers (an idle
     /// connection then costs about 1 KiB instead of 16). `None` never parks.
     pub park_idle_after: Option<Duration>,
+    /// Where retry backoff delays draw their random number: random, or a
+    /// fixed number for tests and reproducible experiments.
+    pub backoff_jitter: Jitter,
 }
 
 impl Default for ServerOptions {
@@ -85,6 +90,7 @@ impl Default for ServerOptions {
             write_timeout: Duration::from_secs(60),
             drain_timeout: Duration::from_secs(30),
             park_idle_after: Some(Duration::from_secs(1)),
+            backoff_jitter: Jitter::Random,
         }
     }
 }

@@ -15,6 +15,7 @@ fn facts(
         point,
         hook_retry,
         body,
+        stale_connection: false,
         retries_so_far: retries,
         max_retries: 3,
         deadline: None,
@@ -131,4 +132,24 @@ fn no_retry_starts_at_or_past_the_deadline() {
     // The cap is named first when both apply.
     f.retries_so_far = 3;
     assert_eq!(decide(&f), Verdict::Stop(AttemptCap));
+}
+
+#[test]
+fn the_retry_after_a_stale_pooled_connection_is_outside_the_cap() {
+    let at_cap = RetryFacts {
+        stale_connection: true,
+        ..facts(BeforeResponseHead, true, Complete, 3)
+    };
+    assert_eq!(decide(&at_cap), Verdict::Retry);
+    // The contract rules and the hook still apply.
+    let declined = RetryFacts {
+        hook_retry: false,
+        ..at_cap
+    };
+    assert_eq!(decide(&declined), Verdict::Stop(HookDeclined));
+    let truncated = RetryFacts {
+        body: Truncated,
+        ..at_cap
+    };
+    assert_eq!(decide(&truncated), Verdict::Stop(BodyNotReplayable));
 }

@@ -1,0 +1,135 @@
+//! A request's allowance for retries: its cap, deadline and backoff, and how
+//! much of it is spent. The attempt loop (`engine.rs`) and a rejected
+//! response (`attempt.rs`) judge by the same numbers, through the pure
+//! `policy::retry::decide`.
+//!
+//! One retry may be free: the first one after a reused pooled connection
+//! that the upstream dropped before answering (closed, reset, or the write
+//! failed). That is a keep-alive race, not a failure of the server, so its
+//! retry goes at once, on a fresh connection, and counts against neither the
+//! cap nor the backoff schedule: a proxy allowed one attempt per request
+//! must not show its clients errors from keep-alive races. The hook still
+//! decides whether it is retried at all.
+
+use std::time::{Duration, Instant};
+
+use crate::body::BufferState;
+use crate::error::ErrorKind;
+use crate::peer::HttpPeer;
+use crate::policy::backoff::{Backoff, Jitter};
+use crate::policy::limits::RetryLimits;
+use crate::policy::retry::{FailurePoint, RetryFacts};
+use crate::policy::rules::connection_dropped;
+
+/// What the engine knows of a failed attempt when it asks for a retry.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Failed {
+    /// Where it failed.
+    pub(super) point: FailurePoint,
+    /// What failed.
+    pub(super) kind: ErrorKind,
+    /// Whether the connection came from the pool.
+    pub(super) reused: bool,
+}
+
+/// The allowance of one request.
+#[derive(Debug)]
+pub(super) struct Admission {
+    retries: usize,
+    max_retries: usize,
+    deadline: Option<Instant>,
+    backoff: Option<Backoff>,
+    jitter: Jitter,
+    next_delay: Duration,
+    /// Whether the one free retry (a stale pooled connection) was used.
+    stale_retry_used: bool,
+}
+
+impl Admission {
+    /// The allowance for a request that arrived at `start`, under `limits`
+    /// bounded by the server's `hard_cap`, drawing backoff from `jitter`.
+    pub(super) fn new(
+        limits: &RetryLimits,
+        hard_cap: usize,
+        jitter: Jitter,
+        start: Instant,
+    ) -> Self {
+        let backoff = limits.backoff;
+        Admission {
+            retries: 0,
+            max_retries: limits.retries_within(hard_cap),
+            deadline: limits.deadline.map(|d| start + d),
+            backoff,
+            jitter,
+            next_delay: backoff.map_or(Duration::ZERO, |b| b.delay(0, jitter.draw())),
+            stale_retry_used: false,
+        }
+    }
+
+    /// Whether a retry after `failed` is the free one: a reused connection
+    /// dropped before any head, and no free retry yet.
+    pub(super) fn is_stale_retry(&self, failed: Failed) -> bool {
+        !self.stale_retry_used
+            && failed.reused
+            && failed.point == FailurePoint::BeforeResponseHead
+            && connection_dropped(failed.kind)
+    }
+
+    /// The facts for a failure observed at `now`; `stale` from
+    /// [`is_stale_retry`](Self::is_stale_retry).
+    pub(super) fn facts(
+        &self,
+        point: FailurePoint,
+        hook_retry: bool,
+        body: BufferState,
+        stale: bool,
+        now: Instant,
+    ) -> RetryFacts {
+        RetryFacts {
+            point,
+            hook_retry,
+            body,
+            stale_connection: stale,
+            retries_so_far: self.retries,
+            max_retries: self.max_retries,
+            deadline: self.deadline,
+            next_attempt_at: now + self.delay(stale),
+        }
+    }
+
+    /// The wait before the next retry (none for the free one).
+    pub(super) fn delay(&self, stale: bool) -> Duration {
+        if stale {
+            Duration::ZERO
+        } else {
+            self.next_delay
+        }
+    }
+
+    /// A retry was made: spend the free one, or one of the cap.
+    pub(super) fn advance(&mut self, stale: bool) {
+        if stale {
+            self.stale_retry_used = true;
+            return;
+        }
+        self.retries += 1;
+        let retry = u32::try_from(self.retries).unwrap_or(u32::MAX);
+        self.next_delay = self
+            .backoff
+            .map_or(Duration::ZERO, |b| b.delay(retry, self.jitter.draw()));
+    }
+
+    /// Shorten `peer`'s timeouts so that an attempt cannot outlive the deadline.
+    pub(super) fn fit_to_deadline(&self, peer: &mut HttpPeer, now: Instant) {
+        if let Some(deadline) = self.deadline {
+            let left = deadline.saturating_duration_since(now);
+            let options = &mut peer.options;
+            options.connect_timeout = options.connect_timeout.min(left);
+            options.read_timeout = options.read_timeout.min(left);
+            options.write_timeout = options.write_timeout.min(left);
+            if let Some(hedge) = peer.hedge.as_deref_mut() {
+                self.fit_to_deadline(hedge, now);
+            }
+        }
+    }
+}
