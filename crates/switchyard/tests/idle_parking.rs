@@ -1,6 +1,8 @@
 //! Idle keep-alive connections are parked outside hyper (to free its
 //! buffers) and taken back when the client speaks again: parking must be
-//! invisible to the client, whatever it was doing when parked.
+//! invisible to the client, whatever it was doing when parked. Each test
+//! also reads the server's parked-connection count, so it fails if parking
+//! never happens.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
@@ -14,14 +16,22 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 const PARK_AFTER: Duration = Duration::from_millis(30);
-/// Several park ticks: long enough that an idle connection is parked.
-const PARKED: Duration = Duration::from_millis(300);
 
 fn parking_quickly() -> ServerOptions {
     ServerOptions {
         park_idle_after: Some(PARK_AFTER),
         ..ServerOptions::default()
     }
+}
+
+/// Wait (5 s at most) until the server has `n` connections parked.
+async fn wait_parked(counts: &switchyard::server::ConnectionCounts, n: usize) {
+    within(5, "the parked count to reach its value", async {
+        while counts.parked() != n {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await;
 }
 
 /// Read one response whose body is `body`; return the head and body text.
@@ -56,9 +66,10 @@ async fn a_parked_connection_serves_the_next_requests() {
             .unwrap_or_else(|e| panic!("round {round}: {e}"));
         assert_eq!(reply.status, 200);
         assert_eq!(reply.body, "origin");
-        tokio::time::sleep(PARKED).await;
+        wait_parked(&proxy.counts, 1).await;
     }
     assert_eq!(origin.stats().requests, 3);
+    assert_eq!(proxy.counts.open(), 1, "one connection all along");
 }
 
 #[tokio::test]
@@ -66,15 +77,21 @@ async fn a_head_begun_before_parking_is_finished_after_it() {
     let origin = Origin::healthy("origin").await;
     let proxy = start_with(TestProxy::new(&[origin.addr()]), parking_quickly()).await;
     let mut stream = TcpStream::connect(proxy.addr).await.unwrap();
+    // One request and half the next in one write: the half head is in
+    // hyper's buffer before the connection can go quiet.
     stream
-        .write_all(b"GET /one HTTP/1.1\r\nHost: x\r\n\r\n")
+        .write_all(b"GET /one HTTP/1.1\r\nHost: x\r\n\r\nGET /two HTTP/1.1\r\nHo")
         .await
         .unwrap();
     let first = within(5, "first response", read_response(&mut stream, "origin")).await;
     assert!(first.starts_with("HTTP/1.1 200"), "{first}");
-    // Half a head, then quiet long enough to be parked with it half-read.
-    stream.write_all(b"GET /two HTTP/1.1\r\nHo").await.unwrap();
-    tokio::time::sleep(PARKED).await;
+    // Quiet: hyper hands the connection back with the half head.
+    within(5, "the hand-back with half a head", async {
+        while proxy.counts.handed_back() == 0 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await;
     stream.write_all(b"st: x\r\n\r\n").await.unwrap();
     let second = within(5, "second response", read_response(&mut stream, "origin")).await;
     assert!(second.starts_with("HTTP/1.1 200"), "{second}");
@@ -99,14 +116,18 @@ async fn a_parked_connection_still_idles_out() {
         ..parking_quickly()
     };
     let proxy = start_with(TestProxy::new(&[origin.addr()]), options).await;
-    let raw = within(
-        10,
-        "idle client",
-        client::raw(proxy.addr, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", 5),
-    )
-    .await;
-    assert!(String::from_utf8_lossy(&raw.bytes).starts_with("HTTP/1.1 200"));
-    assert!(raw.closed_by_server, "a parked connection must idle out");
+    let mut stream = TcpStream::connect(proxy.addr).await.unwrap();
+    stream
+        .write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let reply = within(5, "response", read_response(&mut stream, "origin")).await;
+    assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
+    wait_parked(&proxy.counts, 1).await;
+    let mut rest = Vec::new();
+    let n = within(5, "the idle close", stream.read_to_end(&mut rest)).await;
+    assert_eq!(n.unwrap_or(0), 0, "a parked connection must idle out");
+    wait_parked(&proxy.counts, 0).await;
 }
 
 #[tokio::test]
@@ -123,7 +144,7 @@ async fn shutdown_closes_parked_connections_at_once() {
         .await
         .unwrap();
     within(5, "response", read_response(&mut stream, "origin")).await;
-    tokio::time::sleep(PARKED).await;
+    wait_parked(&proxy.counts, 1).await;
     proxy.shutdown.shutdown();
     // Well inside the 30 s drain timeout: nothing was in flight.
     within(5, "server drain", proxy.task)

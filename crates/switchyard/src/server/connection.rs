@@ -34,6 +34,8 @@ use tokio::time::MissedTickBehavior;
 use tokio_io_timeout::TimeoutStream;
 use tracing::debug;
 
+use super::counts::ConnectionCounts;
+
 /// What a client connection has been doing, shared by its socket, its
 /// service and its driver.
 #[derive(Debug, Default)]
@@ -249,6 +251,7 @@ pub(super) async fn drive<S>(
     mut service: S,
     driving: Driving,
     mut stop: watch::Receiver<bool>,
+    counts: ConnectionCounts,
 ) where
     S: HttpService<Incoming> + Unpin,
     S::Future: Unpin,
@@ -257,6 +260,7 @@ pub(super) async fn drive<S>(
     <S::ResBody as Body>::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     let activity = Arc::clone(&stream.activity);
+    let _open = counts.opened();
     loop {
         activity.answered.store(0, Ordering::Relaxed);
         let connection = Box::new(builder.serve_connection(TokioIo::new(stream), service));
@@ -266,6 +270,7 @@ pub(super) async fn drive<S>(
             Ended::Over => return,
             Ended::Parked(parts) => parts,
         };
+        counts.hand_back();
         let http1::Parts {
             io,
             read_buf,
@@ -280,7 +285,10 @@ pub(super) async fn drive<S>(
         }
         // Even empty, hyper's leftover slice keeps its 8 KiB read buffer alive.
         drop(read_buf);
-        if !wait_parked(&stream, driving, &mut stop).await {
+        let parked = counts.parked_now();
+        let woke = wait_parked(&stream, driving, &mut stop).await;
+        drop(parked);
+        if !woke {
             // Idle too long or shutting down: close politely.
             let _ = stream.shutdown().await;
             return;

@@ -11,6 +11,9 @@
 //! parked outside hyper so it holds no buffers (`connection.rs`).
 
 mod connection;
+mod counts;
+
+pub use counts::ConnectionCounts;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -125,6 +128,7 @@ pub struct ProxyServer<P> {
     options: ServerOptions,
     shutdown: watch::Sender<bool>,
     pool: Arc<Pool>,
+    counts: ConnectionCounts,
 }
 
 /// Asks a running [`ProxyServer`] to stop: it stops accepting, lets
@@ -157,6 +161,7 @@ impl<P: ProxyHttp> ProxyServer<P> {
             options,
             shutdown: watch::channel(false).0,
             pool: Pool::start(),
+            counts: ConnectionCounts::default(),
         })
     }
 
@@ -176,6 +181,11 @@ impl<P: ProxyHttp> ProxyServer<P> {
     /// servers no longer used (see [`UpstreamPool::keep_only`]).
     pub fn upstream_pool(&self) -> UpstreamPool {
         UpstreamPool::new(Arc::clone(&self.pool))
+    }
+
+    /// A live count of the client connections open and parked.
+    pub fn connection_counts(&self) -> ConnectionCounts {
+        self.counts.clone()
     }
 
     /// Serve until [`ShutdownHandle::shutdown`], then drain and return.
@@ -222,6 +232,7 @@ impl<P: ProxyHttp> ProxyServer<P> {
                 service,
                 driving,
                 self.shutdown.subscribe(),
+                self.counts.clone(),
             );
             connections.spawn(driver);
         }

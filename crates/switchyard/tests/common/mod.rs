@@ -189,6 +189,7 @@ pub struct Running {
     pub shutdown: ShutdownHandle,
     pub task: tokio::task::JoinHandle<Result<()>>,
     pub pool: switchyard::UpstreamPool,
+    pub counts: switchyard::server::ConnectionCounts,
 }
 
 pub async fn start(proxy: TestProxy) -> Running {
@@ -203,6 +204,7 @@ pub async fn start_with<P: ProxyHttp + HasLogs>(proxy: P, options: ServerOptions
     let addr = server.local_addr();
     let shutdown = server.shutdown_handle();
     let pool = server.upstream_pool();
+    let counts = server.connection_counts();
     let task = tokio::spawn(server.serve());
     Running {
         addr,
@@ -210,6 +212,7 @@ pub async fn start_with<P: ProxyHttp + HasLogs>(proxy: P, options: ServerOptions
         shutdown,
         task,
         pool,
+        counts,
     }
 }
 

@@ -1,0 +1,85 @@
+//! How many client connections a server has open, and how many of them are
+//! parked (idle, held as a bare socket outside hyper). Read by operators and
+//! tests through [`ConnectionCounts`]; kept up to date by guards that the
+//! connection driver holds, so a count cannot leak when a task ends early.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+/// A live view of a server's client connections; cheap to clone.
+///
+/// ```no_run
+/// # use switchyard::prelude::*;
+/// # async fn show<P: ProxyHttp>(server: &ProxyServer<P>) {
+/// let counts = server.connection_counts();
+/// println!("{} open, {} parked", counts.open(), counts.parked());
+/// # }
+/// ```
+#[derive(Debug, Clone, Default)]
+pub struct ConnectionCounts {
+    inner: Arc<Counters>,
+}
+
+#[derive(Debug, Default)]
+struct Counters {
+    open: AtomicUsize,
+    parked: AtomicUsize,
+    handed_back: AtomicUsize,
+}
+
+impl ConnectionCounts {
+    /// Client connections open now, parked ones included.
+    pub fn open(&self) -> usize {
+        self.inner.open.load(Ordering::Relaxed)
+    }
+
+    /// Idle keep-alive connections parked outside hyper now.
+    pub fn parked(&self) -> usize {
+        self.inner.parked.load(Ordering::Relaxed)
+    }
+
+    /// Times hyper handed a quiet connection back to be parked, since the
+    /// server started. One with bytes of a request head already read goes
+    /// straight back to hyper (with those bytes) instead of waiting parked.
+    pub fn handed_back(&self) -> usize {
+        self.inner.handed_back.load(Ordering::Relaxed)
+    }
+
+    /// Count one hand-back of a quiet connection.
+    pub(super) fn hand_back(&self) {
+        self.inner.handed_back.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Count a connection as open until the guard drops.
+    pub(super) fn opened(&self) -> Counted {
+        Counted::new(self, |c| &c.open)
+    }
+
+    /// Count a connection as parked until the guard drops.
+    pub(super) fn parked_now(&self) -> Counted {
+        Counted::new(self, |c| &c.parked)
+    }
+}
+
+/// Holds one count up; gives it back on drop.
+#[derive(Debug)]
+pub(super) struct Counted {
+    inner: Arc<Counters>,
+    which: fn(&Counters) -> &AtomicUsize,
+}
+
+impl Counted {
+    fn new(counts: &ConnectionCounts, which: fn(&Counters) -> &AtomicUsize) -> Self {
+        which(&counts.inner).fetch_add(1, Ordering::Relaxed);
+        Counted {
+            inner: Arc::clone(&counts.inner),
+            which,
+        }
+    }
+}
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        (self.which)(&self.inner).fetch_sub(1, Ordering::Relaxed);
+    }
+}
