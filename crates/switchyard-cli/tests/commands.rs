@@ -25,6 +25,27 @@ fn check_accepts_a_good_config() {
 }
 
 #[test]
+fn every_example_config_passes_check() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/configs");
+    let mut checked = Vec::new();
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_none_or(|e| e != "toml") {
+            continue;
+        }
+        let out = run(&["check", "-c", path.to_str().unwrap()]);
+        assert!(
+            out.status.success(),
+            "{}: {}",
+            path.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        checked.push(path);
+    }
+    assert!(checked.len() >= 3, "examples found: {checked:?}");
+}
+
+#[test]
 fn a_bad_config_gives_a_located_error_and_exit_code_2() {
     let text = "[server]\nlisten = [\"127.0.0.1:0\"]\n[upstreams.a]\nservers = [\"127.0.0.1:9\"]\nconect_timeout = \"1s\"\n";
     let file = TempConfig::new("bad", text);
