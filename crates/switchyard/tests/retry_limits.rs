@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use common::{HasLogs, Logs, start_with, summary};
 use switchyard::policy::backoff::{Backoff, Jitter};
+use switchyard::policy::budget::BudgetPolicy;
 use switchyard::policy::limits::RetryLimits;
 use switchyard::prelude::*;
 use switchyard_testkit::{Behavior, Origin, Script, client, refused_addr, within};
@@ -73,16 +74,25 @@ impl ProxyHttp for Limited {
 }
 
 async fn run(peers: Vec<SocketAddr>, limits: RetryLimits) -> (client::Collected, common::Logged) {
+    run_with(peers, limits, ServerOptions::default()).await
+}
+
+/// `run` with `options`, whose backoff jitter is fixed at 0.5: every delay
+/// is half its window, exactly.
+async fn run_with(
+    peers: Vec<SocketAddr>,
+    limits: RetryLimits,
+    options: ServerOptions,
+) -> (client::Collected, common::Logged) {
     let proxy = start_with(
         Limited {
             peers,
             limits,
             logs: Logs::default(),
         },
-        // Every backoff draws 0.5: delays are half their window, exactly.
         ServerOptions {
             backoff_jitter: Jitter::Fixed { per_mille: 500 },
-            ..ServerOptions::default()
+            ..options
         },
     )
     .await;
@@ -91,6 +101,45 @@ async fn run(peers: Vec<SocketAddr>, limits: RetryLimits) -> (client::Collected,
         .unwrap();
     let logged = proxy.logs.wait(1).await.remove(0);
     (reply, logged)
+}
+
+#[tokio::test]
+async fn a_spent_budget_stops_retries_with_its_reason() {
+    let dead = refused_addr().await;
+    // No share of requests, and a floor of 1 retry/s over 2 s: two retries.
+    let options = ServerOptions {
+        retry_budget: Some(BudgetPolicy {
+            percent: 0,
+            min_per_second: 1,
+            window: Duration::from_secs(2),
+        }),
+        ..ServerOptions::default()
+    };
+    let (reply, logged) = run_with(vec![dead], RetryLimits::default(), options).await;
+    assert_eq!(reply.status, 502);
+    assert_eq!(
+        summary(&logged.trace),
+        [
+            "connect-refused -> retry",
+            "connect-refused -> retry",
+            "connect-refused -> stop (budget-exhausted)"
+        ]
+    );
+}
+
+#[tokio::test]
+async fn without_a_budget_only_the_cap_stops_retries() {
+    let dead = refused_addr().await;
+    let options = ServerOptions {
+        retry_budget: None,
+        ..ServerOptions::default()
+    };
+    let (_, logged) = run_with(vec![dead], RetryLimits::default(), options).await;
+    assert_eq!(logged.trace.len(), 17);
+    assert_eq!(
+        summary(&logged.trace)[16],
+        "connect-refused -> stop (attempt-cap)"
+    );
 }
 
 #[tokio::test]

@@ -4,9 +4,10 @@
 //! a verdict with a named reason comes out, so every rule is table-tested
 //! without sockets. The engine (`proxy/engine.rs`) gathers the facts, asks,
 //! records the answer in the attempt trace (`trace.rs`) and acts on it.
-//! Budgets and hedging will live beside these.
+//! Hedging will live beside these.
 
 pub mod backoff;
+pub mod budget;
 pub mod limits;
 pub mod retry;
 pub mod rules;

@@ -96,6 +96,9 @@ pub enum StopReason {
     BodyNotReplayable,
     /// The retry cap was reached (contract rule 4).
     AttemptCap,
+    /// The retry budget of the request's group is spent: retries already
+    /// add their allowed share to the recent requests.
+    BudgetExhausted,
     /// The request's deadline would pass before another attempt could start.
     Deadline,
     /// The downstream client failed or left; nobody is waiting for a retry.
@@ -112,6 +115,7 @@ impl StopReason {
             StopReason::ResponseStarted => "response-started",
             StopReason::BodyNotReplayable => "body-not-replayable",
             StopReason::AttemptCap => "attempt-cap",
+            StopReason::BudgetExhausted => "budget-exhausted",
             StopReason::Deadline => "deadline",
             StopReason::DownstreamFailed => "downstream-failed",
             StopReason::InternalError => "internal-error",

@@ -10,15 +10,20 @@
 //! cap nor the backoff schedule: a proxy allowed one attempt per request
 //! must not show its clients errors from keep-alive races. The hook still
 //! decides whether it is retried at all.
+//!
+//! Every other retry also draws on the request's retry budget, if it has
+//! one: [`Admission::admit`] is the one place a retry is spent.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::body::BufferState;
 use crate::error::ErrorKind;
 use crate::peer::HttpPeer;
 use crate::policy::backoff::{Backoff, Jitter};
+use crate::policy::budget::RetryBudget;
 use crate::policy::limits::RetryLimits;
-use crate::policy::retry::{FailurePoint, RetryFacts};
+use crate::policy::retry::{FailurePoint, RetryFacts, StopReason, Verdict, decide};
 use crate::policy::rules::connection_dropped;
 
 /// What the engine knows of a failed attempt when it asks for a retry.
@@ -43,6 +48,8 @@ pub(super) struct Admission {
     next_delay: Duration,
     /// Whether the one free retry (a stale pooled connection) was used.
     stale_retry_used: bool,
+    /// The group's (or server's) budget that retries draw on.
+    budget: Option<Arc<RetryBudget>>,
 }
 
 impl Admission {
@@ -63,7 +70,32 @@ impl Admission {
             jitter,
             next_delay: backoff.map_or(Duration::ZERO, |b| b.delay(0, jitter.draw())),
             stale_retry_used: false,
+            budget: None,
         }
+    }
+
+    /// Count this request in `budget` (it goes upstream now) and draw its
+    /// retries from it.
+    pub(super) fn draw_on(&mut self, budget: Option<Arc<RetryBudget>>, now: Instant) {
+        if let Some(budget) = &budget {
+            budget.deposit(now);
+        }
+        self.budget = budget;
+    }
+
+    /// The verdict on `facts`: the pure decision, then, for a retry that is
+    /// not the free one, a withdrawal from the budget. A retry admitted here
+    /// is spent: call [`advance`](Self::advance) once it is made.
+    pub(super) fn admit(&mut self, facts: &RetryFacts, now: Instant) -> Verdict {
+        let verdict = decide(facts);
+        if verdict == Verdict::Retry
+            && !facts.stale_connection
+            && let Some(budget) = &self.budget
+            && !budget.try_withdraw(now)
+        {
+            return Verdict::Stop(StopReason::BudgetExhausted);
+        }
+        verdict
     }
 
     /// Whether a retry after `failed` is the free one: a reused connection

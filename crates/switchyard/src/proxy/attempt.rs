@@ -20,7 +20,7 @@ use super::{ProxyHttp, Session};
 use crate::body::Progress;
 use crate::error::{Error, ErrorKind, Result, Side};
 use crate::peer::HttpPeer;
-use crate::policy::retry::{FailurePoint, Verdict, decide};
+use crate::policy::retry::{FailurePoint, Verdict};
 use crate::trace::{Decision, Phase};
 use crate::upstream::hedge::{self, Winner};
 use crate::upstream::{UpstreamConn, connector};
@@ -68,7 +68,7 @@ pub(super) async fn attempt<P: ProxyHttp>(
     ctx: &mut P::CTX,
     reply: &mut Reply,
     fresh_only: bool,
-    admission: &Admission,
+    admission: &mut Admission,
 ) -> std::result::Result<Forwarded, AttemptFailure> {
     let mut peer = proxy
         .upstream_peer(session, ctx)
@@ -144,7 +144,7 @@ fn judge_response<P: ProxyHttp>(
     session: &mut Session,
     ctx: &mut P::CTX,
     head: &http::response::Parts,
-    admission: &Admission,
+    admission: &mut Admission,
 ) -> Result<()> {
     let Some(error) = proxy.upstream_response_failure(session, head, ctx) else {
         return Ok(());
@@ -156,7 +156,7 @@ fn judge_response<P: ProxyHttp>(
         false,
         Instant::now(),
     );
-    match decide(&facts) {
+    match admission.admit(&facts, Instant::now()) {
         Verdict::Retry => Err(error),
         Verdict::Stop(reason) => {
             if let Some(record) = session.attempts_mut().current() {

@@ -41,6 +41,7 @@ use super::{ProxyHttp, Session};
 use crate::body::ReplaySource;
 use crate::error::{Error, ErrorKind, Result};
 use crate::policy::backoff::Jitter;
+use crate::policy::budget::RetryBudget;
 use crate::policy::retry::{FailurePoint, RetryFacts, StopReason, Verdict, decide};
 use crate::trace::{AttemptLog, Decision, Phase};
 use crate::upstream::hedge::ConnectTimes;
@@ -54,6 +55,8 @@ pub(crate) struct EngineShared {
     pub(crate) replay_buffer: usize,
     /// Where backoff delays draw their random number.
     pub(crate) jitter: Jitter,
+    /// The server's retry budget, for requests whose hook gives none.
+    pub(crate) budget: Option<Arc<RetryBudget>>,
     /// Recent connect times per peer, for connect hedging.
     pub(crate) connect_times: ConnectTimes,
 }
@@ -246,11 +249,24 @@ async fn attempt_loop<P: ProxyHttp>(
     reply: &mut Reply,
 ) -> Result<Forwarded> {
     let limits = proxy.retry_limits(session, ctx);
+    let budget = proxy
+        .retry_budget(session, ctx)
+        .or_else(|| shared.budget.clone());
     let start = session.attempts().start();
     let mut admission = Admission::new(&limits, shared.max_retries, shared.jitter, start);
+    admission.draw_on(budget, Instant::now());
     let mut fresh_only = false;
     loop {
-        let attempted = attempt(proxy, shared, session, ctx, reply, fresh_only, &admission).await;
+        let attempted = attempt(
+            proxy,
+            shared,
+            session,
+            ctx,
+            reply,
+            fresh_only,
+            &mut admission,
+        )
+        .await;
         let failure = match attempted {
             Ok(forwarded) => return Ok(forwarded),
             Err(failure) => failure,
@@ -279,9 +295,14 @@ async fn attempt_loop<P: ProxyHttp>(
             // Judged already (`upstream_response_failure`), or nobody to ask.
             _ => failure.error,
         };
-        let body = session.body_source().state();
-        let facts = admission.facts(failure.point, error.retry(), body, stale, Instant::now());
-        let verdict = decide(&facts);
+        let verdict = if failure.point == FailurePoint::ResponseRejected {
+            // `judge_response` only fails an answer it admitted a retry for.
+            Verdict::Retry
+        } else {
+            let body = session.body_source().state();
+            let facts = admission.facts(failure.point, error.retry(), body, stale, Instant::now());
+            admission.admit(&facts, Instant::now())
+        };
         let trace = session.attempts_mut();
         if let Some(record) = trace.current() {
             record.error = Some(error.kind());

@@ -18,6 +18,7 @@ use std::future::Future;
 
 use crate::error::{Error, Result};
 use crate::peer::HttpPeer;
+use crate::policy::budget::RetryBudget;
 use crate::policy::limits::RetryLimits;
 use crate::server::ServerOptions;
 use crate::upstream::pool::Pool;
@@ -127,6 +128,19 @@ pub trait ProxyHttp: Send + Sync + 'static {
     /// Default: [`RetryLimits::default()`], the server's `ServerOptions`.
     fn retry_limits(&self, _session: &Session, _ctx: &Self::CTX) -> RetryLimits {
         RetryLimits::default()
+    }
+
+    /// The retry budget this request's retries draw on, typically its
+    /// upstream group's (see [`RetryBudget`]). Called once, after
+    /// `request_filter`; the request counts towards it as it first goes
+    /// upstream, and each retry withdraws from it. When it is spent, a
+    /// failure that would be retried is not (stop reason
+    /// `budget-exhausted`).
+    ///
+    /// Default: `None`, the server's budget (`ServerOptions::retry_budget`,
+    /// on by default, shared by every request of the server).
+    fn retry_budget(&self, _session: &Session, _ctx: &Self::CTX) -> Option<Arc<RetryBudget>> {
+        None
     }
 
     /// The upstream answered; nothing went downstream yet. Return an error
@@ -249,6 +263,9 @@ pub(crate) fn engine_shared(pool: Arc<Pool>, options: &ServerOptions) -> Arc<Eng
         max_retries: options.max_retries,
         replay_buffer: options.replay_buffer,
         jitter: options.backoff_jitter,
+        budget: options
+            .retry_budget
+            .map(|policy| Arc::new(RetryBudget::new(policy, std::time::Instant::now()))),
         connect_times: Default::default(),
     })
 }

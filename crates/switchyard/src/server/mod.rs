@@ -32,6 +32,7 @@ use self::connection::{Activity, ClientStream, Driving, TrackedBody};
 use crate::body::DEFAULT_REPLAY_BUFFER;
 use crate::error::{Error, ErrorKind, Result};
 use crate::policy::backoff::Jitter;
+use crate::policy::budget::BudgetPolicy;
 use crate::policy::retry::DEFAULT_MAX_RETRIES;
 use crate::proxy::engine_shared;
 use crate::proxy::{ClientGone, ProxyHttp, handle};
@@ -53,6 +54,7 @@ const HYPER_STACK_HEADERS: usize = 100;
 /// | `drain_timeout` | 30 s for in-flight requests at shutdown |
 /// | `park_idle_after` | 1 s: an idle keep-alive connection then holds no buffers |
 /// | `backoff_jitter` | random |
+/// | `retry_budget` | on: retries add at most 20% to the last 10 s of requests, plus 10/s |
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServerOptions {
     /// Hard cap on retries per request, whatever the hooks say.
@@ -80,6 +82,10 @@ pub struct ServerOptions {
     /// Where retry backoff delays draw their random number: random, or a
     /// fixed number for tests and reproducible experiments.
     pub backoff_jitter: Jitter,
+    /// The budget of the requests whose `ProxyHttp::retry_budget` gives
+    /// none (by default, all of them): one budget for the whole server.
+    /// `None`: no budget, only the per-request cap.
+    pub retry_budget: Option<BudgetPolicy>,
 }
 
 impl Default for ServerOptions {
@@ -94,6 +100,7 @@ impl Default for ServerOptions {
             drain_timeout: Duration::from_secs(30),
             park_idle_after: Some(Duration::from_secs(1)),
             backoff_jitter: Jitter::Random,
+            retry_budget: Some(BudgetPolicy::default()),
         }
     }
 }
