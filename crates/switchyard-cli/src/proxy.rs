@@ -13,6 +13,7 @@ use std::time::Instant;
 use http::{HeaderValue, StatusCode, header};
 use switchyard::AttemptLog;
 use switchyard::lb::hash_bytes;
+use switchyard::policy::budget::RetryBudget;
 use switchyard::policy::limits::RetryLimits;
 use switchyard::policy::rules::Judgement;
 use switchyard::prelude::*;
@@ -143,6 +144,10 @@ impl ProxyHttp for ConfigProxy {
 
     fn retry_limits(&self, _session: &Session, ctx: &Ctx) -> RetryLimits {
         self.route(ctx).map(|r| r.policy.limits).unwrap_or_default()
+    }
+
+    fn retry_budget(&self, _session: &Session, ctx: &Ctx) -> Option<Arc<RetryBudget>> {
+        self.route(ctx).ok().map(|r| Arc::clone(&r.group.budget))
     }
 
     async fn upstream_peer(&self, session: &mut Session, ctx: &mut Ctx) -> Result<Box<HttpPeer>> {

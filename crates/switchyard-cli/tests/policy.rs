@@ -205,3 +205,56 @@ async fn a_keep_alive_race_costs_no_attempt_even_with_max_attempts_1() {
     );
     assert_eq!(origin.stats().connections, 2);
 }
+
+#[tokio::test]
+async fn the_retry_budget_bounds_the_load_an_outage_adds() {
+    // Both servers answer 503, which is retried with up to 3 attempts: with
+    // no budget the servers would see 3 x 2,000 requests. The default budget
+    // lets retries add 20% to the requests of the last 10 s, plus 10/s.
+    let a = Origin::start("a", Script::always(Behavior::status(503))).await;
+    let b = Origin::start("b", Script::always(Behavior::status(503))).await;
+    let text = format!(
+        "[server]\nlisten = [\"127.0.0.1:0\"]\nadmin = \"127.0.0.1:0\"\n[log]\naccess = false\n\
+         [upstreams.app]\nservers = [\"{}\", \"{}\"]\n\
+         [upstreams.app.retry]\nmax_attempts = 3\nretry_on = [503]\n",
+        a.addr(),
+        b.addr()
+    );
+    let file = TempConfig::new("budget", &text);
+    let proxy = Running::start(&["run", "-c", file.path.to_str().unwrap()]);
+    const REQUESTS: usize = 2_000;
+    const CLIENTS: usize = 8;
+    let started = std::time::Instant::now();
+    let mut clients = Vec::new();
+    for _ in 0..CLIENTS {
+        let addr = proxy.addr;
+        clients.push(tokio::spawn(async move {
+            let mut conn = client::KeepAlive::connect(addr).await;
+            for _ in 0..REQUESTS / CLIENTS {
+                let request = http::Request::get("/").body(Default::default()).unwrap();
+                let reply = within(10, "request", conn.send(request)).await.unwrap();
+                assert_eq!(reply.status, 503, "the upstream's answer is forwarded");
+            }
+        }));
+    }
+    for c in clients {
+        within(120, "the clients", c).await.unwrap();
+    }
+    // The floor adds 10/s over each 10 s window the test spanned.
+    let windows = started.elapsed().as_secs() / 10 + 1;
+    let allowed = REQUESTS + REQUESTS / 5 + 100 * windows as usize;
+    let seen = a.stats().requests + b.stats().requests;
+    assert!(
+        seen <= allowed,
+        "the servers saw {seen} requests for {REQUESTS}; allowed {allowed}"
+    );
+    assert!(seen > REQUESTS, "some retries were made: {seen}");
+    let metrics = common::admin_get(proxy.admin.unwrap(), "/metrics").await;
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("switchyard_retries_not_taken_total")
+                && l.contains("reason=\"budget-exhausted\"")),
+        "{metrics}"
+    );
+}

@@ -12,22 +12,17 @@ use switchyard::discovery::{Answers, ServerName};
 use switchyard::health::checker::CheckOptions;
 use switchyard::health::{Thresholds, UpstreamHealth};
 use switchyard::lb::{Backend, Backends, Selection};
-use switchyard::policy::backoff::Backoff;
-use switchyard::policy::limits::RetryLimits;
-use switchyard::policy::rules::{RetryOn, RetryRules};
+use switchyard::policy::budget::RetryBudget;
 use switchyard::{PeerOptions, ServerOptions};
 use toml::Spanned;
 
 use super::file::{
-    FileConfig, LogSection, RetryOnEntry, RetryOverride, RetrySection, RouteSection, SelectionName,
-    ServerEntry, UpstreamSection,
+    FileConfig, LogSection, RouteSection, SelectionName, ServerEntry, UpstreamSection,
 };
 use super::health::{check_options, outlier_policy};
 use super::resolve::{ServerAddr, entry_parts};
+use super::retry::{RetryPolicy, budget_policy, retry_policy, with_overrides};
 use super::{ConfigError, Source};
-
-/// The most attempts a request may make: the library's hard cap of 16 retries, plus one.
-const MAX_ATTEMPTS: usize = 17;
 
 /// A checked configuration, ready to serve.
 #[derive(Debug)]
@@ -94,6 +89,8 @@ pub struct Group {
     pub peer_options: PeerOptions,
     /// Its retry policy (a route may override it).
     pub policy: RetryPolicy,
+    /// The budget every retry of the group's requests draws on.
+    pub budget: Arc<RetryBudget>,
     /// Its servers' health (active checks and outlier ejection).
     pub health: Arc<UpstreamHealth>,
     /// Active checks to run, if configured.
@@ -140,17 +137,6 @@ impl HashKey {
             _ => None,
         }
     }
-}
-
-/// What is retried, and within which limits.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RetryPolicy {
-    /// Which failures are retried.
-    pub rules: RetryRules,
-    /// Cap, backoff and deadline.
-    pub limits: RetryLimits,
-    /// Request body bytes kept for replay.
-    pub replay_buffer: usize,
 }
 
 /// A route: which requests go to which group, with which policy.
@@ -316,6 +302,7 @@ fn group(
         max_idle: section.pool_size,
     };
     let policy = retry_policy(source, &section.retry, &format!("{key}.retry"))?;
+    let budget = budget_policy(source, &section.retry, &format!("{key}.retry"))?;
     let outlier = outlier_policy(source, &section.outlier, &format!("{key}.outlier"))?;
     let (checks, thresholds) = match &section.health_check {
         Some(checks) => {
@@ -338,6 +325,7 @@ fn group(
         backends,
         peer_options,
         policy,
+        budget: Arc::new(RetryBudget::new(budget, std::time::Instant::now())),
         health,
         checks,
         connect_hedging: section.connect_hedging,
@@ -425,78 +413,6 @@ impl Servers<'_> {
     }
 }
 
-fn retry_policy(
-    source: &Source<'_>,
-    retry: &RetrySection,
-    key: &str,
-) -> Result<RetryPolicy, ConfigError> {
-    if !(1..=MAX_ATTEMPTS).contains(&retry.max_attempts) {
-        let message = format!("must be between 1 and {MAX_ATTEMPTS} (the first attempt counts)");
-        return Err(source.error(None, &format!("{key}.max_attempts"), message));
-    }
-    let retry_on = retry_on(source, &retry.retry_on, &format!("{key}.retry_on"))?;
-    let backoff = match &retry.backoff {
-        Some(b) if b.cap.0 < b.base.0 => {
-            return Err(source.error(
-                None,
-                &format!("{key}.backoff.cap"),
-                "must not be below base",
-            ));
-        }
-        Some(b) => Some(Backoff::new(b.base.0, b.cap.0)),
-        None => None,
-    };
-    Ok(RetryPolicy {
-        rules: RetryRules {
-            retry_on,
-            non_idempotent: retry.non_idempotent,
-        },
-        limits: RetryLimits {
-            max_retries: Some(retry.max_attempts - 1),
-            backoff,
-            deadline: retry.deadline.map(|d| d.0),
-        },
-        replay_buffer: retry.replay_buffer.0,
-    })
-}
-
-fn retry_on(
-    source: &Source<'_>,
-    entries: &[Spanned<RetryOnEntry>],
-    key: &str,
-) -> Result<RetryOn, ConfigError> {
-    let mut on = RetryOn {
-        connect_failure: false,
-        reset_before_response: false,
-        timeout: false,
-        statuses: Vec::new(),
-    };
-    for (i, entry) in entries.iter().enumerate() {
-        let span = Some(entry.span());
-        match entry.get_ref() {
-            RetryOnEntry::Status(status) if (100..=599).contains(status) => {
-                on.statuses.push(*status)
-            }
-            RetryOnEntry::Status(status) => {
-                let message = format!("{status} is not an HTTP status");
-                return Err(source.error(span, &format!("{key}[{i}]"), message));
-            }
-            RetryOnEntry::Name(name) => match name.as_str() {
-                "connect-failure" => on.connect_failure = true,
-                "reset-before-response" => on.reset_before_response = true,
-                "timeout" => on.timeout = true,
-                other => {
-                    let message = format!(
-                        "unknown failure {other:?}; use connect-failure, reset-before-response, timeout or a status code"
-                    );
-                    return Err(source.error(span, &format!("{key}[{i}]"), message));
-                }
-            },
-        }
-    }
-    Ok(on)
-}
-
 fn routes(
     source: &Source<'_>,
     sections: &[RouteSection],
@@ -559,29 +475,4 @@ fn route(
         group: Arc::clone(group),
         policy,
     })
-}
-
-/// The group's retry table with a route's overrides applied; a key the route
-/// does not give keeps the group's value.
-fn with_overrides(group: &RetrySection, overrides: &RetryOverride) -> RetrySection {
-    let mut merged = group.clone();
-    if let Some(v) = overrides.max_attempts {
-        merged.max_attempts = v;
-    }
-    if let Some(v) = &overrides.retry_on {
-        merged.retry_on = v.clone();
-    }
-    if let Some(v) = overrides.non_idempotent {
-        merged.non_idempotent = v;
-    }
-    if let Some(v) = &overrides.backoff {
-        merged.backoff = Some(v.clone());
-    }
-    if let Some(v) = overrides.deadline {
-        merged.deadline = Some(v);
-    }
-    if let Some(v) = overrides.replay_buffer {
-        merged.replay_buffer = v;
-    }
-    merged
 }

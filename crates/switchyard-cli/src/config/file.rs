@@ -212,6 +212,16 @@ pub struct RetrySection {
     /// Request body bytes kept for replay on retry.
     #[serde(default = "defaults::replay_buffer")]
     pub replay_buffer: Size,
+    /// Retries may add at most this percent to the group's requests of the
+    /// last `budget_window` (0: only the floor).
+    #[serde(default = "defaults::budget_percent")]
+    pub budget_percent: u32,
+    /// Retries allowed per second whatever the traffic.
+    #[serde(default = "defaults::budget_min_per_second")]
+    pub budget_min_per_second: u32,
+    /// How far back the budget counts requests and retries.
+    #[serde(default = "defaults::budget_window")]
+    pub budget_window: Dur,
 }
 
 impl Default for RetrySection {
@@ -223,6 +233,9 @@ impl Default for RetrySection {
             backoff: None,
             deadline: None,
             replay_buffer: defaults::replay_buffer(),
+            budget_percent: defaults::budget_percent(),
+            budget_min_per_second: defaults::budget_min_per_second(),
+            budget_window: defaults::budget_window(),
         }
     }
 }
@@ -264,7 +277,8 @@ pub struct RouteSection {
     pub retry: Option<RetryOverride>,
 }
 
-/// A route's retry overrides: any key of `[upstreams.NAME.retry]`.
+/// A route's retry overrides: any key of `[upstreams.NAME.retry]` but the
+/// `budget_*` keys (the budget is the group's, shared by its routes).
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RetryOverride {
@@ -293,6 +307,7 @@ pub mod defaults {
     use std::time::Duration;
 
     use super::{Dur, RetryOnEntry, Size};
+    use switchyard::policy::budget::BudgetPolicy;
     use toml::Spanned;
 
     pub(crate) fn workers() -> usize {
@@ -351,6 +366,15 @@ pub mod defaults {
     }
     pub(crate) fn replay_buffer() -> Size {
         Size(64 * 1024)
+    }
+    pub(crate) fn budget_percent() -> u32 {
+        BudgetPolicy::default().percent
+    }
+    pub(crate) fn budget_min_per_second() -> u32 {
+        BudgetPolicy::default().min_per_second
+    }
+    pub(crate) fn budget_window() -> Dur {
+        Dur(BudgetPolicy::default().window)
     }
     pub(crate) fn path_prefix() -> String {
         "/".to_string()

@@ -17,10 +17,12 @@ mod build;
 pub mod file;
 pub mod health;
 mod resolve;
+mod retry;
 pub mod units;
 
-pub use build::{Config, Group, HashKey, RetryPolicy, Route};
+pub use build::{Config, Group, HashKey, Route};
 pub use file::{FileConfig, LogFormat};
+pub use retry::RetryPolicy;
 
 /// A config that cannot be used, and where.
 #[derive(Debug, Clone, PartialEq, Eq)]

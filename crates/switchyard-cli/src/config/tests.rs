@@ -239,3 +239,43 @@ fn empty_health_sections_take_the_library_defaults() {
         OutlierPolicy::default()
     );
 }
+
+#[test]
+fn the_retry_budget_is_the_groups_with_defaults() {
+    let config = parse(GOOD, "good.toml").unwrap();
+    let policy = config.groups["app"].budget.policy();
+    assert_eq!(
+        (policy.percent, policy.min_per_second, policy.window),
+        (20, 10, std::time::Duration::from_secs(10))
+    );
+    let text = GOOD.replace(
+        "replay_buffer = \"128KiB\"",
+        "replay_buffer = \"128KiB\"\nbudget_percent = 0\nbudget_min_per_second = 2\nbudget_window = \"30s\"",
+    );
+    let policy = parse(&text, "budget.toml").unwrap().groups["app"]
+        .budget
+        .policy();
+    assert_eq!(
+        (policy.percent, policy.min_per_second, policy.window),
+        (0, 2, std::time::Duration::from_secs(30))
+    );
+}
+
+#[test]
+fn budget_keys_are_refused_on_a_route_and_a_tiny_window_is_refused() {
+    let text = GOOD.replace(
+        "retry = { max_attempts = 1 }",
+        "retry = { max_attempts = 1, budget_percent = 50 }",
+    );
+    let e = error_of(&text);
+    assert!(e.contains("budget_percent"), "{e}");
+    let text = GOOD.replace(
+        "replay_buffer = \"128KiB\"",
+        "replay_buffer = \"128KiB\"\nbudget_window = \"1ms\"",
+    );
+    let e = error_of(&text);
+    assert!(
+        e.contains("upstreams.app.retry.budget_window: must be at least 100ms"),
+        "{e}"
+    );
+}
