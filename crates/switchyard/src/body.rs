@@ -25,6 +25,7 @@ use http::HeaderMap;
 use http_body::{Body, Frame, SizeHint};
 use tokio::sync::Notify;
 
+pub mod limit;
 #[cfg(test)]
 mod tests;
 

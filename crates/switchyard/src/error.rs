@@ -48,6 +48,9 @@ pub enum ErrorKind {
     InvalidResponse,
     /// The downstream request cannot be proxied (malformed, unsupported).
     InvalidDownstreamRequest,
+    /// The downstream request body is larger than the limit
+    /// (`ServerOptions::max_request_body`, or a hook's per-request limit).
+    RequestBodyTooLarge,
     /// The downstream client went away (closed, reset, or its body broke off).
     DownstreamClosed,
     /// The downstream client stopped sending its request body.
@@ -77,6 +80,7 @@ impl ErrorKind {
             ErrorKind::UpstreamStatus => "upstream-status",
             ErrorKind::InvalidResponse => "invalid-response",
             ErrorKind::InvalidDownstreamRequest => "invalid-downstream-request",
+            ErrorKind::RequestBodyTooLarge => "request-body-too-large",
             ErrorKind::DownstreamClosed => "downstream-closed",
             ErrorKind::DownstreamTimedOut => "downstream-timed-out",
             ErrorKind::UnsupportedRequest => "unsupported-request",
@@ -111,6 +115,7 @@ impl ErrorKind {
     pub fn default_side(self) -> Side {
         match self {
             ErrorKind::InvalidDownstreamRequest
+            | ErrorKind::RequestBodyTooLarge
             | ErrorKind::DownstreamClosed
             | ErrorKind::DownstreamTimedOut
             | ErrorKind::UnsupportedRequest => Side::Downstream,

@@ -39,6 +39,7 @@ use super::pump::{BodyOutcome, ResponseBody};
 use super::respond::{CLIENT_CLOSED, error_response, status_for};
 use super::{ProxyHttp, Session};
 use crate::body::ReplaySource;
+use crate::body::limit::{BodyLimit, LimitedBody};
 use crate::error::{Error, ErrorKind, Result};
 use crate::policy::backoff::Jitter;
 use crate::policy::budget::RetryBudget;
@@ -53,6 +54,8 @@ pub(crate) struct EngineShared {
     pub(crate) pool: Arc<Pool>,
     pub(crate) max_retries: usize,
     pub(crate) replay_buffer: usize,
+    /// The default limit on a request's body (`None`: none).
+    pub(crate) max_request_body: Option<u64>,
     /// Where backoff delays draw their random number.
     pub(crate) jitter: Jitter,
     /// The server's retry budget, for requests whose hook gives none.
@@ -155,8 +158,10 @@ async fn run<P: ProxyHttp>(
 ) {
     let start = Instant::now();
     let (head, body) = request.into_parts();
+    let limit = BodyLimit::new(shared.max_request_body);
+    let body = LimitedBody::new(body, limit.clone());
     let source = ReplaySource::new(body, shared.replay_buffer);
-    let mut session = Session::new(head, client, source, AttemptLog::new(start));
+    let mut session = Session::new(head, client, source, limit, AttemptLog::new(start));
     let mut ctx = proxy.new_ctx();
     let served = {
         let serving = std::pin::pin!(serve(&*proxy, &shared, &mut session, &mut ctx, &mut reply));
@@ -236,6 +241,7 @@ async fn serve<P: ProxyHttp>(
         reply.send(to_downstream(response));
         return Ok(());
     }
+    forward::check_declared_length(session)?;
     let forwarded = attempt_loop(proxy, shared, session, ctx, reply).await?;
     finish_body(proxy, session, ctx, forwarded).await
 }
@@ -347,6 +353,15 @@ async fn finish_body<P: ProxyHttp>(
         .unwrap_or(BodyOutcome::Abandoned { bytes: 0 });
     let (bytes, result) = match outcome {
         BodyOutcome::Complete { bytes } => (bytes, Ok(())),
+        // The upstream exchange broke because the client's body crossed its
+        // limit: the client's fault, not the upstream's.
+        BodyOutcome::Failed { bytes, .. } if session.request_body_over_limit() => {
+            let error = Error::explain(
+                ErrorKind::RequestBodyTooLarge,
+                "request body crossed its limit after the response started",
+            );
+            (bytes, Err((error, FailurePoint::Downstream)))
+        }
         BodyOutcome::Failed { bytes, mut error } => {
             error.set_peer(forwarded.peer.address.to_string());
             // The hook sees the failure, but whatever it says the response

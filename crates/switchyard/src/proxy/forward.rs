@@ -14,6 +14,7 @@ use hyper::body::Incoming;
 
 use super::headers::{connection_tokens, strip_hop_by_hop};
 use super::{RequestHeader, ResponseHeader, Session};
+use crate::body::limit::BodyTooLarge;
 use crate::body::{Progress, ReplayError};
 use crate::error::{Error, ErrorKind, Result};
 use crate::peer::{HttpPeer, PeerOptions};
@@ -191,6 +192,10 @@ fn send_failure(
 
 /// Name a failed exchange by hyper's error and how far the body got.
 pub(crate) fn classify(e: hyper::Error, progress: &Progress) -> Box<Error> {
+    if let Some(too_large) = find_cause::<BodyTooLarge>(&e) {
+        let context = too_large.to_string();
+        return Error::because(ErrorKind::RequestBodyTooLarge, context, e);
+    }
     if let Some(replay) = find_cause::<ReplayError>(&e) {
         return match replay {
             ReplayError::Source(_) if malformed_body(&e) => Error::because(
@@ -261,6 +266,27 @@ fn find_cause<'a, T: StdError + 'static>(e: &'a (dyn StdError + 'static)) -> Opt
         current = err.source();
     }
     None
+}
+
+/// Refuse a request whose declared `Content-Length` is over its body limit,
+/// before anything goes upstream.
+pub(crate) fn check_declared_length(session: &Session) -> Result<()> {
+    let Some(limit) = session.max_request_body() else {
+        return Ok(());
+    };
+    let declared = session
+        .req_header()
+        .headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    match declared {
+        Some(length) if length > limit => Err(Error::explain(
+            ErrorKind::RequestBodyTooLarge,
+            format!("Content-Length {length} is over the limit of {limit} bytes"),
+        )),
+        _ => Ok(()),
+    }
 }
 
 /// Check that the request can be proxied at all.

@@ -262,6 +262,7 @@ pub(crate) fn engine_shared(pool: Arc<Pool>, options: &ServerOptions) -> Arc<Eng
         pool,
         max_retries: options.max_retries,
         replay_buffer: options.replay_buffer,
+        max_request_body: options.max_request_body,
         jitter: options.backoff_jitter,
         budget: options
             .retry_budget

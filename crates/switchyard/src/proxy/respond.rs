@@ -6,6 +6,7 @@
 //! | connect failures, resets, closed before the head, invalid response | 502 |
 //! | upstream timeouts (connect, write, response head) | 504 (a body timeout happens after the head: logged only) |
 //! | invalid downstream request | 400 |
+//! | request body over the limit | 413 (after the head went downstream: the response is aborted) |
 //! | request body stalled by the client | 408 |
 //! | unsupported request (CONNECT, Upgrade) | 501 |
 //! | internal (the proxy or a hook) | 500 |
@@ -31,6 +32,7 @@ pub fn status_for(e: &Error) -> StatusCode {
     }
     match kind {
         ErrorKind::InvalidDownstreamRequest => StatusCode::BAD_REQUEST,
+        ErrorKind::RequestBodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
         ErrorKind::DownstreamTimedOut => StatusCode::REQUEST_TIMEOUT,
         ErrorKind::UnsupportedRequest => StatusCode::NOT_IMPLEMENTED,
         ErrorKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
@@ -55,6 +57,7 @@ pub fn proxy_status_error(kind: ErrorKind) -> &'static str {
         ErrorKind::InvalidResponse => "http_protocol_error",
         ErrorKind::UpstreamStatus => "destination_unavailable",
         ErrorKind::InvalidDownstreamRequest
+        | ErrorKind::RequestBodyTooLarge
         | ErrorKind::DownstreamTimedOut
         | ErrorKind::UnsupportedRequest => "http_request_error",
         ErrorKind::DownstreamClosed | ErrorKind::Internal => "proxy_internal_error",

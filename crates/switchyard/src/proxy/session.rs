@@ -6,10 +6,11 @@ use std::net::SocketAddr;
 use bytes::Bytes;
 use http::request::Parts;
 use http::{Method, Response, StatusCode};
-use hyper::body::Incoming;
 
+use crate::body::limit::BodyLimit;
 use crate::body::{BufferState, ReplaySource};
 use crate::trace::AttemptLog;
+use crate::upstream::DownstreamBody;
 
 /// One downstream request on its way through the hooks.
 ///
@@ -21,7 +22,8 @@ pub struct Session {
     request: Parts,
     client_addr: SocketAddr,
     attempts: AttemptLog,
-    body: ReplaySource<Incoming>,
+    body: ReplaySource<DownstreamBody>,
+    body_limit: BodyLimit,
     upstream_method: Option<Method>,
     response_status: Option<StatusCode>,
     response_started: bool,
@@ -32,7 +34,8 @@ impl Session {
     pub(crate) fn new(
         request: Parts,
         client_addr: SocketAddr,
-        body: ReplaySource<Incoming>,
+        body: ReplaySource<DownstreamBody>,
+        body_limit: BodyLimit,
         attempts: AttemptLog,
     ) -> Self {
         Session {
@@ -40,6 +43,7 @@ impl Session {
             client_addr,
             attempts,
             body,
+            body_limit,
             upstream_method: None,
             response_status: None,
             response_started: false,
@@ -106,7 +110,26 @@ impl Session {
         self.body.bytes_read()
     }
 
-    pub(crate) fn body_source(&self) -> &ReplaySource<Incoming> {
+    /// The most request body bytes this request may send
+    /// (`ServerOptions::max_request_body` unless changed); `None`: no limit.
+    pub fn max_request_body(&self) -> Option<u64> {
+        self.body_limit.get()
+    }
+
+    /// Change this request's body limit (from `request_filter`, e.g. per
+    /// route); `None` lifts it. A declared `Content-Length` over the limit
+    /// is answered 413 before anything goes upstream; a body that passes it
+    /// while streaming is cut off before the byte that crosses it.
+    pub fn set_max_request_body(&mut self, bytes: Option<u64>) {
+        self.body_limit.set(bytes);
+    }
+
+    /// Whether the request body was cut off at its limit.
+    pub fn request_body_over_limit(&self) -> bool {
+        self.body_limit.exceeded()
+    }
+
+    pub(crate) fn body_source(&self) -> &ReplaySource<DownstreamBody> {
         &self.body
     }
 

@@ -38,6 +38,9 @@ use crate::proxy::engine_shared;
 use crate::proxy::{ClientGone, ProxyHttp, handle};
 use crate::upstream::pool::{Pool, UpstreamPool};
 
+/// The default limit on a request body: 1 GiB.
+pub const DEFAULT_MAX_REQUEST_BODY: u64 = 1 << 30;
+
 /// hyper's default header limit, parsed without a heap allocation.
 const HYPER_STACK_HEADERS: usize = 100;
 
@@ -54,6 +57,7 @@ const HYPER_STACK_HEADERS: usize = 100;
 /// | `drain_timeout` | 30 s for in-flight requests at shutdown |
 /// | `park_idle_after` | 1 s: an idle keep-alive connection then holds no buffers |
 /// | `backoff_jitter` | random |
+/// | `max_request_body` | 1 GiB |
 /// | `retry_budget` | on: retries add at most 20% to the last 10 s of requests, plus 10/s |
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServerOptions {
@@ -86,6 +90,11 @@ pub struct ServerOptions {
     /// none (by default, all of them): one budget for the whole server.
     /// `None`: no budget, only the per-request cap.
     pub retry_budget: Option<BudgetPolicy>,
+    /// The most request body bytes a client may send (`None`: no limit); a
+    /// hook may change it per request (`Session::set_max_request_body`).
+    /// Over it: 413 before anything goes upstream when `Content-Length`
+    /// says so, else the body is cut off as it crosses the limit.
+    pub max_request_body: Option<u64>,
 }
 
 impl Default for ServerOptions {
@@ -101,6 +110,7 @@ impl Default for ServerOptions {
             park_idle_after: Some(Duration::from_secs(1)),
             backoff_jitter: Jitter::Random,
             retry_budget: Some(BudgetPolicy::default()),
+            max_request_body: Some(DEFAULT_MAX_REQUEST_BODY),
         }
     }
 }

@@ -14,6 +14,7 @@ use hyper::client::conn::{TrySendError, http1};
 use tokio::task::AbortHandle;
 
 use crate::body::ReplayBody;
+use crate::body::limit::LimitedBody;
 use crate::peer::PoolKey;
 
 pub(crate) mod connector;
@@ -21,8 +22,11 @@ pub(crate) mod hedge;
 pub(crate) mod pool;
 pub(crate) mod stream;
 
+/// The downstream request body, cut off at its limit.
+pub(crate) type DownstreamBody = LimitedBody<Incoming>;
+
 /// The request body type sent upstream: the replayable downstream body.
-pub(crate) type UpstreamBody = ReplayBody<Incoming>;
+pub(crate) type UpstreamBody = ReplayBody<DownstreamBody>;
 
 /// A request as sent upstream.
 pub(crate) type UpstreamRequest = http::Request<UpstreamBody>;

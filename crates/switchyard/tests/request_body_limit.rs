@@ -1,0 +1,156 @@
+//! The request body limit: a declared length over it is refused with 413
+//! before anything goes upstream, and a chunked body that crosses it is cut
+//! off before the upstream receives a byte past it.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use common::{TestProxy, start_with};
+use switchyard::{ErrorKind, ServerOptions};
+use switchyard_testkit::{Behavior, Origin, Script, client, within};
+
+const LIMIT: u64 = 1000;
+
+fn limited() -> ServerOptions {
+    ServerOptions {
+        max_request_body: Some(LIMIT),
+        ..ServerOptions::default()
+    }
+}
+
+fn status_line(text: &str) -> &str {
+    text.lines().next().unwrap_or("")
+}
+
+#[tokio::test]
+async fn a_declared_length_over_the_limit_gets_413_and_nothing_goes_upstream() {
+    let origin = Origin::start("echo", Script::always(Behavior::Echo)).await;
+    let proxy = start_with(TestProxy::new(&[origin.addr()]), limited()).await;
+    let mut request = format!(
+        "POST /upload HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: {}\r\n\r\n",
+        LIMIT + 1
+    )
+    .into_bytes();
+    request.resize(request.len() + LIMIT as usize + 1, b'a');
+    let raw = within(10, "raw", client::raw(proxy.addr, &request, 5)).await;
+    let text = raw.text();
+    assert!(status_line(&text).starts_with("HTTP/1.1 413"), "{text}");
+    assert!(
+        text.to_ascii_lowercase()
+            .contains("error=http_request_error; details=\"request-body-too-large\""),
+        "{text}"
+    );
+    assert_eq!(origin.stats().connections, 0, "nothing went upstream");
+    let logged = proxy.logs.wait(1).await;
+    assert_eq!(logged[0].error, Some(ErrorKind::RequestBodyTooLarge));
+    assert!(logged[0].trace.is_empty());
+}
+
+#[tokio::test]
+async fn a_body_at_the_limit_goes_through() {
+    let origin = Origin::start("echo", Script::always(Behavior::Echo)).await;
+    let proxy = start_with(TestProxy::new(&[origin.addr()]), limited()).await;
+    let body = "a".repeat(LIMIT as usize);
+    let reply = within(10, "post", client::post(proxy.addr, "/upload", body))
+        .await
+        .unwrap();
+    assert_eq!(reply.status, 200);
+    assert_eq!(reply.body.len(), LIMIT as usize);
+}
+
+#[tokio::test]
+async fn a_chunked_body_that_crosses_the_limit_is_cut_off_with_413() {
+    let origin = Origin::start("echo", Script::always(Behavior::Echo)).await;
+    let proxy = start_with(TestProxy::new(&[origin.addr()]), limited()).await;
+    let chunk = "b".repeat(600);
+    let request = format!(
+        "POST /upload HTTP/1.1\r\nHost: x\r\nConnection: close\r\nTransfer-Encoding: chunked\r\n\r\n\
+         258\r\n{chunk}\r\n258\r\n{chunk}\r\n0\r\n\r\n"
+    );
+    let raw = within(10, "raw", client::raw(proxy.addr, request.as_bytes(), 5)).await;
+    let text = raw.text();
+    assert!(status_line(&text).starts_with("HTTP/1.1 413"), "{text}");
+    let stats = origin.stats();
+    assert!(
+        stats.body_bytes <= LIMIT,
+        "the upstream got {} body bytes",
+        stats.body_bytes
+    );
+    assert_eq!(stats.completed_bodies, 0, "the upstream saw no whole body");
+    let logged = proxy.logs.wait(1).await;
+    assert_eq!(logged[0].error, Some(ErrorKind::RequestBodyTooLarge));
+    let attempt = &logged[0].trace.records()[0];
+    assert_eq!(attempt.error, Some(ErrorKind::RequestBodyTooLarge));
+}
+
+/// An upstream that starts a chunked response as soon as the request head
+/// arrives, then reads whatever body comes, never finishing its response.
+async fn answers_and_keeps_reading() -> std::net::SocketAddr {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut seen = Vec::new();
+                let mut buf = vec![0u8; 16 * 1024];
+                while !seen.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match stream.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => seen.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let head = b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5\r\nearly\r\n";
+                let _ = stream.write_all(head).await;
+                while let Ok(n) = stream.read(&mut buf).await {
+                    if n == 0 {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
+#[tokio::test]
+async fn crossing_the_limit_after_the_head_aborts_the_response_and_blames_the_client() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let upstream = answers_and_keeps_reading().await;
+    let proxy = start_with(TestProxy::new(&[upstream]), limited()).await;
+    let mut stream = tokio::net::TcpStream::connect(proxy.addr).await.unwrap();
+    stream
+        .write_all(b"POST /upload HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n")
+        .await
+        .unwrap();
+    // Wait for the head and the first chunk, then send too much.
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !String::from_utf8_lossy(&got).contains("early") {
+        let n = within(5, "the early chunk", stream.read(&mut buf))
+            .await
+            .unwrap();
+        assert!(n > 0, "closed early: {}", String::from_utf8_lossy(&got));
+        got.extend_from_slice(&buf[..n]);
+    }
+    let chunk = format!("258\r\n{}\r\n", "c".repeat(600));
+    let _ = stream.write_all(chunk.as_bytes()).await;
+    let _ = stream.write_all(chunk.as_bytes()).await;
+    let mut rest = Vec::new();
+    let _ = within(5, "the abort", stream.read_to_end(&mut rest)).await;
+    got.extend_from_slice(&rest);
+    let text = String::from_utf8_lossy(&got);
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    assert!(
+        !text.ends_with("0\r\n\r\n"),
+        "the response must not look complete: {text}"
+    );
+    let logged = proxy.logs.wait(1).await;
+    let attempt = &logged[0].trace.records()[0];
+    assert_eq!(
+        attempt.error,
+        Some(ErrorKind::RequestBodyTooLarge),
+        "{}",
+        logged[0].trace
+    );
+}
