@@ -92,6 +92,7 @@ pub fn one_liner(
             drain_timeout: defaults::drain_timeout(),
             park_idle_after: defaults::park_idle_after(),
             attempt_count_header: false,
+            max_request_body: defaults::max_request_body(),
         },
         log: LogSection::default(),
         upstreams: [("default".to_string(), upstream)].into_iter().collect(),

@@ -136,9 +136,9 @@ impl ProxyHttp for ConfigProxy {
             session.respond(response);
             return Ok(true);
         };
-        let buffer = route.policy.replay_buffer;
+        session.set_retry_buffer_size(route.policy.replay_buffer);
+        session.set_max_request_body(route.max_request_body);
         ctx.route = Some(route);
-        session.set_retry_buffer_size(buffer);
         Ok(false)
     }
 

@@ -258,3 +258,28 @@ async fn the_retry_budget_bounds_the_load_an_outage_adds() {
         "{metrics}"
     );
 }
+
+#[tokio::test]
+async fn a_route_sets_its_own_request_body_limit() {
+    let echo = Origin::start("echo", Script::always(Behavior::Echo)).await;
+    let text = format!(
+        "[server]\nlisten = [\"127.0.0.1:0\"]\nmax_request_body = \"1KiB\"\n\
+         [upstreams.app]\nservers = [\"{}\"]\n\
+         [[routes]]\npath_prefix = \"/small\"\nupstream = \"app\"\nmax_request_body = 10\n\
+         [[routes]]\npath_prefix = \"/any\"\nupstream = \"app\"\nmax_request_body = 0\n\
+         [[routes]]\nupstream = \"app\"\n",
+        echo.addr()
+    );
+    let file = TempConfig::new("body-limit", &text);
+    let proxy = Running::start(&["run", "-c", file.path.to_str().unwrap()]);
+    let post = |path: &'static str, len: usize| {
+        let body = "x".repeat(len);
+        within(10, "post", client::post(proxy.addr, path, body))
+    };
+    assert_eq!(post("/small", 11).await.unwrap().status, 413);
+    assert_eq!(post("/small", 10).await.unwrap().status, 200);
+    assert_eq!(post("/other", 1025).await.unwrap().status, 413);
+    assert_eq!(post("/other", 1024).await.unwrap().status, 200);
+    assert_eq!(post("/any", 4096).await.unwrap().status, 200);
+    assert_eq!(echo.stats().requests, 3, "no refused body went upstream");
+}

@@ -22,6 +22,7 @@ use super::file::{
 use super::health::{check_options, outlier_policy};
 use super::resolve::{ServerAddr, entry_parts};
 use super::retry::{RetryPolicy, budget_policy, retry_policy, with_overrides};
+use super::units::Size;
 use super::{ConfigError, Source};
 
 /// A checked configuration, ready to serve.
@@ -150,6 +151,8 @@ pub struct Route {
     pub group: Arc<Group>,
     /// The group's policy with the route's overrides.
     pub policy: RetryPolicy,
+    /// The request body limit (`None`: none): the route's, else `[server]`'s.
+    pub max_request_body: Option<u64>,
 }
 
 /// Build `file`, taking the groups in `keep` as they are instead of
@@ -194,6 +197,7 @@ pub(super) fn build(
         max_header_bytes: server.max_header_bytes.0,
         drain_timeout: server.drain_timeout.0,
         park_idle_after: Some(server.park_idle_after.0).filter(|after| !after.is_zero()),
+        max_request_body: body_limit(server.max_request_body),
         ..ServerOptions::default()
     };
     if file.upstreams.is_empty() {
@@ -211,7 +215,8 @@ pub(super) fn build(
         };
         groups.insert(name.clone(), built);
     }
-    let routes = routes(source, &file.routes, &file.upstreams, &groups)?;
+    let body_limit = options.max_request_body;
+    let routes = routes(source, &file.routes, &file.upstreams, &groups, body_limit)?;
     Ok(Config {
         listen,
         workers: server.workers,
@@ -418,6 +423,7 @@ fn routes(
     sections: &[RouteSection],
     upstreams: &BTreeMap<String, UpstreamSection>,
     groups: &BTreeMap<String, Arc<Group>>,
+    body_limit: Option<u64>,
 ) -> Result<Vec<Route>, ConfigError> {
     if sections.is_empty() {
         let mut only = groups.values();
@@ -427,6 +433,7 @@ fn routes(
                 path_prefix: "/".to_string(),
                 group: Arc::clone(group),
                 policy: group.policy.clone(),
+                max_request_body: body_limit,
             }]),
             _ => Err(source.error(
                 None,
@@ -438,7 +445,13 @@ fn routes(
     sections
         .iter()
         .enumerate()
-        .map(|(i, section)| route(source, section, upstreams, groups, &format!("routes[{i}]")))
+        .map(|(i, section)| {
+            let mut route = route(source, section, upstreams, groups, &format!("routes[{i}]"))?;
+            route.max_request_body = section
+                .max_request_body
+                .map_or(body_limit, self::body_limit);
+            Ok(route)
+        })
         .collect()
 }
 
@@ -474,5 +487,11 @@ fn route(
         path_prefix: section.path_prefix.clone(),
         group: Arc::clone(group),
         policy,
+        max_request_body: None,
     })
+}
+
+/// A body limit from the file: `0` is none.
+fn body_limit(size: Size) -> Option<u64> {
+    u64::try_from(size.0).ok().filter(|bytes| *bytes > 0)
 }

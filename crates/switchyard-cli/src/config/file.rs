@@ -63,6 +63,10 @@ pub struct ServerSection {
     /// Add `x-switchyard-attempts: N` to every response.
     #[serde(default)]
     pub attempt_count_header: bool,
+    /// The most request body bytes a client may send (`0`: no limit); a
+    /// route may set its own.
+    #[serde(default = "defaults::max_request_body")]
+    pub max_request_body: Size,
 }
 
 /// `[log]`.
@@ -275,6 +279,9 @@ pub struct RouteSection {
     /// Overrides of the group's retry policy for this route.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retry: Option<RetryOverride>,
+    /// This route's request body limit (`0`: none); `[server]`'s if unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_request_body: Option<Size>,
 }
 
 /// A route's retry overrides: any key of `[upstreams.NAME.retry]` but the
@@ -327,6 +334,9 @@ pub mod defaults {
     }
     pub(crate) fn drain_timeout() -> Dur {
         Dur(Duration::from_secs(30))
+    }
+    pub(crate) fn max_request_body() -> Size {
+        Size(usize::try_from(switchyard::server::DEFAULT_MAX_REQUEST_BODY).unwrap_or(usize::MAX))
     }
     pub(crate) fn park_idle_after() -> Dur {
         Dur(Duration::from_secs(1))

@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use switchyard::discovery::{Resolve, SystemResolver};
 use switchyard::health::checker::{self, Checker};
-use switchyard::{ProxyServer, ShutdownHandle, UpstreamPool};
+use switchyard::{ProxyServer, ServerOptions, ShutdownHandle, UpstreamPool};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
@@ -125,7 +125,11 @@ fn fixed_part(config: &Config) -> FixedPart {
         config.listen.clone(),
         config.workers,
         config.admin,
-        config.server.clone(),
+        // Routes carry the body limit, so a reload applies it.
+        ServerOptions {
+            max_request_body: None,
+            ..config.server.clone()
+        },
     )
 }
 
