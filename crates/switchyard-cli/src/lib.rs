@@ -73,6 +73,8 @@ pub fn one_liner(
         write_timeout: defaults::upstream_write_timeout(),
         idle_timeout: defaults::idle_timeout(),
         pool_size: defaults::pool_size(),
+        max_connections_per_server: defaults::max_connections_per_server(),
+        max_pending: defaults::max_pending(),
         retry: RetrySection::default(),
         connect_hedging: true,
         resolve_every: defaults::resolve_every(),

@@ -196,7 +196,7 @@ impl ProxyHttp for ConfigProxy {
     ) -> Box<Error> {
         match self.route(ctx) {
             Ok(route) => {
-                let judgement = route.policy.rules.on_connect_failure();
+                let judgement = route.policy.rules.on_connect_failure(e.kind());
                 apply(judgement, ctx, Some(peer.address), e)
             }
             Err(_) => e,

@@ -283,3 +283,48 @@ async fn a_route_sets_its_own_request_body_limit() {
     assert_eq!(post("/any", 4096).await.unwrap().status, 200);
     assert_eq!(echo.stats().requests, 3, "no refused body went upstream");
 }
+
+#[tokio::test]
+async fn a_server_at_its_connection_limit_sends_requests_elsewhere_then_503() {
+    let slow = || Script::always(Behavior::ok().after(Duration::from_millis(400)));
+    let a = Origin::start("a", slow()).await;
+    let b = Origin::start("b", slow()).await;
+    // retry_on without connect-failure: a busy server moves on all the same.
+    let text = format!(
+        "[server]\nlisten = [\"127.0.0.1:0\"]\nadmin = \"127.0.0.1:0\"\n\
+         [upstreams.app]\nservers = [\"{}\"]\nbackup = [\"{}\"]\n\
+         max_connections_per_server = 1\nmax_pending = 0\nconnect_hedging = false\n\
+         [upstreams.app.retry]\nretry_on = [\"reset-before-response\"]\n",
+        a.addr(),
+        b.addr()
+    );
+    let file = TempConfig::new("conn-limit", &text);
+    let proxy = Running::start(&["run", "-c", file.path.to_str().unwrap()]);
+    let addr = proxy.addr;
+    let first = tokio::spawn(client::get(addr, "/"));
+    a.wait_for_requests(1, 5).await;
+    // The primary is full: the backup takes the second request.
+    let second = tokio::spawn(client::get(addr, "/"));
+    b.wait_for_requests(1, 5).await;
+    // Both are full: 503.
+    let third = within(10, "third", client::get(addr, "/")).await.unwrap();
+    assert_eq!(third.status, 503);
+    let status = third.headers["proxy-status"].to_str().unwrap();
+    assert!(
+        status.contains("error=connection_limit_reached"),
+        "{status}"
+    );
+    let first = within(10, "first", first).await.unwrap().unwrap();
+    let second = within(10, "second", second).await.unwrap().unwrap();
+    assert_eq!((first.status.as_u16(), &first.body[..]), (200, &b"a"[..]));
+    assert_eq!((second.status.as_u16(), &second.body[..]), (200, &b"b"[..]));
+    assert_eq!((a.stats().connections, b.stats().connections), (1, 1));
+    let metrics = common::admin_get(proxy.admin.unwrap(), "/metrics").await;
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("switchyard_upstream_errors_total")
+                && l.contains("reason=\"connection-limit-reached\"")),
+        "{metrics}"
+    );
+}

@@ -28,6 +28,9 @@ pub enum ErrorKind {
     ConnectNoRoute,
     /// Any other failure to establish the connection.
     ConnectError,
+    /// The peer has `PeerOptions::max_connections` open and no connection
+    /// freed in time (or too many requests wait already): nothing was sent.
+    ConnectionLimitReached,
     /// The TLS handshake with the upstream failed.
     TlsHandshake,
     /// Writing the request upstream failed after the connection was made.
@@ -70,6 +73,7 @@ impl ErrorKind {
             ErrorKind::ConnectTimedOut => "connect-timed-out",
             ErrorKind::ConnectNoRoute => "connect-no-route",
             ErrorKind::ConnectError => "connect-error",
+            ErrorKind::ConnectionLimitReached => "connection-limit-reached",
             ErrorKind::TlsHandshake => "tls-handshake",
             ErrorKind::WriteError => "write-error",
             ErrorKind::WriteTimedOut => "write-timed-out",
@@ -96,6 +100,7 @@ impl ErrorKind {
                 | ErrorKind::ConnectTimedOut
                 | ErrorKind::ConnectNoRoute
                 | ErrorKind::ConnectError
+                | ErrorKind::ConnectionLimitReached
                 | ErrorKind::TlsHandshake
         )
     }
@@ -119,7 +124,7 @@ impl ErrorKind {
             | ErrorKind::DownstreamClosed
             | ErrorKind::DownstreamTimedOut
             | ErrorKind::UnsupportedRequest => Side::Downstream,
-            ErrorKind::Internal => Side::Internal,
+            ErrorKind::Internal | ErrorKind::ConnectionLimitReached => Side::Internal,
             _ => Side::Upstream,
         }
     }

@@ -24,6 +24,8 @@ use crate::error::{Error, ErrorKind, Result};
 /// | `write_timeout` | 60 s | the request body making no progress upstream |
 /// | `idle_timeout` | 10 s | an unused pooled connection is closed |
 /// | `max_idle` | 64 | idle pooled connections kept to this peer |
+/// | `max_connections` | none | connections to this peer at once (busy, idle or being made) |
+/// | `max_pending` | 1024 | requests waiting for a connection when `max_connections` are open |
 ///
 /// The idle timeout is shorter than most servers' keep-alive timeouts so
 /// that we, not the upstream, usually close an idle connection; a pooled
@@ -49,6 +51,14 @@ pub struct PeerOptions {
     pub idle_timeout: Duration,
     /// How many idle connections to this peer the pool keeps (0: no pooling).
     pub max_idle: usize,
+    /// The most connections to this peer at once, busy, idle or being
+    /// made (`None`: no limit). A request that needs a new one beyond it
+    /// waits (see `max_pending`), then fails with `connection-limit-reached`.
+    pub max_connections: Option<usize>,
+    /// The most requests waiting, up to the connect timeout, for a
+    /// connection to this peer when `max_connections` are open; beyond it a
+    /// request fails at once with `connection-limit-reached`.
+    pub max_pending: usize,
 }
 
 impl Default for PeerOptions {
@@ -59,6 +69,8 @@ impl Default for PeerOptions {
             write_timeout: Duration::from_secs(60),
             idle_timeout: Duration::from_secs(10),
             max_idle: 64,
+            max_connections: None,
+            max_pending: 1024,
         }
     }
 }

@@ -305,6 +305,8 @@ fn group(
         write_timeout: section.write_timeout.0,
         idle_timeout: section.idle_timeout.0,
         max_idle: section.pool_size,
+        max_connections: Some(section.max_connections_per_server),
+        max_pending: section.max_pending,
     };
     let policy = retry_policy(source, &section.retry, &format!("{key}.retry"))?;
     let budget = budget_policy(source, &section.retry, &format!("{key}.retry"))?;

@@ -129,6 +129,12 @@ pub struct UpstreamSection {
     /// Idle pooled connections kept per server.
     #[serde(default = "defaults::pool_size")]
     pub pool_size: usize,
+    /// The most connections to one server at once (busy, idle or being made).
+    #[serde(default = "defaults::max_connections_per_server")]
+    pub max_connections_per_server: usize,
+    /// The most requests waiting for a connection to a server at its limit.
+    #[serde(default = "defaults::max_pending")]
+    pub max_pending: usize,
     /// The retry policy.
     #[serde(default)]
     pub retry: RetrySection,
@@ -358,6 +364,12 @@ pub mod defaults {
     }
     pub(crate) fn resolve_every() -> Dur {
         Dur(Duration::from_secs(30))
+    }
+    pub(crate) fn max_connections_per_server() -> usize {
+        1024
+    }
+    pub(crate) fn max_pending() -> usize {
+        1024
     }
     pub(crate) fn pool_size() -> usize {
         64

@@ -11,7 +11,7 @@
 //! | the same on a reused connection before any head | none: most likely a keep-alive race |
 //! | a head with a 5xx status (forwarded or rejected by a hook) | server error |
 //! | a head below 500 and a body that arrived whole | success |
-//! | a failure of the client or the proxy itself | by the status if a head arrived, else none |
+//! | a failure of the client or the proxy itself (a server's connection limit reached included) | by the status if a head arrived, else none |
 //! | the slow first choice of a connect race the hedge won | timeout |
 
 use std::time::Instant;

@@ -371,6 +371,8 @@ fn every_failure_that_says_something_about_the_server_counts() {
         ),
         (Some(K::InvalidDownstreamRequest), None, false, None),
         (Some(K::Internal), None, false, None),
+        // The proxy's own limit says nothing about the server.
+        (Some(K::ConnectionLimitReached), None, false, None),
     ];
     for (error, status, reused, want) in cases {
         let got = outcome_of(&attempt(error, status, reused));

@@ -7,6 +7,7 @@
 //! | failure | rule |
 //! |---|---|
 //! | connect failed | next peer, any method (nothing was sent) |
+//! | the server is at its connection limit | next peer, any method, whatever `retry_on` says |
 //! | reused pooled connection dropped before the head | once more on a fresh connection, idempotent requests only |
 //! | fresh connection reset, closed or garbled before the head | next peer, idempotent requests only |
 //! | no response head within the read timeout | not retried (opt in with `timeout`: retries on timeouts amplify overload) |
@@ -94,9 +95,12 @@ pub fn connection_dropped(kind: ErrorKind) -> bool {
 }
 
 impl RetryRules {
-    /// A connect failure: nothing was sent, so any method may move on.
-    pub fn on_connect_failure(&self) -> Judgement {
-        if self.retry_on.connect_failure {
+    /// A connect failure of `kind`: nothing was sent, so any method may
+    /// move on. A server at its connection limit always sends the request
+    /// on to another server, whatever `retry_on` says: the server did not
+    /// fail, it is busy.
+    pub fn on_connect_failure(&self, kind: ErrorKind) -> Judgement {
+        if self.retry_on.connect_failure || kind == ErrorKind::ConnectionLimitReached {
             Judgement::NextPeer
         } else {
             Judgement::Decline(Decline::NotListed)

@@ -23,6 +23,7 @@ use crate::peer::HttpPeer;
 use crate::policy::retry::{FailurePoint, Verdict};
 use crate::trace::{Decision, Phase};
 use crate::upstream::hedge::{self, Winner};
+use crate::upstream::slots::Slot;
 use crate::upstream::{UpstreamConn, connector};
 
 /// A response head went downstream; its body is streaming.
@@ -204,7 +205,9 @@ async fn connect_and_exchange<P: ProxyHttp>(
                 // The pooled connection closed before a byte was written:
                 // nothing reached the upstream, so a fresh one is free to try.
                 request = *unsent;
-                conn = fresh_connection(peer, session).await?;
+                // Its place under the peer's limit goes to the new one.
+                drop(conn);
+                conn = fresh_connection(shared, peer, session).await?;
             }
             Err(SendFailure::NotSent(_)) => {
                 let e = Error::explain(
@@ -234,19 +237,60 @@ async fn connection(
     fresh_only: bool,
 ) -> (Result<UpstreamConn>, Winner) {
     let unraced = Winner::First { raced: false };
-    let key = peer.pool_key();
-    while !fresh_only && let Some(mut conn) = shared.pool.checkout(&key, Instant::now()) {
-        // Waiting for a pooled connection should cost no more than a new one.
-        let ready = tokio::time::timeout(peer.options.connect_timeout, conn.ready()).await;
-        if matches!(ready, Ok(Ok(()))) {
-            return (Ok(conn), unraced);
+    match room(shared, peer, session, fresh_only).await {
+        Ok(Room::Pooled(conn)) => (Ok(conn), unraced),
+        Ok(Room::New(slot)) => {
+            hedge::connect(peer, &shared.connect_times, slot, &shared.pool).await
         }
-        // Closed while idle, or stuck: nothing was sent on it; try the next.
-        if let Some(record) = session.attempts_mut().current() {
-            record.stale_replaced += 1;
-        }
+        Err(e) => (Err(e), unraced),
     }
-    hedge::connect(peer, &shared.connect_times).await
+}
+
+/// Where the next connection to a peer comes from.
+enum Room {
+    /// A ready pooled connection.
+    Pooled(UpstreamConn),
+    /// A place under the peer's connection limit for a new one.
+    New(Slot),
+}
+
+/// A ready pooled connection (unless `fresh_only`), else a place for a new
+/// one under the peer's connection limit, waiting for one to free up (a
+/// fresh-only attempt closes an idle connection to make room) for at most
+/// the connect timeout.
+async fn room(
+    shared: &EngineShared,
+    peer: &HttpPeer,
+    session: &mut Session,
+    fresh_only: bool,
+) -> Result<Room> {
+    let key = peer.pool_key();
+    let give_up = Instant::now() + peer.options.connect_timeout;
+    loop {
+        while !fresh_only && let Some(mut conn) = shared.pool.checkout(&key, Instant::now()) {
+            // Waiting for a pooled connection should cost no more than a new one.
+            let ready = tokio::time::timeout(peer.options.connect_timeout, conn.ready()).await;
+            if matches!(ready, Ok(Ok(()))) {
+                return Ok(Room::Pooled(conn));
+            }
+            // Closed while idle, or stuck: nothing was sent on it; try the next.
+            if let Some(record) = session.attempts_mut().current() {
+                record.stale_replaced += 1;
+            }
+        }
+        if let Some(slot) = shared.pool.slots.try_take(peer.address, &peer.options) {
+            return Ok(Room::New(slot));
+        }
+        if fresh_only && shared.pool.evict_one(&key) {
+            continue;
+        }
+        let left = give_up.saturating_duration_since(Instant::now());
+        shared
+            .pool
+            .slots
+            .wait_for_room(peer.address, &peer.options, left)
+            .await?;
+    }
 }
 
 /// Record a hedge race in the trace; when the hedge won, it becomes the
@@ -271,6 +315,7 @@ fn note_hedge(session: &mut Session, peer: &mut Box<HttpPeer>, winner: Winner) {
 }
 
 async fn fresh_connection(
+    shared: &EngineShared,
     peer: &HttpPeer,
     session: &mut Session,
 ) -> std::result::Result<UpstreamConn, AttemptFailure> {
@@ -279,9 +324,12 @@ async fn fresh_connection(
         record.reused = false;
         record.phase = Phase::Connecting;
     }
-    connector::connect(peer)
-        .await
-        .map_err(|e| AttemptFailure::new(e, FailurePoint::Connect, peer, false))
+    let failed = |e| AttemptFailure::new(e, FailurePoint::Connect, peer, false);
+    match room(shared, peer, session, true).await.map_err(failed)? {
+        Room::New(slot) => connector::connect(peer, slot).await.map_err(failed),
+        // Not asked for (fresh only), but as good as a new one.
+        Room::Pooled(conn) => Ok(conn),
+    }
 }
 
 fn mark_sending(session: &mut Session, conn: &UpstreamConn) {

@@ -10,6 +10,7 @@
 //! | request body stalled by the client | 408 |
 //! | unsupported request (CONNECT, Upgrade) | 501 |
 //! | internal (the proxy or a hook) | 500 |
+//! | a server's connection limit reached (`max_connections`, `max_pending`) | 503 |
 //! | downstream closed | nothing is sent; 499 is logged (as nginx does) |
 
 use bytes::Bytes;
@@ -36,6 +37,7 @@ pub fn status_for(e: &Error) -> StatusCode {
         ErrorKind::DownstreamTimedOut => StatusCode::REQUEST_TIMEOUT,
         ErrorKind::UnsupportedRequest => StatusCode::NOT_IMPLEMENTED,
         ErrorKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+        ErrorKind::ConnectionLimitReached => StatusCode::SERVICE_UNAVAILABLE,
         _ => StatusCode::BAD_GATEWAY,
     }
 }
@@ -47,6 +49,7 @@ pub fn proxy_status_error(kind: ErrorKind) -> &'static str {
         ErrorKind::ConnectTimedOut => "connection_timeout",
         ErrorKind::ConnectNoRoute => "destination_ip_unroutable",
         ErrorKind::ConnectError => "destination_unavailable",
+        ErrorKind::ConnectionLimitReached => "connection_limit_reached",
         ErrorKind::TlsHandshake => "tls_protocol_error",
         ErrorKind::WriteError | ErrorKind::ReadError => "connection_terminated",
         ErrorKind::WriteTimedOut => "connection_write_timeout",

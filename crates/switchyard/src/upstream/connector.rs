@@ -9,12 +9,14 @@ use tokio::net::TcpStream;
 use tracing::debug;
 
 use super::UpstreamConn;
+use super::slots::Slot;
 use super::stream::UpstreamStream;
 use crate::error::{Error, ErrorKind, Result};
 use crate::peer::HttpPeer;
 
-/// Connect to `peer` and set up an HTTP/1.1 client connection on its own task.
-pub(crate) async fn connect(peer: &HttpPeer) -> Result<UpstreamConn> {
+/// Connect to `peer` in the place `slot` holds under its connection limit,
+/// and set up an HTTP/1.1 client connection on its own task.
+pub(crate) async fn connect(peer: &HttpPeer, slot: Slot) -> Result<UpstreamConn> {
     if peer.tls {
         return Err(Error::explain(
             ErrorKind::TlsHandshake,
@@ -40,6 +42,7 @@ pub(crate) async fn connect(peer: &HttpPeer) -> Result<UpstreamConn> {
         max_idle: peer.options.max_idle,
         reused: false,
         reusable: true,
+        _slot: slot,
     })
 }
 

@@ -15,6 +15,8 @@ use std::time::{Duration, Instant};
 
 use super::UpstreamConn;
 use super::connector;
+use super::pool::Pool;
+use super::slots::Slot;
 use crate::error::Result;
 use crate::peer::HttpPeer;
 
@@ -78,21 +80,30 @@ pub(crate) enum Winner {
     Hedge,
 }
 
-/// Connect to `peer`, racing its hedge after the learned delay.
+/// Connect to `peer` in `slot`, racing its hedge after the learned delay
+/// if the hedge has room under its own connection limit then.
 pub(crate) async fn connect(
     peer: &HttpPeer,
     times: &ConnectTimes,
+    slot: Slot,
+    pool: &Pool,
 ) -> (Result<UpstreamConn>, Winner) {
     let Some(hedge) = peer.hedge.as_deref() else {
-        return (timed(peer, times).await, Winner::First { raced: false });
+        return (
+            timed(peer, times, slot).await,
+            Winner::First { raced: false },
+        );
     };
     let delay = times.delay(peer.address, peer.options.connect_timeout);
-    let mut first = pin!(timed(peer, times));
+    let mut first = pin!(timed(peer, times, slot));
     tokio::select! {
         result = &mut first => return (result, Winner::First { raced: false }),
         () = tokio::time::sleep(delay) => {}
     }
-    let second = pin!(timed(hedge, times));
+    let Some(hedge_slot) = pool.slots.try_take(hedge.address, &hedge.options) else {
+        return (first.await, Winner::First { raced: false });
+    };
+    let second = pin!(timed(hedge, times, hedge_slot));
     match race_first_ok(first.as_mut(), second).await {
         Race::First(result) => (result, Winner::First { raced: true }),
         Race::Second(result) => (result, Winner::Hedge),
@@ -100,9 +111,9 @@ pub(crate) async fn connect(
 }
 
 /// A connect whose time, when it succeeds, is learned.
-async fn timed(peer: &HttpPeer, times: &ConnectTimes) -> Result<UpstreamConn> {
+async fn timed(peer: &HttpPeer, times: &ConnectTimes, slot: Slot) -> Result<UpstreamConn> {
     let started = Instant::now();
-    let conn = connector::connect(peer).await?;
+    let conn = connector::connect(peer, slot).await?;
     times.record(peer.address, started.elapsed());
     Ok(conn)
 }

@@ -16,10 +16,12 @@ use tokio::task::AbortHandle;
 use crate::body::ReplayBody;
 use crate::body::limit::LimitedBody;
 use crate::peer::PoolKey;
+use slots::Slot;
 
 pub(crate) mod connector;
 pub(crate) mod hedge;
 pub(crate) mod pool;
+pub(crate) mod slots;
 pub(crate) mod stream;
 
 /// The downstream request body, cut off at its limit.
@@ -42,6 +44,8 @@ pub(crate) struct UpstreamConn {
     reused: bool,
     /// False once the connection must not serve another request.
     reusable: bool,
+    /// Its place under the server's connection limit, freed when it closes.
+    _slot: Slot,
 }
 
 impl UpstreamConn {

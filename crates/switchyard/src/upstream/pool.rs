@@ -17,6 +17,7 @@ use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::{Duration, Instant};
 
 use super::UpstreamConn;
+use super::slots::ServerSlots;
 use crate::peer::PoolKey;
 
 /// How often the reaper looks for expired idle connections.
@@ -53,6 +54,8 @@ impl Inner {
 #[derive(Debug)]
 pub(crate) struct Pool {
     inner: Mutex<Inner>,
+    /// Every server's connections under its limit.
+    pub(crate) slots: ServerSlots,
 }
 
 impl Pool {
@@ -61,6 +64,7 @@ impl Pool {
     pub(crate) fn start() -> Arc<Pool> {
         let pool = Arc::new(Pool {
             inner: Mutex::new(Inner::default()),
+            slots: ServerSlots::default(),
         });
         let weak = Arc::downgrade(&pool);
         tokio::spawn(reap(weak));
@@ -100,7 +104,23 @@ impl Pool {
             // Keep the warm ones: drop the longest-idle connection.
             list.remove(0);
         }
+        let addr = conn.key.address();
         list.push(Idle { conn, since: now });
+        drop(inner);
+        // A request waiting for room under the server's limit can take it.
+        self.slots.idle_returned(addr);
+    }
+
+    /// Close one idle connection to `key`, if any (its place under the
+    /// server's limit is then free for a new one).
+    pub(crate) fn evict_one(&self, key: &PoolKey) -> bool {
+        let mut inner = self.inner();
+        let evicted = inner
+            .idle
+            .get_mut(key)
+            .and_then(|list| (!list.is_empty()).then(|| list.remove(0)));
+        drop(inner);
+        evicted.is_some()
     }
 
     /// Close idle connections that expired or that the upstream closed.

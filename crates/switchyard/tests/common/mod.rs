@@ -235,6 +235,7 @@ pub fn quick() -> PeerOptions {
         write_timeout: Duration::from_secs(2),
         idle_timeout: Duration::from_secs(10),
         max_idle: 64,
+        ..PeerOptions::default()
     }
 }
 

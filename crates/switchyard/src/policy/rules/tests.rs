@@ -6,7 +6,7 @@ use crate::error::ErrorKind::*;
 #[test]
 fn default_policy_table() {
     let rules = RetryRules::default();
-    assert_eq!(rules.on_connect_failure(), NextPeer);
+    assert_eq!(rules.on_connect_failure(ConnectRefused), NextPeer);
     // (kind, reused, idempotent) => judgement
     let table = [
         (ClosedBeforeHead, true, true, SamePeer),
@@ -41,7 +41,12 @@ fn opt_ins() {
         },
         non_idempotent: true,
     };
-    assert_eq!(rules.on_connect_failure(), Decline(NotListed));
+    assert_eq!(rules.on_connect_failure(ConnectRefused), Decline(NotListed));
+    assert_eq!(
+        rules.on_connect_failure(ConnectionLimitReached),
+        NextPeer,
+        "a busy server's request moves on whatever retry_on says"
+    );
     assert_eq!(
         rules.on_proxy_error(ResponseHeadTimedOut, false, false),
         NextPeer

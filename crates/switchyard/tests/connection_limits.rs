@@ -1,0 +1,108 @@
+//! Per-server connection limits (`PeerOptions::max_connections` and
+//! `max_pending`): a request beyond them fails fast before anything is sent,
+//! goes to another server when the hook fails over, or gets 503
+//! `connection_limit_reached`; a waiting request takes the connection the
+//! first one gives back.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::time::Duration;
+
+use common::{OnFail, TestProxy, quick, start};
+use switchyard::{ErrorKind, PeerOptions};
+use switchyard_testkit::{Behavior, Origin, Script, client, within};
+
+fn one_connection(pending: usize) -> PeerOptions {
+    PeerOptions {
+        max_connections: Some(1),
+        max_pending: pending,
+        ..quick()
+    }
+}
+
+/// A server that answers after 300 ms.
+async fn slow(name: &str) -> Origin {
+    Origin::start(
+        name,
+        Script::always(Behavior::ok().after(Duration::from_millis(300))),
+    )
+    .await
+}
+
+#[tokio::test]
+async fn a_full_server_is_skipped_for_one_with_room() {
+    let a = slow("a").await;
+    let b = Origin::healthy("b").await;
+    let proxy = start(TestProxy::new(&[a.addr(), b.addr()]).options(one_connection(0))).await;
+    let first = tokio::spawn(client::get(proxy.addr, "/"));
+    a.wait_for_requests(1, 5).await;
+    let second = within(10, "second", client::get(proxy.addr, "/"))
+        .await
+        .unwrap();
+    assert_eq!(second.body, "b", "a was full: the request went to b");
+    assert_eq!(within(10, "first", first).await.unwrap().unwrap().body, "a");
+    let logged = proxy.logs.wait(2).await;
+    let to_b = logged.iter().find(|l| l.trace.len() == 2).unwrap();
+    assert_eq!(
+        to_b.trace.records()[0].error,
+        Some(ErrorKind::ConnectionLimitReached),
+        "{}",
+        to_b.trace
+    );
+    assert_eq!(a.stats().connections, 1);
+}
+
+#[tokio::test]
+async fn with_no_server_left_the_client_gets_503_connection_limit_reached() {
+    let a = slow("a").await;
+    let proxy = start(
+        TestProxy::new(&[a.addr()])
+            .options(one_connection(0))
+            .on_connect_fail(OnFail::Default),
+    )
+    .await;
+    let first = tokio::spawn(client::get(proxy.addr, "/"));
+    a.wait_for_requests(1, 5).await;
+    let second = within(10, "second", client::get(proxy.addr, "/"))
+        .await
+        .unwrap();
+    assert_eq!(second.status, 503);
+    let status = second.headers["proxy-status"].to_str().unwrap();
+    assert!(
+        status.contains("error=connection_limit_reached"),
+        "{status}"
+    );
+    assert_eq!(
+        within(10, "first", first).await.unwrap().unwrap().status,
+        200
+    );
+    assert_eq!(a.stats().connections, 1, "never a second connection");
+}
+
+#[tokio::test]
+async fn a_waiting_request_takes_the_connection_given_back() {
+    let a = slow("a").await;
+    let proxy = start(
+        TestProxy::new(&[a.addr()])
+            .options(one_connection(1))
+            .on_connect_fail(OnFail::Default),
+    )
+    .await;
+    let first = tokio::spawn(client::get(proxy.addr, "/"));
+    a.wait_for_requests(1, 5).await;
+    let second = within(10, "second", client::get(proxy.addr, "/"))
+        .await
+        .unwrap();
+    assert_eq!(second.status, 200);
+    assert_eq!(
+        within(10, "first", first).await.unwrap().unwrap().status,
+        200
+    );
+    assert_eq!(
+        a.stats().connections,
+        1,
+        "the second request reused the first's"
+    );
+    assert_eq!(a.stats().requests, 2);
+}
