@@ -13,6 +13,7 @@ pub mod admin;
 pub mod cli;
 pub mod config;
 pub mod demo;
+pub mod limits;
 pub mod observe;
 pub mod proxy;
 pub mod serve;
@@ -95,6 +96,7 @@ pub fn one_liner(
             park_idle_after: defaults::park_idle_after(),
             attempt_count_header: false,
             max_request_body: defaults::max_request_body(),
+            max_connections: None,
         },
         log: LogSection::default(),
         upstreams: [("default".to_string(), upstream)].into_iter().collect(),

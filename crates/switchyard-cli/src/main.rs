@@ -24,6 +24,7 @@ const BAD_INPUT: u8 = 2;
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_diagnostics();
+    switchyard_cli::limits::raise_open_files();
     let log_format = cli.log_format.map(|f| match f {
         LogFormatArg::Text => LogFormat::Text,
         LogFormatArg::Json => LogFormat::Json,

@@ -16,6 +16,10 @@ use switchyard::{AttemptLog, AttemptRecord, Decision};
 
 use crate::config::LogFormat;
 
+mod connections;
+
+use connections::ConnectionMetrics;
+
 /// One finished request, as the proxy's `logging` hook saw it.
 #[derive(Debug, Clone)]
 pub struct Finished {
@@ -47,6 +51,7 @@ type Sink = Box<dyn Fn(&Finished) + Send + Sync>;
 pub struct Observer {
     access_log: Option<LogFormat>,
     metrics: Metrics,
+    connections: ConnectionMetrics,
     registry: Registry,
     sink: Option<Sink>,
     out: Mutex<std::io::Stdout>,
@@ -65,9 +70,11 @@ impl Observer {
     pub fn new(access_log: Option<LogFormat>) -> Self {
         let mut registry = Registry::with_prefix("switchyard");
         let metrics = Metrics::register(&mut registry);
+        let connections = ConnectionMetrics::register(&mut registry);
         Observer {
             access_log,
             metrics,
+            connections,
             registry,
             sink: None,
             out: Mutex::new(std::io::stdout()),
@@ -110,8 +117,14 @@ impl Observer {
         }
     }
 
+    /// Report a server's client connection counts in the metrics.
+    pub fn watch_connections(&self, counts: switchyard::server::ConnectionCounts) {
+        self.connections.watch(counts);
+    }
+
     /// The metrics in Prometheus text format.
     pub fn metrics_text(&self) -> String {
+        self.connections.refresh();
         let mut text = String::new();
         if prometheus_client::encoding::text::encode(&mut text, &self.registry).is_err() {
             text = "# metrics could not be encoded\n".to_string();

@@ -106,3 +106,32 @@ async fn a_waiting_request_takes_the_connection_given_back() {
     );
     assert_eq!(a.stats().requests, 2);
 }
+
+#[tokio::test]
+async fn at_max_connections_a_new_client_waits_until_one_closes() {
+    use switchyard::ServerOptions;
+    let origin = Origin::healthy("origin").await;
+    let options = ServerOptions {
+        max_connections: Some(1),
+        ..ServerOptions::default()
+    };
+    let proxy = common::start_with(TestProxy::new(&[origin.addr()]), options).await;
+    let mut first = client::KeepAlive::connect(proxy.addr).await;
+    let request = || http::Request::get("/").body(Default::default()).unwrap();
+    assert_eq!(
+        within(10, "first", first.send(request()))
+            .await
+            .unwrap()
+            .status,
+        200
+    );
+    // The first connection stays open: the second client is not served yet.
+    let second = tokio::spawn(client::get(proxy.addr, "/"));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!second.is_finished(), "served beyond max_connections");
+    assert_eq!(proxy.counts.open(), 1);
+    assert!(proxy.counts.limit_reached() >= 1);
+    drop(first);
+    let reply = within(10, "second", second).await.unwrap().unwrap();
+    assert_eq!(reply.status, 200);
+}

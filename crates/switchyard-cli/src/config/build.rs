@@ -198,6 +198,7 @@ pub(super) fn build(
         drain_timeout: server.drain_timeout.0,
         park_idle_after: Some(server.park_idle_after.0).filter(|after| !after.is_zero()),
         max_request_body: body_limit(server.max_request_body),
+        max_connections: Some(max_connections(source, server.max_connections)?),
         ..ServerOptions::default()
     };
     if file.upstreams.is_empty() {
@@ -491,6 +492,19 @@ fn route(
         policy,
         max_request_body: None,
     })
+}
+
+/// `[server] max_connections`, at least 1; by default from the open-file limit.
+fn max_connections(source: &Source<'_>, given: Option<usize>) -> Result<usize, ConfigError> {
+    match given {
+        Some(0) => Err(source.error(
+            None,
+            "server.max_connections",
+            "must be at least 1 (leave it out for the default from the open-file limit)",
+        )),
+        Some(n) => Ok(n),
+        None => Ok(crate::limits::default_max_connections()),
+    }
 }
 
 /// A body limit from the file: `0` is none.

@@ -67,6 +67,10 @@ pub struct ServerSection {
     /// route may set its own.
     #[serde(default = "defaults::max_request_body")]
     pub max_request_body: Size,
+    /// The most client connections open at once; by default half the
+    /// open-file limit (raised to its hard limit at start) less 64.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_connections: Option<usize>,
 }
 
 /// `[log]`.

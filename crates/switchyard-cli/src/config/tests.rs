@@ -279,3 +279,29 @@ fn budget_keys_are_refused_on_a_route_and_a_tiny_window_is_refused() {
         "{e}"
     );
 }
+
+#[test]
+fn max_connections_defaults_from_the_open_file_limit_and_is_at_least_1() {
+    let config = parse(GOOD, "good.toml").unwrap();
+    assert_eq!(
+        config.server.max_connections,
+        Some(crate::limits::default_max_connections())
+    );
+    let text = GOOD.replace(
+        "listen = [\"127.0.0.1:8080\"]",
+        "listen = [\"127.0.0.1:8080\"]\nmax_connections = 2",
+    );
+    assert_eq!(
+        parse(&text, "two.toml").unwrap().server.max_connections,
+        Some(2)
+    );
+    let text = GOOD.replace(
+        "listen = [\"127.0.0.1:8080\"]",
+        "listen = [\"127.0.0.1:8080\"]\nmax_connections = 0",
+    );
+    let e = error_of(&text);
+    assert!(
+        e.contains("server.max_connections: must be at least 1"),
+        "{e}"
+    );
+}

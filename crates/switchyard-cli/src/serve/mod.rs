@@ -91,6 +91,7 @@ pub async fn start_with_resolver(
         running.listening.push(server.local_addr());
         running.shutdowns.push(server.shutdown_handle());
         running.pools.push(server.upstream_pool());
+        observer.watch_connections(server.connection_counts());
         running.servers.push(tokio::spawn(server.serve()));
     }
     if let Some(addr) = config.admin {

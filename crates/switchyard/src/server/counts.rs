@@ -25,6 +25,7 @@ struct Counters {
     open: AtomicUsize,
     parked: AtomicUsize,
     handed_back: AtomicUsize,
+    limit_reached: AtomicUsize,
 }
 
 impl ConnectionCounts {
@@ -43,6 +44,25 @@ impl ConnectionCounts {
     /// straight back to hyper (with those bytes) instead of waiting parked.
     pub fn handed_back(&self) -> usize {
         self.inner.handed_back.load(Ordering::Relaxed)
+    }
+
+    /// Times the server stopped accepting because `max_connections` were
+    /// open, since it started.
+    pub fn limit_reached(&self) -> usize {
+        self.inner.limit_reached.load(Ordering::Relaxed)
+    }
+
+    /// The server reached its connection limit `max`: count it, and say so
+    /// the first time and every 1000th time after (not once per accept).
+    pub(super) fn reached(&self, max: usize) {
+        let times = self.inner.limit_reached.fetch_add(1, Ordering::Relaxed) + 1;
+        if times % 1000 == 1 {
+            tracing::warn!(
+                max_connections = max,
+                times,
+                "client connection limit reached; accepting again when one closes"
+            );
+        }
     }
 
     /// Count one hand-back of a quiet connection.

@@ -58,6 +58,7 @@ const HYPER_STACK_HEADERS: usize = 100;
 /// | `park_idle_after` | 1 s: an idle keep-alive connection then holds no buffers |
 /// | `backoff_jitter` | random |
 /// | `max_request_body` | 1 GiB |
+/// | `max_connections` | none |
 /// | `retry_budget` | on: retries add at most 20% to the last 10 s of requests, plus 10/s |
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServerOptions {
@@ -95,6 +96,12 @@ pub struct ServerOptions {
     /// Over it: 413 before anything goes upstream when `Content-Length`
     /// says so, else the body is cut off as it crosses the limit.
     pub max_request_body: Option<u64>,
+    /// The most client connections open at once (`None`: no limit). At the
+    /// limit the server accepts nothing more until one closes: new clients
+    /// wait in the listen backlog (as nginx and HAProxy do), and each time
+    /// the limit is reached is counted ([`ConnectionCounts::limit_reached`])
+    /// and logged.
+    pub max_connections: Option<usize>,
 }
 
 impl Default for ServerOptions {
@@ -111,6 +118,7 @@ impl Default for ServerOptions {
             backoff_jitter: Jitter::Random,
             retry_budget: Some(BudgetPolicy::default()),
             max_request_body: Some(DEFAULT_MAX_REQUEST_BODY),
+            max_connections: None,
         }
     }
 }
@@ -217,6 +225,17 @@ impl<P: ProxyHttp> ProxyServer<P> {
         let mut stop = self.shutdown.subscribe();
         loop {
             while connections.try_join_next().is_some() {}
+            if let Some(max) = self.options.max_connections
+                && connections.len() >= max
+            {
+                // At the limit: accept nothing until a connection ends; new
+                // clients wait in the listen backlog meanwhile.
+                self.counts.reached(max);
+                tokio::select! {
+                    _ = connections.join_next() => continue,
+                    _ = async { stop.wait_for(|stopping| *stopping).await.is_ok() } => break,
+                }
+            }
             let (stream, client) = tokio::select! {
                 accepted = self.listener.accept() => match accepted {
                     Ok(accepted) => accepted,
