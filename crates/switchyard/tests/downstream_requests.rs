@@ -220,3 +220,75 @@ async fn a_client_that_leaves_mid_body_gets_no_made_up_status() {
     );
     assert_eq!(logged[0].status, Some(499), "logged as nginx does");
 }
+
+#[tokio::test]
+async fn connection_cannot_strip_the_host_header() {
+    // Found by the property tests: `Connection: host` made the proxy send
+    // its upstream's address as the host.
+    let origin = Origin::healthy("origin").await;
+    let proxy = start(TestProxy::new(&[origin.addr()])).await;
+    let request =
+        b"GET / HTTP/1.1\r\nHost: app.test\r\nConnection: host, x-hop\r\nx-hop: 1\r\n\r\n";
+    let raw = within(10, "raw", client::raw(proxy.addr, request, 2)).await;
+    assert!(status_line(&raw.bytes).starts_with("HTTP/1.1 200"));
+    let seen = &origin.requests()[0];
+    assert_eq!(seen.headers["host"], "app.test");
+    assert!(!seen.headers.contains_key("x-hop"));
+}
+
+#[test]
+fn any_head_gets_200_within_the_limits_and_431_beyond_them() {
+    use proptest::test_runner::{Config, TestRunner};
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let (origin, proxy) = runtime.block_on(async {
+        let origin = Origin::healthy("origin").await;
+        let proxy = start(TestProxy::new(&[origin.addr()])).await;
+        (origin, proxy)
+    });
+    let mut runner = TestRunner::new(Config {
+        cases: 48,
+        ..Config::default()
+    });
+    // Headers beside Host, and the length of each value. The limits are
+    // 100 headers and 32 KiB; near them either answer is fine.
+    let strategy = (0usize..160, 0usize..700);
+    runner
+        .run(&strategy, |(count, size)| {
+            let mut head = b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n".to_vec();
+            for i in 0..count {
+                head.extend_from_slice(format!("x-h{i}: {}\r\n", "v".repeat(size)).as_bytes());
+            }
+            head.extend_from_slice(b"\r\n");
+            let raw = runtime.block_on(client::raw(proxy.addr, &head, 5));
+            let line = status_line(&raw.bytes);
+            let (headers, bytes) = (count + 2, head.len());
+            if headers <= 95 && bytes <= 30 * 1024 {
+                proptest::prop_assert!(
+                    line.starts_with("HTTP/1.1 200"),
+                    "{} {}: {}",
+                    headers,
+                    bytes,
+                    line
+                );
+            } else if headers > 105 || bytes > 34 * 1024 {
+                proptest::prop_assert!(
+                    line.starts_with("HTTP/1.1 431"),
+                    "{} {}: {}",
+                    headers,
+                    bytes,
+                    line
+                );
+            } else {
+                proptest::prop_assert!(
+                    line.starts_with("HTTP/1.1 200") || line.starts_with("HTTP/1.1 431"),
+                    "{} {}: {}",
+                    headers,
+                    bytes,
+                    line
+                );
+            }
+            Ok(())
+        })
+        .unwrap();
+    drop(origin);
+}

@@ -7,6 +7,7 @@
 
 use std::error::Error as StdError;
 use std::io;
+use std::net::SocketAddr;
 
 use http::header::{self, HeaderValue};
 use http::{Request, Response, Uri, Version};
@@ -32,7 +33,14 @@ pub(crate) enum SendFailure {
 
 /// The head to send upstream, rebuilt from the downstream head for each attempt.
 pub(crate) fn upstream_head(session: &Session, peer: &HttpPeer) -> RequestHeader {
-    let downstream = session.req_header();
+    head_for_upstream(session.req_header(), peer.address)
+}
+
+/// The head to send to `peer` for the downstream head `downstream`: origin
+/// form, HTTP/1.1, hop-by-hop headers (and those `Connection` names)
+/// removed, a chunked body kept chunked, and `Host` from an absolute-form
+/// target, else the client's, else the peer's address.
+fn head_for_upstream(downstream: &RequestHeader, peer: SocketAddr) -> RequestHeader {
     let (mut head, ()) = Request::new(()).into_parts();
     head.method = downstream.method.clone();
     head.uri = downstream
@@ -56,7 +64,7 @@ pub(crate) fn upstream_head(session: &Session, peer: &HttpPeer) -> RequestHeader
     let host = match downstream.uri.authority() {
         Some(authority) => HeaderValue::from_str(authority.as_str()).ok(),
         None if !head.headers.contains_key(header::HOST) => {
-            HeaderValue::from_str(&peer.address.to_string()).ok()
+            HeaderValue::from_str(&peer.to_string()).ok()
         }
         None => None,
     };
@@ -308,3 +316,6 @@ pub(crate) fn validate_downstream(session: &Session) -> Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests;

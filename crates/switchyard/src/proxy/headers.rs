@@ -4,6 +4,12 @@
 //! `Trailer` is kept although older lists (RFC 2616) name it: RFC 9110 does
 //! not, and hyper sends only the trailer fields it declares, so dropping it
 //! would silently drop every trailer.
+//!
+//! `Host` and `Content-Length` are never dropped because `Connection` names
+//! them: they are not connection options but the message's target and
+//! framing, and `Connection: host` would otherwise make the proxy send the
+//! upstream its own address as the host (found by the property tests in
+//! `forward/tests.rs`).
 
 use http::HeaderMap;
 use http::header::{self, HeaderName};
@@ -37,6 +43,7 @@ pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap) {
     }
     let named: Vec<HeaderName> = connection_tokens(headers)
         .filter_map(|name| HeaderName::from_bytes(name.as_bytes()).ok())
+        .filter(|name| *name != header::HOST && *name != header::CONTENT_LENGTH)
         .collect();
     for name in named.iter().chain(HOP_BY_HOP.iter()) {
         headers.remove(name);
