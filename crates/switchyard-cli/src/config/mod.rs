@@ -111,6 +111,20 @@ pub fn load_keeping(path: &Path, previous: &Answers) -> Result<(Config, Vec<Stri
     parse_keeping(&text, &file, previous)
 }
 
+/// The key path of an error, with the field a "missing field `x`" message
+/// names appended: a missing `[server]` is then located as `server`.
+fn with_missing_field(key: &str, message: &str) -> String {
+    let missing = message
+        .strip_prefix("missing field `")
+        .and_then(|rest| rest.split_once('`'))
+        .map(|(field, _)| field);
+    match (key, missing) {
+        (_, None) => key.to_string(),
+        ("", Some(field)) => field.to_string(),
+        (_, Some(field)) => format!("{key}.{field}"),
+    }
+}
+
 /// Parse and check config `text`; `file` names it in errors. Servers given
 /// as `host:port` are resolved now, blocking: call it off the serving
 /// threads.
@@ -124,12 +138,16 @@ fn parse_keeping(
     previous: &Answers,
 ) -> Result<(Config, Vec<String>), ConfigError> {
     let source = Source { file, text };
-    let deserializer = toml::Deserializer::parse(text)
-        .map_err(|e| source.error(e.span(), "", e.message().to_string()))?;
+    let deserializer = toml::Deserializer::parse(text).map_err(|e| {
+        // A syntax error always has a place, even at the file's first byte.
+        let mut error = source.error(None, "", e.message().to_string());
+        error.at = e.span().map(|span| line_column(text, span.start));
+        error
+    })?;
     let parsed: FileConfig = serde_path_to_error::deserialize(deserializer).map_err(|e| {
         let key = e.path().to_string();
         let inner = e.into_inner();
-        let key = if key == "." { String::new() } else { key };
+        let key = with_missing_field(if key == "." { "" } else { &key }, inner.message());
         source.error(inner.span(), &key, inner.message().to_string())
     })?;
     let (answers, notes) = resolve::resolve_names(&parsed, &source, previous)?;

@@ -305,3 +305,138 @@ fn max_connections_defaults_from_the_open_file_limit_and_is_at_least_1() {
         "{e}"
     );
 }
+
+#[test]
+fn errors_found_by_the_property_tests_are_located() {
+    // A syntax error at the first byte used to have no place.
+    assert!(error_of("}").starts_with("bad.toml:1:1: "), "{}", error_of("}"));
+    // A missing top-level table used to have neither place nor key.
+    assert_eq!(
+        error_of("[log]\n"),
+        "bad.toml: server: missing field `server`"
+    );
+    let e = error_of("[server]\nlisten = [\"127.0.0.1:1\"]\n[upstreams.a]\n");
+    assert!(e.contains("upstreams.a.servers: missing field `servers`"), "{e}");
+}
+
+/// Property tests of the loader: no input panics it, and every refused
+/// input gets a located error (a line and column, or a key path). No
+/// generated input names a server that would need a DNS lookup.
+mod properties {
+    use proptest::prelude::*;
+
+    use super::{GOOD, parse};
+
+    /// Values to put where a config value was: wrong types, bad units,
+    /// out-of-range numbers, and some good ones.
+    const VALUES: [&str; 24] = [
+        "-1",
+        "0",
+        "1",
+        "17",
+        "99999999999999999999",
+        "1.5",
+        "true",
+        "\"\"",
+        "\"1s\"",
+        "\"-5s\"",
+        "\"0s\"",
+        "\"abc\"",
+        "\"64KiB\"",
+        "\"9999999TiB\"",
+        "\"127.0.0.1:80\"",
+        "\"127.0.0.1:99999\"",
+        "\"localhost:1\"",
+        "[]",
+        "[1, \"x\"]",
+        "[\"127.0.0.1:1\", \"127.0.0.1:1\"]",
+        "{}",
+        "{ base = \"1s\", cap = \"1ms\" }",
+        "{ addr = \"127.0.0.1:1\", weight = 0 }",
+        "\"weighted\"",
+    ];
+
+    fn check(text: &str) -> Result<(), TestCaseError> {
+        if let Err(e) = parse(text, "bad.toml") {
+            prop_assert!(
+                e.at.is_some() || !e.key.is_empty(),
+                "an error with no place: {e}"
+            );
+            prop_assert!(e.to_string().starts_with("bad.toml"), "{e}");
+        }
+        Ok(())
+    }
+
+    proptest! {
+        #[test]
+        fn any_value_in_any_place_is_refused_with_its_place_or_accepted(
+            line in 0usize..32,
+            value in prop::sample::select(VALUES.to_vec()),
+        ) {
+            let lines: Vec<&str> = GOOD.lines().collect();
+            let index = line % lines.len();
+            let mutated: Vec<String> = lines
+                .iter()
+                .enumerate()
+                .map(|(i, l)| match l.split_once('=') {
+                    Some((key, _)) if i == index => format!("{key}= {value}"),
+                    _ => (*l).to_string(),
+                })
+                .collect();
+            check(&mutated.join("\n"))?;
+        }
+
+        #[test]
+        fn a_key_dropped_or_doubled_is_handled(line in 0usize..32, double in any::<bool>()) {
+            let lines: Vec<&str> = GOOD.lines().collect();
+            let index = line % lines.len();
+            let mut mutated: Vec<&str> = Vec::new();
+            for (i, l) in lines.iter().enumerate() {
+                if i != index || double {
+                    mutated.push(l);
+                }
+                if i == index && double {
+                    mutated.push(l);
+                }
+            }
+            check(&mutated.join("\n"))?;
+        }
+
+        #[test]
+        fn arbitrary_text_never_panics(text in "[^:]{0,300}") {
+            check(&text)?;
+        }
+
+        #[test]
+        fn toml_shaped_text_never_panics(
+            sections in prop::collection::vec(
+                prop::sample::select(vec![
+                    "[server]", "[log]", "[upstreams.a]", "[upstreams.a.retry]",
+                    "[upstreams.a.health_check]", "[upstreams.a.outlier]", "[[routes]]",
+                ]),
+                0..6,
+            ),
+            keys in prop::collection::vec(
+                (
+                    prop::sample::select(vec![
+                        "listen", "servers", "backup", "upstream", "max_attempts", "retry_on",
+                        "backoff", "deadline", "budget_window", "weight", "selection",
+                        "max_request_body", "max_connections", "interval", "kind", "statuses",
+                    ]),
+                    prop::sample::select(VALUES.to_vec()),
+                ),
+                0..12,
+            ),
+        ) {
+            let mut text = String::new();
+            for (i, section) in sections.iter().enumerate() {
+                text.push_str(section);
+                text.push('\n');
+                for (key, value) in keys.iter().skip(i * 2).take(2) {
+                    text.push_str(&format!("{key} = {value}\n"));
+                }
+            }
+            check(&text)?;
+        }
+    }
+}
