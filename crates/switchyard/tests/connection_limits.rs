@@ -21,6 +21,28 @@ fn one_connection(pending: usize) -> PeerOptions {
     }
 }
 
+/// A proxy to one slow server allowed one connection and `pending` waiting
+/// requests, whose hook never fails over, with a first request busy on
+/// that connection.
+async fn one_busy_connection(
+    pending: usize,
+) -> (
+    Origin,
+    common::Running,
+    tokio::task::JoinHandle<Result<client::Collected, String>>,
+) {
+    let a = slow("a").await;
+    let proxy = start(
+        TestProxy::new(&[a.addr()])
+            .options(one_connection(pending))
+            .on_connect_fail(OnFail::Default),
+    )
+    .await;
+    let first = tokio::spawn(client::get(proxy.addr, "/"));
+    a.wait_for_requests(1, 5).await;
+    (a, proxy, first)
+}
+
 /// A server that answers after 300 ms.
 async fn slow(name: &str) -> Origin {
     Origin::start(
@@ -55,15 +77,7 @@ async fn a_full_server_is_skipped_for_one_with_room() {
 
 #[tokio::test]
 async fn with_no_server_left_the_client_gets_503_connection_limit_reached() {
-    let a = slow("a").await;
-    let proxy = start(
-        TestProxy::new(&[a.addr()])
-            .options(one_connection(0))
-            .on_connect_fail(OnFail::Default),
-    )
-    .await;
-    let first = tokio::spawn(client::get(proxy.addr, "/"));
-    a.wait_for_requests(1, 5).await;
+    let (a, proxy, first) = one_busy_connection(0).await;
     let second = within(10, "second", client::get(proxy.addr, "/"))
         .await
         .unwrap();
@@ -82,15 +96,7 @@ async fn with_no_server_left_the_client_gets_503_connection_limit_reached() {
 
 #[tokio::test]
 async fn a_waiting_request_takes_the_connection_given_back() {
-    let a = slow("a").await;
-    let proxy = start(
-        TestProxy::new(&[a.addr()])
-            .options(one_connection(1))
-            .on_connect_fail(OnFail::Default),
-    )
-    .await;
-    let first = tokio::spawn(client::get(proxy.addr, "/"));
-    a.wait_for_requests(1, 5).await;
+    let (a, proxy, first) = one_busy_connection(1).await;
     let second = within(10, "second", client::get(proxy.addr, "/"))
         .await
         .unwrap();

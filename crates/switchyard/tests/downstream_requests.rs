@@ -99,36 +99,10 @@ async fn pipelined_requests_are_answered_in_order() {
     assert_eq!(paths, ["/first", "/second"]);
 }
 
-/// An upstream that answers as soon as a request head arrives and then
-/// reads nothing more on that connection (a server that refuses an upload).
-async fn answers_before_the_body() -> std::net::SocketAddr {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        while let Ok((mut stream, _)) = listener.accept().await {
-            tokio::spawn(async move {
-                let mut seen = Vec::new();
-                let mut buf = vec![0u8; 16 * 1024];
-                while !seen.windows(4).any(|w| w == b"\r\n\r\n") {
-                    match stream.read(&mut buf).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => seen.extend_from_slice(&buf[..n]),
-                    }
-                }
-                let answer = b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nearly";
-                let _ = stream.write_all(answer).await;
-                // Hold the connection without reading the body.
-                tokio::time::sleep(std::time::Duration::from_secs(30)).await;
-            });
-        }
-    });
-    addr
-}
-
 #[tokio::test]
 async fn an_early_answer_leaves_the_client_connection_usable() {
-    let upstream = answers_before_the_body().await;
+    let early = b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nearly";
+    let upstream = common::answers_at_head(early, common::AfterAnswer::Hold).await;
     let proxy = start(TestProxy::new(&[upstream])).await;
     // A raw client: hyper's client can hang in this very exchange (see
     // `client::RawConn`), which is what made this test fail one run in twenty.

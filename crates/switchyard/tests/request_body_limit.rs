@@ -83,40 +83,12 @@ async fn a_chunked_body_that_crosses_the_limit_is_cut_off_with_413() {
     assert_eq!(attempt.error, Some(ErrorKind::RequestBodyTooLarge));
 }
 
-/// An upstream that starts a chunked response as soon as the request head
-/// arrives, then reads whatever body comes, never finishing its response.
-async fn answers_and_keeps_reading() -> std::net::SocketAddr {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        while let Ok((mut stream, _)) = listener.accept().await {
-            tokio::spawn(async move {
-                let mut seen = Vec::new();
-                let mut buf = vec![0u8; 16 * 1024];
-                while !seen.windows(4).any(|w| w == b"\r\n\r\n") {
-                    match stream.read(&mut buf).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => seen.extend_from_slice(&buf[..n]),
-                    }
-                }
-                let head = b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5\r\nearly\r\n";
-                let _ = stream.write_all(head).await;
-                while let Ok(n) = stream.read(&mut buf).await {
-                    if n == 0 {
-                        return;
-                    }
-                }
-            });
-        }
-    });
-    addr
-}
-
 #[tokio::test]
 async fn crossing_the_limit_after_the_head_aborts_the_response_and_blames_the_client() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let upstream = answers_and_keeps_reading().await;
+    // The upstream starts a chunked response at once and never finishes it.
+    let head = b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5\r\nearly\r\n";
+    let upstream = common::answers_at_head(head, common::AfterAnswer::ReadAll).await;
     let proxy = start_with(TestProxy::new(&[upstream]), limited()).await;
     let mut stream = tokio::net::TcpStream::connect(proxy.addr).await.unwrap();
     stream

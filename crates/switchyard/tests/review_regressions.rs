@@ -33,20 +33,8 @@ async fn a_connection_whose_response_framing_was_ambiguous_is_not_reused() {
     // chunked, and its connection is closed rather than pooled.
     let raw = "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n\
                a\r\n0123456789\r\n0\r\n\r\n";
-    let origin = Origin::start(
-        "both",
-        Script::always(Behavior::RawKeepOpen { bytes: raw.into() }),
-    )
-    .await;
-    let proxy = start(TestProxy::new(&[origin.addr()])).await;
-    for _ in 0..2 {
-        let reply = within(10, "request", client::get(proxy.addr, "/"))
-            .await
-            .unwrap();
-        assert_eq!(reply.body, "0123456789");
-    }
-    assert_eq!(origin.stats().connections, 2, "one connection per response");
-    let logged = proxy.logs.wait(2).await;
+    let (connections, logged) = two_requests_answered_with(raw).await;
+    assert_eq!(connections, 2, "one connection per response");
     assert!(!logged[1].trace.records()[0].reused, "{}", logged[1].trace);
 }
 
@@ -55,8 +43,16 @@ async fn a_connection_with_clear_framing_is_reused() {
     // The twin of the test above, so that it cannot pass for want of pooling.
     let raw = "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n\
                a\r\n0123456789\r\n0\r\n\r\n";
+    let (connections, _) = two_requests_answered_with(raw).await;
+    assert_eq!(connections, 1);
+}
+
+/// Two GETs in a row through a proxy whose upstream answers each with `raw`
+/// (body `0123456789`) and keeps the connection: the connections it saw,
+/// and what `logging` saw.
+async fn two_requests_answered_with(raw: &'static str) -> (usize, Vec<common::Logged>) {
     let origin = Origin::start(
-        "chunked",
+        "raw",
         Script::always(Behavior::RawKeepOpen { bytes: raw.into() }),
     )
     .await;
@@ -67,7 +63,7 @@ async fn a_connection_with_clear_framing_is_reused() {
             .unwrap();
         assert_eq!(reply.body, "0123456789");
     }
-    assert_eq!(origin.stats().connections, 1);
+    (origin.stats().connections, proxy.logs.wait(2).await)
 }
 
 #[tokio::test]

@@ -309,14 +309,21 @@ fn max_connections_defaults_from_the_open_file_limit_and_is_at_least_1() {
 #[test]
 fn errors_found_by_the_property_tests_are_located() {
     // A syntax error at the first byte used to have no place.
-    assert!(error_of("}").starts_with("bad.toml:1:1: "), "{}", error_of("}"));
+    assert!(
+        error_of("}").starts_with("bad.toml:1:1: "),
+        "{}",
+        error_of("}")
+    );
     // A missing top-level table used to have neither place nor key.
     assert_eq!(
         error_of("[log]\n"),
         "bad.toml: server: missing field `server`"
     );
     let e = error_of("[server]\nlisten = [\"127.0.0.1:1\"]\n[upstreams.a]\n");
-    assert!(e.contains("upstreams.a.servers: missing field `servers`"), "{e}");
+    assert!(
+        e.contains("upstreams.a.servers: missing field `servers`"),
+        "{e}"
+    );
 }
 
 /// Property tests of the loader: no input panics it, and every refused

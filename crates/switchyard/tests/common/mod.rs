@@ -254,3 +254,41 @@ pub fn summary(trace: &AttemptLog) -> Vec<String> {
         })
         .collect()
 }
+
+/// What an [`answers_at_head`] upstream does with the request body after
+/// its answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AfterAnswer {
+    /// Read nothing more (a server that refuses an upload).
+    Hold,
+    /// Read and discard everything that comes.
+    ReadAll,
+}
+
+/// An upstream that writes `answer` as soon as a request head arrives,
+/// then holds or reads the rest of the connection; it never sends more.
+pub async fn answers_at_head(answer: &'static [u8], after: AfterAnswer) -> SocketAddr {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut seen = Vec::new();
+                let mut buf = vec![0u8; 16 * 1024];
+                while !seen.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match stream.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => seen.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let _ = stream.write_all(answer).await;
+                match after {
+                    AfterAnswer::Hold => tokio::time::sleep(Duration::from_secs(30)).await,
+                    AfterAnswer::ReadAll => while let Ok(1..) = stream.read(&mut buf).await {},
+                }
+            });
+        }
+    });
+    addr
+}
