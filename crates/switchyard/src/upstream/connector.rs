@@ -42,7 +42,7 @@ pub(crate) async fn connect(peer: &HttpPeer, slot: Slot) -> Result<UpstreamConn>
         max_idle: peer.options.max_idle,
         reused: false,
         reusable: true,
-        _slot: slot,
+        slot,
     })
 }
 

@@ -45,7 +45,7 @@ pub(crate) struct UpstreamConn {
     /// False once the connection must not serve another request.
     reusable: bool,
     /// Its place under the server's connection limit, freed when it closes.
-    _slot: Slot,
+    slot: Slot,
 }
 
 impl UpstreamConn {

@@ -104,11 +104,9 @@ impl Pool {
             // Keep the warm ones: drop the longest-idle connection.
             list.remove(0);
         }
-        let addr = conn.key.address();
-        list.push(Idle { conn, since: now });
-        drop(inner);
         // A request waiting for room under the server's limit can take it.
-        self.slots.idle_returned(addr);
+        conn.slot.wake_a_waiter();
+        list.push(Idle { conn, since: now });
     }
 
     /// Close one idle connection to `key`, if any (its place under the

@@ -38,6 +38,15 @@ struct Server {
 #[derive(Debug)]
 pub(crate) struct Slot(Arc<Server>);
 
+impl Slot {
+    /// The connection holding this slot came back to the pool: a request
+    /// waiting for room at its server may take it. No lock: this runs for
+    /// every pooled request.
+    pub(crate) fn wake_a_waiter(&self) {
+        self.0.room.notify_one();
+    }
+}
+
 impl Drop for Slot {
     fn drop(&mut self) {
         self.0.open.fetch_sub(1, Ordering::AcqRel);
@@ -102,11 +111,6 @@ impl ServerSlots {
                 &format!("and none freed within {:?}", options.connect_timeout),
             )),
         }
-    }
-
-    /// A connection to `addr` came back to the pool: a waiter may take it.
-    pub(crate) fn idle_returned(&self, addr: SocketAddr) {
-        self.server(addr).room.notify_one();
     }
 
     /// Connections to `addr` open now.
