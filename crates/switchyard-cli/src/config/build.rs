@@ -197,7 +197,7 @@ pub(super) fn build(
         max_header_bytes: server.max_header_bytes.0,
         drain_timeout: server.drain_timeout.0,
         park_idle_after: Some(server.park_idle_after.0).filter(|after| !after.is_zero()),
-        max_request_body: body_limit(server.max_request_body),
+        max_request_body: limit_of(server.max_request_body),
         max_connections: Some(max_connections(source, server.max_connections)?),
         ..ServerOptions::default()
     };
@@ -449,11 +449,8 @@ fn routes(
         .iter()
         .enumerate()
         .map(|(i, section)| {
-            let mut route = route(source, section, upstreams, groups, &format!("routes[{i}]"))?;
-            route.max_request_body = section
-                .max_request_body
-                .map_or(body_limit, self::body_limit);
-            Ok(route)
+            let key = format!("routes[{i}]");
+            route(source, section, upstreams, groups, body_limit, &key)
         })
         .collect()
 }
@@ -463,6 +460,7 @@ fn route(
     section: &RouteSection,
     upstreams: &BTreeMap<String, UpstreamSection>,
     groups: &BTreeMap<String, Arc<Group>>,
+    body_limit: Option<u64>,
     key: &str,
 ) -> Result<Route, ConfigError> {
     let name = section.upstream.get_ref();
@@ -490,7 +488,7 @@ fn route(
         path_prefix: section.path_prefix.clone(),
         group: Arc::clone(group),
         policy,
-        max_request_body: None,
+        max_request_body: section.max_request_body.map_or(body_limit, limit_of),
     })
 }
 
@@ -508,6 +506,6 @@ fn max_connections(source: &Source<'_>, given: Option<usize>) -> Result<usize, C
 }
 
 /// A body limit from the file: `0` is none.
-fn body_limit(size: Size) -> Option<u64> {
+fn limit_of(size: Size) -> Option<u64> {
     u64::try_from(size.0).ok().filter(|bytes| *bytes > 0)
 }
