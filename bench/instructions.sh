@@ -5,6 +5,7 @@
 # counters are zeroed after a warm-up, then wrk sends a fixed-length load.
 #
 #   bench/instructions.sh [path/to/switchyard]      (default: target/release/switchyard)
+#   KEEP_PROFILE=FILE bench/instructions.sh ...     (keep the callgrind profile, for callgrind_annotate)
 #   SCENARIO=failover bench/instructions.sh ...     (the primary refuses connections and
 #                                                   active checks hold it down; requests
 #                                                   go to the backup, as in bench.py failover)
@@ -61,3 +62,4 @@ sleep 1
 DUMP=$(ls "$W"/cg.out.* | head -1)
 IR=$(callgrind_annotate "$DUMP" 2>/dev/null | awk '/PROGRAM TOTALS/ {gsub(",", "", $1); print $1}')
 python3 -c "print(f'requests $REQUESTS  instructions/request {$IR / $REQUESTS:,.0f}')"
+if [ -n "${KEEP_PROFILE:-}" ]; then cp "$DUMP" "$KEEP_PROFILE"; fi
