@@ -129,17 +129,37 @@ async fn a_spent_budget_stops_retries_with_its_reason() {
 
 #[tokio::test]
 async fn without_a_budget_only_the_cap_stops_retries() {
+    // 120 requests to a refused peer, 16 retries each: far more than the
+    // default budget allows (20% of 120 plus 10/s over 10 s, 124), so with
+    // it the later requests would stop at budget-exhausted. Without one,
+    // every request makes its 17 attempts.
     let dead = refused_addr().await;
-    let options = ServerOptions {
-        retry_budget: None,
-        ..ServerOptions::default()
-    };
-    let (_, logged) = run_with(vec![dead], RetryLimits::default(), options).await;
-    assert_eq!(logged.trace.len(), 17);
-    assert_eq!(
-        summary(&logged.trace)[16],
-        "connect-refused -> stop (attempt-cap)"
-    );
+    let proxy = start_with(
+        Limited {
+            peers: vec![dead],
+            limits: RetryLimits::default(),
+            logs: Logs::default(),
+        },
+        ServerOptions {
+            retry_budget: None,
+            ..ServerOptions::default()
+        },
+    )
+    .await;
+    for _ in 0..120 {
+        let reply = within(20, "request", client::get(proxy.addr, "/"))
+            .await
+            .unwrap();
+        assert_eq!(reply.status, 502);
+    }
+    let logged = proxy.logs.wait(120).await;
+    for request in &logged {
+        assert_eq!(request.trace.len(), 17, "{}", request.trace);
+        assert_eq!(
+            summary(&request.trace)[16],
+            "connect-refused -> stop (attempt-cap)"
+        );
+    }
 }
 
 #[tokio::test]
