@@ -90,7 +90,8 @@ async fn a_route_sets_its_own_request_body_limit() {
 
 #[tokio::test]
 async fn a_server_at_its_connection_limit_sends_requests_elsewhere_then_503() {
-    let slow = || Script::always(Behavior::ok().after(Duration::from_millis(400)));
+    // Slow enough that both servers are still busy when the third request comes.
+    let slow = || Script::always(Behavior::ok().after(Duration::from_millis(1500)));
     let a = Origin::start("a", slow()).await;
     let b = Origin::start("b", slow()).await;
     // retry_on without connect-failure: a busy server moves on all the same.

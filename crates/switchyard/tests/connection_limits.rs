@@ -13,10 +13,14 @@ use common::{OnFail, TestProxy, quick, start};
 use switchyard::{ErrorKind, PeerOptions};
 use switchyard_testkit::{Behavior, Origin, Script, client, within};
 
+/// One connection per server and `pending` waiting requests; the wait (the
+/// connect timeout) and the read timeout are far longer than a slow answer.
 fn one_connection(pending: usize) -> PeerOptions {
     PeerOptions {
         max_connections: Some(1),
         max_pending: pending,
+        connect_timeout: Duration::from_secs(5),
+        read_timeout: Duration::from_secs(5),
         ..quick()
     }
 }
@@ -43,11 +47,12 @@ async fn one_busy_connection(
     (a, proxy, first)
 }
 
-/// A server that answers after 300 ms.
+/// A server that answers after 1 s: long enough that its first request is
+/// still busy when a test's next one arrives, however loaded the machine.
 async fn slow(name: &str) -> Origin {
     Origin::start(
         name,
-        Script::always(Behavior::ok().after(Duration::from_millis(300))),
+        Script::always(Behavior::ok().after(Duration::from_secs(1))),
     )
     .await
 }
