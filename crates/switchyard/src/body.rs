@@ -73,6 +73,9 @@ struct Shared<B> {
     ended: AtomicBool,
     bytes_read: AtomicU64,
     source_failed: AtomicBool,
+    /// Set with `source_failed` when the client's body was malformed (a bad
+    /// chunk), not cut short.
+    source_malformed: AtomicBool,
 }
 
 /// The source, when no attempt's body holds it, and who waits for it.
@@ -100,6 +103,13 @@ impl<B> Source<B> {
 }
 
 impl<B> Shared<B> {
+    /// Reading the downstream body failed with `e`.
+    fn failed(&self, e: &(dyn std::error::Error + 'static)) {
+        self.source_malformed
+            .store(is_malformed(e), Ordering::Release);
+        self.source_failed.store(true, Ordering::Release);
+    }
+
     fn slot(&self) -> MutexGuard<'_, Slot<B>> {
         // A poisoned lock only means a panic elsewhere; the slot is still consistent.
         self.slot.lock().unwrap_or_else(|p| p.into_inner())
@@ -132,6 +142,7 @@ where
                 ended: AtomicBool::new(false),
                 bytes_read: AtomicU64::new(0),
                 source_failed: AtomicBool::new(false),
+                source_malformed: AtomicBool::new(false),
             }),
         }
     }
@@ -187,8 +198,9 @@ where
                         break false;
                     }
                 }
-                Some(Err(_)) => {
-                    self.shared.source_failed.store(true, Ordering::Release);
+                Some(Err(e)) => {
+                    let e: Box<dyn std::error::Error + Send + Sync> = e.into();
+                    self.shared.failed(&*e);
                     break false;
                 }
                 None => break true,
@@ -216,9 +228,16 @@ impl<B> ReplaySource<B> {
         self.shared.bytes_read.load(Ordering::Acquire)
     }
 
-    /// Whether reading the downstream body failed (the client went away mid-body).
+    /// Whether reading the downstream body failed (the client went away
+    /// mid-body, or sent a malformed body).
     pub fn source_failed(&self) -> bool {
         self.shared.source_failed.load(Ordering::Acquire)
+    }
+
+    /// Whether it failed because the body was malformed (a bad chunk size or
+    /// chunk end), not cut short.
+    pub fn source_malformed(&self) -> bool {
+        self.shared.source_malformed.load(Ordering::Acquire)
     }
 
     /// No retry will come (the response started): free the buffer and keep
@@ -467,8 +486,9 @@ where
                 Poll::Ready(Some(Ok(frame)))
             }
             Some(Err(e)) => {
-                this.shared.source_failed.store(true, Ordering::Release);
-                Poll::Ready(Some(Err(ReplayError::Source(e.into()))))
+                let e: Box<dyn std::error::Error + Send + Sync> = e.into();
+                this.shared.failed(&*e);
+                Poll::Ready(Some(Err(ReplayError::Source(e))))
             }
             None => {
                 source.end(&this.shared);
@@ -524,6 +544,23 @@ where
         }
         hint
     }
+}
+
+/// Whether a downstream body error is about its framing (hyper reports a bad
+/// chunk size or chunk end as `InvalidInput` or `InvalidData`) rather than
+/// the client going away.
+pub(crate) fn is_malformed(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut current = Some(e);
+    while let Some(err) = current {
+        if let Some(io) = err.downcast_ref::<std::io::Error>() {
+            return matches!(
+                io.kind(),
+                std::io::ErrorKind::InvalidInput | std::io::ErrorKind::InvalidData
+            );
+        }
+        current = err.source();
+    }
+    false
 }
 
 fn remaining_is_empty<B: Body>(source: &Source<B>, replayed: usize, trailers_sent: bool) -> bool {

@@ -1,6 +1,7 @@
 //! The request body limit: a declared length over it is refused with 413
 //! before anything goes upstream, and a chunked body that crosses it is cut
-//! off before the upstream receives a byte past it.
+//! off before the upstream receives a byte past it. A body that fails after
+//! the response head went out is the client's fault, not the upstream's.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
@@ -85,8 +86,37 @@ async fn a_chunked_body_that_crosses_the_limit_is_cut_off_with_413() {
 
 #[tokio::test]
 async fn crossing_the_limit_after_the_head_aborts_the_response_and_blames_the_client() {
+    let chunk = format!("258\r\n{}\r\n", "c".repeat(600));
+    let logged = body_failing_after_the_head(&chunk.repeat(2)).await;
+    let attempt = &logged.trace.records()[0];
+    assert_eq!(
+        attempt.error,
+        Some(ErrorKind::RequestBodyTooLarge),
+        "{}",
+        logged.trace
+    );
+}
+
+#[tokio::test]
+async fn a_malformed_body_after_the_head_is_the_clients_fault_not_the_upstreams() {
+    // Found in review: it was logged as the upstream's read error, which
+    // passive health counts against the server.
+    let logged = body_failing_after_the_head("zz\r\nbad\r\n").await;
+    let attempt = &logged.trace.records()[0];
+    assert_eq!(
+        attempt.error,
+        Some(ErrorKind::InvalidDownstreamRequest),
+        "{}",
+        logged.trace
+    );
+}
+
+/// A chunked POST to an upstream that starts its chunked response at once
+/// and never finishes it: once the client has the head and the first chunk,
+/// it sends `rest` of its body. Checks that the client's response is
+/// aborted, not complete; returns what `logging` saw.
+async fn body_failing_after_the_head(rest: &str) -> common::Logged {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    // The upstream starts a chunked response at once and never finishes it.
     let head = b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5\r\nearly\r\n";
     let upstream = common::answers_at_head(head, common::AfterAnswer::ReadAll).await;
     let proxy = start_with(TestProxy::new(&[upstream]), limited()).await;
@@ -95,7 +125,6 @@ async fn crossing_the_limit_after_the_head_aborts_the_response_and_blames_the_cl
         .write_all(b"POST /upload HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n")
         .await
         .unwrap();
-    // Wait for the head and the first chunk, then send too much.
     let mut got = Vec::new();
     let mut buf = [0u8; 4096];
     while !String::from_utf8_lossy(&got).contains("early") {
@@ -105,24 +134,15 @@ async fn crossing_the_limit_after_the_head_aborts_the_response_and_blames_the_cl
         assert!(n > 0, "closed early: {}", String::from_utf8_lossy(&got));
         got.extend_from_slice(&buf[..n]);
     }
-    let chunk = format!("258\r\n{}\r\n", "c".repeat(600));
-    let _ = stream.write_all(chunk.as_bytes()).await;
-    let _ = stream.write_all(chunk.as_bytes()).await;
-    let mut rest = Vec::new();
-    let _ = within(5, "the abort", stream.read_to_end(&mut rest)).await;
-    got.extend_from_slice(&rest);
+    let _ = stream.write_all(rest.as_bytes()).await;
+    let mut tail = Vec::new();
+    let _ = within(5, "the abort", stream.read_to_end(&mut tail)).await;
+    got.extend_from_slice(&tail);
     let text = String::from_utf8_lossy(&got);
     assert!(text.starts_with("HTTP/1.1 200"), "{text}");
     assert!(
         !text.ends_with("0\r\n\r\n"),
         "the response must not look complete: {text}"
     );
-    let logged = proxy.logs.wait(1).await;
-    let attempt = &logged[0].trace.records()[0];
-    assert_eq!(
-        attempt.error,
-        Some(ErrorKind::RequestBodyTooLarge),
-        "{}",
-        logged[0].trace
-    );
+    proxy.logs.wait(1).await.remove(0)
 }

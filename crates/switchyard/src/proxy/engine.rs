@@ -353,15 +353,13 @@ async fn finish_body<P: ProxyHttp>(
         .unwrap_or(BodyOutcome::Abandoned { bytes: 0 });
     let (bytes, result) = match outcome {
         BodyOutcome::Complete { bytes } => (bytes, Ok(())),
-        // The upstream exchange broke because the client's body crossed its
-        // limit: the client's fault, not the upstream's.
-        BodyOutcome::Failed { bytes, .. } if session.request_body_over_limit() => {
-            let error = Error::explain(
-                ErrorKind::RequestBodyTooLarge,
-                "request body crossed its limit after the response started",
-            );
-            (bytes, Err((error, FailurePoint::Downstream)))
-        }
+        // The upstream exchange broke because the client's body failed
+        // (crossed its limit, was malformed, or was cut short): the client's
+        // fault, not the upstream's.
+        BodyOutcome::Failed { bytes, .. } if session.body_source().source_failed() => (
+            bytes,
+            Err((client_body_failure(session), FailurePoint::Downstream)),
+        ),
         BodyOutcome::Failed { bytes, mut error } => {
             error.set_peer(forwarded.peer.address.to_string());
             // The hook sees the failure, but whatever it says the response
@@ -419,6 +417,27 @@ async fn finish_body<P: ProxyHttp>(
             Err(error)
         }
     }
+}
+
+/// Why the client's request body failed, once the response had started.
+fn client_body_failure(session: &Session) -> Box<Error> {
+    let (kind, context) = if session.request_body_over_limit() {
+        (
+            ErrorKind::RequestBodyTooLarge,
+            "request body crossed its limit after the response started",
+        )
+    } else if session.body_source().source_malformed() {
+        (
+            ErrorKind::InvalidDownstreamRequest,
+            "client sent a malformed request body after the response started",
+        )
+    } else {
+        (
+            ErrorKind::DownstreamClosed,
+            "client went away while sending the request body",
+        )
+    };
+    Error::explain(kind, context)
 }
 
 /// Runs a future, turning a panic inside it into `Err(())`, so that a

@@ -16,7 +16,7 @@ use hyper::body::Incoming;
 use super::headers::{connection_tokens, strip_hop_by_hop};
 use super::{RequestHeader, ResponseHeader, Session};
 use crate::body::limit::BodyTooLarge;
-use crate::body::{Progress, ReplayError};
+use crate::body::{Progress, ReplayError, is_malformed};
 use crate::error::{Error, ErrorKind, Result};
 use crate::peer::{HttpPeer, PeerOptions};
 use crate::upstream::{UpstreamConn, UpstreamRequest};
@@ -206,7 +206,7 @@ pub(crate) fn classify(e: hyper::Error, progress: &Progress) -> Box<Error> {
     }
     if let Some(replay) = find_cause::<ReplayError>(&e) {
         return match replay {
-            ReplayError::Source(_) if malformed_body(&e) => Error::because(
+            ReplayError::Source(_) if is_malformed(&e) => Error::because(
                 ErrorKind::InvalidDownstreamRequest,
                 "client sent a malformed request body",
                 e,
@@ -239,18 +239,6 @@ pub(crate) fn classify(e: hyper::Error, progress: &Progress) -> Box<Error> {
         (ErrorKind::ReadError, "reading the response head")
     };
     Error::because(kind, context, e)
-}
-
-/// Whether reading the downstream body failed on its framing (a bad chunk
-/// size or chunk end: hyper reports `InvalidInput` or `InvalidData`) rather
-/// than on the client going away.
-fn malformed_body(e: &hyper::Error) -> bool {
-    find_cause::<io::Error>(e).is_some_and(|io| {
-        matches!(
-            io.kind(),
-            io::ErrorKind::InvalidInput | io::ErrorKind::InvalidData
-        )
-    })
 }
 
 /// Name a failure while the response body streams.
