@@ -205,3 +205,35 @@ async fn a_keep_alive_race_costs_no_attempt_even_with_max_attempts_1() {
     );
     assert_eq!(origin.stats().connections, 2);
 }
+
+#[tokio::test]
+async fn a_post_sent_again_after_a_keep_alive_race_still_counts_against_max_attempts() {
+    // Found in review: with non_idempotent = true the free retry let a POST
+    // be sent twice although max_attempts = 1 means never retry.
+    let origin = Origin::start(
+        "racy",
+        Script::per_connection(
+            vec![Behavior::ok(), Behavior::CloseBeforeHead],
+            Behavior::ok(),
+        ),
+    )
+    .await;
+    let text = format!(
+        "[server]\nlisten = [\"127.0.0.1:0\"]\n\
+         [upstreams.app]\nservers = [\"{}\"]\n\
+         [upstreams.app.retry]\nmax_attempts = 1\nnon_idempotent = true\n",
+        origin.addr()
+    );
+    let file = TempConfig::new("stale-post", &text);
+    let proxy = Running::start(&["run", "-c", file.path.to_str().unwrap()]);
+    let mut conn = client::KeepAlive::connect(proxy.addr).await;
+    let get = http::Request::get("/").body(Default::default()).unwrap();
+    assert_eq!(within(10, "GET", conn.send(get)).await.unwrap().status, 200);
+    let post = within(10, "POST", client::post(proxy.addr, "/pay", "amount=1"))
+        .await
+        .unwrap();
+    assert_eq!(post.status, 502);
+    let log = proxy.wait_for_log(2).await;
+    assert!(log[1].contains("stop (attempt-cap)"), "{}", log[1]);
+    assert_eq!(origin.stats().requests, 2, "the POST was sent once");
+}

@@ -52,7 +52,8 @@ pub struct PeerOptions {
     /// How many idle connections to this peer the pool keeps (0: no pooling).
     pub max_idle: usize,
     /// The most connections to this peer at once, busy, idle or being
-    /// made (`None`: no limit). A request that needs a new one beyond it
+    /// made (`None`: no limit; `Some(0)` counts as 1). A request that needs
+    /// a new one beyond it
     /// waits (see `max_pending`), then fails with `connection-limit-reached`.
     pub max_connections: Option<usize>,
     /// The most requests waiting, up to the connect timeout, for a

@@ -300,6 +300,10 @@ fn group(
     };
     let backends = Backends::new(primaries, backups, selection)
         .map_err(|e| source.error(None, &format!("{key}.servers"), e.to_string()))?;
+    if section.max_connections_per_server == 0 {
+        let message = "must be at least 1 (0 would refuse every connection)";
+        return Err(source.error(None, &format!("{key}.max_connections_per_server"), message));
+    }
     let peer_options = PeerOptions {
         connect_timeout: section.connect_timeout.0,
         read_timeout: section.response_timeout.0,

@@ -447,3 +447,16 @@ mod properties {
         }
     }
 }
+
+#[test]
+fn a_connection_limit_of_0_is_refused() {
+    let text = GOOD.replace(
+        "selection = \"weighted\"",
+        "selection = \"weighted\"\nmax_connections_per_server = 0",
+    );
+    let e = error_of(&text);
+    assert!(
+        e.contains("upstreams.app.max_connections_per_server: must be at least 1"),
+        "{e}"
+    );
+}

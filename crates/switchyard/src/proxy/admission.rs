@@ -3,9 +3,9 @@
 //! response (`attempt.rs`) judge by the same numbers, through the pure
 //! `policy::retry::decide`.
 //!
-//! One retry may be free: the first one after a reused pooled connection
-//! that the upstream dropped before answering (closed, reset, or the write
-//! failed). That is a keep-alive race, not a failure of the server, so its
+//! One retry may be free: the first one of an idempotent request after a
+//! reused pooled connection that the upstream dropped before answering
+//! (closed, reset, or the write failed). That is a keep-alive race, not a failure of the server, so its
 //! retry goes at once, on a fresh connection, and counts against neither the
 //! cap nor the backoff schedule: a proxy allowed one attempt per request
 //! must not show its clients errors from keep-alive races. The hook still
@@ -35,6 +35,9 @@ pub(super) struct Failed {
     pub(super) kind: ErrorKind,
     /// Whether the connection came from the pool.
     pub(super) reused: bool,
+    /// Whether the request may be sent twice (RFC 9110 idempotent, by the
+    /// method sent downstream and upstream).
+    pub(super) idempotent: bool,
 }
 
 /// The allowance of one request.
@@ -98,10 +101,13 @@ impl Admission {
         verdict
     }
 
-    /// Whether a retry after `failed` is the free one: a reused connection
-    /// dropped before any head, and no free retry yet.
+    /// Whether a retry after `failed` is the free one: an idempotent
+    /// request, a reused connection dropped before any head, and no free
+    /// retry yet. (A POST a hook chooses to send again spends the cap and
+    /// the budget like any other retry.)
     pub(super) fn is_stale_retry(&self, failed: Failed) -> bool {
         !self.stale_retry_used
+            && failed.idempotent
             && failed.reused
             && failed.point == FailurePoint::BeforeResponseHead
             && connection_dropped(failed.kind)

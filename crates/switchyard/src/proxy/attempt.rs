@@ -23,7 +23,7 @@ use crate::peer::HttpPeer;
 use crate::policy::retry::{FailurePoint, Verdict};
 use crate::trace::{Decision, Phase};
 use crate::upstream::hedge::{self, Winner};
-use crate::upstream::slots::Slot;
+use crate::upstream::slots::{Slot, Waiter};
 use crate::upstream::{UpstreamConn, connector};
 
 /// A response head went downstream; its body is streaming.
@@ -266,6 +266,7 @@ async fn room(
 ) -> Result<Room> {
     let key = peer.pool_key();
     let give_up = Instant::now() + peer.options.connect_timeout;
+    let mut waiter = None;
     loop {
         while !fresh_only && let Some(mut conn) = shared.pool.checkout(&key, Instant::now()) {
             // Waiting for a pooled connection should cost no more than a new one.
@@ -284,12 +285,15 @@ async fn room(
         if fresh_only && shared.pool.evict_one(&key) {
             continue;
         }
-        let left = give_up.saturating_duration_since(Instant::now());
-        shared
-            .pool
-            .slots
-            .wait_for_room(peer.address, &peer.options, left)
-            .await?;
+        match waiter.take() {
+            // Queue (and listen) first, then look once more: a connection
+            // freed or returned in between wakes this waiter.
+            None => waiter = Some(shared.pool.slots.queue(peer.address, &peer.options)?),
+            Some(queued) => {
+                let left = give_up.saturating_duration_since(Instant::now());
+                Waiter::wait(queued, left, &peer.options).await?;
+            }
+        }
     }
 }
 

@@ -292,6 +292,7 @@ async fn attempt_loop<P: ProxyHttp>(
             point: failure.point,
             kind: failure.error.kind(),
             reused: failure.reused,
+            idempotent: session.is_idempotent(),
         });
         let error = match failure.point {
             FailurePoint::Connect => proxy.fail_to_connect(session, &peer, ctx, failure.error),

@@ -96,7 +96,8 @@ pub struct ServerOptions {
     /// Over it: 413 before anything goes upstream when `Content-Length`
     /// says so, else the body is cut off as it crosses the limit.
     pub max_request_body: Option<u64>,
-    /// The most client connections open at once (`None`: no limit). At the
+    /// The most client connections open at once (`None`: no limit; `Some(0)`
+    /// counts as 1). At the
     /// limit the server accepts nothing more until one closes: new clients
     /// wait in the listen backlog (as nginx and HAProxy do), and each time
     /// the limit is reached is counted ([`ConnectionCounts::limit_reached`])
@@ -225,7 +226,7 @@ impl<P: ProxyHttp> ProxyServer<P> {
         let mut stop = self.shutdown.subscribe();
         loop {
             while connections.try_join_next().is_some() {}
-            if let Some(max) = self.options.max_connections
+            if let Some(max) = self.options.max_connections.map(|max| max.max(1))
                 && connections.len() >= max
             {
                 // At the limit: accept nothing until a connection ends; new

@@ -131,6 +131,7 @@ impl Pool {
     }
 
     fn keep_only(&self, addresses: HashSet<SocketAddr>) -> usize {
+        self.slots.keep_only(&addresses);
         let mut inner = self.inner();
         let before: usize = inner.idle.values().map(Vec::len).sum();
         inner

@@ -8,13 +8,16 @@
 //! timeout, fails fast with `connection-limit-reached` before anything was
 //! sent, so it may go to another server whatever its method.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+use std::fmt;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::sync::Notify;
+use tokio::sync::futures::OwnedNotified;
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::peer::PeerOptions;
@@ -31,7 +34,7 @@ struct Server {
     open: AtomicUsize,
     pending: AtomicUsize,
     /// Signalled when a connection closes or goes back to the pool.
-    room: Notify,
+    room: Arc<Notify>,
 }
 
 /// One connection's place under its server's limit; freed on drop.
@@ -54,12 +57,41 @@ impl Drop for Slot {
     }
 }
 
-/// Counts a request as waiting while it lives.
-struct Waiting<'a>(&'a Server);
+/// A request queued for room at a server: counted among its waiters, and
+/// listening already, so a connection that closes or comes back between
+/// the caller's last look and [`Waiter::wait`] is not missed.
+pub(crate) struct Waiter {
+    server: Arc<Server>,
+    addr: SocketAddr,
+    notified: Pin<Box<OwnedNotified>>,
+}
 
-impl Drop for Waiting<'_> {
+impl fmt::Debug for Waiter {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Waiter")
+            .field("addr", &self.addr)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Waiter {
+    /// Wait at most `wait` (what is left of the connect timeout) for room;
+    /// then look again. An error says no room came.
+    pub(crate) async fn wait(mut self, wait: Duration, options: &PeerOptions) -> Result<()> {
+        match tokio::time::timeout(wait, self.notified.as_mut()).await {
+            Ok(()) => Ok(()),
+            Err(_) => Err(limit_reached(
+                self.addr,
+                options,
+                &format!("and none freed within {:?}", options.connect_timeout),
+            )),
+        }
+    }
+}
+
+impl Drop for Waiter {
     fn drop(&mut self) {
-        self.0.pending.fetch_sub(1, Ordering::AcqRel);
+        self.server.pending.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
@@ -70,10 +102,10 @@ impl ServerSlots {
     }
 
     /// A place for a new connection to `addr` now, if it is under
-    /// `options.max_connections`.
+    /// `options.max_connections` (a limit of 0 counts as 1).
     pub(crate) fn try_take(&self, addr: SocketAddr, options: &PeerOptions) -> Option<Slot> {
         let server = self.server(addr);
-        let max = options.max_connections.unwrap_or(usize::MAX);
+        let max = options.max_connections.map_or(usize::MAX, |max| max.max(1));
         server
             .open
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |open| {
@@ -83,16 +115,10 @@ impl ServerSlots {
             .map(|_| Slot(server))
     }
 
-    /// Wait until a connection to `addr` closes or comes back to the pool,
-    /// as one of at most `options.max_pending` waiting requests, for at most
-    /// `wait` (what is left of the connect timeout). An error says why
-    /// there is no room.
-    pub(crate) async fn wait_for_room(
-        &self,
-        addr: SocketAddr,
-        options: &PeerOptions,
-        wait: Duration,
-    ) -> Result<()> {
+    /// Queue for room at `addr`, as one of at most `options.max_pending`
+    /// waiting requests; an error when the queue is full. Look for a
+    /// connection once more after this, then [`Waiter::wait`].
+    pub(crate) fn queue(&self, addr: SocketAddr, options: &PeerOptions) -> Result<Waiter> {
         let server = self.server(addr);
         let queued = server
             .pending
@@ -102,15 +128,21 @@ impl ServerSlots {
         if queued.is_err() {
             return Err(limit_reached(addr, options, "and the wait queue is full"));
         }
-        let _waiting = Waiting(&server);
-        match tokio::time::timeout(wait, server.room.notified()).await {
-            Ok(()) => Ok(()),
-            Err(_) => Err(limit_reached(
-                addr,
-                options,
-                &format!("and none freed within {:?}", options.connect_timeout),
-            )),
-        }
+        let mut notified = Box::pin(Arc::clone(&server.room).notified_owned());
+        notified.as_mut().enable();
+        Ok(Waiter {
+            server,
+            addr,
+            notified,
+        })
+    }
+
+    /// Forget the servers not in `addresses` that nothing holds a place at
+    /// any more (after a reload or a DNS change), so the map does not grow
+    /// with every address ever dialled.
+    pub(crate) fn keep_only(&self, addresses: &HashSet<SocketAddr>) {
+        let mut servers = self.servers.lock().unwrap_or_else(|p| p.into_inner());
+        servers.retain(|addr, server| addresses.contains(addr) || Arc::strong_count(server) > 1);
     }
 
     /// Connections to `addr` open now.
@@ -155,34 +187,61 @@ mod tests {
         drop(a);
         assert_eq!(slots.open(addr), 1);
         // The freed slot left a wake-up behind: the next waiter goes at once.
-        slots
-            .wait_for_room(addr, &opts, opts.connect_timeout)
-            .await
-            .unwrap();
+        let waiter = slots.queue(addr, &opts).unwrap();
+        waiter.wait(opts.connect_timeout, &opts).await.unwrap();
         assert!(slots.try_take(addr, &opts).is_some());
     }
 
     #[tokio::test]
+    async fn frees_between_a_look_and_the_wait_are_not_lost() {
+        // Two waiters queue (and so listen) while both connections are busy;
+        // both connections close before either waits: both wake.
+        let slots = ServerSlots::default();
+        let addr = SocketAddr::from(([127, 0, 0, 1], 1));
+        let opts = options(2, 2);
+        let (a, b) = (
+            slots.try_take(addr, &opts).unwrap(),
+            slots.try_take(addr, &opts).unwrap(),
+        );
+        let first = slots.queue(addr, &opts).unwrap();
+        let second = slots.queue(addr, &opts).unwrap();
+        drop((a, b));
+        let long = Duration::from_secs(5);
+        tokio::time::timeout(Duration::from_secs(1), async {
+            first.wait(long, &opts).await.unwrap();
+            second.wait(long, &opts).await.unwrap();
+        })
+        .await
+        .unwrap();
+    }
+
+    #[tokio::test]
     async fn a_full_queue_and_a_long_wait_fail_with_the_limit() {
-        let slots = Arc::new(ServerSlots::default());
+        let slots = ServerSlots::default();
         let addr = SocketAddr::from(([127, 0, 0, 1], 1));
         let opts = options(1, 1);
         let _only = slots.try_take(addr, &opts).unwrap();
-        let waiter = {
-            let (slots, opts) = (Arc::clone(&slots), opts.clone());
-            tokio::spawn(
-                async move { slots.wait_for_room(addr, &opts, opts.connect_timeout).await },
-            )
-        };
-        tokio::task::yield_now().await;
-        let e = slots
-            .wait_for_room(addr, &opts, opts.connect_timeout)
-            .await
-            .unwrap_err();
+        let waiter = slots.queue(addr, &opts).unwrap();
+        let e = slots.queue(addr, &opts).unwrap_err();
         assert_eq!(e.kind(), ErrorKind::ConnectionLimitReached);
         assert!(e.to_string().contains("queue is full"), "{e}");
-        let e = waiter.await.unwrap().unwrap_err();
+        let e = waiter.wait(opts.connect_timeout, &opts).await.unwrap_err();
         assert!(e.to_string().contains("none freed"), "{e}");
+    }
+
+    #[test]
+    fn a_limit_of_0_counts_as_1_and_unlisted_idle_servers_are_forgotten() {
+        let slots = ServerSlots::default();
+        let addr = SocketAddr::from(([127, 0, 0, 1], 1));
+        let held = slots.try_take(addr, &options(0, 0));
+        assert!(held.is_some(), "0 would refuse every connection");
+        assert!(slots.try_take(addr, &options(0, 0)).is_none());
+        slots.keep_only(&HashSet::new());
+        assert_eq!(slots.open(addr), 1, "kept while a slot is held");
+        drop(held);
+        slots.keep_only(&HashSet::new());
+        let servers = slots.servers.lock().unwrap();
+        assert!(servers.is_empty(), "{servers:?}");
     }
 
     #[test]
