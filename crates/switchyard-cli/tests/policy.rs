@@ -173,17 +173,7 @@ async fn sigterm_drains_an_in_flight_slow_request_before_exit() {
 
 #[tokio::test]
 async fn a_keep_alive_race_costs_no_attempt_even_with_max_attempts_1() {
-    // The origin answers the first request on each connection, then closes
-    // the connection on reading the second without answering: the pooled
-    // connection looked fine at checkout and died after the write.
-    let origin = Origin::start(
-        "racy",
-        Script::per_connection(
-            vec![Behavior::ok(), Behavior::CloseBeforeHead],
-            Behavior::ok(),
-        ),
-    )
-    .await;
+    let origin = racy().await;
     let text = format!(
         "[server]\nlisten = [\"127.0.0.1:0\"]\n\
          [upstreams.app]\nservers = [\"{}\"]\n[upstreams.app.retry]\nmax_attempts = 1\n",
@@ -210,14 +200,7 @@ async fn a_keep_alive_race_costs_no_attempt_even_with_max_attempts_1() {
 async fn a_post_sent_again_after_a_keep_alive_race_still_counts_against_max_attempts() {
     // Found in review: with non_idempotent = true the free retry let a POST
     // be sent twice although max_attempts = 1 means never retry.
-    let origin = Origin::start(
-        "racy",
-        Script::per_connection(
-            vec![Behavior::ok(), Behavior::CloseBeforeHead],
-            Behavior::ok(),
-        ),
-    )
-    .await;
+    let origin = racy().await;
     let text = format!(
         "[server]\nlisten = [\"127.0.0.1:0\"]\n\
          [upstreams.app]\nservers = [\"{}\"]\n\
@@ -236,4 +219,18 @@ async fn a_post_sent_again_after_a_keep_alive_race_still_counts_against_max_atte
     let log = proxy.wait_for_log(2).await;
     assert!(log[1].contains("stop (attempt-cap)"), "{}", log[1]);
     assert_eq!(origin.stats().requests, 2, "the POST was sent once");
+}
+
+/// An origin that answers the first request on each connection and closes
+/// the connection on reading the second, without answering: a pooled
+/// connection that looked fine at checkout dies after the write.
+async fn racy() -> Origin {
+    Origin::start(
+        "racy",
+        Script::per_connection(
+            vec![Behavior::ok(), Behavior::CloseBeforeHead],
+            Behavior::ok(),
+        ),
+    )
+    .await
 }
