@@ -183,7 +183,7 @@ async fn connect_and_exchange<P: ProxyHttp>(
     note_hedge(session, peer, winner);
     let mut conn = conn.map_err(|e| AttemptFailure::new(e, FailurePoint::Connect, peer, false))?;
     let peer: &HttpPeer = peer;
-    let mut head = forward::upstream_head(session, peer);
+    let mut head = forward::upstream_head(session, peer, &shared.identity);
     if let Err(error) = proxy.upstream_request_filter(session, &mut head, ctx).await {
         return Err(AttemptFailure::new(
             error,

@@ -35,6 +35,7 @@ use tracing::debug;
 use super::admission::{Admission, Failed};
 use super::attempt::{Forwarded, attempt};
 use super::forward;
+use super::identity::ClientIdentity;
 use super::pump::{BodyOutcome, ResponseBody};
 use super::respond::{CLIENT_CLOSED, error_response, status_for};
 use super::{ProxyHttp, Session};
@@ -56,6 +57,8 @@ pub(crate) struct EngineShared {
     pub(crate) replay_buffer: usize,
     /// The default limit on a request's body (`None`: none).
     pub(crate) max_request_body: Option<u64>,
+    /// How the client's identity is told upstream.
+    pub(crate) identity: ClientIdentity,
     /// Where backoff delays draw their random number.
     pub(crate) jitter: Jitter,
     /// The server's retry budget, for requests whose hook gives none.

@@ -14,6 +14,7 @@ use http::{Request, Response, Uri, Version};
 use hyper::body::Incoming;
 
 use super::headers::{connection_tokens, strip_hop_by_hop};
+use super::identity::ClientIdentity;
 use super::{RequestHeader, ResponseHeader, Session};
 use crate::body::limit::BodyTooLarge;
 use crate::body::{Progress, ReplayError, is_malformed};
@@ -31,9 +32,19 @@ pub(crate) enum SendFailure {
     Failed(Box<Error>),
 }
 
-/// The head to send upstream, rebuilt from the downstream head for each attempt.
-pub(crate) fn upstream_head(session: &Session, peer: &HttpPeer) -> RequestHeader {
-    head_for_upstream(session.req_header(), peer.address)
+/// The head to send upstream, rebuilt from the downstream head for each
+/// attempt, with the client's identity told as `identity` says.
+pub(crate) fn upstream_head(
+    session: &Session,
+    peer: &HttpPeer,
+    identity: &ClientIdentity,
+) -> RequestHeader {
+    let downstream = session.req_header();
+    let mut head = head_for_upstream(downstream, peer.address);
+    let host = downstream.headers.get(header::HOST);
+    let client = session.client_addr().ip();
+    identity.apply(&mut head.headers, client, "http", host);
+    head
 }
 
 /// The head to send to `peer` for the downstream head `downstream`: origin

@@ -29,6 +29,7 @@ mod attempt;
 mod engine;
 mod forward;
 mod headers;
+pub mod identity;
 mod pump;
 pub mod respond;
 mod session;
@@ -264,6 +265,7 @@ pub(crate) fn engine_shared(pool: Arc<Pool>, options: &ServerOptions) -> Arc<Eng
         replay_buffer: options.replay_buffer,
         max_request_body: options.max_request_body,
         jitter: options.backoff_jitter,
+        identity: options.client_identity.clone(),
         budget: options
             .retry_budget
             .map(|policy| Arc::new(RetryBudget::new(policy, std::time::Instant::now()))),

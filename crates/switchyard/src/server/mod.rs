@@ -35,6 +35,7 @@ use crate::policy::backoff::Jitter;
 use crate::policy::budget::BudgetPolicy;
 use crate::policy::retry::DEFAULT_MAX_RETRIES;
 use crate::proxy::engine_shared;
+use crate::proxy::identity::ClientIdentity;
 use crate::proxy::{ClientGone, ProxyHttp, handle};
 use crate::upstream::pool::{Pool, UpstreamPool};
 
@@ -59,6 +60,7 @@ const HYPER_STACK_HEADERS: usize = 100;
 /// | `backoff_jitter` | random |
 /// | `max_request_body` | 1 GiB |
 /// | `max_connections` | none |
+/// | `client_identity` | `X-Forwarded-For`/`-Proto`/`-Host` set, none trusted |
 /// | `retry_budget` | on: retries add at most 20% to the last 10 s of requests, plus 10/s |
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServerOptions {
@@ -103,6 +105,9 @@ pub struct ServerOptions {
     /// the limit is reached is counted ([`ConnectionCounts::limit_reached`])
     /// and logged.
     pub max_connections: Option<usize>,
+    /// How the client's address, protocol and host are told upstream
+    /// (`X-Forwarded-*` by default; nobody trusted to bring their own).
+    pub client_identity: ClientIdentity,
 }
 
 impl Default for ServerOptions {
@@ -120,6 +125,7 @@ impl Default for ServerOptions {
             retry_budget: Some(BudgetPolicy::default()),
             max_request_body: Some(DEFAULT_MAX_REQUEST_BODY),
             max_connections: None,
+            client_identity: ClientIdentity::default(),
         }
     }
 }

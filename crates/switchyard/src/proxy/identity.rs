@@ -1,0 +1,236 @@
+//! Who the client is, told to the upstream: `X-Forwarded-For`,
+//! `X-Forwarded-Proto` and `X-Forwarded-Host` (on by default, as nginx's
+//! `$proxy_add_x_forwarded_for`), or RFC 7239 `Forwarded`, or both.
+//!
+//! What a client says of itself is believed only from a trusted proxy: when
+//! the connection comes from an address in `trusted_proxies`, the incoming
+//! headers are kept and this hop is appended; from anyone else they are
+//! replaced, so a client cannot pass off a made-up address as its own.
+
+use std::net::IpAddr;
+
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use ipnet::IpNet;
+
+/// Which headers carry the client's identity upstream.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum ForwardedStyle {
+    /// `X-Forwarded-For`, `X-Forwarded-Proto`, `X-Forwarded-Host` (the default).
+    #[default]
+    XForwarded,
+    /// RFC 7239 `Forwarded: for=...;proto=...;host="..."`.
+    Forwarded,
+    /// Both.
+    Both,
+    /// Neither: the client's headers pass as they came.
+    None,
+}
+
+/// How the client's identity is passed upstream.
+///
+/// ```
+/// use switchyard::proxy::identity::{ClientIdentity, ForwardedStyle};
+///
+/// let identity = ClientIdentity {
+///     style: ForwardedStyle::XForwarded,
+///     trusted_proxies: vec!["10.0.0.0/8".parse().unwrap()],
+/// };
+/// let mut headers = http::HeaderMap::new();
+/// headers.insert("x-forwarded-for", "1.2.3.4".parse().unwrap());
+/// // From an untrusted address the client's claim is replaced...
+/// identity.apply(&mut headers, "127.0.0.1".parse().unwrap(), "http", None);
+/// assert_eq!(headers["x-forwarded-for"], "127.0.0.1");
+/// // ...from a trusted proxy this hop is appended.
+/// identity.apply(&mut headers, "10.0.0.9".parse().unwrap(), "http", None);
+/// assert_eq!(headers["x-forwarded-for"], "127.0.0.1, 10.0.0.9");
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ClientIdentity {
+    /// Which headers to send.
+    pub style: ForwardedStyle,
+    /// Connections from these ranges may bring their own forwarding headers.
+    pub trusted_proxies: Vec<IpNet>,
+}
+
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+
+impl ClientIdentity {
+    /// Whether a connection from `client` may bring its own forwarding headers.
+    pub fn trusts(&self, client: IpAddr) -> bool {
+        self.trusted_proxies.iter().any(|net| net.contains(&client))
+    }
+
+    /// Set the forwarding headers of a request from `client`, received over
+    /// `proto` (`http` or `https`) for `host` (the client's `Host`).
+    pub fn apply(
+        &self,
+        headers: &mut HeaderMap,
+        client: IpAddr,
+        proto: &'static str,
+        host: Option<&HeaderValue>,
+    ) {
+        let trusted = self.trusts(client);
+        if matches!(
+            self.style,
+            ForwardedStyle::XForwarded | ForwardedStyle::Both
+        ) {
+            x_forwarded(headers, client, proto, host, trusted);
+        }
+        if matches!(self.style, ForwardedStyle::Forwarded | ForwardedStyle::Both) {
+            forwarded(headers, client, proto, host, trusted);
+        }
+    }
+}
+
+fn x_forwarded(
+    headers: &mut HeaderMap,
+    client: IpAddr,
+    proto: &'static str,
+    host: Option<&HeaderValue>,
+    trusted: bool,
+) {
+    append_or_replace(headers, X_FORWARDED_FOR, client.to_string(), trusted);
+    if !(trusted && headers.contains_key(&X_FORWARDED_PROTO)) {
+        headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static(proto));
+    }
+    if !(trusted && headers.contains_key(&X_FORWARDED_HOST)) {
+        match host {
+            Some(host) => headers.insert(X_FORWARDED_HOST, host.clone()),
+            None => headers.remove(&X_FORWARDED_HOST),
+        };
+    }
+}
+
+fn forwarded(
+    headers: &mut HeaderMap,
+    client: IpAddr,
+    proto: &'static str,
+    host: Option<&HeaderValue>,
+    trusted: bool,
+) {
+    // RFC 7239 section 6: an IPv6 node is quoted and bracketed.
+    let node = match client {
+        IpAddr::V4(v4) => v4.to_string(),
+        IpAddr::V6(v6) => format!("\"[{v6}]\""),
+    };
+    let mut element = format!("for={node};proto={proto}");
+    // A host is quoted; one that would need escaping is left out.
+    if let Some(host) = host.and_then(|h| h.to_str().ok())
+        && !host.contains(['"', '\\'])
+    {
+        element.push_str(&format!(";host=\"{host}\""));
+    }
+    append_or_replace(headers, header::FORWARDED, element, trusted);
+}
+
+/// Append `value` to the list in `name` when the previous hop is trusted,
+/// else make it the only value.
+fn append_or_replace(headers: &mut HeaderMap, name: HeaderName, value: String, trusted: bool) {
+    let earlier: Vec<&str> = if trusted {
+        headers
+            .get_all(&name)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let joined = if earlier.is_empty() {
+        value
+    } else {
+        format!("{}, {value}", earlier.join(", "))
+    };
+    // Built from an address, a fixed protocol and a header value already
+    // valid: always a valid header value; if not, the header is dropped.
+    match HeaderValue::from_str(&joined) {
+        Ok(value) => {
+            headers.insert(name, value);
+        }
+        Err(_) => {
+            headers.remove(name);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for (name, value) in pairs {
+            map.append(*name, HeaderValue::from_static(value));
+        }
+        map
+    }
+
+    const LOCAL: &str = "127.0.0.1";
+
+    #[test]
+    fn an_untrusted_client_cannot_spoof_its_address_proto_or_host() {
+        let identity = ClientIdentity::default();
+        let mut h = headers(&[
+            ("x-forwarded-for", "6.6.6.6"),
+            ("x-forwarded-proto", "https"),
+            ("x-forwarded-host", "bank.test"),
+        ]);
+        let host = HeaderValue::from_static("app.test");
+        identity.apply(&mut h, LOCAL.parse().unwrap(), "http", Some(&host));
+        assert_eq!(h["x-forwarded-for"], LOCAL);
+        assert_eq!(h["x-forwarded-proto"], "http");
+        assert_eq!(h["x-forwarded-host"], "app.test");
+        assert!(!h.contains_key("forwarded"));
+    }
+
+    #[test]
+    fn a_trusted_proxy_keeps_its_chain_and_this_hop_is_appended() {
+        let identity = ClientIdentity {
+            style: ForwardedStyle::Both,
+            trusted_proxies: vec!["127.0.0.0/8".parse().unwrap()],
+        };
+        let mut h = headers(&[
+            ("x-forwarded-for", "10.1.2.3"),
+            ("x-forwarded-for", "10.4.5.6"),
+            ("x-forwarded-proto", "https"),
+            ("forwarded", "for=10.1.2.3;proto=https"),
+        ]);
+        identity.apply(&mut h, LOCAL.parse().unwrap(), "http", None);
+        assert_eq!(h["x-forwarded-for"], "10.1.2.3, 10.4.5.6, 127.0.0.1");
+        assert_eq!(h["x-forwarded-proto"], "https");
+        assert_eq!(
+            h["forwarded"],
+            "for=10.1.2.3;proto=https, for=127.0.0.1;proto=http"
+        );
+    }
+
+    #[test]
+    fn forwarded_quotes_ipv6_and_the_host() {
+        let identity = ClientIdentity {
+            style: ForwardedStyle::Forwarded,
+            trusted_proxies: Vec::new(),
+        };
+        let mut h = headers(&[("forwarded", "for=6.6.6.6")]);
+        let host = HeaderValue::from_static("app.test:8080");
+        identity.apply(&mut h, "::1".parse().unwrap(), "https", Some(&host));
+        assert_eq!(
+            h["forwarded"],
+            "for=\"[::1]\";proto=https;host=\"app.test:8080\""
+        );
+        assert!(!h.contains_key("x-forwarded-for"));
+    }
+
+    #[test]
+    fn none_leaves_the_headers_as_they_came() {
+        let identity = ClientIdentity {
+            style: ForwardedStyle::None,
+            trusted_proxies: Vec::new(),
+        };
+        let mut h = headers(&[("x-forwarded-for", "6.6.6.6")]);
+        identity.apply(&mut h, LOCAL.parse().unwrap(), "http", None);
+        assert_eq!(h["x-forwarded-for"], "6.6.6.6");
+    }
+}

@@ -1,0 +1,66 @@
+//! The client's identity as the upstream sees it: `X-Forwarded-For`,
+//! `-Proto` and `-Host` by default, a spoofed one from an untrusted client
+//! replaced, a trusted proxy's chain kept with this hop appended, and RFC
+//! 7239 `Forwarded` when asked for.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use common::{TestProxy, start_with};
+use switchyard::ServerOptions;
+use switchyard::proxy::identity::{ClientIdentity, ForwardedStyle};
+use switchyard_testkit::{Origin, client, within};
+
+/// What the origin saw of one spoofing request sent through a proxy with
+/// `identity`.
+async fn seen_with(identity: ClientIdentity) -> std::collections::BTreeMap<String, String> {
+    let origin = Origin::healthy("origin").await;
+    let options = ServerOptions {
+        client_identity: identity,
+        ..ServerOptions::default()
+    };
+    let proxy = start_with(TestProxy::new(&[origin.addr()]), options).await;
+    let request = b"GET / HTTP/1.1\r\nHost: app.test\r\nConnection: close\r\n\
+        X-Forwarded-For: 10.1.2.3\r\nX-Forwarded-Proto: https\r\n\
+        X-Forwarded-Host: bank.test\r\nForwarded: for=10.1.2.3\r\n\r\n";
+    let raw = within(10, "raw", client::raw(proxy.addr, request, 5)).await;
+    assert!(raw.text().starts_with("HTTP/1.1 200"), "{}", raw.text());
+    let headers = &origin.requests()[0].headers;
+    headers
+        .keys()
+        .map(|name| {
+            let values: Vec<&str> = headers
+                .get_all(name)
+                .iter()
+                .map(|v| v.to_str().unwrap())
+                .collect();
+            (name.to_string(), values.join(", "))
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn a_spoofed_x_forwarded_for_from_an_untrusted_client_is_replaced() {
+    let seen = seen_with(ClientIdentity::default()).await;
+    assert_eq!(seen["x-forwarded-for"], "127.0.0.1");
+    assert_eq!(seen["x-forwarded-proto"], "http");
+    assert_eq!(seen["x-forwarded-host"], "app.test");
+    // Forwarded is not managed by default: it passes as it came.
+    assert_eq!(seen["forwarded"], "for=10.1.2.3");
+}
+
+#[tokio::test]
+async fn a_trusted_proxy_keeps_its_chain_and_this_hop_is_appended() {
+    let seen = seen_with(ClientIdentity {
+        style: ForwardedStyle::Both,
+        trusted_proxies: vec!["127.0.0.0/8".parse().unwrap()],
+    })
+    .await;
+    assert_eq!(seen["x-forwarded-for"], "10.1.2.3, 127.0.0.1");
+    assert_eq!(seen["x-forwarded-proto"], "https");
+    assert_eq!(seen["x-forwarded-host"], "bank.test");
+    assert_eq!(
+        seen["forwarded"],
+        "for=10.1.2.3, for=127.0.0.1;proto=http;host=\"app.test\""
+    );
+}
