@@ -97,6 +97,8 @@ pub fn one_liner(
             attempt_count_header: false,
             max_request_body: defaults::max_request_body(),
             max_connections: None,
+            forwarded: Default::default(),
+            trusted_proxies: Vec::new(),
         },
         log: LogSection::default(),
         upstreams: [("default".to_string(), upstream)].into_iter().collect(),

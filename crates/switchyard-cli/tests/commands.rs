@@ -24,6 +24,19 @@ fn check_accepts_a_good_config() {
     assert!(String::from_utf8_lossy(&out.stdout).contains(": ok ("));
 }
 
+#[tokio::test]
+async fn the_one_liner_tells_the_upstream_the_clients_address_not_a_spoofed_one() {
+    let origin = Origin::healthy("origin").await;
+    let to = origin.addr().to_string();
+    let proxy = Running::start(&["proxy", "--listen", "127.0.0.1:0", "--to", &to]);
+    let request = b"GET / HTTP/1.1\r\nHost: app.test\r\nConnection: close\r\nX-Forwarded-For: 10.1.2.3\r\n\r\n";
+    let raw = within(10, "raw", client::raw(proxy.addr, request, 5)).await;
+    assert!(raw.text().starts_with("HTTP/1.1 200"), "{}", raw.text());
+    let seen = &origin.requests()[0];
+    assert_eq!(seen.headers["x-forwarded-for"], "127.0.0.1");
+    assert_eq!(seen.headers["x-forwarded-host"], "app.test");
+}
+
 #[test]
 fn every_example_config_passes_check() {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/configs");

@@ -3,21 +3,24 @@
 //! with their retry policies. One place turns the format into behaviour.
 
 use std::collections::{BTreeMap, HashSet};
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
 use switchyard::discovery::{Answers, ServerName};
 
+use ipnet::IpNet;
 use switchyard::health::checker::CheckOptions;
 use switchyard::health::{Thresholds, UpstreamHealth};
 use switchyard::lb::{Backend, Backends, Selection};
 use switchyard::policy::budget::RetryBudget;
+use switchyard::proxy::identity::{ClientIdentity, ForwardedStyle};
 use switchyard::{PeerOptions, ServerOptions};
 use toml::Spanned;
 
 use super::file::{
-    FileConfig, LogSection, RouteSection, SelectionName, ServerEntry, UpstreamSection,
+    FileConfig, ForwardedName, LogSection, RouteSection, SelectionName, ServerEntry,
+    UpstreamSection,
 };
 use super::health::{check_options, outlier_policy};
 use super::resolve::{ServerAddr, entry_parts};
@@ -199,6 +202,7 @@ pub(super) fn build(
         park_idle_after: Some(server.park_idle_after.0).filter(|after| !after.is_zero()),
         max_request_body: limit_of(server.max_request_body),
         max_connections: Some(max_connections(source, server.max_connections)?),
+        client_identity: client_identity(source, server.forwarded, &server.trusted_proxies)?,
         ..ServerOptions::default()
     };
     if file.upstreams.is_empty() {
@@ -507,6 +511,42 @@ fn max_connections(source: &Source<'_>, given: Option<usize>) -> Result<usize, C
         Some(n) => Ok(n),
         None => Ok(crate::limits::default_max_connections()),
     }
+}
+
+/// `[server] forwarded` and `trusted_proxies`.
+fn client_identity(
+    source: &Source<'_>,
+    forwarded: ForwardedName,
+    trusted: &[Spanned<String>],
+) -> Result<ClientIdentity, ConfigError> {
+    let style = match forwarded {
+        ForwardedName::XForwarded => ForwardedStyle::XForwarded,
+        ForwardedName::Forwarded => ForwardedStyle::Forwarded,
+        ForwardedName::Both => ForwardedStyle::Both,
+        ForwardedName::None => ForwardedStyle::None,
+    };
+    let trusted_proxies = trusted
+        .iter()
+        .enumerate()
+        .map(|(i, entry)| {
+            let text = entry.get_ref().trim();
+            text.parse::<IpNet>()
+                .or_else(|_| text.parse::<IpAddr>().map(IpNet::from))
+                .map_err(|_| {
+                    source.error(
+                        Some(entry.span()),
+                        &format!("server.trusted_proxies[{i}]"),
+                        format!(
+                            "{text:?} is not an IP address or a CIDR range such as \"10.0.0.0/8\""
+                        ),
+                    )
+                })
+        })
+        .collect::<Result<Vec<IpNet>, ConfigError>>()?;
+    Ok(ClientIdentity {
+        style,
+        trusted_proxies,
+    })
 }
 
 /// A body limit from the file: `0` is none.

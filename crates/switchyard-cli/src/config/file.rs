@@ -71,6 +71,28 @@ pub struct ServerSection {
     /// open-file limit (raised to its hard limit at start) less 64.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_connections: Option<usize>,
+    /// Which headers tell the upstream who the client is.
+    #[serde(default)]
+    pub forwarded: ForwardedName,
+    /// Addresses (`ip` or `ip/prefix`) allowed to bring their own
+    /// forwarding headers; from anyone else they are replaced.
+    #[serde(default)]
+    pub trusted_proxies: Vec<Spanned<String>>,
+}
+
+/// `[server] forwarded`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ForwardedName {
+    /// `X-Forwarded-For`, `-Proto` and `-Host`.
+    #[default]
+    XForwarded,
+    /// RFC 7239 `Forwarded`.
+    Forwarded,
+    /// Both.
+    Both,
+    /// Neither: headers pass as the client sent them.
+    None,
 }
 
 /// `[log]`.

@@ -460,3 +460,30 @@ fn a_connection_limit_of_0_is_refused() {
         "{e}"
     );
 }
+
+#[test]
+fn forwarded_headers_and_trusted_proxies_are_read_and_checked() {
+    use switchyard::proxy::identity::ForwardedStyle;
+    let config = parse(GOOD, "good.toml").unwrap();
+    let identity = &config.server.client_identity;
+    assert_eq!(identity.style, ForwardedStyle::XForwarded);
+    assert!(identity.trusted_proxies.is_empty());
+    let text = GOOD.replace(
+        "listen = [\"127.0.0.1:8080\"]",
+        "listen = [\"127.0.0.1:8080\"]\nforwarded = \"both\"\ntrusted_proxies = [\"10.0.0.0/8\", \"127.0.0.1\"]",
+    );
+    let identity = parse(&text, "trusted.toml").unwrap().server.client_identity;
+    assert_eq!(identity.style, ForwardedStyle::Both);
+    assert!(identity.trusts("10.9.8.7".parse().unwrap()));
+    assert!(identity.trusts("127.0.0.1".parse().unwrap()));
+    assert!(!identity.trusts("127.0.0.2".parse().unwrap()));
+    let text = GOOD.replace(
+        "listen = [\"127.0.0.1:8080\"]",
+        "listen = [\"127.0.0.1:8080\"]\ntrusted_proxies = [\"10.0.0.0/8\", \"nope\"]",
+    );
+    let e = error_of(&text);
+    assert!(
+        e.starts_with("bad.toml:4:") && e.contains("server.trusted_proxies[1]: \"nope\" is not"),
+        "{e}"
+    );
+}
