@@ -41,6 +41,8 @@ pub struct Finished {
     pub error: Option<String>,
     /// Every attempt.
     pub trace: AttemptLog,
+    /// The request's ID (`X-Request-Id`).
+    pub request_id: String,
 }
 
 /// An extra consumer of finished requests.
@@ -133,10 +135,10 @@ impl Observer {
     }
 }
 
-/// `127.0.0.1:5000 "GET /x" 200 5B 3.1ms upstream=app attempts=2: 127.0.0.1:9001 connect-refused -> retry; 127.0.0.1:9002 200 -> done`
+/// `127.0.0.1:5000 "GET /x" 200 5B 3.1ms upstream=app id=5f0c...e1 attempts=2: 127.0.0.1:9001 connect-refused -> retry; 127.0.0.1:9002 200 -> done`
 pub fn text_line(r: &Finished) -> String {
     let mut line = format!(
-        "{} \"{} {}\" {} {}B {:.1}ms upstream={} attempts={}: {}",
+        "{} \"{} {}\" {} {}B {:.1}ms upstream={} id={} attempts={}: {}",
         r.client,
         r.method,
         r.path,
@@ -144,6 +146,7 @@ pub fn text_line(r: &Finished) -> String {
         r.bytes,
         r.duration.as_secs_f64() * 1000.0,
         r.upstream.as_deref().unwrap_or("-"),
+        r.request_id,
         r.trace.len(),
         r.trace
     );
@@ -164,6 +167,7 @@ pub fn json_line(r: &Finished) -> String {
         "bytes": r.bytes,
         "duration_ms": millis(r.duration),
         "upstream": r.upstream,
+        "request_id": r.request_id,
         "error": r.error,
         "attempts": attempts,
     })

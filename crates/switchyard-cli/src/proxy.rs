@@ -294,6 +294,7 @@ impl ProxyHttp for ConfigProxy {
             upstream: route.as_ref().map(|r| r.group.name.clone()),
             error: e.map(|e| e.to_string()),
             trace,
+            request_id: session.request_id().to_str().unwrap_or("-").to_string(),
         };
         self.observer.log(&finished);
     }

@@ -35,6 +35,17 @@ async fn the_one_liner_tells_the_upstream_the_clients_address_not_a_spoofed_one(
     let seen = &origin.requests()[0];
     assert_eq!(seen.headers["x-forwarded-for"], "127.0.0.1");
     assert_eq!(seen.headers["x-forwarded-host"], "app.test");
+    // The request's ID: upstream, in the response, and in the access log.
+    let id = seen.headers["x-request-id"].to_str().unwrap().to_string();
+    assert!(
+        raw.text()
+            .to_ascii_lowercase()
+            .contains(&format!("x-request-id: {id}")),
+        "{}",
+        raw.text()
+    );
+    let log = proxy.wait_for_log(1).await;
+    assert!(log[0].contains(&format!(" id={id} ")), "{}", log[0]);
 }
 
 #[test]

@@ -64,3 +64,48 @@ async fn a_trusted_proxy_keeps_its_chain_and_this_hop_is_appended() {
         "for=10.1.2.3, for=127.0.0.1;proto=http;host=\"app.test\""
     );
 }
+
+#[tokio::test]
+async fn every_request_gets_an_id_that_goes_upstream_and_back() {
+    let origin = Origin::healthy("origin").await;
+    let trusted = ServerOptions {
+        client_identity: ClientIdentity {
+            style: ForwardedStyle::XForwarded,
+            trusted_proxies: vec!["127.0.0.0/8".parse().unwrap()],
+        },
+        ..ServerOptions::default()
+    };
+    let plain = start_with(TestProxy::new(&[origin.addr()]), ServerOptions::default()).await;
+    let trusting = start_with(TestProxy::new(&[origin.addr()]), trusted).await;
+    let with_id = || {
+        http::Request::get("/")
+            .header("x-request-id", "from-the-edge-1")
+            .body(Default::default())
+            .unwrap()
+    };
+    // An untrusted client's ID is replaced by a new one, the same upstream
+    // and in the response.
+    let reply = within(10, "plain", client::send(plain.addr, with_id()))
+        .await
+        .unwrap();
+    let id = reply.headers["x-request-id"].to_str().unwrap().to_string();
+    assert_eq!(id.len(), 32, "{id}");
+    assert_eq!(origin.requests()[0].headers["x-request-id"], id.as_str());
+    // A trusted proxy's ID is kept.
+    let reply = within(10, "trusting", client::send(trusting.addr, with_id()))
+        .await
+        .unwrap();
+    assert_eq!(reply.headers["x-request-id"], "from-the-edge-1");
+    assert_eq!(
+        origin.requests()[1].headers["x-request-id"],
+        "from-the-edge-1"
+    );
+    // A response the proxy makes itself carries the ID too.
+    let dead = switchyard_testkit::refused_addr().await;
+    let failing = start_with(TestProxy::new(&[dead]), ServerOptions::default()).await;
+    let reply = within(10, "failing", client::get(failing.addr, "/"))
+        .await
+        .unwrap();
+    assert_eq!(reply.status, 502);
+    assert_eq!(reply.headers["x-request-id"].len(), 32);
+}

@@ -27,7 +27,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use http::{Request, Response, StatusCode};
+use http::{HeaderValue, Request, Response, StatusCode};
 use hyper::body::Incoming;
 use tokio::sync::oneshot;
 use tracing::debug;
@@ -35,7 +35,7 @@ use tracing::debug;
 use super::admission::{Admission, Failed};
 use super::attempt::{Forwarded, attempt};
 use super::forward;
-use super::identity::ClientIdentity;
+use super::identity::{ClientIdentity, X_REQUEST_ID};
 use super::pump::{BodyOutcome, ResponseBody};
 use super::respond::{CLIENT_CLOSED, error_response, status_for};
 use super::{ProxyHttp, Session};
@@ -77,15 +77,14 @@ pub(crate) async fn handle<P: ProxyHttp>(
     client: SocketAddr,
 ) -> std::result::Result<Response<ResponseBody>, ClientGone> {
     let (reply, head) = oneshot::channel();
+    let id = shared.identity.request_id(request.headers(), client.ip());
+    let reply = Reply {
+        sender: Some(reply),
+        request_id: id.clone(),
+    };
     // Boxed: the engine's future is several KB, and tokio moves a task's
     // future (and its output slot) by value; a box makes those moves cheap.
-    tokio::spawn(Box::pin(run(
-        proxy,
-        shared,
-        request,
-        client,
-        Reply(Some(reply)),
-    )));
+    tokio::spawn(Box::pin(run(proxy, shared, request, client, id, reply)));
     match head.await {
         Ok(Some(response)) => Ok(response),
         Ok(None) => Err(ClientGone),
@@ -119,11 +118,19 @@ impl std::error::Error for ClientGone {}
 /// send, or `None` to close the connection without one.
 type Answer = Option<Response<ResponseBody>>;
 
-/// The way back to the downstream connection, used once.
-pub(super) struct Reply(Option<oneshot::Sender<Answer>>);
+/// The way back to the downstream connection, used once; every response
+/// sent through it carries the request's ID.
+pub(super) struct Reply {
+    sender: Option<oneshot::Sender<Answer>>,
+    request_id: HeaderValue,
+}
 
 impl Reply {
-    pub(super) fn send(&mut self, response: Response<ResponseBody>) {
+    pub(super) fn send(&mut self, mut response: Response<ResponseBody>) {
+        response
+            .headers_mut()
+            .entry(X_REQUEST_ID)
+            .or_insert_with(|| self.request_id.clone());
         self.answer(Some(response));
     }
 
@@ -133,7 +140,7 @@ impl Reply {
     }
 
     fn answer(&mut self, answer: Answer) {
-        if let Some(reply) = self.0.take() {
+        if let Some(reply) = self.sender.take() {
             // If the downstream is gone, the response (and its body pump) is dropped here.
             let _ = reply.send(answer);
         }
@@ -141,7 +148,7 @@ impl Reply {
 
     /// Resolves when the downstream connection stopped waiting for the head.
     pub(super) async fn closed(&mut self) {
-        match &mut self.0 {
+        match &mut self.sender {
             Some(reply) => reply.closed().await,
             None => std::future::pending().await,
         }
@@ -157,6 +164,7 @@ async fn run<P: ProxyHttp>(
     shared: Arc<EngineShared>,
     request: Request<Incoming>,
     client: SocketAddr,
+    request_id: HeaderValue,
     mut reply: Reply,
 ) {
     let start = Instant::now();
@@ -164,7 +172,8 @@ async fn run<P: ProxyHttp>(
     let limit = BodyLimit::new(shared.max_request_body);
     let body = LimitedBody::new(body, limit.clone());
     let source = ReplaySource::new(body, shared.replay_buffer);
-    let mut session = Session::new(head, client, source, limit, AttemptLog::new(start));
+    let log = AttemptLog::new(start);
+    let mut session = Session::new(head, client, source, limit, request_id, log);
     let mut ctx = proxy.new_ctx();
     let served = {
         let serving = std::pin::pin!(serve(&*proxy, &shared, &mut session, &mut ctx, &mut reply));

@@ -14,7 +14,7 @@ use http::{Request, Response, Uri, Version};
 use hyper::body::Incoming;
 
 use super::headers::{connection_tokens, strip_hop_by_hop};
-use super::identity::ClientIdentity;
+use super::identity::{ClientIdentity, X_REQUEST_ID};
 use super::{RequestHeader, ResponseHeader, Session};
 use crate::body::limit::BodyTooLarge;
 use crate::body::{Progress, ReplayError, is_malformed};
@@ -44,6 +44,8 @@ pub(crate) fn upstream_head(
     let host = downstream.headers.get(header::HOST);
     let client = session.client_addr().ip();
     identity.apply(&mut head.headers, client, "http", host);
+    head.headers
+        .insert(X_REQUEST_ID, session.request_id().clone());
     head
 }
 

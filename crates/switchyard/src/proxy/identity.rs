@@ -2,6 +2,10 @@
 //! `X-Forwarded-Proto` and `X-Forwarded-Host` (on by default, as nginx's
 //! `$proxy_add_x_forwarded_for`), or RFC 7239 `Forwarded`, or both.
 //!
+//! Every request also gets an ID, `X-Request-Id`: the one a trusted proxy
+//! sent, else a new one (32 hex digits). It goes upstream, back to the
+//! client, and to `logging` (`Session::request_id`).
+//!
 //! What a client says of itself is believed only from a trusted proxy: when
 //! the connection comes from an address in `trusted_proxies`, the incoming
 //! headers are kept and this hop is appended; from anyone else they are
@@ -52,6 +56,12 @@ pub struct ClientIdentity {
     pub trusted_proxies: Vec<IpNet>,
 }
 
+/// The request ID header.
+pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// The longest request ID taken from a trusted proxy.
+const MAX_REQUEST_ID: usize = 200;
+
 const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
@@ -60,6 +70,20 @@ impl ClientIdentity {
     /// Whether a connection from `client` may bring its own forwarding headers.
     pub fn trusts(&self, client: IpAddr) -> bool {
         self.trusted_proxies.iter().any(|net| net.contains(&client))
+    }
+
+    /// The ID of a request from `client` with `headers`: the `X-Request-Id`
+    /// a trusted proxy sent (printable, at most 200 bytes), else a new one.
+    pub fn request_id(&self, headers: &HeaderMap, client: IpAddr) -> HeaderValue {
+        let sent = headers.get(&X_REQUEST_ID).filter(|id| {
+            !id.is_empty()
+                && id.len() <= MAX_REQUEST_ID
+                && id.as_bytes().iter().all(|b| b.is_ascii_graphic())
+        });
+        match sent {
+            Some(id) if self.trusts(client) => id.clone(),
+            _ => new_request_id(),
+        }
     }
 
     /// Set the forwarding headers of a request from `client`, received over
@@ -82,6 +106,17 @@ impl ClientIdentity {
             forwarded(headers, client, proto, host, trusted);
         }
     }
+}
+
+/// 32 random hex digits.
+fn new_request_id() -> HeaderValue {
+    let id = format!(
+        "{:016x}{:016x}",
+        crate::random::next_u64(),
+        crate::random::next_u64()
+    );
+    // Hex digits only: always a valid header value.
+    HeaderValue::from_str(&id).unwrap_or(HeaderValue::from_static("0"))
 }
 
 fn x_forwarded(
@@ -221,6 +256,28 @@ mod tests {
             "for=\"[::1]\";proto=https;host=\"app.test:8080\""
         );
         assert!(!h.contains_key("x-forwarded-for"));
+    }
+
+    #[test]
+    fn a_request_id_is_kept_only_from_a_trusted_proxy() {
+        let trusting = ClientIdentity {
+            style: ForwardedStyle::XForwarded,
+            trusted_proxies: vec!["10.0.0.0/8".parse().unwrap()],
+        };
+        let h = headers(&[("x-request-id", "abc-123")]);
+        let from_proxy = trusting.request_id(&h, "10.0.0.1".parse().unwrap());
+        assert_eq!(from_proxy, "abc-123");
+        let from_client = trusting.request_id(&h, LOCAL.parse().unwrap());
+        assert_ne!(from_client, "abc-123");
+        assert_eq!(from_client.len(), 32);
+        assert!(from_client.as_bytes().iter().all(u8::is_ascii_hexdigit));
+        let other = trusting.request_id(&HeaderMap::new(), LOCAL.parse().unwrap());
+        assert_ne!(other, from_client, "each request gets its own");
+        let odd = headers(&[("x-request-id", "has space")]);
+        assert_ne!(
+            trusting.request_id(&odd, "10.0.0.1".parse().unwrap()),
+            "has space"
+        );
     }
 
     #[test]

@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 
 use bytes::Bytes;
 use http::request::Parts;
-use http::{Method, Response, StatusCode};
+use http::{HeaderValue, Method, Response, StatusCode};
 
 use crate::body::limit::BodyLimit;
 use crate::body::{BufferState, ReplaySource};
@@ -24,6 +24,7 @@ pub struct Session {
     attempts: AttemptLog,
     body: ReplaySource<DownstreamBody>,
     body_limit: BodyLimit,
+    request_id: HeaderValue,
     upstream_method: Option<Method>,
     response_status: Option<StatusCode>,
     response_started: bool,
@@ -36,6 +37,7 @@ impl Session {
         client_addr: SocketAddr,
         body: ReplaySource<DownstreamBody>,
         body_limit: BodyLimit,
+        request_id: HeaderValue,
         attempts: AttemptLog,
     ) -> Self {
         Session {
@@ -44,6 +46,7 @@ impl Session {
             attempts,
             body,
             body_limit,
+            request_id,
             upstream_method: None,
             response_status: None,
             response_started: false,
@@ -59,6 +62,12 @@ impl Session {
     /// The downstream request head, to change before it is proxied.
     pub fn req_header_mut(&mut self) -> &mut Parts {
         &mut self.request
+    }
+
+    /// This request's ID (`X-Request-Id`): the one a trusted proxy sent,
+    /// else a new one. It goes upstream and back to the client.
+    pub fn request_id(&self) -> &HeaderValue {
+        &self.request_id
     }
 
     /// The downstream client's address.
