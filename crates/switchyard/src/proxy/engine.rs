@@ -35,7 +35,7 @@ use tracing::debug;
 use super::admission::{Admission, Failed};
 use super::attempt::{Forwarded, attempt};
 use super::forward;
-use super::identity::{ClientIdentity, X_REQUEST_ID};
+use super::identity::{ClientAddr, ClientIdentity, X_REQUEST_ID};
 use super::pump::{BodyOutcome, ResponseBody};
 use super::respond::{CLIENT_CLOSED, error_response, status_for};
 use super::{ProxyHttp, Session};
@@ -75,6 +75,7 @@ pub(crate) async fn handle<P: ProxyHttp>(
     shared: Arc<EngineShared>,
     request: Request<Incoming>,
     client: SocketAddr,
+    client_ip: ClientAddr,
 ) -> std::result::Result<Response<ResponseBody>, ClientGone> {
     let (reply, head) = oneshot::channel();
     let id = shared.identity.request_id(request.headers(), client.ip());
@@ -84,6 +85,7 @@ pub(crate) async fn handle<P: ProxyHttp>(
     };
     // Boxed: the engine's future is several KB, and tokio moves a task's
     // future (and its output slot) by value; a box makes those moves cheap.
+    let client = (client, client_ip);
     tokio::spawn(Box::pin(run(proxy, shared, request, client, id, reply)));
     match head.await {
         Ok(Some(response)) => Ok(response),
@@ -163,7 +165,7 @@ async fn run<P: ProxyHttp>(
     proxy: Arc<P>,
     shared: Arc<EngineShared>,
     request: Request<Incoming>,
-    client: SocketAddr,
+    (client, client_ip): (SocketAddr, ClientAddr),
     request_id: HeaderValue,
     mut reply: Reply,
 ) {
@@ -173,7 +175,8 @@ async fn run<P: ProxyHttp>(
     let body = LimitedBody::new(body, limit.clone());
     let source = ReplaySource::new(body, shared.replay_buffer);
     let log = AttemptLog::new(start);
-    let mut session = Session::new(head, client, source, limit, request_id, log);
+    let ids = (client_ip, request_id);
+    let mut session = Session::new(head, client, source, limit, ids, log);
     let mut ctx = proxy.new_ctx();
     let served = {
         let serving = std::pin::pin!(serve(&*proxy, &shared, &mut session, &mut ctx, &mut reply));

@@ -42,12 +42,15 @@ pub(crate) fn upstream_head(
     let downstream = session.req_header();
     let mut head = head_for_upstream(downstream, peer.address);
     let host = downstream.headers.get(header::HOST);
-    let client = session.client_addr().ip();
-    identity.apply(&mut head.headers, client, "http", host);
+    identity.apply(&mut head.headers, session.client_ip(), "http", host);
     head.headers
         .insert(X_REQUEST_ID, session.request_id().clone());
     head
 }
+
+/// Headers the proxy may add to a request: `Host`, `Transfer-Encoding`,
+/// the three `X-Forwarded-*`, `Forwarded` and `X-Request-Id`.
+const ADDED_HEADERS: usize = 7;
 
 /// The head to send to `peer` for the downstream head `downstream`: origin
 /// form, HTTP/1.1, hop-by-hop headers (and those `Connection` names)
@@ -62,6 +65,9 @@ fn head_for_upstream(downstream: &RequestHeader, peer: SocketAddr) -> RequestHea
         .map_or_else(|| Uri::from_static("/"), |pq| Uri::from(pq.clone()));
     head.version = Version::HTTP_11;
     head.headers = downstream.headers.clone();
+    // Room for what is added below and by the client identity, so the map
+    // grows once rather than per header.
+    head.headers.reserve(ADDED_HEADERS);
     // A chunked downstream body stays chunked upstream: without the header
     // hyper would send a GET's body as no body at all.
     let chunked = head.headers.contains_key(header::TRANSFER_ENCODING);

@@ -33,7 +33,7 @@ pub enum ForwardedStyle {
 /// How the client's identity is passed upstream.
 ///
 /// ```
-/// use switchyard::proxy::identity::{ClientIdentity, ForwardedStyle};
+/// use switchyard::proxy::identity::{ClientAddr, ClientIdentity, ForwardedStyle};
 ///
 /// let identity = ClientIdentity {
 ///     style: ForwardedStyle::XForwarded,
@@ -42,10 +42,12 @@ pub enum ForwardedStyle {
 /// let mut headers = http::HeaderMap::new();
 /// headers.insert("x-forwarded-for", "1.2.3.4".parse().unwrap());
 /// // From an untrusted address the client's claim is replaced...
-/// identity.apply(&mut headers, "127.0.0.1".parse().unwrap(), "http", None);
+/// let client = ClientAddr::new("127.0.0.1".parse().unwrap());
+/// identity.apply(&mut headers, &client, "http", None);
 /// assert_eq!(headers["x-forwarded-for"], "127.0.0.1");
 /// // ...from a trusted proxy this hop is appended.
-/// identity.apply(&mut headers, "10.0.0.9".parse().unwrap(), "http", None);
+/// let proxy = ClientAddr::new("10.0.0.9".parse().unwrap());
+/// identity.apply(&mut headers, &proxy, "http", None);
 /// assert_eq!(headers["x-forwarded-for"], "127.0.0.1, 10.0.0.9");
 /// ```
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -54,6 +56,28 @@ pub struct ClientIdentity {
     pub style: ForwardedStyle,
     /// Connections from these ranges may bring their own forwarding headers.
     pub trusted_proxies: Vec<IpNet>,
+}
+
+/// A client's address, with its text for headers made once per connection
+/// rather than once per request.
+#[derive(Debug, Clone)]
+pub struct ClientAddr {
+    ip: IpAddr,
+    text: HeaderValue,
+}
+
+impl ClientAddr {
+    /// The client at `ip`.
+    pub fn new(ip: IpAddr) -> Self {
+        // An address's text is always a valid header value.
+        let text = HeaderValue::from_str(&ip.to_string()).unwrap_or(HeaderValue::from_static("-"));
+        ClientAddr { ip, text }
+    }
+
+    /// The address.
+    pub fn ip(&self) -> IpAddr {
+        self.ip
+    }
 }
 
 /// The request ID header.
@@ -91,11 +115,11 @@ impl ClientIdentity {
     pub fn apply(
         &self,
         headers: &mut HeaderMap,
-        client: IpAddr,
+        client: &ClientAddr,
         proto: &'static str,
         host: Option<&HeaderValue>,
     ) {
-        let trusted = self.trusts(client);
+        let trusted = self.trusts(client.ip);
         if matches!(
             self.style,
             ForwardedStyle::XForwarded | ForwardedStyle::Both
@@ -103,30 +127,41 @@ impl ClientIdentity {
             x_forwarded(headers, client, proto, host, trusted);
         }
         if matches!(self.style, ForwardedStyle::Forwarded | ForwardedStyle::Both) {
-            forwarded(headers, client, proto, host, trusted);
+            forwarded(headers, client.ip, proto, host, trusted);
         }
     }
 }
 
-/// 32 random hex digits.
+/// 32 random hex digits (written by hand: `format!` cost more than the
+/// rest of the request's identity together).
 fn new_request_id() -> HeaderValue {
-    let id = format!(
-        "{:016x}{:016x}",
-        crate::random::next_u64(),
-        crate::random::next_u64()
-    );
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut id = [0u8; 32];
+    let words = [crate::random::next_u64(), crate::random::next_u64()];
+    for (i, digit) in id.iter_mut().enumerate() {
+        let nibble = (words[i / 16] >> (60 - 4 * (i % 16))) & 0xf;
+        *digit = HEX[nibble as usize];
+    }
     // Hex digits only: always a valid header value.
-    HeaderValue::from_str(&id).unwrap_or(HeaderValue::from_static("0"))
+    HeaderValue::from_bytes(&id).unwrap_or(HeaderValue::from_static("0"))
 }
 
 fn x_forwarded(
     headers: &mut HeaderMap,
-    client: IpAddr,
+    client: &ClientAddr,
     proto: &'static str,
     host: Option<&HeaderValue>,
     trusted: bool,
 ) {
-    append_or_replace(headers, X_FORWARDED_FOR, client.to_string(), trusted);
+    if trusted && headers.contains_key(&X_FORWARDED_FOR) {
+        append(
+            headers,
+            X_FORWARDED_FOR,
+            client.text.to_str().unwrap_or("-"),
+        );
+    } else {
+        headers.insert(X_FORWARDED_FOR, client.text.clone());
+    }
     if !(trusted && headers.contains_key(&X_FORWARDED_PROTO)) {
         headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static(proto));
     }
@@ -157,26 +192,24 @@ fn forwarded(
     {
         element.push_str(&format!(";host=\"{host}\""));
     }
-    append_or_replace(headers, header::FORWARDED, element, trusted);
+    if trusted && headers.contains_key(header::FORWARDED) {
+        append(headers, header::FORWARDED, &element);
+    } else {
+        match HeaderValue::from_str(&element) {
+            Ok(value) => headers.insert(header::FORWARDED, value),
+            Err(_) => headers.remove(header::FORWARDED),
+        };
+    }
 }
 
-/// Append `value` to the list in `name` when the previous hop is trusted,
-/// else make it the only value.
-fn append_or_replace(headers: &mut HeaderMap, name: HeaderName, value: String, trusted: bool) {
-    let earlier: Vec<&str> = if trusted {
-        headers
-            .get_all(&name)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .collect()
-    } else {
-        Vec::new()
-    };
-    let joined = if earlier.is_empty() {
-        value
-    } else {
-        format!("{}, {value}", earlier.join(", "))
-    };
+/// Append `value` to the comma-separated list in `name`, as one field.
+fn append(headers: &mut HeaderMap, name: HeaderName, value: &str) {
+    let earlier: Vec<&str> = headers
+        .get_all(&name)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .collect();
+    let joined = format!("{}, {value}", earlier.join(", "));
     // Built from an address, a fixed protocol and a header value already
     // valid: always a valid header value; if not, the header is dropped.
     match HeaderValue::from_str(&joined) {
@@ -205,6 +238,10 @@ mod tests {
 
     const LOCAL: &str = "127.0.0.1";
 
+    fn local() -> ClientAddr {
+        ClientAddr::new(LOCAL.parse().unwrap())
+    }
+
     #[test]
     fn an_untrusted_client_cannot_spoof_its_address_proto_or_host() {
         let identity = ClientIdentity::default();
@@ -214,7 +251,7 @@ mod tests {
             ("x-forwarded-host", "bank.test"),
         ]);
         let host = HeaderValue::from_static("app.test");
-        identity.apply(&mut h, LOCAL.parse().unwrap(), "http", Some(&host));
+        identity.apply(&mut h, &local(), "http", Some(&host));
         assert_eq!(h["x-forwarded-for"], LOCAL);
         assert_eq!(h["x-forwarded-proto"], "http");
         assert_eq!(h["x-forwarded-host"], "app.test");
@@ -233,7 +270,7 @@ mod tests {
             ("x-forwarded-proto", "https"),
             ("forwarded", "for=10.1.2.3;proto=https"),
         ]);
-        identity.apply(&mut h, LOCAL.parse().unwrap(), "http", None);
+        identity.apply(&mut h, &local(), "http", None);
         assert_eq!(h["x-forwarded-for"], "10.1.2.3, 10.4.5.6, 127.0.0.1");
         assert_eq!(h["x-forwarded-proto"], "https");
         assert_eq!(
@@ -250,7 +287,12 @@ mod tests {
         };
         let mut h = headers(&[("forwarded", "for=6.6.6.6")]);
         let host = HeaderValue::from_static("app.test:8080");
-        identity.apply(&mut h, "::1".parse().unwrap(), "https", Some(&host));
+        identity.apply(
+            &mut h,
+            &ClientAddr::new("::1".parse().unwrap()),
+            "https",
+            Some(&host),
+        );
         assert_eq!(
             h["forwarded"],
             "for=\"[::1]\";proto=https;host=\"app.test:8080\""
@@ -287,7 +329,7 @@ mod tests {
             trusted_proxies: Vec::new(),
         };
         let mut h = headers(&[("x-forwarded-for", "6.6.6.6")]);
-        identity.apply(&mut h, LOCAL.parse().unwrap(), "http", None);
+        identity.apply(&mut h, &local(), "http", None);
         assert_eq!(h["x-forwarded-for"], "6.6.6.6");
     }
 }

@@ -7,6 +7,7 @@ use bytes::Bytes;
 use http::request::Parts;
 use http::{HeaderValue, Method, Response, StatusCode};
 
+use super::identity::ClientAddr;
 use crate::body::limit::BodyLimit;
 use crate::body::{BufferState, ReplaySource};
 use crate::trace::AttemptLog;
@@ -24,6 +25,7 @@ pub struct Session {
     attempts: AttemptLog,
     body: ReplaySource<DownstreamBody>,
     body_limit: BodyLimit,
+    client_ip: ClientAddr,
     request_id: HeaderValue,
     upstream_method: Option<Method>,
     response_status: Option<StatusCode>,
@@ -37,7 +39,7 @@ impl Session {
         client_addr: SocketAddr,
         body: ReplaySource<DownstreamBody>,
         body_limit: BodyLimit,
-        request_id: HeaderValue,
+        (client_ip, request_id): (ClientAddr, HeaderValue),
         attempts: AttemptLog,
     ) -> Self {
         Session {
@@ -46,6 +48,7 @@ impl Session {
             attempts,
             body,
             body_limit,
+            client_ip,
             request_id,
             upstream_method: None,
             response_status: None,
@@ -68,6 +71,11 @@ impl Session {
     /// else a new one. It goes upstream and back to the client.
     pub fn request_id(&self) -> &HeaderValue {
         &self.request_id
+    }
+
+    /// The client's address, with its text for the forwarding headers.
+    pub(crate) fn client_ip(&self) -> &ClientAddr {
+        &self.client_ip
     }
 
     /// The downstream client's address.

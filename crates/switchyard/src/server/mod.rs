@@ -35,7 +35,7 @@ use crate::policy::backoff::Jitter;
 use crate::policy::budget::BudgetPolicy;
 use crate::policy::retry::DEFAULT_MAX_RETRIES;
 use crate::proxy::engine_shared;
-use crate::proxy::identity::ClientIdentity;
+use crate::proxy::identity::{ClientAddr, ClientIdentity};
 use crate::proxy::{ClientGone, ProxyHttp, handle};
 use crate::upstream::pool::{Pool, UpstreamPool};
 
@@ -259,13 +259,16 @@ impl<P: ProxyHttp> ProxyServer<P> {
             let stream =
                 ClientStream::new(stream, self.options.write_timeout, Arc::clone(&activity));
             let (proxy, shared) = (Arc::clone(&self.proxy), Arc::clone(&shared));
+            // Its text for the forwarding headers, made once per connection.
+            let client_ip = ClientAddr::new(client.ip());
             let service = service_fn(move |request| {
                 let (proxy, shared) = (Arc::clone(&proxy), Arc::clone(&shared));
+                let client_ip = client_ip.clone();
                 let in_flight = activity.start_response();
                 // Boxed: hyper hands an idle connection back only when the
                 // service's future is `Unpin`.
                 Box::pin(async move {
-                    let response = handle(proxy, shared, request, client).await?;
+                    let response = handle(proxy, shared, request, client, client_ip).await?;
                     Ok::<_, ClientGone>(response.map(|body| TrackedBody::new(body, in_flight)))
                 })
             });
