@@ -23,7 +23,6 @@
 //! A hook that panics ends the request as an internal error (500 if nothing
 //! was sent), and `logging` still runs.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -74,8 +73,7 @@ pub(crate) async fn handle<P: ProxyHttp>(
     proxy: Arc<P>,
     shared: Arc<EngineShared>,
     request: Request<Incoming>,
-    client: SocketAddr,
-    client_ip: ClientAddr,
+    client: ClientAddr,
 ) -> std::result::Result<Response<ResponseBody>, ClientGone> {
     let (reply, head) = oneshot::channel();
     let id = shared.identity.request_id(request.headers(), client.ip());
@@ -85,7 +83,6 @@ pub(crate) async fn handle<P: ProxyHttp>(
     };
     // Boxed: the engine's future is several KB, and tokio moves a task's
     // future (and its output slot) by value; a box makes those moves cheap.
-    let client = (client, client_ip);
     tokio::spawn(Box::pin(run(proxy, shared, request, client, id, reply)));
     match head.await {
         Ok(Some(response)) => Ok(response),
@@ -165,7 +162,7 @@ async fn run<P: ProxyHttp>(
     proxy: Arc<P>,
     shared: Arc<EngineShared>,
     request: Request<Incoming>,
-    (client, client_ip): (SocketAddr, ClientAddr),
+    client: ClientAddr,
     request_id: HeaderValue,
     mut reply: Reply,
 ) {
@@ -175,8 +172,7 @@ async fn run<P: ProxyHttp>(
     let body = LimitedBody::new(body, limit.clone());
     let source = ReplaySource::new(body, shared.replay_buffer);
     let log = AttemptLog::new(start);
-    let ids = (client_ip, request_id);
-    let mut session = Session::new(head, client, source, limit, ids, log);
+    let mut session = Session::new(head, client, source, limit, request_id, log);
     let mut ctx = proxy.new_ctx();
     let served = {
         let serving = std::pin::pin!(serve(&*proxy, &shared, &mut session, &mut ctx, &mut reply));
@@ -187,7 +183,7 @@ async fn run<P: ProxyHttp>(
         Err(()) => Some(Error::explain(ErrorKind::Internal, "a hook panicked")),
     };
     if let Some(e) = &error {
-        debug!(client = %client, error = %e, attempts = %session.attempts(), "request failed");
+        debug!(client = %session.client_addr(), error = %e, attempts = %session.attempts(), "request failed");
         let status = proxy.fail_to_proxy(&mut session, e, &mut ctx).await;
         if !session.response_started() {
             answer_failure(&mut session, &mut reply, e, status);

@@ -11,7 +11,7 @@
 //! headers are kept and this hop is appended; from anyone else they are
 //! replaced, so a client cannot pass off a made-up address as its own.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use ipnet::IpNet;
@@ -42,11 +42,11 @@ pub enum ForwardedStyle {
 /// let mut headers = http::HeaderMap::new();
 /// headers.insert("x-forwarded-for", "1.2.3.4".parse().unwrap());
 /// // From an untrusted address the client's claim is replaced...
-/// let client = ClientAddr::new("127.0.0.1".parse().unwrap());
+/// let client = ClientAddr::new("127.0.0.1:50000".parse().unwrap());
 /// identity.apply(&mut headers, &client, "http", None);
 /// assert_eq!(headers["x-forwarded-for"], "127.0.0.1");
 /// // ...from a trusted proxy this hop is appended.
-/// let proxy = ClientAddr::new("10.0.0.9".parse().unwrap());
+/// let proxy = ClientAddr::new("10.0.0.9:50000".parse().unwrap());
 /// identity.apply(&mut headers, &proxy, "http", None);
 /// assert_eq!(headers["x-forwarded-for"], "127.0.0.1, 10.0.0.9");
 /// ```
@@ -58,25 +58,31 @@ pub struct ClientIdentity {
     pub trusted_proxies: Vec<IpNet>,
 }
 
-/// A client's address, with its text for headers made once per connection
-/// rather than once per request.
+/// A client's address, with its IP's text for headers made once per
+/// connection rather than once per request.
 #[derive(Debug, Clone)]
 pub struct ClientAddr {
-    ip: IpAddr,
+    addr: SocketAddr,
     text: HeaderValue,
 }
 
 impl ClientAddr {
-    /// The client at `ip`.
-    pub fn new(ip: IpAddr) -> Self {
+    /// The client at `addr`.
+    pub fn new(addr: SocketAddr) -> Self {
         // An address's text is always a valid header value.
-        let text = HeaderValue::from_str(&ip.to_string()).unwrap_or(HeaderValue::from_static("-"));
-        ClientAddr { ip, text }
+        let text =
+            HeaderValue::from_str(&addr.ip().to_string()).unwrap_or(HeaderValue::from_static("-"));
+        ClientAddr { addr, text }
     }
 
-    /// The address.
+    /// The address and port.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The IP address.
     pub fn ip(&self) -> IpAddr {
-        self.ip
+        self.addr.ip()
     }
 }
 
@@ -119,7 +125,7 @@ impl ClientIdentity {
         proto: &'static str,
         host: Option<&HeaderValue>,
     ) {
-        let trusted = self.trusts(client.ip);
+        let trusted = self.trusts(client.ip());
         if matches!(
             self.style,
             ForwardedStyle::XForwarded | ForwardedStyle::Both
@@ -127,7 +133,7 @@ impl ClientIdentity {
             x_forwarded(headers, client, proto, host, trusted);
         }
         if matches!(self.style, ForwardedStyle::Forwarded | ForwardedStyle::Both) {
-            forwarded(headers, client.ip, proto, host, trusted);
+            forwarded(headers, client.ip(), proto, host, trusted);
         }
     }
 }
@@ -239,7 +245,7 @@ mod tests {
     const LOCAL: &str = "127.0.0.1";
 
     fn local() -> ClientAddr {
-        ClientAddr::new(LOCAL.parse().unwrap())
+        ClientAddr::new(SocketAddr::new(LOCAL.parse().unwrap(), 50000))
     }
 
     #[test]
@@ -289,7 +295,7 @@ mod tests {
         let host = HeaderValue::from_static("app.test:8080");
         identity.apply(
             &mut h,
-            &ClientAddr::new("::1".parse().unwrap()),
+            &ClientAddr::new("[::1]:50000".parse().unwrap()),
             "https",
             Some(&host),
         );

@@ -21,11 +21,10 @@ use crate::upstream::DownstreamBody;
 #[derive(Debug)]
 pub struct Session {
     request: Parts,
-    client_addr: SocketAddr,
+    client: ClientAddr,
     attempts: AttemptLog,
     body: ReplaySource<DownstreamBody>,
     body_limit: BodyLimit,
-    client_ip: ClientAddr,
     request_id: HeaderValue,
     upstream_method: Option<Method>,
     response_status: Option<StatusCode>,
@@ -36,19 +35,18 @@ pub struct Session {
 impl Session {
     pub(crate) fn new(
         request: Parts,
-        client_addr: SocketAddr,
+        client: ClientAddr,
         body: ReplaySource<DownstreamBody>,
         body_limit: BodyLimit,
-        (client_ip, request_id): (ClientAddr, HeaderValue),
+        request_id: HeaderValue,
         attempts: AttemptLog,
     ) -> Self {
         Session {
             request,
-            client_addr,
+            client,
             attempts,
             body,
             body_limit,
-            client_ip,
             request_id,
             upstream_method: None,
             response_status: None,
@@ -75,12 +73,12 @@ impl Session {
 
     /// The client's address, with its text for the forwarding headers.
     pub(crate) fn client_ip(&self) -> &ClientAddr {
-        &self.client_ip
+        &self.client
     }
 
     /// The downstream client's address.
     pub fn client_addr(&self) -> SocketAddr {
-        self.client_addr
+        self.client.addr()
     }
 
     /// Every attempt made so far, the current one last.

@@ -259,16 +259,16 @@ impl<P: ProxyHttp> ProxyServer<P> {
             let stream =
                 ClientStream::new(stream, self.options.write_timeout, Arc::clone(&activity));
             let (proxy, shared) = (Arc::clone(&self.proxy), Arc::clone(&shared));
-            // Its text for the forwarding headers, made once per connection.
-            let client_ip = ClientAddr::new(client.ip());
+            // With its IP's text for the forwarding headers, made once per connection.
+            let client = ClientAddr::new(client);
             let service = service_fn(move |request| {
                 let (proxy, shared) = (Arc::clone(&proxy), Arc::clone(&shared));
-                let client_ip = client_ip.clone();
+                let client = client.clone();
                 let in_flight = activity.start_response();
                 // Boxed: hyper hands an idle connection back only when the
                 // service's future is `Unpin`.
                 Box::pin(async move {
-                    let response = handle(proxy, shared, request, client, client_ip).await?;
+                    let response = handle(proxy, shared, request, client).await?;
                     Ok::<_, ClientGone>(response.map(|body| TrackedBody::new(body, in_flight)))
                 })
             });
