@@ -550,17 +550,12 @@ where
 /// chunk size or chunk end as `InvalidInput` or `InvalidData`) rather than
 /// the client going away.
 pub(crate) fn is_malformed(e: &(dyn std::error::Error + 'static)) -> bool {
-    let mut current = Some(e);
-    while let Some(err) = current {
-        if let Some(io) = err.downcast_ref::<std::io::Error>() {
-            return matches!(
-                io.kind(),
-                std::io::ErrorKind::InvalidInput | std::io::ErrorKind::InvalidData
-            );
-        }
-        current = err.source();
-    }
-    false
+    crate::error::find_cause::<std::io::Error>(e).is_some_and(|io| {
+        matches!(
+            io.kind(),
+            std::io::ErrorKind::InvalidInput | std::io::ErrorKind::InvalidData
+        )
+    })
 }
 
 fn remaining_is_empty<B: Body>(source: &Source<B>, replayed: usize, trailers_sent: bool) -> bool {

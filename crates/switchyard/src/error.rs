@@ -325,3 +325,17 @@ impl<T, E: Into<Cause>> OrErr<T> for std::result::Result<T, E> {
         self.map_err(|e| Error::because(kind, context, e))
     }
 }
+
+/// The first error of type `T` in `e`'s chain of causes, `e` included.
+pub(crate) fn find_cause<'a, T: std::error::Error + 'static>(
+    e: &'a (dyn std::error::Error + 'static),
+) -> Option<&'a T> {
+    let mut current = Some(e);
+    while let Some(err) = current {
+        if let Some(found) = err.downcast_ref::<T>() {
+            return Some(found);
+        }
+        current = err.source();
+    }
+    None
+}

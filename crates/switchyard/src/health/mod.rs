@@ -182,7 +182,7 @@ impl UpstreamHealth {
         if self.impaired.load(Ordering::Relaxed) == 0 {
             return Vec::new();
         }
-        let usable: Vec<bool> = lock(&self.peers).iter().map(|p| p.usable(now)).collect();
+        let usable = self.usable_at(now);
         let unusable = usable.iter().filter(|u| !**u).count();
         self.impaired.store(unusable, Ordering::Relaxed);
         let spread = self.tiers_in_panic(&usable);
@@ -198,8 +198,12 @@ impl UpstreamHealth {
     /// Whether some tier is in panic at `now`: it spreads its traffic over
     /// its peers marked down (see the module docs).
     pub fn in_panic(&self, now: Instant) -> bool {
-        let usable: Vec<bool> = lock(&self.peers).iter().map(|p| p.usable(now)).collect();
-        self.tiers_in_panic(&usable).contains(&true)
+        self.tiers_in_panic(&self.usable_at(now)).contains(&true)
+    }
+
+    /// Whether each peer is usable at `now`, in `addrs` order.
+    fn usable_at(&self, now: Instant) -> Vec<bool> {
+        lock(&self.peers).iter().map(|p| p.usable(now)).collect()
     }
 
     /// For the primary and the backup tier, whether it is in panic given

@@ -5,7 +5,6 @@
 //! The exchange is the same for every HTTP version: the version lives in
 //! `UpstreamConn` (HTTP/1.1 today), the body pump in `pump.rs`.
 
-use std::error::Error as StdError;
 use std::io;
 use std::net::SocketAddr;
 
@@ -18,7 +17,7 @@ use super::identity::{ClientIdentity, X_REQUEST_ID};
 use super::{RequestHeader, ResponseHeader, Session};
 use crate::body::limit::BodyTooLarge;
 use crate::body::{Progress, ReplayError, is_malformed};
-use crate::error::{Error, ErrorKind, Result};
+use crate::error::{Error, ErrorKind, Result, find_cause};
 use crate::peer::{HttpPeer, PeerOptions};
 use crate::upstream::{UpstreamConn, UpstreamRequest};
 
@@ -270,17 +269,6 @@ pub(crate) fn classify_body_error(e: hyper::Error) -> Box<Error> {
         "upstream response body is not valid HTTP/1.1"
     };
     Error::because(ErrorKind::ReadError, context, e)
-}
-
-fn find_cause<'a, T: StdError + 'static>(e: &'a (dyn StdError + 'static)) -> Option<&'a T> {
-    let mut current = Some(e);
-    while let Some(err) = current {
-        if let Some(found) = err.downcast_ref::<T>() {
-            return Some(found);
-        }
-        current = err.source();
-    }
-    None
 }
 
 /// Refuse a request whose declared `Content-Length` is over its body limit,
