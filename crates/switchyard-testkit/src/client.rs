@@ -55,7 +55,11 @@ pub async fn post(
     send(addr, build(Method::POST, path, body.into())?).await
 }
 
-fn build(method: Method, path: &str, body: Bytes) -> Result<Request<Full<Bytes>>, String> {
+pub(crate) fn build(
+    method: Method,
+    path: &str,
+    body: Bytes,
+) -> Result<Request<Full<Bytes>>, String> {
     Request::builder()
         .method(method.clone())
         .uri(path)
@@ -85,6 +89,15 @@ impl KeepAlive {
         let stream = TcpStream::connect(addr)
             .await
             .map_err(|e| describe(&format!("connect to {addr}"), &e))?;
+        KeepAlive::over(addr, stream).await
+    }
+
+    /// The HTTP/1.1 handshake over `stream`, already connected to `addr`
+    /// (a TLS stream, say).
+    pub async fn over<S>(addr: SocketAddr, stream: S) -> Result<KeepAlive, String>
+    where
+        S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    {
         let (sender, conn) = http1::handshake(TokioIo::new(stream))
             .await
             .map_err(|e| describe(&format!("handshake with {addr}"), &e))?;
@@ -365,7 +378,7 @@ impl RawConn {
 }
 
 /// `what: err: source: source...`
-fn describe(what: &str, err: &(dyn Error + 'static)) -> String {
+pub(crate) fn describe(what: &str, err: &(dyn Error + 'static)) -> String {
     let mut out = format!("{what}: {err}");
     let mut source = err.source();
     while let Some(e) = source {

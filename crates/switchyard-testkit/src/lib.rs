@@ -9,6 +9,8 @@
 //! * [`faults`]: addresses that refuse ([`refused_addr`]) or hang
 //!   ([`Blackhole`]) connection attempts.
 //! * [`client`]: a hyper-based test client and a raw-bytes client.
+//! * [`tls`]: a private CA issuing certificates at run time, an HTTPS origin
+//!   and an HTTPS client.
 //! * [`digest`](mod@digest): the FNV-1a 64-bit digest used to compare bodies.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -17,6 +19,7 @@ pub mod client;
 pub mod digest;
 pub mod faults;
 pub mod origin;
+pub mod tls;
 
 pub use digest::digest;
 pub use faults::{Blackhole, refused_addr};

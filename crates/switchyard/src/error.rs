@@ -31,8 +31,12 @@ pub enum ErrorKind {
     /// The peer has `PeerOptions::max_connections` open and no connection
     /// freed in time (or too many requests wait already): nothing was sent.
     ConnectionLimitReached,
-    /// The TLS handshake with the upstream failed.
+    /// The TLS handshake with the upstream failed (protocol, versions,
+    /// the connection dropped during it): nothing was sent.
     TlsHandshake,
+    /// The upstream's certificate did not verify (unknown issuer, expired,
+    /// wrong name), or it refused ours: nothing was sent.
+    TlsCertificate,
     /// Writing the request upstream failed after the connection was made.
     WriteError,
     /// The request body made no progress upstream within the write timeout.
@@ -75,6 +79,7 @@ impl ErrorKind {
             ErrorKind::ConnectError => "connect-error",
             ErrorKind::ConnectionLimitReached => "connection-limit-reached",
             ErrorKind::TlsHandshake => "tls-handshake",
+            ErrorKind::TlsCertificate => "tls-certificate",
             ErrorKind::WriteError => "write-error",
             ErrorKind::WriteTimedOut => "write-timed-out",
             ErrorKind::ReadError => "read-error",
@@ -102,6 +107,7 @@ impl ErrorKind {
                 | ErrorKind::ConnectError
                 | ErrorKind::ConnectionLimitReached
                 | ErrorKind::TlsHandshake
+                | ErrorKind::TlsCertificate
         )
     }
 

@@ -7,7 +7,7 @@
 //! - [`policy::retry`]: the pure retry decision, with named reasons.
 //! - [`trace`]: the attempt trace handed to `logging`.
 //! - [`body`]: the bounded replay buffer.
-//! - `upstream/`: connector and pool; [`server`]: listener and shutdown.
+//! - `upstream/`: connector and pool; [`server`]: listener and shutdown; [`tls`]: certificates and trust.
 //! - [`lb`], [`health`], [`discovery`]: which server, whether it is usable, where it is.
 
 pub mod body;
@@ -20,6 +20,7 @@ pub mod policy;
 pub mod proxy;
 mod random;
 pub mod server;
+pub mod tls;
 pub mod trace;
 mod upstream;
 

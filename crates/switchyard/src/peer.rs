@@ -10,6 +10,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use crate::error::{Error, ErrorKind, Result};
+use crate::tls::UpstreamTls;
 
 /// Timeouts for talking to one peer.
 ///
@@ -91,11 +92,15 @@ impl Default for PeerOptions {
 pub struct HttpPeer {
     /// The socket address to connect to.
     pub address: SocketAddr,
-    /// Whether to speak TLS to this peer (not supported yet: an attempt fails
-    /// with [`ErrorKind::TlsHandshake`]; TLS comes with HTTP/2).
+    /// Whether to speak TLS to this peer.
     pub tls: bool,
-    /// The TLS server name; unused without TLS.
+    /// The TLS server name, sent as SNI and verified against the
+    /// certificate; empty: the peer's IP address is verified and no SNI is
+    /// sent. Unused without TLS.
     pub sni: String,
+    /// Whom to trust and what to present over TLS; `None` with `tls` set:
+    /// the system's roots ([`UpstreamTls::system`]).
+    pub tls_settings: Option<UpstreamTls>,
     /// Timeouts for this peer.
     pub options: PeerOptions,
     /// A peer to race when a new connection to this one is slow (connect
@@ -113,6 +118,7 @@ impl HttpPeer {
             address,
             tls,
             sni,
+            tls_settings: None,
             options: PeerOptions::default(),
             hedge: None,
         }
@@ -133,6 +139,15 @@ impl HttpPeer {
     /// The same peer with other options.
     pub fn with_options(mut self, options: PeerOptions) -> Self {
         self.options = options;
+        self
+    }
+
+    /// The same peer reached over TLS with `settings`, verified as (and
+    /// with SNI) `server_name`; an empty name verifies the IP address.
+    pub fn with_tls(mut self, settings: UpstreamTls, server_name: impl Into<String>) -> Self {
+        self.tls = true;
+        self.sni = server_name.into();
+        self.tls_settings = Some(settings);
         self
     }
 
@@ -159,10 +174,15 @@ impl HttpPeer {
     /// What pooled connections are keyed by: two peers with equal keys may
     /// share connections.
     pub fn pool_key(&self) -> PoolKey {
+        let tls = match (&self.tls_settings, self.tls) {
+            (_, false) => PLAIN,
+            (None, true) => SYSTEM_TLS,
+            (Some(settings), true) => settings.id(),
+        };
         PoolKey {
             address: self.address,
-            tls: self.tls,
-            sni: self.sni.clone(),
+            tls,
+            sni: self.sni.as_str().into(),
         }
     }
 }
@@ -177,17 +197,48 @@ impl fmt::Display for HttpPeer {
     }
 }
 
-/// The identity of a connection in the pool: address, TLS and server name.
+/// The identity of a connection in the pool: address, TLS, server name and
+/// the TLS settings it was verified under.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct PoolKey {
     address: SocketAddr,
-    tls: bool,
-    sni: String,
+    /// [`PLAIN`], [`SYSTEM_TLS`], or the id of the peer's TLS settings.
+    tls: u64,
+    sni: Box<str>,
 }
+
+/// A cleartext connection's TLS in its [`PoolKey`].
+const PLAIN: u64 = 0;
+/// A connection under [`UpstreamTls::system`] (whose ids start at 1).
+const SYSTEM_TLS: u64 = u64::MAX;
 
 impl PoolKey {
     /// The server's address.
     pub fn address(&self) -> SocketAddr {
         self.address
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tls::UpstreamTlsSettings;
+
+    #[test]
+    fn connections_under_different_tls_settings_are_never_shared() {
+        let plain = HttpPeer::parse("127.0.0.1:8443").unwrap();
+        let load = || UpstreamTls::load(&UpstreamTlsSettings::default()).unwrap();
+        let (one, other) = (load(), load());
+        let a = plain.clone().with_tls(one.clone(), "a.internal");
+        assert_ne!(plain.pool_key(), a.pool_key());
+        assert_eq!(
+            a.pool_key(),
+            plain.clone().with_tls(one.clone(), "a.internal").pool_key()
+        );
+        assert_ne!(
+            a.pool_key(),
+            plain.clone().with_tls(one, "b.internal").pool_key()
+        );
+        assert_ne!(a.pool_key(), plain.with_tls(other, "a.internal").pool_key());
     }
 }

@@ -11,10 +11,12 @@ use bytes::Bytes;
 use http_body_util::Empty;
 use hyper::client::conn::http1;
 use hyper_util::rt::TokioIo;
-use tokio::net::TcpStream;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::task::JoinSet;
 
 use super::UpstreamHealth;
+use crate::peer::HttpPeer;
+use crate::upstream::connector;
 
 /// What a check does.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -72,17 +74,45 @@ pub struct Checker {
     _tasks: JoinSet<()>,
 }
 
-/// Start checking every peer of `health` (one task per peer; the first
-/// check runs at once). Must be called inside a tokio runtime.
+/// Start checking every peer of `health` over cleartext (one task per
+/// peer; the first check runs at once). Must be called inside a tokio
+/// runtime.
 pub fn spawn(health: Arc<UpstreamHealth>, options: CheckOptions) -> Checker {
+    spawn_for(health, options, |address| {
+        HttpPeer::new(address, false, String::new())
+    })
+}
+
+/// Like [`spawn`], with each server reached as `peer_for(address)` says:
+/// over TLS, with its server name, for HTTPS servers. A TCP probe then
+/// passes when the TLS handshake does too.
+///
+/// ```no_run
+/// # use std::sync::Arc;
+/// # use switchyard::health::{UpstreamHealth, checker::{self, CheckOptions}};
+/// # use switchyard::tls::{UpstreamTls, UpstreamTlsSettings};
+/// # use switchyard::HttpPeer;
+/// # fn run(health: Arc<UpstreamHealth>) -> switchyard::Result<()> {
+/// let tls = UpstreamTls::load(&UpstreamTlsSettings::default())?;
+/// let _checks = checker::spawn_for(health, CheckOptions::default(), move |address| {
+///     HttpPeer::new(address, false, String::new()).with_tls(tls.clone(), "origin.internal")
+/// });
+/// # Ok(()) }
+/// ```
+pub fn spawn_for(
+    health: Arc<UpstreamHealth>,
+    options: CheckOptions,
+    peer_for: impl Fn(SocketAddr) -> HttpPeer,
+) -> Checker {
     let mut tasks = JoinSet::new();
-    for &peer in health.peers() {
+    for &address in health.peers() {
         let (health, options) = (Arc::clone(&health), options.clone());
+        let peer = peer_for(address);
         tasks.spawn(async move {
             loop {
-                let (passed, detail) = check(peer, &options).await;
-                health.record_check(peer, passed, detail, Instant::now());
-                let base = if health.is_down(peer) {
+                let (passed, detail) = check_peer(&peer, &options).await;
+                health.record_check(address, passed, detail, Instant::now());
+                let base = if health.is_down(address) {
                     options.down_interval
                 } else {
                     options.interval
@@ -94,8 +124,15 @@ pub fn spawn(health: Arc<UpstreamHealth>, options: CheckOptions) -> Checker {
     Checker { _tasks: tasks }
 }
 
-/// One check of `peer`: whether it passed, and what it saw.
-pub async fn check(peer: SocketAddr, options: &CheckOptions) -> (bool, String) {
+/// One check of the cleartext server at `address`: whether it passed, and
+/// what it saw.
+pub async fn check(address: SocketAddr, options: &CheckOptions) -> (bool, String) {
+    check_peer(&HttpPeer::new(address, false, String::new()), options).await
+}
+
+/// One check of `peer` (over TLS if it says so): whether it passed, and
+/// what it saw.
+pub async fn check_peer(peer: &HttpPeer, options: &CheckOptions) -> (bool, String) {
     match tokio::time::timeout(options.timeout, probe(peer, &options.probe)).await {
         Ok(Ok(detail)) => (true, detail),
         Ok(Err(detail)) => (false, detail),
@@ -103,10 +140,24 @@ pub async fn check(peer: SocketAddr, options: &CheckOptions) -> (bool, String) {
     }
 }
 
-async fn probe(peer: SocketAddr, probe: &Probe) -> Result<String, String> {
-    let stream = TcpStream::connect(peer)
+async fn probe(peer: &HttpPeer, probe: &Probe) -> Result<String, String> {
+    let stream = connector::tcp_connect(peer)
         .await
         .map_err(|e| format!("connect: {e}"))?;
+    if !peer.tls {
+        return http_probe(peer, stream, probe).await;
+    }
+    let stream = connector::tls_handshake(peer, stream)
+        .await
+        .map_err(|e| format!("TLS: {e}"))?;
+    http_probe(peer, stream, probe).await
+}
+
+/// Pass on a connection (`Probe::Tcp`) or send the HTTP probe over it.
+async fn http_probe<S>(peer: &HttpPeer, stream: S, probe: &Probe) -> Result<String, String>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     let Probe::Http { path, statuses } = probe else {
         return Ok("connected".to_string());
     };
@@ -114,8 +165,12 @@ async fn probe(peer: SocketAddr, probe: &Probe) -> Result<String, String> {
         .await
         .map_err(|e| format!("handshake: {e}"))?;
     let driving = tokio::spawn(connection);
+    let host = match peer.sni.as_str() {
+        "" => peer.address.to_string(),
+        name => name.to_string(),
+    };
     let request = http::Request::get(path.as_str())
-        .header(http::header::HOST, peer.to_string())
+        .header(http::header::HOST, host)
         .header(http::header::USER_AGENT, "switchyard-health-check")
         .header(http::header::CONNECTION, "close")
         .body(Empty::<Bytes>::new())

@@ -318,6 +318,12 @@ fn every_failure_that_says_something_about_the_server_counts() {
             Some(Outcome::ConnectFailure),
         ),
         (
+            Some(K::TlsCertificate),
+            None,
+            false,
+            Some(Outcome::ConnectFailure),
+        ),
+        (
             Some(K::ConnectTimedOut),
             None,
             false,

@@ -41,7 +41,8 @@ pub(crate) fn upstream_head(
     let downstream = session.req_header();
     let mut head = head_for_upstream(downstream, peer.address);
     let host = downstream.headers.get(header::HOST);
-    identity.apply(&mut head.headers, session.client_ip(), "http", host);
+    let client = session.client_ip();
+    identity.apply(&mut head.headers, client, client.scheme(), host);
     head.headers
         .insert(X_REQUEST_ID, session.request_id().clone());
     head

@@ -64,6 +64,7 @@ pub struct ClientIdentity {
 pub struct ClientAddr {
     addr: SocketAddr,
     text: HeaderValue,
+    tls: bool,
 }
 
 impl ClientAddr {
@@ -72,7 +73,27 @@ impl ClientAddr {
         // An address's text is always a valid header value.
         let text =
             HeaderValue::from_str(&addr.ip().to_string()).unwrap_or(HeaderValue::from_static("-"));
-        ClientAddr { addr, text }
+        ClientAddr {
+            addr,
+            text,
+            tls: false,
+        }
+    }
+
+    /// The same client, connected over TLS when `tls` is true.
+    pub fn with_tls(mut self, tls: bool) -> Self {
+        self.tls = tls;
+        self
+    }
+
+    /// Whether the client connected over TLS.
+    pub fn is_tls(&self) -> bool {
+        self.tls
+    }
+
+    /// The scheme the client used: `https` over TLS, else `http`.
+    pub fn scheme(&self) -> &'static str {
+        if self.tls { "https" } else { "http" }
     }
 
     /// The address and port.

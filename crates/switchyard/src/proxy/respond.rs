@@ -51,6 +51,7 @@ pub fn proxy_status_error(kind: ErrorKind) -> &'static str {
         ErrorKind::ConnectError => "destination_unavailable",
         ErrorKind::ConnectionLimitReached => "connection_limit_reached",
         ErrorKind::TlsHandshake => "tls_protocol_error",
+        ErrorKind::TlsCertificate => "tls_certificate_error",
         ErrorKind::WriteError | ErrorKind::ReadError => "connection_terminated",
         ErrorKind::WriteTimedOut => "connection_write_timeout",
         ErrorKind::ClosedBeforeHead => "http_response_incomplete",

@@ -32,6 +32,8 @@ use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tokio::time::MissedTickBehavior;
 use tokio_io_timeout::TimeoutStream;
+use tokio_rustls::TlsAcceptor;
+use tokio_rustls::server::TlsStream;
 use tracing::debug;
 
 use super::counts::ConnectionCounts;
@@ -123,27 +125,73 @@ impl<B: Body + Unpin> Body for TrackedBody<B> {
     }
 }
 
+/// The client's socket with its write timeout.
+type Socket = Pin<Box<TimeoutStream<TcpStream>>>;
+
+/// What carries a client's bytes: the socket, or TLS over it.
+enum Transport {
+    Plain(Socket),
+    Tls(Box<TlsStream<Socket>>),
+}
+
+/// Forward one `AsyncRead`/`AsyncWrite` call to whichever transport it is.
+macro_rules! on_transport {
+    ($transport:expr, $io:ident => $call:expr) => {
+        match $transport {
+            Transport::Plain($io) => $call,
+            Transport::Tls($io) => $call,
+        }
+    };
+}
+
 /// The client socket as hyper sees it: no Nagle delay, a write timeout for
-/// clients that stop reading, bytes to replay after parking, and activity
-/// counting.
+/// clients that stop reading, TLS when the listener has it, bytes to
+/// replay after parking, and activity counting.
 pub(super) struct ClientStream {
-    inner: Pin<Box<TimeoutStream<TcpStream>>>,
+    inner: Transport,
     unread: Bytes,
     activity: Arc<Activity>,
 }
 
 impl ClientStream {
+    /// A cleartext client connection.
     pub(super) fn new(stream: TcpStream, write_timeout: Duration, activity: Arc<Activity>) -> Self {
-        // Small responses should leave at once, not wait for an ACK.
-        if let Err(e) = stream.set_nodelay(true) {
-            debug!(error = %e, "setting TCP_NODELAY on a downstream connection");
-        }
-        let mut inner = TimeoutStream::new(stream);
-        inner.set_write_timeout(Some(write_timeout));
         ClientStream {
-            inner: Box::pin(inner),
+            inner: Transport::Plain(socket(stream, write_timeout)),
             unread: Bytes::new(),
             activity,
+        }
+    }
+
+    /// A TLS client connection, once its handshake completed within
+    /// `handshake_timeout`.
+    pub(super) async fn tls(
+        stream: TcpStream,
+        write_timeout: Duration,
+        activity: Arc<Activity>,
+        acceptor: TlsAcceptor,
+        handshake_timeout: Duration,
+    ) -> io::Result<Self> {
+        let socket = socket(stream, write_timeout);
+        let handshake = tokio::time::timeout(handshake_timeout, acceptor.accept(socket)).await;
+        let tls = handshake.map_err(|_| {
+            io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!("no TLS handshake within {handshake_timeout:?}"),
+            )
+        })??;
+        Ok(ClientStream {
+            inner: Transport::Tls(Box::new(tls)),
+            unread: Bytes::new(),
+            activity,
+        })
+    }
+
+    /// The TCP socket under any TLS.
+    fn tcp(&self) -> &TcpStream {
+        match &self.inner {
+            Transport::Plain(socket) => socket.get_ref(),
+            Transport::Tls(tls) => tls.get_ref().0.get_ref(),
         }
     }
 
@@ -184,7 +232,7 @@ impl AsyncRead for ClientStream {
             }
             return Poll::Ready(Ok(()));
         }
-        let result = self.inner.as_mut().poll_read(cx, buf);
+        let result = on_transport!(&mut self.inner, io => Pin::new(io).poll_read(cx, buf));
         if result.is_ready() {
             self.activity.bump();
         }
@@ -198,7 +246,7 @@ impl AsyncWrite for ClientStream {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        let result = self.inner.as_mut().poll_write(cx, buf);
+        let result = on_transport!(&mut self.inner, io => Pin::new(io).poll_write(cx, buf));
         self.note_write(result)
     }
 
@@ -207,23 +255,35 @@ impl AsyncWrite for ClientStream {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        let result = self.inner.as_mut().poll_write_vectored(cx, bufs);
+        let result =
+            on_transport!(&mut self.inner, io => Pin::new(io).poll_write_vectored(cx, bufs));
         self.note_write(result)
     }
 
     fn is_write_vectored(&self) -> bool {
-        self.inner.is_write_vectored()
+        on_transport!(&self.inner, io => io.is_write_vectored())
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        let result = self.inner.as_mut().poll_flush(cx);
+        let result = on_transport!(&mut self.inner, io => Pin::new(io).poll_flush(cx));
         self.note_flush(&result);
         result
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        self.inner.as_mut().poll_shutdown(cx)
+        on_transport!(&mut self.inner, io => Pin::new(io).poll_shutdown(cx))
     }
+}
+
+/// The socket with no Nagle delay and its write timeout.
+fn socket(stream: TcpStream, write_timeout: Duration) -> Socket {
+    // Small responses should leave at once, not wait for an ACK.
+    if let Err(e) = stream.set_nodelay(true) {
+        debug!(error = %e, "setting TCP_NODELAY on a downstream connection");
+    }
+    let mut inner = TimeoutStream::new(stream);
+    inner.set_write_timeout(Some(write_timeout));
+    Box::pin(inner)
 }
 
 /// How a client connection is driven.
@@ -358,7 +418,7 @@ async fn wait_parked(
 ) -> bool {
     let waited = driving.park_idle_after.unwrap_or_default();
     let left = driving.idle_timeout.saturating_sub(waited);
-    let socket = stream.inner.get_ref();
+    let socket = stream.tcp();
     tokio::select! {
         readable = socket.readable() => readable.is_ok(),
         _ = tokio::time::sleep(left) => false,

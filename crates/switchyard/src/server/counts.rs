@@ -26,6 +26,7 @@ struct Counters {
     parked: AtomicUsize,
     handed_back: AtomicUsize,
     limit_reached: AtomicUsize,
+    tls_handshake_failed: AtomicUsize,
 }
 
 impl ConnectionCounts {
@@ -54,6 +55,17 @@ impl ConnectionCounts {
 
     /// The server reached its connection limit `max`: count it, and say so
     /// the first time and every 1000th time after (not once per accept).
+    /// TLS handshakes with clients that failed or timed out, since start.
+    pub fn tls_handshake_failed(&self) -> usize {
+        self.inner.tls_handshake_failed.load(Ordering::Relaxed)
+    }
+
+    pub(super) fn handshake_failed(&self) {
+        self.inner
+            .tls_handshake_failed
+            .fetch_add(1, Ordering::Relaxed);
+    }
+
     pub(super) fn reached(&self, max: usize) {
         let times = self.inner.limit_reached.fetch_add(1, Ordering::Relaxed) + 1;
         if times % 1000 == 1 {

@@ -23,9 +23,11 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioTimer;
 use tokio::net::TcpListener;
+use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
-use tracing::warn;
+use tokio_rustls::TlsAcceptor;
+use tracing::{debug, warn};
 
 use self::connection::{Activity, ClientStream, Driving, TrackedBody};
 
@@ -34,9 +36,10 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::policy::backoff::Jitter;
 use crate::policy::budget::BudgetPolicy;
 use crate::policy::retry::DEFAULT_MAX_RETRIES;
-use crate::proxy::engine_shared;
 use crate::proxy::identity::{ClientAddr, ClientIdentity};
 use crate::proxy::{ClientGone, ProxyHttp, handle};
+use crate::proxy::{EngineShared, engine_shared};
+use crate::tls::ServerTls;
 use crate::upstream::pool::{Pool, UpstreamPool};
 
 /// The default limit on a request body: 1 GiB.
@@ -62,6 +65,7 @@ const HYPER_STACK_HEADERS: usize = 100;
 /// | `max_connections` | none |
 /// | `client_identity` | `X-Forwarded-For`/`-Proto`/`-Host` set, none trusted |
 /// | `retry_budget` | on: retries add at most 20% to the last 10 s of requests, plus 10/s |
+/// | `tls_handshake_timeout` | 10 s for a client's TLS handshake (with [`ProxyServer::with_tls`]) |
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServerOptions {
     /// Hard cap on retries per request, whatever the hooks say.
@@ -108,6 +112,10 @@ pub struct ServerOptions {
     /// How the client's address, protocol and host are told upstream
     /// (`X-Forwarded-*` by default; nobody trusted to bring their own).
     pub client_identity: ClientIdentity,
+    /// How long a client has to complete its TLS handshake on a TLS
+    /// listener; a client that fails or stalls it is closed and counted
+    /// ([`ConnectionCounts::tls_handshake_failed`]), and holds up no one else.
+    pub tls_handshake_timeout: Duration,
 }
 
 impl Default for ServerOptions {
@@ -126,6 +134,7 @@ impl Default for ServerOptions {
             max_request_body: Some(DEFAULT_MAX_REQUEST_BODY),
             max_connections: None,
             client_identity: ClientIdentity::default(),
+            tls_handshake_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -161,6 +170,7 @@ pub struct ProxyServer<P> {
     shutdown: watch::Sender<bool>,
     pool: Arc<Pool>,
     counts: ConnectionCounts,
+    tls: Option<ServerTls>,
 }
 
 /// Asks a running [`ProxyServer`] to stop: it stops accepting, lets
@@ -194,7 +204,15 @@ impl<P: ProxyHttp> ProxyServer<P> {
             shutdown: watch::channel(false).0,
             pool: Pool::start(),
             counts: ConnectionCounts::default(),
+            tls: None,
         })
+    }
+
+    /// Serve HTTPS: every connection begins with a TLS handshake under
+    /// `tls` (keep a clone to [`ServerTls::reload`] it later).
+    pub fn with_tls(mut self, tls: ServerTls) -> Self {
+        self.tls = Some(tls);
+        self
     }
 
     /// The address the server listens on.
@@ -255,32 +273,18 @@ impl<P: ProxyHttp> ProxyServer<P> {
                 },
                 _ = async { stop.wait_for(|stopping| *stopping).await.is_ok() } => break,
             };
-            let activity = Arc::new(Activity::default());
-            let stream =
-                ClientStream::new(stream, self.options.write_timeout, Arc::clone(&activity));
-            let (proxy, shared) = (Arc::clone(&self.proxy), Arc::clone(&shared));
-            // With its IP's text for the forwarding headers, made once per connection.
-            let client = ClientAddr::new(client);
-            let service = service_fn(move |request| {
-                let (proxy, shared) = (Arc::clone(&proxy), Arc::clone(&shared));
-                let client = client.clone();
-                let in_flight = activity.start_response();
-                // Boxed: hyper hands an idle connection back only when the
-                // service's future is `Unpin`.
-                Box::pin(async move {
-                    let response = handle(proxy, shared, request, client).await?;
-                    Ok::<_, ClientGone>(response.map(|body| TrackedBody::new(body, in_flight)))
-                })
-            });
-            let driver = connection::drive(
-                builder.clone(),
-                stream,
-                service,
+            let accepted = Accepted {
+                proxy: Arc::clone(&self.proxy),
+                shared: Arc::clone(&shared),
+                builder: builder.clone(),
                 driving,
-                self.shutdown.subscribe(),
-                self.counts.clone(),
-            );
-            connections.spawn(driver);
+                stop: self.shutdown.subscribe(),
+                counts: self.counts.clone(),
+                tls: self.tls.as_ref().map(ServerTls::acceptor),
+                write_timeout: self.options.write_timeout,
+                tls_handshake_timeout: self.options.tls_handshake_timeout,
+            };
+            connections.spawn(accepted.serve(stream, client));
         }
         drop(self.listener);
         let drained = tokio::time::timeout(self.options.drain_timeout, async {
@@ -310,5 +314,74 @@ impl<P: ProxyHttp> ProxyServer<P> {
             builder.max_headers(self.options.max_headers);
         }
         builder
+    }
+}
+
+/// One accepted client connection and what serving it needs.
+struct Accepted<P> {
+    proxy: Arc<P>,
+    shared: Arc<EngineShared>,
+    builder: http1::Builder,
+    driving: Driving,
+    stop: watch::Receiver<bool>,
+    counts: ConnectionCounts,
+    /// The TLS configuration in force when it was accepted.
+    tls: Option<TlsAcceptor>,
+    write_timeout: Duration,
+    tls_handshake_timeout: Duration,
+}
+
+impl<P: ProxyHttp> Accepted<P> {
+    /// Complete any TLS handshake (on this connection's own task, so a
+    /// slow one holds up no one), then serve requests until it closes.
+    async fn serve(self, stream: TcpStream, client: SocketAddr) {
+        let activity = Arc::new(Activity::default());
+        let activity_for_stream = Arc::clone(&activity);
+        let (stream, secure) = match self.tls {
+            None => (
+                ClientStream::new(stream, self.write_timeout, activity_for_stream),
+                false,
+            ),
+            Some(acceptor) => {
+                let handshake = ClientStream::tls(
+                    stream,
+                    self.write_timeout,
+                    activity_for_stream,
+                    acceptor,
+                    self.tls_handshake_timeout,
+                );
+                match handshake.await {
+                    Ok(stream) => (stream, true),
+                    Err(e) => {
+                        self.counts.handshake_failed();
+                        debug!(client = %client, error = %e, "TLS handshake with a client failed");
+                        return;
+                    }
+                }
+            }
+        };
+        // With its IP's text for the forwarding headers, made once per connection.
+        let client = ClientAddr::new(client).with_tls(secure);
+        let (proxy, shared) = (self.proxy, self.shared);
+        let service = service_fn(move |request| {
+            let (proxy, shared) = (Arc::clone(&proxy), Arc::clone(&shared));
+            let client = client.clone();
+            let in_flight = activity.start_response();
+            // Boxed: hyper hands an idle connection back only when the
+            // service's future is `Unpin`.
+            Box::pin(async move {
+                let response = handle(proxy, shared, request, client).await?;
+                Ok::<_, ClientGone>(response.map(|body| TrackedBody::new(body, in_flight)))
+            })
+        });
+        connection::drive(
+            self.builder,
+            stream,
+            service,
+            self.driving,
+            self.stop,
+            self.counts,
+        )
+        .await;
     }
 }

@@ -80,6 +80,8 @@ pub struct TestProxy {
     pub logs: Logs,
     /// Race the next peer in the list when a connect is slow.
     pub hedge: bool,
+    /// Reach every peer over TLS with these settings, as this server name.
+    pub tls: Option<(switchyard::tls::UpstreamTls, String)>,
 }
 
 impl TestProxy {
@@ -91,7 +93,18 @@ impl TestProxy {
             options: PeerOptions::default(),
             logs: Logs::default(),
             hedge: false,
+            tls: None,
         }
+    }
+
+    /// Reach every peer over TLS under `settings`, verified as `server_name`.
+    pub fn upstream_tls(
+        mut self,
+        settings: switchyard::tls::UpstreamTls,
+        server_name: &str,
+    ) -> Self {
+        self.tls = Some((settings, server_name.to_string()));
+        self
     }
 
     pub fn on_connect_fail(mut self, rule: OnFail) -> Self {
@@ -141,8 +154,13 @@ impl ProxyHttp for TestProxy {
 
     async fn upstream_peer(&self, _s: &mut Session, ctx: &mut Ctx) -> Result<Box<HttpPeer>> {
         let index = ctx.index.min(self.peers.len() - 1);
-        let peer =
-            |addr| HttpPeer::new(addr, false, String::new()).with_options(self.options.clone());
+        let peer = |addr| {
+            let peer = HttpPeer::new(addr, false, String::new()).with_options(self.options.clone());
+            match &self.tls {
+                Some((settings, name)) => peer.with_tls(settings.clone(), name.as_str()),
+                None => peer,
+            }
+        };
         let mut chosen = peer(self.peers[index]);
         if self.hedge && index + 1 < self.peers.len() {
             chosen = chosen.with_hedge(peer(self.peers[index + 1]));
@@ -197,10 +215,22 @@ pub async fn start(proxy: TestProxy) -> Running {
 }
 
 pub async fn start_with<P: ProxyHttp + HasLogs>(proxy: P, options: ServerOptions) -> Running {
+    start_serving(proxy, options, None).await
+}
+
+/// Start `proxy`, serving HTTPS when `tls` is given.
+pub async fn start_serving<P: ProxyHttp + HasLogs>(
+    proxy: P,
+    options: ServerOptions,
+    tls: Option<switchyard::tls::ServerTls>,
+) -> Running {
     let logs = proxy.logs();
-    let server = ProxyServer::bind("127.0.0.1:0".parse().unwrap(), proxy, options)
+    let mut server = ProxyServer::bind("127.0.0.1:0".parse().unwrap(), proxy, options)
         .await
         .unwrap();
+    if let Some(tls) = tls {
+        server = server.with_tls(tls);
+    }
     let addr = server.local_addr();
     let shutdown = server.shutdown_handle();
     let pool = server.upstream_pool();
