@@ -27,6 +27,8 @@ pub enum LogFormatArg {
 }
 
 /// The subcommands.
+// Parsed once at start: the size of the largest variant does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Start demo upstreams (refusing, blackholed, healthy, flaky) and a proxy
@@ -50,15 +52,28 @@ pub enum Command {
     },
     /// A one-line reverse proxy with the default failure policy.
     Proxy {
-        /// Address to listen on.
+        /// Address to listen on (HTTPS with --tls-cert and --tls-key).
         #[arg(long)]
         listen: SocketAddr,
-        /// Upstream server (repeat for several; round robin).
+        /// Upstream server, ip:port or host:port; https://HOST:PORT is
+        /// reached over TLS (repeat for several; round robin).
         #[arg(long = "to", required = true)]
-        to: Vec<SocketAddr>,
+        to: Vec<String>,
         /// Backup server, used when every --to failed for a request (repeatable).
         #[arg(long)]
-        backup: Vec<SocketAddr>,
+        backup: Vec<String>,
+        /// Serve HTTPS with this certificate chain (PEM); needs --tls-key.
+        #[arg(long, requires = "tls_key")]
+        tls_cert: Option<String>,
+        /// The private key (PEM) of --tls-cert.
+        #[arg(long, requires = "tls_cert")]
+        tls_key: Option<String>,
+        /// Also trust this CA (PEM) for https:// upstreams.
+        #[arg(long)]
+        upstream_ca: Option<String>,
+        /// Do not verify https:// upstreams' certificates (insecure).
+        #[arg(long)]
+        upstream_insecure: bool,
         /// TCP connect timeout, e.g. 500ms.
         #[arg(long, default_value = "3s")]
         connect_timeout: String,

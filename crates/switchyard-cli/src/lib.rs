@@ -23,6 +23,7 @@ use config::file::{
     UpstreamSection, defaults,
 };
 use config::health::OutlierSection;
+use config::tls::{ListenerTlsSection, UpstreamTlsSection};
 use config::units::Dur;
 
 /// How long the demo waits for anything before calling it stuck.
@@ -43,27 +44,84 @@ pub fn runtime(workers: usize) -> std::io::Result<tokio::runtime::Runtime> {
         .build()
 }
 
+/// The `proxy` one-liner's flags.
+#[derive(Debug, Clone)]
+pub struct OneLiner {
+    /// `--listen`.
+    pub listen: std::net::SocketAddr,
+    /// `--to`: `ip:port`, `host:port`, or either after `https://` (TLS).
+    pub to: Vec<String>,
+    /// `--backup`, as `--to`.
+    pub backup: Vec<String>,
+    /// `--tls-cert` and `--tls-key`: serve HTTPS.
+    pub tls: Option<(String, String)>,
+    /// `--upstream-ca`: a CA file trusted for `https://` upstreams.
+    pub upstream_ca: Option<String>,
+    /// `--upstream-insecure`: do not verify `https://` upstreams.
+    pub upstream_insecure: bool,
+    /// `--connect-timeout`.
+    pub connect_timeout: String,
+    /// `--read-timeout`.
+    pub read_timeout: String,
+    /// `--workers`.
+    pub workers: usize,
+    /// `--admin`.
+    pub admin: Option<std::net::SocketAddr>,
+}
+
 /// The config the `proxy` one-liner's flags describe, or which flag is wrong.
-pub fn one_liner(
-    listen: std::net::SocketAddr,
-    to: &[std::net::SocketAddr],
-    backup: &[std::net::SocketAddr],
-    connect_timeout: &str,
-    read_timeout: &str,
-    workers: usize,
-    admin: Option<std::net::SocketAddr>,
-) -> Result<FileConfig, String> {
+pub fn one_liner(args: &OneLiner) -> Result<FileConfig, String> {
+    let OneLiner {
+        listen,
+        to,
+        backup,
+        connect_timeout,
+        read_timeout,
+        workers,
+        admin,
+        ..
+    } = args;
     let duration = |flag: &str, text: &str| {
         humantime::parse_duration(text).map(Dur).map_err(|e| {
             format!("--{flag} {text:?} is not a duration ({e}); write e.g. 500ms or 3s")
         })
     };
     let spanned = |s: String| Spanned::new(0..0, s);
-    let entries = |addrs: &[std::net::SocketAddr]| {
+    let entries = |addrs: &[String]| {
         addrs
             .iter()
-            .map(|a| Spanned::new(0..0, ServerEntry::Addr(a.to_string())))
+            .map(|a| Spanned::new(0..0, ServerEntry::Addr(a.clone())))
             .collect()
+    };
+    let https = to
+        .iter()
+        .chain(backup)
+        .any(|a| a.to_ascii_lowercase().starts_with("https://"));
+    let upstream_tls = if args.upstream_ca.is_some() || args.upstream_insecure {
+        if !https {
+            return Err("--upstream-ca and --upstream-insecure need https:// upstreams (--to https://HOST:PORT)".into());
+        }
+        Some(UpstreamTlsSection {
+            ca: args.upstream_ca.clone(),
+            insecure_skip_verify: args.upstream_insecure,
+            ..UpstreamTlsSection::default()
+        })
+    } else {
+        None
+    };
+    let (listen, tls) = match &args.tls {
+        None => (vec![spanned(listen.to_string())], None),
+        Some((cert, key)) => (
+            Vec::new(),
+            Some(ListenerTlsSection {
+                listen: vec![spanned(listen.to_string())],
+                cert: Some(cert.clone()),
+                key: Some(key.clone()),
+                certificates: Vec::new(),
+                client_ca: None,
+                handshake_timeout: defaults::tls_handshake_timeout(),
+            }),
+        ),
     };
     let upstream = UpstreamSection {
         servers: entries(to),
@@ -82,11 +140,13 @@ pub fn one_liner(
         hash_key: None,
         health_check: None,
         outlier: OutlierSection::default(),
+        tls: upstream_tls,
     };
     Ok(FileConfig {
         server: ServerSection {
-            listen: vec![spanned(listen.to_string())],
-            workers,
+            listen,
+            tls,
+            workers: *workers,
             admin: admin.map(|a| spanned(a.to_string())),
             header_read_timeout: defaults::header_read_timeout(),
             write_timeout: defaults::client_write_timeout(),

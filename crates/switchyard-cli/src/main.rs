@@ -13,7 +13,7 @@ use clap::Parser;
 use switchyard_cli::cli::{Cli, Command, LogFormatArg};
 use switchyard_cli::config::{self, Config, LogFormat};
 use switchyard_cli::observe::Observer;
-use switchyard_cli::{demo, one_liner, runtime, serve};
+use switchyard_cli::{OneLiner, demo, one_liner, runtime, serve};
 
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -51,20 +51,28 @@ fn main() -> ExitCode {
             listen,
             to,
             backup,
+            tls_cert,
+            tls_key,
+            upstream_ca,
+            upstream_insecure,
             connect_timeout,
             read_timeout,
             workers,
             admin,
         } => {
-            let file = match one_liner(
+            let args = OneLiner {
                 listen,
-                &to,
-                &backup,
-                &connect_timeout,
-                &read_timeout,
+                to,
+                backup,
+                tls: tls_cert.zip(tls_key),
+                upstream_ca,
+                upstream_insecure,
+                connect_timeout,
+                read_timeout,
                 workers,
                 admin,
-            ) {
+            };
+            let file = match one_liner(&args) {
                 Ok(file) => file,
                 Err(message) => return bad_input(&message),
             };

@@ -175,14 +175,11 @@ impl ProxyHttp for ConfigProxy {
             load.begin();
             ctx.begun.push((addr, session.attempts().len()));
         }
-        let peer_at = |addr| {
-            HttpPeer::new(addr, false, String::new()).with_options(group.peer_options.clone())
-        };
-        let mut peer = peer_at(addr);
+        let mut peer = group.peer(addr);
         if group.connect_hedging
             && let Some(hedge) = group.backends.hedge_for(addr, &tried, &avoid)
         {
-            peer = peer.with_hedge(peer_at(hedge));
+            peer = peer.with_hedge(group.peer(hedge));
         }
         Ok(Box::new(peer))
     }

@@ -2,7 +2,7 @@
 //! `ServerOptions`, upstream groups (`Backends`, `PeerOptions`) and routes
 //! with their retry policies. One place turns the format into behaviour.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,24 +15,27 @@ use switchyard::health::{Thresholds, UpstreamHealth};
 use switchyard::lb::{Backend, Backends, Selection};
 use switchyard::policy::budget::RetryBudget;
 use switchyard::proxy::identity::{ClientIdentity, ForwardedStyle};
-use switchyard::{PeerOptions, ServerOptions};
+use switchyard::{HttpPeer, PeerOptions, ServerOptions};
 use toml::Spanned;
 
 use super::file::{
     FileConfig, ForwardedName, LogSection, RouteSection, SelectionName, ServerEntry,
-    UpstreamSection,
+    UpstreamSection, defaults,
 };
 use super::health::{check_options, outlier_policy};
-use super::resolve::{ServerAddr, entry_parts};
+use super::resolve::{ServerAddr, entry_is_https, entry_parts};
 use super::retry::{RetryPolicy, budget_policy, retry_policy, with_overrides};
+use super::tls::{GroupTls, ListenerTls, group_tls, listener_tls};
 use super::units::Size;
 use super::{ConfigError, Source};
 
 /// A checked configuration, ready to serve.
 #[derive(Debug)]
 pub struct Config {
-    /// Addresses to listen on.
+    /// Addresses to listen on for cleartext HTTP.
     pub listen: Vec<SocketAddr>,
+    /// HTTPS listeners and their certificates.
+    pub tls: Option<ListenerTls>,
     /// Worker threads.
     pub workers: usize,
     /// The admin listener, if any.
@@ -76,7 +79,14 @@ impl Config {
             .filter(|(_, group)| !group.names.iter().any(|n| changed.contains(n)))
             .map(|(name, group)| (name.clone(), Arc::clone(group)))
             .collect();
-        build(self.effective.clone(), &source, answers, &unchanged)
+        // The certificates stay as loaded: a DNS change reads no files.
+        build(
+            self.effective.clone(),
+            &source,
+            answers,
+            &unchanged,
+            self.tls.as_ref(),
+        )
     }
 }
 
@@ -107,6 +117,21 @@ pub struct Group {
     pub names: Vec<ServerName>,
     /// How often `names` are resolved again.
     pub resolve_every: Duration,
+    /// How its `https://` servers are reached; `None`: cleartext.
+    pub tls: Option<GroupTls>,
+}
+
+impl Group {
+    /// The peer for one of the group's servers: its timeouts and pooling,
+    /// and TLS if the group's servers are `https://`.
+    pub fn peer(&self, address: SocketAddr) -> HttpPeer {
+        let peer =
+            HttpPeer::new(address, false, String::new()).with_options(self.peer_options.clone());
+        match &self.tls {
+            Some(tls) => tls.apply(peer),
+            None => peer,
+        }
+    }
 }
 
 /// What a request is placed by under consistent hashing.
@@ -165,13 +190,14 @@ pub(super) fn build(
     source: &Source<'_>,
     answers: Answers,
     keep: &BTreeMap<String, Arc<Group>>,
+    keep_tls: Option<&ListenerTls>,
 ) -> Result<Config, ConfigError> {
     let server = &file.server;
-    if server.listen.is_empty() {
+    if server.listen.is_empty() && server.tls.is_none() {
         return Err(source.error(
             None,
             "server.listen",
-            "give at least one address to listen on",
+            "give at least one address to listen on (or HTTPS ones in [server.tls])",
         ));
     }
     let listen = server
@@ -180,6 +206,13 @@ pub(super) fn build(
         .enumerate()
         .map(|(i, addr)| socket_addr(source, addr, &format!("server.listen[{i}]")))
         .collect::<Result<Vec<_>, _>>()?;
+    let tls = match (&server.tls, keep_tls) {
+        (Some(_), Some(kept)) => Some(kept.clone()),
+        (Some(section), None) => Some(listener_tls(source, section, |addr, key| {
+            socket_addr(source, addr, key)
+        })?),
+        (None, _) => None,
+    };
     let admin = match &server.admin {
         Some(addr) => Some(socket_addr(source, addr, "server.admin")?),
         None => None,
@@ -203,6 +236,11 @@ pub(super) fn build(
         max_request_body: limit_of(server.max_request_body),
         max_connections: Some(max_connections(source, server.max_connections)?),
         client_identity: client_identity(source, server.forwarded, &server.trusted_proxies)?,
+        tls_handshake_timeout: tls
+            .as_ref()
+            .map_or(defaults::tls_handshake_timeout().0, |tls| {
+                tls.handshake_timeout
+            }),
         ..ServerOptions::default()
     };
     if file.upstreams.is_empty() {
@@ -224,6 +262,7 @@ pub(super) fn build(
     let routes = routes(source, &file.routes, &file.upstreams, &groups, body_limit)?;
     Ok(Config {
         listen,
+        tls,
         workers: server.workers,
         admin,
         server: options,
@@ -264,6 +303,8 @@ fn group(
         explicit: explicit_addresses(&section.servers, &section.backup),
         seen: HashSet::new(),
         names: Vec::new(),
+        hosts: HashMap::new(),
+        https: None,
     };
     let primaries = found.expand(source, &section.servers, &format!("{key}.servers"))?;
     let backups = found.expand(source, &section.backup, &format!("{key}.backup"))?;
@@ -328,6 +369,8 @@ fn group(
         }
         None => (None, Thresholds::default()),
     };
+    let https = found.https.unwrap_or(false);
+    let tls = group_tls(source, &key, https, section.tls.as_ref(), found.hosts)?;
     let addrs = |tier: &[Backend]| tier.iter().map(|b| b.addr).collect::<Vec<SocketAddr>>();
     let health = Arc::new(UpstreamHealth::tiered(
         &addrs(backends.primaries()),
@@ -348,6 +391,7 @@ fn group(
         hash_key,
         names: found.names,
         resolve_every: section.resolve_every.0,
+        tls,
     })
 }
 
@@ -367,6 +411,10 @@ struct Servers<'a> {
     seen: HashSet<SocketAddr>,
     /// The names met, in order.
     names: Vec<ServerName>,
+    /// The host name each address came from, for TLS server names.
+    hosts: HashMap<SocketAddr, String>,
+    /// Whether the entries so far were `https://` (all must agree).
+    https: Option<bool>,
 }
 
 /// The addresses the entries give as `ip:port`.
@@ -401,6 +449,11 @@ impl Servers<'_> {
             if weight == 0 {
                 return Err(source.error(span(), &format!("{key}.weight"), "must be at least 1"));
             }
+            let https = entry_is_https(entry.get_ref());
+            if *self.https.get_or_insert(https) != https {
+                let message = "a group's servers are all https:// or all cleartext; put the others in a group of their own";
+                return Err(source.error(span(), &key, message));
+            }
             match ServerAddr::parse(text).map_err(|why| source.error(span(), &key, why))? {
                 ServerAddr::Ip(addr) => {
                     if !self.seen.insert(addr) {
@@ -417,6 +470,7 @@ impl Servers<'_> {
                     for &addr in addresses {
                         if !self.explicit.contains(&addr) && self.seen.insert(addr) {
                             backends.push(Backend { addr, weight });
+                            self.hosts.insert(addr, name.host().to_string());
                         }
                     }
                     if !self.names.contains(&name) {

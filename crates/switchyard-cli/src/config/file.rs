@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use toml::Spanned;
 
 use super::health::{HealthCheckSection, OutlierSection};
+use super::tls::{ListenerTlsSection, UpstreamTlsSection};
 use super::units::{Dur, Size};
 
 /// The whole file.
@@ -33,8 +34,13 @@ pub struct FileConfig {
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ServerSection {
-    /// Addresses to listen on, `ip:port`.
+    /// Addresses to listen on for cleartext HTTP, `ip:port` (may be empty
+    /// when `[server.tls]` listens).
+    #[serde(default)]
     pub listen: Vec<Spanned<String>>,
+    /// HTTPS listeners and their certificates.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<ListenerTlsSection>,
     /// Worker threads.
     #[serde(default = "defaults::workers")]
     pub workers: usize,
@@ -181,6 +187,9 @@ pub struct UpstreamSection {
     /// Passive outlier ejection; on with defaults.
     #[serde(default)]
     pub outlier: OutlierSection,
+    /// Trust and identity for `https://` servers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<UpstreamTlsSection>,
 }
 
 /// A server: `"ip:port"`, `"host:port"` (every address the name resolves
@@ -369,6 +378,9 @@ pub mod defaults {
     }
     pub(crate) fn max_request_body() -> Size {
         Size(usize::try_from(switchyard::server::DEFAULT_MAX_REQUEST_BODY).unwrap_or(usize::MAX))
+    }
+    pub(crate) fn tls_handshake_timeout() -> Dur {
+        Dur(Duration::from_secs(10))
     }
     pub(crate) fn park_idle_after() -> Dur {
         Dur(Duration::from_secs(1))

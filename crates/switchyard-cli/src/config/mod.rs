@@ -18,11 +18,13 @@ pub mod file;
 pub mod health;
 mod resolve;
 mod retry;
+pub mod tls;
 pub mod units;
 
 pub use build::{Config, Group, HashKey, Route};
 pub use file::{FileConfig, LogFormat};
 pub use retry::RetryPolicy;
+pub use tls::{GroupTls, ListenerTls};
 
 /// A config that cannot be used, and where.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -151,7 +153,7 @@ fn parse_keeping(
         source.error(inner.span(), &key, inner.message().to_string())
     })?;
     let (answers, notes) = resolve::resolve_names(&parsed, &source, previous)?;
-    let config = build::build(parsed, &source, answers, &BTreeMap::new())?;
+    let config = build::build(parsed, &source, answers, &BTreeMap::new(), None)?;
     Ok((config, notes))
 }
 
@@ -163,7 +165,7 @@ pub fn from_file_config(file: FileConfig, origin: &str) -> Result<Config, Config
         text: "",
     };
     let (answers, _) = resolve::resolve_names(&file, &source, &Answers::default())?;
-    build::build(file, &source, answers, &BTreeMap::new())
+    build::build(file, &source, answers, &BTreeMap::new(), None)
 }
 
 #[cfg(test)]

@@ -22,6 +22,11 @@ pub(super) enum ServerAddr {
 impl ServerAddr {
     /// Read `text` as `ip:port`, else as `host:port`.
     pub(super) fn parse(text: &str) -> Result<ServerAddr, String> {
+        if text.contains("://") {
+            return Err(format!(
+                "{text:?}: only http:// and https:// servers are supported"
+            ));
+        }
         if let Ok(addr) = text.trim().parse() {
             return Ok(ServerAddr::Ip(addr));
         }
@@ -31,11 +36,38 @@ impl ServerAddr {
     }
 }
 
-/// The address text and weight of an entry.
+/// The address text (without its `http://` or `https://`) and weight of an entry.
 pub(super) fn entry_parts(entry: &ServerEntry) -> (&str, u32) {
-    match entry {
-        ServerEntry::Addr(addr) => (addr, 1),
-        ServerEntry::Weighted(server) => (&server.addr, server.weight),
+    let (text, weight) = match entry {
+        ServerEntry::Addr(addr) => (addr.as_str(), 1),
+        ServerEntry::Weighted(server) => (server.addr.as_str(), server.weight),
+    };
+    (strip_scheme(text).1, weight)
+}
+
+/// Whether an entry is written `https://HOST:PORT`.
+pub(super) fn entry_is_https(entry: &ServerEntry) -> bool {
+    let text = match entry {
+        ServerEntry::Addr(addr) => addr.as_str(),
+        ServerEntry::Weighted(server) => server.addr.as_str(),
+    };
+    strip_scheme(text).0
+}
+
+/// Split off `https://` (true) or `http://` (false); any other text is
+/// left whole (cleartext).
+fn strip_scheme(text: &str) -> (bool, &str) {
+    let text = text.trim();
+    let starts = |prefix: &str| {
+        text.get(..prefix.len())
+            .is_some_and(|head| head.eq_ignore_ascii_case(prefix))
+    };
+    if starts("https://") {
+        (true, &text["https://".len()..])
+    } else if starts("http://") {
+        (false, &text["http://".len()..])
+    } else {
+        (false, text)
     }
 }
 

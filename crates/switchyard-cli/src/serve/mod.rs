@@ -25,6 +25,8 @@ mod changes;
 pub struct Running {
     /// The addresses the proxy listens on (ports resolved).
     pub listening: Vec<SocketAddr>,
+    /// Whether each of `listening` serves HTTPS.
+    pub secure: Vec<bool>,
     /// The admin address, if any.
     pub admin: Option<SocketAddr>,
     shutdowns: Vec<ShutdownHandle>,
@@ -47,8 +49,10 @@ pub struct Running {
     resolve_at: BTreeMap<String, Instant>,
 }
 
-/// The settings a reload cannot change: listeners, workers, admin, `[server]`.
+/// The settings a reload cannot change: listeners (HTTPS ones too),
+/// workers, admin, `[server]`. Certificates can change.
 type FixedPart = (
+    Vec<SocketAddr>,
     Vec<SocketAddr>,
     usize,
     Option<SocketAddr>,
@@ -70,6 +74,7 @@ pub async fn start_with_resolver(
     let proxy = ConfigProxy::new(&config, Arc::clone(&observer));
     let mut running = Running {
         listening: Vec::new(),
+        secure: Vec::new(),
         admin: None,
         shutdowns: Vec::new(),
         servers: Vec::new(),
@@ -84,11 +89,21 @@ pub async fn start_with_resolver(
         resolver,
     };
     let config = &running.config;
-    for addr in &config.listen {
-        let server = ProxyServer::bind(*addr, proxy.clone(), config.server.clone())
+    let cleartext = config.listen.iter().map(|addr| (addr, None));
+    let tls = config.tls.iter().flat_map(|tls| {
+        tls.listen
+            .iter()
+            .map(|addr| (addr, Some(tls.loaded.clone())))
+    });
+    for (addr, tls) in cleartext.chain(tls) {
+        let mut server = ProxyServer::bind(*addr, proxy.clone(), config.server.clone())
             .await
             .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
         running.listening.push(server.local_addr());
+        running.secure.push(tls.is_some());
+        if let Some(tls) = tls {
+            server = server.with_tls(tls);
+        }
         running.shutdowns.push(server.shutdown_handle());
         running.pools.push(server.upstream_pool());
         observer.watch_connections(server.connection_counts());
@@ -118,12 +133,22 @@ fn start_checks(config: &Config) -> BTreeMap<String, Checker> {
 
 fn start_check(group: &Arc<Group>) -> Option<Checker> {
     let options = group.checks.clone()?;
-    Some(checker::spawn(Arc::clone(&group.health), options))
+    let for_peers = Arc::clone(group);
+    Some(checker::spawn_for(
+        Arc::clone(&group.health),
+        options,
+        move |address| for_peers.peer(address),
+    ))
 }
 
 fn fixed_part(config: &Config) -> FixedPart {
     (
         config.listen.clone(),
+        config
+            .tls
+            .as_ref()
+            .map(|tls| tls.listen.clone())
+            .unwrap_or_default(),
         config.workers,
         config.admin,
         // Routes carry the body limit, so a reload applies it.
@@ -162,12 +187,16 @@ impl Running {
     /// their health: verdicts, ejections), and idle pooled connections to
     /// servers no longer listed close. `[server]` settings need a restart;
     /// the returned note says when some were left as they were.
-    pub fn reload(&mut self, config: Config) -> String {
+    pub fn reload(&mut self, mut config: Config) -> String {
         let groups = config.groups.len();
         let routes = config.routes.len();
         let same_server = fixed_part(&config) == self.fixed;
+        let certificates = self.reload_certificates(&mut config);
         let closed = self.swap(config);
         let mut note = format!("reloaded: {groups} upstream group(s), {routes} route(s)");
+        if certificates > 0 {
+            note += &format!("; {certificates} certificate(s) for new TLS handshakes");
+        }
         if closed > 0 {
             note += &format!("; closed {closed} idle connection(s) to removed servers");
         }
@@ -175,6 +204,18 @@ impl Running {
             note += "; [server] changes (listen, workers, admin, limits) need a restart and were not applied";
         }
         note
+    }
+
+    /// Give the HTTPS listeners the certificates `config` loaded (new
+    /// handshakes use them; open connections keep theirs); how many.
+    fn reload_certificates(&self, config: &mut Config) -> usize {
+        let (Some(live), Some(new)) = (&self.config.tls, &mut config.tls) else {
+            return 0;
+        };
+        live.loaded.adopt(&new.loaded);
+        // The listeners hold `live`: keep it for the next reload.
+        new.loaded = live.loaded.clone();
+        new.settings.certificates.len()
     }
 
     /// Serve `config` from now on (see [`reload`](Self::reload)); returns
@@ -219,8 +260,9 @@ impl Running {
 
     /// Print where we listen, on standard error (scripts read these lines).
     pub fn announce(&self) {
-        for addr in &self.listening {
-            eprintln!("switchyard: listening on {addr}");
+        for (addr, secure) in self.listening.iter().zip(&self.secure) {
+            let tls = if *secure { " (https)" } else { "" };
+            eprintln!("switchyard: listening on {addr}{tls}");
         }
         if let Some(addr) = self.admin {
             eprintln!("switchyard: admin on {addr}");

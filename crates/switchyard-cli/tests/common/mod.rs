@@ -50,6 +50,26 @@ pub fn run(args: &[&str]) -> Output {
         .expect("the switchyard binary runs")
 }
 
+/// Run a command that should refuse to start: its output, or a panic if it
+/// is still running after 10 s (it started serving instead), killed first.
+pub fn run_refused(args: &[&str]) -> Output {
+    let mut child = Command::new(BIN)
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the switchyard binary starts");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while child.try_wait().expect("waiting for switchyard").is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("switchyard {args:?} was still running after 10 s instead of refusing");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.wait_with_output().expect("switchyard's output")
+}
+
 /// A running `switchyard run` or `switchyard proxy`.
 pub struct Running {
     child: Child,
@@ -76,7 +96,9 @@ impl Running {
             let lines = stderr.lock().unwrap().clone();
             for line in &lines {
                 if let Some(a) = line.strip_prefix("switchyard: listening on ") {
-                    addr = addr.or(a.trim().parse().ok());
+                    // "ADDR" or "ADDR (https)".
+                    let a = a.split_whitespace().next().unwrap_or_default();
+                    addr = addr.or(a.parse().ok());
                 }
                 if let Some(a) = line.strip_prefix("switchyard: admin on ") {
                     admin = a.trim().parse().ok();

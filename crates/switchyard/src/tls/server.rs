@@ -64,21 +64,34 @@ impl ServerTls {
     /// Load `settings` again and, if that succeeds, use them for every new
     /// handshake. On error nothing changes.
     pub fn reload(&self, settings: &ServerTlsSettings) -> Result<()> {
-        let config = server_config(settings)?;
+        self.adopt(&ServerTls::load(settings)?);
+        Ok(())
+    }
+
+    /// Serve what `other` loaded from now on (new handshakes; open
+    /// connections keep going): how a reload that already loaded and
+    /// checked its files applies them to a running listener.
+    pub fn adopt(&self, other: &ServerTls) {
+        if Arc::ptr_eq(&self.current, &other.current) {
+            return;
+        }
+        let config = other.config();
         match self.current.write() {
             Ok(mut current) => *current = config,
             Err(poisoned) => *poisoned.into_inner() = config,
         }
-        Ok(())
     }
 
     /// An acceptor for one handshake, with the configuration in force now.
     pub(crate) fn acceptor(&self) -> TlsAcceptor {
-        let config = match self.current.read() {
+        TlsAcceptor::from(self.config())
+    }
+
+    fn config(&self) -> Arc<ServerConfig> {
+        match self.current.read() {
             Ok(current) => Arc::clone(&current),
             Err(poisoned) => Arc::clone(&poisoned.into_inner()),
-        };
-        TlsAcceptor::from(config)
+        }
     }
 }
 

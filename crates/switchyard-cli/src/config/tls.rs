@@ -1,0 +1,306 @@
+//! TLS in the config file: `[server.tls]` (HTTPS listeners, their
+//! certificates, client certificates) and `[upstreams.NAME.tls]` (trust and
+//! identity for servers written `https://HOST:PORT`).
+//!
+//! Paths are used as written: a relative path is relative to the directory
+//! switchyard was started in. Every file is read and checked when the
+//! config is loaded (`switchyard check` too), and again on each reload.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use switchyard::HttpPeer;
+use switchyard::tls::{
+    CertificateFiles, ServerTls, ServerTlsSettings, UpstreamTls, UpstreamTlsSettings,
+};
+use toml::Spanned;
+
+use super::file::defaults;
+use super::units::Dur;
+use super::{ConfigError, Source};
+
+/// `[server.tls]`: HTTPS listeners.
+///
+/// ```toml
+/// [server.tls]
+/// listen = ["0.0.0.0:443"]
+/// cert = "site.pem"            # or several: certificates = [{ cert = "..", key = ".." }, ..]
+/// key = "site.key"
+/// ```
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListenerTlsSection {
+    /// Addresses to serve HTTPS on, `ip:port`.
+    pub listen: Vec<Spanned<String>>,
+    /// The certificate chain (PEM) of the one certificate.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cert: Option<String>,
+    /// The private key (PEM) of `cert`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+    /// Several certificates, chosen by the name the client asks for (SNI);
+    /// the first (after `cert`, if given) is the default.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub certificates: Vec<CertificateEntry>,
+    /// Require client certificates issued by a CA in this PEM file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_ca: Option<String>,
+    /// Time a client has to complete its TLS handshake.
+    #[serde(default = "defaults::tls_handshake_timeout")]
+    pub handshake_timeout: Dur,
+}
+
+/// One certificate of a listener: `{ cert = "a.pem", key = "a.key" }`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct CertificateEntry {
+    /// The certificate chain, PEM, leaf first.
+    pub cert: String,
+    /// Its private key, PEM.
+    pub key: String,
+}
+
+/// `[upstreams.NAME.tls]`: how to reach a group's `https://` servers.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamTlsSection {
+    /// More trusted CAs (PEM), on top of the system's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca: Option<String>,
+    /// The name sent as SNI and verified; by default each server's host
+    /// name as written (an `ip:port` server: its IP address).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server_name: Option<String>,
+    /// Do not verify the servers' certificates (logged as a warning).
+    #[serde(default)]
+    pub insecure_skip_verify: bool,
+    /// A client certificate (PEM) to present when a server asks.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_cert: Option<String>,
+    /// The private key of `client_cert`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_key: Option<String>,
+}
+
+/// The HTTPS listeners of a config, loaded.
+#[derive(Debug, Clone)]
+pub struct ListenerTls {
+    /// Where to serve HTTPS.
+    pub listen: Vec<SocketAddr>,
+    /// What was read, to compare on reload.
+    pub settings: ServerTlsSettings,
+    /// The certificates, loaded and checked.
+    pub loaded: ServerTls,
+    /// Time a client has to complete its handshake.
+    pub handshake_timeout: Duration,
+}
+
+/// Check and load `[server.tls]`.
+pub(super) fn listener_tls(
+    source: &Source<'_>,
+    section: &ListenerTlsSection,
+    parse_addr: impl Fn(&Spanned<String>, &str) -> Result<SocketAddr, ConfigError>,
+) -> Result<ListenerTls, ConfigError> {
+    let key = "server.tls";
+    if section.listen.is_empty() {
+        let message = "give at least one address to serve HTTPS on";
+        return Err(source.error(None, &format!("{key}.listen"), message));
+    }
+    let listen = section
+        .listen
+        .iter()
+        .enumerate()
+        .map(|(i, addr)| parse_addr(addr, &format!("{key}.listen[{i}]")))
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut certificates = Vec::new();
+    match (&section.cert, &section.key) {
+        (Some(cert), Some(k)) => certificates.push(CertificateFiles::new(cert, k)),
+        (None, None) => {}
+        (Some(_), None) => {
+            return Err(source.error(None, &format!("{key}.key"), "cert needs its key"));
+        }
+        (None, Some(_)) => {
+            return Err(source.error(None, &format!("{key}.cert"), "key needs its cert"));
+        }
+    }
+    certificates.extend(
+        section
+            .certificates
+            .iter()
+            .map(|entry| CertificateFiles::new(&entry.cert, &entry.key)),
+    );
+    if certificates.is_empty() {
+        let message = "give a certificate: cert and key, or certificates = [{ cert, key }, ..]";
+        return Err(source.error(None, &format!("{key}.cert"), message));
+    }
+    let settings = ServerTlsSettings {
+        certificates,
+        client_ca: section.client_ca.as_ref().map(PathBuf::from),
+    };
+    let loaded = ServerTls::load(&settings).map_err(|e| source.error(None, key, e.to_string()))?;
+    Ok(ListenerTls {
+        listen,
+        settings,
+        loaded,
+        handshake_timeout: section.handshake_timeout.0,
+    })
+}
+
+/// How a group reaches its `https://` servers.
+#[derive(Debug, Clone)]
+pub struct GroupTls {
+    /// Trust and client certificate, loaded.
+    pub settings: UpstreamTls,
+    /// The name every server is verified as, when set.
+    pub server_name: Option<String>,
+    /// Each server's host name as written, for those given by name.
+    pub hosts: HashMap<SocketAddr, String>,
+}
+
+impl GroupTls {
+    /// `peer` reached over TLS, verified as the group's server name, else
+    /// as the host name it was written with, else by its IP address.
+    pub fn apply(&self, peer: HttpPeer) -> HttpPeer {
+        let name = match &self.server_name {
+            Some(name) => name.clone(),
+            None => self.hosts.get(&peer.address).cloned().unwrap_or_default(),
+        };
+        peer.with_tls(self.settings.clone(), name)
+    }
+}
+
+/// Check and load a group's TLS: `https` says whether its servers were
+/// written `https://`; `hosts` maps each named server's addresses to its name.
+pub(super) fn group_tls(
+    source: &Source<'_>,
+    key: &str,
+    https: bool,
+    section: Option<&UpstreamTlsSection>,
+    hosts: HashMap<SocketAddr, String>,
+) -> Result<Option<GroupTls>, ConfigError> {
+    let key = format!("{key}.tls");
+    let section = match (https, section) {
+        (false, None) => return Ok(None),
+        (false, Some(_)) => {
+            let message =
+                "the servers are not https://; write them as https://HOST:PORT to use TLS";
+            return Err(source.error(None, &key, message));
+        }
+        (true, section) => section.cloned().unwrap_or_default(),
+    };
+    let client_certificate = match (&section.client_cert, &section.client_key) {
+        (Some(cert), Some(k)) => Some(CertificateFiles::new(cert, k)),
+        (None, None) => None,
+        (Some(_), None) => {
+            return Err(source.error(
+                None,
+                &format!("{key}.client_key"),
+                "client_cert needs its key",
+            ));
+        }
+        (None, Some(_)) => {
+            return Err(source.error(
+                None,
+                &format!("{key}.client_cert"),
+                "client_key needs its cert",
+            ));
+        }
+    };
+    if let Some(name) = &section.server_name
+        && rustls_name_is_invalid(name)
+    {
+        let message = format!("{name:?} is not a DNS name or IP address");
+        return Err(source.error(None, &format!("{key}.server_name"), message));
+    }
+    let settings = UpstreamTlsSettings {
+        ca_file: section.ca.as_ref().map(PathBuf::from),
+        insecure_skip_verify: section.insecure_skip_verify,
+        client_certificate,
+    };
+    let settings =
+        UpstreamTls::load(&settings).map_err(|e| source.error(None, &key, e.to_string()))?;
+    Ok(Some(GroupTls {
+        settings,
+        server_name: section.server_name.clone(),
+        hosts,
+    }))
+}
+
+fn rustls_name_is_invalid(name: &str) -> bool {
+    rustls_pki_types::ServerName::try_from(name).is_err()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::parse;
+
+    fn group(servers: &str, tls: &str) -> String {
+        format!(
+            "[server]\nlisten = [\"127.0.0.1:1\"]\n[upstreams.app]\nservers = [{servers}]\n{tls}"
+        )
+    }
+
+    #[test]
+    fn https_servers_are_verified_by_the_name_they_were_written_with() {
+        let text = group(r#""https://localhost:9443", "https://127.0.0.1:9444""#, "");
+        let config = parse(&text, "tls.toml").unwrap();
+        let app = &config.groups["app"];
+        assert!(app.tls.is_some());
+        let ip = app.peer("127.0.0.1:9444".parse().unwrap());
+        assert!(ip.tls);
+        assert_eq!(ip.sni, "", "an ip:port server is verified by its address");
+        let named = app.backends.primaries()[0].addr;
+        assert_eq!(app.peer(named).sni, "localhost");
+
+        let text = group(
+            r#""https://localhost:9443""#,
+            "[upstreams.app.tls]\nserver_name = \"origin.internal\"\n",
+        );
+        let config = parse(&text, "tls.toml").unwrap();
+        let app = &config.groups["app"];
+        let named = app.backends.primaries()[0].addr;
+        assert_eq!(app.peer(named).sni, "origin.internal");
+
+        let plain = parse(&group(r#""http://127.0.0.1:9000""#, ""), "plain.toml").unwrap();
+        assert!(
+            !plain.groups["app"]
+                .peer("127.0.0.1:9000".parse().unwrap())
+                .tls
+        );
+    }
+
+    #[test]
+    fn tls_settings_that_cannot_work_are_located_errors() {
+        let error = |text: &str| parse(text, "bad.toml").unwrap_err().to_string();
+        let e = error(&group(r#""https://127.0.0.1:1", "127.0.0.1:2""#, ""));
+        assert!(
+            e.starts_with("bad.toml:4:35: upstreams.app.servers[1]"),
+            "{e}"
+        );
+        assert!(e.contains("all https:// or all cleartext"), "{e}");
+        let e = error(&group(
+            r#""127.0.0.1:1""#,
+            "[upstreams.app.tls]\nca = \"ca.pem\"\n",
+        ));
+        assert!(
+            e.contains("upstreams.app.tls: the servers are not https://"),
+            "{e}"
+        );
+        let e = error(&group(r#""ftp://127.0.0.1:1""#, ""));
+        assert!(e.contains("only http:// and https://"), "{e}");
+        let e = error(&group(
+            r#""https://127.0.0.1:1""#,
+            "[upstreams.app.tls]\nclient_cert = \"c.pem\"\n",
+        ));
+        assert!(e.contains("upstreams.app.tls.client_key"), "{e}");
+        let e = error(
+            "[server]\n[server.tls]\nlisten = [\"127.0.0.1:1\"]\n[upstreams.app]\nservers = [\"127.0.0.1:2\"]\n",
+        );
+        assert!(e.contains("server.tls.cert: give a certificate"), "{e}");
+        let e = error("[server]\n[upstreams.app]\nservers = [\"127.0.0.1:2\"]\n");
+        assert!(e.contains("server.listen"), "{e}");
+    }
+}
