@@ -11,6 +11,8 @@
 //! * [`client`]: a hyper-based test client and a raw-bytes client.
 //! * [`tls`]: a private CA issuing certificates at run time, an HTTPS origin
 //!   and an HTTPS client.
+//! * [`upgrade`]: an upstream that switches protocols and echoes, and a client
+//!   that asks for the switch.
 //! * [`digest`](mod@digest): the FNV-1a 64-bit digest used to compare bodies.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -20,6 +22,7 @@ pub mod digest;
 pub mod faults;
 pub mod origin;
 pub mod tls;
+pub mod upgrade;
 
 pub use digest::digest;
 pub use faults::{Blackhole, refused_addr};

@@ -63,7 +63,7 @@ pub enum ErrorKind {
     /// The downstream client stopped sending its request body.
     DownstreamTimedOut,
     /// The downstream request asks for something the proxy does not do
-    /// (CONNECT, protocol upgrades).
+    /// (CONNECT).
     UnsupportedRequest,
     /// A bug or an internal limit in the proxy, or a hook's own failure.
     Internal,

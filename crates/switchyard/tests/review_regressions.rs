@@ -207,11 +207,25 @@ async fn an_absolute_form_target_sets_host() {
 }
 
 #[tokio::test]
-async fn upgrade_requests_get_501_instead_of_a_silent_downgrade() {
+async fn an_upgrade_request_reaches_the_upstream_with_its_upgrade_headers() {
+    // Not downgraded silently: the upstream sees what the client asked for
+    // and decides; one that does not switch answers as usual.
     let origin = Origin::healthy("origin").await;
     let proxy = start(TestProxy::new(&[origin.addr()])).await;
     let request =
         b"GET /ws HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n";
+    let raw = within(10, "raw", client::raw(proxy.addr, request, 2)).await;
+    assert!(String::from_utf8_lossy(&raw.bytes).starts_with("HTTP/1.1 200"));
+    let seen = &origin.requests()[0];
+    assert_eq!(seen.headers["upgrade"], "websocket");
+    assert_eq!(seen.headers["connection"], "upgrade");
+}
+
+#[tokio::test]
+async fn connect_requests_get_501() {
+    let origin = Origin::healthy("origin").await;
+    let proxy = start(TestProxy::new(&[origin.addr()])).await;
+    let request = b"CONNECT a.example:443 HTTP/1.1\r\nHost: a.example:443\r\n\r\n";
     let raw = within(10, "raw", client::raw(proxy.addr, request, 2)).await;
     assert!(String::from_utf8_lossy(&raw.bytes).starts_with("HTTP/1.1 501"));
     assert_eq!(origin.stats().requests, 0);

@@ -8,7 +8,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use http::{Request, Response};
+use http::{Request, Response, StatusCode};
 use hyper::body::Incoming;
 use tokio::sync::oneshot;
 
@@ -16,6 +16,7 @@ use super::admission::Admission;
 use super::engine::{EngineShared, Reply};
 use super::forward::{self, Framing, SendFailure};
 use super::pump::{BodyOutcome, PumpBody, ResponseBody};
+use super::upgrade::{self, Tunnel, UpgradeRecord};
 use super::{ProxyHttp, Session};
 use crate::body::Progress;
 use crate::error::{Error, ErrorKind, Result, Side};
@@ -31,6 +32,8 @@ pub(super) struct Forwarded {
     pub(super) peer: Box<HttpPeer>,
     pub(super) reused: bool,
     pub(super) body_done: oneshot::Receiver<BodyOutcome>,
+    /// After a 101: the tunnel's record, once it closes.
+    pub(super) tunnel: Option<oneshot::Receiver<UpgradeRecord>>,
 }
 
 /// A failed attempt, before the hooks judge it.
@@ -92,6 +95,9 @@ pub(super) async fn attempt<P: ProxyHttp>(
     };
     let (response, mut conn, request_body) = exchanged?;
     let reused = conn.reused();
+    if response.status() == StatusCode::SWITCHING_PROTOCOLS {
+        return switch_protocols(proxy, session, ctx, reply, response, conn, peer).await;
+    }
     let (head, upstream_body) = response.into_parts();
     if let Some(record) = session.attempts_mut().current() {
         record.status = Some(head.status);
@@ -134,6 +140,67 @@ pub(super) async fn attempt<P: ProxyHttp>(
         peer,
         reused,
         body_done,
+        tunnel: None,
+    })
+}
+
+/// The upstream answered 101: send the switch downstream with the tunnel
+/// that will join the two connections once hyper hands the client's back.
+/// From here nothing is retried. A 101 the client did not ask for is an
+/// invalid response (nothing went downstream yet).
+async fn switch_protocols<P: ProxyHttp>(
+    proxy: &P,
+    session: &mut Session,
+    ctx: &mut P::CTX,
+    reply: &mut Reply,
+    mut response: Response<Incoming>,
+    conn: UpstreamConn,
+    peer: Box<HttpPeer>,
+) -> std::result::Result<Forwarded, AttemptFailure> {
+    let reused = conn.reused();
+    let upgraded = hyper::upgrade::on(&mut response);
+    let (head, _no_body) = response.into_parts();
+    if let Some(record) = session.attempts_mut().current() {
+        record.status = Some(head.status);
+        record.phase = Phase::StreamingBody;
+    }
+    let asked = upgrade::requested(&session.req_header().headers);
+    let mut head = upgrade::switching_head(head, asked)
+        .map_err(|e| AttemptFailure::new(e, FailurePoint::BeforeResponseHead, &peer, reused))?;
+    let filtered = match proxy
+        .upstream_response_filter(session, &mut head, ctx)
+        .await
+    {
+        Ok(()) => proxy.response_filter(session, &mut head, ctx).await,
+        Err(e) => Err(e),
+    };
+    let protocol = head.headers.get(http::header::UPGRADE).cloned();
+    let (Ok(()), Some(protocol)) = (filtered, protocol) else {
+        let e = Error::explain(
+            ErrorKind::Internal,
+            "a response hook failed or removed Upgrade from a 101",
+        );
+        return Err(AttemptFailure::new(
+            e,
+            FailurePoint::Internal,
+            &peer,
+            reused,
+        ));
+    };
+    let (slot, record) = Tunnel::open(upgraded, conn, &protocol, peer.options.read_timeout);
+    head.extensions.insert(slot);
+    let (done, body_done) = oneshot::channel();
+    let _ = done.send(BodyOutcome::Complete { bytes: 0 });
+    session.mark_response_started(head.status);
+    reply.send(Response::from_parts(
+        head,
+        ResponseBody::full(bytes::Bytes::new()),
+    ));
+    Ok(Forwarded {
+        peer,
+        reused,
+        body_done,
+        tunnel: Some(record),
     })
 }
 

@@ -37,6 +37,7 @@ use super::forward;
 use super::identity::{ClientAddr, ClientIdentity, X_REQUEST_ID};
 use super::pump::{BodyOutcome, ResponseBody};
 use super::respond::{CLIENT_CLOSED, error_response, status_for};
+use super::upgrade::UpgradeRecord;
 use super::{ProxyHttp, Session};
 use crate::body::ReplaySource;
 use crate::body::limit::{BodyLimit, LimitedBody};
@@ -363,6 +364,14 @@ async fn finish_body<P: ProxyHttp>(
         .body_done
         .await
         .unwrap_or(BodyOutcome::Abandoned { bytes: 0 });
+    if let Some(tunnel) = forwarded.tunnel {
+        // Dropped unused when hyper never handed the client's socket back
+        // (the client left before the 101 was written).
+        let record = tunnel
+            .await
+            .unwrap_or_else(|_| UpgradeRecord::not_started());
+        session.set_upgrade(record);
+    }
     let (bytes, result) = match outcome {
         BodyOutcome::Complete { bytes } => (bytes, Ok(())),
         // The upstream exchange broke because the client's body failed

@@ -12,8 +12,9 @@ use http::header::{self, HeaderValue};
 use http::{Request, Response, Uri, Version};
 use hyper::body::Incoming;
 
-use super::headers::{connection_tokens, strip_hop_by_hop};
+use super::headers::strip_hop_by_hop;
 use super::identity::{ClientIdentity, X_REQUEST_ID};
+use super::upgrade;
 use super::{RequestHeader, ResponseHeader, Session};
 use crate::body::limit::BodyTooLarge;
 use crate::body::{Progress, ReplayError, is_malformed};
@@ -45,6 +46,9 @@ pub(crate) fn upstream_head(
     identity.apply(&mut head.headers, client, client.scheme(), host);
     head.headers
         .insert(X_REQUEST_ID, session.request_id().clone());
+    if let Some(protocol) = upgrade::requested(&downstream.headers) {
+        upgrade::ask_upstream(&mut head.headers, protocol);
+    }
     head
 }
 
@@ -300,14 +304,6 @@ pub(crate) fn validate_downstream(session: &Session) -> Result<()> {
         return Err(Error::explain(
             ErrorKind::UnsupportedRequest,
             "CONNECT is not supported",
-        ));
-    }
-    let upgrade =
-        connection_tokens(&head.headers).any(|token| token.eq_ignore_ascii_case("upgrade"));
-    if upgrade && head.headers.contains_key(header::UPGRADE) {
-        return Err(Error::explain(
-            ErrorKind::UnsupportedRequest,
-            "protocol upgrades (WebSocket, h2c) are not supported yet",
         ));
     }
     Ok(())

@@ -33,10 +33,13 @@ pub mod identity;
 mod pump;
 pub mod respond;
 mod session;
+mod upgrade;
 
 pub(crate) use engine::{ClientGone, EngineShared, handle};
 pub use pump::ResponseBody;
 pub use session::{Session, is_idempotent};
+pub(crate) use upgrade::TunnelSlot;
+pub use upgrade::{TunnelEnd, UpgradeRecord};
 
 /// The request head sent upstream, as `upstream_request_filter` sees it.
 pub type RequestHeader = http::request::Parts;

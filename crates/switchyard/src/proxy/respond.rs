@@ -8,7 +8,7 @@
 //! | invalid downstream request | 400 |
 //! | request body over the limit | 413 (after the head went downstream: the response is aborted) |
 //! | request body stalled by the client | 408 |
-//! | unsupported request (CONNECT, Upgrade) | 501 |
+//! | unsupported request (CONNECT) | 501 |
 //! | internal (the proxy or a hook) | 500 |
 //! | a server's connection limit reached (`max_connections`, `max_pending`) | 503 |
 //! | downstream closed | nothing is sent; 499 is logged (as nginx does) |

@@ -8,6 +8,7 @@ use http::request::Parts;
 use http::{HeaderValue, Method, Response, StatusCode};
 
 use super::identity::ClientAddr;
+use super::upgrade::UpgradeRecord;
 use crate::body::limit::BodyLimit;
 use crate::body::{BufferState, ReplaySource};
 use crate::trace::AttemptLog;
@@ -30,6 +31,7 @@ pub struct Session {
     response_status: Option<StatusCode>,
     response_started: bool,
     prepared_response: Option<Response<Bytes>>,
+    upgrade: Option<Box<UpgradeRecord>>,
 }
 
 impl Session {
@@ -52,7 +54,18 @@ impl Session {
             response_status: None,
             response_started: false,
             prepared_response: None,
+            upgrade: None,
         }
+    }
+
+    /// After the upstream switched protocols (101): what went through the
+    /// tunnel and how it ended (set once it closed, for `logging`).
+    pub fn upgrade(&self) -> Option<&UpgradeRecord> {
+        self.upgrade.as_deref()
+    }
+
+    pub(crate) fn set_upgrade(&mut self, record: UpgradeRecord) {
+        self.upgrade = Some(Box::new(record));
     }
 
     /// The downstream request head.

@@ -16,8 +16,8 @@
 
 use std::io;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -37,6 +37,7 @@ use tokio_rustls::server::TlsStream;
 use tracing::debug;
 
 use super::counts::ConnectionCounts;
+use crate::proxy::TunnelSlot;
 
 /// What a client connection has been doing, shared by its socket, its
 /// service and its driver.
@@ -50,6 +51,8 @@ pub(super) struct Activity {
     answered: AtomicU64,
     /// The last write found the client's socket full.
     write_blocked: AtomicBool,
+    /// A 101 is on its way: the tunnel to run once hyper hands the socket back.
+    tunnel: Mutex<Option<TunnelSlot>>,
 }
 
 impl Activity {
@@ -57,6 +60,17 @@ impl Activity {
     pub(super) fn start_response(self: &Arc<Self>) -> InFlight {
         self.in_flight.fetch_add(1, Ordering::Relaxed);
         InFlight(Arc::clone(self))
+    }
+
+    /// Run `tunnel` once the 101 is written (see [`drive`]).
+    pub(super) fn expect_tunnel(&self, tunnel: TunnelSlot) {
+        if let Ok(mut slot) = self.tunnel.lock() {
+            *slot = Some(tunnel);
+        }
+    }
+
+    fn take_tunnel(&self) -> Option<TunnelSlot> {
+        self.tunnel.lock().ok().and_then(|mut slot| slot.take())
     }
 
     fn bump(&self) {
@@ -301,6 +315,8 @@ enum Ended<S> {
     Over,
     /// Handed back idle: park it.
     Parked(http1::Parts<TokioIo<ClientStream>, S>),
+    /// Handed back after a 101: join it to the upstream.
+    Upgraded(http1::Parts<TokioIo<ClientStream>, S>, TunnelSlot),
 }
 
 /// Serve one client connection until it closes, idles out, or `stop` is
@@ -329,6 +345,15 @@ pub(super) async fn drive<S>(
         let parts = match Box::pin(run_hyper(connection, &activity, driving, &mut stop)).await {
             Ended::Over => return,
             Ended::Parked(parts) => parts,
+            Ended::Upgraded(parts, tunnel) => {
+                let mut stream = parts.io.into_inner();
+                // What the client sent after its request: the new protocol's first bytes.
+                stream.unread = parts.read_buf;
+                if let Some(tunnel) = tunnel.take() {
+                    tunnel.run(stream).await;
+                }
+                return;
+            }
         };
         counts.hand_back();
         let http1::Parts {
@@ -387,6 +412,9 @@ where
                 if let Err(e) = done {
                     debug!(error = %e, "downstream connection ended with an error");
                     return Ended::Over;
+                }
+                if let Some(tunnel) = activity.take_tunnel() {
+                    return Ended::Upgraded(connection.into_parts(), tunnel);
                 }
                 if parking && !stopping {
                     return Ended::Parked(connection.into_parts());

@@ -37,7 +37,7 @@ use crate::policy::backoff::Jitter;
 use crate::policy::budget::BudgetPolicy;
 use crate::policy::retry::DEFAULT_MAX_RETRIES;
 use crate::proxy::identity::{ClientAddr, ClientIdentity};
-use crate::proxy::{ClientGone, ProxyHttp, handle};
+use crate::proxy::{ClientGone, ProxyHttp, TunnelSlot, handle};
 use crate::proxy::{EngineShared, engine_shared};
 use crate::tls::ServerTls;
 use crate::upstream::pool::{Pool, UpstreamPool};
@@ -369,8 +369,12 @@ impl<P: ProxyHttp> Accepted<P> {
             let in_flight = activity.start_response();
             // Boxed: hyper hands an idle connection back only when the
             // service's future is `Unpin`.
+            let activity = Arc::clone(&activity);
             Box::pin(async move {
                 let response = handle(proxy, shared, request, client).await?;
+                if let Some(tunnel) = response.extensions().get::<TunnelSlot>() {
+                    activity.expect_tunnel(tunnel.clone());
+                }
                 Ok::<_, ClientGone>(response.map(|body| TrackedBody::new(body, in_flight)))
             })
         });

@@ -56,7 +56,8 @@ where
         .map_err(|e| Error::because(ErrorKind::ConnectError, "HTTP/1.1 handshake", e))?;
     let address = peer.address;
     let task = tokio::spawn(async move {
-        if let Err(e) = connection.await {
+        // With upgrades: a 101 hands the socket over instead of closing it.
+        if let Err(e) = connection.with_upgrades().await {
             debug!(upstream = %address, error = %e, "upstream connection ended with an error");
         }
     });

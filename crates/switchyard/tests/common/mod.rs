@@ -31,6 +31,8 @@ pub struct Logged {
     /// The peer the final error names.
     pub error_peer: Option<String>,
     pub trace: AttemptLog,
+    /// What went through the tunnel after a 101.
+    pub upgrade: Option<switchyard::proxy::UpgradeRecord>,
 }
 
 /// The requests `logging` saw, in the order they finished.
@@ -48,6 +50,7 @@ impl Logs {
             error: e.map(|e| e.kind()),
             error_peer: e.and_then(|e| e.peer().map(str::to_string)),
             trace: session.attempts().clone(),
+            upgrade: session.upgrade().cloned(),
         });
     }
 

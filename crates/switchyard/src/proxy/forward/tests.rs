@@ -80,7 +80,7 @@ proptest! {
         let peer: SocketAddr = "127.0.0.1:9000".parse().unwrap();
         let up = head_for_upstream(&downstream, peer);
 
-        let named: Vec<String> = super::connection_tokens(&downstream.headers)
+        let named: Vec<String> = super::super::headers::connection_tokens(&downstream.headers)
             .map(str::to_ascii_lowercase)
             .collect();
         for name in HOP_BY_HOP {

@@ -1,0 +1,151 @@
+//! HTTP/1.1 upgrades (WebSocket): the failure contract holds until the
+//! upstream answers 101, then both connections are joined as a byte stream
+//! with an idle timeout, drained at shutdown, and logged with bytes each way.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::time::Duration;
+
+use common::{AfterAnswer, TestProxy, answers_at_head, quick, start, start_with, summary};
+use switchyard::ServerOptions;
+use switchyard::prelude::*;
+use switchyard::proxy::TunnelEnd;
+use switchyard_testkit::upgrade::{EchoOrigin, UpgradeClient};
+use switchyard_testkit::{refused_addr, within};
+
+#[tokio::test]
+async fn a_websocket_echo_goes_through_the_proxy_and_is_logged() {
+    let origin = EchoOrigin::start("echo").await;
+    let running = start(TestProxy::new(&[origin.addr()]).options(quick())).await;
+    let mut ws = within(
+        5,
+        "the upgrade",
+        UpgradeClient::connect(running.addr, "/chat", "websocket"),
+    )
+    .await
+    .unwrap();
+    assert_eq!(ws.status(), 101, "{}", ws.head);
+    let head = ws.head.to_ascii_lowercase();
+    assert!(
+        head.contains("upgrade: websocket") && head.contains("connection: upgrade"),
+        "{head}"
+    );
+    assert_eq!(
+        within(5, "echo", ws.echo(b"hello")).await.unwrap(),
+        b"hello"
+    );
+    let big = vec![7u8; 200_000];
+    assert_eq!(
+        within(5, "a large echo", ws.echo(&big))
+            .await
+            .unwrap()
+            .len(),
+        big.len()
+    );
+    ws.finish().await;
+    within(5, "the echo to close", ws.read_to_close()).await;
+
+    let logged = running.logs.wait(1).await;
+    assert_eq!(logged[0].status, Some(101));
+    let upgrade = logged[0].upgrade.clone().expect("the tunnel's record");
+    assert_eq!(upgrade.protocol, "websocket");
+    assert_eq!(upgrade.to_upstream, 5 + 200_000);
+    assert_eq!(upgrade.to_client, 5 + 200_000);
+    assert_eq!(upgrade.ended, TunnelEnd::Closed);
+    assert_eq!(origin.upgrades(), 1);
+}
+
+#[tokio::test]
+async fn before_the_101_a_connect_failure_goes_to_the_next_server() {
+    let dead = refused_addr().await;
+    let origin = EchoOrigin::start("echo").await;
+    let running = start(TestProxy::new(&[dead, origin.addr()]).options(quick())).await;
+    let mut ws = within(
+        5,
+        "the upgrade",
+        UpgradeClient::connect(running.addr, "/", "websocket"),
+    )
+    .await
+    .unwrap();
+    assert_eq!(ws.status(), 101, "{}", ws.head);
+    assert_eq!(
+        within(5, "echo", ws.echo(b"after failover")).await.unwrap(),
+        b"after failover"
+    );
+    ws.finish().await;
+    let logged = running.logs.wait(1).await;
+    assert_eq!(
+        summary(&logged[0].trace),
+        ["connect-refused -> retry", "101 -> done"]
+    );
+}
+
+#[tokio::test]
+async fn a_101_the_client_did_not_ask_for_is_an_invalid_response() {
+    let rogue = answers_at_head(
+        b"HTTP/1.1 101 Switching Protocols\r\nConnection: upgrade\r\nUpgrade: websocket\r\n\r\n",
+        AfterAnswer::Hold,
+    )
+    .await;
+    let proxy = TestProxy::new(&[rogue]).options(quick());
+    let running = start(proxy).await;
+    let answer = within(5, "GET", switchyard_testkit::client::get(running.addr, "/"))
+        .await
+        .unwrap();
+    assert_eq!(answer.status, 502);
+    let logged = running.logs.wait(1).await;
+    assert_eq!(logged[0].error, Some(ErrorKind::InvalidResponse));
+}
+
+#[tokio::test]
+async fn a_quiet_tunnel_is_closed_after_the_idle_timeout() {
+    let origin = EchoOrigin::start("echo").await;
+    let options = PeerOptions {
+        read_timeout: Duration::from_millis(300),
+        ..quick()
+    };
+    let running = start(TestProxy::new(&[origin.addr()]).options(options)).await;
+    let mut ws = UpgradeClient::connect(running.addr, "/", "websocket")
+        .await
+        .unwrap();
+    assert_eq!(ws.echo(b"ping").await.unwrap(), b"ping");
+    within(5, "the idle tunnel to close", ws.read_to_close()).await;
+    let logged = running.logs.wait(1).await;
+    assert_eq!(
+        logged[0].upgrade.as_ref().map(|u| u.ended),
+        Some(TunnelEnd::IdleTimeout)
+    );
+}
+
+#[tokio::test]
+async fn shutdown_lets_a_tunnel_run_until_the_drain_time_then_closes_it() {
+    let origin = EchoOrigin::start("echo").await;
+    let options = ServerOptions {
+        drain_timeout: Duration::from_millis(500),
+        ..ServerOptions::default()
+    };
+    let running = start_with(TestProxy::new(&[origin.addr()]).options(quick()), options).await;
+    let mut ws = UpgradeClient::connect(running.addr, "/", "websocket")
+        .await
+        .unwrap();
+    assert_eq!(ws.echo(b"before").await.unwrap(), b"before");
+    running.shutdown.shutdown();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(ws.echo(b"while draining").await.unwrap(), b"while draining");
+    within(
+        5,
+        "the tunnel to close at the end of the drain",
+        ws.read_to_close(),
+    )
+    .await;
+    within(5, "the server to stop", running.task)
+        .await
+        .unwrap()
+        .unwrap();
+    let logged = running.logs.wait(1).await;
+    assert_eq!(
+        logged[0].upgrade.as_ref().map(|u| u.ended),
+        Some(TunnelEnd::Shutdown)
+    );
+}
