@@ -17,8 +17,11 @@ use switchyard::{AttemptLog, AttemptRecord, Decision};
 use crate::config::LogFormat;
 
 mod connections;
+mod upgrades;
 
 use connections::ConnectionMetrics;
+use switchyard::proxy::UpgradeRecord;
+use upgrades::UpgradeMetrics;
 
 /// One finished request, as the proxy's `logging` hook saw it.
 #[derive(Debug, Clone)]
@@ -43,6 +46,8 @@ pub struct Finished {
     pub trace: AttemptLog,
     /// The request's ID (`X-Request-Id`).
     pub request_id: String,
+    /// After a 101: what went through the tunnel.
+    pub upgrade: Option<UpgradeRecord>,
 }
 
 /// An extra consumer of finished requests.
@@ -54,6 +59,7 @@ pub struct Observer {
     access_log: Option<LogFormat>,
     metrics: Metrics,
     connections: ConnectionMetrics,
+    upgrades: UpgradeMetrics,
     registry: Registry,
     sink: Option<Sink>,
     out: Mutex<std::io::Stdout>,
@@ -73,10 +79,12 @@ impl Observer {
         let mut registry = Registry::with_prefix("switchyard");
         let metrics = Metrics::register(&mut registry);
         let connections = ConnectionMetrics::register(&mut registry);
+        let upgrades = UpgradeMetrics::register(&mut registry);
         Observer {
             access_log,
             metrics,
             connections,
+            upgrades,
             registry,
             sink: None,
             out: Mutex::new(std::io::stdout()),
@@ -95,6 +103,12 @@ impl Observer {
     pub fn count(&self, upstream: Option<&Arc<String>>, status: u16, trace: &AttemptLog) {
         self.metrics
             .record(upstream.unwrap_or(&self.metrics.no_upstream), status, trace);
+    }
+
+    /// Count an upgraded connection that closed.
+    pub fn count_upgrade(&self, upstream: Option<&Arc<String>>, upgrade: &UpgradeRecord) {
+        self.upgrades
+            .record(upstream.unwrap_or(&self.metrics.no_upstream), upgrade);
     }
 
     /// Whether [`log`](Self::log) has anywhere to write, so the caller can
@@ -135,7 +149,8 @@ impl Observer {
     }
 }
 
-/// `127.0.0.1:5000 "GET /x" 200 5B 3.1ms upstream=app id=5f0c...e1 attempts=2: 127.0.0.1:9001 connect-refused -> retry; 127.0.0.1:9002 200 -> done`
+/// `127.0.0.1:5000 "GET /x" 200 5B 3.1ms upstream=app id=5f0c...e1 attempts=2: 127.0.0.1:9001 connect-refused -> retry; 127.0.0.1:9002 200 -> done`,
+/// then, after a 101, `upgrade=websocket up=12B down=40B for=1530.2ms ended=closed`.
 pub fn text_line(r: &Finished) -> String {
     let mut line = format!(
         "{} \"{} {}\" {} {}B {:.1}ms upstream={} id={} attempts={}: {}",
@@ -150,6 +165,16 @@ pub fn text_line(r: &Finished) -> String {
         r.trace.len(),
         r.trace
     );
+    if let Some(u) = &r.upgrade {
+        line.push_str(&format!(
+            " upgrade={} up={}B down={}B for={:.1}ms ended={}",
+            u.protocol.replace(char::is_whitespace, "_"),
+            u.to_upstream,
+            u.to_client,
+            u.duration.as_secs_f64() * 1000.0,
+            u.ended.as_str()
+        ));
+    }
     if let Some(error) = &r.error {
         line.push_str(&format!(" error=\"{}\"", error.replace('"', "'")));
     }
@@ -170,6 +195,13 @@ pub fn json_line(r: &Finished) -> String {
         "request_id": r.request_id,
         "error": r.error,
         "attempts": attempts,
+        "upgrade": r.upgrade.as_ref().map(|u| json!({
+            "protocol": u.protocol,
+            "to_upstream_bytes": u.to_upstream,
+            "to_client_bytes": u.to_client,
+            "duration_ms": millis(u.duration),
+            "ended": u.ended.as_str(),
+        })),
     })
     .to_string()
 }

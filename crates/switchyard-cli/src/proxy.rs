@@ -272,6 +272,10 @@ impl ProxyHttp for ConfigProxy {
             status,
             session.attempts(),
         );
+        if let Some(upgrade) = session.upgrade() {
+            self.observer
+                .count_upgrade(route.as_ref().map(|r| &r.group.label), upgrade);
+        }
         if !self.observer.wants_details() {
             return;
         }
@@ -292,6 +296,7 @@ impl ProxyHttp for ConfigProxy {
             error: e.map(|e| e.to_string()),
             trace,
             request_id: session.request_id().to_str().unwrap_or("-").to_string(),
+            upgrade: session.upgrade().cloned(),
         };
         self.observer.log(&finished);
     }

@@ -181,3 +181,37 @@ fn check_names_a_missing_or_expired_certificate() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("expired"), "{stderr}");
 }
+
+#[tokio::test]
+async fn failed_client_handshakes_are_counted() {
+    let ca = TestCa::new("private CA");
+    let site = ca.issue(&["site.test"]);
+    let origin = Origin::healthy("origin").await;
+    let to = origin.addr().to_string();
+    let proxy = Running::start(&[
+        "proxy",
+        "--listen",
+        "127.0.0.1:0",
+        "--tls-cert",
+        path(&site.cert_path),
+        "--tls-key",
+        path(&site.key_path),
+        "--to",
+        &to,
+        "--admin",
+        "127.0.0.1:0",
+    ]);
+    // Cleartext HTTP to an HTTPS listener: not a TLS handshake.
+    let raw = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n";
+    within(
+        5,
+        "a cleartext request",
+        switchyard_testkit::client::raw(proxy.addr, raw, 2),
+    )
+    .await;
+    let metrics = common::admin_get(proxy.admin.unwrap(), "/metrics").await;
+    assert!(
+        metrics.contains("switchyard_downstream_tls_handshake_failures_total 1"),
+        "{metrics}"
+    );
+}

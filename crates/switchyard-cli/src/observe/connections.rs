@@ -1,6 +1,7 @@
 //! Client connection metrics, read from the servers' live counts when
 //! `/metrics` is scraped: connections open and parked now, and how often
-//! the `max_connections` limit stopped the proxy from accepting.
+//! the `max_connections` limit stopped the proxy from accepting, and how
+//! many client TLS handshakes failed.
 
 use std::sync::Mutex;
 
@@ -16,6 +17,7 @@ pub(super) struct ConnectionMetrics {
     open: Gauge,
     parked: Gauge,
     limit_reached: Counter,
+    tls_handshake_failed: Counter,
 }
 
 impl ConnectionMetrics {
@@ -37,6 +39,11 @@ impl ConnectionMetrics {
             "Times the proxy stopped accepting because max_connections were open",
             metrics.limit_reached.clone(),
         );
+        registry.register(
+            "downstream_tls_handshake_failures",
+            "Client TLS handshakes that failed or timed out",
+            metrics.tls_handshake_failed.clone(),
+        );
         metrics
     }
 
@@ -53,14 +60,23 @@ impl ConnectionMetrics {
         };
         self.open.set(sum(ConnectionCounts::open));
         self.parked.set(sum(ConnectionCounts::parked));
-        let reached = u64::try_from(sum(ConnectionCounts::limit_reached)).unwrap_or(0);
-        let counted = self.limit_reached.get();
-        if reached > counted {
-            self.limit_reached.inc_by(reached - counted);
-        }
+        catch_up(&self.limit_reached, sum(ConnectionCounts::limit_reached));
+        catch_up(
+            &self.tls_handshake_failed,
+            sum(ConnectionCounts::tls_handshake_failed),
+        );
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Vec<ConnectionCounts>> {
         self.servers.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// Raise `counter` to the servers' running total `total`.
+fn catch_up(counter: &Counter, total: i64) {
+    let total = u64::try_from(total).unwrap_or(0);
+    let counted = counter.get();
+    if total > counted {
+        counter.inc_by(total - counted);
     }
 }
