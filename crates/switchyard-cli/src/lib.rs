@@ -159,6 +159,7 @@ pub fn one_liner(args: &OneLiner) -> Result<FileConfig, String> {
             max_connections: None,
             forwarded: Default::default(),
             trusted_proxies: Vec::new(),
+            proxy_protocol: false,
         },
         log: LogSection::default(),
         upstreams: [("default".to_string(), upstream)].into_iter().collect(),

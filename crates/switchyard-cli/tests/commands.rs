@@ -190,3 +190,23 @@ fn the_demo_runs_and_explains_itself() {
         "{text}"
     );
 }
+
+#[tokio::test]
+async fn behind_a_balancer_the_proxy_protocol_names_the_client_in_the_log_and_upstream() {
+    let origin = Origin::healthy("origin").await;
+    let text = format!(
+        "[server]\nlisten = [\"127.0.0.1:0\"]\nproxy_protocol = true\n\n[upstreams.app]\nservers = [\"{}\"]\n",
+        origin.addr()
+    );
+    let file = TempConfig::new("proxy-protocol", &text);
+    let proxy = Running::start(&["run", "-c", file.path.to_str().unwrap()]);
+    let request = b"PROXY TCP4 203.0.113.7 10.0.0.1 51234 80\r\nGET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+    let raw = within(10, "raw", client::raw(proxy.addr, request, 5)).await;
+    assert!(raw.text().starts_with("HTTP/1.1 200"), "{}", raw.text());
+    assert_eq!(
+        origin.requests()[0].headers["x-forwarded-for"],
+        "203.0.113.7"
+    );
+    let log = proxy.wait_for_log(1).await;
+    assert!(log[0].starts_with("203.0.113.7:51234 "), "{}", log[0]);
+}

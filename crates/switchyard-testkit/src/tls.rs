@@ -216,6 +216,18 @@ pub async fn send(
     let stream = TcpStream::connect(addr)
         .await
         .map_err(|e| describe(&format!("connect to {addr}"), &e))?;
+    send_over(stream, addr, config, server_name, request).await
+}
+
+/// Send `request` over TLS on `stream`, already connected to `addr` (and
+/// perhaps already carrying a PROXY protocol header).
+pub async fn send_over(
+    stream: TcpStream,
+    addr: SocketAddr,
+    config: &Arc<ClientConfig>,
+    server_name: &str,
+    request: Request<Full<Bytes>>,
+) -> Result<Collected, String> {
     let name = ServerName::try_from(server_name.to_string())
         .map_err(|e| describe(&format!("server name {server_name:?}"), &e))?;
     let tls = TlsConnector::from(Arc::clone(config))

@@ -236,6 +236,7 @@ pub(super) fn build(
         max_request_body: limit_of(server.max_request_body),
         max_connections: Some(max_connections(source, server.max_connections)?),
         client_identity: client_identity(source, server.forwarded, &server.trusted_proxies)?,
+        proxy_protocol: server.proxy_protocol,
         tls_handshake_timeout: tls
             .as_ref()
             .map_or(defaults::tls_handshake_timeout().0, |tls| {

@@ -84,6 +84,10 @@ pub struct ServerSection {
     /// forwarding headers; from anyone else they are replaced.
     #[serde(default)]
     pub trusted_proxies: Vec<Spanned<String>>,
+    /// Every connection starts with a PROXY protocol header (v1 or v2)
+    /// naming the client: for listeners behind an L4 balancer.
+    #[serde(default)]
+    pub proxy_protocol: bool,
 }
 
 /// `[server] forwarded`.

@@ -18,6 +18,7 @@ pub(super) struct ConnectionMetrics {
     parked: Gauge,
     limit_reached: Counter,
     tls_handshake_failed: Counter,
+    proxy_header_failed: Counter,
 }
 
 impl ConnectionMetrics {
@@ -44,6 +45,11 @@ impl ConnectionMetrics {
             "Client TLS handshakes that failed or timed out",
             metrics.tls_handshake_failed.clone(),
         );
+        registry.register(
+            "downstream_proxy_header_failures",
+            "Client connections closed for want of a valid PROXY protocol header",
+            metrics.proxy_header_failed.clone(),
+        );
         metrics
     }
 
@@ -64,6 +70,10 @@ impl ConnectionMetrics {
         catch_up(
             &self.tls_handshake_failed,
             sum(ConnectionCounts::tls_handshake_failed),
+        );
+        catch_up(
+            &self.proxy_header_failed,
+            sum(ConnectionCounts::proxy_header_failed),
         );
     }
 

@@ -37,6 +37,7 @@ use tokio_rustls::server::TlsStream;
 use tracing::debug;
 
 use super::counts::ConnectionCounts;
+use super::proxy_protocol::Prefixed;
 use crate::proxy::TunnelSlot;
 
 /// What a client connection has been doing, shared by its socket, its
@@ -139,8 +140,9 @@ impl<B: Body + Unpin> Body for TrackedBody<B> {
     }
 }
 
-/// The client's socket with its write timeout.
-type Socket = Pin<Box<TimeoutStream<TcpStream>>>;
+/// The client's socket with its write timeout (and any bytes read past a
+/// PROXY header, replayed first).
+type Socket = Pin<Box<TimeoutStream<Prefixed>>>;
 
 /// What carries a client's bytes: the socket, or TLS over it.
 enum Transport {
@@ -169,7 +171,7 @@ pub(super) struct ClientStream {
 
 impl ClientStream {
     /// A cleartext client connection.
-    pub(super) fn new(stream: TcpStream, write_timeout: Duration, activity: Arc<Activity>) -> Self {
+    pub(super) fn new(stream: Prefixed, write_timeout: Duration, activity: Arc<Activity>) -> Self {
         ClientStream {
             inner: Transport::Plain(socket(stream, write_timeout)),
             unread: Bytes::new(),
@@ -180,7 +182,7 @@ impl ClientStream {
     /// A TLS client connection, once its handshake completed within
     /// `handshake_timeout`.
     pub(super) async fn tls(
-        stream: TcpStream,
+        stream: Prefixed,
         write_timeout: Duration,
         activity: Arc<Activity>,
         acceptor: TlsAcceptor,
@@ -204,8 +206,8 @@ impl ClientStream {
     /// The TCP socket under any TLS.
     fn tcp(&self) -> &TcpStream {
         match &self.inner {
-            Transport::Plain(socket) => socket.get_ref(),
-            Transport::Tls(tls) => tls.get_ref().0.get_ref(),
+            Transport::Plain(socket) => socket.get_ref().tcp(),
+            Transport::Tls(tls) => tls.get_ref().0.get_ref().tcp(),
         }
     }
 
@@ -290,9 +292,9 @@ impl AsyncWrite for ClientStream {
 }
 
 /// The socket with no Nagle delay and its write timeout.
-fn socket(stream: TcpStream, write_timeout: Duration) -> Socket {
+fn socket(stream: Prefixed, write_timeout: Duration) -> Socket {
     // Small responses should leave at once, not wait for an ACK.
-    if let Err(e) = stream.set_nodelay(true) {
+    if let Err(e) = stream.tcp().set_nodelay(true) {
         debug!(error = %e, "setting TCP_NODELAY on a downstream connection");
     }
     let mut inner = TimeoutStream::new(stream);

@@ -27,6 +27,7 @@ struct Counters {
     handed_back: AtomicUsize,
     limit_reached: AtomicUsize,
     tls_handshake_failed: AtomicUsize,
+    proxy_header_failed: AtomicUsize,
 }
 
 impl ConnectionCounts {
@@ -58,6 +59,17 @@ impl ConnectionCounts {
     /// TLS handshakes with clients that failed or timed out, since start.
     pub fn tls_handshake_failed(&self) -> usize {
         self.inner.tls_handshake_failed.load(Ordering::Relaxed)
+    }
+
+    /// Connections closed for want of a valid PROXY protocol header, since start.
+    pub fn proxy_header_failed(&self) -> usize {
+        self.inner.proxy_header_failed.load(Ordering::Relaxed)
+    }
+
+    pub(super) fn proxy_header_failed_now(&self) {
+        self.inner
+            .proxy_header_failed
+            .fetch_add(1, Ordering::Relaxed);
     }
 
     pub(super) fn handshake_failed(&self) {

@@ -12,6 +12,7 @@
 
 mod connection;
 mod counts;
+mod proxy_protocol;
 
 pub use counts::ConnectionCounts;
 
@@ -30,6 +31,7 @@ use tokio_rustls::TlsAcceptor;
 use tracing::{debug, warn};
 
 use self::connection::{Activity, ClientStream, Driving, TrackedBody};
+use self::proxy_protocol::Prefixed;
 
 use crate::body::DEFAULT_REPLAY_BUFFER;
 use crate::error::{Error, ErrorKind, Result};
@@ -66,6 +68,7 @@ const HYPER_STACK_HEADERS: usize = 100;
 /// | `client_identity` | `X-Forwarded-For`/`-Proto`/`-Host` set, none trusted |
 /// | `retry_budget` | on: retries add at most 20% to the last 10 s of requests, plus 10/s |
 /// | `tls_handshake_timeout` | 10 s for a client's TLS handshake (with [`ProxyServer::with_tls`]) |
+/// | `proxy_protocol` | off |
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServerOptions {
     /// Hard cap on retries per request, whatever the hooks say.
@@ -116,6 +119,12 @@ pub struct ServerOptions {
     /// listener; a client that fails or stalls it is closed and counted
     /// ([`ConnectionCounts::tls_handshake_failed`]), and holds up no one else.
     pub tls_handshake_timeout: Duration,
+    /// Expect every connection to start with a PROXY protocol header (v1
+    /// or v2) from an L4 balancer, and take the client's address from it.
+    /// A connection without a valid one within `header_read_timeout` is
+    /// closed. Turn it on only behind a balancer that always sends one:
+    /// anyone who can connect directly could name any address.
+    pub proxy_protocol: bool,
 }
 
 impl Default for ServerOptions {
@@ -135,6 +144,7 @@ impl Default for ServerOptions {
             max_connections: None,
             client_identity: ClientIdentity::default(),
             tls_handshake_timeout: Duration::from_secs(10),
+            proxy_protocol: false,
         }
     }
 }
@@ -283,6 +293,10 @@ impl<P: ProxyHttp> ProxyServer<P> {
                 tls: self.tls.as_ref().map(ServerTls::acceptor),
                 write_timeout: self.options.write_timeout,
                 tls_handshake_timeout: self.options.tls_handshake_timeout,
+                proxy_header_timeout: self
+                    .options
+                    .proxy_protocol
+                    .then_some(self.options.header_read_timeout),
             };
             connections.spawn(accepted.serve(stream, client));
         }
@@ -329,12 +343,29 @@ struct Accepted<P> {
     tls: Option<TlsAcceptor>,
     write_timeout: Duration,
     tls_handshake_timeout: Duration,
+    /// Read a PROXY header first, within this long.
+    proxy_header_timeout: Option<Duration>,
 }
 
 impl<P: ProxyHttp> Accepted<P> {
-    /// Complete any TLS handshake (on this connection's own task, so a
-    /// slow one holds up no one), then serve requests until it closes.
-    async fn serve(self, stream: TcpStream, client: SocketAddr) {
+    /// Read any PROXY header and complete any TLS handshake (on this
+    /// connection's own task, so a slow client holds up no one), then
+    /// serve requests until it closes.
+    async fn serve(self, stream: TcpStream, mut client: SocketAddr) {
+        let stream = match self.proxy_header_timeout {
+            None => Prefixed::new(stream),
+            Some(timeout) => match proxy_protocol::read_header(stream, timeout).await {
+                Ok((named, stream)) => {
+                    client = named.unwrap_or(client);
+                    stream
+                }
+                Err(e) => {
+                    self.counts.proxy_header_failed_now();
+                    debug!(peer = %client, error = %e, "no valid PROXY header; connection closed");
+                    return;
+                }
+            },
+        };
         let activity = Arc::new(Activity::default());
         let activity_for_stream = Arc::clone(&activity);
         let (stream, secure) = match self.tls {
