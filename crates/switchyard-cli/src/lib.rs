@@ -16,6 +16,7 @@ pub mod demo;
 pub mod limits;
 pub mod observe;
 pub mod proxy;
+pub mod routing;
 pub mod serve;
 
 use config::file::{

@@ -20,6 +20,7 @@ use switchyard::prelude::*;
 
 use crate::config::{Config, Group, HashKey, Route};
 use crate::observe::{Finished, Observer};
+use crate::routing::HostHeader;
 
 /// A proxy serving one config; [`reload`](Self::reload) swaps in another's
 /// routes and groups while requests in flight finish on the ones they began
@@ -36,6 +37,8 @@ pub struct ConfigProxy {
 pub struct Ctx {
     route: Option<Arc<Route>>,
     same_peer_next: Option<SocketAddr>,
+    /// The server of the current attempt.
+    peer: Option<SocketAddr>,
     /// Primaries whose load count this request raised, each with the index
     /// of its attempt in the trace.
     begun: Vec<(SocketAddr, usize)>,
@@ -81,10 +84,8 @@ impl ConfigProxy {
             .iter()
             .find(|route| {
                 route
-                    .host
-                    .as_ref()
-                    .is_none_or(|want| host.as_deref() == Some(want.as_str()))
-                    && path.starts_with(&route.path_prefix)
+                    .matcher
+                    .matches(host.as_deref(), &head.method, path, &head.headers)
             })
             .cloned()
     }
@@ -175,6 +176,7 @@ impl ProxyHttp for ConfigProxy {
             load.begin();
             ctx.begun.push((addr, session.attempts().len()));
         }
+        ctx.peer = Some(addr);
         let mut peer = group.peer(addr);
         if group.connect_hedging
             && let Some(hedge) = group.backends.hedge_for(addr, &tried, &avoid)
@@ -244,12 +246,45 @@ impl ProxyHttp for ConfigProxy {
         Some(apply(judgement, ctx, peer, e))
     }
 
+    async fn upstream_request_filter(
+        &self,
+        session: &mut Session,
+        request: &mut RequestHeader,
+        ctx: &mut Ctx,
+    ) -> Result<()> {
+        // Borrowed, not cloned: this runs for every attempt.
+        let Some(route) = ctx.route.as_deref() else {
+            return Ok(());
+        };
+        let rewrite = &route.rewrite;
+        if let Some(uri) = rewrite.path_for(&route.matcher.path_prefix, &session.req_header().uri) {
+            request.uri = uri;
+        }
+        match &rewrite.host {
+            HostHeader::Client => {}
+            HostHeader::Fixed(value) => {
+                request.headers.insert(header::HOST, value.clone());
+            }
+            HostHeader::Upstream => {
+                let host = ctx.peer.map(|addr| route.group.host_of(addr));
+                if let Some(value) = host.and_then(|h| HeaderValue::from_str(&h).ok()) {
+                    request.headers.insert(header::HOST, value);
+                }
+            }
+        }
+        rewrite.request_headers.apply(&mut request.headers);
+        Ok(())
+    }
+
     async fn response_filter(
         &self,
         session: &mut Session,
         response: &mut ResponseHeader,
-        _ctx: &mut Ctx,
+        ctx: &mut Ctx,
     ) -> Result<()> {
+        if let Some(route) = ctx.route.as_deref() {
+            route.rewrite.response_headers.apply(&mut response.headers);
+        }
         if self.attempt_count_header {
             let attempts = HeaderValue::from(session.attempts().len());
             response.headers.insert("x-switchyard-attempts", attempts);

@@ -19,15 +19,16 @@ use switchyard::{HttpPeer, PeerOptions, ServerOptions};
 use toml::Spanned;
 
 use super::file::{
-    FileConfig, ForwardedName, LogSection, RouteSection, SelectionName, ServerEntry,
-    UpstreamSection, defaults,
+    FileConfig, ForwardedName, LogSection, SelectionName, ServerEntry, UpstreamSection, defaults,
 };
 use super::health::{check_options, outlier_policy};
 use super::resolve::{ServerAddr, entry_is_https, entry_parts};
-use super::retry::{RetryPolicy, budget_policy, retry_policy, with_overrides};
+use super::retry::{RetryPolicy, budget_policy, retry_policy};
+use super::routes::routes;
 use super::tls::{GroupTls, ListenerTls, group_tls, listener_tls};
 use super::units::Size;
 use super::{ConfigError, Source};
+use crate::routing::{Rewrite, RouteMatch};
 
 /// A checked configuration, ready to serve.
 #[derive(Debug)]
@@ -119,6 +120,8 @@ pub struct Group {
     pub resolve_every: Duration,
     /// How its `https://` servers are reached; `None`: cleartext.
     pub tls: Option<GroupTls>,
+    /// The host name each server given by name was written with.
+    pub hosts: HashMap<SocketAddr, String>,
 }
 
 impl Group {
@@ -128,8 +131,19 @@ impl Group {
         let peer =
             HttpPeer::new(address, false, String::new()).with_options(self.peer_options.clone());
         match &self.tls {
-            Some(tls) => tls.apply(peer),
+            Some(tls) => tls.apply(peer, self.hosts.get(&address).map(String::as_str)),
             None => peer,
+        }
+    }
+
+    /// The `Host` naming a server as written in the group: `name:port`
+    /// (no port when it is the scheme's default), else its `ip:port`.
+    pub fn host_of(&self, address: SocketAddr) -> String {
+        let default_port = if self.tls.is_some() { 443 } else { 80 };
+        match self.hosts.get(&address) {
+            Some(name) if address.port() == default_port => name.clone(),
+            Some(name) => format!("{name}:{}", address.port()),
+            None => address.to_string(),
         }
     }
 }
@@ -171,10 +185,10 @@ impl HashKey {
 /// A route: which requests go to which group, with which policy.
 #[derive(Debug, Clone)]
 pub struct Route {
-    /// Exact host, lower case, if the route is bound to one.
-    pub host: Option<String>,
-    /// Path prefix.
-    pub path_prefix: String,
+    /// Which requests it takes.
+    pub matcher: RouteMatch,
+    /// How it changes what it forwards.
+    pub rewrite: Rewrite,
     /// The group.
     pub group: Arc<Group>,
     /// The group's policy with the route's overrides.
@@ -371,7 +385,7 @@ fn group(
         None => (None, Thresholds::default()),
     };
     let https = found.https.unwrap_or(false);
-    let tls = group_tls(source, &key, https, section.tls.as_ref(), found.hosts)?;
+    let tls = group_tls(source, &key, https, section.tls.as_ref())?;
     let addrs = |tier: &[Backend]| tier.iter().map(|b| b.addr).collect::<Vec<SocketAddr>>();
     let health = Arc::new(UpstreamHealth::tiered(
         &addrs(backends.primaries()),
@@ -393,6 +407,7 @@ fn group(
         names: found.names,
         resolve_every: section.resolve_every.0,
         tls,
+        hosts: found.hosts,
     })
 }
 
@@ -484,77 +499,6 @@ impl Servers<'_> {
     }
 }
 
-fn routes(
-    source: &Source<'_>,
-    sections: &[RouteSection],
-    upstreams: &BTreeMap<String, UpstreamSection>,
-    groups: &BTreeMap<String, Arc<Group>>,
-    body_limit: Option<u64>,
-) -> Result<Vec<Route>, ConfigError> {
-    if sections.is_empty() {
-        let mut only = groups.values();
-        return match (only.next(), only.next()) {
-            (Some(group), None) => Ok(vec![Route {
-                host: None,
-                path_prefix: "/".to_string(),
-                group: Arc::clone(group),
-                policy: group.policy.clone(),
-                max_request_body: body_limit,
-            }]),
-            _ => Err(source.error(
-                None,
-                "routes",
-                "with several upstream groups, add [[routes]] to say which requests go where",
-            )),
-        };
-    }
-    sections
-        .iter()
-        .enumerate()
-        .map(|(i, section)| {
-            let key = format!("routes[{i}]");
-            route(source, section, upstreams, groups, body_limit, &key)
-        })
-        .collect()
-}
-
-fn route(
-    source: &Source<'_>,
-    section: &RouteSection,
-    upstreams: &BTreeMap<String, UpstreamSection>,
-    groups: &BTreeMap<String, Arc<Group>>,
-    body_limit: Option<u64>,
-    key: &str,
-) -> Result<Route, ConfigError> {
-    let name = section.upstream.get_ref();
-    let Some(group) = groups.get(name) else {
-        let known: Vec<&str> = groups.keys().map(String::as_str).collect();
-        let message = format!("no upstream group {name:?}; defined: {}", known.join(", "));
-        return Err(source.error(
-            Some(section.upstream.span()),
-            &format!("{key}.upstream"),
-            message,
-        ));
-    };
-    if !section.path_prefix.starts_with('/') {
-        return Err(source.error(None, &format!("{key}.path_prefix"), "must start with /"));
-    }
-    let policy = match (&section.retry, upstreams.get(name)) {
-        (Some(overrides), Some(upstream)) => {
-            let merged = with_overrides(&upstream.retry, overrides);
-            retry_policy(source, &merged, &format!("{key}.retry"))?
-        }
-        _ => group.policy.clone(),
-    };
-    Ok(Route {
-        host: section.host.as_ref().map(|h| h.to_ascii_lowercase()),
-        path_prefix: section.path_prefix.clone(),
-        group: Arc::clone(group),
-        policy,
-        max_request_body: section.max_request_body.map_or(body_limit, limit_of),
-    })
-}
-
 /// `[server] max_connections`, at least 1; by default from the open-file limit.
 fn max_connections(source: &Source<'_>, given: Option<usize>) -> Result<usize, ConfigError> {
     match given {
@@ -605,6 +549,6 @@ fn client_identity(
 }
 
 /// A body limit from the file: `0` is none.
-fn limit_of(size: Size) -> Option<u64> {
+pub(super) fn limit_of(size: Size) -> Option<u64> {
     u64::try_from(size.0).ok().filter(|bytes| *bytes > 0)
 }

@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use toml::Spanned;
 
 use super::health::{HealthCheckSection, OutlierSection};
+use super::routes::{HeaderEditsSection, HeaderMatchEntry};
 use super::tls::{ListenerTlsSection, UpstreamTlsSection};
 use super::units::{Dur, Size};
 
@@ -313,12 +314,35 @@ pub struct BackoffSection {
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RouteSection {
-    /// Match this Host (case-insensitive, port ignored); any host if unset.
+    /// Match this Host (case-insensitive, port ignored), or any name under
+    /// a wildcard (`*.example.com`); any host if unset.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub host: Option<String>,
     /// Match paths starting with this; `/` if unset.
     #[serde(default = "defaults::path_prefix")]
     pub path_prefix: String,
+    /// Match only these methods; any if unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub methods: Option<Vec<String>>,
+    /// Match only requests with every one of these headers (and values).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub headers: Vec<HeaderMatchEntry>,
+    /// Remove `path_prefix` from the path sent upstream.
+    #[serde(default)]
+    pub strip_prefix: bool,
+    /// Replace `path_prefix` with this in the path sent upstream.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replace_prefix: Option<String>,
+    /// The `Host` sent upstream: `"client"` (default), `"upstream"` (the
+    /// server's name as written), or a value.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host_header: Option<String>,
+    /// Edits to the request sent upstream.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_headers: Option<HeaderEditsSection>,
+    /// Edits to the upstream's response.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub response_headers: Option<HeaderEditsSection>,
     /// The upstream group.
     pub upstream: Spanned<String>,
     /// Overrides of the group's retry policy for this route.

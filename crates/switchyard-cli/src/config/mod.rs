@@ -18,6 +18,7 @@ pub mod file;
 pub mod health;
 mod resolve;
 mod retry;
+pub mod routes;
 pub mod tls;
 pub mod units;
 

@@ -6,7 +6,6 @@
 //! switchyard was started in. Every file is read and checked when the
 //! config is loaded (`switchyard check` too), and again on each reload.
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -156,30 +155,28 @@ pub struct GroupTls {
     pub settings: UpstreamTls,
     /// The name every server is verified as, when set.
     pub server_name: Option<String>,
-    /// Each server's host name as written, for those given by name.
-    pub hosts: HashMap<SocketAddr, String>,
 }
 
 impl GroupTls {
     /// `peer` reached over TLS, verified as the group's server name, else
-    /// as the host name it was written with, else by its IP address.
-    pub fn apply(&self, peer: HttpPeer) -> HttpPeer {
-        let name = match &self.server_name {
-            Some(name) => name.clone(),
-            None => self.hosts.get(&peer.address).cloned().unwrap_or_default(),
+    /// as `host` (the name it was written with), else by its IP address.
+    pub fn apply(&self, peer: HttpPeer, host: Option<&str>) -> HttpPeer {
+        let name = match (&self.server_name, host) {
+            (Some(name), _) => name.clone(),
+            (None, Some(host)) => host.to_string(),
+            (None, None) => String::new(),
         };
         peer.with_tls(self.settings.clone(), name)
     }
 }
 
 /// Check and load a group's TLS: `https` says whether its servers were
-/// written `https://`; `hosts` maps each named server's addresses to its name.
+/// written `https://`.
 pub(super) fn group_tls(
     source: &Source<'_>,
     key: &str,
     https: bool,
     section: Option<&UpstreamTlsSection>,
-    hosts: HashMap<SocketAddr, String>,
 ) -> Result<Option<GroupTls>, ConfigError> {
     let key = format!("{key}.tls");
     let section = match (https, section) {
@@ -225,7 +222,6 @@ pub(super) fn group_tls(
     Ok(Some(GroupTls {
         settings,
         server_name: section.server_name.clone(),
-        hosts,
     }))
 }
 

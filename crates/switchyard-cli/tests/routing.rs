@@ -1,0 +1,92 @@
+//! Routes in the binary: wildcard hosts, methods and headers choose the
+//! group; the path, `Host` and headers are rewritten on the way.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use common::{Running, TempConfig};
+use switchyard_testkit::{Origin, client, within};
+
+#[tokio::test]
+async fn routes_match_on_wildcard_host_method_and_header_and_rewrite_what_they_forward() {
+    let beta = Origin::healthy("beta").await;
+    let api = Origin::healthy("api").await;
+    let web = Origin::healthy("web").await;
+    let text = format!(
+        r#"[server]
+listen = ["127.0.0.1:0"]
+
+[upstreams.beta]
+servers = ["localhost:{beta_port}"]
+[upstreams.api]
+servers = ["{api}"]
+[upstreams.web]
+servers = ["{web}"]
+
+[[routes]]
+host = "*.example.test"
+path_prefix = "/api"
+methods = ["GET"]
+headers = [{{ name = "x-beta", value = "1" }}]
+upstream = "beta"
+strip_prefix = true
+host_header = "upstream"
+request_headers = {{ set = {{ x-env = "beta" }}, remove = ["x-debug"] }}
+response_headers = {{ add = {{ x-served-by = "beta" }}, remove = ["x-origin"] }}
+
+[[routes]]
+host = "*.example.test"
+path_prefix = "/api"
+upstream = "api"
+replace_prefix = "/v2"
+host_header = "api.internal"
+
+[[routes]]
+upstream = "web"
+"#,
+        beta_port = beta.addr().port(),
+        api = api.addr(),
+        web = web.addr(),
+    );
+    let file = TempConfig::new("routing", &text);
+    let proxy = Running::start(&["run", "-c", file.path.to_str().unwrap()]);
+    let send = |request: &'static str| {
+        let addr = proxy.addr;
+        async move {
+            within(10, request, client::raw(addr, request.as_bytes(), 5))
+                .await
+                .text()
+        }
+    };
+
+    // Every condition holds: the beta route, rewritten.
+    let answer = send("GET /api/users?id=3 HTTP/1.1\r\nHost: shop.example.test\r\nX-Beta: 1\r\nX-Debug: yes\r\nConnection: close\r\n\r\n").await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    let lower = answer.to_ascii_lowercase();
+    assert!(lower.contains("x-served-by: beta"), "{answer}");
+    assert!(!lower.contains("x-origin:"), "{answer}");
+    let seen = &beta.requests()[0];
+    assert_eq!(seen.path, "/users?id=3");
+    assert_eq!(
+        seen.headers["host"],
+        format!("localhost:{}", beta.addr().port())
+    );
+    assert_eq!(seen.headers["x-env"], "beta");
+    assert!(!seen.headers.contains_key("x-debug"));
+
+    // A POST, or no header: the next route, with its own rewrite.
+    send("POST /api/users HTTP/1.1\r\nHost: shop.example.test\r\nX-Beta: 1\r\nContent-Length: 0\r\nConnection: close\r\n\r\n").await;
+    send("GET /api/users HTTP/1.1\r\nHost: a.b.example.test\r\nConnection: close\r\n\r\n").await;
+    let seen = api.requests();
+    assert_eq!(seen.len(), 2);
+    assert_eq!(seen[0].path, "/v2/users");
+    assert_eq!(seen[1].headers["host"], "api.internal");
+
+    // The bare domain is not under the wildcard: the catch-all.
+    send("GET /api/users HTTP/1.1\r\nHost: example.test\r\nConnection: close\r\n\r\n").await;
+    let seen = web.requests();
+    assert_eq!(seen.len(), 1);
+    assert_eq!(seen[0].path, "/api/users");
+    assert_eq!(seen[0].headers["host"], "example.test");
+    assert_eq!(beta.requests().len(), 1);
+}
