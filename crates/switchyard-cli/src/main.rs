@@ -35,7 +35,7 @@ fn main() -> ExitCode {
                 println!(
                     "{}: ok ({} listener(s), {} upstream group(s), {} route(s))",
                     config.display(),
-                    c.listen.len(),
+                    c.listen.len() + c.tls.as_ref().map_or(0, |tls| tls.listen.len()),
                     c.groups.len(),
                     c.routes.len()
                 );

@@ -139,7 +139,7 @@ pub(super) fn listener_tls(
         certificates,
         client_ca: section.client_ca.as_ref().map(PathBuf::from),
     };
-    let loaded = ServerTls::load(&settings).map_err(|e| source.error(None, key, e.to_string()))?;
+    let loaded = ServerTls::load(&settings).map_err(|e| source.error(None, key, explain(&e)))?;
     Ok(ListenerTls {
         listen,
         settings,
@@ -218,11 +218,21 @@ pub(super) fn group_tls(
         client_certificate,
     };
     let settings =
-        UpstreamTls::load(&settings).map_err(|e| source.error(None, &key, e.to_string()))?;
+        UpstreamTls::load(&settings).map_err(|e| source.error(None, &key, explain(&e)))?;
     Ok(Some(GroupTls {
         settings,
         server_name: section.server_name.clone(),
     }))
+}
+
+/// What went wrong loading TLS files, without the error's kind: the file
+/// and why, e.g. `reading certificates from a.pem: No such file or directory`.
+fn explain(e: &switchyard::Error) -> String {
+    let context = e.context().unwrap_or("loading TLS files");
+    match e.cause() {
+        Some(cause) => format!("{context}: {cause}"),
+        None => context.to_string(),
+    }
 }
 
 fn rustls_name_is_invalid(name: &str) -> bool {

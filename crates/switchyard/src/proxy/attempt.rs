@@ -96,7 +96,9 @@ pub(super) async fn attempt<P: ProxyHttp>(
     let (response, mut conn, request_body) = exchanged?;
     let reused = conn.reused();
     if response.status() == StatusCode::SWITCHING_PROTOCOLS {
-        return switch_protocols(proxy, session, ctx, reply, response, conn, peer).await;
+        // Boxed: a rare path that would otherwise make every attempt's
+        // future (moved whole when it starts) larger.
+        return Box::pin(switch_protocols(proxy, session, ctx, reply, response, conn, peer)).await;
     }
     let (head, upstream_body) = response.into_parts();
     if let Some(record) = session.attempts_mut().current() {
