@@ -374,13 +374,15 @@ impl<P: ProxyHttp> Accepted<P> {
                 false,
             ),
             Some(acceptor) => {
-                let handshake = ClientStream::tls(
+                // Boxed: the handshake's state is large, and a cleartext
+                // connection's task should not carry room for it.
+                let handshake = Box::pin(ClientStream::tls(
                     stream,
                     self.write_timeout,
                     activity_for_stream,
                     acceptor,
                     self.tls_handshake_timeout,
-                );
+                ));
                 match handshake.await {
                     Ok(stream) => (stream, true),
                     Err(e) => {

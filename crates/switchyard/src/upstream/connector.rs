@@ -25,8 +25,13 @@ use crate::tls::{self, UpstreamTls};
 pub(crate) async fn connect(peer: &HttpPeer, slot: Slot) -> Result<UpstreamConn> {
     let stream = tcp_connect(peer).await?;
     let (sender, task) = if peer.tls {
-        let stream = tls_handshake(peer, stream).await?;
-        http1_handshake(peer, stream).await?
+        // Boxed: a TLS handshake's state is tens of KB, and every request's
+        // future (moved whole when it starts) would carry room for it.
+        Box::pin(async {
+            let stream = tls_handshake(peer, stream).await?;
+            http1_handshake(peer, stream).await
+        })
+        .await?
     } else {
         http1_handshake(peer, stream).await?
     };
