@@ -37,8 +37,6 @@ pub struct ConfigProxy {
 pub struct Ctx {
     route: Option<Arc<Route>>,
     same_peer_next: Option<SocketAddr>,
-    /// The server of the current attempt.
-    peer: Option<SocketAddr>,
     /// Primaries whose load count this request raised, each with the index
     /// of its attempt in the trace.
     begun: Vec<(SocketAddr, usize)>,
@@ -176,7 +174,6 @@ impl ProxyHttp for ConfigProxy {
             load.begin();
             ctx.begun.push((addr, session.attempts().len()));
         }
-        ctx.peer = Some(addr);
         let mut peer = group.peer(addr);
         if group.connect_hedging
             && let Some(hedge) = group.backends.hedge_for(addr, &tried, &avoid)
@@ -266,7 +263,9 @@ impl ProxyHttp for ConfigProxy {
                 request.headers.insert(header::HOST, value.clone());
             }
             HostHeader::Upstream => {
-                let host = ctx.peer.map(|addr| route.group.host_of(addr));
+                // The server this attempt reached: a hedge that won included.
+                let peer = session.attempts().last().map(|a| a.peer);
+                let host = peer.map(|addr| route.group.host_of(addr));
                 if let Some(value) = host.and_then(|h| HeaderValue::from_str(&h).ok()) {
                     request.headers.insert(header::HOST, value);
                 }

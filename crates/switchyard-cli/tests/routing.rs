@@ -90,3 +90,30 @@ upstream = "web"
     assert_eq!(seen[0].headers["host"], "example.test");
     assert_eq!(beta.requests().len(), 1);
 }
+
+#[tokio::test]
+async fn the_upstream_host_names_the_server_a_hedge_reached() {
+    let blackhole = switchyard_testkit::Blackhole::start().await;
+    let origin = Origin::healthy("origin").await;
+    let text = format!(
+        "[server]\nlisten = [\"127.0.0.1:0\"]\n\n[upstreams.app]\nservers = [\"{}\", \"{}\"]\nconnect_timeout = \"5s\"\n\n[[routes]]\nupstream = \"app\"\nhost_header = \"upstream\"\n",
+        blackhole.addr(),
+        origin.addr()
+    );
+    let file = TempConfig::new("routing-hedge", &text);
+    let proxy = Running::start(&["run", "-c", file.path.to_str().unwrap()]);
+    // Round robin: one of the two starts at the blackholed server, and the
+    // hedge to the origin carries it.
+    for _ in 0..2 {
+        let request = b"GET / HTTP/1.1\r\nHost: app.test\r\nConnection: close\r\n\r\n";
+        let raw = within(4, "a request", client::raw(proxy.addr, request, 3)).await;
+        assert!(raw.text().starts_with("HTTP/1.1 200"), "{}", raw.text());
+    }
+    let seen = origin.requests();
+    assert_eq!(seen.len(), 2);
+    for request in seen {
+        assert_eq!(request.headers["host"], origin.addr().to_string());
+    }
+    let log = proxy.wait_for_log(2).await;
+    assert!(log.iter().any(|l| l.contains("(raced")), "{log:?}");
+}

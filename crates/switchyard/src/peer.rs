@@ -227,8 +227,17 @@ mod tests {
     #[test]
     fn connections_under_different_tls_settings_are_never_shared() {
         let plain = HttpPeer::parse("127.0.0.1:8443").unwrap();
-        let load = || UpstreamTls::load(&UpstreamTlsSettings::default()).unwrap();
-        let (one, other) = (load(), load());
+        let load = |insecure_skip_verify| {
+            let settings = UpstreamTlsSettings {
+                insecure_skip_verify,
+                ..UpstreamTlsSettings::default()
+            };
+            UpstreamTls::load(&settings).unwrap()
+        };
+        let (one, other) = (load(false), load(true));
+        // Loaded twice from the same settings: the same key, so a reload
+        // that changed nothing keeps its pooled connections.
+        assert_eq!(one, load(false));
         let a = plain.clone().with_tls(one.clone(), "a.internal");
         assert_ne!(plain.pool_key(), a.pool_key());
         assert_eq!(

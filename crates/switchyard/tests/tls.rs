@@ -440,3 +440,25 @@ async fn a_tls_client_can_send_a_body() {
     assert_eq!(answer.status, 200);
     assert_eq!(origin.requests()[0].body_len, 200_000);
 }
+
+#[test]
+fn settings_loaded_again_from_unchanged_files_are_the_same_for_the_pool() {
+    let ca = TestCa::new("private CA");
+    let renewed = TestCa::new("renewed CA");
+    let path = ca.cert_path().to_path_buf();
+    let load = || {
+        UpstreamTls::load(&UpstreamTlsSettings {
+            ca_file: Some(path.clone()),
+            ..UpstreamTlsSettings::default()
+        })
+        .unwrap()
+    };
+    let first = load();
+    assert_eq!(first, load(), "a reload that changed nothing");
+    std::fs::write(&path, renewed.cert_pem()).unwrap();
+    assert_ne!(
+        first,
+        load(),
+        "the CA file changed: its connections are not shared"
+    );
+}

@@ -112,10 +112,17 @@ async fn a_quiet_tunnel_is_closed_after_the_idle_timeout() {
     assert_eq!(ws.echo(b"ping").await.unwrap(), b"ping");
     within(5, "the idle tunnel to close", ws.read_to_close()).await;
     let logged = running.logs.wait(1).await;
-    assert_eq!(
-        logged[0].upgrade.as_ref().map(|u| u.ended),
-        Some(TunnelEnd::IdleTimeout)
+    let upgrade = logged[0].upgrade.clone().unwrap();
+    assert_eq!(upgrade.ended, TunnelEnd::IdleTimeout);
+    // The attempt ended at the 101: its duration (latency for balancing and
+    // metrics) is not the tunnel's.
+    let attempt = logged[0].trace.records()[0].duration;
+    assert!(
+        attempt < upgrade.duration,
+        "{attempt:?} vs {:?}",
+        upgrade.duration
     );
+    assert!(attempt < Duration::from_millis(250), "{attempt:?}");
 }
 
 #[tokio::test]
@@ -148,4 +155,20 @@ async fn shutdown_lets_a_tunnel_run_until_the_drain_time_then_closes_it() {
         logged[0].upgrade.as_ref().map(|u| u.ended),
         Some(TunnelEnd::Shutdown)
     );
+}
+
+#[tokio::test]
+async fn an_http_1_0_upgrade_request_is_an_ordinary_request() {
+    let origin = EchoOrigin::start("echo").await;
+    let running = start(TestProxy::new(&[origin.addr()]).options(quick())).await;
+    let request = b"GET / HTTP/1.0\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n";
+    let raw = within(
+        5,
+        "an HTTP/1.0 request",
+        switchyard_testkit::client::raw(running.addr, request, 3),
+    )
+    .await;
+    assert!(raw.text().contains(" 200 "), "{}", raw.text());
+    assert!(raw.text().ends_with("echo"), "{}", raw.text());
+    assert_eq!(origin.upgrades(), 0);
 }

@@ -200,8 +200,11 @@ fn rewrite(section: &RouteSection, error: &Located<'_>) -> Result<Rewrite, Confi
             ));
         }
         (true, None) => PathRewrite::Replace("/".into()),
-        (false, Some(with)) if !with.starts_with('/') => {
-            return Err(error("replace_prefix", "must start with /".into()));
+        (false, Some(with)) if !is_plain_path(with) => {
+            let message = format!(
+                "{with:?} is not a path: it must start with / and hold no query (?), fragment (#) or space"
+            );
+            return Err(error("replace_prefix", message));
         }
         (false, Some(with)) => PathRewrite::Replace(with.clone()),
         (false, None) => PathRewrite::Keep,
@@ -276,6 +279,13 @@ fn edits(
     Ok(edits)
 }
 
+/// A path usable as a prefix: `/` first, valid in a URI, no query or fragment.
+fn is_plain_path(text: &str) -> bool {
+    text.starts_with('/')
+        && !text.contains(['?', '#'])
+        && text.parse::<http::uri::PathAndQuery>().is_ok()
+}
+
 fn header_name(text: &str) -> Result<HeaderName, String> {
     HeaderName::from_bytes(text.as_bytes()).map_err(|_| format!("{text:?} is not a header name"))
 }
@@ -338,7 +348,15 @@ mod tests {
             ),
             (
                 "replace_prefix = \"v2\"",
-                "routes[0].replace_prefix: must start with /",
+                "routes[0].replace_prefix: \"v2\" is not a path",
+            ),
+            (
+                "replace_prefix = \"/v 2\"",
+                "routes[0].replace_prefix: \"/v 2\" is not a path",
+            ),
+            (
+                "replace_prefix = \"/v2?x\"",
+                "routes[0].replace_prefix: \"/v2?x\" is not a path",
             ),
             (
                 "host = \"a.*.com\"",

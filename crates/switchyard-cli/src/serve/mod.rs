@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use switchyard::discovery::{Resolve, SystemResolver};
 use switchyard::health::checker::{self, Checker};
+use switchyard::tls::ServerTls;
 use switchyard::{ProxyServer, ServerOptions, ShutdownHandle, UpstreamPool};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
@@ -45,6 +46,9 @@ pub struct Running {
     fixed: FixedPart,
     /// Re-resolves server names.
     resolver: Arc<dyn Resolve>,
+    /// The certificates the HTTPS listeners serve: a reload adopts its
+    /// newly loaded ones into this.
+    listener_tls: Option<ServerTls>,
     /// When each group with server names is due to resolve them again.
     resolve_at: BTreeMap<String, Instant>,
 }
@@ -85,6 +89,7 @@ pub async fn start_with_resolver(
         admin_state: None,
         fixed: fixed_part(&config),
         resolve_at: resolve_schedule(&config, &BTreeMap::new()),
+        listener_tls: config.tls.as_ref().map(|tls| tls.loaded.clone()),
         config,
         resolver,
     };
@@ -187,11 +192,11 @@ impl Running {
     /// their health: verdicts, ejections), and idle pooled connections to
     /// servers no longer listed close. `[server]` settings need a restart;
     /// the returned note says when some were left as they were.
-    pub fn reload(&mut self, mut config: Config) -> String {
+    pub fn reload(&mut self, config: Config) -> String {
         let groups = config.groups.len();
         let routes = config.routes.len();
         let same_server = fixed_part(&config) == self.fixed;
-        let certificates = self.reload_certificates(&mut config);
+        let certificates = self.reload_certificates(&config);
         let closed = self.swap(config);
         let mut note = format!("reloaded: {groups} upstream group(s), {routes} route(s)");
         if certificates > 0 {
@@ -208,13 +213,11 @@ impl Running {
 
     /// Give the HTTPS listeners the certificates `config` loaded (new
     /// handshakes use them; open connections keep theirs); how many.
-    fn reload_certificates(&self, config: &mut Config) -> usize {
-        let (Some(live), Some(new)) = (&self.config.tls, &mut config.tls) else {
+    fn reload_certificates(&self, config: &Config) -> usize {
+        let (Some(live), Some(new)) = (&self.listener_tls, &config.tls) else {
             return 0;
         };
-        live.loaded.adopt(&new.loaded);
-        // The listeners hold `live`: keep it for the next reload.
-        new.loaded = live.loaded.clone();
+        live.adopt(&new.loaded);
         new.settings.certificates.len()
     }
 

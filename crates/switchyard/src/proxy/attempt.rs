@@ -84,6 +84,8 @@ pub(super) async fn attempt<P: ProxyHttp>(
             reused: false,
         })?;
     let now = Instant::now();
+    // A tunnel's idle limit is the peer's own, not what the deadline leaves.
+    let tunnel_idle = peer.options.read_timeout;
     admission.fit_to_deadline(&mut peer, now);
     session.attempts_mut().begin(peer.address, now);
     let exchanged = tokio::select! {
@@ -98,7 +100,13 @@ pub(super) async fn attempt<P: ProxyHttp>(
     if response.status() == StatusCode::SWITCHING_PROTOCOLS {
         // Boxed: a rare path that would otherwise make every attempt's
         // future (moved whole when it starts) larger.
-        return Box::pin(switch_protocols(proxy, session, ctx, reply, response, conn, peer)).await;
+        let switched = Switched {
+            response,
+            conn,
+            peer,
+            tunnel_idle,
+        };
+        return Box::pin(switch_protocols(proxy, session, ctx, reply, switched)).await;
     }
     let (head, upstream_body) = response.into_parts();
     if let Some(record) = session.attempts_mut().current() {
@@ -146,6 +154,15 @@ pub(super) async fn attempt<P: ProxyHttp>(
     })
 }
 
+/// An upstream's 101 and what the tunnel needs.
+struct Switched {
+    response: Response<Incoming>,
+    conn: UpstreamConn,
+    peer: Box<HttpPeer>,
+    /// The peer's read timeout before any deadline shortened it.
+    tunnel_idle: std::time::Duration,
+}
+
 /// The upstream answered 101: send the switch downstream with the tunnel
 /// that will join the two connections once hyper hands the client's back.
 /// From here nothing is retried. A 101 the client did not ask for is an
@@ -155,10 +172,14 @@ async fn switch_protocols<P: ProxyHttp>(
     session: &mut Session,
     ctx: &mut P::CTX,
     reply: &mut Reply,
-    mut response: Response<Incoming>,
-    conn: UpstreamConn,
-    peer: Box<HttpPeer>,
+    switched: Switched,
 ) -> std::result::Result<Forwarded, AttemptFailure> {
+    let Switched {
+        mut response,
+        conn,
+        peer,
+        tunnel_idle,
+    } = switched;
     let reused = conn.reused();
     let upgraded = hyper::upgrade::on(&mut response);
     let (head, _no_body) = response.into_parts();
@@ -166,7 +187,7 @@ async fn switch_protocols<P: ProxyHttp>(
         record.status = Some(head.status);
         record.phase = Phase::StreamingBody;
     }
-    let asked = upgrade::requested(&session.req_header().headers);
+    let asked = upgrade::requested(session.req_header());
     let mut head = upgrade::switching_head(head, asked)
         .map_err(|e| AttemptFailure::new(e, FailurePoint::BeforeResponseHead, &peer, reused))?;
     let filtered = match proxy
@@ -177,19 +198,30 @@ async fn switch_protocols<P: ProxyHttp>(
         Err(e) => Err(e),
     };
     let protocol = head.headers.get(http::header::UPGRADE).cloned();
-    let (Ok(()), Some(protocol)) = (filtered, protocol) else {
-        let e = Error::explain(
-            ErrorKind::Internal,
-            "a response hook failed or removed Upgrade from a 101",
-        );
-        return Err(AttemptFailure::new(
-            e,
-            FailurePoint::Internal,
-            &peer,
-            reused,
-        ));
+    let protocol = match (filtered, protocol) {
+        (Err(e), _) => {
+            return Err(AttemptFailure::new(
+                e,
+                FailurePoint::Internal,
+                &peer,
+                reused,
+            ));
+        }
+        (Ok(()), Some(protocol)) if head.status == StatusCode::SWITCHING_PROTOCOLS => protocol,
+        (Ok(()), _) => {
+            let e = Error::explain(
+                ErrorKind::Internal,
+                "a response hook changed the status of a 101 or removed its Upgrade",
+            );
+            return Err(AttemptFailure::new(
+                e,
+                FailurePoint::Internal,
+                &peer,
+                reused,
+            ));
+        }
     };
-    let (slot, record) = Tunnel::open(upgraded, conn, &protocol, peer.options.read_timeout);
+    let (slot, record) = Tunnel::open(upgraded, conn, &protocol, tunnel_idle);
     head.extensions.insert(slot);
     let (done, body_done) = oneshot::channel();
     let _ = done.send(BodyOutcome::Complete { bytes: 0 });

@@ -358,13 +358,13 @@ async fn finish_body<P: ProxyHttp>(
     proxy: &P,
     session: &mut Session,
     ctx: &mut P::CTX,
-    forwarded: Forwarded,
+    mut forwarded: Forwarded,
 ) -> Result<()> {
-    let outcome = forwarded
-        .body_done
-        .await
-        .unwrap_or(BodyOutcome::Abandoned { bytes: 0 });
-    if let Some(tunnel) = forwarded.tunnel {
+    let tunnel = forwarded.tunnel.take();
+    // After a 101 the attempt is done at once: its duration (latency for
+    // load balancing and metrics) is not the tunnel's.
+    let settled = settle_body(proxy, session, ctx, forwarded).await;
+    if let Some(tunnel) = tunnel {
         // Dropped unused when hyper never handed the client's socket back
         // (the client left before the 101 was written).
         let record = tunnel
@@ -372,6 +372,20 @@ async fn finish_body<P: ProxyHttp>(
             .unwrap_or_else(|_| UpgradeRecord::not_started());
         session.set_upgrade(record);
     }
+    settled
+}
+
+/// How the response body ended, in the trace and as the request's result.
+async fn settle_body<P: ProxyHttp>(
+    proxy: &P,
+    session: &mut Session,
+    ctx: &mut P::CTX,
+    forwarded: Forwarded,
+) -> Result<()> {
+    let outcome = forwarded
+        .body_done
+        .await
+        .unwrap_or(BodyOutcome::Abandoned { bytes: 0 });
     let (bytes, result) = match outcome {
         BodyOutcome::Complete { bytes } => (bytes, Ok(())),
         // The upstream exchange broke because the client's body failed

@@ -46,7 +46,7 @@ pub(crate) fn upstream_head(
     identity.apply(&mut head.headers, client, client.scheme(), host);
     head.headers
         .insert(X_REQUEST_ID, session.request_id().clone());
-    if let Some(protocol) = upgrade::requested(&downstream.headers) {
+    if let Some(protocol) = upgrade::requested(downstream) {
         upgrade::ask_upstream(&mut head.headers, protocol);
     }
     head

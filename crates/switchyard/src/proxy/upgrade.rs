@@ -26,8 +26,13 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::upstream::UpstreamConn;
 
 /// The protocol a request asks to switch to: its `Upgrade` header, when
-/// `Connection` names `upgrade` too.
-pub(crate) fn requested(headers: &HeaderMap) -> Option<&HeaderValue> {
+/// `Connection` names `upgrade` too, in an HTTP/1.1 request (RFC 9110
+/// section 7.8: an HTTP/1.0 request's `Upgrade` is ignored).
+pub(crate) fn requested(request: &http::request::Parts) -> Option<&HeaderValue> {
+    if request.version != http::Version::HTTP_11 {
+        return None;
+    }
+    let headers = &request.headers;
     let upgrade = headers.get(header::UPGRADE)?;
     connection_tokens(headers)
         .any(|token| token.eq_ignore_ascii_case("upgrade"))

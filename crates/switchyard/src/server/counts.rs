@@ -54,8 +54,6 @@ impl ConnectionCounts {
         self.inner.limit_reached.load(Ordering::Relaxed)
     }
 
-    /// The server reached its connection limit `max`: count it, and say so
-    /// the first time and every 1000th time after (not once per accept).
     /// TLS handshakes with clients that failed or timed out, since start.
     pub fn tls_handshake_failed(&self) -> usize {
         self.inner.tls_handshake_failed.load(Ordering::Relaxed)
@@ -78,6 +76,8 @@ impl ConnectionCounts {
             .fetch_add(1, Ordering::Relaxed);
     }
 
+    /// The server reached its connection limit `max`: count it, and say so
+    /// the first time and every 1000th time after (not once per accept).
     pub(super) fn reached(&self, max: usize) {
         let times = self.inner.limit_reached.fetch_add(1, Ordering::Relaxed) + 1;
         if times % 1000 == 1 {

@@ -405,7 +405,9 @@ impl<P: ProxyHttp> Accepted<P> {
             let activity = Arc::clone(&activity);
             Box::pin(async move {
                 let response = handle(proxy, shared, request, client).await?;
-                if let Some(tunnel) = response.extensions().get::<TunnelSlot>() {
+                if response.status() == http::StatusCode::SWITCHING_PROTOCOLS
+                    && let Some(tunnel) = response.extensions().get::<TunnelSlot>()
+                {
                     activity.expect_tunnel(tunnel.clone());
                 }
                 Ok::<_, ClientGone>(response.map(|body| TrackedBody::new(body, in_flight)))

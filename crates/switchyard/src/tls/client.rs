@@ -5,7 +5,6 @@ use std::fmt;
 use std::hash::{Hash, Hasher};
 use std::io;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use rustls::client::ResolvesClientCert;
@@ -44,9 +43,11 @@ pub struct UpstreamTlsSettings {
 
 /// Loaded TLS settings for upstreams, cheap to clone.
 ///
-/// Two loads are never equal, even of the same files, so the pool never
-/// lets connections made under one set of trusted roots serve requests
-/// meant for another ([`HttpPeer::pool_key`](crate::HttpPeer::pool_key)).
+/// Two loads are equal when their settings and the contents of their files
+/// are: a reload that changed nothing keeps its pooled connections, while
+/// the pool never lets connections made under one set of trusted roots (or
+/// one client certificate) serve requests meant for another
+/// ([`HttpPeer::pool_key`](crate::HttpPeer::pool_key)).
 ///
 /// ```
 /// use switchyard::tls::{UpstreamTls, UpstreamTlsSettings};
@@ -94,10 +95,9 @@ impl UpstreamTls {
             }
         };
         config.alpn_protocols = vec![ALPN_HTTP11.to_vec()];
-        static NEXT_ID: AtomicU64 = AtomicU64::new(1);
         Ok(UpstreamTls {
             connector: TlsConnector::from(Arc::new(config)),
-            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+            id: fingerprint(settings),
             insecure: settings.insecure_skip_verify,
         })
     }
@@ -145,6 +145,25 @@ impl fmt::Debug for UpstreamTls {
             .field("insecure", &self.insecure)
             .finish_non_exhaustive()
     }
+}
+
+/// What tells loaded settings apart: the settings and their files' bytes
+/// (the system's roots are read once per process). Never 0 or `u64::MAX`,
+/// which the pool key keeps for cleartext and the system default.
+fn fingerprint(settings: &UpstreamTlsSettings) -> u64 {
+    let mut hasher = std::hash::DefaultHasher::new();
+    settings.hash(&mut hasher);
+    let files = settings.ca_file.iter().chain(
+        settings
+            .client_certificate
+            .iter()
+            .flat_map(|files| [&files.cert, &files.key]),
+    );
+    for path in files {
+        // Read fine a moment ago by the load; an error now only makes the id differ.
+        std::fs::read(path).ok().hash(&mut hasher);
+    }
+    hasher.finish().clamp(1, u64::MAX - 1)
 }
 
 /// The system's trusted roots, read once. A store that cannot be read
