@@ -161,6 +161,7 @@ pub fn one_liner(args: &OneLiner) -> Result<FileConfig, String> {
             forwarded: Default::default(),
             trusted_proxies: Vec::new(),
             proxy_protocol: false,
+            http2: Default::default(),
         },
         log: LogSection::default(),
         upstreams: [("default".to_string(), upstream)].into_iter().collect(),

@@ -210,3 +210,22 @@ async fn behind_a_balancer_the_proxy_protocol_names_the_client_in_the_log_and_up
     let log = proxy.wait_for_log(1).await;
     assert!(log[0].starts_with("203.0.113.7:51234 "), "{}", log[0]);
 }
+
+#[tokio::test]
+async fn the_one_liner_speaks_http2_with_prior_knowledge() {
+    let origin = Origin::healthy("origin").await;
+    let to = origin.addr().to_string();
+    let proxy = Running::start(&["proxy", "--listen", "127.0.0.1:0", "--to", &to]);
+    let h2 = within(
+        10,
+        "h2c",
+        switchyard_testkit::h2::H2Conn::cleartext(proxy.addr),
+    )
+    .await
+    .unwrap();
+    let answer = within(10, "GET", h2.send(h2.request(http::Method::GET, "/", "")))
+        .await
+        .unwrap();
+    assert_eq!(answer.status, 200);
+    assert_eq!(answer.body, "origin");
+}

@@ -9,6 +9,7 @@
 //! * [`faults`]: addresses that refuse ([`refused_addr`]) or hang
 //!   ([`Blackhole`]) connection attempts.
 //! * [`client`]: a hyper-based test client and a raw-bytes client.
+//! * [`h2`](mod@h2): an HTTP/2 client, h2c or over TLS.
 //! * [`tls`]: a private CA issuing certificates at run time, an HTTPS origin
 //!   and an HTTPS client.
 //! * [`upgrade`]: an upstream that switches protocols and echoes, and a client
@@ -20,6 +21,7 @@
 pub mod client;
 pub mod digest;
 pub mod faults;
+pub mod h2;
 pub mod origin;
 pub mod tls;
 pub mod upgrade;

@@ -19,7 +19,8 @@ use switchyard::{HttpPeer, PeerOptions, ServerOptions};
 use toml::Spanned;
 
 use super::file::{
-    FileConfig, ForwardedName, LogSection, SelectionName, ServerEntry, UpstreamSection, defaults,
+    FileConfig, ForwardedName, Http2Section, LogSection, SelectionName, ServerEntry,
+    UpstreamSection, defaults,
 };
 use super::health::{check_options, outlier_policy};
 use super::resolve::{ServerAddr, entry_is_https, entry_parts};
@@ -251,6 +252,7 @@ pub(super) fn build(
         max_connections: Some(max_connections(source, server.max_connections)?),
         client_identity: client_identity(source, server.forwarded, &server.trusted_proxies)?,
         proxy_protocol: server.proxy_protocol,
+        http2: http2_options(source, &server.http2)?,
         tls_handshake_timeout: tls
             .as_ref()
             .map_or(defaults::tls_handshake_timeout().0, |tls| {
@@ -497,6 +499,35 @@ impl Servers<'_> {
         }
         Ok(backends)
     }
+}
+
+/// `[server.http2]`, checked.
+fn http2_options(
+    source: &Source<'_>,
+    section: &Http2Section,
+) -> Result<switchyard::server::Http2Options, ConfigError> {
+    if section.max_concurrent_streams == 0 {
+        let message = "must be at least 1 (0 would refuse every request)";
+        return Err(source.error(None, "server.http2.max_concurrent_streams", message));
+    }
+    let max_header_list_size = u32::try_from(section.max_header_list_size.0)
+        .ok()
+        .filter(|size| *size >= 1024)
+        .ok_or_else(|| {
+            source.error(
+                None,
+                "server.http2.max_header_list_size",
+                "must be between 1KiB and 4GiB",
+            )
+        })?;
+    Ok(switchyard::server::Http2Options {
+        max_concurrent_streams: section.max_concurrent_streams,
+        max_header_list_size,
+        max_pending_accept_reset_streams: section.max_pending_accept_reset_streams,
+        max_local_error_reset_streams: section.max_local_error_reset_streams,
+        keep_alive_interval: Some(section.keep_alive_interval.0).filter(|d| !d.is_zero()),
+        keep_alive_timeout: section.keep_alive_timeout.0,
+    })
 }
 
 /// `[server] max_connections`, at least 1; by default from the open-file limit.

@@ -89,6 +89,41 @@ pub struct ServerSection {
     /// naming the client: for listeners behind an L4 balancer.
     #[serde(default)]
     pub proxy_protocol: bool,
+    /// Limits on client HTTP/2 connections.
+    #[serde(default)]
+    pub http2: Http2Section,
+}
+
+/// `[server.http2]`: limits on client HTTP/2 connections.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Http2Section {
+    /// Streams a client may have open at once on one connection.
+    pub max_concurrent_streams: u32,
+    /// Largest header list a client may send.
+    pub max_header_list_size: Size,
+    /// Streams the client reset before the proxy saw them, pending at once.
+    pub max_pending_accept_reset_streams: usize,
+    /// Streams reset for the client's protocol errors before the connection closes.
+    pub max_local_error_reset_streams: usize,
+    /// Silence before a keep-alive PING (`"0s"`: never).
+    pub keep_alive_interval: Dur,
+    /// Time the PING's answer may take.
+    pub keep_alive_timeout: Dur,
+}
+
+impl Default for Http2Section {
+    fn default() -> Self {
+        let library = switchyard::server::Http2Options::default();
+        Http2Section {
+            max_concurrent_streams: library.max_concurrent_streams,
+            max_header_list_size: Size(library.max_header_list_size as usize),
+            max_pending_accept_reset_streams: library.max_pending_accept_reset_streams,
+            max_local_error_reset_streams: library.max_local_error_reset_streams,
+            keep_alive_interval: Dur(library.keep_alive_interval.unwrap_or_default()),
+            keep_alive_timeout: Dur(library.keep_alive_timeout),
+        }
+    }
 }
 
 /// `[server] forwarded`.

@@ -487,3 +487,25 @@ fn forwarded_headers_and_trusted_proxies_are_read_and_checked() {
         "{e}"
     );
 }
+
+#[test]
+fn http2_limits_are_read_with_the_librarys_defaults() {
+    let base = "[server]\nlisten = [\"127.0.0.1:1\"]\n[upstreams.a]\nservers = [\"127.0.0.1:2\"]\n";
+    let config = parse(base, "h2.toml").unwrap();
+    assert_eq!(
+        config.server.http2,
+        switchyard::server::Http2Options::default()
+    );
+    let text = base.replace(
+        "[upstreams.a]",
+        "[server.http2]\nmax_concurrent_streams = 7\nkeep_alive_interval = \"0s\"\n[upstreams.a]",
+    );
+    let config = parse(&text, "h2.toml").unwrap();
+    assert_eq!(config.server.http2.max_concurrent_streams, 7);
+    assert_eq!(config.server.http2.keep_alive_interval, None);
+    let text = base.replace(
+        "[upstreams.a]",
+        "[server.http2]\nmax_concurrent_streams = 0\n[upstreams.a]",
+    );
+    assert!(error_of(&text).contains("server.http2.max_concurrent_streams: must be at least 1"));
+}

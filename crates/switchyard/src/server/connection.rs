@@ -167,6 +167,8 @@ pub(super) struct ClientStream {
     inner: Transport,
     unread: Bytes,
     activity: Arc<Activity>,
+    /// A cleartext connection that began with the HTTP/2 preface.
+    h2: bool,
 }
 
 impl ClientStream {
@@ -176,6 +178,7 @@ impl ClientStream {
             inner: Transport::Plain(socket(stream, write_timeout)),
             unread: Bytes::new(),
             activity,
+            h2: false,
         }
     }
 
@@ -200,7 +203,22 @@ impl ClientStream {
             inner: Transport::Tls(Box::new(tls)),
             unread: Bytes::new(),
             activity,
+            h2: false,
         })
+    }
+
+    /// The same stream, known to carry HTTP/2 (it began with the preface).
+    pub(super) fn with_h2(mut self, h2: bool) -> Self {
+        self.h2 = h2;
+        self
+    }
+
+    /// Whether the client speaks HTTP/2: chosen by ALPN, or by its preface.
+    pub(super) fn speaks_h2(&self) -> bool {
+        match &self.inner {
+            Transport::Plain(_) => self.h2,
+            Transport::Tls(tls) => tls.get_ref().1.alpn_protocol() == Some(b"h2"),
+        }
     }
 
     /// The TCP socket under any TLS.
@@ -457,7 +475,7 @@ async fn wait_parked(
 }
 
 /// Resolves once the server is stopping (or can no longer be told to).
-async fn stopped(stop: &mut watch::Receiver<bool>) {
+pub(super) async fn stopped(stop: &mut watch::Receiver<bool>) {
     // An error means the sender is gone: treat it as a stop.
     let _ = stop.wait_for(|stopping| *stopping).await;
 }

@@ -1,5 +1,7 @@
-//! The downstream side: a listener, one hyper HTTP/1.1 connection per
-//! client with limits and timeouts on from the start, and graceful shutdown.
+//! The downstream side: a listener, one hyper connection per client
+//! (HTTP/1.1, or HTTP/2 by ALPN or its preface: `h2.rs`) with limits and
+//! timeouts on from the start, TLS (`tls/`) and the PROXY protocol
+//! (`proxy_protocol.rs`) when asked, and graceful shutdown.
 //!
 //! Every request goes to the engine (`proxy/engine.rs`). A slow or malformed
 //! client gets a 4xx or a close, never a hang: hyper answers a malformed
@@ -12,9 +14,11 @@
 
 mod connection;
 mod counts;
+mod h2;
 mod proxy_protocol;
 
 pub use counts::ConnectionCounts;
+pub use h2::Http2Options;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -69,6 +73,7 @@ const HYPER_STACK_HEADERS: usize = 100;
 /// | `retry_budget` | on: retries add at most 20% to the last 10 s of requests, plus 10/s |
 /// | `tls_handshake_timeout` | 10 s for a client's TLS handshake (with [`ProxyServer::with_tls`]) |
 /// | `proxy_protocol` | off |
+/// | `http2` | on (ALPN `h2`, or the preface on cleartext), see [`Http2Options`] |
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServerOptions {
     /// Hard cap on retries per request, whatever the hooks say.
@@ -125,6 +130,8 @@ pub struct ServerOptions {
     /// closed. Turn it on only behind a balancer that always sends one:
     /// anyone who can connect directly could name any address.
     pub proxy_protocol: bool,
+    /// Limits on client HTTP/2 connections.
+    pub http2: Http2Options,
 }
 
 impl Default for ServerOptions {
@@ -145,6 +152,7 @@ impl Default for ServerOptions {
             client_identity: ClientIdentity::default(),
             tls_handshake_timeout: Duration::from_secs(10),
             proxy_protocol: false,
+            http2: Http2Options::default(),
         }
     }
 }
@@ -252,6 +260,7 @@ impl<P: ProxyHttp> ProxyServer<P> {
     pub async fn serve(self) -> Result<()> {
         let shared = engine_shared(Arc::clone(&self.pool), &self.options);
         let builder = self.http1_builder();
+        let h2_builder = h2::builder(&self.options.http2);
         let driving = Driving {
             park_idle_after: self.options.park_idle_after,
             idle_timeout: self.options.header_read_timeout,
@@ -287,6 +296,8 @@ impl<P: ProxyHttp> ProxyServer<P> {
                 proxy: Arc::clone(&self.proxy),
                 shared: Arc::clone(&shared),
                 builder: builder.clone(),
+                h2: h2_builder.clone(),
+                header_read_timeout: self.options.header_read_timeout,
                 driving,
                 stop: self.shutdown.subscribe(),
                 counts: self.counts.clone(),
@@ -336,6 +347,9 @@ struct Accepted<P> {
     proxy: Arc<P>,
     shared: Arc<EngineShared>,
     builder: http1::Builder,
+    h2: hyper::server::conn::http2::Builder<hyper_util::rt::TokioExecutor>,
+    /// For the first bytes of a cleartext connection (the h2c preface).
+    header_read_timeout: Duration,
     driving: Driving,
     stop: watch::Receiver<bool>,
     counts: ConnectionCounts,
@@ -369,10 +383,18 @@ impl<P: ProxyHttp> Accepted<P> {
         let activity = Arc::new(Activity::default());
         let activity_for_stream = Arc::clone(&activity);
         let (stream, secure) = match self.tls {
-            None => (
-                ClientStream::new(stream, self.write_timeout, activity_for_stream),
-                false,
-            ),
+            None => {
+                // HTTP/2 with prior knowledge starts with its preface.
+                let (h2, stream) = match h2::sniff_preface(stream, self.header_read_timeout).await {
+                    Ok(sniffed) => sniffed,
+                    Err(e) => {
+                        debug!(client = %client, error = %e, "reading a new connection failed");
+                        return;
+                    }
+                };
+                let stream = ClientStream::new(stream, self.write_timeout, activity_for_stream);
+                (stream.with_h2(h2), false)
+            }
             Some(acceptor) => {
                 // Boxed: the handshake's state is large, and a cleartext
                 // connection's task should not carry room for it.
@@ -413,6 +435,10 @@ impl<P: ProxyHttp> Accepted<P> {
                 Ok::<_, ClientGone>(response.map(|body| TrackedBody::new(body, in_flight)))
             })
         });
+        if stream.speaks_h2() {
+            h2::drive(self.h2, stream, service, self.stop, self.counts).await;
+            return;
+        }
         connection::drive(
             self.builder,
             stream,

@@ -40,6 +40,18 @@ impl Prefixed {
         }
     }
 
+    /// Read `bytes` again before anything not yet read.
+    pub(super) fn put_back(&mut self, bytes: Bytes) {
+        if self.prefix.is_empty() {
+            self.prefix = bytes;
+        } else {
+            let mut joined = BytesMut::with_capacity(bytes.len() + self.prefix.len());
+            joined.extend_from_slice(&bytes);
+            joined.extend_from_slice(&self.prefix);
+            self.prefix = joined.freeze();
+        }
+    }
+
     /// The TCP stream itself.
     pub(super) fn tcp(&self) -> &TcpStream {
         &self.inner

@@ -6,7 +6,8 @@
 //! unreadable file, a key that does not match its certificate, an expired
 //! certificate), so a mistake is an error naming the file at start or on a
 //! reload (which then keeps what it had), never a failed handshake later.
-//! TLS 1.2 and 1.3 only; ALPN offers `http/1.1`.
+//! TLS 1.2 and 1.3 only. A listener offers ALPN `h2` and `http/1.1`; upstream
+//! connections offer `http/1.1`.
 
 mod certs;
 mod client;

@@ -19,7 +19,7 @@ use crate::error::{Error, ErrorKind, Result};
 /// server (no SNI) or a name no certificate covers; otherwise the first
 /// certificate whose subject alternative names cover the asked name is
 /// sent (`*.example.com` covers `a.example.com`). TLS 1.2 and 1.3 only;
-/// ALPN offers `http/1.1`.
+/// ALPN offers `h2`, then `http/1.1`.
 ///
 /// ```no_run
 /// use switchyard::tls::{CertificateFiles, ServerTls, ServerTlsSettings};
@@ -122,7 +122,8 @@ fn server_config(settings: &ServerTlsSettings) -> Result<Arc<ServerConfig>> {
         }
     };
     let mut config = builder.with_cert_resolver(Arc::new(ByServerName { certificates }));
-    config.alpn_protocols = vec![ALPN_HTTP11.to_vec()];
+    // HTTP/2 preferred, HTTP/1.1 kept.
+    config.alpn_protocols = vec![b"h2".to_vec(), ALPN_HTTP11.to_vec()];
     Ok(Arc::new(config))
 }
 

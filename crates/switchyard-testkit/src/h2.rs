@@ -1,0 +1,153 @@
+//! An HTTP/2 test client: over cleartext with prior knowledge (h2c), or over
+//! TLS with ALPN `h2`. One connection carries many requests at once.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::{Request, Version};
+use http_body_util::{BodyExt, Full};
+use hyper::client::conn::http2::{self, SendRequest};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use rustls::ClientConfig;
+use rustls::pki_types::ServerName;
+use tokio::net::TcpStream;
+use tokio::task::JoinHandle;
+use tokio_rustls::TlsConnector;
+
+use crate::client::{Collected, describe};
+
+/// An HTTP/2 connection. Cloning [`H2Conn::sender`] sends on the same
+/// connection; dropping the last handle closes it.
+pub struct H2Conn {
+    sender: SendRequest<Full<Bytes>>,
+    conn: JoinHandle<()>,
+    /// `http` or `https`, for the requests' URIs.
+    scheme: &'static str,
+    authority: String,
+}
+
+impl H2Conn {
+    /// h2c: HTTP/2 over cleartext, with prior knowledge.
+    pub async fn cleartext(addr: SocketAddr) -> Result<H2Conn, String> {
+        let stream = TcpStream::connect(addr)
+            .await
+            .map_err(|e| describe(&format!("connect to {addr}"), &e))?;
+        H2Conn::over(stream, "http", addr.to_string()).await
+    }
+
+    /// HTTP/2 over TLS: `config` must offer ALPN `h2` (see [`with_h2`]).
+    pub async fn tls(
+        addr: SocketAddr,
+        config: &Arc<ClientConfig>,
+        server_name: &str,
+    ) -> Result<H2Conn, String> {
+        let stream = TcpStream::connect(addr)
+            .await
+            .map_err(|e| describe(&format!("connect to {addr}"), &e))?;
+        let name = ServerName::try_from(server_name.to_string())
+            .map_err(|e| describe(&format!("server name {server_name:?}"), &e))?;
+        let tls = TlsConnector::from(Arc::clone(config))
+            .connect(name, stream)
+            .await
+            .map_err(|e| describe(&format!("TLS handshake with {addr}"), &e))?;
+        if tls.get_ref().1.alpn_protocol() != Some(b"h2") {
+            return Err(format!("{addr} did not choose h2 by ALPN"));
+        }
+        H2Conn::over(tls, "https", server_name.to_string()).await
+    }
+
+    async fn over<S>(stream: S, scheme: &'static str, authority: String) -> Result<H2Conn, String>
+    where
+        S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    {
+        let (sender, conn) = http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
+            .await
+            .map_err(|e| describe("HTTP/2 handshake", &e))?;
+        let conn = tokio::spawn(async move {
+            let _ = conn.await;
+        });
+        Ok(H2Conn {
+            sender,
+            conn,
+            scheme,
+            authority,
+        })
+    }
+
+    /// A request for `path` on this connection's authority.
+    pub fn request(
+        &self,
+        method: http::Method,
+        path: &str,
+        body: impl Into<Bytes>,
+    ) -> Request<Full<Bytes>> {
+        Request::builder()
+            .method(method)
+            .uri(format!("{}://{}{path}", self.scheme, self.authority))
+            .version(Version::HTTP_2)
+            .body(Full::new(body.into()))
+            .unwrap()
+    }
+
+    /// Send `request` and collect the response (a reset stream is an error).
+    pub async fn send(&self, request: Request<Full<Bytes>>) -> Result<Collected, String> {
+        send(self.sender.clone(), request).await
+    }
+
+    /// A handle to send on this connection from elsewhere.
+    pub fn sender(&self) -> SendRequest<Full<Bytes>> {
+        self.sender.clone()
+    }
+}
+
+impl Drop for H2Conn {
+    fn drop(&mut self) {
+        self.conn.abort();
+    }
+}
+
+impl std::fmt::Debug for H2Conn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("H2Conn")
+            .field("authority", &self.authority)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Send `request` on `sender` and collect the response.
+pub async fn send(
+    mut sender: SendRequest<Full<Bytes>>,
+    request: Request<Full<Bytes>>,
+) -> Result<Collected, String> {
+    let what = format!("{} {}", request.method(), request.uri());
+    sender
+        .ready()
+        .await
+        .map_err(|e| describe(&format!("{what}: connection not ready"), &e))?;
+    let response = sender
+        .send_request(request)
+        .await
+        .map_err(|e| describe(&format!("{what}: response head"), &e))?;
+    if response.version() != Version::HTTP_2 {
+        return Err(format!("{what}: answered in {:?}", response.version()));
+    }
+    let (parts, body) = response.into_parts();
+    let body = body
+        .collect()
+        .await
+        .map_err(|e| describe(&format!("{what}: response body"), &e))?
+        .to_bytes();
+    Ok(Collected {
+        status: parts.status,
+        headers: parts.headers,
+        body,
+    })
+}
+
+/// `config` offering ALPN `h2` only.
+pub fn with_h2(config: &Arc<ClientConfig>) -> Arc<ClientConfig> {
+    let mut config = (**config).clone();
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    Arc::new(config)
+}
