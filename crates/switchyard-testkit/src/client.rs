@@ -127,18 +127,26 @@ impl KeepAlive {
             .send_request(req)
             .await
             .map_err(|e| describe(&format!("{what}: response head"), &e))?;
-        let (parts, body) = resp.into_parts();
-        let body = body
-            .collect()
-            .await
-            .map_err(|e| describe(&format!("{what}: response body"), &e))?
-            .to_bytes();
-        Ok(Collected {
-            status: parts.status,
-            headers: parts.headers,
-            body,
-        })
+        collect(&what, resp).await
     }
+}
+
+/// The whole of `response`, or what broke while reading its body.
+pub(crate) async fn collect(
+    what: &str,
+    response: http::Response<hyper::body::Incoming>,
+) -> Result<Collected, String> {
+    let (parts, body) = response.into_parts();
+    let body = body
+        .collect()
+        .await
+        .map_err(|e| describe(&format!("{what}: response body"), &e))?
+        .to_bytes();
+    Ok(Collected {
+        status: parts.status,
+        headers: parts.headers,
+        body,
+    })
 }
 
 impl Drop for KeepAlive {

@@ -6,16 +6,14 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use http::{Request, Version};
-use http_body_util::{BodyExt, Full};
+use http_body_util::Full;
 use hyper::client::conn::http2::{self, SendRequest};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use rustls::ClientConfig;
-use rustls::pki_types::ServerName;
 use tokio::net::TcpStream;
 use tokio::task::JoinHandle;
-use tokio_rustls::TlsConnector;
 
-use crate::client::{Collected, describe};
+use crate::client::{Collected, collect, describe};
 
 /// An HTTP/2 connection. Cloning [`H2Conn::sender`] sends on the same
 /// connection; dropping the last handle closes it.
@@ -45,12 +43,7 @@ impl H2Conn {
         let stream = TcpStream::connect(addr)
             .await
             .map_err(|e| describe(&format!("connect to {addr}"), &e))?;
-        let name = ServerName::try_from(server_name.to_string())
-            .map_err(|e| describe(&format!("server name {server_name:?}"), &e))?;
-        let tls = TlsConnector::from(Arc::clone(config))
-            .connect(name, stream)
-            .await
-            .map_err(|e| describe(&format!("TLS handshake with {addr}"), &e))?;
+        let tls = crate::tls::handshake(stream, addr, config, server_name).await?;
         if tls.get_ref().1.alpn_protocol() != Some(b"h2") {
             return Err(format!("{addr} did not choose h2 by ALPN"));
         }
@@ -132,17 +125,7 @@ pub async fn send(
     if response.version() != Version::HTTP_2 {
         return Err(format!("{what}: answered in {:?}", response.version()));
     }
-    let (parts, body) = response.into_parts();
-    let body = body
-        .collect()
-        .await
-        .map_err(|e| describe(&format!("{what}: response body"), &e))?
-        .to_bytes();
-    Ok(Collected {
-        status: parts.status,
-        headers: parts.headers,
-        body,
-    })
+    collect(&what, response).await
 }
 
 /// `config` offering ALPN `h2` only.

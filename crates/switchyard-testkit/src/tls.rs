@@ -228,14 +228,25 @@ pub async fn send_over(
     server_name: &str,
     request: Request<Full<Bytes>>,
 ) -> Result<Collected, String> {
-    let name = ServerName::try_from(server_name.to_string())
-        .map_err(|e| describe(&format!("server name {server_name:?}"), &e))?;
-    let tls = TlsConnector::from(Arc::clone(config))
-        .connect(name, stream)
-        .await
-        .map_err(|e| describe(&format!("TLS handshake with {addr}"), &e))?;
+    let tls = handshake(stream, addr, config, server_name).await?;
     let mut conn = KeepAlive::over(addr, tls).await?;
     conn.send(request).await
+}
+
+/// The client side of a TLS handshake on `stream` (connected to `addr`),
+/// verifying the server as `server_name` under `config`.
+pub(crate) async fn handshake(
+    stream: TcpStream,
+    addr: SocketAddr,
+    config: &Arc<ClientConfig>,
+    server_name: &str,
+) -> Result<tokio_rustls::client::TlsStream<TcpStream>, String> {
+    let name = ServerName::try_from(server_name.to_string())
+        .map_err(|e| describe(&format!("server name {server_name:?}"), &e))?;
+    TlsConnector::from(Arc::clone(config))
+        .connect(name, stream)
+        .await
+        .map_err(|e| describe(&format!("TLS handshake with {addr}"), &e))
 }
 
 /// What a [`TlsOrigin`] saw.

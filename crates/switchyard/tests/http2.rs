@@ -7,10 +7,9 @@ mod common;
 
 use std::time::Duration;
 
-use common::{TestProxy, quick, start, start_serving};
+use common::{TestProxy, quick, serving, start, start_serving};
 use http::Method;
 use switchyard::ServerOptions;
-use switchyard::tls::{CertificateFiles, ServerTls, ServerTlsSettings};
 use switchyard_testkit::h2::{H2Conn, with_h2};
 use switchyard_testkit::tls::{TestCa, client_config, get};
 use switchyard_testkit::{Behavior, Origin, Script, client, within};
@@ -20,11 +19,7 @@ async fn a_tls_client_that_offers_h2_gets_http2() {
     let ca = TestCa::new("private CA");
     let cert = ca.issue(&["proxy.test"]);
     let origin = Origin::healthy("origin").await;
-    let tls = ServerTls::load(&ServerTlsSettings {
-        certificates: vec![CertificateFiles::new(&cert.cert_path, &cert.key_path)],
-        client_ca: None,
-    })
-    .unwrap();
+    let tls = serving(&cert);
     let running = start_serving(
         TestProxy::new(&[origin.addr()]).options(quick()),
         ServerOptions::default(),

@@ -6,10 +6,9 @@
 mod common;
 
 use bytes::Bytes;
-use common::{TestProxy, start_serving, start_with};
+use common::{TestProxy, serving, start_serving, start_with};
 use http_body_util::Full;
 use switchyard::ServerOptions;
-use switchyard::tls::{CertificateFiles, ServerTls, ServerTlsSettings};
 use switchyard_testkit::tls::{TestCa, client_config, send_over};
 use switchyard_testkit::{Origin, client, within};
 use tokio::io::AsyncWriteExt;
@@ -48,11 +47,7 @@ async fn a_v2_header_comes_before_the_tls_handshake() {
     let ca = TestCa::new("private CA");
     let cert = ca.issue(&["proxy.test"]);
     let origin = Origin::healthy("origin").await;
-    let tls = ServerTls::load(&ServerTlsSettings {
-        certificates: vec![CertificateFiles::new(&cert.cert_path, &cert.key_path)],
-        client_ca: None,
-    })
-    .unwrap();
+    let tls = serving(&cert);
     let running = start_serving(
         TestProxy::new(&[origin.addr()]),
         expecting_proxy_headers(),

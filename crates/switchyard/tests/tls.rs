@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
-use common::{OnFail, TestProxy, quick, start_serving, summary};
+use common::{OnFail, TestProxy, listener, quick, start_serving, summary};
 use http_body_util::Full;
 use switchyard::health::checker::{CheckOptions, Probe, check_peer};
 use switchyard::prelude::*;
@@ -20,19 +20,9 @@ use switchyard::tls::{
     CertificateFiles, ServerTls, ServerTlsSettings, UpstreamTls, UpstreamTlsSettings,
 };
 use switchyard::{Phase, ServerOptions};
-use switchyard_testkit::tls::{TestCa, TestCert, TlsOrigin, client_config, get, send};
+use switchyard_testkit::tls::{TestCa, TlsOrigin, client_config, get, send};
 use switchyard_testkit::{Blackhole, within};
 use tokio::io::AsyncReadExt;
-
-fn listener(certs: &[&TestCert]) -> ServerTlsSettings {
-    ServerTlsSettings {
-        certificates: certs
-            .iter()
-            .map(|c| CertificateFiles::new(&c.cert_path, &c.key_path))
-            .collect(),
-        client_ca: None,
-    }
-}
 
 fn trusting(ca: &TestCa) -> UpstreamTls {
     UpstreamTls::load(&UpstreamTlsSettings {

@@ -325,3 +325,21 @@ pub async fn answers_at_head(answer: &'static [u8], after: AfterAnswer) -> Socke
     });
     addr
 }
+
+/// A TLS listener's settings serving `certs` (the first is the default).
+pub fn listener(
+    certs: &[&switchyard_testkit::tls::TestCert],
+) -> switchyard::tls::ServerTlsSettings {
+    switchyard::tls::ServerTlsSettings {
+        certificates: certs
+            .iter()
+            .map(|c| switchyard::tls::CertificateFiles::new(&c.cert_path, &c.key_path))
+            .collect(),
+        client_ca: None,
+    }
+}
+
+/// A TLS listener serving `cert`, loaded.
+pub fn serving(cert: &switchyard_testkit::tls::TestCert) -> switchyard::tls::ServerTls {
+    switchyard::tls::ServerTls::load(&listener(&[cert])).unwrap()
+}
