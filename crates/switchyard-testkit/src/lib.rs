@@ -22,6 +22,7 @@ pub mod client;
 pub mod digest;
 pub mod faults;
 pub mod h2;
+pub mod h2_origin;
 pub mod origin;
 pub mod tls;
 pub mod upgrade;

@@ -167,6 +167,19 @@ impl TestCert {
     }
 }
 
+/// A server configuration serving `cert` with ALPN offering `alpn` (e.g.
+/// `[b"h2"]`).
+pub fn server_config(cert: &TestCert, alpn: &[&[u8]]) -> Arc<ServerConfig> {
+    let mut config = ServerConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(cert.chain(), cert.key())
+        .unwrap();
+    config.alpn_protocols = alpn.iter().map(|name| name.to_vec()).collect();
+    Arc::new(config)
+}
+
 fn provider() -> Arc<rustls::crypto::CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }

@@ -67,6 +67,11 @@ pub enum ErrorKind {
     UnsupportedRequest,
     /// A bug or an internal limit in the proxy, or a hook's own failure.
     Internal,
+    /// An HTTP/2 upstream refused the request's stream (`REFUSED_STREAM`),
+    /// or went away (`GOAWAY`) with a last stream id below it: it provably
+    /// did not process the request (RFC 9113 section 8.7), so a retry is
+    /// safe for any method. Judged by `fail_to_connect`.
+    StreamRefused,
 }
 
 impl ErrorKind {
@@ -94,6 +99,7 @@ impl ErrorKind {
             ErrorKind::DownstreamTimedOut => "downstream-timed-out",
             ErrorKind::UnsupportedRequest => "unsupported-request",
             ErrorKind::Internal => "internal",
+            ErrorKind::StreamRefused => "stream-refused",
         }
     }
 

@@ -25,7 +25,7 @@ pub mod trace;
 mod upstream;
 
 pub use error::{Error, ErrorKind, OrErr, Result, Side};
-pub use peer::{HttpPeer, PeerOptions};
+pub use peer::{HttpPeer, PeerOptions, UpstreamProtocol};
 pub use proxy::{ProxyHttp, RequestHeader, ResponseHeader, Session};
 pub use server::{ProxyServer, ServerOptions, ShutdownHandle};
 pub use trace::{AttemptLog, AttemptRecord, Decision, Phase};
@@ -34,7 +34,7 @@ pub use upstream::pool::UpstreamPool;
 /// Everything a proxy implementation usually needs, in one `use`.
 pub mod prelude {
     pub use crate::error::{Error, ErrorKind, OrErr, Result, Side};
-    pub use crate::peer::{HttpPeer, PeerOptions};
+    pub use crate::peer::{HttpPeer, PeerOptions, UpstreamProtocol};
     pub use crate::proxy::{ProxyHttp, RequestHeader, ResponseHeader, Session};
     pub use crate::server::{ProxyServer, ServerOptions, ShutdownHandle};
 }

@@ -77,6 +77,49 @@ impl Default for PeerOptions {
     }
 }
 
+/// The HTTP version spoken to a peer.
+///
+/// | variant | over TLS | over cleartext |
+/// |---|---|---|
+/// | `Http1` (the default) | ALPN `http/1.1` | HTTP/1.1 |
+/// | `Http2` | ALPN `h2` only: an upstream that does not pick it fails the handshake | h2c with prior knowledge |
+/// | `Auto` | ALPN `h2` then `http/1.1`: what the upstream picks | HTTP/1.1 |
+///
+/// HTTP/2 connections are shared: many requests at once go over one, up to
+/// the upstream's `SETTINGS_MAX_CONCURRENT_STREAMS`, and a new connection
+/// is made (under `max_connections`) when every stream is taken. A
+/// WebSocket or other upgrade needs HTTP/1.1: `Auto` asks for it alone for
+/// such a request, and `Http2` refuses one.
+///
+/// ```
+/// use switchyard::{HttpPeer, UpstreamProtocol};
+///
+/// let peer = HttpPeer::parse("127.0.0.1:50051").unwrap().with_protocol(UpstreamProtocol::Http2);
+/// assert_eq!(peer.protocol.as_str(), "h2");
+/// ```
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub enum UpstreamProtocol {
+    /// HTTP/1.1 only.
+    #[default]
+    Http1,
+    /// HTTP/2 only (h2 over TLS, h2c over cleartext).
+    Http2,
+    /// Over TLS, HTTP/2 when the upstream offers it, else HTTP/1.1; over
+    /// cleartext, HTTP/1.1.
+    Auto,
+}
+
+impl UpstreamProtocol {
+    /// A stable name for logs and config: `http1`, `h2` or `auto`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            UpstreamProtocol::Http1 => "http1",
+            UpstreamProtocol::Http2 => "h2",
+            UpstreamProtocol::Auto => "auto",
+        }
+    }
+}
+
 /// An upstream to send one attempt to.
 ///
 /// ```
@@ -101,6 +144,8 @@ pub struct HttpPeer {
     /// Whom to trust and what to present over TLS; `None` with `tls` set:
     /// the system's roots ([`UpstreamTls::system`]).
     pub tls_settings: Option<UpstreamTls>,
+    /// The HTTP version to speak ([`UpstreamProtocol::Http1`] unless set).
+    pub protocol: UpstreamProtocol,
     /// Timeouts for this peer.
     pub options: PeerOptions,
     /// A peer to race when a new connection to this one is slow (connect
@@ -119,6 +164,7 @@ impl HttpPeer {
             tls,
             sni,
             tls_settings: None,
+            protocol: UpstreamProtocol::Http1,
             options: PeerOptions::default(),
             hedge: None,
         }
@@ -139,6 +185,12 @@ impl HttpPeer {
     /// The same peer with other options.
     pub fn with_options(mut self, options: PeerOptions) -> Self {
         self.options = options;
+        self
+    }
+
+    /// The same peer spoken to in `protocol`.
+    pub fn with_protocol(mut self, protocol: UpstreamProtocol) -> Self {
+        self.protocol = protocol;
         self
     }
 
@@ -183,6 +235,7 @@ impl HttpPeer {
             address: self.address,
             tls,
             sni: self.sni.as_str().into(),
+            protocol: self.protocol,
         }
     }
 }
@@ -193,18 +246,22 @@ impl fmt::Display for HttpPeer {
         if self.tls {
             write!(f, " (tls, sni {:?})", self.sni)?;
         }
+        if self.protocol != UpstreamProtocol::Http1 {
+            write!(f, " ({})", self.protocol.as_str())?;
+        }
         Ok(())
     }
 }
 
-/// The identity of a connection in the pool: address, TLS, server name and
-/// the TLS settings it was verified under.
+/// The identity of a connection in the pool: address, TLS, server name,
+/// the TLS settings it was verified under, and the HTTP version asked for.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct PoolKey {
     address: SocketAddr,
     /// [`PLAIN`], [`SYSTEM_TLS`], or the id of the peer's TLS settings.
     tls: u64,
     sni: Box<str>,
+    protocol: UpstreamProtocol,
 }
 
 /// A cleartext connection's TLS in its [`PoolKey`].

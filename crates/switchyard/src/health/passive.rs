@@ -47,7 +47,11 @@ pub fn outcome_of(attempt: &AttemptRecord) -> Option<Outcome> {
     let Some(kind) = attempt.error else {
         return by_status();
     };
-    if kind.default_side() != Side::Upstream || kind == ErrorKind::UpstreamStatus {
+    // A refused stream is a busy or restarting server, not a sick one.
+    if kind.default_side() != Side::Upstream
+        || kind == ErrorKind::UpstreamStatus
+        || kind == ErrorKind::StreamRefused
+    {
         return by_status();
     }
     if attempt.status.is_none() && attempt.reused && connection_dropped(kind) {

@@ -20,7 +20,7 @@ use super::upgrade::{self, Tunnel, UpgradeRecord};
 use super::{ProxyHttp, Session};
 use crate::body::Progress;
 use crate::error::{Error, ErrorKind, Result, Side};
-use crate::peer::HttpPeer;
+use crate::peer::{HttpPeer, UpstreamProtocol};
 use crate::policy::retry::{FailurePoint, Verdict};
 use crate::trace::{Decision, Phase};
 use crate::upstream::hedge::{self, Winner};
@@ -83,6 +83,9 @@ pub(super) async fn attempt<P: ProxyHttp>(
             peer: None,
             reused: false,
         })?;
+    if let Err(e) = protocol_for_upgrade(session, &mut peer) {
+        return Err(AttemptFailure::new(e, FailurePoint::Internal, &peer, false));
+    }
     let now = Instant::now();
     // A tunnel's idle limit is the peer's own, not what the deadline leaves.
     let tunnel_idle = peer.options.read_timeout;
@@ -152,6 +155,26 @@ pub(super) async fn attempt<P: ProxyHttp>(
         body_done,
         tunnel: None,
     })
+}
+
+/// An upgrade (WebSocket) needs HTTP/1.1 upstream: a peer that may
+/// negotiate HTTP/2 asks for HTTP/1.1 alone for it, and an HTTP/2-only
+/// peer cannot take it (RFC 8441's extended CONNECT is not supported).
+fn protocol_for_upgrade(session: &Session, peer: &mut HttpPeer) -> Result<()> {
+    if upgrade::requested(session.req_header()).is_none() {
+        return Ok(());
+    }
+    match peer.protocol {
+        UpstreamProtocol::Http1 => Ok(()),
+        UpstreamProtocol::Auto => {
+            peer.protocol = UpstreamProtocol::Http1;
+            Ok(())
+        }
+        UpstreamProtocol::Http2 => Err(Error::explain(
+            ErrorKind::UnsupportedRequest,
+            "an upgrade (WebSocket) cannot go to an HTTP/2 upstream",
+        )),
+    }
 }
 
 /// An upstream's 101 and what the tunnel needs.
@@ -321,6 +344,10 @@ async fn connect_and_exchange<P: ProxyHttp>(
                 let point = match error.side() {
                     Side::Downstream => FailurePoint::Downstream,
                     Side::Internal => FailurePoint::Internal,
+                    // Provably not processed: as good as never sent.
+                    Side::Upstream if error.kind() == ErrorKind::StreamRefused => {
+                        FailurePoint::Connect
+                    }
                     Side::Upstream => FailurePoint::BeforeResponseHead,
                 };
                 return Err(AttemptFailure::new(error, point, peer, conn.reused()));
@@ -341,7 +368,12 @@ async fn connection(
     match room(shared, peer, session, fresh_only).await {
         Ok(Room::Pooled(conn)) => (Ok(conn), unraced),
         Ok(Room::New(slot)) => {
-            hedge::connect(peer, &shared.connect_times, slot, &shared.pool).await
+            let (conn, winner) =
+                hedge::connect(peer, &shared.connect_times, slot, &shared.pool).await;
+            if let Ok(conn) = &conn {
+                share_http2(shared, peer, conn);
+            }
+            (conn, winner)
         }
         Err(e) => (Err(e), unraced),
     }
@@ -382,6 +414,10 @@ async fn room(
         }
         if let Some(slot) = shared.pool.slots.try_take(peer.address, &peer.options) {
             return Ok(Room::New(slot));
+        }
+        // No new connection may be made: queue on a shared HTTP/2 one.
+        if !fresh_only && let Some(stream) = shared.pool.overflow(&key) {
+            return Ok(Room::Pooled(stream));
         }
         if fresh_only && shared.pool.evict_one(&key) {
             continue;
@@ -431,9 +467,21 @@ async fn fresh_connection(
     }
     let failed = |e| AttemptFailure::new(e, FailurePoint::Connect, peer, false);
     match room(shared, peer, session, true).await.map_err(failed)? {
-        Room::New(slot) => connector::connect(peer, slot).await.map_err(failed),
+        Room::New(slot) => {
+            let conn = connector::connect(peer, slot).await.map_err(failed)?;
+            share_http2(shared, peer, &conn);
+            Ok(conn)
+        }
         // Not asked for (fresh only), but as good as a new one.
         Room::Pooled(conn) => Ok(conn),
+    }
+}
+
+/// A new HTTP/2 connection is shared at once: concurrent requests to the
+/// peer may take its free streams.
+fn share_http2(shared: &EngineShared, peer: &HttpPeer, conn: &UpstreamConn) {
+    if let Some(multiplexed) = conn.multiplexed() {
+        shared.pool.share(multiplexed, peer.options.max_idle);
     }
 }
 

@@ -299,7 +299,8 @@ async fn attempt_loop<P: ProxyHttp>(
         };
         // After a pooled connection failed, the pool may hold more like it
         // (the upstream restarted): the next attempt takes a new connection.
-        fresh_only = failure.reused;
+        // A refused stream goes to another connection too.
+        fresh_only = failure.reused || failure.error.kind() == ErrorKind::StreamRefused;
         let stale = admission.is_stale_retry(Failed {
             point: failure.point,
             kind: failure.error.kind(),

@@ -148,6 +148,11 @@ pub(crate) fn downstream_head(mut head: ResponseHeader) -> Result<(ResponseHeade
         }
     }
     strip_hop_by_hop(&mut head.headers);
+    // An HTTP/2 upstream's answer goes to an HTTP/1.1 client as HTTP/1.1
+    // (an HTTP/2 client's connection ignores the version).
+    if head.version == Version::HTTP_2 {
+        head.version = Version::HTTP_11;
+    }
     Ok((head, framing))
 }
 
@@ -244,6 +249,11 @@ pub(crate) fn classify(e: hyper::Error, progress: &Progress) -> Box<Error> {
             }
         };
     }
+    if let Some(refused) = not_processed(&e) {
+        let mut error = Error::because(ErrorKind::StreamRefused, refused, e);
+        error.set_retry_note(NOT_PROCESSED);
+        return error;
+    }
     let (kind, context) = if e.is_incomplete_message() || e.is_canceled() {
         (
             ErrorKind::ClosedBeforeHead,
@@ -262,6 +272,27 @@ pub(crate) fn classify(e: hyper::Error, progress: &Progress) -> Box<Error> {
         (ErrorKind::ReadError, "reading the response head")
     };
     Error::because(kind, context, e)
+}
+
+/// The trace note of a request an HTTP/2 upstream provably did not process.
+pub(crate) const NOT_PROCESSED: &str = "not-processed";
+
+/// Whether an HTTP/2 upstream said it did not process the request, and how:
+/// it refused the stream, or sent a GOAWAY whose last stream id is below it
+/// (h2 fails exactly those streams with the GOAWAY's error; RFC 9113
+/// section 8.7).
+fn not_processed(e: &hyper::Error) -> Option<&'static str> {
+    let h2 = find_cause::<h2::Error>(e)?;
+    if !h2.is_remote() {
+        return None;
+    }
+    if h2.is_reset() && h2.reason() == Some(h2::Reason::REFUSED_STREAM) {
+        Some("upstream refused the stream (REFUSED_STREAM)")
+    } else if h2.is_go_away() {
+        Some("upstream went away (GOAWAY) before this stream")
+    } else {
+        None
+    }
 }
 
 /// Name a failure while the response body streams.

@@ -16,7 +16,7 @@
 
 use std::future::Future;
 
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorKind, Result};
 use crate::peer::HttpPeer;
 use crate::policy::budget::RetryBudget;
 use crate::policy::limits::RetryLimits;
@@ -188,18 +188,24 @@ pub trait ProxyHttp: Send + Sync + 'static {
     }
 
     /// No connection to `peer` could be made (refused, timed out, no route,
-    /// TLS). Nothing was sent upstream and nothing downstream, so a retry is
-    /// safe for any method. Return the error, marked with
-    /// [`Error::set_retry`] to try again.
+    /// TLS), or an HTTP/2 upstream provably did not process the request
+    /// ([`ErrorKind::StreamRefused`]: it refused the stream, or sent a
+    /// GOAWAY below it). Nothing was processed upstream and nothing went
+    /// downstream, so a retry is safe for any method. Return the error,
+    /// marked with [`Error::set_retry`] to try again.
     ///
-    /// Default: the error unchanged, which is not retried.
+    /// Default: a refused stream is retried (on a new connection; the trace
+    /// note is `not-processed`), anything else is not.
     fn fail_to_connect(
         &self,
         _session: &mut Session,
         _peer: &HttpPeer,
         _ctx: &mut Self::CTX,
-        e: Box<Error>,
+        mut e: Box<Error>,
     ) -> Box<Error> {
+        if e.kind() == ErrorKind::StreamRefused {
+            e.set_retry(true);
+        }
         e
     }
 

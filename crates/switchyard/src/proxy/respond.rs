@@ -37,7 +37,9 @@ pub fn status_for(e: &Error) -> StatusCode {
         ErrorKind::DownstreamTimedOut => StatusCode::REQUEST_TIMEOUT,
         ErrorKind::UnsupportedRequest => StatusCode::NOT_IMPLEMENTED,
         ErrorKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
-        ErrorKind::ConnectionLimitReached => StatusCode::SERVICE_UNAVAILABLE,
+        ErrorKind::ConnectionLimitReached | ErrorKind::StreamRefused => {
+            StatusCode::SERVICE_UNAVAILABLE
+        }
         _ => StatusCode::BAD_GATEWAY,
     }
 }
@@ -59,7 +61,7 @@ pub fn proxy_status_error(kind: ErrorKind) -> &'static str {
             "http_response_timeout"
         }
         ErrorKind::InvalidResponse => "http_protocol_error",
-        ErrorKind::UpstreamStatus => "destination_unavailable",
+        ErrorKind::UpstreamStatus | ErrorKind::StreamRefused => "destination_unavailable",
         ErrorKind::InvalidDownstreamRequest
         | ErrorKind::RequestBodyTooLarge
         | ErrorKind::DownstreamTimedOut

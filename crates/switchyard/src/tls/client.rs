@@ -19,8 +19,9 @@ use tokio_rustls::TlsConnector;
 use tracing::warn;
 
 use super::certs::{CertificateFiles, load_certificate};
-use super::{ALPN_HTTP11, provider, roots_from_file, tls_config_error};
+use super::{ALPN_H2, ALPN_HTTP11, provider, roots_from_file, tls_config_error};
 use crate::error::{Error, ErrorKind, Result};
+use crate::peer::UpstreamProtocol;
 
 /// How to speak TLS to a group of upstreams.
 ///
@@ -60,7 +61,8 @@ pub struct UpstreamTlsSettings {
 /// ```
 #[derive(Clone)]
 pub struct UpstreamTls {
-    connector: TlsConnector,
+    /// One connector per ALPN offer: `http/1.1`, `h2`, `h2` then `http/1.1`.
+    connectors: Arc<[TlsConnector; 3]>,
     id: u64,
     insecure: bool,
 }
@@ -87,16 +89,25 @@ impl UpstreamTls {
             }
             builder.with_root_certificates(roots)
         };
-        let mut config = match &settings.client_certificate {
+        let config = match &settings.client_certificate {
             None => builder.with_no_client_auth(),
             Some(files) => {
                 let loaded = load_certificate(files, &provider)?;
                 builder.with_client_cert_resolver(Arc::new(ClientCertificate(loaded.key)))
             }
         };
-        config.alpn_protocols = vec![ALPN_HTTP11.to_vec()];
+        let offering = |alpn: &[&[u8]]| {
+            let mut config = config.clone();
+            config.alpn_protocols = alpn.iter().map(|name| name.to_vec()).collect();
+            TlsConnector::from(Arc::new(config))
+        };
+        let connectors = [
+            offering(&[ALPN_HTTP11]),
+            offering(&[ALPN_H2]),
+            offering(&[ALPN_H2, ALPN_HTTP11]),
+        ];
         Ok(UpstreamTls {
-            connector: TlsConnector::from(Arc::new(config)),
+            connectors: Arc::new(connectors),
             id: fingerprint(settings),
             insecure: settings.insecure_skip_verify,
         })
@@ -119,8 +130,14 @@ impl UpstreamTls {
         self.id
     }
 
-    pub(crate) fn connector(&self) -> &TlsConnector {
-        &self.connector
+    /// The connector whose ALPN offer speaks `protocol`.
+    pub(crate) fn connector(&self, protocol: UpstreamProtocol) -> &TlsConnector {
+        let index = match protocol {
+            UpstreamProtocol::Http1 => 0,
+            UpstreamProtocol::Http2 => 1,
+            UpstreamProtocol::Auto => 2,
+        };
+        &self.connectors[index]
     }
 }
 

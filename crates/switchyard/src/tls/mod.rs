@@ -7,7 +7,8 @@
 //! certificate), so a mistake is an error naming the file at start or on a
 //! reload (which then keeps what it had), never a failed handshake later.
 //! TLS 1.2 and 1.3 only. A listener offers ALPN `h2` and `http/1.1`; upstream
-//! connections offer `http/1.1`.
+//! connections offer what the peer's [`UpstreamProtocol`](crate::UpstreamProtocol)
+//! asks for.
 
 mod certs;
 mod client;
@@ -30,6 +31,8 @@ use crate::error::{Error, ErrorKind, Result};
 
 /// The ALPN name of HTTP/1.1.
 const ALPN_HTTP11: &[u8] = b"http/1.1";
+/// The ALPN name of HTTP/2 over TLS.
+pub(crate) const ALPN_H2: &[u8] = b"h2";
 
 /// The crypto provider of every TLS configuration here (ring: it builds
 /// with the Rust toolchain and a C compiler, nothing more).

@@ -10,7 +10,7 @@ use rustls::{RootCertStore, ServerConfig};
 use tokio_rustls::TlsAcceptor;
 
 use super::certs::{CertificateFiles, LoadedCertificate, load_certificate, name_matches};
-use super::{ALPN_HTTP11, provider, roots_from_file, tls_config_error};
+use super::{ALPN_H2, ALPN_HTTP11, provider, roots_from_file, tls_config_error};
 use crate::error::{Error, ErrorKind, Result};
 
 /// What a TLS listener serves: its certificates and whom it asks for one.
@@ -123,7 +123,7 @@ fn server_config(settings: &ServerTlsSettings) -> Result<Arc<ServerConfig>> {
     };
     let mut config = builder.with_cert_resolver(Arc::new(ByServerName { certificates }));
     // HTTP/2 preferred, HTTP/1.1 kept.
-    config.alpn_protocols = vec![b"h2".to_vec(), ALPN_HTTP11.to_vec()];
+    config.alpn_protocols = vec![ALPN_H2.to_vec(), ALPN_HTTP11.to_vec()];
     Ok(Arc::new(config))
 }
 

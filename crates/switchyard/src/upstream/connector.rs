@@ -1,57 +1,142 @@
 //! Making a new connection to a peer, within its connect timeout, over TLS
-//! when the peer asks for it, and naming what went wrong precisely enough
-//! for `fail_to_connect`.
+//! when the peer asks for it, in the HTTP version it asks for (or the one
+//! ALPN settles on), and naming what went wrong precisely enough for
+//! `fail_to_connect`.
 
 use std::io;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
-use hyper::client::conn::http1;
-use hyper_util::rt::TokioIo;
+use hyper::client::conn::{http1, http2};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
-use tokio::task::AbortHandle;
 use tokio_rustls::client::TlsStream;
 use tracing::debug;
 
+use super::multiplex::{Multiplexed, StreamLimit};
 use super::slots::Slot;
 use super::stream::UpstreamStream;
-use super::{UpstreamBody, UpstreamConn};
+use super::{Link, UpstreamConn};
 use crate::error::{Error, ErrorKind, Result};
-use crate::peer::HttpPeer;
-use crate::tls::{self, UpstreamTls};
+use crate::peer::{HttpPeer, UpstreamProtocol};
+use crate::tls::{self, ALPN_H2, UpstreamTls};
+
+/// The streams a new HTTP/2 connection may open before the upstream's
+/// SETTINGS say how many it allows (RFC 9113 recommends allowing at least 100).
+const INITIAL_MAX_STREAMS: usize = 100;
+/// How often an HTTP/2 upstream connection is PINGed, and how long the
+/// answer may take before the connection is given up as dead.
+const KEEP_ALIVE: Duration = Duration::from_secs(20);
 
 /// Connect to `peer` in the place `slot` holds under its connection limit
-/// (over TLS when the peer asks for it), and set up an HTTP/1.1 client
-/// connection on its own task.
+/// (over TLS when the peer asks for it), and set up a client connection in
+/// the peer's HTTP version on its own task. A new HTTP/2 connection comes
+/// with its first stream leased.
 pub(crate) async fn connect(peer: &HttpPeer, slot: Slot) -> Result<UpstreamConn> {
     let stream = tcp_connect(peer).await?;
-    let (sender, task) = if peer.tls {
+    let link = if peer.tls {
         // Boxed: a TLS handshake's state is tens of KB, and every request's
         // future (moved whole when it starts) would carry room for it.
         Box::pin(async {
             let stream = tls_handshake(peer, stream).await?;
-            http1_handshake(peer, stream).await
+            let h2 = stream.get_ref().1.alpn_protocol() == Some(ALPN_H2);
+            match (h2, peer.protocol) {
+                (true, _) => http2_handshake(peer, stream, slot).await,
+                (false, UpstreamProtocol::Http2) => Err(Error::explain(
+                    ErrorKind::TlsHandshake,
+                    "upstream did not agree to HTTP/2 by ALPN (it offers no h2)",
+                )),
+                (false, _) => http1_handshake(peer, stream, slot).await,
+            }
         })
         .await?
+    } else if peer.protocol == UpstreamProtocol::Http2 {
+        http2_handshake(peer, stream, slot).await?
     } else {
-        http1_handshake(peer, stream).await?
+        http1_handshake(peer, stream, slot).await?
     };
     Ok(UpstreamConn {
-        sender,
-        task,
+        link,
         key: peer.pool_key(),
         idle_timeout: peer.options.idle_timeout,
         max_idle: peer.options.max_idle,
         reused: false,
         reusable: true,
-        slot,
+        tls: peer.tls,
     })
 }
 
+/// The same connection, for the next request: a new stream of a shared
+/// HTTP/2 connection, leased from `conn` (`force`: even past the
+/// upstream's stream limit).
+pub(crate) fn stream_of(conn: &Arc<Multiplexed>, force: bool) -> Option<UpstreamConn> {
+    let (sender, lease, reused) = conn.lease(force)?;
+    Some(UpstreamConn {
+        link: Link::Http2 { sender, lease },
+        key: conn.key.clone(),
+        idle_timeout: conn.idle_timeout,
+        max_idle: 0,
+        reused,
+        reusable: true,
+        tls: conn.tls,
+    })
+}
+
+/// hyper's HTTP/2 client over `stream`, its connection driven on a task
+/// that keeps the upstream's stream limit up to date, with its first stream.
+async fn http2_handshake<S>(peer: &HttpPeer, stream: S, slot: Slot) -> Result<Link>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let (sender, connection) = http2::Builder::new(TokioExecutor::new())
+        .timer(TokioTimer::new())
+        .initial_max_send_streams(INITIAL_MAX_STREAMS)
+        .keep_alive_interval(KEEP_ALIVE)
+        .keep_alive_timeout(KEEP_ALIVE)
+        .keep_alive_while_idle(true)
+        .handshake(TokioIo::new(UpstreamStream::new(stream)))
+        .await
+        .map_err(|e| Error::because(ErrorKind::ConnectError, "HTTP/2 handshake", e))?;
+    // The task polls the connection; a lease asks it for the upstream's
+    // current stream limit (hyper keeps it up to date from SETTINGS).
+    let connection = Arc::new(Mutex::new(Box::pin(connection)));
+    let asked = Arc::clone(&connection);
+    let max_streams: StreamLimit = Box::new(move || {
+        let connection = asked.lock().unwrap_or_else(|p| p.into_inner());
+        connection.current_max_send_streams()
+    });
+    let address = peer.address;
+    let task = tokio::spawn(async move {
+        let ended = std::future::poll_fn(|cx| {
+            let mut connection = connection.lock().unwrap_or_else(|p| p.into_inner());
+            connection.as_mut().poll(cx)
+        })
+        .await;
+        if let Err(e) = ended {
+            debug!(upstream = %address, error = %e, "upstream HTTP/2 connection ended with an error");
+        }
+    });
+    let shared = Multiplexed::new(
+        sender,
+        task.abort_handle(),
+        slot,
+        peer.pool_key(),
+        peer.options.idle_timeout,
+        max_streams,
+        peer.tls,
+    );
+    let (sender, lease, _) = shared.lease(true).ok_or_else(|| {
+        Error::explain(
+            ErrorKind::ConnectError,
+            "new HTTP/2 connection closed at once",
+        )
+    })?;
+    Ok(Link::Http2 { sender, lease })
+}
+
 /// hyper's HTTP/1.1 client over `stream`, its connection driven on a task.
-async fn http1_handshake<S>(
-    peer: &HttpPeer,
-    stream: S,
-) -> Result<(http1::SendRequest<UpstreamBody>, AbortHandle)>
+async fn http1_handshake<S>(peer: &HttpPeer, stream: S, slot: Slot) -> Result<Link>
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
@@ -66,7 +151,11 @@ where
             debug!(upstream = %address, error = %e, "upstream connection ended with an error");
         }
     });
-    Ok((sender, task.abort_handle()))
+    Ok(Link::Http1 {
+        sender,
+        task: task.abort_handle(),
+        slot,
+    })
 }
 
 /// The TLS handshake over a new TCP connection, within the connect
@@ -81,7 +170,12 @@ pub(crate) async fn tls_handshake(
     };
     let name = tls::server_name(&peer.sni, peer.address)?;
     let timeout = peer.options.connect_timeout;
-    match tokio::time::timeout(timeout, settings.connector().connect(name, stream)).await {
+    match tokio::time::timeout(
+        timeout,
+        settings.connector(peer.protocol).connect(name, stream),
+    )
+    .await
+    {
         Ok(Ok(stream)) => Ok(stream),
         Ok(Err(e)) => Err(tls::handshake_error(e)),
         Err(_) => Err(Error::explain(

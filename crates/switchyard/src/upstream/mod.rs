@@ -1,25 +1,30 @@
 //! Connections to upstreams: making them ([`connector`]) and keeping them
 //! for reuse ([`pool`]).
 //!
-//! An [`UpstreamConn`] is one HTTP/1.1 client connection driven by hyper's
-//! connection API on its own task, over a [`stream::UpstreamStream`] (which
-//! makes up for a wake-up hyper can lose). It knows whether it came from the
-//! pool, which `error_while_proxy` needs to judge a failure. HTTP/2 will add a
-//! second sender variant here; the forwarding path above stays the same.
+//! An [`UpstreamConn`] carries one request. Over HTTP/1.1 it owns a client
+//! connection driven by hyper on its own task, over a
+//! [`stream::UpstreamStream`] (which makes up for a wake-up hyper can lose).
+//! Over HTTP/2 it holds one stream of a shared connection
+//! ([`multiplex::Multiplexed`]). Either way it knows whether its connection
+//! served requests before, which `error_while_proxy` needs to judge a
+//! failure, and the forwarding path above is the same.
 
 use std::time::Duration;
 
+use http::{Uri, Version};
 use hyper::body::Incoming;
-use hyper::client::conn::{TrySendError, http1};
+use hyper::client::conn::{TrySendError, http1, http2};
 use tokio::task::AbortHandle;
 
 use crate::body::ReplayBody;
 use crate::body::limit::LimitedBody;
 use crate::peer::PoolKey;
+use multiplex::{Multiplexed, StreamLease};
 use slots::Slot;
 
 pub(crate) mod connector;
 pub(crate) mod hedge;
+pub(crate) mod multiplex;
 pub(crate) mod pool;
 pub(crate) mod slots;
 pub(crate) mod stream;
@@ -33,19 +38,35 @@ pub(crate) type UpstreamBody = ReplayBody<DownstreamBody>;
 /// A request as sent upstream.
 pub(crate) type UpstreamRequest = http::Request<UpstreamBody>;
 
-/// One client connection to an upstream.
+/// How an [`UpstreamConn`] reaches its upstream.
+#[derive(Debug)]
+pub(crate) enum Link {
+    /// A whole HTTP/1.1 connection: its driving task, and its place under
+    /// the server's connection limit (freed when it closes).
+    Http1 {
+        sender: http1::SendRequest<UpstreamBody>,
+        task: AbortHandle,
+        slot: Slot,
+    },
+    /// One stream of a shared HTTP/2 connection.
+    Http2 {
+        sender: http2::SendRequest<UpstreamBody>,
+        lease: StreamLease,
+    },
+}
+
+/// One client connection to an upstream (or, over HTTP/2, one stream of one).
 #[derive(Debug)]
 pub(crate) struct UpstreamConn {
-    sender: http1::SendRequest<UpstreamBody>,
-    task: AbortHandle,
+    pub(crate) link: Link,
     key: PoolKey,
     idle_timeout: Duration,
     max_idle: usize,
     reused: bool,
     /// False once the connection must not serve another request.
     reusable: bool,
-    /// Its place under the server's connection limit, freed when it closes.
-    slot: Slot,
+    /// Over TLS: requests over HTTP/2 carry the `https` scheme.
+    tls: bool,
 }
 
 impl UpstreamConn {
@@ -54,36 +75,99 @@ impl UpstreamConn {
         self.reused
     }
 
+    /// Whether requests go over HTTP/2.
+    pub(crate) fn is_http2(&self) -> bool {
+        matches!(self.link, Link::Http2 { .. })
+    }
+
+    /// The shared HTTP/2 connection this stream belongs to, if any.
+    pub(crate) fn multiplexed(&self) -> Option<&std::sync::Arc<Multiplexed>> {
+        match &self.link {
+            Link::Http1 { .. } => None,
+            Link::Http2 { lease, .. } => Some(lease.connection()),
+        }
+    }
+
     /// Never pool this connection again: close it once the current response
-    /// is done (its framing was ambiguous).
+    /// is done (its framing was ambiguous). An HTTP/2 stream's framing is
+    /// the frames', so its connection stays shared.
     pub(crate) fn close_after_response(&mut self) {
         self.reusable = false;
     }
 
     /// Whether the connection is gone (the upstream closed it, or it failed).
     pub(crate) fn is_closed(&self) -> bool {
-        self.sender.is_closed()
+        match &self.link {
+            Link::Http1 { sender, .. } => sender.is_closed(),
+            Link::Http2 { sender, .. } => sender.is_closed(),
+        }
     }
 
     /// Wait until the connection can take a request; an error means it closed.
     pub(crate) async fn ready(&mut self) -> hyper::Result<()> {
-        self.sender.ready().await
+        match &mut self.link {
+            Link::Http1 { sender, .. } => sender.ready().await,
+            Link::Http2 { sender, .. } => sender.ready().await,
+        }
     }
 
     /// Send a request. A request that was never written comes back in the error.
     pub(crate) fn send(
         &mut self,
-        request: UpstreamRequest,
+        mut request: UpstreamRequest,
     ) -> impl Future<Output = Result<http::Response<Incoming>, TrySendError<UpstreamRequest>>> + use<>
     {
-        self.sender.try_send_request(request)
+        let sending = match &mut self.link {
+            Link::Http1 { sender, .. } => Sending::Http1(sender.try_send_request(request)),
+            Link::Http2 { sender, .. } => {
+                as_http2(&mut request, self.tls);
+                Sending::Http2(sender.try_send_request(request))
+            }
+        };
+        async move {
+            match sending {
+                Sending::Http1(response) => response.await,
+                Sending::Http2(response) => response.await,
+            }
+        }
     }
+}
+
+/// A request on its way, over either version.
+enum Sending<A, B> {
+    Http1(A),
+    Http2(B),
+}
+
+/// Turn an HTTP/1.1 head into an HTTP/2 one: the target's scheme and
+/// authority (`:authority` from `Host`, which is then dropped: RFC 9113
+/// section 8.3.1), version 2. hyper removes the connection-specific headers.
+fn as_http2(request: &mut UpstreamRequest, tls: bool) {
+    let scheme = if tls { "https" } else { "http" };
+    let host = request.headers_mut().remove(http::header::HOST);
+    let path = request.uri().path_and_query().map_or("/", |pq| pq.as_str());
+    let authority = host.as_ref().and_then(|h| h.to_str().ok());
+    let uri =
+        authority.and_then(|authority| Uri::try_from(format!("{scheme}://{authority}{path}")).ok());
+    match uri {
+        Some(uri) => *request.uri_mut() = uri,
+        // No usable Host: keep it as a header, and let h2 default the scheme.
+        None => {
+            if let Some(host) = host {
+                request.headers_mut().insert(http::header::HOST, host);
+            }
+        }
+    }
+    *request.version_mut() = Version::HTTP_2;
 }
 
 impl Drop for UpstreamConn {
     /// A connection leaves the proxy only through the pool or by being
-    /// dropped; dropped means given up on, so close it now.
+    /// dropped; dropped means given up on, so close it now. A dropped
+    /// HTTP/2 stream is reset by hyper; its connection stays shared.
     fn drop(&mut self) {
-        self.task.abort();
+        if let Link::Http1 { task, .. } = &self.link {
+            task.abort();
+        }
     }
 }

@@ -10,14 +10,21 @@
 //! something different (the upstream may have closed it as we wrote).
 //! [`UpstreamPool`] lets a caller whose server set changed close the idle
 //! connections to servers it no longer uses, and refuse them from then on.
+//!
+//! HTTP/2 connections are shared rather than checked out: the pool keeps
+//! each from when it is made, and hands out a stream of the first one with
+//! a stream free (see [`multiplex`](super::multiplex)). One with no stream
+//! in use for its idle timeout, or that the upstream closed (a GOAWAY
+//! included), is dropped.
 
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::{Duration, Instant};
 
-use super::UpstreamConn;
+use super::multiplex::Multiplexed;
 use super::slots::ServerSlots;
+use super::{Link, UpstreamConn, connector};
 use crate::peer::PoolKey;
 
 /// How often the reaper looks for expired idle connections.
@@ -38,11 +45,20 @@ impl Idle {
 #[derive(Debug, Default)]
 struct Inner {
     idle: HashMap<PoolKey, Vec<Idle>>,
+    /// Shared HTTP/2 connections, busy or idle.
+    shared: HashMap<PoolKey, Vec<Arc<Multiplexed>>>,
     /// When set, the only addresses whose connections are kept.
     only: Option<HashSet<SocketAddr>>,
 }
 
 impl Inner {
+    /// Idle HTTP/1.1 connections, and shared HTTP/2 ones with no stream in use.
+    fn idle_count(&self) -> usize {
+        let shared = self.shared.values().flatten();
+        self.idle.values().map(Vec::len).sum::<usize>()
+            + shared.filter(|conn| conn.streams() == 0).count()
+    }
+
     fn keeps(&self, key: &PoolKey) -> bool {
         self.only
             .as_ref()
@@ -75,9 +91,19 @@ impl Pool {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// The warmest usable idle connection to `key`, marked reused.
+    /// A free stream of a shared HTTP/2 connection to `key`, else the
+    /// warmest usable idle HTTP/1.1 connection, marked reused.
     pub(crate) fn checkout(&self, key: &PoolKey, now: Instant) -> Option<UpstreamConn> {
         let mut inner = self.inner();
+        if let Some(shared) = inner.shared.get_mut(key) {
+            shared.retain(|conn| conn.usable(now));
+            if let Some(stream) = shared
+                .iter()
+                .find_map(|conn| connector::stream_of(conn, false))
+            {
+                return Some(stream);
+            }
+        }
         let list = inner.idle.get_mut(key)?;
         while let Some(entry) = list.pop() {
             if entry.usable(now) {
@@ -89,9 +115,39 @@ impl Pool {
         None
     }
 
-    /// Return a connection whose exchange finished cleanly.
+    /// A stream of the least busy shared HTTP/2 connection to `key`, even
+    /// past the upstream's stream limit (hyper holds the request until a
+    /// stream frees up): for when no new connection may be made.
+    pub(crate) fn overflow(&self, key: &PoolKey) -> Option<UpstreamConn> {
+        let inner = self.inner();
+        let conn = inner
+            .shared
+            .get(key)?
+            .iter()
+            .filter(|conn| !conn.is_closed())
+            .min_by_key(|conn| conn.streams())?;
+        connector::stream_of(conn, true)
+    }
+
+    /// Share a new HTTP/2 connection: later requests to its key may take
+    /// its free streams. Not kept when its peer keeps no idle connections,
+    /// or its server was removed.
+    pub(crate) fn share(&self, conn: &Arc<Multiplexed>, max_idle: usize) {
+        let mut inner = self.inner();
+        if max_idle == 0 || !inner.keeps(&conn.key) {
+            return;
+        }
+        inner
+            .shared
+            .entry(conn.key.clone())
+            .or_default()
+            .push(Arc::clone(conn));
+    }
+
+    /// Return a connection whose exchange finished cleanly. An HTTP/2
+    /// stream just ends (its connection stays shared).
     pub(crate) fn checkin(&self, conn: UpstreamConn, now: Instant) {
-        if conn.is_closed() || !conn.reusable || conn.max_idle == 0 {
+        if conn.is_http2() || conn.is_closed() || !conn.reusable || conn.max_idle == 0 {
             return;
         }
         let max_idle = conn.max_idle;
@@ -105,20 +161,30 @@ impl Pool {
             list.remove(0);
         }
         // A request waiting for room under the server's limit can take it.
-        conn.slot.wake_a_waiter();
+        if let Link::Http1 { slot, .. } = &conn.link {
+            slot.wake_a_waiter();
+        }
         list.push(Idle { conn, since: now });
     }
 
     /// Close one idle connection to `key`, if any (its place under the
-    /// server's limit is then free for a new one).
+    /// server's limit is then free for a new one): an HTTP/1.1 one, else a
+    /// shared HTTP/2 one with no stream in use.
     pub(crate) fn evict_one(&self, key: &PoolKey) -> bool {
         let mut inner = self.inner();
         let evicted = inner
             .idle
             .get_mut(key)
             .and_then(|list| (!list.is_empty()).then(|| list.remove(0)));
+        if evicted.is_some() {
+            return true;
+        }
+        let shared = inner.shared.get_mut(key).and_then(|list| {
+            let unused = list.iter().position(|conn| conn.streams() == 0)?;
+            Some(list.remove(unused))
+        });
         drop(inner);
-        evicted.is_some()
+        shared.is_some()
     }
 
     /// Close idle connections that expired or that the upstream closed.
@@ -128,21 +194,29 @@ impl Pool {
             list.retain(|entry| entry.usable(now));
         }
         inner.idle.retain(|_, list| !list.is_empty());
+        for list in inner.shared.values_mut() {
+            list.retain(|conn| conn.usable(now));
+        }
+        inner.shared.retain(|_, list| !list.is_empty());
     }
 
     fn keep_only(&self, addresses: HashSet<SocketAddr>) -> usize {
         self.slots.keep_only(&addresses);
         let mut inner = self.inner();
-        let before: usize = inner.idle.values().map(Vec::len).sum();
+        let before = inner.idle_count();
         inner
             .idle
             .retain(|key, _| addresses.contains(&key.address()));
+        // A busy shared connection closes once its last stream ends.
+        inner
+            .shared
+            .retain(|key, _| addresses.contains(&key.address()));
         inner.only = Some(addresses);
-        before - inner.idle.values().map(Vec::len).sum::<usize>()
+        before - inner.idle_count()
     }
 
     fn idle_count(&self) -> usize {
-        self.inner().idle.values().map(Vec::len).sum()
+        self.inner().idle_count()
     }
 }
 

@@ -85,6 +85,8 @@ pub struct TestProxy {
     pub hedge: bool,
     /// Reach every peer over TLS with these settings, as this server name.
     pub tls: Option<(switchyard::tls::UpstreamTls, String)>,
+    /// The HTTP version spoken to every peer.
+    pub protocol: switchyard::UpstreamProtocol,
 }
 
 impl TestProxy {
@@ -97,6 +99,7 @@ impl TestProxy {
             logs: Logs::default(),
             hedge: false,
             tls: None,
+            protocol: switchyard::UpstreamProtocol::Http1,
         }
     }
 
@@ -107,6 +110,12 @@ impl TestProxy {
         server_name: &str,
     ) -> Self {
         self.tls = Some((settings, server_name.to_string()));
+        self
+    }
+
+    /// Speak `protocol` to every peer.
+    pub fn protocol(mut self, protocol: switchyard::UpstreamProtocol) -> Self {
+        self.protocol = protocol;
         self
     }
 
@@ -158,7 +167,9 @@ impl ProxyHttp for TestProxy {
     async fn upstream_peer(&self, _s: &mut Session, ctx: &mut Ctx) -> Result<Box<HttpPeer>> {
         let index = ctx.index.min(self.peers.len() - 1);
         let peer = |addr| {
-            let peer = HttpPeer::new(addr, false, String::new()).with_options(self.options.clone());
+            let peer = HttpPeer::new(addr, false, String::new())
+                .with_options(self.options.clone())
+                .with_protocol(self.protocol);
             match &self.tls {
                 Some((settings, name)) => peer.with_tls(settings.clone(), name.as_str()),
                 None => peer,
