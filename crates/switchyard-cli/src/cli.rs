@@ -56,7 +56,8 @@ pub enum Command {
         #[arg(long)]
         listen: SocketAddr,
         /// Upstream server, ip:port or host:port; https://HOST:PORT is
-        /// reached over TLS (repeat for several; round robin).
+        /// reached over TLS (HTTP/2 if it offers h2), h2c://HOST:PORT over
+        /// cleartext HTTP/2 (repeat for several; round robin).
         #[arg(long = "to", required = true)]
         to: Vec<String>,
         /// Backup server, used when every --to failed for a request (repeatable).

@@ -50,7 +50,8 @@ pub fn runtime(workers: usize) -> std::io::Result<tokio::runtime::Runtime> {
 pub struct OneLiner {
     /// `--listen`.
     pub listen: std::net::SocketAddr,
-    /// `--to`: `ip:port`, `host:port`, or either after `https://` (TLS).
+    /// `--to`: `ip:port`, `host:port`, or either after `https://` (TLS,
+    /// HTTP/2 when the server offers it) or `h2c://` (cleartext HTTP/2).
     pub to: Vec<String>,
     /// `--backup`, as `--to`.
     pub backup: Vec<String>,
@@ -142,6 +143,8 @@ pub fn one_liner(args: &OneLiner) -> Result<FileConfig, String> {
         health_check: None,
         outlier: OutlierSection::default(),
         tls: upstream_tls,
+        // https:// negotiates HTTP/2; h2c:// is HTTP/2 over cleartext.
+        protocol: config::protocol::ProtocolName::Auto,
     };
     Ok(FileConfig {
         server: ServerSection {

@@ -102,6 +102,11 @@ fn apply(
             e.set_retry(true);
             e.set_retry_note("same-peer");
         }
+        // Provably not processed: the note says why any method may go on.
+        Judgement::NextPeer if e.kind() == ErrorKind::StreamRefused => {
+            e.set_retry(true);
+            e.set_retry_note("not-processed");
+        }
         Judgement::NextPeer => {
             e.set_retry(true);
             e.set_retry_note("next-peer");

@@ -229,3 +229,39 @@ async fn the_one_liner_speaks_http2_with_prior_knowledge() {
     assert_eq!(answer.status, 200);
     assert_eq!(answer.body, "origin");
 }
+
+#[tokio::test]
+async fn the_one_liner_reaches_an_h2c_upstream() {
+    use switchyard_testkit::h2_origin::{H2Behavior, H2Origin};
+    let origin = H2Origin::start("h2-origin", H2Behavior::Answer).await;
+    let to = format!("h2c://{}", origin.addr());
+    let proxy = Running::start(&["proxy", "--listen", "127.0.0.1:0", "--to", &to]);
+    for path in ["/one", "/two"] {
+        let answer = within(10, "GET", client::get(proxy.addr, path))
+            .await
+            .unwrap();
+        assert_eq!(answer.status, 200);
+        assert_eq!(answer.body, "h2-origin");
+    }
+    assert_eq!(origin.seen().len(), 2);
+    assert_eq!(
+        origin
+            .counts()
+            .connections
+            .load(std::sync::atomic::Ordering::Acquire),
+        1,
+        "both requests on one HTTP/2 connection"
+    );
+}
+
+#[test]
+fn check_refuses_http1_for_h2c_servers() {
+    let file = TempConfig::new(
+        "h2c-http1",
+        "[server]\nlisten = [\"127.0.0.1:0\"]\n[upstreams.a]\nservers = [\"h2c://127.0.0.1:9\"]\nprotocol = \"http1\"\n",
+    );
+    let out = run(&["check", "-c", file.path.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("upstreams.a.protocol"), "{stderr}");
+}

@@ -234,3 +234,43 @@ async fn racy() -> Origin {
     )
     .await
 }
+
+#[tokio::test]
+async fn a_post_an_h2c_server_refused_goes_to_the_next_and_the_log_says_not_processed() {
+    use switchyard_testkit::h2_origin::{H2Behavior, H2Origin};
+    let refusing = H2Origin::start("refusing", H2Behavior::Refuse).await;
+    let good = H2Origin::start("good", H2Behavior::Answer).await;
+    // retry_on names no connect failure: a refused stream moves on anyway.
+    let text = format!(
+        "[server]\nlisten = [\"127.0.0.1:0\"]\n\
+         [upstreams.app]\nservers = [\"h2c://{}\", \"h2c://{}\"]\nconnect_hedging = false\n\
+         [upstreams.app.retry]\nretry_on = []\n",
+        refusing.addr(),
+        good.addr()
+    );
+    let file = TempConfig::new("refused", &text);
+    let proxy = Running::start(&["run", "-c", file.path.to_str().unwrap()]);
+
+    for i in 0..2 {
+        let reply = within(
+            10,
+            "POST",
+            client::post(proxy.addr, "/pay", format!("pay {i}")),
+        )
+        .await
+        .unwrap();
+        assert_eq!(reply.status, 200);
+        assert_eq!(reply.body, "good");
+    }
+    let bodies: Vec<_> = good.seen().iter().map(|s| s.body.clone()).collect();
+    assert_eq!(bodies, ["pay 0", "pay 1"], "each delivered once");
+    let log = proxy.wait_for_log(2).await;
+    let refused = log
+        .iter()
+        .find(|line| line.contains("stream-refused"))
+        .expect("one POST went to the refusing server first");
+    assert!(
+        refused.contains("stream-refused -> retry [not-processed]"),
+        "{refused}"
+    );
+}

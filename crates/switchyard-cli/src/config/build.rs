@@ -15,7 +15,7 @@ use switchyard::health::{Thresholds, UpstreamHealth};
 use switchyard::lb::{Backend, Backends, Selection};
 use switchyard::policy::budget::RetryBudget;
 use switchyard::proxy::identity::{ClientIdentity, ForwardedStyle};
-use switchyard::{HttpPeer, PeerOptions, ServerOptions};
+use switchyard::{HttpPeer, PeerOptions, ServerOptions, UpstreamProtocol};
 use toml::Spanned;
 
 use super::file::{
@@ -23,7 +23,8 @@ use super::file::{
     UpstreamSection, defaults,
 };
 use super::health::{check_options, outlier_policy};
-use super::resolve::{ServerAddr, entry_is_https, entry_parts};
+use super::protocol::{Scheme, group_protocol};
+use super::resolve::{ServerAddr, entry_parts, entry_scheme};
 use super::retry::{RetryPolicy, budget_policy, retry_policy};
 use super::routes::routes;
 use super::tls::{GroupTls, ListenerTls, group_tls, listener_tls};
@@ -121,6 +122,8 @@ pub struct Group {
     pub resolve_every: Duration,
     /// How its `https://` servers are reached; `None`: cleartext.
     pub tls: Option<GroupTls>,
+    /// The HTTP version spoken to its servers.
+    pub protocol: UpstreamProtocol,
     /// The host name each server given by name was written with.
     pub hosts: HashMap<SocketAddr, String>,
 }
@@ -129,8 +132,9 @@ impl Group {
     /// The peer for one of the group's servers: its timeouts and pooling,
     /// and TLS if the group's servers are `https://`.
     pub fn peer(&self, address: SocketAddr) -> HttpPeer {
-        let peer =
-            HttpPeer::new(address, false, String::new()).with_options(self.peer_options.clone());
+        let peer = HttpPeer::new(address, false, String::new())
+            .with_options(self.peer_options.clone())
+            .with_protocol(self.protocol);
         match &self.tls {
             Some(tls) => tls.apply(peer, self.hosts.get(&address).map(String::as_str)),
             None => peer,
@@ -321,7 +325,7 @@ fn group(
         seen: HashSet::new(),
         names: Vec::new(),
         hosts: HashMap::new(),
-        https: None,
+        scheme: None,
     };
     let primaries = found.expand(source, &section.servers, &format!("{key}.servers"))?;
     let backups = found.expand(source, &section.backup, &format!("{key}.backup"))?;
@@ -386,8 +390,9 @@ fn group(
         }
         None => (None, Thresholds::default()),
     };
-    let https = found.https.unwrap_or(false);
-    let tls = group_tls(source, &key, https, section.tls.as_ref())?;
+    let scheme = found.scheme.unwrap_or(Scheme::Http);
+    let tls = group_tls(source, &key, scheme == Scheme::Https, section.tls.as_ref())?;
+    let protocol = group_protocol(source, &key, scheme, section.protocol)?;
     let addrs = |tier: &[Backend]| tier.iter().map(|b| b.addr).collect::<Vec<SocketAddr>>();
     let health = Arc::new(UpstreamHealth::tiered(
         &addrs(backends.primaries()),
@@ -409,6 +414,7 @@ fn group(
         names: found.names,
         resolve_every: section.resolve_every.0,
         tls,
+        protocol,
         hosts: found.hosts,
     })
 }
@@ -431,8 +437,8 @@ struct Servers<'a> {
     names: Vec<ServerName>,
     /// The host name each address came from, for TLS server names.
     hosts: HashMap<SocketAddr, String>,
-    /// Whether the entries so far were `https://` (all must agree).
-    https: Option<bool>,
+    /// How the entries so far were written (all must agree).
+    scheme: Option<Scheme>,
 }
 
 /// The addresses the entries give as `ip:port`.
@@ -467,9 +473,9 @@ impl Servers<'_> {
             if weight == 0 {
                 return Err(source.error(span(), &format!("{key}.weight"), "must be at least 1"));
             }
-            let https = entry_is_https(entry.get_ref());
-            if *self.https.get_or_insert(https) != https {
-                let message = "a group's servers are all https:// or all cleartext; put the others in a group of their own";
+            let scheme = entry_scheme(entry.get_ref());
+            if *self.scheme.get_or_insert(scheme) != scheme {
+                let message = "a group's servers are all http://, all https:// or all h2c://; put the others in a group of their own";
                 return Err(source.error(span(), &key, message));
             }
             match ServerAddr::parse(text).map_err(|why| source.error(span(), &key, why))? {

@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use toml::Spanned;
 
 use super::health::{HealthCheckSection, OutlierSection};
+use super::protocol::ProtocolName;
 use super::routes::{HeaderEditsSection, HeaderMatchEntry};
 use super::tls::{ListenerTlsSection, UpstreamTlsSection};
 use super::units::{Dur, Size};
@@ -230,6 +231,10 @@ pub struct UpstreamSection {
     /// Trust and identity for `https://` servers.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls: Option<UpstreamTlsSection>,
+    /// The HTTP version to speak: `auto` (HTTP/2 when an `https://` server
+    /// offers it), `http1` or `h2`.
+    #[serde(default)]
+    pub protocol: ProtocolName,
 }
 
 /// A server: `"ip:port"`, `"host:port"` (every address the name resolves

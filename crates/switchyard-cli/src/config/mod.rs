@@ -16,6 +16,7 @@ use switchyard::discovery::Answers;
 mod build;
 pub mod file;
 pub mod health;
+pub mod protocol;
 mod resolve;
 mod retry;
 pub mod routes;

@@ -8,6 +8,7 @@ use std::net::{SocketAddr, ToSocketAddrs};
 use switchyard::discovery::{Answers, ServerName};
 
 use super::file::{FileConfig, ServerEntry};
+use super::protocol::Scheme;
 use super::{ConfigError, Source};
 
 /// A server entry's address: an IP address or a name to resolve.
@@ -24,7 +25,7 @@ impl ServerAddr {
     pub(super) fn parse(text: &str) -> Result<ServerAddr, String> {
         if text.contains("://") {
             return Err(format!(
-                "{text:?}: only http:// and https:// servers are supported"
+                "{text:?}: only http://, https:// and h2c:// servers are supported"
             ));
         }
         if let Ok(addr) = text.trim().parse() {
@@ -36,39 +37,22 @@ impl ServerAddr {
     }
 }
 
-/// The address text (without its `http://` or `https://`) and weight of an entry.
+/// The address text (without its scheme) and weight of an entry.
 pub(super) fn entry_parts(entry: &ServerEntry) -> (&str, u32) {
     let (text, weight) = match entry {
         ServerEntry::Addr(addr) => (addr.as_str(), 1),
         ServerEntry::Weighted(server) => (server.addr.as_str(), server.weight),
     };
-    (strip_scheme(text).1, weight)
+    (Scheme::split(text).1, weight)
 }
 
-/// Whether an entry is written `https://HOST:PORT`.
-pub(super) fn entry_is_https(entry: &ServerEntry) -> bool {
+/// How an entry is written: `http://` (or no scheme), `https://` or `h2c://`.
+pub(super) fn entry_scheme(entry: &ServerEntry) -> Scheme {
     let text = match entry {
         ServerEntry::Addr(addr) => addr.as_str(),
         ServerEntry::Weighted(server) => server.addr.as_str(),
     };
-    strip_scheme(text).0
-}
-
-/// Split off `https://` (true) or `http://` (false); any other text is
-/// left whole (cleartext).
-fn strip_scheme(text: &str) -> (bool, &str) {
-    let text = text.trim();
-    let starts = |prefix: &str| {
-        text.get(..prefix.len())
-            .is_some_and(|head| head.eq_ignore_ascii_case(prefix))
-    };
-    if starts("https://") {
-        (true, &text["https://".len()..])
-    } else if starts("http://") {
-        (false, &text["http://".len()..])
-    } else {
-        (false, text)
-    }
+    Scheme::split(text).0
 }
 
 /// Resolve every server name in `file` with the system resolver. A name

@@ -286,7 +286,7 @@ mod tests {
             e.starts_with("bad.toml:4:35: upstreams.app.servers[1]"),
             "{e}"
         );
-        assert!(e.contains("all https:// or all cleartext"), "{e}");
+        assert!(e.contains("all http://, all https:// or all h2c://"), "{e}");
         let e = error(&group(
             r#""127.0.0.1:1""#,
             "[upstreams.app.tls]\nca = \"ca.pem\"\n",
@@ -296,7 +296,7 @@ mod tests {
             "{e}"
         );
         let e = error(&group(r#""ftp://127.0.0.1:1""#, ""));
-        assert!(e.contains("only http:// and https://"), "{e}");
+        assert!(e.contains("only http://, https:// and h2c://"), "{e}");
         let e = error(&group(
             r#""https://127.0.0.1:1""#,
             "[upstreams.app.tls]\nclient_cert = \"c.pem\"\n",

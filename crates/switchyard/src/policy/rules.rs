@@ -8,6 +8,7 @@
 //! |---|---|
 //! | connect failed | next peer, any method (nothing was sent) |
 //! | the server is at its connection limit | next peer, any method, whatever `retry_on` says |
+//! | an HTTP/2 server refused the stream, or sent GOAWAY below it (not processed) | next peer, any method, whatever `retry_on` says |
 //! | reused pooled connection dropped before the head | once more on a fresh connection, idempotent requests only |
 //! | fresh connection reset, closed or garbled before the head | next peer, idempotent requests only |
 //! | no response head within the read timeout | not retried (opt in with `timeout`: retries on timeouts amplify overload) |
@@ -96,11 +97,16 @@ pub fn connection_dropped(kind: ErrorKind) -> bool {
 
 impl RetryRules {
     /// A connect failure of `kind`: nothing was sent, so any method may
-    /// move on. A server at its connection limit always sends the request
-    /// on to another server, whatever `retry_on` says: the server did not
-    /// fail, it is busy.
+    /// move on. A server at its connection limit, or an HTTP/2 server that
+    /// refused the stream or went away before it (nothing processed),
+    /// always sends the request on to another server, whatever `retry_on`
+    /// says: the server did not fail, it is busy or leaving.
     pub fn on_connect_failure(&self, kind: ErrorKind) -> Judgement {
-        if self.retry_on.connect_failure || kind == ErrorKind::ConnectionLimitReached {
+        let busy = matches!(
+            kind,
+            ErrorKind::ConnectionLimitReached | ErrorKind::StreamRefused
+        );
+        if self.retry_on.connect_failure || busy {
             Judgement::NextPeer
         } else {
             Judgement::Decline(Decline::NotListed)

@@ -48,6 +48,11 @@ fn opt_ins() {
         "a busy server's request moves on whatever retry_on says"
     );
     assert_eq!(
+        rules.on_connect_failure(StreamRefused),
+        NextPeer,
+        "a request an HTTP/2 server did not process moves on whatever retry_on says"
+    );
+    assert_eq!(
         rules.on_proxy_error(ResponseHeadTimedOut, false, false),
         NextPeer
     );
