@@ -29,6 +29,8 @@ pub struct Collected {
     pub headers: HeaderMap,
     /// The whole response body.
     pub body: Bytes,
+    /// The trailer fields after the body, if any came.
+    pub trailers: Option<HeaderMap>,
 }
 
 /// Sends one request on a new connection with hyper's client and collects the
@@ -137,15 +139,16 @@ pub(crate) async fn collect(
     response: http::Response<hyper::body::Incoming>,
 ) -> Result<Collected, String> {
     let (parts, body) = response.into_parts();
-    let body = body
+    let collected = body
         .collect()
         .await
-        .map_err(|e| describe(&format!("{what}: response body"), &e))?
-        .to_bytes();
+        .map_err(|e| describe(&format!("{what}: response body"), &e))?;
+    let trailers = collected.trailers().cloned();
     Ok(Collected {
         status: parts.status,
         headers: parts.headers,
-        body,
+        body: collected.to_bytes(),
+        trailers,
     })
 }
 

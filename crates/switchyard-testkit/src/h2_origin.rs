@@ -35,6 +35,11 @@ pub enum H2Behavior {
     ResetAfterHead,
     /// Never answer (the stream stays open until the client resets it).
     Silent,
+    /// A gRPC echo: answer `content-type: application/grpc`, send each
+    /// request body chunk back as it arrives, and end with the trailers
+    /// `grpc-status: 0` and `grpc-message: echoed`. The request is recorded
+    /// once its body ended.
+    GrpcEcho,
 }
 
 /// A request an [`H2Origin`] read whole.
@@ -218,6 +223,11 @@ async fn stream(request: Request<RecvStream>, mut respond: SendResponse<Bytes>, 
                 body.send_reset(Reason::INTERNAL_ERROR);
             }
         }
+        H2Behavior::GrpcEcho => {
+            if let Some(seen) = grpc_echo(request, respond).await {
+                origin.seen.lock().unwrap().push(seen);
+            }
+        }
         H2Behavior::Answer | H2Behavior::AnswerAfter(_) => {
             let seen = read_whole(request).await;
             if let H2Behavior::AnswerAfter(pause) = origin.behavior {
@@ -232,6 +242,37 @@ async fn stream(request: Request<RecvStream>, mut respond: SendResponse<Bytes>, 
         }
     }
     counts.open.fetch_sub(1, Ordering::AcqRel);
+}
+
+/// Echo each request body chunk as it arrives, then the gRPC trailers.
+async fn grpc_echo(
+    request: Request<RecvStream>,
+    mut respond: SendResponse<Bytes>,
+) -> Option<H2Seen> {
+    let (head, mut body) = request.into_parts();
+    let answer = Response::builder()
+        .header("content-type", "application/grpc")
+        .body(())
+        .ok()?;
+    let mut sending = respond.send_response(answer, false).ok()?;
+    let mut bytes = Vec::new();
+    while let Some(chunk) = body.data().await {
+        let chunk = chunk.ok()?;
+        let _ = body.flow_control().release_capacity(chunk.len());
+        bytes.extend_from_slice(&chunk);
+        sending.send_data(chunk, false).ok()?;
+    }
+    let mut trailers = HeaderMap::new();
+    trailers.insert("grpc-status", http::HeaderValue::from_static("0"));
+    trailers.insert("grpc-message", http::HeaderValue::from_static("echoed"));
+    sending.send_trailers(trailers).ok()?;
+    Some(H2Seen {
+        method: head.method,
+        uri: head.uri.to_string(),
+        headers: head.headers,
+        digest: digest(&bytes),
+        body: Bytes::from(bytes),
+    })
 }
 
 /// The request with its whole body, or `None` if the body broke off.

@@ -252,3 +252,37 @@ async fn https_negotiates_h2_when_the_origin_offers_it() {
     let logged = running.logs.wait(1).await;
     assert_eq!(logged[0].error, Some(ErrorKind::TlsHandshake));
 }
+
+/// A gRPC message: not compressed, its length, then the bytes.
+fn grpc_message(payload: &[u8]) -> Vec<u8> {
+    let mut message = vec![0];
+    message.extend_from_slice(&(payload.len() as u32).to_be_bytes());
+    message.extend_from_slice(payload);
+    message
+}
+
+#[tokio::test]
+async fn a_grpc_call_carries_te_and_trailers_both_ways() {
+    let origin = H2Origin::start("grpc", H2Behavior::GrpcEcho).await;
+    let running = start(h2_proxy(&[origin.addr()])).await;
+
+    let h2 = H2Conn::cleartext(running.addr).await.unwrap();
+    let message = grpc_message(b"hello");
+    let mut request = h2.request(Method::POST, "/echo.Echo/Say", message.clone());
+    let headers = request.headers_mut();
+    headers.insert("te", "trailers".parse().unwrap());
+    headers.insert("content-type", "application/grpc".parse().unwrap());
+    let answer = within(5, "a gRPC call", h2.send(request)).await.unwrap();
+    assert_eq!(answer.status, 200);
+    assert_eq!(answer.headers["content-type"], "application/grpc");
+    assert_eq!(answer.body.as_ref(), message.as_slice());
+    let trailers = answer.trailers.expect("the gRPC trailers came through");
+    assert_eq!(trailers["grpc-status"], "0");
+    assert_eq!(trailers["grpc-message"], "echoed");
+    let seen = origin.seen();
+    assert_eq!(seen[0].headers["te"], "trailers", "{:?}", seen[0].headers);
+    assert_eq!(
+        seen[0].uri,
+        format!("http://{}/echo.Echo/Say", running.addr)
+    );
+}

@@ -75,7 +75,15 @@ fn head_for_upstream(downstream: &RequestHeader, peer: SocketAddr) -> RequestHea
     // A chunked downstream body stays chunked upstream: without the header
     // hyper would send a GET's body as no body at all.
     let chunked = head.headers.contains_key(header::TRANSFER_ENCODING);
+    let trailers = accepts_trailers(&head.headers);
     strip_hop_by_hop(&mut head.headers);
+    // TE is hop-by-hop, but a client that accepts trailers gets them through
+    // the proxy (the body pump forwards them), so the upstream may send them:
+    // gRPC servers require `te: trailers`.
+    if trailers {
+        head.headers
+            .insert(header::TE, HeaderValue::from_static("trailers"));
+    }
     if chunked {
         head.headers.remove(header::CONTENT_LENGTH);
         head.headers.insert(
@@ -95,6 +103,19 @@ fn head_for_upstream(downstream: &RequestHeader, peer: SocketAddr) -> RequestHea
         head.headers.insert(header::HOST, host);
     }
     head
+}
+
+/// Whether a request's `TE` lists `trailers`.
+fn accepts_trailers(headers: &http::HeaderMap) -> bool {
+    headers
+        .get_all(header::TE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|token| {
+            let name = token.split(';').next().unwrap_or("").trim();
+            name.eq_ignore_ascii_case("trailers")
+        })
 }
 
 /// Whether a response's framing was clear, or ambiguous and repaired.
