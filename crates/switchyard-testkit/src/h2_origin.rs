@@ -40,6 +40,9 @@ pub enum H2Behavior {
     /// `grpc-status: 0` and `grpc-message: echoed`. The request is recorded
     /// once its body ended.
     GrpcEcho,
+    /// A trailers-only gRPC answer with this status: a head with
+    /// `grpc-status` and the end of the stream, after reading the request.
+    GrpcTrailersOnly(u32),
 }
 
 /// A request an [`H2Origin`] read whole.
@@ -221,6 +224,19 @@ async fn stream(request: Request<RecvStream>, mut respond: SendResponse<Bytes>, 
                 let _ = body.send_data(Bytes::from_static(b"partial"), false);
                 tokio::time::sleep(Duration::from_millis(20)).await;
                 body.send_reset(Reason::INTERNAL_ERROR);
+            }
+        }
+        H2Behavior::GrpcTrailersOnly(code) => {
+            if let Some(seen) = read_whole(request).await {
+                origin.seen.lock().unwrap().push(seen);
+            }
+            let answer = Response::builder()
+                .header("content-type", "application/grpc")
+                .header("grpc-status", code.to_string())
+                .header("grpc-message", "from the origin")
+                .body(());
+            if let Ok(answer) = answer {
+                let _ = respond.send_response(answer, true);
             }
         }
         H2Behavior::GrpcEcho => {

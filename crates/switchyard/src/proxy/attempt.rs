@@ -15,6 +15,7 @@ use tokio::sync::oneshot;
 use super::admission::Admission;
 use super::engine::{EngineShared, Reply};
 use super::forward::{self, Framing, SendFailure};
+use super::grpc::GrpcStatus;
 use super::pump::{BodyOutcome, PumpBody, ResponseBody};
 use super::upgrade::{self, Tunnel, UpgradeRecord};
 use super::{ProxyHttp, Session};
@@ -120,6 +121,10 @@ pub(super) async fn attempt<P: ProxyHttp>(
         .map_err(|e| AttemptFailure::new(e, FailurePoint::BeforeResponseHead, &peer, reused))?;
     if framing == Framing::Repaired {
         conn.close_after_response();
+    }
+    // A trailers-only answer carries the call's status in its head.
+    if let Some(status) = GrpcStatus::from_fields(&head.headers) {
+        session.set_grpc_status(status);
     }
     judge_response(proxy, session, ctx, &head, admission)
         .map_err(|e| AttemptFailure::new(e, FailurePoint::ResponseRejected, &peer, reused))?;
@@ -247,7 +252,10 @@ async fn switch_protocols<P: ProxyHttp>(
     let (slot, record) = Tunnel::open(upgraded, conn, &protocol, tunnel_idle);
     head.extensions.insert(slot);
     let (done, body_done) = oneshot::channel();
-    let _ = done.send(BodyOutcome::Complete { bytes: 0 });
+    let _ = done.send(BodyOutcome::Complete {
+        bytes: 0,
+        grpc: None,
+    });
     session.mark_response_started(head.status);
     reply.send(Response::from_parts(
         head,

@@ -33,12 +33,12 @@ use tracing::debug;
 
 use super::admission::{Admission, Failed};
 use super::attempt::{Forwarded, attempt};
-use super::forward;
 use super::identity::{ClientAddr, ClientIdentity, X_REQUEST_ID};
 use super::pump::{BodyOutcome, ResponseBody};
 use super::respond::{CLIENT_CLOSED, error_response, status_for};
 use super::upgrade::UpgradeRecord;
 use super::{ProxyHttp, Session};
+use super::{forward, grpc};
 use crate::body::ReplaySource;
 use crate::body::limit::{BodyLimit, LimitedBody};
 use crate::error::{Error, ErrorKind, Result};
@@ -266,11 +266,16 @@ async fn attempt_loop<P: ProxyHttp>(
     ctx: &mut P::CTX,
     reply: &mut Reply,
 ) -> Result<Forwarded> {
-    let limits = proxy.retry_limits(session, ctx);
+    let mut limits = proxy.retry_limits(session, ctx);
+    // A gRPC call's own timeout is its deadline, if shorter.
+    if let Some(timeout) = grpc::request_timeout(&session.req_header().headers) {
+        limits.deadline = Some(limits.deadline.map_or(timeout, |d| d.min(timeout)));
+    }
     let budget = proxy
         .retry_budget(session, ctx)
         .or_else(|| shared.budget.clone());
     let start = session.attempts().start();
+    session.set_deadline(limits.deadline.map(|d| start + d));
     let mut admission = Admission::new(&limits, shared.max_retries, shared.jitter, start);
     admission.draw_on(budget, Instant::now());
     let mut fresh_only = false;
@@ -388,7 +393,12 @@ async fn settle_body<P: ProxyHttp>(
         .await
         .unwrap_or(BodyOutcome::Abandoned { bytes: 0 });
     let (bytes, result) = match outcome {
-        BodyOutcome::Complete { bytes } => (bytes, Ok(())),
+        BodyOutcome::Complete { bytes, grpc } => {
+            if let Some(status) = grpc {
+                session.set_grpc_status(*status);
+            }
+            (bytes, Ok(()))
+        }
         // The upstream exchange broke because the client's body failed
         // (crossed its limit, was malformed, or was cut short): the client's
         // fault, not the upstream's.

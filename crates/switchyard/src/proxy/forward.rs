@@ -14,8 +14,8 @@ use hyper::body::Incoming;
 
 use super::headers::strip_hop_by_hop;
 use super::identity::{ClientIdentity, X_REQUEST_ID};
-use super::upgrade;
 use super::{RequestHeader, ResponseHeader, Session};
+use super::{grpc, upgrade};
 use crate::body::limit::BodyTooLarge;
 use crate::body::{Progress, ReplayError, is_malformed};
 use crate::error::{Error, ErrorKind, Result, find_cause};
@@ -46,6 +46,14 @@ pub(crate) fn upstream_head(
     identity.apply(&mut head.headers, client, client.scheme(), host);
     head.headers
         .insert(X_REQUEST_ID, session.request_id().clone());
+    // A gRPC upstream is told the time left, not the time the call began with.
+    if let Some(deadline) = session.deadline()
+        && grpc::is_grpc(&head.headers)
+    {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        head.headers
+            .insert(grpc::GRPC_TIMEOUT, grpc::timeout_value(left));
+    }
     if let Some(protocol) = upgrade::requested(downstream) {
         upgrade::ask_upstream(&mut head.headers, protocol);
     }

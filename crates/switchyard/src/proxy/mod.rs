@@ -28,6 +28,7 @@ mod admission;
 mod attempt;
 mod engine;
 mod forward;
+pub mod grpc;
 mod headers;
 pub mod identity;
 mod pump;

@@ -27,6 +27,7 @@ use hyper::body::Incoming;
 use tokio::sync::oneshot;
 
 use super::forward::classify_body_error;
+use super::grpc::GrpcStatus;
 use crate::body::Progress;
 use crate::error::{Error, ErrorKind};
 use crate::upstream::UpstreamConn;
@@ -35,8 +36,11 @@ use crate::upstream::pool::Pool;
 /// How the response body ended.
 #[derive(Debug)]
 pub(crate) enum BodyOutcome {
-    /// Forwarded whole.
-    Complete { bytes: u64 },
+    /// Forwarded whole; `grpc`: the `grpc-status` its trailers carried.
+    Complete {
+        bytes: u64,
+        grpc: Option<Box<GrpcStatus>>,
+    },
     /// The upstream broke off after `bytes` bytes.
     Failed { bytes: u64, error: Box<Error> },
     /// The downstream went away (or stopped reading) after `bytes` bytes.
@@ -57,6 +61,8 @@ pub(crate) struct PumpBody {
     done: Option<oneshot::Sender<BodyOutcome>>,
     bytes: u64,
     failed: bool,
+    /// The `grpc-status` of the trailers, once they passed.
+    grpc: Option<Box<GrpcStatus>>,
 }
 
 impl PumpBody {
@@ -81,6 +87,7 @@ impl PumpBody {
             done: Some(done),
             bytes: 0,
             failed: false,
+            grpc: None,
         };
         // An empty body (204, 304, HEAD, Content-Length: 0) is never polled.
         if pump.upstream.is_end_stream() {
@@ -97,7 +104,11 @@ impl PumpBody {
         {
             self.pool.checkin(conn, std::time::Instant::now());
         }
-        self.report(BodyOutcome::Complete { bytes: self.bytes });
+        let grpc = self.grpc.take();
+        self.report(BodyOutcome::Complete {
+            bytes: self.bytes,
+            grpc,
+        });
     }
 
     /// The upstream body failed: drop its connection, tell the engine, and
@@ -152,6 +163,8 @@ impl Body for PumpBody {
             Some(Ok(frame)) => {
                 if let Some(data) = frame.data_ref() {
                     this.bytes += data.len() as u64;
+                } else if let Some(trailers) = frame.trailers_ref() {
+                    this.grpc = GrpcStatus::from_fields(trailers).map(Box::new);
                 }
                 if this.upstream.is_end_stream() {
                     this.complete();

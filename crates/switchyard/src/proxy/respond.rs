@@ -16,7 +16,7 @@
 use bytes::Bytes;
 use http::{HeaderValue, Response, StatusCode, header};
 
-use super::Session;
+use super::{Session, grpc};
 use crate::error::{Error, ErrorKind};
 
 /// The name this proxy gives itself in `Proxy-Status`.
@@ -99,7 +99,10 @@ pub fn error_response(status: StatusCode, e: &Error) -> Response<Bytes> {
 
 /// What [`ProxyHttp::fail_to_proxy`](super::ProxyHttp::fail_to_proxy) does
 /// by default: answer with [`status_for`] and a `Proxy-Status` when nothing
-/// was sent downstream and the client is still there; return the status to log.
+/// was sent downstream and the client is still there; return the status to
+/// log. A gRPC call gets a gRPC error instead ([`grpc::error_response`]:
+/// HTTP 200 with `grpc-status` 14 UNAVAILABLE, or 4 DEADLINE_EXCEEDED for
+/// a timeout), recorded in [`Session::grpc_status`].
 pub fn default_fail_to_proxy(session: &mut Session, e: &Error) -> u16 {
     if session.response_started() {
         return session
@@ -108,6 +111,14 @@ pub fn default_fail_to_proxy(session: &mut Session, e: &Error) -> u16 {
     }
     if e.kind() == ErrorKind::DownstreamClosed {
         return CLIENT_CLOSED;
+    }
+    if grpc::is_grpc(&session.req_header().headers) {
+        session.set_grpc_status(grpc::GrpcStatus {
+            code: grpc::status_for(e),
+            message: Some(format!("switchyard: {}", e.kind().as_str())),
+        });
+        session.respond(grpc::error_response(e));
+        return StatusCode::OK.as_u16();
     }
     let status = status_for(e);
     session.respond(error_response(status, e));

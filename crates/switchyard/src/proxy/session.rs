@@ -2,11 +2,13 @@
 //! trace and what has been sent downstream so far.
 
 use std::net::SocketAddr;
+use std::time::Instant;
 
 use bytes::Bytes;
 use http::request::Parts;
 use http::{HeaderValue, Method, Response, StatusCode};
 
+use super::grpc::GrpcStatus;
 use super::identity::ClientAddr;
 use super::upgrade::UpgradeRecord;
 use crate::body::limit::BodyLimit;
@@ -32,6 +34,10 @@ pub struct Session {
     response_started: bool,
     prepared_response: Option<Response<Bytes>>,
     upgrade: Option<Box<UpgradeRecord>>,
+    /// When the request must be over, if it has a deadline.
+    deadline: Option<Instant>,
+    /// How a gRPC call ended.
+    grpc: Option<Box<GrpcStatus>>,
 }
 
 impl Session {
@@ -55,7 +61,31 @@ impl Session {
             response_started: false,
             prepared_response: None,
             upgrade: None,
+            deadline: None,
+            grpc: None,
         }
+    }
+
+    /// When the request must be over (its `RetryLimits::deadline`, or a
+    /// gRPC call's `grpc-timeout` if shorter), once the first attempt began.
+    pub fn deadline(&self) -> Option<Instant> {
+        self.deadline
+    }
+
+    pub(crate) fn set_deadline(&mut self, deadline: Option<Instant>) {
+        self.deadline = deadline;
+    }
+
+    /// How a gRPC call ended: the `grpc-status` of its trailers (or of a
+    /// trailers-only answer), or the one the proxy answered with itself.
+    /// Set by the time `logging` runs.
+    pub fn grpc_status(&self) -> Option<&GrpcStatus> {
+        self.grpc.as_deref()
+    }
+
+    /// Record how a gRPC call ended (the default `fail_to_proxy` does).
+    pub fn set_grpc_status(&mut self, status: GrpcStatus) {
+        self.grpc = Some(Box::new(status));
     }
 
     /// After the upstream switched protocols (101): what went through the

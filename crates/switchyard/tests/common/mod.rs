@@ -33,6 +33,8 @@ pub struct Logged {
     pub trace: AttemptLog,
     /// What went through the tunnel after a 101.
     pub upgrade: Option<switchyard::proxy::UpgradeRecord>,
+    /// How a gRPC call ended.
+    pub grpc: Option<switchyard::proxy::grpc::GrpcStatus>,
 }
 
 /// The requests `logging` saw, in the order they finished.
@@ -51,6 +53,7 @@ impl Logs {
             error_peer: e.and_then(|e| e.peer().map(str::to_string)),
             trace: session.attempts().clone(),
             upgrade: session.upgrade().cloned(),
+            grpc: session.grpc_status().cloned(),
         });
     }
 
