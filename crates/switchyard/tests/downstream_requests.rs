@@ -68,7 +68,7 @@ async fn hop_by_hop_headers_are_not_forwarded_and_host_is_kept() {
     let origin = Origin::healthy("origin").await;
     let proxy = start(TestProxy::new(&[origin.addr()])).await;
     let request = b"GET /path?q=1 HTTP/1.1\r\nHost: app.test\r\nConnection: keep-alive, x-hop\r\n\
-        x-hop: secret\r\nKeep-Alive: timeout=5\r\nProxy-Connection: keep-alive\r\nTE: trailers\r\n\
+        x-hop: secret\r\nKeep-Alive: timeout=5\r\nProxy-Connection: keep-alive\r\nTE: deflate\r\n\
         x-end-to-end: kept\r\n\r\n";
     let raw = within(10, "raw", client::raw(proxy.addr, request, 2)).await;
     assert!(status_line(&raw.bytes).starts_with("HTTP/1.1 200"));
@@ -85,6 +85,11 @@ async fn hop_by_hop_headers_are_not_forwarded_and_host_is_kept() {
     ] {
         assert!(!seen.headers.contains_key(name), "{name} was forwarded");
     }
+    // A client that accepts trailers may get them through the proxy: the
+    // upstream is told so, and of the client's TE only that.
+    let request = b"GET / HTTP/1.1\r\nHost: app.test\r\nTE: deflate, trailers\r\n\r\n";
+    within(10, "raw", client::raw(proxy.addr, request, 2)).await;
+    assert_eq!(origin.requests()[1].headers["te"], "trailers");
 }
 
 #[tokio::test]
