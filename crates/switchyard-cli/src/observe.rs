@@ -17,10 +17,13 @@ use switchyard::{AttemptLog, AttemptRecord, Decision};
 use crate::config::LogFormat;
 
 mod connections;
+mod grpc;
 mod upgrades;
 
 use connections::ConnectionMetrics;
+use grpc::GrpcMetrics;
 use switchyard::proxy::UpgradeRecord;
+use switchyard::proxy::grpc::GrpcStatus;
 use upgrades::UpgradeMetrics;
 
 /// One finished request, as the proxy's `logging` hook saw it.
@@ -48,6 +51,8 @@ pub struct Finished {
     pub request_id: String,
     /// After a 101: what went through the tunnel.
     pub upgrade: Option<UpgradeRecord>,
+    /// How a gRPC call ended.
+    pub grpc: Option<GrpcStatus>,
 }
 
 /// An extra consumer of finished requests.
@@ -60,6 +65,7 @@ pub struct Observer {
     metrics: Metrics,
     connections: ConnectionMetrics,
     upgrades: UpgradeMetrics,
+    grpc: GrpcMetrics,
     registry: Registry,
     sink: Option<Sink>,
     out: Mutex<std::io::Stdout>,
@@ -80,11 +86,13 @@ impl Observer {
         let metrics = Metrics::register(&mut registry);
         let connections = ConnectionMetrics::register(&mut registry);
         let upgrades = UpgradeMetrics::register(&mut registry);
+        let grpc = GrpcMetrics::register(&mut registry);
         Observer {
             access_log,
             metrics,
             connections,
             upgrades,
+            grpc,
             registry,
             sink: None,
             out: Mutex::new(std::io::stdout()),
@@ -109,6 +117,12 @@ impl Observer {
     pub fn count_upgrade(&self, upstream: Option<&Arc<String>>, upgrade: &UpgradeRecord) {
         self.upgrades
             .record(upstream.unwrap_or(&self.metrics.no_upstream), upgrade);
+    }
+
+    /// Count a gRPC call that ended with `code`.
+    pub fn count_grpc(&self, upstream: Option<&Arc<String>>, code: u32) {
+        self.grpc
+            .record(upstream.unwrap_or(&self.metrics.no_upstream), code);
     }
 
     /// Whether [`log`](Self::log) has anywhere to write, so the caller can
@@ -150,7 +164,8 @@ impl Observer {
 }
 
 /// `127.0.0.1:5000 "GET /x" 200 5B 3.1ms upstream=app id=5f0c...e1 attempts=2: 127.0.0.1:9001 connect-refused -> retry; 127.0.0.1:9002 200 -> done`,
-/// then, after a 101, `upgrade=websocket up=12B down=40B for=1530.2ms ended=closed`.
+/// then, after a 101, `upgrade=websocket up=12B down=40B for=1530.2ms ended=closed`,
+/// and for a gRPC call `grpc=14`.
 pub fn text_line(r: &Finished) -> String {
     let mut line = format!(
         "{} \"{} {}\" {} {}B {:.1}ms upstream={} id={} attempts={}: {}",
@@ -175,6 +190,9 @@ pub fn text_line(r: &Finished) -> String {
             u.ended.as_str()
         ));
     }
+    if let Some(grpc) = &r.grpc {
+        line.push_str(&format!(" grpc={}", grpc.code));
+    }
     if let Some(error) = &r.error {
         line.push_str(&format!(" error=\"{}\"", error.replace('"', "'")));
     }
@@ -195,6 +213,8 @@ pub fn json_line(r: &Finished) -> String {
         "request_id": r.request_id,
         "error": r.error,
         "attempts": attempts,
+        "grpc_status": r.grpc.as_ref().map(|g| g.code),
+        "grpc_message": r.grpc.as_ref().and_then(|g| g.message.as_deref()),
         "upgrade": r.upgrade.as_ref().map(|u| json!({
             "protocol": u.protocol,
             "to_upstream_bytes": u.to_upstream,

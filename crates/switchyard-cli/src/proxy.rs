@@ -17,6 +17,7 @@ use switchyard::policy::budget::RetryBudget;
 use switchyard::policy::limits::RetryLimits;
 use switchyard::policy::rules::Judgement;
 use switchyard::prelude::*;
+use switchyard::proxy::grpc;
 
 use crate::config::{Config, Group, HashKey, Route};
 use crate::observe::{Finished, Observer};
@@ -232,6 +233,27 @@ impl ProxyHttp for ConfigProxy {
         ctx: &mut Ctx,
     ) -> Option<Box<Error>> {
         let route = self.route(ctx).ok()?;
+        let rules = &route.policy.rules;
+        if rules.retry_on.grpc_unavailable
+            && grpc::is_grpc(&session.req_header().headers)
+            && let Some(status) = grpc::GrpcStatus::from_fields(&head.headers)
+            && status.code == grpc::UNAVAILABLE
+        {
+            let judgement = rules.on_grpc_status(status.code);
+            let e = Error::explain(
+                ErrorKind::UpstreamStatus,
+                format!(
+                    "upstream answered grpc-status {} (trailers only)",
+                    status.code
+                ),
+            );
+            let peer = session.attempts().last().map(|a| a.peer);
+            let mut e = apply(judgement, ctx, peer, e);
+            if e.retry() {
+                e.set_retry_note("grpc-unavailable");
+            }
+            return Some(e);
+        }
         let status = head.status.as_u16();
         if !route.policy.rules.retry_on.statuses.contains(&status) {
             return None;
@@ -311,6 +333,10 @@ impl ProxyHttp for ConfigProxy {
             status,
             session.attempts(),
         );
+        if let Some(grpc) = session.grpc_status() {
+            self.observer
+                .count_grpc(route.as_ref().map(|r| &r.group.label), grpc.code);
+        }
         if let Some(upgrade) = session.upgrade() {
             self.observer
                 .count_upgrade(route.as_ref().map(|r| &r.group.label), upgrade);
@@ -336,6 +362,7 @@ impl ProxyHttp for ConfigProxy {
             trace,
             request_id: session.request_id().to_str().unwrap_or("-").to_string(),
             upgrade: session.upgrade().cloned(),
+            grpc: session.grpc_status().cloned(),
         };
         self.observer.log(&finished);
     }

@@ -74,6 +74,7 @@ fn retry_on(
         reset_before_response: false,
         timeout: false,
         statuses: Vec::new(),
+        grpc_unavailable: false,
     };
     for (i, entry) in entries.iter().enumerate() {
         let span = Some(entry.span());
@@ -89,9 +90,10 @@ fn retry_on(
                 "connect-failure" => on.connect_failure = true,
                 "reset-before-response" => on.reset_before_response = true,
                 "timeout" => on.timeout = true,
+                "grpc-unavailable" => on.grpc_unavailable = true,
                 other => {
                     let message = format!(
-                        "unknown failure {other:?}; use connect-failure, reset-before-response, timeout or a status code"
+                        "unknown failure {other:?}; use connect-failure, reset-before-response, timeout, grpc-unavailable or a status code"
                     );
                     return Err(source.error(span, &format!("{key}[{i}]"), message));
                 }

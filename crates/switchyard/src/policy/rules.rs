@@ -13,6 +13,7 @@
 //! | fresh connection reset, closed or garbled before the head | next peer, idempotent requests only |
 //! | no response head within the read timeout | not retried (opt in with `timeout`: retries on timeouts amplify overload) |
 //! | upstream answered with a status | not retried (opt in per status) |
+//! | a gRPC call answered trailers-only with UNAVAILABLE | not retried (opt in: any method then) |
 //!
 //! A rule says "retry"; whether a retry happens is still the engine's call
 //! (contract rules, cap, deadline).
@@ -34,6 +35,10 @@ pub struct RetryOn {
     pub timeout: bool,
     /// Upstream statuses that count as failures (e.g. 502, 503).
     pub statuses: Vec<u16>,
+    /// A gRPC call answered trailers-only with `grpc-status` 14
+    /// (UNAVAILABLE): retried on another server for any method, as gRPC's
+    /// own retry policies allow. Off by default.
+    pub grpc_unavailable: bool,
 }
 
 impl Default for RetryOn {
@@ -43,6 +48,7 @@ impl Default for RetryOn {
             reset_before_response: true,
             timeout: false,
             statuses: Vec::new(),
+            grpc_unavailable: false,
         }
     }
 }
@@ -127,6 +133,17 @@ impl RetryRules {
             _ => false,
         };
         self.sent_request(listed, idempotent)
+    }
+
+    /// A gRPC call was answered trailers-only with `code`, nothing went
+    /// downstream yet: UNAVAILABLE moves on, for any method, when
+    /// `grpc_unavailable` is on.
+    pub fn on_grpc_status(&self, code: u32) -> Judgement {
+        if code == crate::proxy::grpc::UNAVAILABLE && self.retry_on.grpc_unavailable {
+            Judgement::NextPeer
+        } else {
+            Judgement::Decline(Decline::NotListed)
+        }
     }
 
     /// The upstream answered with `status`, nothing went downstream yet.

@@ -38,6 +38,7 @@ fn opt_ins() {
             reset_before_response: false,
             timeout: true,
             statuses: vec![503],
+            grpc_unavailable: true,
         },
         non_idempotent: true,
     };
