@@ -274,6 +274,11 @@ impl PoolKey {
     pub fn address(&self) -> SocketAddr {
         self.address
     }
+
+    /// Whether connections under this key may be shared HTTP/2 ones.
+    pub(crate) fn may_be_http2(&self) -> bool {
+        self.protocol != UpstreamProtocol::Http1
+    }
 }
 
 #[cfg(test)]

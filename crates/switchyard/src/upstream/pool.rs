@@ -95,7 +95,10 @@ impl Pool {
     /// warmest usable idle HTTP/1.1 connection, marked reused.
     pub(crate) fn checkout(&self, key: &PoolKey, now: Instant) -> Option<UpstreamConn> {
         let mut inner = self.inner();
-        if let Some(shared) = inner.shared.get_mut(key) {
+        // HTTP/1.1-only peers (most) skip the lookup.
+        if key.may_be_http2()
+            && let Some(shared) = inner.shared.get_mut(key)
+        {
             shared.retain(|conn| conn.usable(now));
             if let Some(stream) = shared
                 .iter()
