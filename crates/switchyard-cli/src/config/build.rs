@@ -533,6 +533,7 @@ fn http2_options(
         max_local_error_reset_streams: section.max_local_error_reset_streams,
         keep_alive_interval: Some(section.keep_alive_interval.0).filter(|d| !d.is_zero()),
         keep_alive_timeout: section.keep_alive_timeout.0,
+        idle_timeout: Some(section.idle_timeout.0).filter(|d| !d.is_zero()),
     })
 }
 

@@ -111,6 +111,8 @@ pub struct Http2Section {
     pub keep_alive_interval: Dur,
     /// Time the PING's answer may take.
     pub keep_alive_timeout: Dur,
+    /// Time with no stream open before GOAWAY (`"0s"`: never).
+    pub idle_timeout: Dur,
 }
 
 impl Default for Http2Section {
@@ -123,6 +125,7 @@ impl Default for Http2Section {
             max_local_error_reset_streams: library.max_local_error_reset_streams,
             keep_alive_interval: Dur(library.keep_alive_interval.unwrap_or_default()),
             keep_alive_timeout: Dur(library.keep_alive_timeout),
+            idle_timeout: Dur(library.idle_timeout.unwrap_or_default()),
         }
     }
 }

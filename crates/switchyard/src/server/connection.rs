@@ -78,6 +78,15 @@ impl Activity {
         self.io_events.fetch_add(1, Ordering::Relaxed);
     }
 
+    /// Responses finished, and whether one is in flight: unchanged between
+    /// two looks, with none in flight, means nothing happened in between.
+    pub(super) fn responses(&self) -> (u64, bool) {
+        (
+            self.answered.load(Ordering::Relaxed),
+            self.in_flight.load(Ordering::Relaxed) > 0,
+        )
+    }
+
     /// True when the connection may be parked: it answered something, has
     /// nothing in flight or waiting to be written, and its I/O count is the
     /// one seen at the previous tick (`last_seen` is updated).

@@ -11,6 +11,7 @@
 //! the streams in flight finish within the drain time.
 
 use std::io;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::BytesMut;
@@ -22,7 +23,7 @@ use tokio::io::AsyncReadExt;
 use tokio::sync::watch;
 use tracing::debug;
 
-use super::connection::{ClientStream, stopped};
+use super::connection::{Activity, ClientStream, stopped};
 use super::counts::ConnectionCounts;
 use super::proxy_protocol::Prefixed;
 
@@ -39,6 +40,7 @@ const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 /// | `max_local_error_reset_streams` | 1024: streams the proxy had to reset for the client's errors |
 /// | `keep_alive_interval` | 20 s of silence before a PING |
 /// | `keep_alive_timeout` | 20 s for its answer, else the connection closes |
+/// | `idle_timeout` | 3 min with no stream open: GOAWAY, and the connection closes |
 ///
 /// A client over either reset cap, or otherwise abusive, gets a GOAWAY
 /// and its connection is closed; other clients are not affected.
@@ -58,6 +60,10 @@ pub struct Http2Options {
     pub keep_alive_interval: Option<Duration>,
     /// How long the PING's answer may take before the connection closes.
     pub keep_alive_timeout: Duration,
+    /// How long a connection may have no stream open before the proxy
+    /// sends GOAWAY and closes it (`None`: never). Noticed within a quarter
+    /// of it.
+    pub idle_timeout: Option<Duration>,
 }
 
 impl Default for Http2Options {
@@ -69,6 +75,7 @@ impl Default for Http2Options {
             max_local_error_reset_streams: 1024,
             keep_alive_interval: Some(Duration::from_secs(20)),
             keep_alive_timeout: Duration::from_secs(20),
+            idle_timeout: Some(Duration::from_secs(180)),
         }
     }
 }
@@ -112,12 +119,14 @@ pub(super) async fn sniff_preface(
     Ok((h2, stream))
 }
 
-/// Serve one HTTP/2 client connection until it closes, or `stop` is raised
-/// (then GOAWAY, and the streams in flight finish).
+/// Serve one HTTP/2 client connection until it closes, idles for
+/// `idle_timeout`, or `stop` is raised (then GOAWAY, and the streams in
+/// flight finish).
 pub(super) async fn drive<S>(
     builder: http2::Builder<TokioExecutor>,
     stream: ClientStream,
     service: S,
+    idle: (Arc<Activity>, Option<Duration>),
     mut stop: watch::Receiver<bool>,
     counts: ConnectionCounts,
 ) where
@@ -131,14 +140,42 @@ pub(super) async fn drive<S>(
     let _open = counts.opened();
     let connection = builder.serve_connection(TokioIo::new(stream), service);
     tokio::pin!(connection);
+    let (activity, idle_timeout) = idle;
     let ended = tokio::select! {
         ended = connection.as_mut() => ended,
         () = stopped(&mut stop) => {
             connection.as_mut().graceful_shutdown();
             connection.await
         }
+        () = idled_out(&activity, idle_timeout) => {
+            connection.as_mut().graceful_shutdown();
+            connection.await
+        }
     };
     if let Err(e) = ended {
         debug!(error = %e, "HTTP/2 client connection ended with an error");
+    }
+}
+
+/// Resolve once the connection had no stream open and finished none for
+/// `idle_timeout` (checked four times per period); never without one.
+async fn idled_out(activity: &Activity, idle_timeout: Option<Duration>) {
+    const CHECKS: u32 = 4;
+    let Some(idle_timeout) = idle_timeout else {
+        return std::future::pending().await;
+    };
+    let mut tick = tokio::time::interval(idle_timeout / CHECKS);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last = activity.responses();
+    let mut quiet = 0;
+    loop {
+        tick.tick().await;
+        let now = activity.responses();
+        quiet = if now == last && !now.1 { quiet + 1 } else { 0 };
+        last = now;
+        // Ticks start at once: CHECKS + 1 quiet looks span a whole period.
+        if quiet > CHECKS {
+            return;
+        }
     }
 }

@@ -297,6 +297,7 @@ impl<P: ProxyHttp> ProxyServer<P> {
                 shared: Arc::clone(&shared),
                 builder: builder.clone(),
                 h2: h2_builder.clone(),
+                h2_idle_timeout: self.options.http2.idle_timeout,
                 header_read_timeout: self.options.header_read_timeout,
                 driving,
                 stop: self.shutdown.subscribe(),
@@ -348,6 +349,8 @@ struct Accepted<P> {
     shared: Arc<EngineShared>,
     builder: http1::Builder,
     h2: hyper::server::conn::http2::Builder<hyper_util::rt::TokioExecutor>,
+    /// How long an HTTP/2 connection may have no stream open.
+    h2_idle_timeout: Option<Duration>,
     /// For the first bytes of a cleartext connection (the h2c preface).
     header_read_timeout: Duration,
     driving: Driving,
@@ -418,6 +421,7 @@ impl<P: ProxyHttp> Accepted<P> {
         // With its IP's text for the forwarding headers, made once per connection.
         let client = ClientAddr::new(client).with_tls(secure);
         let (proxy, shared) = (self.proxy, self.shared);
+        let idle = (Arc::clone(&activity), self.h2_idle_timeout);
         let service = service_fn(move |request| {
             let (proxy, shared) = (Arc::clone(&proxy), Arc::clone(&shared));
             let client = client.clone();
@@ -436,7 +440,7 @@ impl<P: ProxyHttp> Accepted<P> {
             })
         });
         if stream.speaks_h2() {
-            h2::drive(self.h2, stream, service, self.stop, self.counts).await;
+            h2::drive(self.h2, stream, service, idle, self.stop, self.counts).await;
             return;
         }
         connection::drive(
