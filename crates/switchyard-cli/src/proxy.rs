@@ -235,7 +235,7 @@ impl ProxyHttp for ConfigProxy {
         let route = self.route(ctx).ok()?;
         let rules = &route.policy.rules;
         if rules.retry_on.grpc_unavailable
-            && grpc::is_grpc(&session.req_header().headers)
+            && session.is_grpc()
             && let Some(status) = grpc::GrpcStatus::from_fields(&head.headers)
             && status.code == grpc::UNAVAILABLE
         {

@@ -123,7 +123,9 @@ pub(super) async fn attempt<P: ProxyHttp>(
         conn.close_after_response();
     }
     // A trailers-only answer carries the call's status in its head.
-    if let Some(status) = GrpcStatus::from_fields(&head.headers) {
+    if session.is_grpc()
+        && let Some(status) = GrpcStatus::from_fields(&head.headers)
+    {
         session.set_grpc_status(status);
     }
     judge_response(proxy, session, ctx, &head, admission)

@@ -268,7 +268,9 @@ async fn attempt_loop<P: ProxyHttp>(
 ) -> Result<Forwarded> {
     let mut limits = proxy.retry_limits(session, ctx);
     // A gRPC call's own timeout is its deadline, if shorter.
-    if let Some(timeout) = grpc::request_timeout(&session.req_header().headers) {
+    if session.is_grpc()
+        && let Some(timeout) = grpc::request_timeout(&session.req_header().headers)
+    {
         limits.deadline = Some(limits.deadline.map_or(timeout, |d| d.min(timeout)));
     }
     let budget = proxy

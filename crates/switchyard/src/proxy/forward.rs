@@ -12,7 +12,7 @@ use http::header::{self, HeaderValue};
 use http::{Request, Response, Uri, Version};
 use hyper::body::Incoming;
 
-use super::headers::strip_hop_by_hop;
+use super::headers::{strip_hop_by_hop, strip_request_hop_by_hop};
 use super::identity::{ClientIdentity, X_REQUEST_ID};
 use super::{RequestHeader, ResponseHeader, Session};
 use super::{grpc, upgrade};
@@ -48,7 +48,7 @@ pub(crate) fn upstream_head(
         .insert(X_REQUEST_ID, session.request_id().clone());
     // A gRPC upstream is told the time left, not the time the call began with.
     if let Some(deadline) = session.deadline()
-        && grpc::is_grpc(&head.headers)
+        && session.is_grpc()
     {
         let left = deadline.saturating_duration_since(std::time::Instant::now());
         head.headers
@@ -83,15 +83,7 @@ fn head_for_upstream(downstream: &RequestHeader, peer: SocketAddr) -> RequestHea
     // A chunked downstream body stays chunked upstream: without the header
     // hyper would send a GET's body as no body at all.
     let chunked = head.headers.contains_key(header::TRANSFER_ENCODING);
-    let trailers = accepts_trailers(&head.headers);
-    strip_hop_by_hop(&mut head.headers);
-    // TE is hop-by-hop, but a client that accepts trailers gets them through
-    // the proxy (the body pump forwards them), so the upstream may send them:
-    // gRPC servers require `te: trailers`.
-    if trailers {
-        head.headers
-            .insert(header::TE, HeaderValue::from_static("trailers"));
-    }
+    strip_request_hop_by_hop(&mut head.headers);
     if chunked {
         head.headers.remove(header::CONTENT_LENGTH);
         head.headers.insert(
@@ -111,19 +103,6 @@ fn head_for_upstream(downstream: &RequestHeader, peer: SocketAddr) -> RequestHea
         head.headers.insert(header::HOST, host);
     }
     head
-}
-
-/// Whether a request's `TE` lists `trailers`.
-fn accepts_trailers(headers: &http::HeaderMap) -> bool {
-    headers
-        .get_all(header::TE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .any(|token| {
-            let name = token.split(';').next().unwrap_or("").trim();
-            name.eq_ignore_ascii_case("trailers")
-        })
 }
 
 /// Whether a response's framing was clear, or ambiguous and repaired.

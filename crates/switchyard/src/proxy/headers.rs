@@ -11,8 +11,8 @@
 //! upstream its own address as the host (found by the property tests in
 //! `forward/tests.rs`).
 
-use http::HeaderMap;
 use http::header::{self, HeaderName};
+use http::{HeaderMap, HeaderValue};
 
 /// Headers that are hop-by-hop whatever `Connection` says.
 const HOP_BY_HOP: [HeaderName; 6] = [
@@ -41,6 +41,38 @@ pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap) {
     if !headers.keys().any(|name| HOP_BY_HOP.contains(name)) {
         return;
     }
+    strip_all(headers);
+}
+
+/// [`strip_hop_by_hop`] for a request going upstream, except that a `TE`
+/// listing `trailers` is sent on as `te: trailers`: TE is hop-by-hop, but a
+/// client that accepts trailers gets them through the proxy (the body pump
+/// forwards them), so the upstream may send them. gRPC servers require it.
+pub(crate) fn strip_request_hop_by_hop(headers: &mut HeaderMap) {
+    if !headers.keys().any(|name| HOP_BY_HOP.contains(name)) {
+        return;
+    }
+    let trailers = accepts_trailers(headers);
+    strip_all(headers);
+    if trailers {
+        headers.insert(header::TE, HeaderValue::from_static("trailers"));
+    }
+}
+
+/// Whether the `TE` fields list `trailers`.
+fn accepts_trailers(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(header::TE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|token| {
+            let name = token.split(';').next().unwrap_or("").trim();
+            name.eq_ignore_ascii_case("trailers")
+        })
+}
+
+fn strip_all(headers: &mut HeaderMap) {
     let named: Vec<HeaderName> = connection_tokens(headers)
         .filter_map(|name| HeaderName::from_bytes(name.as_bytes()).ok())
         .filter(|name| *name != header::HOST && *name != header::CONTENT_LENGTH)

@@ -112,7 +112,7 @@ pub fn default_fail_to_proxy(session: &mut Session, e: &Error) -> u16 {
     if e.kind() == ErrorKind::DownstreamClosed {
         return CLIENT_CLOSED;
     }
-    if grpc::is_grpc(&session.req_header().headers) {
+    if session.is_grpc() {
         session.set_grpc_status(grpc::GrpcStatus {
             code: grpc::status_for(e),
             message: Some(format!("switchyard: {}", e.kind().as_str())),

@@ -38,6 +38,8 @@ pub struct Session {
     deadline: Option<Instant>,
     /// How a gRPC call ended.
     grpc: Option<Box<GrpcStatus>>,
+    /// The request arrived as a gRPC call.
+    is_grpc: bool,
 }
 
 impl Session {
@@ -49,6 +51,7 @@ impl Session {
         request_id: HeaderValue,
         attempts: AttemptLog,
     ) -> Self {
+        let is_grpc = super::grpc::is_grpc(&request.headers);
         Session {
             request,
             client,
@@ -63,7 +66,14 @@ impl Session {
             upgrade: None,
             deadline: None,
             grpc: None,
+            is_grpc,
         }
+    }
+
+    /// Whether the request arrived as a gRPC call (its `content-type` is
+    /// `application/grpc`, see [`grpc::is_grpc`](super::grpc::is_grpc)).
+    pub fn is_grpc(&self) -> bool {
+        self.is_grpc
     }
 
     /// When the request must be over (its `RetryLimits::deadline`, or a
