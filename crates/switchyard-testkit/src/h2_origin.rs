@@ -1,7 +1,7 @@
 //! HTTP/2 upstreams for tests, well behaved or not: h2c (prior knowledge)
 //! or over TLS with ALPN `h2`, built on the `h2` crate's server so each can
 //! refuse a stream, reset one after its head, never answer, or advertise a
-//! small `SETTINGS_MAX_CONCURRENT_STREAMS`. [`goaway_origin`] speaks raw
+//! small `SETTINGS_MAX_CONCURRENT_STREAMS`. [`GoawayOrigin`] speaks raw
 //! frames, for the one thing `h2`'s server will not do: a GOAWAY whose last
 //! stream id is below a stream it received.
 
@@ -309,22 +309,64 @@ async fn read_whole(request: Request<RecvStream>) -> Option<H2Seen> {
     })
 }
 
-/// An h2c upstream that answers the first request on each connection's
-/// stream with a GOAWAY whose last stream id is 0: no stream was
-/// processed. Returns its address and how many streams it was sent.
-pub async fn goaway_origin() -> (SocketAddr, Arc<AtomicUsize>, JoinHandle<()>) {
-    let listener = TcpListener::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)))
-        .await
-        .unwrap();
-    let addr = listener.local_addr().unwrap();
-    let streams = Arc::new(AtomicUsize::new(0));
-    let counted = Arc::clone(&streams);
-    let task = tokio::spawn(async move {
-        while let Ok((socket, _)) = listener.accept().await {
-            tokio::spawn(goaway_connection(socket, Arc::clone(&counted)));
+/// When a [`GoawayOrigin`] sends its GOAWAY.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GoawayAt {
+    /// At the first stream of each connection, with last stream id 0:
+    /// nothing was processed.
+    FirstStream,
+    /// At the second stream: the first is held until then, the GOAWAY
+    /// names it as the last processed, and then it is answered 200. The
+    /// second was not processed.
+    SecondStream,
+}
+
+/// An h2c upstream speaking raw frames, for the one thing `h2`'s server
+/// will not do: a GOAWAY whose last stream id is below a stream it
+/// received. Dropping it stops it.
+#[derive(Debug)]
+pub struct GoawayOrigin {
+    addr: SocketAddr,
+    streams: Arc<AtomicUsize>,
+    task: JoinHandle<()>,
+}
+
+impl GoawayOrigin {
+    /// Listen on `127.0.0.1:0`, sending GOAWAY `at`.
+    pub async fn start(at: GoawayAt) -> GoawayOrigin {
+        let listener = TcpListener::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)))
+            .await
+            .unwrap();
+        let addr = listener.local_addr().unwrap();
+        let streams = Arc::new(AtomicUsize::new(0));
+        let counted = Arc::clone(&streams);
+        let task = tokio::spawn(async move {
+            while let Ok((socket, _)) = listener.accept().await {
+                tokio::spawn(goaway_connection(socket, Arc::clone(&counted), at));
+            }
+        });
+        GoawayOrigin {
+            addr,
+            streams,
+            task,
         }
-    });
-    (addr, streams, task)
+    }
+
+    /// The address it listens on.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Streams (HEADERS frames) it was sent.
+    pub fn streams(&self) -> usize {
+        self.streams.load(Ordering::Acquire)
+    }
+}
+
+impl Drop for GoawayOrigin {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
 }
 
 /// Frame types and flags used below (RFC 9113 section 6).
@@ -332,8 +374,12 @@ const HEADERS: u8 = 0x1;
 const SETTINGS: u8 = 0x4;
 const GOAWAY: u8 = 0x7;
 const ACK: u8 = 0x1;
+const END_STREAM: u8 = 0x1;
+const END_HEADERS: u8 = 0x4;
+/// HPACK: `:status: 200`, static table entry 8.
+const STATUS_200: u8 = 0x88;
 
-async fn goaway_connection(mut socket: TcpStream, streams: Arc<AtomicUsize>) {
+async fn goaway_connection(mut socket: TcpStream, streams: Arc<AtomicUsize>, at: GoawayAt) {
     let mut preface = [0u8; 24];
     if socket.read_exact(&mut preface).await.is_err() {
         return;
@@ -341,6 +387,7 @@ async fn goaway_connection(mut socket: TcpStream, streams: Arc<AtomicUsize>) {
     if write_frame(&mut socket, SETTINGS, 0, 0, &[]).await.is_err() {
         return;
     }
+    let mut first: Option<u32> = None;
     let mut sent_goaway = false;
     loop {
         let mut header = [0u8; 9];
@@ -349,6 +396,7 @@ async fn goaway_connection(mut socket: TcpStream, streams: Arc<AtomicUsize>) {
         }
         let length = u32::from_be_bytes([0, header[0], header[1], header[2]]) as usize;
         let (kind, flags) = (header[3], header[4]);
+        let stream = u32::from_be_bytes([header[5], header[6], header[7], header[8]]) & 0x7fff_ffff;
         let mut payload = vec![0u8; length];
         if socket.read_exact(&mut payload).await.is_err() {
             return;
@@ -356,9 +404,24 @@ async fn goaway_connection(mut socket: TcpStream, streams: Arc<AtomicUsize>) {
         if kind == SETTINGS && flags & ACK == 0 {
             let _ = write_frame(&mut socket, SETTINGS, ACK, 0, &[]).await;
         }
-        if kind == HEADERS {
-            streams.fetch_add(1, Ordering::AcqRel);
-            if !sent_goaway {
+        if kind != HEADERS {
+            continue;
+        }
+        streams.fetch_add(1, Ordering::AcqRel);
+        if sent_goaway {
+            continue;
+        }
+        match (at, first) {
+            (GoawayAt::SecondStream, None) => first = Some(stream),
+            (GoawayAt::SecondStream, Some(processed)) => {
+                sent_goaway = true;
+                let mut goaway = processed.to_be_bytes().to_vec();
+                goaway.extend_from_slice(&[0; 4]);
+                let _ = write_frame(&mut socket, GOAWAY, 0, 0, &goaway).await;
+                let flags = END_HEADERS | END_STREAM;
+                let _ = write_frame(&mut socket, HEADERS, flags, processed, &[STATUS_200]).await;
+            }
+            (GoawayAt::FirstStream, _) => {
                 sent_goaway = true;
                 // Last stream id 0, NO_ERROR: nothing was processed.
                 let _ = write_frame(&mut socket, GOAWAY, 0, 0, &[0; 8]).await;

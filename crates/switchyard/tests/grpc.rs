@@ -115,3 +115,64 @@ async fn a_trailers_only_answer_is_forwarded_with_its_status_logged() {
     assert_eq!(status.code, 14);
     assert_eq!(status.message.as_deref(), Some("from the origin"));
 }
+
+/// A gRPC message: not compressed, its length, then the bytes.
+fn message(payload: &[u8]) -> bytes::Bytes {
+    let mut framed = vec![0];
+    framed.extend_from_slice(&(payload.len() as u32).to_be_bytes());
+    framed.extend_from_slice(payload);
+    framed.into()
+}
+
+#[tokio::test]
+async fn a_streaming_call_is_echoed_message_by_message() {
+    let echo = H2Origin::start("echo", H2Behavior::GrpcEcho).await;
+    let running = start(h2_proxy(&[echo.addr()])).await;
+    let tcp = tokio::net::TcpStream::connect(running.addr).await.unwrap();
+    let (sender, connection) = h2::client::handshake(tcp).await.unwrap();
+    tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    let mut sender = sender.ready().await.unwrap();
+    let request = Request::post(format!("http://{}/svc.S/Chat", running.addr))
+        .header("content-type", "application/grpc")
+        .header("te", "trailers")
+        .body(())
+        .unwrap();
+    let (response, mut outgoing) = sender.send_request(request, false).unwrap();
+    outgoing.send_data(message(b"one"), false).unwrap();
+    let response = within(5, "the response head", response).await.unwrap();
+    assert_eq!(response.status(), 200);
+    let mut incoming = response.into_body();
+    for (i, text) in [&b"one"[..], b"two", b"three"].into_iter().enumerate() {
+        if i > 0 {
+            // Sent only after the previous echo came back: nothing is
+            // buffered whole on the way, either way.
+            outgoing.send_data(message(text), false).unwrap();
+        }
+        let want = message(text);
+        let mut got = Vec::new();
+        while got.len() < want.len() {
+            let chunk = within(5, "an echoed message", incoming.data())
+                .await
+                .expect("the stream ended early")
+                .unwrap();
+            let _ = incoming.flow_control().release_capacity(chunk.len());
+            got.extend_from_slice(&chunk);
+        }
+        assert_eq!(got, want.as_ref());
+    }
+    outgoing.send_data(bytes::Bytes::new(), true).unwrap();
+    assert!(
+        within(5, "the end of the data", incoming.data())
+            .await
+            .is_none()
+    );
+    let trailers = within(5, "the trailers", incoming.trailers())
+        .await
+        .unwrap()
+        .expect("trailers");
+    assert_eq!(trailers["grpc-status"], "0");
+    let seen = echo.seen();
+    assert_eq!(seen[0].body.len(), 3 * 5 + 3 + 3 + 5);
+}

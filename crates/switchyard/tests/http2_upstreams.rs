@@ -14,7 +14,7 @@ use common::{TestProxy, quick, start};
 use http::Method;
 use switchyard::{ErrorKind, UpstreamProtocol};
 use switchyard_testkit::h2::H2Conn;
-use switchyard_testkit::h2_origin::{H2Behavior, H2Options, H2Origin, goaway_origin};
+use switchyard_testkit::h2_origin::{GoawayAt, GoawayOrigin, H2Behavior, H2Options, H2Origin};
 use switchyard_testkit::tls::{TestCa, TlsOrigin, server_config};
 use switchyard_testkit::{client, digest, within};
 
@@ -126,16 +126,16 @@ async fn a_post_refused_by_stream_is_retried_elsewhere_and_delivered_once() {
 
 #[tokio::test]
 async fn a_post_above_a_goaway_is_retried_elsewhere_and_delivered_once() {
-    let (going, streams, _task) = goaway_origin().await;
+    let going = GoawayOrigin::start(GoawayAt::FirstStream).await;
     let good = H2Origin::start("good", H2Behavior::Answer).await;
-    let running = start(h2_proxy(&[going, good.addr()])).await;
+    let running = start(h2_proxy(&[going.addr(), good.addr()])).await;
 
     let answer = client::post(running.addr, "/order", b"one book".to_vec())
         .await
         .unwrap();
     assert_eq!(answer.status, 200);
     assert_eq!(answer.body, "good");
-    assert_eq!(streams.load(Ordering::Acquire), 1);
+    assert_eq!(going.streams(), 1);
     assert_eq!(good.seen().len(), 1, "delivered exactly once");
     let logged = running.logs.wait(1).await;
     let records = logged[0].trace.records();
@@ -285,4 +285,44 @@ async fn a_grpc_call_carries_te_and_trailers_both_ways() {
         seen[0].uri,
         format!("http://{}/echo.Echo/Say", running.addr)
     );
+}
+
+#[tokio::test]
+async fn a_goaway_mid_flight_finishes_the_stream_below_it_and_moves_the_one_above() {
+    let going = GoawayOrigin::start(GoawayAt::SecondStream).await;
+    let good = H2Origin::start("good", H2Behavior::Answer).await;
+    let running = start(h2_proxy(&[going.addr(), good.addr()])).await;
+
+    // The first request opens the connection and is held there...
+    let addr = running.addr;
+    let first = tokio::spawn(async move { client::get(addr, "/first").await });
+    within(5, "the first stream to arrive", async {
+        while going.streams() < 1 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await;
+    // ...the second shares it, and the GOAWAY names the first as the last.
+    let second = client::post(running.addr, "/second", b"once".to_vec())
+        .await
+        .unwrap();
+    assert_eq!(second.status, 200);
+    assert_eq!(second.body, "good", "the stream above the GOAWAY moved on");
+    let first = within(5, "the first request", first)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        first.status, 200,
+        "the stream below the GOAWAY was answered"
+    );
+    assert_eq!(going.streams(), 2, "both shared one connection");
+    assert_eq!(
+        good.seen().len(),
+        1,
+        "the POST reached the good server once"
+    );
+    let logged = running.logs.wait(2).await;
+    let moved = logged.iter().find(|l| l.path == "/second").unwrap();
+    assert_eq!(moved.trace.records()[0].note, Some("not-processed"));
 }
