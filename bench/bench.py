@@ -37,6 +37,10 @@ BACKEND = 18080
 FLAPPING = 18090  # the flapping scenario's second backend
 FLAP_PERIOD = float(os.environ.get("FLAP_PERIOD", "2"))  # seconds down, then up
 PORTS = {"switchyard": 18083, "nginx": 18081, "haproxy": 18082}
+# HTTP/2 from the client: cleartext with prior knowledge (h2c), and over TLS
+# (ALPN h2). Upstream stays HTTP/1.1 for all three (the same backend).
+H2C_PORTS = {"switchyard": 18086, "nginx": 18084, "haproxy": 18085}
+TLS_PORTS = {"switchyard": 18089, "nginx": 18087, "haproxy": 18088}
 PROXIES = ["switchyard", "nginx", "haproxy"]
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
@@ -83,13 +87,19 @@ def backend_conf(work, name="backend", port=None):
 
 
 def nginx_conf(work, upstream, connect_timeout):
+    h2 = f"""
+        listen 127.0.0.1:{H2C_PORTS["nginx"]} http2;
+        listen 127.0.0.1:{TLS_PORTS["nginx"]} ssl http2;
+        ssl_certificate {work}/cert.pem;
+        ssl_certificate_key {work}/key.pem;
+        http2_max_requests 1000000;"""
     return nginx_preamble(work, "nginx") + f"""
     upstream up {{
         {upstream}
         keepalive 128;
     }}
     server {{
-        listen 127.0.0.1:{PORTS["nginx"]} backlog=4096;
+        listen 127.0.0.1:{PORTS["nginx"]} backlog=4096;{h2}
         client_max_body_size 4m;
         location / {{
             proxy_pass http://up;
@@ -121,18 +131,25 @@ defaults
     option redispatch
 frontend fe
     bind 127.0.0.1:{PORTS["haproxy"]}
+    bind 127.0.0.1:{H2C_PORTS["haproxy"]} proto h2
+    bind 127.0.0.1:{TLS_PORTS["haproxy"]} ssl crt {work}/combined.pem alpn h2,http/1.1
     default_backend be
 backend be
 {servers}
 """
 
 
-def switchyard_conf(upstream, connect_timeout, extra=""):
+def switchyard_conf(work, upstream, connect_timeout, extra=""):
     return f"""
 [server]
-listen = ["127.0.0.1:{PORTS["switchyard"]}"]
+listen = ["127.0.0.1:{PORTS["switchyard"]}", "127.0.0.1:{H2C_PORTS["switchyard"]}"]
 workers = 1
 header_read_timeout = "300s"
+
+[server.tls]
+listen = ["127.0.0.1:{TLS_PORTS["switchyard"]}"]
+cert = "{work}/cert.pem"
+key = "{work}/key.pem"
 
 [log]
 access = false
@@ -142,6 +159,16 @@ access = false
 connect_timeout = "{connect_timeout}"
 pool_size = 128
 {extra}"""
+
+
+def make_certificate(work):
+    """A self-signed P-256 certificate for 127.0.0.1, made for this run."""
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+         "-nodes", "-keyout", str(work / "key.pem"), "-out", str(work / "cert.pem"), "-days", "1",
+         "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"],
+        check=True, capture_output=True)
+    (work / "combined.pem").write_text((work / "cert.pem").read_text() + (work / "key.pem").read_text())
 
 
 # ---------------------------------------------------------------- processes
@@ -162,7 +189,7 @@ class Stack:
 
     def start_all(self, mode):
         work = self.work
-        for port in [BACKEND, *PORTS.values()]:
+        for port in [BACKEND, *PORTS.values(), *H2C_PORTS.values(), *TLS_PORTS.values()]:
             with socket.socket() as probe:
                 # As the servers do: TIME_WAIT leftovers must not count as "in use".
                 probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -197,6 +224,7 @@ class Stack:
             ha_servers = f"    server s1 127.0.0.1:{BACKEND}"
             sy_up = f'servers = ["127.0.0.1:{BACKEND}"]'
             sy_extra = ""
+        make_certificate(work)
         (work / "backend-body").mkdir(exist_ok=True)
         self.start("backend", ["nginx", "-c", self.write("backend.conf", backend_conf(work))], BACKEND)
         if mode == "flapping":
@@ -206,7 +234,7 @@ class Stack:
         self.start("nginx", ["nginx", "-c", self.write("nginx.conf", nginx_conf(work, nginx_up, "1s"))], PORTS["nginx"])
         self.start("haproxy", ["haproxy", "-db", "-f", self.write("haproxy.cfg", haproxy_conf(work, ha_servers, "1s"))],
                    PORTS["haproxy"])
-        self.start("switchyard", [str(SWITCHYARD), "run", "-c", self.write("switchyard.toml", switchyard_conf(sy_up, "1s", sy_extra))],
+        self.start("switchyard", [str(SWITCHYARD), "run", "-c", self.write("switchyard.toml", switchyard_conf(work, sy_up, "1s", sy_extra))],
                    PORTS["switchyard"])
 
     def write(self, name, text):
@@ -378,6 +406,31 @@ def wrk(port, connections, path="/", script=None, duration=DURATION):
     return result
 
 
+def h2load(url, clients=10, streams=10, duration=DURATION):
+    """h2load over HTTP/2: `clients` connections, `streams` concurrent streams each."""
+    argv = ["h2load", "-t1", f"-c{clients}", f"-m{streams}", f"-D{duration}", url]
+    out = subprocess.run(argv, capture_output=True, text=True, timeout=duration + 60).stdout
+    done = re.search(r"requests: (\d+) total, (\d+) started, (\d+) done, (\d+) succeeded, (\d+) failed, (\d+) errored", out)
+    if not done:
+        raise RuntimeError(f"h2load printed no result: {out[-500:]}")
+    succeeded, failed, errored = int(done.group(4)), int(done.group(5)), int(done.group(6))
+    status = re.search(r"status codes: (\d+) 2xx", out)
+    ok = int(status.group(1)) if status else 0
+    result = {"rps": succeeded / duration, "requests": succeeded,
+              "errors": failed + errored + (succeeded - ok)}
+    mean = re.search(r"time for request:\s+\S+\s+\S+\s+([\d.]+\w+)", out)
+    result["mean_ms"] = parse_duration(mean.group(1)) * 1000 if mean else None
+    return result
+
+
+def measure_h2(stack, name, url):
+    before = stack.cpu_seconds(name)
+    result = h2load(url)
+    cpu = stack.cpu_seconds(name) - before
+    result["cpu_us_per_request"] = cpu / max(result["requests"], 1) * 1e6
+    return result
+
+
 def open_idle(port, count):
     """Open `count` keep-alive connections, one request each, and keep them idle."""
     request = b"GET / HTTP/1.1\r\nHost: bench\r\n\r\n"
@@ -450,6 +503,16 @@ def scenario_idle_memory(stack, name):
             "kib_per_connection_second_half": (after - middle) / (IDLE_CONNECTIONS - half)}
 
 
+def scenario_h2c(stack, name):
+    """HTTP/2 with prior knowledge from the client: 10 connections x 10 streams."""
+    return measure_h2(stack, name, f"http://127.0.0.1:{H2C_PORTS[name]}/")
+
+
+def scenario_h2_tls(stack, name):
+    """HTTP/2 over TLS (ALPN h2): 10 connections x 10 streams, handshakes once."""
+    return measure_h2(stack, name, f"https://127.0.0.1:{TLS_PORTS[name]}/")
+
+
 def scenario_failover(stack, name):
     return wrk(PORTS[name], 50, "/", "slow.lua")
 
@@ -464,6 +527,8 @@ SCENARIOS = {
     "large-body": (scenario_large_body, None, ["get_mib_s", "post_mib_s", "get_p99_ms", "post_p99_ms", "errors"]),
     "many-connections": (scenario_many_connections, None, ["rps", "p50_ms", "p99_ms", "errors"]),
     "idle-memory": (scenario_idle_memory, None, ["kib_per_connection", "kib_per_connection_second_half", "rss_before_kib", "rss_after_kib"]),
+    "h2c": (scenario_h2c, None, ["rps", "mean_ms", "cpu_us_per_request", "errors"]),
+    "h2-tls": (scenario_h2_tls, None, ["rps", "mean_ms", "cpu_us_per_request", "errors"]),
     "failover": (scenario_failover, "failover", ["rps", "p50_ms", "p99_ms", "over_0_9s", "errors"]),
     "flapping": (scenario_flapping, "flapping", ["rps", "p50_ms", "p99_ms", "over_0_9s", "errors"]),
 }

@@ -9,7 +9,7 @@
 # Results: a table on stdout and bench/results/latest.json.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-for tool in nginx haproxy wrk python3; do
+for tool in nginx haproxy wrk h2load openssl python3; do
     command -v "$tool" >/dev/null || { echo "bench/run.sh: $tool is missing; run bench/setup.sh" >&2; exit 2; }
 done
 echo "bench/run.sh: building switchyard (release)" >&2
