@@ -90,6 +90,10 @@ pub struct H2Options {
     pub max_concurrent_streams: Option<u32>,
     /// Serve TLS with this configuration (its ALPN should offer `h2`).
     pub tls: Option<Arc<ServerConfig>>,
+    /// After this many streams on a connection, send GOAWAY (graceful:
+    /// the streams begun finish, later ones are ignored), as nginx's
+    /// `http2_max_requests` does.
+    pub max_requests: Option<usize>,
 }
 
 impl H2Origin {
@@ -175,7 +179,7 @@ async fn accept_loop(listener: TcpListener, origin: Shared, options: H2Options) 
         };
         origin.counts.connections.fetch_add(1, Ordering::AcqRel);
         let origin = origin.clone();
-        let limit = options.max_concurrent_streams;
+        let limit = (options.max_concurrent_streams, options.max_requests);
         match acceptor.clone() {
             None => drop(tokio::spawn(serve(socket, origin, limit))),
             Some(acceptor) => drop(tokio::spawn(async move {
@@ -187,14 +191,16 @@ async fn accept_loop(listener: TcpListener, origin: Shared, options: H2Options) 
     }
 }
 
-async fn serve<S>(socket: S, origin: Shared, limit: Option<u32>)
+async fn serve<S>(socket: S, origin: Shared, limits: (Option<u32>, Option<usize>))
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
+    let (limit, max_requests) = limits;
     let mut builder = h2::server::Builder::new();
     if let Some(limit) = limit {
         builder.max_concurrent_streams(limit);
     }
+    let mut accepted = 0;
     let Ok(mut conn) = builder.handshake::<_, Bytes>(socket).await else {
         return;
     };
@@ -204,6 +210,10 @@ where
         let open = counts.open.fetch_add(1, Ordering::AcqRel) + 1;
         counts.most_open.fetch_max(open, Ordering::AcqRel);
         tokio::spawn(stream(request, respond, origin.clone()));
+        accepted += 1;
+        if max_requests == Some(accepted) {
+            conn.graceful_shutdown();
+        }
     }
 }
 

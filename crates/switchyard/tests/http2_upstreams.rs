@@ -326,3 +326,41 @@ async fn a_goaway_mid_flight_finishes_the_stream_below_it_and_moves_the_one_abov
     let moved = logged.iter().find(|l| l.path == "/second").unwrap();
     assert_eq!(moved.trace.records()[0].note, Some("not-processed"));
 }
+
+#[tokio::test]
+async fn an_upstream_that_goes_away_after_some_requests_gets_no_new_streams() {
+    // As nginx's http2_max_requests: GOAWAY after 5 streams per connection,
+    // and any stream opened after it is ignored, never answered.
+    let options = H2Options {
+        max_requests: Some(5),
+        ..H2Options::default()
+    };
+    let origin = H2Origin::start_with("limited", H2Behavior::Answer, options).await;
+    let running = start(h2_proxy(&[origin.addr()])).await;
+
+    let mut workers = tokio::task::JoinSet::new();
+    for w in 0..4 {
+        let addr = running.addr;
+        workers.spawn(async move {
+            let mut statuses = Vec::new();
+            for i in 0..15 {
+                let answer = client::get(addr, &format!("/{w}/{i}")).await.unwrap();
+                statuses.push(answer.status.as_u16());
+            }
+            statuses
+        });
+    }
+    let mut statuses = Vec::new();
+    while let Some(done) = workers.join_next().await {
+        statuses.extend(done.unwrap());
+    }
+    assert!(
+        statuses.iter().all(|&s| s == 200),
+        "a request went to a connection that had gone away: {statuses:?}"
+    );
+    let connections = origin.counts().connections.load(Ordering::Acquire);
+    assert!(
+        connections >= 12,
+        "60 requests, 5 per connection: {connections} connections"
+    );
+}

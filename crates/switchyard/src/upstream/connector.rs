@@ -4,6 +4,7 @@
 //! `fail_to_connect`.
 
 use std::io;
+use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -14,7 +15,8 @@ use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
 use tracing::debug;
 
-use super::multiplex::{Multiplexed, StreamLimit};
+use super::goaway::GoawayWatch;
+use super::multiplex::{Multiplexed, Signals, StreamLimit};
 use super::slots::Slot;
 use super::stream::UpstreamStream;
 use super::{Link, UpstreamConn};
@@ -89,13 +91,15 @@ async fn http2_handshake<S>(peer: &HttpPeer, stream: S, slot: Slot) -> Result<Li
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
+    let going_away = Arc::new(AtomicBool::new(false));
+    let watched = GoawayWatch::new(stream, Arc::clone(&going_away));
     let (sender, connection) = http2::Builder::new(TokioExecutor::new())
         .timer(TokioTimer::new())
         .initial_max_send_streams(INITIAL_MAX_STREAMS)
         .keep_alive_interval(KEEP_ALIVE)
         .keep_alive_timeout(KEEP_ALIVE)
         .keep_alive_while_idle(true)
-        .handshake(TokioIo::new(UpstreamStream::new(stream)))
+        .handshake(TokioIo::new(UpstreamStream::new(watched)))
         .await
         .map_err(|e| Error::because(ErrorKind::ConnectError, "HTTP/2 handshake", e))?;
     // The task polls the connection; a lease asks it for the upstream's
@@ -123,7 +127,10 @@ where
         slot,
         peer.pool_key(),
         peer.options.idle_timeout,
-        max_streams,
+        Signals {
+            max_streams,
+            going_away,
+        },
         peer.tls,
     );
     let (sender, lease, _) = shared.lease(true).ok_or_else(|| {

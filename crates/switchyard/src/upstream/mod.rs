@@ -23,6 +23,7 @@ use multiplex::{Multiplexed, StreamLease};
 use slots::Slot;
 
 pub(crate) mod connector;
+pub(crate) mod goaway;
 pub(crate) mod hedge;
 pub(crate) mod multiplex;
 pub(crate) mod pool;

@@ -25,6 +25,14 @@ use crate::peer::PoolKey;
 /// The upstream's current limit on concurrent streams, asked of the connection.
 pub(crate) type StreamLimit = Box<dyn Fn() -> usize + Send + Sync>;
 
+/// What the connection's own task tells about it.
+pub(crate) struct Signals {
+    /// The upstream's current stream limit.
+    pub(crate) max_streams: StreamLimit,
+    /// Raised when the upstream sent GOAWAY ([`GoawayWatch`](super::goaway::GoawayWatch)).
+    pub(crate) going_away: Arc<AtomicBool>,
+}
+
 /// One HTTP/2 connection shared by the requests to one peer.
 pub(crate) struct Multiplexed {
     sender: http2::SendRequest<UpstreamBody>,
@@ -35,8 +43,8 @@ pub(crate) struct Multiplexed {
     pub(crate) idle_timeout: Duration,
     /// Over TLS (requests carry the `https` scheme).
     pub(crate) tls: bool,
-    /// The upstream's current limit on concurrent streams.
-    max_streams: StreamLimit,
+    /// The upstream's stream limit, and whether it sent GOAWAY.
+    signals: Signals,
     /// Streams leased now.
     streams: AtomicUsize,
     /// Whether any stream was ever leased (a later one is on a reused connection).
@@ -52,7 +60,7 @@ impl Multiplexed {
         slot: Slot,
         key: PoolKey,
         idle_timeout: Duration,
-        max_streams: StreamLimit,
+        signals: Signals,
         tls: bool,
     ) -> Arc<Self> {
         Arc::new(Multiplexed {
@@ -62,7 +70,7 @@ impl Multiplexed {
             key,
             idle_timeout,
             tls,
-            max_streams,
+            signals,
             streams: AtomicUsize::new(0),
             used: AtomicBool::new(false),
             idle_since: Mutex::new(Instant::now()),
@@ -79,7 +87,7 @@ impl Multiplexed {
         if self.is_closed() {
             return None;
         }
-        let max = (self.max_streams)().max(1);
+        let max = (self.signals.max_streams)().max(1);
         self.streams
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
                 (force || n < max).then_some(n + 1)
@@ -94,10 +102,10 @@ impl Multiplexed {
         self.streams.load(Ordering::Acquire)
     }
 
-    /// Whether the connection is gone (closed by the upstream, failed, or
-    /// going away after a GOAWAY).
+    /// Whether the connection takes no new stream: closed by the upstream,
+    /// failed, or going away after a GOAWAY.
     pub(crate) fn is_closed(&self) -> bool {
-        self.sender.is_closed()
+        self.signals.going_away.load(Ordering::Acquire) || self.sender.is_closed()
     }
 
     /// Whether the pool should keep it: open, and busy or idle for less
