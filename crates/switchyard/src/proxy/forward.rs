@@ -175,6 +175,28 @@ pub(crate) async fn exchange(
     progress: &Progress,
     options: &PeerOptions,
 ) -> std::result::Result<Response<Incoming>, SendFailure> {
+    let result = exchange_on(conn, request, progress, options).await;
+    match result {
+        // Its connection was failed with only unprocessed streams left.
+        Err(SendFailure::Failed(e)) if conn.stranded() => {
+            let mut error = Error::because(
+                ErrorKind::StreamRefused,
+                "upstream went away (GOAWAY) and never answered this stream",
+                e,
+            );
+            error.set_retry_note(NOT_PROCESSED);
+            Err(SendFailure::Failed(error))
+        }
+        other => other,
+    }
+}
+
+async fn exchange_on(
+    conn: &mut UpstreamConn,
+    request: UpstreamRequest,
+    progress: &Progress,
+    options: &PeerOptions,
+) -> std::result::Result<Response<Incoming>, SendFailure> {
     let response = conn.send(request);
     tokio::pin!(response);
     let mut sent_at_last_check = progress.sent();

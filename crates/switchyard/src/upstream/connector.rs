@@ -4,7 +4,6 @@
 //! `fail_to_connect`.
 
 use std::io;
-use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -15,7 +14,7 @@ use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
 use tracing::debug;
 
-use super::goaway::GoawayWatch;
+use super::goaway::{GoawaySignal, GoawayWatch};
 use super::multiplex::{Multiplexed, Signals, StreamLimit};
 use super::slots::Slot;
 use super::stream::UpstreamStream;
@@ -91,8 +90,8 @@ async fn http2_handshake<S>(peer: &HttpPeer, stream: S, slot: Slot) -> Result<Li
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let going_away = Arc::new(AtomicBool::new(false));
-    let watched = GoawayWatch::new(stream, Arc::clone(&going_away));
+    let goaway = Arc::new(GoawaySignal::default());
+    let watched = GoawayWatch::new(stream, Arc::clone(&goaway));
     let (sender, connection) = http2::Builder::new(TokioExecutor::new())
         .timer(TokioTimer::new())
         .initial_max_send_streams(INITIAL_MAX_STREAMS)
@@ -129,7 +128,7 @@ where
         peer.options.idle_timeout,
         Signals {
             max_streams,
-            going_away,
+            goaway,
         },
         peer.tls,
     );

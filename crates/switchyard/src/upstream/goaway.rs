@@ -1,45 +1,94 @@
-//! Noticing an HTTP/2 upstream's GOAWAY as it arrives.
+//! Noticing an HTTP/2 upstream's GOAWAY, and not letting it strand streams.
 //!
 //! The `h2` crate (0.4) applies a received GOAWAY to the streams open at
-//! that moment, but keeps opening new streams on the connection afterwards.
-//! The upstream ignores those (RFC 9113 section 6.8), and as long as any
-//! stream is open h2 keeps the connection, so a request sent there waits
-//! for its read timeout. hyper does not say that a GOAWAY came either. So
-//! the bytes the upstream sends are watched on their way to hyper: only
-//! each frame's 9-byte header is looked at (its length, to find the next,
-//! and its type); h2 still parses and checks everything. On a GOAWAY the
-//! shared connection is marked going away and gets no new stream; the
-//! streams it carries finish or fail as h2 says.
+//! that moment, but keeps opening new streams on the connection afterwards
+//! (a request already handed to hyper when the GOAWAY came is sent after
+//! it). The upstream ignores those (RFC 9113 section 6.8), and as long as a
+//! stream is open h2 keeps the connection, so such a request would wait for
+//! its read timeout. hyper does not tell that a GOAWAY came either.
+//!
+//! So the frames are watched on their way between hyper and the socket:
+//! only each frame's 9-byte header (length, type, flags, stream id) and a
+//! GOAWAY's last stream id are read; h2 still parses and checks
+//! everything. On a GOAWAY the shared connection is marked going away and
+//! gets no new stream. The watch knows which streams the proxy opened and
+//! which the upstream ended; once every stream at or below the GOAWAY's
+//! last id has ended, any stream still open is one the upstream will never
+//! answer: the connection is failed (an I/O error to h2) and marked
+//! stranded, and the failure engine reads its streams' failures as "not
+//! processed" (retried for any method).
 
-use std::io;
+use std::collections::HashSet;
+use std::io::{self, IoSlice};
 use std::pin::Pin;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
-/// The frame type of GOAWAY (RFC 9113 section 6.8).
+/// Frame types and flags (RFC 9113 section 6).
+const DATA: u8 = 0x0;
+const HEADERS: u8 = 0x1;
+const RST_STREAM: u8 = 0x3;
 const GOAWAY: u8 = 0x7;
+const END_STREAM: u8 = 0x1;
 /// The length of a frame header.
 const HEADER: usize = 9;
+/// The client's connection preface, before its first frame.
+const PREFACE: usize = 24;
 
-/// Where the reader is in the upstream's frames.
-#[derive(Debug, Default)]
+/// One frame header seen, in either direction.
+#[derive(Debug, Clone, Copy)]
+struct Frame {
+    kind: u8,
+    flags: u8,
+    stream: u32,
+    /// A GOAWAY's last stream id, when its first payload bytes were seen.
+    last_stream: Option<u32>,
+}
+
+/// Where a reader is in one direction's frames.
+#[derive(Debug)]
 struct FrameCursor {
-    header: [u8; HEADER],
-    /// Header bytes collected so far.
-    have: usize,
-    /// Payload bytes of the current frame still to pass.
+    /// Bytes to pass before the next frame (the preface, then payloads).
     skip: usize,
+    header: [u8; HEADER],
+    have: usize,
+    /// Collecting a GOAWAY's last stream id (4 bytes) from its payload.
+    goaway: Option<([u8; 4], usize, Frame)>,
 }
 
 impl FrameCursor {
-    /// Walk `bytes`, the next the upstream sent; true if a GOAWAY frame
-    /// header was among them.
-    fn saw_goaway(&mut self, mut bytes: &[u8]) -> bool {
-        let mut goaway = false;
+    fn new(preface: usize) -> Self {
+        FrameCursor {
+            skip: preface,
+            header: [0; HEADER],
+            have: 0,
+            goaway: None,
+        }
+    }
+
+    /// Walk `bytes`, the next in this direction, handing each frame to `seen`.
+    fn walk(&mut self, mut bytes: &[u8], seen: &mut impl FnMut(Frame)) {
         while !bytes.is_empty() {
+            if let Some((mut id, mut got, frame)) = self.goaway.take() {
+                let n = (4 - got).min(bytes.len()).min(self.skip);
+                id[got..got + n].copy_from_slice(&bytes[..n]);
+                got += n;
+                self.skip -= n;
+                bytes = &bytes[n..];
+                if got == 4 {
+                    let last = u32::from_be_bytes(id) & 0x7fff_ffff;
+                    seen(Frame {
+                        last_stream: Some(last),
+                        ..frame
+                    });
+                } else {
+                    self.goaway = Some((id, got, frame));
+                }
+                continue;
+            }
             if self.skip > 0 {
                 let n = self.skip.min(bytes.len());
                 self.skip -= n;
@@ -51,33 +100,142 @@ impl FrameCursor {
             self.have += n;
             bytes = &bytes[n..];
             if self.have == HEADER {
-                let [a, b, c, kind, ..] = self.header;
-                self.skip = u32::from_be_bytes([0, a, b, c]) as usize;
-                goaway |= kind == GOAWAY;
                 self.have = 0;
+                let [a, b, c, kind, flags, s0, s1, s2, s3] = self.header;
+                self.skip = u32::from_be_bytes([0, a, b, c]) as usize;
+                let frame = Frame {
+                    kind,
+                    flags,
+                    stream: u32::from_be_bytes([s0, s1, s2, s3]) & 0x7fff_ffff,
+                    last_stream: None,
+                };
+                if kind == GOAWAY && self.skip >= 8 {
+                    self.goaway = Some(([0; 4], 0, frame));
+                } else {
+                    seen(frame);
+                }
             }
         }
-        goaway
     }
 }
 
-/// A connection to an HTTP/2 upstream that raises `going_away` when the
-/// upstream sends GOAWAY.
+/// The streams of one connection, as the frames tell.
+#[derive(Debug, Default)]
+struct Streams {
+    /// Streams the proxy opened that the upstream has not ended.
+    open: HashSet<u32>,
+    /// The last stream id of the upstream's GOAWAY, once one came.
+    last_stream: Option<u32>,
+    /// Fail the connection at the next read: only unprocessed streams are left.
+    strand: bool,
+}
+
+impl Streams {
+    fn outgoing(&mut self, frame: Frame) {
+        match frame.kind {
+            HEADERS => {
+                self.open.insert(frame.stream);
+            }
+            RST_STREAM => {
+                self.open.remove(&frame.stream);
+            }
+            _ => {}
+        }
+        self.check();
+    }
+
+    fn incoming(&mut self, frame: Frame, going_away: &AtomicBool) {
+        match frame.kind {
+            DATA | HEADERS if frame.flags & END_STREAM != 0 => {
+                self.open.remove(&frame.stream);
+            }
+            RST_STREAM => {
+                self.open.remove(&frame.stream);
+            }
+            GOAWAY => {
+                going_away.store(true, Ordering::Release);
+                // A later GOAWAY may only lower the last id.
+                let last = frame.last_stream.unwrap_or(0);
+                self.last_stream = Some(self.last_stream.map_or(last, |l| l.min(last)));
+            }
+            _ => {}
+        }
+        self.check();
+    }
+
+    /// After a GOAWAY: once no stream at or below its last id is open, any
+    /// stream still open will never be answered.
+    fn check(&mut self) {
+        if let Some(last) = self.last_stream {
+            let processed_open = self.open.iter().any(|&id| id <= last);
+            self.strand = !processed_open && !self.open.is_empty();
+        }
+    }
+}
+
+/// What a [`GoawayWatch`] shares with its connection's owner.
+#[derive(Debug, Default)]
+pub(crate) struct GoawaySignal {
+    going_away: AtomicBool,
+    /// The watch failed the connection: only unprocessed streams were open.
+    stranded: AtomicBool,
+    streams: Mutex<Streams>,
+}
+
+impl GoawaySignal {
+    /// Whether the upstream sent GOAWAY: the connection takes no new stream.
+    pub(crate) fn going_away(&self) -> bool {
+        self.going_away.load(Ordering::Acquire)
+    }
+
+    /// Whether the connection was failed because the only streams left
+    /// were above the GOAWAY's last id: its streams' failures mean "not
+    /// processed".
+    pub(crate) fn stranded(&self) -> bool {
+        self.stranded.load(Ordering::Acquire)
+    }
+
+    /// The error that fails the connection, when only streams the upstream
+    /// will never answer are left.
+    fn strand_now(&self) -> Option<io::Error> {
+        if !self.going_away() || !self.streams().strand {
+            return None;
+        }
+        self.stranded.store(true, Ordering::Release);
+        Some(io::Error::other(
+            "upstream went away (GOAWAY); the streams left are above its last stream id",
+        ))
+    }
+
+    fn streams(&self) -> std::sync::MutexGuard<'_, Streams> {
+        self.streams.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// A connection to an HTTP/2 upstream, its frames watched for GOAWAY.
 #[derive(Debug)]
 pub(crate) struct GoawayWatch<S> {
     inner: S,
-    cursor: FrameCursor,
-    going_away: Arc<AtomicBool>,
+    reading: FrameCursor,
+    writing: FrameCursor,
+    signal: Arc<GoawaySignal>,
 }
 
 impl<S> GoawayWatch<S> {
-    /// Watch `inner`'s incoming frames; `going_away` is raised at a GOAWAY.
-    pub(crate) fn new(inner: S, going_away: Arc<AtomicBool>) -> Self {
+    /// Watch `inner`'s frames, telling `signal`.
+    pub(crate) fn new(inner: S, signal: Arc<GoawaySignal>) -> Self {
         GoawayWatch {
             inner,
-            cursor: FrameCursor::default(),
-            going_away,
+            reading: FrameCursor::new(0),
+            writing: FrameCursor::new(PREFACE),
+            signal,
         }
+    }
+
+    fn wrote(&mut self, bytes: &[u8]) {
+        let signal = &self.signal;
+        self.writing
+            .walk(bytes, &mut |frame| signal.streams().outgoing(frame));
     }
 }
 
@@ -88,11 +246,15 @@ impl<S: AsyncRead + Unpin> AsyncRead for GoawayWatch<S> {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
+        if let Some(e) = this.signal.strand_now() {
+            return Poll::Ready(Err(e));
+        }
         let before = buf.filled().len();
         let polled = Pin::new(&mut this.inner).poll_read(cx, buf);
-        if this.cursor.saw_goaway(&buf.filled()[before..]) {
-            this.going_away.store(true, Ordering::Release);
-        }
+        let signal = &this.signal;
+        this.reading.walk(&buf.filled()[before..], &mut |frame| {
+            signal.streams().incoming(frame, &signal.going_away)
+        });
         polled
     }
 }
@@ -103,11 +265,22 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for GoawayWatch<S> {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().inner).poll_write(cx, buf)
+        let this = self.get_mut();
+        let polled = Pin::new(&mut this.inner).poll_write(cx, buf);
+        if let Poll::Ready(Ok(n)) = polled {
+            this.wrote(&buf[..n]);
+        }
+        polled
     }
 
+    /// A stream opened after the last processed one ended strands at
+    /// once: h2 flushes after writing it, and may not read again for long.
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
+        let this = self.get_mut();
+        if let Some(e) = this.signal.strand_now() {
+            return Poll::Ready(Err(e));
+        }
+        Pin::new(&mut this.inner).poll_flush(cx)
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -117,9 +290,21 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for GoawayWatch<S> {
     fn poll_write_vectored(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
+        bufs: &[IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().inner).poll_write_vectored(cx, bufs)
+        let this = self.get_mut();
+        let polled = Pin::new(&mut this.inner).poll_write_vectored(cx, bufs);
+        if let Poll::Ready(Ok(mut n)) = polled {
+            for slice in bufs {
+                let part = n.min(slice.len());
+                this.wrote(&slice[..part]);
+                n -= part;
+                if n == 0 {
+                    break;
+                }
+            }
+        }
+        polled
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -131,33 +316,68 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for GoawayWatch<S> {
 mod tests {
     use super::*;
 
-    fn frame(kind: u8, payload: &[u8]) -> Vec<u8> {
+    fn frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
         let length = (payload.len() as u32).to_be_bytes();
-        let mut frame = vec![length[1], length[2], length[3], kind, 0, 0, 0, 0, 0];
+        let mut frame = vec![length[1], length[2], length[3], kind, flags];
+        frame.extend_from_slice(&stream.to_be_bytes());
         frame.extend_from_slice(payload);
         frame
     }
 
-    #[test]
-    fn a_goaway_is_found_however_the_bytes_are_split() {
-        let mut stream = frame(0x4, &[0; 6]);
-        stream.extend(frame(0x0, &[GOAWAY; 40])); // DATA whose bytes look like one
-        stream.extend(frame(0x1, &[0x88]));
-        let quiet_end = stream.len();
-        stream.extend(frame(GOAWAY, &[0; 8]));
-        for split in [1, 2, 7, 9, 10, 64] {
-            let mut cursor = FrameCursor::default();
-            let mut seen_at = None;
-            for (i, chunk) in stream.chunks(split).enumerate() {
-                if cursor.saw_goaway(chunk) && seen_at.is_none() {
-                    seen_at = Some((i + 1) * split);
-                }
-            }
-            let at = seen_at.unwrap_or_else(|| panic!("split {split}: not seen"));
-            assert!(
-                at > quiet_end,
-                "split {split}: seen at byte {at}, in a quiet frame"
-            );
+    fn goaway(last: u32) -> Vec<u8> {
+        let mut payload = last.to_be_bytes().to_vec();
+        payload.extend_from_slice(&[0; 4]);
+        frame(GOAWAY, 0, 0, &payload)
+    }
+
+    /// Feed `incoming` to a fresh state in chunks of `split`, after the
+    /// proxy opened streams 1, 3 and 5.
+    fn after(incoming: &[u8], split: usize) -> Streams {
+        let mut streams = Streams::default();
+        let mut writing = FrameCursor::new(PREFACE);
+        let mut out = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+        for id in [1, 3, 5] {
+            out.extend(frame(HEADERS, 0x4, id, &[0x82]));
         }
+        for chunk in out.chunks(split) {
+            writing.walk(chunk, &mut |f| streams.outgoing(f));
+        }
+        let going_away = AtomicBool::new(false);
+        let mut reading = FrameCursor::new(0);
+        for chunk in incoming.chunks(split) {
+            reading.walk(chunk, &mut |f| streams.incoming(f, &going_away));
+        }
+        assert_eq!(
+            going_away.load(Ordering::Relaxed),
+            streams.last_stream.is_some()
+        );
+        streams
+    }
+
+    #[test]
+    fn streams_above_a_goaway_are_stranded_once_those_below_ended() {
+        for split in [1, 2, 5, 9, 10, 13, 64] {
+            // DATA whose bytes look like a GOAWAY frame header first.
+            let mut incoming = frame(DATA, 0, 1, &[GOAWAY; 30]);
+            incoming.extend(goaway(3));
+            let streams = after(&incoming, split);
+            assert_eq!(streams.last_stream, Some(3), "split {split}");
+            assert!(!streams.strand, "split {split}: 1 and 3 are still open");
+            incoming.extend(frame(HEADERS, END_STREAM | 0x4, 1, &[0x88]));
+            incoming.extend(frame(RST_STREAM, 0, 3, &[0, 0, 0, 2]));
+            let streams = after(&incoming, split);
+            assert!(streams.strand, "split {split}: only 5 is left, above 3");
+        }
+    }
+
+    #[test]
+    fn without_a_goaway_or_with_every_stream_processed_nothing_is_stranded() {
+        let mut incoming = frame(HEADERS, END_STREAM | 0x4, 1, &[0x88]);
+        incoming.extend(frame(DATA, END_STREAM, 3, b"x"));
+        assert!(!after(&incoming, 7).strand, "no GOAWAY");
+        incoming.extend(goaway(5));
+        assert!(!after(&incoming, 7).strand, "5 is below the last id");
+        incoming.extend(frame(DATA, END_STREAM, 5, b"x"));
+        assert!(!after(&incoming, 7).strand, "nothing is open");
     }
 }

@@ -89,6 +89,12 @@ impl UpstreamConn {
         }
     }
 
+    /// Whether this stream's shared connection was failed because only
+    /// streams its upstream never processed were left (after a GOAWAY).
+    pub(crate) fn stranded(&self) -> bool {
+        self.multiplexed().is_some_and(|conn| conn.stranded())
+    }
+
     /// Never pool this connection again: close it once the current response
     /// is done (its framing was ambiguous). An HTTP/2 stream's framing is
     /// the frames', so its connection stays shared.

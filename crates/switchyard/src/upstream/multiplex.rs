@@ -19,6 +19,7 @@ use hyper::client::conn::http2;
 use tokio::task::AbortHandle;
 
 use super::UpstreamBody;
+use super::goaway::GoawaySignal;
 use super::slots::Slot;
 use crate::peer::PoolKey;
 
@@ -29,8 +30,8 @@ pub(crate) type StreamLimit = Box<dyn Fn() -> usize + Send + Sync>;
 pub(crate) struct Signals {
     /// The upstream's current stream limit.
     pub(crate) max_streams: StreamLimit,
-    /// Raised when the upstream sent GOAWAY ([`GoawayWatch`](super::goaway::GoawayWatch)).
-    pub(crate) going_away: Arc<AtomicBool>,
+    /// Whether the upstream sent GOAWAY ([`GoawayWatch`](super::goaway::GoawayWatch)).
+    pub(crate) goaway: Arc<GoawaySignal>,
 }
 
 /// One HTTP/2 connection shared by the requests to one peer.
@@ -97,6 +98,12 @@ impl Multiplexed {
         Some((self.sender.clone(), StreamLease(Arc::clone(self)), reused))
     }
 
+    /// Whether the connection was failed with only unprocessed streams open
+    /// (see [`goaway`](super::goaway)).
+    pub(crate) fn stranded(&self) -> bool {
+        self.signals.goaway.stranded()
+    }
+
     /// Streams in use now.
     pub(crate) fn streams(&self) -> usize {
         self.streams.load(Ordering::Acquire)
@@ -105,7 +112,7 @@ impl Multiplexed {
     /// Whether the connection takes no new stream: closed by the upstream,
     /// failed, or going away after a GOAWAY.
     pub(crate) fn is_closed(&self) -> bool {
-        self.signals.going_away.load(Ordering::Acquire) || self.sender.is_closed()
+        self.signals.goaway.going_away() || self.sender.is_closed()
     }
 
     /// Whether the pool should keep it: open, and busy or idle for less
