@@ -60,6 +60,18 @@ pub struct H2Seen {
     pub digest: u64,
 }
 
+impl H2Seen {
+    fn new(head: http::request::Parts, bytes: Vec<u8>) -> Self {
+        H2Seen {
+            method: head.method,
+            uri: head.uri.to_string(),
+            headers: head.headers,
+            digest: digest(&bytes),
+            body: Bytes::from(bytes),
+        }
+    }
+}
+
 /// What an [`H2Origin`] counted.
 #[derive(Debug, Default)]
 pub struct H2Counts {
@@ -292,13 +304,7 @@ async fn grpc_echo(
     trailers.insert("grpc-status", http::HeaderValue::from_static("0"));
     trailers.insert("grpc-message", http::HeaderValue::from_static("echoed"));
     sending.send_trailers(trailers).ok()?;
-    Some(H2Seen {
-        method: head.method,
-        uri: head.uri.to_string(),
-        headers: head.headers,
-        digest: digest(&bytes),
-        body: Bytes::from(bytes),
-    })
+    Some(H2Seen::new(head, bytes))
 }
 
 /// The request with its whole body, or `None` if the body broke off.
@@ -310,13 +316,7 @@ async fn read_whole(request: Request<RecvStream>) -> Option<H2Seen> {
         let _ = body.flow_control().release_capacity(chunk.len());
         bytes.extend_from_slice(&chunk);
     }
-    Some(H2Seen {
-        method: head.method,
-        uri: head.uri.to_string(),
-        headers: head.headers,
-        digest: digest(&bytes),
-        body: Bytes::from(bytes),
-    })
+    Some(H2Seen::new(head, bytes))
 }
 
 /// When a [`GoawayOrigin`] sends its GOAWAY.

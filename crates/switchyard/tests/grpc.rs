@@ -7,10 +7,9 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{OnFail, TestProxy, quick, start};
+use common::{OnFail, h2_proxy, quick, start};
 use http::{Method, Request};
 use http_body_util::Full;
-use switchyard::UpstreamProtocol;
 use switchyard::proxy::grpc;
 use switchyard_testkit::h2::H2Conn;
 use switchyard_testkit::h2_origin::{H2Behavior, H2Origin};
@@ -26,12 +25,6 @@ fn call(h2: &H2Conn, path: &str, timeout: Option<&str>) -> Request<Full<bytes::B
         headers.insert("grpc-timeout", timeout.parse().unwrap());
     }
     request
-}
-
-fn h2_proxy(peers: &[std::net::SocketAddr]) -> TestProxy {
-    TestProxy::new(peers)
-        .options(quick())
-        .protocol(UpstreamProtocol::Http2)
 }
 
 #[tokio::test]

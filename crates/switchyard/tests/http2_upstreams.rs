@@ -10,19 +10,13 @@ mod common;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use common::{TestProxy, quick, start};
+use common::{TestProxy, h2_proxy, quick, start};
 use http::Method;
 use switchyard::{ErrorKind, UpstreamProtocol};
 use switchyard_testkit::h2::H2Conn;
 use switchyard_testkit::h2_origin::{GoawayAt, GoawayOrigin, H2Behavior, H2Options, H2Origin};
 use switchyard_testkit::tls::{TestCa, TlsOrigin, server_config};
 use switchyard_testkit::{client, digest, within};
-
-fn h2_proxy(peers: &[std::net::SocketAddr]) -> TestProxy {
-    TestProxy::new(peers)
-        .options(quick())
-        .protocol(UpstreamProtocol::Http2)
-}
 
 #[tokio::test]
 async fn an_h2c_upstream_carries_concurrent_requests_on_one_connection() {

@@ -274,6 +274,13 @@ impl HasLogs for TestProxy {
     }
 }
 
+/// A proxy over `peers` that speaks HTTP/2 to them, with [`quick`] timeouts.
+pub fn h2_proxy(peers: &[SocketAddr]) -> TestProxy {
+    TestProxy::new(peers)
+        .options(quick())
+        .protocol(switchyard::UpstreamProtocol::Http2)
+}
+
 /// Short timeouts so failure tests finish fast.
 pub fn quick() -> PeerOptions {
     PeerOptions {
