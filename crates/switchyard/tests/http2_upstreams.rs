@@ -358,3 +358,41 @@ async fn an_upstream_that_goes_away_after_some_requests_gets_no_new_streams() {
         "60 requests, 5 per connection: {connections} connections"
     );
 }
+
+#[tokio::test]
+async fn a_websocket_upgrade_is_refused_by_an_http2_only_peer() {
+    let origin = H2Origin::start("h2-only", H2Behavior::Answer).await;
+    let running = start(h2_proxy(&[origin.addr()])).await;
+    let request = b"GET /chat HTTP/1.1\r\nHost: app.test\r\nConnection: upgrade\r\nUpgrade: websocket\r\n\r\n";
+    let reply = within(5, "an upgrade", client::raw(running.addr, request, 2)).await;
+    assert!(reply.text().starts_with("HTTP/1.1 501"), "{}", reply.text());
+    assert_eq!(origin.counts().streams.load(Ordering::Acquire), 0);
+}
+
+#[tokio::test]
+async fn at_its_connection_limit_a_request_queues_on_the_shared_connection() {
+    // One connection allowed, one stream at a time on it: the requests
+    // beyond wait for a stream there instead of failing for a connection.
+    let options = H2Options {
+        max_concurrent_streams: Some(1),
+        ..H2Options::default()
+    };
+    let pause = Duration::from_millis(400);
+    let origin = H2Origin::start_with("one", H2Behavior::AnswerAfter(pause), options).await;
+    let running = start(h2_proxy(&[origin.addr()]).options(switchyard::PeerOptions {
+        read_timeout: Duration::from_secs(5),
+        max_connections: Some(1),
+        ..quick()
+    }))
+    .await;
+    assert_eq!(client::get(running.addr, "/").await.unwrap().status, 200);
+    let mut requests = tokio::task::JoinSet::new();
+    for _ in 0..3 {
+        let addr = running.addr;
+        requests.spawn(async move { client::get(addr, "/").await });
+    }
+    while let Some(answer) = requests.join_next().await {
+        assert_eq!(answer.unwrap().unwrap().status, 200);
+    }
+    assert_eq!(origin.counts().connections.load(Ordering::Acquire), 1);
+}
