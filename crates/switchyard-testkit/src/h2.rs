@@ -209,13 +209,7 @@ pub async fn flood(addr: SocketAddr, kind: Flood, secs: u64) -> Flooded {
         };
     };
     let (mut read, mut write) = stream.into_split();
-    let frame = |kind: u8, flags: u8, stream: u32, payload: &[u8]| {
-        let length = (payload.len() as u32).to_be_bytes();
-        let mut frame = vec![length[1], length[2], length[3], kind, flags];
-        frame.extend_from_slice(&stream.to_be_bytes());
-        frame.extend_from_slice(payload);
-        frame
-    };
+    use crate::h2_origin::frame;
     let mut start = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
     start.extend(frame(0x4, 0, 0, &[]));
     let repeated = match kind {

@@ -447,9 +447,14 @@ async fn write_frame(
     stream: u32,
     payload: &[u8],
 ) -> std::io::Result<()> {
+    socket.write_all(&frame(kind, flags, stream, payload)).await
+}
+
+/// One raw HTTP/2 frame: its 9-byte header, then `payload`.
+pub(crate) fn frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
     let length = (payload.len() as u32).to_be_bytes();
     let mut frame = vec![length[1], length[2], length[3], kind, flags];
     frame.extend_from_slice(&stream.to_be_bytes());
     frame.extend_from_slice(payload);
-    socket.write_all(&frame).await
+    frame
 }

@@ -62,14 +62,18 @@ async fn an_h2c_upstream_carries_concurrent_requests_on_one_connection() {
     assert!(one.headers.contains_key("x-request-id"));
 }
 
-#[tokio::test]
-async fn an_upstream_allowing_one_stream_gets_more_connections() {
+/// An h2c upstream that allows one stream at a time and answers after `pause`.
+async fn one_stream_origin(pause: Duration) -> H2Origin {
     let options = H2Options {
         max_concurrent_streams: Some(1),
         ..H2Options::default()
     };
-    let pause = Duration::from_millis(300);
-    let origin = H2Origin::start_with("one", H2Behavior::AnswerAfter(pause), options).await;
+    H2Origin::start_with("one", H2Behavior::AnswerAfter(pause), options).await
+}
+
+#[tokio::test]
+async fn an_upstream_allowing_one_stream_gets_more_connections() {
+    let origin = one_stream_origin(Duration::from_millis(300)).await;
     let running = start(h2_proxy(&[origin.addr()]).options(switchyard::PeerOptions {
         read_timeout: Duration::from_secs(5),
         ..quick()
@@ -373,12 +377,7 @@ async fn a_websocket_upgrade_is_refused_by_an_http2_only_peer() {
 async fn at_its_connection_limit_a_request_queues_on_the_shared_connection() {
     // One connection allowed, one stream at a time on it: the requests
     // beyond wait for a stream there instead of failing for a connection.
-    let options = H2Options {
-        max_concurrent_streams: Some(1),
-        ..H2Options::default()
-    };
-    let pause = Duration::from_millis(400);
-    let origin = H2Origin::start_with("one", H2Behavior::AnswerAfter(pause), options).await;
+    let origin = one_stream_origin(Duration::from_millis(400)).await;
     let running = start(h2_proxy(&[origin.addr()]).options(switchyard::PeerOptions {
         read_timeout: Duration::from_secs(5),
         max_connections: Some(1),
