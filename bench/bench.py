@@ -28,6 +28,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 SWITCHYARD = ROOT / "target" / "release" / "switchyard"
+# The floor (bench/floor): the same stack with no engine; built by run.sh.
+FLOOR = ROOT / "target" / "floor" / "release" / "switchyard-floor"
 RESULTS = ROOT / "bench" / "results"
 ROUNDS = int(os.environ.get("ROUNDS", "3"))
 DURATION = int(os.environ.get("DURATION", "10"))
@@ -36,12 +38,15 @@ IDLE_CONNECTIONS = int(os.environ.get("IDLE_CONNECTIONS", "10000"))  # lowered t
 BACKEND = 18080
 FLAPPING = 18090  # the flapping scenario's second backend
 FLAP_PERIOD = float(os.environ.get("FLAP_PERIOD", "2"))  # seconds down, then up
-PORTS = {"switchyard": 18083, "nginx": 18081, "haproxy": 18082}
+PORTS = {"switchyard": 18083, "nginx": 18081, "haproxy": 18082, "floor": 18093}
 # HTTP/2 from the client: cleartext with prior knowledge (h2c), and over TLS
 # (ALPN h2). Upstream stays HTTP/1.1 for all three (the same backend).
-H2C_PORTS = {"switchyard": 18086, "nginx": 18084, "haproxy": 18085}
+H2C_PORTS = {"switchyard": 18086, "nginx": 18084, "haproxy": 18085, "floor": 18094}
 TLS_PORTS = {"switchyard": 18089, "nginx": 18087, "haproxy": 18088}
 PROXIES = ["switchyard", "nginx", "haproxy"]
+# Every scenario the floor can take part in (no TLS, no policy) reports
+# Switchyard/floor beside the peers.
+WITH_FLOOR = PROXIES + ["floor"]
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
@@ -236,6 +241,9 @@ class Stack:
                    PORTS["haproxy"])
         self.start("switchyard", [str(SWITCHYARD), "run", "-c", self.write("switchyard.toml", switchyard_conf(work, sy_up, "1s", sy_extra))],
                    PORTS["switchyard"])
+        if mode is None:
+            self.start("floor", [str(FLOOR), f"127.0.0.1:{PORTS['floor']}", f"127.0.0.1:{BACKEND}",
+                                 f"127.0.0.1:{H2C_PORTS['floor']}"], PORTS["floor"])
 
     def write(self, name, text):
         path = self.work / name
@@ -417,7 +425,8 @@ def h2load(url, clients=10, streams=10, duration=DURATION):
     status = re.search(r"status codes: (\d+) 2xx", out)
     ok = int(status.group(1)) if status else 0
     result = {"rps": succeeded / duration, "requests": succeeded,
-              "errors": failed + errored + (succeeded - ok)}
+              # h2load's status count can run one ahead of "succeeded" when -D ends a run.
+              "errors": failed + errored + max(succeeded - ok, 0)}
     mean = re.search(r"time for request:\s+\S+\s+\S+\s+([\d.]+\w+)", out)
     result["mean_ms"] = parse_duration(mean.group(1)) * 1000 if mean else None
     return result
@@ -523,20 +532,21 @@ def scenario_flapping(stack, name):
 
 
 SCENARIOS = {
-    "throughput": (scenario_throughput, None, ["rps", "p50_ms", "p99_ms", "cpu_us_per_request", "errors"]),
-    "large-body": (scenario_large_body, None, ["get_mib_s", "post_mib_s", "get_p99_ms", "post_p99_ms", "errors"]),
-    "many-connections": (scenario_many_connections, None, ["rps", "p50_ms", "p99_ms", "errors"]),
-    "idle-memory": (scenario_idle_memory, None, ["kib_per_connection", "kib_per_connection_second_half", "rss_before_kib", "rss_after_kib"]),
-    "h2c": (scenario_h2c, None, ["rps", "mean_ms", "cpu_us_per_request", "errors"]),
-    "h2-tls": (scenario_h2_tls, None, ["rps", "mean_ms", "cpu_us_per_request", "errors"]),
-    "failover": (scenario_failover, "failover", ["rps", "p50_ms", "p99_ms", "over_0_9s", "errors"]),
-    "flapping": (scenario_flapping, "flapping", ["rps", "p50_ms", "p99_ms", "over_0_9s", "errors"]),
+    # name: (measure, stack mode, metrics, proxies)
+    "throughput": (scenario_throughput, None, ["rps", "p50_ms", "p99_ms", "cpu_us_per_request", "errors"], WITH_FLOOR),
+    "large-body": (scenario_large_body, None, ["get_mib_s", "post_mib_s", "get_p99_ms", "post_p99_ms", "errors"], WITH_FLOOR),
+    "many-connections": (scenario_many_connections, None, ["rps", "p50_ms", "p99_ms", "cpu_us_per_request", "errors"], WITH_FLOOR),
+    "idle-memory": (scenario_idle_memory, None, ["kib_per_connection", "kib_per_connection_second_half", "rss_before_kib", "rss_after_kib"], WITH_FLOOR),
+    "h2c": (scenario_h2c, None, ["rps", "mean_ms", "cpu_us_per_request", "errors"], WITH_FLOOR),
+    "h2-tls": (scenario_h2_tls, None, ["rps", "mean_ms", "cpu_us_per_request", "errors"], PROXIES),
+    "failover": (scenario_failover, "failover", ["rps", "p50_ms", "p99_ms", "over_0_9s", "errors"], PROXIES),
+    "flapping": (scenario_flapping, "flapping", ["rps", "p50_ms", "p99_ms", "over_0_9s", "errors"], PROXIES),
 }
 
 
 def run_scenario(name):
-    run, mode, keys = SCENARIOS[name]
-    rounds = {p: [] for p in PROXIES}
+    run, mode, keys, proxies = SCENARIOS[name]
+    rounds = {p: [] for p in proxies}
     for r in range(ROUNDS):
         work = Path(tempfile.mkdtemp(prefix=f"switchyard-bench-{name}-"))
         work.chmod(0o755)  # nginx workers run as nobody and must read big.bin
@@ -544,7 +554,8 @@ def run_scenario(name):
         try:
             if mode:
                 time.sleep(2.5)  # let HAProxy's check mark the primary down, as it would in service
-            order = PROXIES[r % 3:] + PROXIES[:r % 3]
+            shift = r % len(proxies)
+            order = proxies[shift:] + proxies[:shift]
             for proxy in order:
                 log(f"  {name} round {r + 1}/{ROUNDS}: {proxy}")
                 try:
@@ -556,7 +567,7 @@ def run_scenario(name):
             stack.stop()
             shutil.rmtree(work, ignore_errors=True)
     medians = {}
-    for proxy in PROXIES:
+    for proxy in proxies:
         medians[proxy] = {k: statistics.median(v[k] for v in rounds[proxy] if v.get(k) is not None)
                           for k in keys if any(v.get(k) is not None for v in rounds[proxy])}
         failed = sum(1 for v in rounds[proxy] if "error" in v)
@@ -575,11 +586,14 @@ def table(results):
         med = data["median"]
         keys = SCENARIOS[scenario][2]
         lines.append(f"\n{scenario} (median of {ROUNDS} rounds)")
-        lines.append(f"  {'metric':<22}{'switchyard':>12}{'nginx':>12}{'haproxy':>12}{'sy/nginx':>10}{'sy/haproxy':>11}")
+        lines.append(f"  {'metric':<32}{'switchyard':>12}{'nginx':>12}{'haproxy':>12}{'floor':>12}"
+                     f"{'sy/nginx':>10}{'sy/haproxy':>11}{'sy/floor':>10}")
         for key in keys:
-            vals = [med[p].get(key) for p in PROXIES]
+            vals = [med.get(p, {}).get(key) for p in WITH_FLOOR]
             cells = "".join(f"{v:>12.2f}" if v is not None else f"{'-':>12}" for v in vals)
-            lines.append(f"  {key:<22}{cells}{ratio(vals[0], vals[1]) or '-':>10}{ratio(vals[0], vals[2]) or '-':>11}")
+            ratios = (f"{ratio(vals[0], vals[1]) or '-':>10}{ratio(vals[0], vals[2]) or '-':>11}"
+                      f"{ratio(vals[0], vals[3]) or '-':>10}")
+            lines.append(f"  {key:<32}{cells}{ratios}")
     return "\n".join(lines)
 
 

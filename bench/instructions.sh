@@ -1,24 +1,36 @@
 #!/usr/bin/env bash
-# Instructions per proxied request for Switchyard, counted by callgrind:
-# steadier than requests/s on a shared machine. A backend nginx answers a
-# small 200; Switchyard (1 worker, access log off) runs under callgrind;
-# counters are zeroed after a warm-up, then wrk sends a fixed-length load.
+# Instructions per proxied request, counted by callgrind: steadier than
+# requests/s on a shared machine. A backend nginx answers a small 200; the
+# proxy (1 worker, access log off) runs under callgrind; counters are zeroed
+# after a warm-up, then wrk sends a fixed-length load. Switchyard and the
+# floor (bench/floor: the same stack with no engine) are measured one after
+# the other, and the ratio printed.
 #
 #   bench/instructions.sh [path/to/switchyard]      (default: target/release/switchyard)
-#   KEEP_PROFILE=FILE bench/instructions.sh ...     (keep the callgrind profile, for callgrind_annotate)
+#   KEEP_PROFILE=FILE bench/instructions.sh ...     (keep Switchyard's callgrind profile, for
+#                                                   callgrind_annotate; the floor's goes to FILE.floor)
 #   SCENARIO=failover bench/instructions.sh ...     (the primary refuses connections and
 #                                                   active checks hold it down; requests
 #                                                   go to the backup, as in bench.py failover)
+#   FLOOR=0 bench/instructions.sh ...               (Switchyard only)
 #
-# Prints "requests N  instructions/request M". Needs nginx, wrk, valgrind.
+# Prints "switchyard requests N  instructions/request M", the same for the
+# floor, and "switchyard/floor R". Needs nginx, wrk, valgrind; builds the
+# floor (release) when it is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=${1:-target/release/switchyard}
+FLOOR_BIN=target/floor/release/switchyard-floor
 for tool in nginx wrk valgrind callgrind_control; do
     command -v "$tool" >/dev/null || { echo "instructions.sh: $tool is missing (apt-get install nginx wrk valgrind)" >&2; exit 2; }
 done
+if [ "${FLOOR:-1}" != 0 ] && [ ! -x "$FLOOR_BIN" ]; then
+    echo "instructions.sh: building the floor (release)" >&2
+    cargo build --release -q --manifest-path bench/floor/Cargo.toml --target-dir target/floor
+fi
 W=$(mktemp -d /tmp/switchyard-instructions-XXXX)
-trap 'kill $SY $NG 2>/dev/null || true; rm -rf "$W"' EXIT
+PROXY=
+trap 'kill $PROXY $NG 2>/dev/null || true; rm -rf "$W"' EXIT
 mkdir -p "$W/t"
 cat > "$W/backend.conf" <<CONF
 worker_processes 1; daemon off; pid $W/b.pid; error_log $W/b.log;
@@ -52,14 +64,34 @@ access = false
 $UPSTREAM
 CONF
 nginx -c "$W/backend.conf" & NG=$!
-valgrind --tool=callgrind --callgrind-out-file="$W/cg.out" "$BIN" run -c "$W/switchyard.toml" 2>/dev/null & SY=$!
-for _ in $(seq 100); do curl -s -o /dev/null http://127.0.0.1:18183/ && break; sleep 0.1; done
-wrk -t1 -c10 -d3s http://127.0.0.1:18183/ >/dev/null
-callgrind_control -z "$SY" >/dev/null
-REQUESTS=$(wrk -t1 -c10 -d8s http://127.0.0.1:18183/ | awk '/requests in/ {print $1}')
-callgrind_control -d "$SY" >/dev/null
-sleep 1
-DUMP=$(ls "$W"/cg.out.* | head -1)
-IR=$(callgrind_annotate "$DUMP" 2>/dev/null | awk '/PROGRAM TOTALS/ {gsub(",", "", $1); print $1}')
-python3 -c "print(f'requests $REQUESTS  instructions/request {$IR / $REQUESTS:,.0f}')"
-if [ -n "${KEEP_PROFILE:-}" ]; then cp "$DUMP" "$KEEP_PROFILE"; fi
+
+# measure NAME PORT PROFILE_COPY COMMAND...: run COMMAND under callgrind,
+# warm up, count a fixed-length load; prints instructions per request and
+# sets PER_REQUEST.
+measure() {
+    local name=$1 port=$2 keep=$3 out="$W/cg-$1.out"
+    shift 3
+    valgrind --tool=callgrind --callgrind-out-file="$out" "$@" 2>/dev/null & PROXY=$!
+    for _ in $(seq 100); do curl -s -o /dev/null "http://127.0.0.1:$port/" && break; sleep 0.1; done
+    wrk -t1 -c10 -d3s "http://127.0.0.1:$port/" >/dev/null
+    callgrind_control -z "$PROXY" >/dev/null 2>&1
+    local requests
+    requests=$(wrk -t1 -c10 -d8s "http://127.0.0.1:$port/" | awk '/requests in/ {print $1}')
+    callgrind_control -d "$PROXY" >/dev/null 2>&1
+    sleep 1
+    local dump ir
+    dump=$(ls "$out".* | head -1)
+    ir=$(callgrind_annotate "$dump" 2>/dev/null | awk '/PROGRAM TOTALS/ {gsub(",", "", $1); print $1}')
+    if [ -n "$keep" ]; then cp "$dump" "$keep"; fi
+    kill "$PROXY" 2>/dev/null || true
+    wait "$PROXY" 2>/dev/null || true
+    PER_REQUEST=$(python3 -c "print(round($ir / $requests))")
+    python3 -c "print(f'$name requests $requests  instructions/request {$PER_REQUEST:,}')"
+}
+
+measure switchyard 18183 "${KEEP_PROFILE:-}" "$BIN" run -c "$W/switchyard.toml"
+SWITCHYARD=$PER_REQUEST
+if [ "${FLOOR:-1}" != 0 ]; then
+    measure floor 18184 "${KEEP_PROFILE:+$KEEP_PROFILE.floor}" "$FLOOR_BIN" 127.0.0.1:18184 127.0.0.1:18180
+    python3 -c "print(f'switchyard/floor {$SWITCHYARD / $PER_REQUEST:.3f}')"
+fi

@@ -6,7 +6,8 @@
 #   bench/run.sh throughput failover  # some of them
 #   ROUNDS=5 DURATION=15 bench/run.sh throughput
 #
-# Results: a table on stdout and bench/results/latest.json.
+# Results: a table on stdout (Switchyard, nginx, HAProxy, the floor, and the
+# ratios) and bench/results/latest.json.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 for tool in nginx haproxy wrk h2load openssl python3; do
@@ -14,4 +15,7 @@ for tool in nginx haproxy wrk h2load openssl python3; do
 done
 echo "bench/run.sh: building switchyard (release)" >&2
 cargo build --release -q -p switchyard-cli
+# The floor: the same stack with no engine (bench/floor; not a workspace member).
+echo "bench/run.sh: building the floor (release)" >&2
+cargo build --release -q --manifest-path bench/floor/Cargo.toml --target-dir target/floor
 exec python3 bench/bench.py "$@"
