@@ -1,10 +1,11 @@
 //! The per-request state machine, and the only attempt loop.
 //!
-//! Each request runs on its own task, so a client that disconnects cannot
-//! cancel the engine halfway through a hook: the trace is always complete
-//! and `logging` always runs. The downstream connection gets the response
-//! head through a oneshot channel and then polls the body itself
-//! (`pump.rs`).
+//! The downstream connection polls each request's engine (`driver.rs`):
+//! first while it waits for the response head, which comes through a
+//! oneshot channel, then while it polls the body (`pump.rs`). A client that
+//! disconnects cannot cancel the engine halfway through a hook: an engine
+//! dropped unfinished is spawned and runs to its end, so the trace is always
+//! complete and `logging` always runs.
 //!
 //! The loop: choose a peer, attempt, and on failure let the hook judge the
 //! error (`fail_to_connect` or `error_while_proxy`), ask the pure policy
@@ -33,6 +34,7 @@ use tracing::debug;
 
 use super::admission::{Admission, Failed};
 use super::attempt::{Forwarded, attempt};
+use super::driver::{self, Handling};
 use super::identity::{ClientAddr, ClientIdentity, X_REQUEST_ID};
 use super::pump::{BodyOutcome, ResponseBody};
 use super::respond::{CLIENT_CLOSED, error_response, status_for};
@@ -67,38 +69,28 @@ pub(crate) struct EngineShared {
     pub(crate) connect_times: ConnectTimes,
 }
 
-/// Handle one downstream request: run it on its own task, answer with the
-/// head, or with [`ClientGone`] when the client left before any answer (the
-/// connection is then closed without a response).
-pub(crate) async fn handle<P: ProxyHttp>(
+/// Handle one downstream request: a future that drives its engine and
+/// resolves to the response head, or to [`ClientGone`] when the client left
+/// before any answer (the connection is then closed without a response).
+pub(crate) fn handle<P: ProxyHttp>(
     proxy: Arc<P>,
     shared: Arc<EngineShared>,
     request: Request<Incoming>,
     client: ClientAddr,
-) -> std::result::Result<Response<ResponseBody>, ClientGone> {
+) -> Handling {
     let (reply, head) = oneshot::channel();
     let id = shared.identity.request_id(request.headers(), client.ip());
     let reply = Reply {
         sender: Some(reply),
         request_id: id.clone(),
+        delivered: false,
     };
-    // Boxed: the engine's future is several KB, and tokio moves a task's
-    // future (and its output slot) by value; a box makes those moves cheap.
-    tokio::spawn(Box::pin(run(proxy, shared, request, client, id, reply)));
-    match head.await {
-        Ok(Some(response)) => Ok(response),
-        Ok(None) => Err(ClientGone),
-        Err(_) => {
-            let e = Error::explain(
-                ErrorKind::Internal,
-                "the request's task ended without an answer",
-            );
-            Ok(to_downstream(error_response(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                &e,
-            )))
-        }
-    }
+    // Boxed: the engine's future is several KB and must not move once
+    // started; the box is all that moves.
+    Handling::new(
+        Box::pin(run(proxy, shared, request, client, id, reply)),
+        head,
+    )
 }
 
 /// The client went away before any response: its connection is closed
@@ -116,13 +108,16 @@ impl std::error::Error for ClientGone {}
 
 /// What the request's task hands the downstream connection: a response to
 /// send, or `None` to close the connection without one.
-type Answer = Option<Response<ResponseBody>>;
+pub(super) type Answer = Option<Response<ResponseBody>>;
 
 /// The way back to the downstream connection, used once; every response
 /// sent through it carries the request's ID.
 pub(super) struct Reply {
     sender: Option<oneshot::Sender<Answer>>,
     request_id: HeaderValue,
+    /// The answer reached the downstream connection's [`Handling`], which
+    /// then hands this engine to the response body.
+    delivered: bool,
 }
 
 impl Reply {
@@ -142,7 +137,7 @@ impl Reply {
     fn answer(&mut self, answer: Answer) {
         if let Some(reply) = self.sender.take() {
             // If the downstream is gone, the response (and its body pump) is dropped here.
-            let _ = reply.send(answer);
+            self.delivered = reply.send(answer).is_ok();
         }
     }
 
@@ -255,6 +250,9 @@ async fn serve<P: ProxyHttp>(
     }
     forward::check_declared_length(session)?;
     let forwarded = attempt_loop(proxy, shared, session, ctx, reply).await?;
+    if reply.delivered {
+        driver::to_the_body().await;
+    }
     finish_body(proxy, session, ctx, forwarded).await
 }
 

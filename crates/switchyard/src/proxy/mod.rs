@@ -26,6 +26,7 @@ use std::sync::Arc;
 
 mod admission;
 mod attempt;
+mod driver;
 mod engine;
 mod forward;
 pub mod grpc;

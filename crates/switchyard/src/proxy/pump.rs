@@ -26,6 +26,7 @@ use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 use tokio::sync::oneshot;
 
+use super::driver::EngineTask;
 use super::forward::classify_body_error;
 use super::grpc::GrpcStatus;
 use crate::body::Progress;
@@ -203,10 +204,12 @@ impl Drop for PumpBody {
     }
 }
 
-/// The body of every response the proxy sends downstream.
+/// The body of every response the proxy sends downstream. It also drives
+/// the request's engine to its end (`driver.rs`).
 #[derive(Debug)]
 pub struct ResponseBody {
     inner: Inner,
+    engine: EngineTask,
 }
 
 // Nearly every response is a `Pump`: boxing it would add an allocation per
@@ -224,13 +227,22 @@ impl ResponseBody {
         let bytes = (!bytes.is_empty()).then_some(bytes);
         ResponseBody {
             inner: Inner::Full(bytes),
+            engine: EngineTask::none(),
         }
     }
 
     pub(crate) fn pump(pump: PumpBody) -> Self {
         ResponseBody {
             inner: Inner::Pump(pump),
+            engine: EngineTask::none(),
         }
+    }
+
+    /// This body, driving `engine` each time it is polled (and spawning it
+    /// if dropped before the engine finished).
+    pub(crate) fn driving(mut self, engine: EngineTask) -> Self {
+        self.engine = engine;
+        self
     }
 }
 
@@ -242,10 +254,15 @@ impl Body for ResponseBody {
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, Box<Error>>>> {
-        match &mut self.inner {
+        let this = &mut *self;
+        let polled = match &mut this.inner {
             Inner::Full(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
             Inner::Pump(pump) => Pin::new(pump).poll_frame(cx),
-        }
+        };
+        // After the frame: the pump may just have told the engine the body
+        // ended, and the engine can then finish in this same poll.
+        this.engine.poll_from_body();
+        polled
     }
 
     fn is_end_stream(&self) -> bool {
