@@ -73,9 +73,13 @@ impl ConfigProxy {
             .host()
             .or_else(|| head.headers.get(header::HOST).and_then(|h| h.to_str().ok()))
             .map(|h| {
-                h.rsplit_once(':')
-                    .map_or(h, |(name, _port)| name)
-                    .to_ascii_lowercase()
+                let name = h.rsplit_once(':').map_or(h, |(name, _port)| name);
+                // Most clients send the name in lower case already: no copy then.
+                if name.bytes().any(|b| b.is_ascii_uppercase()) {
+                    std::borrow::Cow::Owned(name.to_ascii_lowercase())
+                } else {
+                    std::borrow::Cow::Borrowed(name)
+                }
             });
         let path = head.uri.path();
         let routes = self.routes.read().unwrap_or_else(|p| p.into_inner());

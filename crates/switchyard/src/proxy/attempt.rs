@@ -341,7 +341,7 @@ async fn connect_and_exchange<P: ProxyHttp>(
                 request = *unsent;
                 // Its place under the peer's limit goes to the new one.
                 drop(conn);
-                conn = fresh_connection(shared, peer, session).await?;
+                conn = Box::pin(fresh_connection(shared, peer, session)).await?;
             }
             Err(SendFailure::NotSent(_)) => {
                 let e = Error::explain(
@@ -378,8 +378,11 @@ async fn connection(
     match room(shared, peer, session, fresh_only).await {
         Ok(Room::Pooled(conn)) => (Ok(conn), unraced),
         Ok(Room::New(slot)) => {
-            let (conn, winner) =
-                hedge::connect(peer, &shared.connect_times, slot, &shared.pool).await;
+            // Boxed: a new connection's future (two racing connects, a TLS
+            // handshake) is large, and most requests take a pooled one; the
+            // room for it would make every request's engine larger to move.
+            let connecting = hedge::connect(peer, &shared.connect_times, slot, &shared.pool);
+            let (conn, winner) = Box::pin(connecting).await;
             if let Ok(conn) = &conn {
                 share_http2(shared, peer, conn);
             }

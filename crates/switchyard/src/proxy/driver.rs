@@ -108,6 +108,7 @@ impl Future for CatchPanic {
 
 /// The future hyper awaits for a request's response: drives the engine until
 /// it answers, then hands it to the response body.
+#[derive(Debug)]
 pub(crate) struct Handling {
     engine: EngineTask,
     head: oneshot::Receiver<Answer>,

@@ -14,8 +14,11 @@
 use http::header::{self, HeaderName};
 use http::{HeaderMap, HeaderValue};
 
+/// How many [`HOP_BY_HOP`] names there are.
+const HOPS: usize = 6;
+
 /// Headers that are hop-by-hop whatever `Connection` says.
-const HOP_BY_HOP: [HeaderName; 6] = [
+const HOP_BY_HOP: [HeaderName; HOPS] = [
     header::CONNECTION,
     header::TE,
     header::TRANSFER_ENCODING,
@@ -36,12 +39,24 @@ pub(crate) fn connection_tokens(headers: &HeaderMap) -> impl Iterator<Item = &st
 
 /// Remove the hop-by-hop headers, and those `Connection` names, from `headers`.
 pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap) {
-    // One pass over the names first: most messages carry none of these, and
-    // each removal below is a hash lookup.
-    if !headers.keys().any(|name| HOP_BY_HOP.contains(name)) {
-        return;
+    if let Some(present) = hop_by_hop_present(headers) {
+        strip_all(headers, present);
     }
-    strip_all(headers);
+}
+
+/// Which of [`HOP_BY_HOP`] `headers` carries, in one pass over the names
+/// (each removal is a hash lookup, and most messages carry one or none);
+/// `None` if none.
+fn hop_by_hop_present(headers: &HeaderMap) -> Option<[bool; HOPS]> {
+    let mut present = [false; HOPS];
+    let mut any = false;
+    for name in headers.keys() {
+        if let Some(i) = HOP_BY_HOP.iter().position(|hop| hop == name) {
+            present[i] = true;
+            any = true;
+        }
+    }
+    any.then_some(present)
 }
 
 /// [`strip_hop_by_hop`] for a request going upstream, except that a `TE`
@@ -49,11 +64,11 @@ pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap) {
 /// client that accepts trailers gets them through the proxy (the body pump
 /// forwards them), so the upstream may send them. gRPC servers require it.
 pub(crate) fn strip_request_hop_by_hop(headers: &mut HeaderMap) {
-    if !headers.keys().any(|name| HOP_BY_HOP.contains(name)) {
+    let Some(present) = hop_by_hop_present(headers) else {
         return;
-    }
+    };
     let trailers = accepts_trailers(headers);
-    strip_all(headers);
+    strip_all(headers, present);
     if trailers {
         headers.insert(header::TE, HeaderValue::from_static("trailers"));
     }
@@ -72,13 +87,22 @@ fn accepts_trailers(headers: &HeaderMap) -> bool {
         })
 }
 
-fn strip_all(headers: &mut HeaderMap) {
+/// Remove what `Connection` names and the `present` ones of [`HOP_BY_HOP`].
+fn strip_all(headers: &mut HeaderMap, present: [bool; HOPS]) {
+    // Only names that are there: the usual `keep-alive` or `close` is
+    // looked up without being made into a name (an allocation) first.
     let named: Vec<HeaderName> = connection_tokens(headers)
+        .filter(|token| headers.contains_key(*token))
         .filter_map(|name| HeaderName::from_bytes(name.as_bytes()).ok())
         .filter(|name| *name != header::HOST && *name != header::CONTENT_LENGTH)
         .collect();
-    for name in named.iter().chain(HOP_BY_HOP.iter()) {
+    for name in &named {
         headers.remove(name);
+    }
+    for (name, there) in HOP_BY_HOP.iter().zip(present) {
+        if there {
+            headers.remove(name);
+        }
     }
 }
 

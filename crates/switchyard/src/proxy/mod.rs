@@ -37,6 +37,7 @@ pub mod respond;
 mod session;
 mod upgrade;
 
+pub(crate) use driver::Handling;
 pub(crate) use engine::{ClientGone, EngineShared, handle};
 pub use pump::ResponseBody;
 pub use session::{Session, is_idempotent};

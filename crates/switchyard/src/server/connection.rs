@@ -105,6 +105,13 @@ impl Activity {
 #[derive(Debug)]
 pub(super) struct InFlight(Arc<Activity>);
 
+impl InFlight {
+    /// The connection's activity this response counts in.
+    pub(super) fn activity(&self) -> &Activity {
+        &self.0
+    }
+}
+
 impl Drop for InFlight {
     fn drop(&mut self) {
         self.0.answered.fetch_add(1, Ordering::Relaxed);
@@ -434,6 +441,8 @@ where
         Pin::new(&mut *connection).graceful_shutdown();
     }
     let mut last_seen = u64::MAX;
+    // A second receiver only to look, cheaply, whether a stop was sent.
+    let probe = stop.clone();
     loop {
         tokio::select! {
             biased;
@@ -452,7 +461,7 @@ where
                 let _ = stream.shutdown().await;
                 return Ended::Over;
             }
-            _ = stopped(stop), if !stopping => {
+            _ = Gated::new(stopped(stop), || probe.has_changed().unwrap_or(true)), if !stopping => {
                 stopping = true;
                 Pin::new(&mut *connection).graceful_shutdown();
             }
@@ -480,6 +489,41 @@ async fn wait_parked(
         readable = socket.readable() => readable.is_ok(),
         _ = tokio::time::sleep(left) => false,
         _ = stopped(stop) => false,
+    }
+}
+
+/// `inner`, polled only when `worth_polling` says something may have
+/// happened (after its first poll, which registers its waker). The driver
+/// polls every branch of its `select!` at each wake-up of the connection
+/// (twice per request), and polling a watch channel's wait takes a lock:
+/// looking at its version first does not.
+struct Gated<F, P> {
+    inner: Pin<Box<F>>,
+    worth_polling: P,
+    polled: bool,
+}
+
+impl<F: Future, P: FnMut() -> bool> Gated<F, P> {
+    fn new(inner: F, worth_polling: P) -> Self {
+        Gated {
+            inner: Box::pin(inner),
+            worth_polling,
+            polled: false,
+        }
+    }
+}
+
+impl<F: Future, P: FnMut() -> bool + Unpin> Future for Gated<F, P> {
+    type Output = F::Output;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        // The same task polls again, so the waker registered first is still
+        // the right one.
+        if self.polled && !(self.worth_polling)() {
+            return Poll::Pending;
+        }
+        self.polled = true;
+        self.inner.as_mut().poll(cx)
     }
 }
 

@@ -20,8 +20,11 @@ mod proxy_protocol;
 pub use counts::ConnectionCounts;
 pub use h2::Http2Options;
 
+use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use hyper::server::conn::http1;
@@ -34,7 +37,7 @@ use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
 use tracing::{debug, warn};
 
-use self::connection::{Activity, ClientStream, Driving, TrackedBody};
+use self::connection::{Activity, ClientStream, Driving, InFlight, TrackedBody};
 use self::proxy_protocol::Prefixed;
 
 use crate::body::DEFAULT_REPLAY_BUFFER;
@@ -43,7 +46,7 @@ use crate::policy::backoff::Jitter;
 use crate::policy::budget::BudgetPolicy;
 use crate::policy::retry::DEFAULT_MAX_RETRIES;
 use crate::proxy::identity::{ClientAddr, ClientIdentity};
-use crate::proxy::{ClientGone, ProxyHttp, TunnelSlot, handle};
+use crate::proxy::{ClientGone, Handling, ProxyHttp, ResponseBody, TunnelSlot, handle};
 use crate::proxy::{EngineShared, engine_shared};
 use crate::tls::ServerTls;
 use crate::upstream::pool::{Pool, UpstreamPool};
@@ -424,20 +427,11 @@ impl<P: ProxyHttp> Accepted<P> {
         let idle = (Arc::clone(&activity), self.h2_idle_timeout);
         let service = service_fn(move |request| {
             let (proxy, shared) = (Arc::clone(&proxy), Arc::clone(&shared));
-            let client = client.clone();
             let in_flight = activity.start_response();
-            // Boxed: hyper hands an idle connection back only when the
-            // service's future is `Unpin`.
-            let activity = Arc::clone(&activity);
-            Box::pin(async move {
-                let response = handle(proxy, shared, request, client).await?;
-                if response.status() == http::StatusCode::SWITCHING_PROTOCOLS
-                    && let Some(tunnel) = response.extensions().get::<TunnelSlot>()
-                {
-                    activity.expect_tunnel(tunnel.clone());
-                }
-                Ok::<_, ClientGone>(response.map(|body| TrackedBody::new(body, in_flight)))
-            })
+            Serving {
+                handling: handle(proxy, shared, request, client.clone()),
+                in_flight: Some(in_flight),
+            }
         });
         if stream.speaks_h2() {
             h2::drive(self.h2, stream, service, idle, self.stop, self.counts).await;
@@ -452,5 +446,33 @@ impl<P: ProxyHttp> Accepted<P> {
             self.counts,
         )
         .await;
+    }
+}
+
+/// The future hyper awaits for one request's response: the engine's
+/// [`Handling`], with the response counted in flight until its body is
+/// done. `Unpin` without a box (hyper hands an idle connection back only
+/// when the service's future is `Unpin`).
+struct Serving {
+    handling: Handling,
+    in_flight: Option<InFlight>,
+}
+
+impl Future for Serving {
+    type Output = std::result::Result<http::Response<TrackedBody<ResponseBody>>, ClientGone>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = &mut *self;
+        let response = std::task::ready!(Pin::new(&mut this.handling).poll(cx))?;
+        let Some(in_flight) = this.in_flight.take() else {
+            // Polled again after it answered: hyper does not do that.
+            return Poll::Ready(Err(ClientGone));
+        };
+        if response.status() == http::StatusCode::SWITCHING_PROTOCOLS
+            && let Some(tunnel) = response.extensions().get::<TunnelSlot>()
+        {
+            in_flight.activity().expect_tunnel(tunnel.clone());
+        }
+        Poll::Ready(Ok(response.map(|body| TrackedBody::new(body, in_flight))))
     }
 }

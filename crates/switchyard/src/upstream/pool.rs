@@ -17,7 +17,9 @@
 //! in use for its idle timeout, or that the upstream closed (a GOAWAY
 //! included), is dropped.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
+
+use rustc_hash::FxHashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::{Duration, Instant};
@@ -44,9 +46,11 @@ impl Idle {
 
 #[derive(Debug, Default)]
 struct Inner {
-    idle: HashMap<PoolKey, Vec<Idle>>,
+    // Keyed by server address and settings, which come from the config or
+    // DNS, never from a client: a fast hasher is safe here.
+    idle: FxHashMap<PoolKey, Vec<Idle>>,
     /// Shared HTTP/2 connections, busy or idle.
-    shared: HashMap<PoolKey, Vec<Arc<Multiplexed>>>,
+    shared: FxHashMap<PoolKey, Vec<Arc<Multiplexed>>>,
     /// When set, the only addresses whose connections are kept.
     only: Option<HashSet<SocketAddr>>,
 }
