@@ -35,3 +35,42 @@ async fn an_in_flight_request_finishes_after_shutdown_begins() {
         "no longer accepting"
     );
 }
+
+/// A keep-alive client connection that sits idle in hyper (not parked) is
+/// closed as soon as shutdown begins, not at its idle timeout: the
+/// connection's driver notices the stop while it waits.
+#[tokio::test]
+async fn an_idle_keep_alive_connection_closes_when_shutdown_begins() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let origin = Origin::start("ok", Script::always(Behavior::ok())).await;
+    let options = switchyard::ServerOptions {
+        park_idle_after: None,
+        header_read_timeout: Duration::from_secs(60),
+        ..switchyard::ServerOptions::default()
+    };
+    let proxy = common::start_with(TestProxy::new(&[origin.addr()]), options).await;
+    let mut stream = tokio::net::TcpStream::connect(proxy.addr).await.unwrap();
+    stream
+        .write_all(b"GET /one HTTP/1.1\r\nhost: test\r\n\r\n")
+        .await
+        .unwrap();
+    let mut got = Vec::new();
+    let mut chunk = [0u8; 4096];
+    while !String::from_utf8_lossy(&got).ends_with("ok") {
+        let n = within(5, "the response", stream.read(&mut chunk))
+            .await
+            .unwrap();
+        assert!(n > 0, "closed before the response");
+        got.extend_from_slice(&chunk[..n]);
+    }
+    proxy.shutdown.shutdown();
+    let n = within(3, "the idle connection to close", stream.read(&mut chunk))
+        .await
+        .unwrap();
+    assert_eq!(n, 0, "the connection closed without sending anything more");
+    within(3, "server drain", proxy.task)
+        .await
+        .unwrap()
+        .unwrap();
+}
