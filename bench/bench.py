@@ -34,6 +34,10 @@ RESULTS = ROOT / "bench" / "results"
 ROUNDS = int(os.environ.get("ROUNDS", "3"))
 DURATION = int(os.environ.get("DURATION", "10"))
 IDLE_CONNECTIONS = int(os.environ.get("IDLE_CONNECTIONS", "10000"))  # lowered to fit the FD limit
+# Workers of each proxy under test (nginx worker_processes, HAProxy nbthread,
+# Switchyard workers); the backend keeps one. The floor has one thread only,
+# so it sits out runs with more.
+WORKERS = int(os.environ.get("WORKERS", "1"))
 
 BACKEND = 18080
 FLAPPING = 18090  # the flapping scenario's second backend
@@ -56,11 +60,11 @@ def log(message):
 
 # ---------------------------------------------------------------- configs
 
-def nginx_preamble(work, name):
-    """What both nginx instances share: one worker, long keep-alive, no access log.
+def nginx_preamble(work, name, workers=1):
+    """What both nginx instances share: long keep-alive, no access log.
     Ends inside the `http` block."""
     return f"""
-worker_processes 1;
+worker_processes {workers};
 daemon off;
 pid {work}/{name}.pid;
 error_log {work}/{name}-error.log;
@@ -98,7 +102,7 @@ def nginx_conf(work, upstream, connect_timeout):
         ssl_certificate {work}/cert.pem;
         ssl_certificate_key {work}/key.pem;
         http2_max_requests 1000000;"""
-    return nginx_preamble(work, "nginx") + f"""
+    return nginx_preamble(work, "nginx", WORKERS) + f"""
     upstream up {{
         {upstream}
         keepalive 128;
@@ -121,7 +125,7 @@ def nginx_conf(work, upstream, connect_timeout):
 def haproxy_conf(work, servers, connect_timeout):
     return f"""
 global
-    nbthread 1
+    nbthread {WORKERS}
     maxconn {max(1000, resource.getrlimit(resource.RLIMIT_NOFILE)[0] // 2 - 100)}
     pidfile {work}/haproxy.pid
 defaults
@@ -148,7 +152,7 @@ def switchyard_conf(work, upstream, connect_timeout, extra=""):
     return f"""
 [server]
 listen = ["127.0.0.1:{PORTS["switchyard"]}", "127.0.0.1:{H2C_PORTS["switchyard"]}"]
-workers = 1
+workers = {WORKERS}
 header_read_timeout = "300s"
 
 [server.tls]
@@ -241,7 +245,7 @@ class Stack:
                    PORTS["haproxy"])
         self.start("switchyard", [str(SWITCHYARD), "run", "-c", self.write("switchyard.toml", switchyard_conf(work, sy_up, "1s", sy_extra))],
                    PORTS["switchyard"])
-        if mode is None:
+        if mode is None and WORKERS == 1:
             self.start("floor", [str(FLOOR), f"127.0.0.1:{PORTS['floor']}", f"127.0.0.1:{BACKEND}",
                                  f"127.0.0.1:{H2C_PORTS['floor']}"], PORTS["floor"])
 
@@ -394,11 +398,13 @@ def parse_duration(text):
     return float(number) * {"us": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0}[unit]
 
 
-def wrk(port, connections, path="/", script=None, duration=DURATION):
+def wrk(port, connections, path="/", script=None, duration=DURATION, scheme="http", headers=()):
     argv = ["wrk", "-t1", f"-c{connections}", f"-d{duration}s", "--latency", "--timeout", "5s"]
     if script:
         argv += ["-s", str(ROOT / "bench" / "lua" / script)]
-    argv.append(f"http://127.0.0.1:{port}{path}")
+    for header in headers:
+        argv += ["-H", header]
+    argv.append(f"{scheme}://127.0.0.1:{port}{path}")
     out = subprocess.run(argv, capture_output=True, text=True, timeout=duration + 60).stdout
     result = {"rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))}
     result["requests"] = int(re.search(r"(\d+) requests in", out).group(1))
@@ -460,9 +466,12 @@ def open_idle(port, count):
 
 # ---------------------------------------------------------------- scenarios
 
-def measure_load(stack, name, connections, path="/", script=None):
+def measure_load(stack, name, connections, path="/", script=None, tls=False, headers=()):
     before = stack.cpu_seconds(name)
-    result = wrk(PORTS[name], connections, path, script)
+    if tls:
+        result = wrk(TLS_PORTS[name], connections, path, script, scheme="https", headers=headers)
+    else:
+        result = wrk(PORTS[name], connections, path, script, headers=headers)
     cpu = stack.cpu_seconds(name) - before
     result["cpu_us_per_request"] = cpu / max(result["requests"], 1) * 1e6
     return result
@@ -512,6 +521,17 @@ def scenario_idle_memory(stack, name):
             "kib_per_connection_second_half": (after - middle) / (IDLE_CONNECTIONS - half)}
 
 
+def scenario_https(stack, name):
+    """HTTPS/1.1 with keep-alive: 50 connections, each handshakes once."""
+    return measure_load(stack, name, 50, tls=True)
+
+
+def scenario_handshakes(stack, name):
+    """A new TLS connection (full handshake, ECDHE P-256) for every request:
+    `rps` is handshakes per second."""
+    return measure_load(stack, name, 10, tls=True, headers=["Connection: close"])
+
+
 def scenario_h2c(stack, name):
     """HTTP/2 with prior knowledge from the client: 10 connections x 10 streams."""
     return measure_h2(stack, name, f"http://127.0.0.1:{H2C_PORTS[name]}/")
@@ -539,6 +559,8 @@ SCENARIOS = {
     "idle-memory": (scenario_idle_memory, None, ["kib_per_connection", "kib_per_connection_second_half", "rss_before_kib", "rss_after_kib"], WITH_FLOOR),
     "h2c": (scenario_h2c, None, ["rps", "mean_ms", "cpu_us_per_request", "errors"], WITH_FLOOR),
     "h2-tls": (scenario_h2_tls, None, ["rps", "mean_ms", "cpu_us_per_request", "errors"], PROXIES),
+    "https": (scenario_https, None, ["rps", "p50_ms", "p99_ms", "cpu_us_per_request", "errors"], PROXIES),
+    "handshakes": (scenario_handshakes, None, ["rps", "p50_ms", "p99_ms", "cpu_us_per_request", "errors"], PROXIES),
     "failover": (scenario_failover, "failover", ["rps", "p50_ms", "p99_ms", "over_0_9s", "errors"], PROXIES),
     "flapping": (scenario_flapping, "flapping", ["rps", "p50_ms", "p99_ms", "over_0_9s", "errors"], PROXIES),
 }
@@ -546,6 +568,8 @@ SCENARIOS = {
 
 def run_scenario(name):
     run, mode, keys, proxies = SCENARIOS[name]
+    if WORKERS > 1:
+        proxies = [p for p in proxies if p != "floor"]
     rounds = {p: [] for p in proxies}
     for r in range(ROUNDS):
         work = Path(tempfile.mkdtemp(prefix=f"switchyard-bench-{name}-"))
@@ -629,13 +653,14 @@ def main():
         "nginx": subprocess.run(["nginx", "-v"], capture_output=True, text=True).stderr.strip(),
         "haproxy": subprocess.run(["haproxy", "-v"], capture_output=True, text=True).stdout.splitlines()[0],
         "idle_connections": IDLE_CONNECTIONS,
+        "workers": WORKERS,
     }
     for name in chosen:
         log(f"scenario {name}")
         results[name] = run_scenario(name)
         # Saved after every scenario, so a later failure loses nothing.
         (RESULTS / "latest.json").write_text(json.dumps({"meta": meta, "results": results}, indent=2))
-    print(f"{meta['date']}, {meta['cpus']} cores, {meta['nginx']}, {meta['haproxy']}")
+    print(f"{meta['date']}, {meta['cpus']} cores, {meta['nginx']}, {meta['haproxy']}, {WORKERS} worker(s) each")
     print(table(results))
     print(f"\nraw rounds: {RESULTS / 'latest.json'}")
 

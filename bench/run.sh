@@ -5,6 +5,7 @@
 #   bench/run.sh                      # every scenario
 #   bench/run.sh throughput failover  # some of them
 #   ROUNDS=5 DURATION=15 bench/run.sh throughput
+#   WORKERS=2 bench/run.sh throughput many-connections   # every proxy with 2 workers
 #
 # Results: a table on stdout (Switchyard, nginx, HAProxy, the floor, and the
 # ratios) and bench/results/latest.json.

@@ -81,9 +81,10 @@ pub enum Command {
         /// Response head timeout, e.g. 30s.
         #[arg(long, default_value = "60s")]
         read_timeout: String,
-        /// Worker threads.
-        #[arg(long, default_value_t = 1)]
-        workers: usize,
+        /// Worker threads, each with its own runtime and upstream
+        /// connections [default: one per core].
+        #[arg(long)]
+        workers: Option<usize>,
         /// Admin address for /metrics, /healthz, /config.
         #[arg(long)]
         admin: Option<SocketAddr>,

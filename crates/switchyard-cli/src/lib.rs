@@ -30,17 +30,12 @@ use config::units::Dur;
 /// How long the demo waits for anything before calling it stuck.
 pub const DEMO_PATIENCE: Duration = Duration::from_secs(10);
 
-/// The runtime for `workers` worker threads. One worker runs on the
-/// calling thread (tokio's current-thread runtime): no work stealing, no
-/// cross-thread wake-ups, measured cheaper per request (docs/benchmarks.md).
-pub fn runtime(workers: usize) -> std::io::Result<tokio::runtime::Runtime> {
-    if workers <= 1 {
-        return tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build();
-    }
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(workers)
+/// The calling thread's runtime: tokio's current-thread one (no work
+/// stealing, no cross-thread wake-ups, measured cheaper per request in
+/// docs/benchmarks.md). With `workers` > 1, serving starts the other
+/// workers on threads of their own, each with a runtime like this one.
+pub fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
 }
@@ -65,8 +60,8 @@ pub struct OneLiner {
     pub connect_timeout: String,
     /// `--read-timeout`.
     pub read_timeout: String,
-    /// `--workers`.
-    pub workers: usize,
+    /// `--workers` (default: one per core).
+    pub workers: Option<usize>,
     /// `--admin`.
     pub admin: Option<std::net::SocketAddr>,
 }
@@ -150,7 +145,7 @@ pub fn one_liner(args: &OneLiner) -> Result<FileConfig, String> {
         server: ServerSection {
             listen,
             tls,
-            workers: *workers,
+            workers: workers.unwrap_or_else(defaults::workers),
             admin: admin.map(|a| spanned(a.to_string())),
             header_read_timeout: defaults::header_read_timeout(),
             write_timeout: defaults::client_write_timeout(),

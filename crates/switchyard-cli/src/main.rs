@@ -110,7 +110,7 @@ fn init_diagnostics() {
 /// `reload_from` (a config that does not check is refused and the running
 /// one kept).
 fn run(config: Config, log_format: Option<LogFormat>, reload_from: Option<&Path>) -> ExitCode {
-    let runtime = match runtime(config.workers) {
+    let runtime = match runtime() {
         Ok(runtime) => runtime,
         Err(e) => {
             eprintln!("switchyard: cannot start the runtime: {e}");

@@ -235,7 +235,16 @@ async fn the_one_liner_reaches_an_h2c_upstream() {
     use switchyard_testkit::h2_origin::{H2Behavior, H2Origin};
     let origin = H2Origin::start("h2-origin", H2Behavior::Answer).await;
     let to = format!("h2c://{}", origin.addr());
-    let proxy = Running::start(&["proxy", "--listen", "127.0.0.1:0", "--to", &to]);
+    // One worker: each worker keeps its own upstream connections.
+    let proxy = Running::start(&[
+        "proxy",
+        "--listen",
+        "127.0.0.1:0",
+        "--to",
+        &to,
+        "--workers",
+        "1",
+    ]);
     for path in ["/one", "/two"] {
         let answer = within(10, "GET", client::get(proxy.addr, path))
             .await

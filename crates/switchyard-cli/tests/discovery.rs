@@ -52,8 +52,9 @@ async fn proxy_for(
     oneshot::Sender<()>,
     tokio::task::JoinHandle<Result<(), String>>,
 ) {
+    // One worker: the tests count upstream connections, and each worker keeps its own.
     let text = format!(
-        "[server]\nlisten = [\"127.0.0.1:0\"]\n\
+        "[server]\nlisten = [\"127.0.0.1:0\"]\nworkers = 1\n\
          [upstreams.app]\nservers = [\"{name}\"]\nresolve_every = \"100ms\"\n"
     );
     let config = config::parse(&text, "discovery.toml").unwrap();

@@ -95,8 +95,9 @@ async fn a_server_at_its_connection_limit_sends_requests_elsewhere_then_503() {
     let a = Origin::start("a", slow()).await;
     let b = Origin::start("b", slow()).await;
     // retry_on without connect-failure: a busy server moves on all the same.
+    // One worker: the limit of 1 is then not shared out among workers.
     let text = format!(
-        "[server]\nlisten = [\"127.0.0.1:0\"]\nadmin = \"127.0.0.1:0\"\n\
+        "[server]\nlisten = [\"127.0.0.1:0\"]\nadmin = \"127.0.0.1:0\"\nworkers = 1\n\
          [upstreams.app]\nservers = [\"{}\"]\nbackup = [\"{}\"]\n\
          max_connections_per_server = 1\nmax_pending = 0\nconnect_hedging = false\n\
          [upstreams.app.retry]\nretry_on = [\"reset-before-response\"]\n",
@@ -137,8 +138,9 @@ async fn a_server_at_its_connection_limit_sends_requests_elsewhere_then_503() {
 #[tokio::test]
 async fn at_max_connections_the_binary_stops_accepting_and_says_so() {
     let origin = Origin::healthy("origin").await;
+    // One worker: with more, each would take a share of at least 1.
     let text = format!(
-        "[server]\nlisten = [\"127.0.0.1:0\"]\nadmin = \"127.0.0.1:0\"\nmax_connections = 1\n\
+        "[server]\nlisten = [\"127.0.0.1:0\"]\nadmin = \"127.0.0.1:0\"\nmax_connections = 1\nworkers = 1\n\
          [upstreams.app]\nservers = [\"{}\"]\n",
         origin.addr()
     );

@@ -174,8 +174,9 @@ async fn sigterm_drains_an_in_flight_slow_request_before_exit() {
 #[tokio::test]
 async fn a_keep_alive_race_costs_no_attempt_even_with_max_attempts_1() {
     let origin = racy().await;
+    // One worker, so the second request finds the first one's pooled connection.
     let text = format!(
-        "[server]\nlisten = [\"127.0.0.1:0\"]\n\
+        "[server]\nlisten = [\"127.0.0.1:0\"]\nworkers = 1\n\
          [upstreams.app]\nservers = [\"{}\"]\n[upstreams.app.retry]\nmax_attempts = 1\n",
         origin.addr()
     );
@@ -201,8 +202,9 @@ async fn a_post_sent_again_after_a_keep_alive_race_still_counts_against_max_atte
     // Found in review: with non_idempotent = true the free retry let a POST
     // be sent twice although max_attempts = 1 means never retry.
     let origin = racy().await;
+    // One worker, so the second request finds the first one's pooled connection.
     let text = format!(
-        "[server]\nlisten = [\"127.0.0.1:0\"]\n\
+        "[server]\nlisten = [\"127.0.0.1:0\"]\nworkers = 1\n\
          [upstreams.app]\nservers = [\"{}\"]\n\
          [upstreams.app.retry]\nmax_attempts = 1\nnon_idempotent = true\n",
         origin.addr()

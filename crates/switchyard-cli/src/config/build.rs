@@ -253,7 +253,12 @@ pub(super) fn build(
         drain_timeout: server.drain_timeout.0,
         park_idle_after: Some(server.park_idle_after.0).filter(|after| !after.is_zero()),
         max_request_body: limit_of(server.max_request_body),
-        max_connections: Some(max_connections(source, server.max_connections)?),
+        // Each worker takes its share of the limit (and binds with
+        // SO_REUSEPORT beside the others).
+        max_connections: Some(
+            max_connections(source, server.max_connections)?.div_ceil(server.workers),
+        ),
+        reuse_port: server.workers > 1,
         client_identity: client_identity(source, server.forwarded, &server.trusted_proxies)?,
         proxy_protocol: server.proxy_protocol,
         http2: http2_options(source, &server.http2)?,
@@ -275,7 +280,7 @@ pub(super) fn build(
     for (name, section) in &file.upstreams {
         let built = match keep.get(name) {
             Some(kept) => Arc::clone(kept),
-            None => Arc::new(group(source, name, section, &answers)?),
+            None => Arc::new(group(source, name, section, &answers, server.workers)?),
         };
         groups.insert(name.clone(), built);
     }
@@ -312,11 +317,14 @@ fn socket_addr(
     })
 }
 
+/// An upstream group; `workers` share out its per-server connection limit
+/// (each worker keeps its own connections).
 fn group(
     source: &Source<'_>,
     name: &str,
     section: &UpstreamSection,
     answers: &Answers,
+    workers: usize,
 ) -> Result<Group, ConfigError> {
     let key = format!("upstreams.{name}");
     let mut found = Servers {
@@ -376,7 +384,7 @@ fn group(
         write_timeout: section.write_timeout.0,
         idle_timeout: section.idle_timeout.0,
         max_idle: section.pool_size,
-        max_connections: Some(section.max_connections_per_server),
+        max_connections: Some(section.max_connections_per_server.div_ceil(workers)),
         max_pending: section.max_pending,
     };
     let policy = retry_policy(source, &section.retry, &format!("{key}.retry"))?;

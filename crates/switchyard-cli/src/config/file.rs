@@ -429,8 +429,9 @@ pub mod defaults {
     use switchyard::policy::budget::BudgetPolicy;
     use toml::Spanned;
 
+    /// One worker per core, as nginx's `worker_processes auto`.
     pub(crate) fn workers() -> usize {
-        1
+        std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
     }
     pub(crate) fn header_read_timeout() -> Dur {
         Dur(Duration::from_secs(20))

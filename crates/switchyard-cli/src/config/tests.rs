@@ -283,13 +283,14 @@ fn budget_keys_are_refused_on_a_route_and_a_tiny_window_is_refused() {
 #[test]
 fn max_connections_defaults_from_the_open_file_limit_and_is_at_least_1() {
     let config = parse(GOOD, "good.toml").unwrap();
+    // Each worker enforces its share.
     assert_eq!(
         config.server.max_connections,
-        Some(crate::limits::default_max_connections())
+        Some(crate::limits::default_max_connections().div_ceil(config.workers))
     );
     let text = GOOD.replace(
         "listen = [\"127.0.0.1:8080\"]",
-        "listen = [\"127.0.0.1:8080\"]\nmax_connections = 2",
+        "listen = [\"127.0.0.1:8080\"]\nmax_connections = 2\nworkers = 1",
     );
     assert_eq!(
         parse(&text, "two.toml").unwrap().server.max_connections,
@@ -508,4 +509,33 @@ fn http2_limits_are_read_with_the_librarys_defaults() {
         "[server.http2]\nmax_concurrent_streams = 0\n[upstreams.a]",
     );
     assert!(error_of(&text).contains("server.http2.max_concurrent_streams: must be at least 1"));
+}
+
+#[test]
+fn workers_default_to_the_cores_and_share_out_the_connection_limits() {
+    let config = parse(GOOD, "good.toml").unwrap();
+    let cores = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
+    assert_eq!(config.workers, cores);
+    let text = GOOD.replace(
+        "listen = [\"127.0.0.1:8080\"]",
+        "listen = [\"127.0.0.1:8080\"]\nmax_connections = 5\nworkers = 2",
+    );
+    let config = parse(&text, "two-workers.toml").unwrap();
+    assert_eq!(config.workers, 2);
+    // 5 shared by 2 workers: 3 each (rounded up), on a port both bind.
+    assert_eq!(config.server.max_connections, Some(3));
+    assert!(config.server.reuse_port);
+    for group in config.groups.values() {
+        // The default 1024 per server, 512 per worker.
+        assert_eq!(group.peer_options.max_connections, Some(512));
+    }
+    let one = GOOD.replace(
+        "listen = [\"127.0.0.1:8080\"]",
+        "listen = [\"127.0.0.1:8080\"]\nworkers = 1",
+    );
+    let config = parse(&one, "one-worker.toml").unwrap();
+    assert!(!config.server.reuse_port);
+    for group in config.groups.values() {
+        assert_eq!(group.peer_options.max_connections, Some(1024));
+    }
 }

@@ -54,7 +54,12 @@ const TRAFFIC: [(&str, &str, &str); 6] = [
 
 /// Run the demo; an error says what could not be set up.
 pub fn run(keep_running: bool, log_format: Option<LogFormat>) -> Result<(), String> {
-    let runtime = crate::runtime(2).map_err(|e| format!("cannot start the runtime: {e}"))?;
+    // Two threads: the demo's upstreams and clients run beside the proxy.
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the runtime: {e}"))?;
     runtime.block_on(demo(keep_running, log_format))
 }
 

@@ -20,6 +20,9 @@ use crate::observe::Observer;
 use crate::proxy::ConfigProxy;
 
 mod changes;
+mod workers;
+
+use workers::Workers;
 
 /// A config being served.
 #[derive(Debug)]
@@ -51,6 +54,9 @@ pub struct Running {
     listener_tls: Option<ServerTls>,
     /// When each group with server names is due to resolve them again.
     resolve_at: BTreeMap<String, Instant>,
+    /// The worker threads beyond this one (`workers` - 1), each serving
+    /// every listener; they stop when this is dropped.
+    workers: Workers,
 }
 
 /// The settings a reload cannot change: listeners (HTTPS ones too),
@@ -76,6 +82,7 @@ pub async fn start_with_resolver(
     resolver: Arc<dyn Resolve>,
 ) -> Result<Running, String> {
     let proxy = ConfigProxy::new(&config, Arc::clone(&observer));
+    let workers = Workers::start(config.workers.saturating_sub(1))?;
     let mut running = Running {
         listening: Vec::new(),
         secure: Vec::new(),
@@ -92,6 +99,7 @@ pub async fn start_with_resolver(
         listener_tls: config.tls.as_ref().map(|tls| tls.loaded.clone()),
         config,
         resolver,
+        workers,
     };
     let config = &running.config;
     let cleartext = config.listen.iter().map(|addr| (addr, None));
@@ -106,13 +114,25 @@ pub async fn start_with_resolver(
             .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
         running.listening.push(server.local_addr());
         running.secure.push(tls.is_some());
-        if let Some(tls) = tls {
-            server = server.with_tls(tls);
+        if let Some(tls) = &tls {
+            server = server.with_tls(tls.clone());
         }
         running.shutdowns.push(server.shutdown_handle());
         running.pools.push(server.upstream_pool());
         observer.watch_connections(server.connection_counts());
+        // The other workers listen on the port this one got.
+        let bound = server.local_addr();
         running.servers.push(tokio::spawn(server.serve()));
+        let others = running
+            .workers
+            .serve(bound, &proxy, &config.server, tls.as_ref())
+            .await?;
+        for started in others {
+            running.shutdowns.push(started.shutdown);
+            running.pools.push(started.pool);
+            observer.watch_connections(started.counts);
+            running.servers.push(started.task);
+        }
     }
     if let Some(addr) = config.admin {
         let listener = admin::bind(addr)

@@ -135,6 +135,11 @@ pub struct ServerOptions {
     pub proxy_protocol: bool,
     /// Limits on client HTTP/2 connections.
     pub http2: Http2Options,
+    /// Bind with `SO_REUSEPORT`, so that several servers (one per worker
+    /// thread, each on its own runtime) can listen on the same address and
+    /// the kernel spreads new connections among them. Bind the first with
+    /// port 0 if wanted, then the others on the port it got.
+    pub reuse_port: bool,
 }
 
 impl Default for ServerOptions {
@@ -156,6 +161,7 @@ impl Default for ServerOptions {
             tls_handshake_timeout: Duration::from_secs(10),
             proxy_protocol: false,
             http2: Http2Options::default(),
+            reuse_port: false,
         }
     }
 }
@@ -211,9 +217,13 @@ impl ShutdownHandle {
 impl<P: ProxyHttp> ProxyServer<P> {
     /// Bind `addr` for `proxy`. Port 0 picks a free port; see [`local_addr`](Self::local_addr).
     pub async fn bind(addr: SocketAddr, proxy: P, options: ServerOptions) -> Result<Self> {
-        let listener = TcpListener::bind(addr)
-            .await
-            .map_err(|e| Error::because(ErrorKind::Internal, format!("binding {addr}"), e))?;
+        let bound = if options.reuse_port {
+            bind_reusing_port(addr)
+        } else {
+            TcpListener::bind(addr).await
+        };
+        let listener =
+            bound.map_err(|e| Error::because(ErrorKind::Internal, format!("binding {addr}"), e))?;
         let local_addr = listener
             .local_addr()
             .map_err(|e| Error::because(ErrorKind::Internal, "reading the bound address", e))?;
@@ -475,4 +485,19 @@ impl Future for Serving {
         }
         Poll::Ready(Ok(response.map(|body| TrackedBody::new(body, in_flight))))
     }
+}
+
+/// A listener on `addr` that other sockets with `SO_REUSEPORT` may share
+/// (`SO_REUSEADDR` too, as `TcpListener::bind` sets it).
+fn bind_reusing_port(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.set_reuseport(true)?;
+    socket.bind(addr)?;
+    // The backlog `TcpListener::bind` uses.
+    socket.listen(1024)
 }
