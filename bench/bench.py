@@ -27,7 +27,8 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-SWITCHYARD = ROOT / "target" / "release" / "switchyard"
+# SWITCHYARD_BIN=path measures another build (an older commit's, say).
+SWITCHYARD = Path(os.environ.get("SWITCHYARD_BIN", ROOT / "target" / "release" / "switchyard"))
 # The floor (bench/floor): the same stack with no engine; built by run.sh.
 FLOOR = ROOT / "target" / "floor" / "release" / "switchyard-floor"
 RESULTS = ROOT / "bench" / "results"
