@@ -10,40 +10,39 @@ use std::collections::BTreeSet;
 use common::{Running, TempConfig};
 use switchyard_testkit::{Origin, client, within};
 
-/// The names of the process's threads.
-fn thread_names(pid: u32) -> Vec<String> {
-    let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).unwrap();
-    tasks
-        .filter_map(|task| std::fs::read_to_string(task.ok()?.path().join("comm")).ok())
-        .map(|name| name.trim().to_string())
-        .collect()
-}
-
-#[tokio::test]
-async fn every_worker_accepts_clients_and_keeps_its_own_upstream_connections() {
+/// What 30 requests, each on a new client connection and one after
+/// another, show of a proxy with `workers` workers: its worker threads
+/// (names are cut to 15 bytes), and the upstream connections they came over.
+async fn thirty_requests(workers: usize) -> (usize, BTreeSet<usize>) {
     let origin = Origin::healthy("origin").await;
     let text = format!(
-        "[server]\nlisten = [\"127.0.0.1:0\"]\nworkers = 3\n\
+        "[server]\nlisten = [\"127.0.0.1:0\"]\nworkers = {workers}\n\
          [upstreams.app]\nservers = [\"{}\"]\n",
         origin.addr()
     );
-    let file = TempConfig::new("workers", &text);
+    let file = TempConfig::new(&format!("workers-{workers}"), &text);
     let proxy = Running::start(&["run", "-c", file.path.to_str().unwrap()]);
-    // The thread that started it, and two more (names are cut to 15 bytes).
-    let workers = thread_names(proxy.pid())
-        .into_iter()
+    let tasks = std::fs::read_dir(format!("/proc/{}/task", proxy.pid())).unwrap();
+    let threads = tasks
+        .filter_map(|task| std::fs::read_to_string(task.ok()?.path().join("comm")).ok())
         .filter(|name| name.starts_with("switchyard-wor"))
         .count();
-    assert_eq!(workers, 2, "{:?}", thread_names(proxy.pid()));
-    // One request per new client connection, one after another: a single
-    // worker would carry them all over one pooled upstream connection.
     for _ in 0..30 {
         let reply = within(10, "GET", client::get(proxy.addr, "/"))
             .await
             .unwrap();
         assert_eq!(reply.status, 200);
     }
-    let connections: BTreeSet<usize> = origin.requests().iter().map(|r| r.connection).collect();
+    let connections = origin.requests().iter().map(|r| r.connection).collect();
+    (threads, connections)
+}
+
+#[tokio::test]
+async fn every_worker_accepts_clients_and_keeps_its_own_upstream_connections() {
+    let (threads, connections) = thirty_requests(3).await;
+    // The thread that started it, and two more.
+    assert_eq!(threads, 2);
+    // A single worker would carry them all over one pooled upstream connection.
     assert!(
         connections.len() >= 2,
         "30 client connections spread over the workers should reach the origin over \
@@ -53,26 +52,7 @@ async fn every_worker_accepts_clients_and_keeps_its_own_upstream_connections() {
 
 #[tokio::test]
 async fn one_worker_carries_every_request_over_one_upstream_connection() {
-    let origin = Origin::healthy("origin").await;
-    let text = format!(
-        "[server]\nlisten = [\"127.0.0.1:0\"]\nworkers = 1\n\
-         [upstreams.app]\nservers = [\"{}\"]\n",
-        origin.addr()
-    );
-    let file = TempConfig::new("one-worker", &text);
-    let proxy = Running::start(&["run", "-c", file.path.to_str().unwrap()]);
-    assert!(
-        !thread_names(proxy.pid())
-            .iter()
-            .any(|name| name.starts_with("switchyard-wor")),
-        "no worker threads with workers = 1"
-    );
-    for _ in 0..30 {
-        let reply = within(10, "GET", client::get(proxy.addr, "/"))
-            .await
-            .unwrap();
-        assert_eq!(reply.status, 200);
-    }
-    let connections: BTreeSet<usize> = origin.requests().iter().map(|r| r.connection).collect();
+    let (threads, connections) = thirty_requests(1).await;
+    assert_eq!(threads, 0, "no worker threads with workers = 1");
     assert_eq!(connections.len(), 1, "{connections:?}");
 }
