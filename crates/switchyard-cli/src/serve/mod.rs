@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use switchyard::discovery::{Resolve, SystemResolver};
 use switchyard::health::checker::{self, Checker};
+use switchyard::server::Workers;
 use switchyard::tls::ServerTls;
 use switchyard::{ProxyServer, ServerOptions, ShutdownHandle, UpstreamPool};
 use tokio::task::JoinHandle;
@@ -20,9 +21,6 @@ use crate::observe::Observer;
 use crate::proxy::ConfigProxy;
 
 mod changes;
-mod workers;
-
-use workers::Workers;
 
 /// A config being served.
 #[derive(Debug)]
@@ -82,7 +80,8 @@ pub async fn start_with_resolver(
     resolver: Arc<dyn Resolve>,
 ) -> Result<Running, String> {
     let proxy = ConfigProxy::new(&config, Arc::clone(&observer));
-    let workers = Workers::start(config.workers.saturating_sub(1))?;
+    let workers = Workers::start(config.workers.saturating_sub(1))
+        .map_err(|e| format!("cannot start the workers: {e}"))?;
     let mut running = Running {
         listening: Vec::new(),
         secure: Vec::new(),
@@ -126,7 +125,8 @@ pub async fn start_with_resolver(
         let others = running
             .workers
             .serve(bound, &proxy, &config.server, tls.as_ref())
-            .await?;
+            .await
+            .map_err(|e| format!("cannot listen on {addr} in every worker: {e}"))?;
         for started in others {
             running.shutdowns.push(started.shutdown);
             running.pools.push(started.pool);

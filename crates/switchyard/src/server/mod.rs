@@ -16,9 +16,11 @@ mod connection;
 mod counts;
 mod h2;
 mod proxy_protocol;
+mod workers;
 
 pub use counts::ConnectionCounts;
 pub use h2::Http2Options;
+pub use workers::{Started, Workers};
 
 use std::future::Future;
 use std::net::SocketAddr;
