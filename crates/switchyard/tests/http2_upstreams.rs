@@ -82,14 +82,7 @@ async fn an_upstream_allowing_one_stream_gets_more_connections() {
 
     // The first exchange teaches the proxy the upstream's limit.
     assert_eq!(client::get(running.addr, "/").await.unwrap().status, 200);
-    let mut requests = tokio::task::JoinSet::new();
-    for _ in 0..3 {
-        let addr = running.addr;
-        requests.spawn(async move { client::get(addr, "/").await });
-    }
-    while let Some(answer) = requests.join_next().await {
-        assert_eq!(answer.unwrap().unwrap().status, 200);
-    }
+    three_at_once_all_200(running.addr).await;
     let connections = origin.counts().connections.load(Ordering::Acquire);
     assert!(
         connections >= 3,
@@ -385,13 +378,17 @@ async fn at_its_connection_limit_a_request_queues_on_the_shared_connection() {
     }))
     .await;
     assert_eq!(client::get(running.addr, "/").await.unwrap().status, 200);
+    three_at_once_all_200(running.addr).await;
+    assert_eq!(origin.counts().connections.load(Ordering::Acquire), 1);
+}
+
+/// Three GETs at once through the proxy at `addr`, each answered 200.
+async fn three_at_once_all_200(addr: std::net::SocketAddr) {
     let mut requests = tokio::task::JoinSet::new();
     for _ in 0..3 {
-        let addr = running.addr;
         requests.spawn(async move { client::get(addr, "/").await });
     }
     while let Some(answer) = requests.join_next().await {
         assert_eq!(answer.unwrap().unwrap().status, 200);
     }
-    assert_eq!(origin.counts().connections.load(Ordering::Acquire), 1);
 }

@@ -23,7 +23,7 @@ use std::task::{Context, Poll};
 use http::{Response, StatusCode};
 use tokio::sync::oneshot;
 
-use super::engine::{Answer, ClientGone};
+use super::engine::{Answer, CatchUnwind, ClientGone};
 use super::pump::ResponseBody;
 use super::respond::error_response;
 use crate::error::{Error, ErrorKind};
@@ -67,9 +67,7 @@ impl EngineTask {
         let Some(engine) = self.0.as_mut() else {
             return;
         };
-        let polled =
-            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| engine.as_mut().poll(cx)));
-        if !matches!(polled, Ok(Poll::Pending)) {
+        if Pin::new(&mut CatchUnwind(engine)).poll(cx).is_ready() {
             self.0 = None;
         }
     }
@@ -87,22 +85,11 @@ impl Drop for EngineTask {
         };
         // Outside a runtime (it is shutting down) there is nothing to run it.
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-            runtime.spawn(CatchPanic(engine));
+            runtime.spawn(async move {
+                // A panic ends it quietly, as in `poll_engine`.
+                let _ = CatchUnwind(engine).await;
+            });
         }
-    }
-}
-
-/// The spawned engine, with a panic ending it quietly as in [`EngineTask`].
-struct CatchPanic(EngineFuture);
-
-impl Future for CatchPanic {
-    type Output = ();
-
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        let engine = &mut self.0;
-        let polled =
-            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| engine.as_mut().poll(cx)));
-        polled.unwrap_or(Poll::Ready(()))
     }
 }
 

@@ -106,8 +106,8 @@ impl std::fmt::Display for ClientGone {
 
 impl std::error::Error for ClientGone {}
 
-/// What the request's task hands the downstream connection: a response to
-/// send, or `None` to close the connection without one.
+/// What the engine hands the downstream connection: a response to send, or
+/// `None` to close the connection without one.
 pub(super) type Answer = Option<Response<ResponseBody>>;
 
 /// The way back to the downstream connection, used once; every response
@@ -488,7 +488,7 @@ fn client_body_failure(session: &Session) -> Box<Error> {
 
 /// Runs a future, turning a panic inside it into `Err(())`, so that a
 /// panicking hook still leaves the request answered and logged.
-struct CatchUnwind<F>(F);
+pub(super) struct CatchUnwind<F>(pub(super) F);
 
 impl<F: Future + Unpin> Future for CatchUnwind<F> {
     type Output = std::result::Result<F::Output, ()>;
