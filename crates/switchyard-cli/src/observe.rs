@@ -18,10 +18,12 @@ use crate::config::LogFormat;
 
 mod connections;
 mod grpc;
+mod handles;
 mod upgrades;
 
 use connections::ConnectionMetrics;
 use grpc::GrpcMetrics;
+use handles::HandleCache;
 use switchyard::proxy::UpgradeRecord;
 use switchyard::proxy::grpc::GrpcStatus;
 use upgrades::UpgradeMetrics;
@@ -299,6 +301,8 @@ struct Metrics {
     retries_not_taken: Family<NotTakenLabels, Counter>,
     upstream_errors: Family<UpstreamReason, Counter>,
     latency: LatencyFamily,
+    /// What a successful request counts, looked up without the families.
+    handles: HandleCache,
 }
 
 impl Metrics {
@@ -313,6 +317,7 @@ impl Metrics {
             latency: Family::new_with_constructor(|| {
                 Histogram::new(exponential_buckets(0.0005, 2.0, 16))
             }),
+            handles: HandleCache::default(),
         };
         registry.register(
             "requests",
@@ -352,13 +357,22 @@ impl Metrics {
             upstream: Arc::clone(upstream),
             reason,
         };
-        self.requests
-            .get_or_create(&RequestLabels {
-                upstream: Arc::clone(upstream),
-                status,
+        self.handles
+            .requests(upstream, status, || {
+                let labels = RequestLabels {
+                    upstream: Arc::clone(upstream),
+                    status,
+                };
+                self.requests.get_or_create(&labels).clone()
             })
             .inc();
         for attempt in trace.records() {
+            if attempt.decision == Decision::Done && attempt.error.is_none() {
+                let (done, latency) = self.handles.done(upstream, || self.done_handles(upstream));
+                done.inc();
+                latency.observe(attempt.duration.as_secs_f64());
+                continue;
+            }
             let outcome = match attempt.decision {
                 Decision::Done => "done",
                 Decision::Retry => "retry",
@@ -383,13 +397,24 @@ impl Metrics {
                 self.retries_not_taken.get_or_create(&key).inc();
             }
             if attempt.decision == Decision::Done {
-                let label = UpstreamLabel {
-                    upstream: Arc::clone(upstream),
-                };
-                self.latency
-                    .get_or_create(&label)
-                    .observe(attempt.duration.as_secs_f64());
+                let (_, latency) = self.handles.done(upstream, || self.done_handles(upstream));
+                latency.observe(attempt.duration.as_secs_f64());
             }
         }
+    }
+
+    /// The series [`HandleCache::done`] keeps for `upstream`.
+    fn done_handles(&self, upstream: &Arc<String>) -> (Counter, Histogram) {
+        let done = UpstreamReason {
+            upstream: Arc::clone(upstream),
+            reason: "done",
+        };
+        let label = UpstreamLabel {
+            upstream: Arc::clone(upstream),
+        };
+        (
+            self.attempts.get_or_create(&done).clone(),
+            self.latency.get_or_create(&label).clone(),
+        )
     }
 }

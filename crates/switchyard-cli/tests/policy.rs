@@ -276,3 +276,43 @@ async fn a_post_an_h2c_server_refused_goes_to_the_next_and_the_log_says_not_proc
         "{refused}"
     );
 }
+
+#[tokio::test]
+async fn metrics_count_each_group_and_status_apart() {
+    // Two groups; one answers 200, 404, 200, the other 200 twice. The
+    // handles kept for a group's successes must not mix groups or statuses.
+    let a = Origin::start(
+        "a",
+        Script::sequence(vec![Behavior::ok(), Behavior::status(404)], Behavior::ok()),
+    )
+    .await;
+    let b = Origin::healthy("b").await;
+    let text = format!(
+        "[server]\nlisten = [\"127.0.0.1:0\"]\nadmin = \"127.0.0.1:0\"\n\
+         [upstreams.a]\nservers = [\"{}\"]\n[upstreams.b]\nservers = [\"{}\"]\n\
+         [[routes]]\npath_prefix = \"/a\"\nupstream = \"a\"\n\
+         [[routes]]\nupstream = \"b\"\n",
+        a.addr(),
+        b.addr()
+    );
+    let file = TempConfig::new("metrics-apart", &text);
+    let proxy = Running::start(&["run", "-c", file.path.to_str().unwrap()]);
+    for path in ["/a", "/a", "/a", "/b", "/b"] {
+        within(10, "request", client::get(proxy.addr, path))
+            .await
+            .unwrap();
+    }
+    proxy.wait_for_log(5).await;
+    let metrics = common::admin_get(proxy.admin.unwrap(), "/metrics").await;
+    for line in [
+        "switchyard_requests_total{upstream=\"a\",status=\"200\"} 2",
+        "switchyard_requests_total{upstream=\"a\",status=\"404\"} 1",
+        "switchyard_requests_total{upstream=\"b\",status=\"200\"} 2",
+        "switchyard_attempts_total{upstream=\"a\",reason=\"done\"} 3",
+        "switchyard_attempts_total{upstream=\"b\",reason=\"done\"} 2",
+        "switchyard_upstream_attempt_seconds_count{upstream=\"a\"} 3",
+        "switchyard_upstream_attempt_seconds_count{upstream=\"b\"} 2",
+    ] {
+        assert!(metrics.contains(line), "{line} missing from\n{metrics}");
+    }
+}

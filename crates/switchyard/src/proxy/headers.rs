@@ -89,6 +89,29 @@ fn accepts_trailers(headers: &HeaderMap) -> bool {
 
 /// Remove what `Connection` names and the `present` ones of [`HOP_BY_HOP`].
 fn strip_all(headers: &mut HeaderMap, present: [bool; HOPS]) {
+    if !only_keep_alive(headers) {
+        remove_connection_named(headers);
+    }
+    for (name, there) in HOP_BY_HOP.iter().zip(present) {
+        if there {
+            headers.remove(name);
+        }
+    }
+}
+
+/// Whether the only `Connection` field is `keep-alive`, as nearly every
+/// response from a keep-alive upstream carries: it names a header that
+/// [`HOP_BY_HOP`] removes anyway, so its tokens need no parsing.
+fn only_keep_alive(headers: &HeaderMap) -> bool {
+    let mut fields = headers.get_all(header::CONNECTION).iter();
+    match (fields.next(), fields.next()) {
+        (Some(field), None) => field.as_bytes().eq_ignore_ascii_case(b"keep-alive"),
+        _ => false,
+    }
+}
+
+/// Remove the headers `Connection` names (never `Host` or `Content-Length`).
+fn remove_connection_named(headers: &mut HeaderMap) {
     // Only names that are there: the usual `keep-alive` or `close` is
     // looked up without being made into a name (an allocation) first.
     let named: Vec<HeaderName> = connection_tokens(headers)
@@ -98,11 +121,6 @@ fn strip_all(headers: &mut HeaderMap, present: [bool; HOPS]) {
         .collect();
     for name in &named {
         headers.remove(name);
-    }
-    for (name, there) in HOP_BY_HOP.iter().zip(present) {
-        if there {
-            headers.remove(name);
-        }
     }
 }
 
@@ -133,5 +151,25 @@ mod tests {
         let mut left: Vec<&str> = headers.keys().map(|k| k.as_str()).collect();
         left.sort_unstable();
         assert_eq!(left, ["content-length", "host", "trailer", "x-kept"]);
+    }
+
+    #[test]
+    fn a_lone_keep_alive_and_a_keep_alive_beside_other_tokens_both_strip() {
+        for connection in ["Keep-Alive", "keep-alive, x-hop", "keep-alive"] {
+            let mut headers = HeaderMap::new();
+            headers.append("connection", connection.parse().unwrap());
+            headers.append("keep-alive", "timeout=5".parse().unwrap());
+            headers.append("x-hop", "1".parse().unwrap());
+            headers.append("x-kept", "yes".parse().unwrap());
+            strip_hop_by_hop(&mut headers);
+            let mut left: Vec<&str> = headers.keys().map(|k| k.as_str()).collect();
+            left.sort_unstable();
+            let expected: &[&str] = if connection.contains("x-hop") {
+                &["x-kept"]
+            } else {
+                &["x-hop", "x-kept"]
+            };
+            assert_eq!(left, expected, "Connection: {connection}");
+        }
     }
 }
