@@ -119,6 +119,39 @@ async fn a_waiting_request_takes_the_connection_given_back() {
 }
 
 #[tokio::test]
+async fn a_connection_given_back_goes_to_the_request_waiting_longest() {
+    // Client 1 pipelines /first and /third on one connection; /second, from
+    // client 2, waits for the only upstream connection while /first is
+    // served. When /first ends, /third is read at once on the same client
+    // connection, before /second's task runs again: the connection must
+    // still go to /second, which waited longer.
+    let (a, proxy, first) = {
+        let a = slow("a").await;
+        let proxy = start(
+            TestProxy::new(&[a.addr()])
+                .options(one_connection(4))
+                .on_connect_fail(OnFail::Default),
+        )
+        .await;
+        let pipelined = b"GET /first HTTP/1.1\r\nHost: t\r\n\r\n\
+                          GET /third HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n";
+        let first = tokio::spawn(client::raw(proxy.addr, pipelined, 10));
+        (a, proxy, first)
+    };
+    a.wait_for_requests(1, 5).await;
+    let second = within(10, "second", client::get(proxy.addr, "/second"))
+        .await
+        .unwrap();
+    assert_eq!(second.status, 200);
+    let pipelined = within(10, "first and third", first).await.unwrap();
+    let text = String::from_utf8_lossy(&pipelined.bytes);
+    assert_eq!(text.matches("HTTP/1.1 200").count(), 2, "{text}");
+    let order: Vec<String> = a.requests().into_iter().map(|r| r.path).collect();
+    assert_eq!(order, ["/first", "/second", "/third"]);
+    assert_eq!(a.stats().connections, 1);
+}
+
+#[tokio::test]
 async fn at_max_connections_a_new_client_waits_until_one_closes() {
     use switchyard::ServerOptions;
     let origin = Origin::healthy("origin").await;

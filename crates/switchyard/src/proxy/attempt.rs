@@ -25,7 +25,7 @@ use crate::peer::{HttpPeer, UpstreamProtocol};
 use crate::policy::retry::{FailurePoint, Verdict};
 use crate::trace::{Decision, Phase};
 use crate::upstream::hedge::{self, Winner};
-use crate::upstream::slots::{Slot, Waiter};
+use crate::upstream::slots::{Handed, Slot, Waiter};
 use crate::upstream::{UpstreamConn, connector};
 
 /// A response head went downstream; its body is streaming.
@@ -436,12 +436,34 @@ async fn room(
             continue;
         }
         match waiter.take() {
-            // Queue (and listen) first, then look once more: a connection
-            // freed or returned in between wakes this waiter.
-            None => waiter = Some(shared.pool.slots.queue(peer.address, &peer.options)?),
+            // Queue first, then look once more: a connection freed or
+            // returned in between is handed to this waiter.
+            None => {
+                let usable = (!fresh_only).then_some(&key);
+                waiter = Some(
+                    shared
+                        .pool
+                        .slots
+                        .queue(peer.address, usable, &peer.options)?,
+                );
+            }
             Some(queued) => {
                 let left = give_up.saturating_duration_since(Instant::now());
-                Waiter::wait(queued, left, &peer.options).await?;
+                match Waiter::wait(queued, left, &peer.options).await? {
+                    Handed::Place(slot) => return Ok(Room::New(slot)),
+                    Handed::Conn(mut conn) => {
+                        let ready =
+                            tokio::time::timeout(peer.options.connect_timeout, conn.ready()).await;
+                        if matches!(ready, Ok(Ok(()))) {
+                            return Ok(Room::Pooled(conn));
+                        }
+                        if let Some(record) = session.attempts_mut().current() {
+                            record.stale_replaced += 1;
+                        }
+                    }
+                    // A shared connection has a stream free: look again.
+                    Handed::LookAgain => {}
+                }
             }
         }
     }

@@ -71,6 +71,15 @@ pub(crate) struct UpstreamConn {
 }
 
 impl UpstreamConn {
+    /// Whether a request that can use this connection waits at its server
+    /// (never for an HTTP/2 stream: its connection stays shared).
+    pub(crate) fn awaited(&self) -> bool {
+        match &self.link {
+            Link::Http1 { slot, .. } => slot.awaited(&self.key),
+            Link::Http2 { .. } => false,
+        }
+    }
+
     /// Whether this connection served a request before this attempt.
     pub(crate) fn reused(&self) -> bool {
         self.reused

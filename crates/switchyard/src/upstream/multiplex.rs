@@ -162,6 +162,6 @@ impl Drop for StreamLease {
             *conn.idle_since.lock().unwrap_or_else(|p| p.into_inner()) = Instant::now();
         }
         // A request waiting for room at this server may take the stream.
-        conn.slot.wake_a_waiter();
+        conn.slot.nudge(&conn.key);
     }
 }

@@ -25,8 +25,8 @@ use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::{Duration, Instant};
 
 use super::multiplex::Multiplexed;
-use super::slots::ServerSlots;
-use super::{Link, UpstreamConn, connector};
+use super::slots::{ServerSlots, Slot};
+use super::{UpstreamConn, connector};
 use crate::peer::PoolKey;
 
 /// How often the reaper looks for expired idle connections.
@@ -151,27 +151,49 @@ impl Pool {
             .push(Arc::clone(conn));
     }
 
-    /// Return a connection whose exchange finished cleanly. An HTTP/2
-    /// stream just ends (its connection stays shared).
+    /// Return a connection whose exchange finished cleanly: to the
+    /// longest-waiting request that can use it, else to the pool. An
+    /// HTTP/2 stream just ends (its connection stays shared).
     pub(crate) fn checkin(&self, conn: UpstreamConn, now: Instant) {
         if conn.is_http2() || conn.is_closed() || !conn.reusable || conn.max_idle == 0 {
             return;
         }
+        let mut conn = conn;
+        loop {
+            conn = match Slot::offer(conn) {
+                None => return,
+                Some(unwanted) => unwanted,
+            };
+            match self.keep_idle(conn, now) {
+                // A request queued between the offer and now: offer again.
+                Some(awaited) => conn = awaited,
+                None => return,
+            }
+        }
+    }
+
+    /// Keep `conn` idle; give it back if a request that can use it queued
+    /// meanwhile (it looked in the pool before the connection was there).
+    fn keep_idle(&self, conn: UpstreamConn, now: Instant) -> Option<UpstreamConn> {
         let max_idle = conn.max_idle;
         let mut inner = self.inner();
         if !inner.keeps(&conn.key) {
-            return;
+            return None;
         }
-        let list = inner.idle.entry(conn.key.clone()).or_default();
-        if list.len() >= max_idle {
-            // Keep the warm ones: drop the longest-idle connection.
-            list.remove(0);
+        if conn.awaited() {
+            return Some(conn);
         }
-        // A request waiting for room under the server's limit can take it.
-        if let Link::Http1 { slot, .. } = &conn.link {
-            slot.wake_a_waiter();
-        }
+        // The key is cloned only for the first connection to its server.
+        let list = match inner.idle.get_mut(&conn.key) {
+            Some(list) => list,
+            None => inner.idle.entry(conn.key.clone()).or_default(),
+        };
+        // Keep the warm ones: drop the longest-idle connection (after the lock).
+        let evicted = (list.len() >= max_idle).then(|| list.remove(0));
         list.push(Idle { conn, since: now });
+        drop(inner);
+        drop(evicted);
+        None
     }
 
     /// Close one idle connection to `key`, if any (its place under the
