@@ -357,63 +357,80 @@ enum Ended<S> {
 
 /// Serve one client connection until it closes, idles out, or `stop` is
 /// raised (then the exchange in flight finishes and the connection closes).
-pub(super) async fn drive<S>(
-    builder: http1::Builder,
+///
+/// An `async` block rather than an `async fn`: a parked connection's task
+/// holds this state for as long as the connection lives, and an `async fn`
+/// keeps its arguments twice, once as passed and once as moved into its
+/// body (rust-lang/rust#62958).
+#[allow(clippy::manual_async_fn)]
+pub(super) fn drive<'a, S>(
+    builder: &'a http1::Builder,
     mut stream: ClientStream,
     mut service: S,
     driving: Driving,
     mut stop: watch::Receiver<bool>,
-    counts: ConnectionCounts,
-) where
-    S: HttpService<Incoming> + Unpin,
+    counts: &'a ConnectionCounts,
+) -> impl Future<Output = ()> + 'a
+where
+    S: HttpService<Incoming> + Unpin + 'a,
     S::Future: Unpin,
     S::ResBody: 'static,
     S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     <S::ResBody as Body>::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
-    let activity = Arc::clone(&stream.activity);
-    let _open = counts.opened();
-    loop {
-        activity.answered.store(0, Ordering::Relaxed);
-        let connection = Box::new(builder.serve_connection(TokioIo::new(stream), service));
-        // Boxed so that a parked connection's task holds only what waiting
-        // needs, not the larger state of driving hyper.
-        let parts = match Box::pin(run_hyper(connection, &activity, driving, &mut stop)).await {
-            Ended::Over => return,
-            Ended::Parked(parts) => parts,
-            Ended::Upgraded(parts, tunnel) => {
-                let mut stream = parts.io.into_inner();
-                // What the client sent after its request: the new protocol's first bytes.
-                stream.unread = parts.read_buf;
-                if let Some(tunnel) = tunnel.take() {
-                    tunnel.run(stream).await;
+    async move {
+        let activity = Arc::clone(&stream.activity);
+        let _open = counts.opened();
+        loop {
+            activity.answered.store(0, Ordering::Relaxed);
+            let connection = Box::new(builder.serve_connection(TokioIo::new(stream), service));
+            // Boxed so that a parked connection's task holds only what waiting
+            // needs, not the larger state of driving hyper.
+            // Taken apart at once: a `Parts` (or an `Ended`) kept whole
+            // would hold its room in the parked state.
+            let http1::Parts {
+                io,
+                read_buf,
+                service: handed_back,
+                ..
+            } = match Box::pin(run_hyper(connection, &activity, driving, &mut stop)).await {
+                Ended::Over => return,
+                Ended::Parked(parts) => parts,
+                Ended::Upgraded(parts, tunnel) => {
+                    // Boxed, as above: a parked connection's task should
+                    // not carry room for a tunnel's state.
+                    Box::pin(run_tunnel(parts, tunnel)).await;
+                    return;
                 }
+            };
+            counts.hand_back();
+            service = handed_back;
+            stream = io.into_inner();
+            if !read_buf.is_empty() {
+                stream.unread = read_buf;
+                continue;
+            }
+            // Even empty, hyper's leftover slice keeps its 8 KiB read buffer alive.
+            drop(read_buf);
+            let parked = counts.parked_now();
+            let woke = wait_parked(&stream, driving, &mut stop).await;
+            drop(parked);
+            if !woke {
+                // Idle too long or shutting down: close politely.
+                let _ = stream.shutdown().await;
                 return;
             }
-        };
-        counts.hand_back();
-        let http1::Parts {
-            io,
-            read_buf,
-            service: handed_back,
-            ..
-        } = parts;
-        service = handed_back;
-        stream = io.into_inner();
-        if !read_buf.is_empty() {
-            stream.unread = read_buf;
-            continue;
         }
-        // Even empty, hyper's leftover slice keeps its 8 KiB read buffer alive.
-        drop(read_buf);
-        let parked = counts.parked_now();
-        let woke = wait_parked(&stream, driving, &mut stop).await;
-        drop(parked);
-        if !woke {
-            // Idle too long or shutting down: close politely.
-            let _ = stream.shutdown().await;
-            return;
-        }
+    }
+}
+
+/// After a 101: join the client's connection to the upstream's.
+async fn run_tunnel<S>(parts: http1::Parts<TokioIo<ClientStream>, S>, tunnel: TunnelSlot) {
+    let mut stream = parts.io.into_inner();
+    // What the client sent after its request: the new protocol's first bytes.
+    stream.unread = parts.read_buf;
+    if let Some(tunnel) = tunnel.take() {
+        tunnel.run(stream).await;
     }
 }
 
@@ -532,3 +549,6 @@ pub(super) async fn stopped(stop: &mut watch::Receiver<bool>) {
     // An error means the sender is gone: treat it as a stop.
     let _ = stop.wait_for(|stopping| *stopping).await;
 }
+
+#[cfg(test)]
+mod tests;

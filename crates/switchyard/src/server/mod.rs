@@ -280,6 +280,22 @@ impl<P: ProxyHttp> ProxyServer<P> {
             park_idle_after: self.options.park_idle_after,
             idle_timeout: self.options.header_read_timeout,
         };
+        let every = Arc::new(EveryConnection {
+            proxy: Arc::clone(&self.proxy),
+            shared,
+            builder,
+            h2: h2_builder,
+            h2_idle_timeout: self.options.http2.idle_timeout,
+            header_read_timeout: self.options.header_read_timeout,
+            driving,
+            counts: self.counts.clone(),
+            write_timeout: self.options.write_timeout,
+            tls_handshake_timeout: self.options.tls_handshake_timeout,
+            proxy_header_timeout: self
+                .options
+                .proxy_protocol
+                .then_some(self.options.header_read_timeout),
+        });
         let mut connections = JoinSet::new();
         let mut stop = self.shutdown.subscribe();
         loop {
@@ -308,22 +324,9 @@ impl<P: ProxyHttp> ProxyServer<P> {
                 _ = async { stop.wait_for(|stopping| *stopping).await.is_ok() } => break,
             };
             let accepted = Accepted {
-                proxy: Arc::clone(&self.proxy),
-                shared: Arc::clone(&shared),
-                builder: builder.clone(),
-                h2: h2_builder.clone(),
-                h2_idle_timeout: self.options.http2.idle_timeout,
-                header_read_timeout: self.options.header_read_timeout,
-                driving,
+                server: Arc::clone(&every),
                 stop: self.shutdown.subscribe(),
-                counts: self.counts.clone(),
                 tls: self.tls.as_ref().map(ServerTls::acceptor),
-                write_timeout: self.options.write_timeout,
-                tls_handshake_timeout: self.options.tls_handshake_timeout,
-                proxy_header_timeout: self
-                    .options
-                    .proxy_protocol
-                    .then_some(self.options.header_read_timeout),
             };
             connections.spawn(accepted.serve(stream, client));
         }
@@ -359,7 +362,18 @@ impl<P: ProxyHttp> ProxyServer<P> {
 }
 
 /// One accepted client connection and what serving it needs.
+/// One accepted connection: what it shares with every other, and what is
+/// its own. Small on purpose: a connection's task keeps it for as long as
+/// the connection lives, parked or not.
 struct Accepted<P> {
+    server: Arc<EveryConnection<P>>,
+    stop: watch::Receiver<bool>,
+    /// The TLS configuration in force when it was accepted.
+    tls: Option<TlsAcceptor>,
+}
+
+/// What every connection a server accepts shares, built once.
+struct EveryConnection<P> {
     proxy: Arc<P>,
     shared: Arc<EngineShared>,
     builder: http1::Builder,
@@ -369,10 +383,7 @@ struct Accepted<P> {
     /// For the first bytes of a cleartext connection (the h2c preface).
     header_read_timeout: Duration,
     driving: Driving,
-    stop: watch::Receiver<bool>,
     counts: ConnectionCounts,
-    /// The TLS configuration in force when it was accepted.
-    tls: Option<TlsAcceptor>,
     write_timeout: Duration,
     tls_handshake_timeout: Duration,
     /// Read a PROXY header first, within this long.
@@ -384,15 +395,16 @@ impl<P: ProxyHttp> Accepted<P> {
     /// connection's own task, so a slow client holds up no one), then
     /// serve requests until it closes.
     async fn serve(self, stream: TcpStream, mut client: SocketAddr) {
-        let stream = match self.proxy_header_timeout {
+        let every = &*self.server;
+        let stream = match every.proxy_header_timeout {
             None => Prefixed::new(stream),
-            Some(timeout) => match proxy_protocol::read_header(stream, timeout).await {
+            Some(timeout) => match Box::pin(proxy_protocol::read_header(stream, timeout)).await {
                 Ok((named, stream)) => {
                     client = named.unwrap_or(client);
                     stream
                 }
                 Err(e) => {
-                    self.counts.proxy_header_failed_now();
+                    every.counts.proxy_header_failed_now();
                     debug!(peer = %client, error = %e, "no valid PROXY header; connection closed");
                     return;
                 }
@@ -403,14 +415,15 @@ impl<P: ProxyHttp> Accepted<P> {
         let (stream, secure) = match self.tls {
             None => {
                 // HTTP/2 with prior knowledge starts with its preface.
-                let (h2, stream) = match h2::sniff_preface(stream, self.header_read_timeout).await {
+                let sniffed = Box::pin(h2::sniff_preface(stream, every.header_read_timeout));
+                let (h2, stream) = match sniffed.await {
                     Ok(sniffed) => sniffed,
                     Err(e) => {
                         debug!(client = %client, error = %e, "reading a new connection failed");
                         return;
                     }
                 };
-                let stream = ClientStream::new(stream, self.write_timeout, activity_for_stream);
+                let stream = ClientStream::new(stream, every.write_timeout, activity_for_stream);
                 (stream.with_h2(h2), false)
             }
             Some(acceptor) => {
@@ -418,15 +431,15 @@ impl<P: ProxyHttp> Accepted<P> {
                 // connection's task should not carry room for it.
                 let handshake = Box::pin(ClientStream::tls(
                     stream,
-                    self.write_timeout,
+                    every.write_timeout,
                     activity_for_stream,
                     acceptor,
-                    self.tls_handshake_timeout,
+                    every.tls_handshake_timeout,
                 ));
                 match handshake.await {
                     Ok(stream) => (stream, true),
                     Err(e) => {
-                        self.counts.handshake_failed();
+                        every.counts.handshake_failed();
                         debug!(client = %client, error = %e, "TLS handshake with a client failed");
                         return;
                     }
@@ -435,8 +448,8 @@ impl<P: ProxyHttp> Accepted<P> {
         };
         // With its IP's text for the forwarding headers, made once per connection.
         let client = ClientAddr::new(client).with_tls(secure);
-        let (proxy, shared) = (self.proxy, self.shared);
-        let idle = (Arc::clone(&activity), self.h2_idle_timeout);
+        let (proxy, shared) = (Arc::clone(&every.proxy), Arc::clone(&every.shared));
+        let idle = (Arc::clone(&activity), every.h2_idle_timeout);
         let service = service_fn(move |request| {
             let (proxy, shared) = (Arc::clone(&proxy), Arc::clone(&shared));
             let in_flight = activity.start_response();
@@ -446,16 +459,18 @@ impl<P: ProxyHttp> Accepted<P> {
             }
         });
         if stream.speaks_h2() {
-            h2::drive(self.h2, stream, service, idle, self.stop, self.counts).await;
+            let (h2, counts) = (every.h2.clone(), every.counts.clone());
+            Box::pin(h2::drive(h2, stream, service, idle, self.stop, counts)).await;
             return;
         }
+        let driving = every.driving;
         connection::drive(
-            self.builder,
+            &every.builder,
             stream,
             service,
-            self.driving,
+            driving,
             self.stop,
-            self.counts,
+            &every.counts,
         )
         .await;
     }
