@@ -182,7 +182,7 @@ macro_rules! on_transport {
 pub(super) struct ClientStream {
     inner: Transport,
     unread: Bytes,
-    activity: Arc<Activity>,
+    pub(super) activity: Arc<Activity>,
     /// A cleartext connection that began with the HTTP/2 preface.
     h2: bool,
 }
@@ -502,8 +502,11 @@ async fn wait_parked(
     let waited = driving.park_idle_after.unwrap_or_default();
     let left = driving.idle_timeout.saturating_sub(waited);
     let socket = stream.tcp();
+    // Polled for readiness rather than awaiting `readable()`, whose future
+    // is 150 bytes every parked connection would carry.
+    let readable = std::future::poll_fn(|cx| socket.poll_read_ready(cx));
     tokio::select! {
-        readable = socket.readable() => readable.is_ok(),
+        readable = readable => readable.is_ok(),
         _ = tokio::time::sleep(left) => false,
         _ = stopped(stop) => false,
     }

@@ -394,11 +394,31 @@ impl<P: ProxyHttp> Accepted<P> {
     /// Read any PROXY header and complete any TLS handshake (on this
     /// connection's own task, so a slow client holds up no one), then
     /// serve requests until it closes.
-    async fn serve(self, stream: TcpStream, mut client: SocketAddr) {
+    ///
+    /// The task keeps this future for as long as the connection lives,
+    /// parked or not, so it holds little: the opening is boxed and gone
+    /// once done, and the driver is boxed.
+    async fn serve(self, stream: TcpStream, client: SocketAddr) {
+        // Made within one statement, so that nothing but the driver is
+        // kept across the wait.
+        let driver = match Box::pin(self.open(stream, client)).await {
+            Some((stream, client)) => self.driver(stream, client),
+            None => return,
+        };
+        driver.await;
+    }
+
+    /// The connection ready for HTTP, and the client's address (the one a
+    /// PROXY header names, if any); `None` if it failed or went quiet first.
+    async fn open(
+        &self,
+        stream: TcpStream,
+        mut client: SocketAddr,
+    ) -> Option<(ClientStream, ClientAddr)> {
         let every = &*self.server;
         let stream = match every.proxy_header_timeout {
             None => Prefixed::new(stream),
-            Some(timeout) => match Box::pin(proxy_protocol::read_header(stream, timeout)).await {
+            Some(timeout) => match proxy_protocol::read_header(stream, timeout).await {
                 Ok((named, stream)) => {
                     client = named.unwrap_or(client);
                     stream
@@ -406,50 +426,57 @@ impl<P: ProxyHttp> Accepted<P> {
                 Err(e) => {
                     every.counts.proxy_header_failed_now();
                     debug!(peer = %client, error = %e, "no valid PROXY header; connection closed");
-                    return;
+                    return None;
                 }
             },
         };
         let activity = Arc::new(Activity::default());
-        let activity_for_stream = Arc::clone(&activity);
-        let (stream, secure) = match self.tls {
+        let (stream, secure) = match &self.tls {
             None => {
                 // HTTP/2 with prior knowledge starts with its preface.
-                let sniffed = Box::pin(h2::sniff_preface(stream, every.header_read_timeout));
-                let (h2, stream) = match sniffed.await {
+                let (h2, stream) = match h2::sniff_preface(stream, every.header_read_timeout).await
+                {
                     Ok(sniffed) => sniffed,
                     Err(e) => {
                         debug!(client = %client, error = %e, "reading a new connection failed");
-                        return;
+                        return None;
                     }
                 };
-                let stream = ClientStream::new(stream, every.write_timeout, activity_for_stream);
+                let stream = ClientStream::new(stream, every.write_timeout, activity);
                 (stream.with_h2(h2), false)
             }
             Some(acceptor) => {
-                // Boxed: the handshake's state is large, and a cleartext
-                // connection's task should not carry room for it.
-                let handshake = Box::pin(ClientStream::tls(
+                let handshake = ClientStream::tls(
                     stream,
                     every.write_timeout,
-                    activity_for_stream,
-                    acceptor,
+                    activity,
+                    acceptor.clone(),
                     every.tls_handshake_timeout,
-                ));
+                );
                 match handshake.await {
                     Ok(stream) => (stream, true),
                     Err(e) => {
                         every.counts.handshake_failed();
                         debug!(client = %client, error = %e, "TLS handshake with a client failed");
-                        return;
+                        return None;
                     }
                 }
             }
         };
         // With its IP's text for the forwarding headers, made once per connection.
-        let client = ClientAddr::new(client).with_tls(secure);
+        Some((stream, ClientAddr::new(client).with_tls(secure)))
+    }
+
+    /// Serve requests on `stream` until it closes, over HTTP/2 if it spoke
+    /// the preface or chose `h2`, else HTTP/1.1.
+    fn driver(
+        &self,
+        stream: ClientStream,
+        client: ClientAddr,
+    ) -> Pin<Box<dyn Future<Output = ()> + Send + '_>> {
+        let every = &*self.server;
         let (proxy, shared) = (Arc::clone(&every.proxy), Arc::clone(&every.shared));
-        let idle = (Arc::clone(&activity), every.h2_idle_timeout);
+        let activity = Arc::clone(&stream.activity);
         let service = service_fn(move |request| {
             let (proxy, shared) = (Arc::clone(&proxy), Arc::clone(&shared));
             let in_flight = activity.start_response();
@@ -458,21 +485,20 @@ impl<P: ProxyHttp> Accepted<P> {
                 in_flight: Some(in_flight),
             }
         });
+        let stop = self.stop.clone();
         if stream.speaks_h2() {
             let (h2, counts) = (every.h2.clone(), every.counts.clone());
-            Box::pin(h2::drive(h2, stream, service, idle, self.stop, counts)).await;
-            return;
+            let idle = (Arc::clone(&stream.activity), every.h2_idle_timeout);
+            return Box::pin(h2::drive(h2, stream, service, idle, stop, counts));
         }
-        let driving = every.driving;
-        connection::drive(
+        Box::pin(connection::drive(
             &every.builder,
             stream,
             service,
-            driving,
-            self.stop,
+            every.driving,
+            stop,
             &every.counts,
-        )
-        .await;
+        ))
     }
 }
 
