@@ -162,15 +162,22 @@ impl ClientIdentity {
 /// 32 random hex digits (written by hand: `format!` cost more than the
 /// rest of the request's identity together).
 fn new_request_id() -> HeaderValue {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    let mut id = [0u8; 32];
-    let words = [crate::random::next_u64(), crate::random::next_u64()];
-    for (i, digit) in id.iter_mut().enumerate() {
-        let nibble = (words[i / 16] >> (60 - 4 * (i % 16))) & 0xf;
-        *digit = HEX[nibble as usize];
-    }
+    let id = hex_digits(crate::random::next_u64(), crate::random::next_u64());
     // Hex digits only: always a valid header value.
     HeaderValue::from_bytes(&id).unwrap_or(HeaderValue::from_static("0"))
+}
+
+/// `high` then `low` as 32 lower-case hex digits, two per byte.
+fn hex_digits(high: u64, low: u64) -> [u8; 32] {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut id = [0u8; 32];
+    let bytes = ((u128::from(high) << 64) | u128::from(low)).to_be_bytes();
+    // Each index is below 16: no bounds checks.
+    for (pair, byte) in id.chunks_exact_mut(2).zip(bytes) {
+        pair[0] = HEX[usize::from(byte >> 4)];
+        pair[1] = HEX[usize::from(byte & 0xf)];
+    }
+    id
 }
 
 fn x_forwarded(
@@ -346,6 +353,16 @@ mod tests {
         assert_ne!(
             trusting.request_id(&odd, "10.0.0.1".parse().unwrap()),
             "has space"
+        );
+    }
+
+    #[test]
+    fn request_ids_are_the_random_bits_in_hex() {
+        let id = super::hex_digits(0x0123_4567_89ab_cdef, 0xfedc_ba98_7654_3210);
+        assert_eq!(&id, b"0123456789abcdeffedcba9876543210");
+        assert_eq!(
+            &super::hex_digits(0, u64::MAX),
+            b"0000000000000000ffffffffffffffff"
         );
     }
 
