@@ -384,10 +384,8 @@ where
         loop {
             activity.answered.store(0, Ordering::Relaxed);
             let connection = Box::new(builder.serve_connection(TokioIo::new(stream), service));
-            // Boxed so that a parked connection's task holds only what waiting
-            // needs, not the larger state of driving hyper.
-            // Taken apart at once: a `Parts` (or an `Ended`) kept whole
-            // would hold its room in the parked state.
+            // What hyper hands back is taken apart at once: a `Parts` (or
+            // an `Ended`) kept whole would hold its room in the parked state.
             let http1::Parts {
                 io,
                 read_buf,
