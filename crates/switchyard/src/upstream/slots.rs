@@ -67,6 +67,14 @@ impl Server {
         self.queue.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// Whether no request waits, looked at without the queue's lock: every
+    /// request is counted before it joins the queue, and looks in the pool
+    /// once more after joining, so a request this misses finds what the
+    /// caller leaves in the pool.
+    fn nobody_waits(&self) -> bool {
+        self.pending.load(Ordering::Acquire) == 0
+    }
+
     /// Give a closed connection's place to the longest-waiting request,
     /// else free it.
     fn release(self: Arc<Self>) {
@@ -126,10 +134,15 @@ impl Slot {
     /// wait, it is closed: its place goes to the first of them.
     pub(crate) fn offer(conn: UpstreamConn) -> Option<UpstreamConn> {
         let server = match &conn.link {
-            Link::Http1 { slot, .. } => slot.0.clone(),
+            Link::Http1 { slot, .. } => slot.0.as_ref(),
             Link::Http2 { .. } => None,
         };
-        let Some(server) = server else {
+        // Nearly always: nobody waits, and the connection goes to the pool
+        // without a lock taken here.
+        let Some(server) = server
+            .filter(|server| !server.nobody_waits())
+            .map(Arc::clone)
+        else {
             return Some(conn);
         };
         let mut conn = conn;
@@ -171,10 +184,11 @@ impl Slot {
     /// Whether a request for `key` waits at this slot's server.
     pub(crate) fn awaited(&self, key: &PoolKey) -> bool {
         self.0.as_ref().is_some_and(|server| {
-            server
-                .queue()
-                .iter()
-                .any(|q| !q.handoff.is_closed() && q.key.as_ref() == Some(key))
+            !server.nobody_waits()
+                && server
+                    .queue()
+                    .iter()
+                    .any(|q| !q.handoff.is_closed() && q.key.as_ref() == Some(key))
         })
     }
 }
