@@ -158,6 +158,8 @@ fn upstreams(view: &View) -> String {
                         "ejected_for_ms": s.ejected_for.map(|d| d.as_millis() as u64),
                         "ejections": s.ejections,
                         "reason": s.reason,
+                        "held_for_ms": s.held_for.map(|d| d.as_millis() as u64),
+                        "held_because": s.held_because,
                     })
                 })
                 .collect();

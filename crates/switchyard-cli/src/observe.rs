@@ -19,11 +19,13 @@ use crate::config::LogFormat;
 mod connections;
 mod grpc;
 mod handles;
+mod pushback;
 mod upgrades;
 
 use connections::ConnectionMetrics;
 use grpc::GrpcMetrics;
 use handles::HandleCache;
+use pushback::PushbackMetrics;
 use switchyard::proxy::UpgradeRecord;
 use switchyard::proxy::grpc::GrpcStatus;
 use upgrades::UpgradeMetrics;
@@ -68,6 +70,7 @@ pub struct Observer {
     connections: ConnectionMetrics,
     upgrades: UpgradeMetrics,
     grpc: GrpcMetrics,
+    pushback: PushbackMetrics,
     registry: Registry,
     sink: Option<Sink>,
     out: Mutex<std::io::Stdout>,
@@ -89,12 +92,14 @@ impl Observer {
         let connections = ConnectionMetrics::register(&mut registry);
         let upgrades = UpgradeMetrics::register(&mut registry);
         let grpc = GrpcMetrics::register(&mut registry);
+        let pushback = PushbackMetrics::register(&mut registry);
         Observer {
             access_log,
             metrics,
             connections,
             upgrades,
             grpc,
+            pushback,
             registry,
             sink: None,
             out: Mutex::new(std::io::stdout()),
@@ -125,6 +130,12 @@ impl Observer {
     pub fn count_grpc(&self, upstream: Option<&Arc<String>>, code: u32) {
         self.grpc
             .record(upstream.unwrap_or(&self.metrics.no_upstream), code);
+    }
+
+    /// Count a server of `upstream` held out of selection after it answered
+    /// `status` with `Retry-After`.
+    pub fn count_held(&self, upstream: &Arc<String>, status: u16) {
+        self.pushback.record(upstream, status);
     }
 
     /// Whether [`log`](Self::log) has anywhere to write, so the caller can
@@ -280,7 +291,7 @@ struct UpstreamReason {
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct NotTakenLabels {
+struct ReasonNote {
     upstream: Arc<String>,
     reason: &'static str,
     note: &'static str,
@@ -297,8 +308,8 @@ struct Metrics {
     no_upstream: Arc<String>,
     requests: Family<RequestLabels, Counter>,
     attempts: Family<UpstreamReason, Counter>,
-    retries: Family<UpstreamReason, Counter>,
-    retries_not_taken: Family<NotTakenLabels, Counter>,
+    retries: Family<ReasonNote, Counter>,
+    retries_not_taken: Family<ReasonNote, Counter>,
     upstream_errors: Family<UpstreamReason, Counter>,
     latency: LatencyFamily,
     /// What a successful request counts, looked up without the families.
@@ -331,7 +342,7 @@ impl Metrics {
         );
         registry.register(
             "retries",
-            "Retries taken, by the failure that caused them",
+            "Retries taken, by the failure that caused them and the hook's note (next-peer, same-peer, idempotency-key, ...)",
             metrics.retries.clone(),
         );
         registry.register(
@@ -385,11 +396,16 @@ impl Metrics {
                     .get_or_create(&labels(kind.as_str()))
                     .inc();
                 if attempt.decision == Decision::Retry {
-                    self.retries.get_or_create(&labels(kind.as_str())).inc();
+                    let key = ReasonNote {
+                        upstream: Arc::clone(upstream),
+                        reason: kind.as_str(),
+                        note: attempt.note.unwrap_or(""),
+                    };
+                    self.retries.get_or_create(&key).inc();
                 }
             }
             if let Some((reason, note)) = not_taken_reason(attempt) {
-                let key = NotTakenLabels {
+                let key = ReasonNote {
                     upstream: Arc::clone(upstream),
                     reason,
                     note,

@@ -4,17 +4,21 @@
 //! `upstream_peer` picks a server the request has not tried yet (or the same
 //! one again when a rule says so), and the failure hooks apply the route's
 //! `RetryRules`, leaving a note on every verdict so the access log and the
-//! metrics can say why a retry was or was not taken.
+//! metrics can say why a retry was or was not taken. A POST or PATCH that
+//! carries an idempotency key (when the route names its header) is resent
+//! like an idempotent request, with the note `idempotency-key`.
 
 use std::net::SocketAddr;
 use std::sync::{Arc, RwLock};
-use std::time::Instant;
+use std::time::{Duration, Instant, SystemTime};
 
 use http::{HeaderValue, StatusCode, header};
 use switchyard::AttemptLog;
 use switchyard::lb::hash_bytes;
 use switchyard::policy::budget::RetryBudget;
+use switchyard::policy::idempotency::Resend;
 use switchyard::policy::limits::RetryLimits;
+use switchyard::policy::pushback::{RETRY_AFTER_NOTE, retry_after};
 use switchyard::policy::rules::Judgement;
 use switchyard::prelude::*;
 use switchyard::proxy::grpc;
@@ -64,6 +68,29 @@ impl ConfigProxy {
         ctx.route
             .clone()
             .ok_or_else(|| Error::explain(ErrorKind::Internal, "no route chosen for this request"))
+    }
+
+    /// A 503 or 429 with `Retry-After` keeps its server out of selection
+    /// for that long (at most `max_retry_after`); the wait, if any.
+    fn push_back(
+        &self,
+        route: &Route,
+        session: &Session,
+        head: &ResponseHeader,
+    ) -> Option<Duration> {
+        // Most answers are neither: no clock read for them.
+        if !matches!(head.status.as_u16(), 503 | 429) {
+            return None;
+        }
+        let cap = route.policy.max_retry_after;
+        let wait = retry_after(head.status, &head.headers, SystemTime::now(), cap)?;
+        let peer = session.attempts().last()?.peer;
+        let now = Instant::now();
+        let why = format!("{} with Retry-After ({wait:?})", head.status.as_u16());
+        route.group.health.hold(peer, now + wait, why, now);
+        self.observer
+            .count_held(&route.group.label, head.status.as_u16());
+        Some(wait)
     }
 
     fn match_route(&self, session: &Session) -> Option<Arc<Route>> {
@@ -124,6 +151,17 @@ fn apply(
     e
 }
 
+/// A retry that only the request's idempotency key made safe says so in
+/// the trace (`idempotency-key`).
+fn keyed(mut e: Box<Error>, resend: Resend) -> Box<Error> {
+    if e.retry()
+        && let Some(note) = resend.note()
+    {
+        e.set_retry_note(note);
+    }
+    e
+}
+
 impl ProxyHttp for ConfigProxy {
     type CTX = Ctx;
 
@@ -152,7 +190,9 @@ impl ProxyHttp for ConfigProxy {
     }
 
     fn retry_limits(&self, _session: &Session, ctx: &Ctx) -> RetryLimits {
-        self.route(ctx).map(|r| r.policy.limits).unwrap_or_default()
+        self.route(ctx)
+            .map(|r| r.policy.limits.clone())
+            .unwrap_or_default()
     }
 
     fn retry_budget(&self, _session: &Session, ctx: &Ctx) -> Option<Arc<RetryBudget>> {
@@ -219,12 +259,13 @@ impl ProxyHttp for ConfigProxy {
     ) -> Box<Error> {
         match self.route(ctx) {
             Ok(route) => {
+                let resend = session.resend_safety(route.policy.idempotency_key.as_ref());
                 let judgement =
                     route
                         .policy
                         .rules
-                        .on_proxy_error(e.kind(), reused, session.is_idempotent());
-                apply(judgement, ctx, Some(peer.address), e)
+                        .on_proxy_error(e.kind(), reused, resend.allowed());
+                keyed(apply(judgement, ctx, Some(peer.address), e), resend)
             }
             Err(_) => e,
         }
@@ -237,6 +278,7 @@ impl ProxyHttp for ConfigProxy {
         ctx: &mut Ctx,
     ) -> Option<Box<Error>> {
         let route = self.route(ctx).ok()?;
+        let wait = self.push_back(&route, session, head);
         let rules = &route.policy.rules;
         if rules.retry_on.grpc_unavailable
             && session.is_grpc()
@@ -262,16 +304,24 @@ impl ProxyHttp for ConfigProxy {
         if !route.policy.rules.retry_on.statuses.contains(&status) {
             return None;
         }
-        let judgement = route
-            .policy
-            .rules
-            .on_status(status, session.is_idempotent());
+        let resend = session.resend_safety(route.policy.idempotency_key.as_ref());
+        let judgement = route.policy.rules.on_status(status, resend.allowed());
         let e = Error::explain(
             ErrorKind::UpstreamStatus,
             format!("upstream answered {status}"),
         );
         let peer = session.attempts().last().map(|a| a.peer);
-        Some(apply(judgement, ctx, peer, e))
+        let mut e = keyed(apply(judgement, ctx, peer, e), resend);
+        // The server asked for time: the retry goes elsewhere, or, with no
+        // other server left, waits for it.
+        if e.retry()
+            && let Some(wait) = wait
+            && !another_server_left(&route.group, session)
+        {
+            e.set_retry_delay(wait);
+            e.set_retry_note(RETRY_AFTER_NOTE);
+        }
+        Some(e)
     }
 
     async fn upstream_request_filter(
@@ -370,6 +420,18 @@ impl ProxyHttp for ConfigProxy {
         };
         self.observer.log(&finished);
     }
+}
+
+/// Whether the group has a server this request has not tried that is not
+/// avoided now (down, ejected, or asking for time).
+fn another_server_left(group: &Group, session: &Session) -> bool {
+    let avoid = group.health.avoid(Instant::now());
+    let tried = session.attempts().records();
+    group
+        .health
+        .peers()
+        .iter()
+        .any(|p| !avoid.contains(p) && !tried.iter().any(|r| r.peer == *p))
 }
 
 /// Lower the load counts this request raised, with each attempt's latency.

@@ -189,6 +189,15 @@ fn the_demo_runs_and_explains_itself() {
         text.contains("retries not taken      hook-declined [not-idempotent] 1"),
         "{text}"
     );
+    let keyed = lines
+        .iter()
+        .rposition(|l| l.contains("POST /api/orders"))
+        .unwrap();
+    assert!(lines[keyed].contains("200 in"), "{text}");
+    assert!(
+        lines[keyed + 1].contains("-> retry [idempotency-key]"),
+        "{text}"
+    );
 }
 
 #[tokio::test]

@@ -90,7 +90,7 @@ async fn retries_go_to_servers_not_yet_tried_and_post_is_not_sent_twice() {
     let metrics = common::admin_get(proxy.admin.unwrap(), "/metrics").await;
     assert!(
         metrics
-            .contains("switchyard_retries_total{upstream=\"app\",reason=\"closed-before-head\"} 2"),
+            .contains("switchyard_retries_total{upstream=\"app\",reason=\"closed-before-head\",note=\"next-peer\"} 2"),
         "{metrics}"
     );
     assert!(

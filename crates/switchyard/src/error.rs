@@ -72,6 +72,9 @@ pub enum ErrorKind {
     /// did not process the request (RFC 9113 section 8.7), so a retry is
     /// safe for any method. Judged by `fail_to_connect`.
     StreamRefused,
+    /// The request's deadline passed, or is too close for another attempt
+    /// to finish within it (the attempts' own errors are in the trace).
+    DeadlineExceeded,
 }
 
 impl ErrorKind {
@@ -100,6 +103,7 @@ impl ErrorKind {
             ErrorKind::UnsupportedRequest => "unsupported-request",
             ErrorKind::Internal => "internal",
             ErrorKind::StreamRefused => "stream-refused",
+            ErrorKind::DeadlineExceeded => "deadline-exceeded",
         }
     }
 
@@ -125,6 +129,7 @@ impl ErrorKind {
                 | ErrorKind::WriteTimedOut
                 | ErrorKind::ResponseHeadTimedOut
                 | ErrorKind::ResponseBodyTimedOut
+                | ErrorKind::DeadlineExceeded
         )
     }
 
@@ -188,6 +193,7 @@ pub struct Error {
     side: Side,
     retry: bool,
     retry_note: Option<&'static str>,
+    retry_delay: std::time::Duration,
     peer: Option<String>,
     context: Option<Cow<'static, str>>,
     cause: Option<Cause>,
@@ -201,6 +207,7 @@ impl Error {
             side: kind.default_side(),
             retry: false,
             retry_note: None,
+            retry_delay: std::time::Duration::ZERO,
             peer: None,
             context: None,
             cause: None,
@@ -261,6 +268,19 @@ impl Error {
     /// Explain the retry verdict for operators.
     pub fn set_retry_note(&mut self, note: &'static str) {
         self.retry_note = Some(note);
+    }
+
+    /// The least time a retry of this error waits (zero unless a hook set
+    /// one, such as the upstream's `Retry-After`).
+    pub fn retry_delay(&self) -> std::time::Duration {
+        self.retry_delay
+    }
+
+    /// Make a retry of this error wait at least `delay` (on top of nothing:
+    /// the wait is the longer of this and the backoff). The deadline still
+    /// applies: a retry that could not start before it is not made.
+    pub fn set_retry_delay(&mut self, delay: std::time::Duration) {
+        self.retry_delay = delay;
     }
 
     /// The peer the error happened on, as `ip:port`, when one was involved.

@@ -16,6 +16,8 @@ use super::routes::{HeaderEditsSection, HeaderMatchEntry};
 use super::tls::{ListenerTlsSection, UpstreamTlsSection};
 use super::units::{Dur, Size};
 
+pub use super::retry_section::{BackoffSection, RetryOnEntry, RetryOverride, RetrySection};
+
 /// The whole file.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
@@ -282,77 +284,6 @@ pub enum SelectionName {
     Hash,
 }
 
-/// `[upstreams.NAME.retry]`.
-#[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct RetrySection {
-    /// Attempts per request, the first included (the library caps retries at 16).
-    #[serde(default = "defaults::max_attempts")]
-    pub max_attempts: usize,
-    /// Which failures are retried: `connect-failure`, `reset-before-response`,
-    /// `timeout`, and status codes such as `503`.
-    #[serde(default = "defaults::retry_on")]
-    pub retry_on: Vec<Spanned<RetryOnEntry>>,
-    /// Retry POST, PATCH and other non-idempotent requests after they were sent.
-    #[serde(default)]
-    pub non_idempotent: bool,
-    /// Wait between attempts, full jitter; none by default.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub backoff: Option<BackoffSection>,
-    /// Time the whole request may take, all attempts included; none by default.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub deadline: Option<Dur>,
-    /// Request body bytes kept for replay on retry.
-    #[serde(default = "defaults::replay_buffer")]
-    pub replay_buffer: Size,
-    /// Retries may add at most this percent to the group's requests of the
-    /// last `budget_window` (0: only the floor).
-    #[serde(default = "defaults::budget_percent")]
-    pub budget_percent: u32,
-    /// Retries allowed per second whatever the traffic.
-    #[serde(default = "defaults::budget_min_per_second")]
-    pub budget_min_per_second: u32,
-    /// How far back the budget counts requests and retries.
-    #[serde(default = "defaults::budget_window")]
-    pub budget_window: Dur,
-}
-
-impl Default for RetrySection {
-    fn default() -> Self {
-        RetrySection {
-            max_attempts: defaults::max_attempts(),
-            retry_on: defaults::retry_on(),
-            non_idempotent: false,
-            backoff: None,
-            deadline: None,
-            replay_buffer: defaults::replay_buffer(),
-            budget_percent: defaults::budget_percent(),
-            budget_min_per_second: defaults::budget_min_per_second(),
-            budget_window: defaults::budget_window(),
-        }
-    }
-}
-
-/// One `retry_on` entry: a failure name or a status code.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(untagged)]
-pub enum RetryOnEntry {
-    /// An HTTP status.
-    Status(u16),
-    /// A failure name.
-    Name(String),
-}
-
-/// `backoff = { base = "25ms", cap = "250ms" }`.
-#[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct BackoffSection {
-    /// The first window.
-    pub base: Dur,
-    /// The largest window.
-    pub cap: Dur,
-}
-
 /// A `[[routes]]` entry.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
@@ -394,31 +325,6 @@ pub struct RouteSection {
     /// This route's request body limit (`0`: none); `[server]`'s if unset.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_request_body: Option<Size>,
-}
-
-/// A route's retry overrides: any key of `[upstreams.NAME.retry]` but the
-/// `budget_*` keys (the budget is the group's, shared by its routes).
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct RetryOverride {
-    /// See [`RetrySection::max_attempts`].
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub max_attempts: Option<usize>,
-    /// See [`RetrySection::retry_on`].
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub retry_on: Option<Vec<Spanned<RetryOnEntry>>>,
-    /// See [`RetrySection::non_idempotent`].
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub non_idempotent: Option<bool>,
-    /// See [`RetrySection::backoff`].
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub backoff: Option<BackoffSection>,
-    /// See [`RetrySection::deadline`].
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub deadline: Option<Dur>,
-    /// See [`RetrySection::replay_buffer`].
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub replay_buffer: Option<Size>,
 }
 
 /// The defaults, in one place (`docs/config.md` lists them too).
@@ -496,6 +402,10 @@ pub mod defaults {
     pub(crate) fn weight() -> u32 {
         1
     }
+    pub(crate) fn max_retry_after() -> Dur {
+        Dur(switchyard::policy::pushback::DEFAULT_MAX_RETRY_AFTER)
+    }
+
     pub(crate) fn replay_buffer() -> Size {
         Size(64 * 1024)
     }

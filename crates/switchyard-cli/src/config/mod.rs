@@ -19,6 +19,7 @@ pub mod health;
 pub mod protocol;
 mod resolve;
 mod retry;
+mod retry_section;
 pub mod routes;
 pub mod tls;
 pub mod units;

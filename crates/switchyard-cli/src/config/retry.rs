@@ -3,6 +3,9 @@
 
 use std::time::Duration;
 
+use http::HeaderName;
+use switchyard::proxy::grpc::GRPC_TIMEOUT;
+
 use switchyard::policy::backoff::Backoff;
 use switchyard::policy::budget::BudgetPolicy;
 use switchyard::policy::limits::RetryLimits;
@@ -27,6 +30,10 @@ pub struct RetryPolicy {
     pub limits: RetryLimits,
     /// Request body bytes kept for replay.
     pub replay_buffer: usize,
+    /// The header whose key makes a POST or PATCH safe to resend, if any.
+    pub idempotency_key: Option<HeaderName>,
+    /// The longest `Retry-After` honoured.
+    pub max_retry_after: Duration,
 }
 
 pub(super) fn retry_policy(
@@ -50,6 +57,21 @@ pub(super) fn retry_policy(
         Some(b) => Some(Backoff::new(b.base.0, b.cap.0)),
         None => None,
     };
+    let idempotency_key = header_name(
+        source,
+        &retry.idempotency_key,
+        &format!("{key}.idempotency_key"),
+    )?;
+    let deadline_header = header_name(
+        source,
+        &retry.deadline_header,
+        &format!("{key}.deadline_header"),
+    )?;
+    if deadline_header == Some(GRPC_TIMEOUT) {
+        let message =
+            "grpc-timeout is honoured for gRPC calls already; name a header carrying milliseconds";
+        return Err(source.error(None, &format!("{key}.deadline_header"), message));
+    }
     Ok(RetryPolicy {
         rules: RetryRules {
             retry_on,
@@ -59,9 +81,27 @@ pub(super) fn retry_policy(
             max_retries: Some(retry.max_attempts - 1),
             backoff,
             deadline: retry.deadline.map(|d| d.0),
+            deadline_header,
+            retry_when_attempt_header: retry.retry_when_attempt_header,
         },
         replay_buffer: retry.replay_buffer.0,
+        idempotency_key,
+        max_retry_after: retry.max_retry_after.0,
     })
+}
+
+/// A header name from the config; `None` when absent or empty.
+fn header_name(
+    source: &Source<'_>,
+    name: &Option<String>,
+    key: &str,
+) -> Result<Option<HeaderName>, ConfigError> {
+    match name.as_deref() {
+        None | Some("") => Ok(None),
+        Some(name) => HeaderName::from_bytes(name.as_bytes())
+            .map(Some)
+            .map_err(|_| source.error(None, key, format!("{name:?} is not a header name"))),
+    }
 }
 
 fn retry_on(
@@ -133,14 +173,26 @@ pub(super) fn with_overrides(group: &RetrySection, overrides: &RetryOverride) ->
     if let Some(v) = overrides.non_idempotent {
         merged.non_idempotent = v;
     }
+    if let Some(v) = &overrides.idempotency_key {
+        merged.idempotency_key = Some(v.clone());
+    }
     if let Some(v) = &overrides.backoff {
         merged.backoff = Some(v.clone());
     }
     if let Some(v) = overrides.deadline {
         merged.deadline = Some(v);
     }
+    if let Some(v) = &overrides.deadline_header {
+        merged.deadline_header = Some(v.clone());
+    }
     if let Some(v) = overrides.replay_buffer {
         merged.replay_buffer = v;
+    }
+    if let Some(v) = overrides.max_retry_after {
+        merged.max_retry_after = v;
+    }
+    if let Some(v) = overrides.retry_when_attempt_header {
+        merged.retry_when_attempt_header = v;
     }
     merged
 }

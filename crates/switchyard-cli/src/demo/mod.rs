@@ -22,33 +22,53 @@ mod upstreams;
 /// The embedded default config, with `{refused}` and friends to fill in.
 const CONFIG_TEMPLATE: &str = include_str!("demo.toml");
 
-/// The burst of demo traffic: method, path, what it shows.
-const TRAFFIC: [(&str, &str, &str); 6] = [
+/// One demo request: method, path, the `Idempotency-Key` it carries (if
+/// any), and what it shows.
+type DemoRequest = (
+    &'static str,
+    &'static str,
+    Option<&'static str>,
+    &'static str,
+);
+
+/// The burst of demo traffic.
+const TRAFFIC: [DemoRequest; 7] = [
     (
         "GET",
         "/",
+        None,
         "the shop: refused, then a blackholed server raced after 50 ms",
     ),
     (
         "GET",
         "/products",
+        None,
         "the shop again: the blackholed server loses another race",
     ),
     (
         "GET",
         "/cart",
+        None,
         "the shop a third time: that server is now ejected",
     ),
     (
         "GET",
         "/api/items",
+        None,
         "flaky server drops it: a GET is safe to retry",
     ),
-    ("GET", "/api/items", "flaky server answers this one"),
+    ("GET", "/api/items", None, "flaky server answers this one"),
     (
         "POST",
         "/api/orders",
+        None,
         "flaky server drops it: a POST is not sent twice",
+    ),
+    (
+        "POST",
+        "/api/orders",
+        Some("\"order-7f3a\""),
+        "the same POST with an Idempotency-Key: the origin deduplicates by the key, so it is retried",
     ),
 ];
 
@@ -97,17 +117,17 @@ async fn demo(keep_running: bool, log_format: Option<LogFormat>) -> Result<(), S
     );
     println!("  {:<21} healthy", upstreams.healthy);
     println!(
-        "  {:<21} flaky: drops every other request before answering",
+        "  {:<21} flaky: drops every other GET, and every POST, before answering",
         upstreams.flaky
     );
     println!(
-        "Routes: /api -> [flaky] with [healthy] as backup; everything else -> [refused, blackholed, healthy].\n"
+        "Routes: /api -> [flaky] with [healthy] as backup, Idempotency-Key honoured; everything else -> [refused, blackholed, healthy].\n"
     );
 
     let mut seen = Vec::new();
-    for (i, (method, path, what)) in TRAFFIC.iter().enumerate() {
+    for (i, (method, path, key, what)) in TRAFFIC.iter().enumerate() {
         let started = Instant::now();
-        let status = send(proxy, method, path).await;
+        let status = send(proxy, method, path, *key).await;
         let request = finished
             .recv_timeout(DEMO_PATIENCE)
             .map_err(|_| format!("no log of request {path} within {DEMO_PATIENCE:?}"))?;
@@ -133,8 +153,14 @@ async fn demo(keep_running: bool, log_format: Option<LogFormat>) -> Result<(), S
     Ok(())
 }
 
-/// Send one request on a new connection; the status, or what went wrong.
-async fn send(proxy: SocketAddr, method: &str, path: &str) -> Result<u16, String> {
+/// Send one request on a new connection, with `key` as its
+/// `Idempotency-Key` if given; the status, or what went wrong.
+async fn send(
+    proxy: SocketAddr,
+    method: &str,
+    path: &str,
+    key: Option<&str>,
+) -> Result<u16, String> {
     let stream = tokio::net::TcpStream::connect(proxy)
         .await
         .map_err(|e| e.to_string())?;
@@ -147,12 +173,14 @@ async fn send(proxy: SocketAddr, method: &str, path: &str) -> Result<u16, String
     } else {
         Bytes::new()
     };
-    let request = Request::builder()
+    let mut request = Request::builder()
         .method(Method::from_bytes(method.as_bytes()).map_err(|e| e.to_string())?)
         .uri(path)
-        .header("host", "demo.localhost")
-        .body(Full::new(body))
-        .map_err(|e| e.to_string())?;
+        .header("host", "demo.localhost");
+    if let Some(key) = key {
+        request = request.header("idempotency-key", key);
+    }
+    let request = request.body(Full::new(body)).map_err(|e| e.to_string())?;
     let response = tokio::time::timeout(DEMO_PATIENCE, sender.send_request(request))
         .await
         .map_err(|_| "no answer".to_string())?

@@ -1,6 +1,6 @@
 //! The demo's upstreams, on loopback: one refusing connections, one
 //! blackholed (its accept queue is full, so connects time out), one healthy,
-//! one flaky (it drops every other request before answering).
+//! one flaky (it drops every other GET, and every POST, before answering).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -24,7 +24,7 @@ pub(super) struct DemoUpstreams {
     pub(super) blackholed: SocketAddr,
     /// Answers every request.
     pub(super) healthy: SocketAddr,
-    /// Drops every other request.
+    /// Drops every other GET, and every POST.
     pub(super) flaky: SocketAddr,
     _blackhole: (TcpListener, Vec<TcpStream>),
     tasks: Vec<tokio::task::JoinHandle<()>>,
@@ -78,7 +78,8 @@ async fn blackhole() -> std::io::Result<((TcpListener, Vec<TcpStream>), SocketAd
 }
 
 /// An HTTP server answering "hello from NAME"; with a counter, it drops
-/// every odd-numbered request (the 1st, 3rd, ...) before answering.
+/// every POST and every odd-numbered other request (the 1st, 3rd, ...)
+/// before answering.
 async fn serve(
     name: &'static str,
     drops: Option<Arc<AtomicUsize>>,
@@ -89,10 +90,11 @@ async fn serve(
         while let Ok((stream, _)) = listener.accept().await {
             let drops = drops.clone();
             tokio::spawn(async move {
-                let service = service_fn(move |_request| {
+                let service = service_fn(move |request: http::Request<_>| {
+                    let post = request.method() == http::Method::POST;
                     let dropped = drops
                         .as_ref()
-                        .is_some_and(|n| n.fetch_add(1, Ordering::Relaxed) % 2 == 0);
+                        .is_some_and(|n| post || n.fetch_add(1, Ordering::Relaxed) % 2 == 0);
                     async move {
                         if dropped {
                             // A service error makes hyper close the connection unanswered.

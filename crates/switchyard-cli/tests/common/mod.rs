@@ -24,9 +24,13 @@ pub struct TempConfig {
 }
 
 impl TempConfig {
+    /// A file named after `name`; each call gets its own directory, so two
+    /// tests of one binary that pick the same name do not share a file.
     pub fn new(name: &str, text: &str) -> TempConfig {
+        static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let dir =
-            std::env::temp_dir().join(format!("switchyard-test-{}-{name}", std::process::id()));
+            std::env::temp_dir().join(format!("switchyard-test-{}-{n}-{name}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join(format!("{name}.toml"));
         std::fs::write(&path, text).unwrap();

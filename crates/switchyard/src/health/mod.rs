@@ -76,17 +76,27 @@ pub struct PeerStatus {
     pub ejections: u32,
     /// Why it was last ejected (or why an ejection was refused).
     pub reason: Option<String>,
+    /// Time left of the wait it asked for (`Retry-After`), if it asked.
+    pub held_for: Option<Duration>,
+    /// What it answered when it asked for that wait.
+    pub held_because: Option<String>,
 }
 
 #[derive(Debug, Default)]
 struct Peer {
     active: ActiveState,
     outlier: OutlierState,
+    /// Until when the peer asked to be left alone, and why.
+    held: Option<(Instant, String)>,
 }
 
 impl Peer {
     fn usable(&self, now: Instant) -> bool {
-        self.active.verdict() != Verdict::Down && !self.outlier.ejected(now)
+        self.active.verdict() != Verdict::Down && !self.outlier.ejected(now) && !self.held(now)
+    }
+
+    fn held(&self, now: Instant) -> bool {
+        self.held.as_ref().is_some_and(|(until, _)| now < *until)
     }
 }
 
@@ -262,6 +272,48 @@ impl UpstreamHealth {
         }
     }
 
+    /// `peer` asked to be left alone until `until` (a 503 or 429 with
+    /// `Retry-After`; `why` says which): selection avoids it until then,
+    /// as it avoids an ejected peer, and the admin view shows why. A later
+    /// `until` extends the wait; an earlier one does not shorten it. It
+    /// says nothing about the peer's failures: outlier counts are untouched.
+    ///
+    /// ```
+    /// use std::time::{Duration, Instant};
+    /// use switchyard::health::{OutlierPolicy, Thresholds, UpstreamHealth};
+    ///
+    /// let (a, b) = ("127.0.0.1:9001".parse().unwrap(), "127.0.0.1:9002".parse().unwrap());
+    /// let health = UpstreamHealth::new(&[a, b], OutlierPolicy::default(), Thresholds::default());
+    /// let now = Instant::now();
+    /// health.hold(a, now + Duration::from_secs(5), "503 with Retry-After: 5".into(), now);
+    /// assert_eq!(health.avoid(now), vec![a]);
+    /// assert!(health.avoid(now + Duration::from_secs(5)).is_empty());
+    /// ```
+    pub fn hold(&self, peer: SocketAddr, until: Instant, why: String, now: Instant) {
+        let Some(index) = self.index(peer) else {
+            return;
+        };
+        let mut peers = lock(&self.peers);
+        let was_usable = peers[index].usable(now);
+        let longer = peers[index]
+            .held
+            .as_ref()
+            .is_none_or(|(held_until, _)| *held_until < until);
+        if !longer {
+            return;
+        }
+        peers[index].held = Some((until, why.clone()));
+        drop(peers);
+        self.impaired.fetch_add(1, Ordering::Relaxed);
+        if was_usable {
+            self.notify(HealthChange {
+                peer,
+                usable: false,
+                reason: format!("asked to wait {:?}: {why}", until - now),
+            });
+        }
+    }
+
     /// Record an active check of `peer`; `detail` says what it saw.
     pub fn record_check(&self, peer: SocketAddr, passed: bool, detail: String, now: Instant) {
         let Some(index) = self.index(peer) else {
@@ -306,6 +358,7 @@ impl UpstreamHealth {
             if let Some(was) = old.index(*addr) {
                 peers[index].active = old_peers[was].active.clone();
                 peers[index].outlier = old_peers[was].outlier.clone();
+                peers[index].held = old_peers[was].held.clone();
                 impaired += 1;
             }
         }
@@ -337,6 +390,16 @@ impl UpstreamHealth {
                     .map(|until| until - now),
                 ejections: p.outlier.ejections(),
                 reason: p.outlier.reason().map(str::to_string),
+                held_for: p
+                    .held
+                    .as_ref()
+                    .filter(|(until, _)| now < *until)
+                    .map(|(until, _)| *until - now),
+                held_because: p
+                    .held
+                    .as_ref()
+                    .filter(|(until, _)| now < *until)
+                    .map(|(_, why)| why.clone()),
             })
             .collect()
     }

@@ -1,5 +1,6 @@
 //! Per-request limits the engine enforces across all attempts of a request:
-//! a retry cap, a backoff between attempts, and a deadline.
+//! a retry cap, a backoff between attempts, and a deadline, which the
+//! client may shorten and the upstream is told (see [`super::deadline`]).
 //!
 //! A proxy returns them from `ProxyHttp::retry_limits` (for instance from
 //! the route the request matched); anything left `None` falls back to the
@@ -7,6 +8,8 @@
 //! larger per-request cap is lowered to it.
 
 use std::time::Duration;
+
+use http::HeaderName;
 
 use super::backoff::Backoff;
 
@@ -21,11 +24,13 @@ use super::backoff::Backoff;
 ///     max_retries: Some(2),
 ///     backoff: Some(Backoff::envoy_default()),
 ///     deadline: Some(Duration::from_secs(5)),
+///     deadline_header: None,
+///     retry_when_attempt_header: false,
 /// };
 /// assert_eq!(limits.retries_within(16), 2);
 /// assert_eq!(RetryLimits::default().retries_within(16), 16);
 /// ```
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RetryLimits {
     /// Most retries after the first attempt.
     pub max_retries: Option<usize>,
@@ -34,6 +39,15 @@ pub struct RetryLimits {
     /// Time the whole request may take, all attempts included, counted from
     /// its arrival. Attempts' timeouts are shortened to fit in it.
     pub deadline: Option<Duration>,
+    /// A request header in which the client may give a shorter deadline,
+    /// in milliseconds (a malformed one is answered 400), and in which the
+    /// upstream is told the time left on each attempt, whatever set the
+    /// deadline. `None`: no such header.
+    pub deadline_header: Option<HeaderName>,
+    /// Retry a request that arrived carrying `x-switchyard-attempt` (it
+    /// came through another Switchyard, which retries it). `false`, the
+    /// default: one layer retries, not this one too.
+    pub retry_when_attempt_header: bool,
 }
 
 impl RetryLimits {

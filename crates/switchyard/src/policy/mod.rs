@@ -8,6 +8,9 @@
 
 pub mod backoff;
 pub mod budget;
+pub mod deadline;
+pub mod idempotency;
 pub mod limits;
+pub mod pushback;
 pub mod retry;
 pub mod rules;

@@ -83,6 +83,9 @@ pub struct RetryFacts {
     pub deadline: Option<Instant>,
     /// When the next attempt would start (now, plus any backoff).
     pub next_attempt_at: Instant,
+    /// The request came through another Switchyard, which retries it
+    /// (see `policy::pushback::outer_layer_retries`).
+    pub outer_layer_retries: bool,
 }
 
 /// Why an attempt was not followed by another.
@@ -101,10 +104,16 @@ pub enum StopReason {
     BudgetExhausted,
     /// The request's deadline would pass before another attempt could start.
     Deadline,
+    /// The time left before the request's deadline is below the learned
+    /// median response time of the server the retry would go to.
+    DeadlineTooClose,
     /// The downstream client failed or left; nobody is waiting for a retry.
     DownstreamFailed,
     /// A hook or the proxy failed; there is nothing to retry.
     InternalError,
+    /// The request came through another Switchyard (it carries
+    /// `x-switchyard-attempt`), which retries it: one layer retries.
+    OuterLayerRetries,
 }
 
 impl StopReason {
@@ -117,8 +126,10 @@ impl StopReason {
             StopReason::AttemptCap => "attempt-cap",
             StopReason::BudgetExhausted => "budget-exhausted",
             StopReason::Deadline => "deadline",
+            StopReason::DeadlineTooClose => "deadline-too-close",
             StopReason::DownstreamFailed => "downstream-failed",
             StopReason::InternalError => "internal-error",
+            StopReason::OuterLayerRetries => "outer-layer-retries",
         }
     }
 }
@@ -150,6 +161,9 @@ pub fn classify(facts: &RetryFacts) -> Result<(), StopReason> {
     }
     if facts.body == BufferState::Truncated {
         return Err(StopReason::BodyNotReplayable);
+    }
+    if facts.outer_layer_retries {
+        return Err(StopReason::OuterLayerRetries);
     }
     if !facts.hook_retry {
         return Err(StopReason::HookDeclined);

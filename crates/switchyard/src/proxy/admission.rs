@@ -18,7 +18,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::body::BufferState;
-use crate::error::ErrorKind;
+use crate::error::{Error, ErrorKind};
 use crate::peer::HttpPeer;
 use crate::policy::backoff::{Backoff, Jitter};
 use crate::policy::budget::RetryBudget;
@@ -53,6 +53,8 @@ pub(super) struct Admission {
     stale_retry_used: bool,
     /// The group's (or server's) budget that retries draw on.
     budget: Option<Arc<RetryBudget>>,
+    /// Another Switchyard in front retries this request.
+    outer_layer_retries: bool,
 }
 
 impl Admission {
@@ -74,7 +76,14 @@ impl Admission {
             next_delay: backoff.map_or(Duration::ZERO, |b| b.delay(0, jitter.draw())),
             stale_retry_used: false,
             budget: None,
+            outer_layer_retries: false,
         }
+    }
+
+    /// Leave every retry of this request to the proxy in front (see
+    /// `policy::pushback::outer_layer_retries`).
+    pub(super) fn leave_retries_outside(&mut self) {
+        self.outer_layer_retries = true;
     }
 
     /// Count this request in `budget` (it goes upstream now) and draw its
@@ -113,35 +122,38 @@ impl Admission {
             && connection_dropped(failed.kind)
     }
 
-    /// The facts for a failure observed at `now`; `stale` from
+    /// The facts for a failure `error` observed at `now`; `stale` from
     /// [`is_stale_retry`](Self::is_stale_retry).
     pub(super) fn facts(
         &self,
         point: FailurePoint,
-        hook_retry: bool,
+        error: &Error,
         body: BufferState,
         stale: bool,
         now: Instant,
     ) -> RetryFacts {
         RetryFacts {
             point,
-            hook_retry,
+            hook_retry: error.retry(),
             body,
             stale_connection: stale,
             retries_so_far: self.retries,
             max_retries: self.max_retries,
             deadline: self.deadline,
-            next_attempt_at: now + self.delay(stale),
+            next_attempt_at: now + self.delay(stale, error),
+            outer_layer_retries: self.outer_layer_retries,
         }
     }
 
-    /// The wait before the next retry (none for the free one).
-    pub(super) fn delay(&self, stale: bool) -> Duration {
-        if stale {
+    /// The wait before a retry of `error`: the backoff (none for the free
+    /// retry), or the wait the error asks for (`Retry-After`) if longer.
+    pub(super) fn delay(&self, stale: bool, error: &Error) -> Duration {
+        let backoff = if stale {
             Duration::ZERO
         } else {
             self.next_delay
-        }
+        };
+        backoff.max(error.retry_delay())
     }
 
     /// A retry was made: spend the free one, or one of the cap.
@@ -169,5 +181,51 @@ impl Admission {
                 self.fit_to_deadline(hedge, now);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ms(n: u64) -> Duration {
+        Duration::from_millis(n)
+    }
+
+    fn peer(port: u16) -> HttpPeer {
+        let mut peer = HttpPeer::new(([127, 0, 0, 1], port).into(), false, String::new());
+        peer.options.connect_timeout = ms(10_000);
+        peer.options.read_timeout = ms(10_000);
+        peer.options.write_timeout = ms(50);
+        peer
+    }
+
+    #[test]
+    fn an_attempt_fits_in_what_the_deadline_leaves_hedge_included() {
+        let start = Instant::now();
+        let limits = RetryLimits {
+            deadline: Some(ms(300)),
+            ..RetryLimits::default()
+        };
+        let admission = Admission::new(&limits, 16, Jitter::Fixed { per_mille: 0 }, start);
+        let mut peer = peer(9001).with_hedge(peer(9002));
+        admission.fit_to_deadline(&mut peer, start + ms(100));
+        for options in [&peer.options, &peer.hedge.as_ref().unwrap().options] {
+            assert_eq!(options.connect_timeout, ms(200));
+            assert_eq!(options.read_timeout, ms(200));
+            assert_eq!(options.write_timeout, ms(50), "a shorter timeout stays");
+        }
+        // Past the deadline nothing is left.
+        admission.fit_to_deadline(&mut peer, start + ms(400));
+        assert_eq!(peer.options.read_timeout, Duration::ZERO);
+    }
+
+    #[test]
+    fn without_a_deadline_the_peer_keeps_its_timeouts() {
+        let start = Instant::now();
+        let admission = Admission::new(&RetryLimits::default(), 16, Jitter::Random, start);
+        let mut peer = peer(9001);
+        admission.fit_to_deadline(&mut peer, start + ms(100));
+        assert_eq!(peer.options.read_timeout, ms(10_000));
     }
 }

@@ -66,24 +66,29 @@ impl AttemptFailure {
 }
 
 /// One attempt: peer, connection, exchange, and the head sent downstream.
+/// `(chosen, fresh_only)`: the peer, when the engine chose it already (else
+/// `upstream_peer` is asked), and whether a pooled connection may serve.
 pub(super) async fn attempt<P: ProxyHttp>(
     proxy: &P,
     shared: &EngineShared,
     session: &mut Session,
     ctx: &mut P::CTX,
     reply: &mut Reply,
-    fresh_only: bool,
+    (chosen, fresh_only): (Option<Box<HttpPeer>>, bool),
     admission: &mut Admission,
 ) -> std::result::Result<Forwarded, AttemptFailure> {
-    let mut peer = proxy
-        .upstream_peer(session, ctx)
-        .await
-        .map_err(|error| AttemptFailure {
-            error,
-            point: FailurePoint::Internal,
-            peer: None,
-            reused: false,
-        })?;
+    let mut peer = match chosen {
+        Some(peer) => peer,
+        None => proxy
+            .upstream_peer(session, ctx)
+            .await
+            .map_err(|error| AttemptFailure {
+                error,
+                point: FailurePoint::Internal,
+                peer: None,
+                reused: false,
+            })?,
+    };
     if let Err(e) = protocol_for_upgrade(session, &mut peer) {
         return Err(AttemptFailure::new(e, FailurePoint::Internal, &peer, false));
     }
@@ -100,6 +105,8 @@ pub(super) async fn attempt<P: ProxyHttp>(
         )),
     };
     let (response, mut conn, request_body) = exchanged?;
+    // The server that answered (a hedge that won included).
+    shared.response_times.record(peer.address, now.elapsed());
     let reused = conn.reused();
     if response.status() == StatusCode::SWITCHING_PROTOCOLS {
         // Boxed: a rare path that would otherwise make every attempt's
@@ -286,7 +293,7 @@ fn judge_response<P: ProxyHttp>(
     };
     let facts = admission.facts(
         FailurePoint::ResponseRejected,
-        error.retry(),
+        &error,
         session.body_source().state(),
         false,
         Instant::now(),

@@ -34,22 +34,25 @@ use tracing::debug;
 
 use super::admission::{Admission, Failed};
 use super::attempt::{Forwarded, attempt};
+use super::deadline::{self, NextPeer};
 use super::driver::{self, Handling};
+use super::forward;
 use super::identity::{ClientAddr, ClientIdentity, X_REQUEST_ID};
 use super::pump::{BodyOutcome, ResponseBody};
 use super::respond::{CLIENT_CLOSED, error_response, status_for};
 use super::upgrade::UpgradeRecord;
 use super::{ProxyHttp, Session};
-use super::{forward, grpc};
 use crate::body::ReplaySource;
 use crate::body::limit::{BodyLimit, LimitedBody};
 use crate::error::{Error, ErrorKind, Result};
 use crate::policy::backoff::Jitter;
 use crate::policy::budget::RetryBudget;
+use crate::policy::pushback::outer_layer_retries;
 use crate::policy::retry::{FailurePoint, RetryFacts, StopReason, Verdict, decide};
 use crate::trace::{AttemptLog, Decision, Phase};
 use crate::upstream::hedge::ConnectTimes;
 use crate::upstream::pool::Pool;
+use crate::upstream::response_times::ResponseTimes;
 
 /// What every request of one server shares.
 #[derive(Debug)]
@@ -67,6 +70,8 @@ pub(crate) struct EngineShared {
     pub(crate) budget: Option<Arc<RetryBudget>>,
     /// Recent connect times per peer, for connect hedging.
     pub(crate) connect_times: ConnectTimes,
+    /// Recent response times per peer, for retries under a deadline.
+    pub(crate) response_times: ResponseTimes,
 }
 
 /// Handle one downstream request: a future that drives its engine and
@@ -265,20 +270,31 @@ async fn attempt_loop<P: ProxyHttp>(
     reply: &mut Reply,
 ) -> Result<Forwarded> {
     let mut limits = proxy.retry_limits(session, ctx);
-    // A gRPC call's own timeout is its deadline, if shorter.
-    if session.is_grpc()
-        && let Some(timeout) = grpc::request_timeout(&session.req_header().headers)
-    {
-        limits.deadline = Some(limits.deadline.map_or(timeout, |d| d.min(timeout)));
+    // The client's gRPC timeout or deadline header, if shorter.
+    limits.deadline = deadline::request_deadline(session, &limits)?;
+    let start = session.attempts().start();
+    session.set_deadline(
+        limits.deadline.map(|d| start + d),
+        limits.deadline_header.take(),
+    );
+    if session.deadline().is_some_and(|d| Instant::now() >= d) {
+        return Err(deadline::exceeded(StopReason::Deadline, None));
     }
     let budget = proxy
         .retry_budget(session, ctx)
         .or_else(|| shared.budget.clone());
-    let start = session.attempts().start();
-    session.set_deadline(limits.deadline.map(|d| start + d));
     let mut admission = Admission::new(&limits, shared.max_retries, shared.jitter, start);
     admission.draw_on(budget, Instant::now());
+    if outer_layer_retries(
+        &session.req_header().headers,
+        limits.retry_when_attempt_header,
+    ) {
+        admission.leave_retries_outside();
+    }
     let mut fresh_only = false;
+    // Under a deadline, the next attempt's server is chosen before its retry
+    // is admitted (a retry it could not answer in time is not made).
+    let mut chosen = None;
     loop {
         let attempted = attempt(
             proxy,
@@ -286,7 +302,7 @@ async fn attempt_loop<P: ProxyHttp>(
             session,
             ctx,
             reply,
-            fresh_only,
+            (chosen.take(), fresh_only),
             &mut admission,
         )
         .await;
@@ -320,22 +336,37 @@ async fn attempt_loop<P: ProxyHttp>(
             // Judged already (`upstream_response_failure`), or nobody to ask.
             _ => failure.error,
         };
-        let verdict = if failure.point == FailurePoint::ResponseRejected {
+        let mut verdict = if failure.point == FailurePoint::ResponseRejected {
             // `judge_response` only fails an answer it admitted a retry for.
             Verdict::Retry
         } else {
             let body = session.body_source().state();
-            let facts = admission.facts(failure.point, error.retry(), body, stale, Instant::now());
+            let facts = admission.facts(failure.point, &error, body, stale, Instant::now());
             admission.admit(&facts, Instant::now())
         };
-        let trace = session.attempts_mut();
-        if let Some(record) = trace.current() {
+        if let Some(record) = session.attempts_mut().current() {
             record.error = Some(error.kind());
             record.note = error.retry_note();
         }
+        if verdict == Verdict::Retry
+            && let Some(deadline) = session.deadline()
+        {
+            let starts_at = Instant::now() + admission.delay(stale, &error);
+            match deadline::choose_next(proxy, shared, session, ctx, deadline, starts_at).await {
+                Ok(NextPeer::Go(peer)) => chosen = Some(peer),
+                Ok(NextPeer::TooClose) => verdict = Verdict::Stop(StopReason::DeadlineTooClose),
+                Err(e) => {
+                    // As when `upstream_peer` fails at the top of an attempt.
+                    let stop = Decision::Stop(StopReason::InternalError);
+                    session.attempts_mut().finish(stop, Instant::now());
+                    return Err(e);
+                }
+            }
+        }
+        let trace = session.attempts_mut();
         match verdict {
             Verdict::Retry => {
-                let delay = admission.delay(stale);
+                let delay = admission.delay(stale, &error);
                 if let Some(record) = trace.current() {
                     record.backoff = delay;
                 }
@@ -353,7 +384,12 @@ async fn attempt_loop<P: ProxyHttp>(
             }
             Verdict::Stop(reason) => {
                 trace.finish(Decision::Stop(reason), Instant::now());
-                return Err(error);
+                return Err(match reason {
+                    StopReason::Deadline | StopReason::DeadlineTooClose => {
+                        deadline::exceeded(reason, Some(error))
+                    }
+                    _ => error,
+                });
             }
         }
     }
@@ -450,6 +486,7 @@ async fn settle_body<P: ProxyHttp>(
                 max_retries: usize::MAX,
                 deadline: None,
                 next_attempt_at: Instant::now(),
+                outer_layer_retries: false,
             });
             if let Some(record) = trace.current() {
                 record.error = Some(error.kind());

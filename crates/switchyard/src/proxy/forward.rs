@@ -20,6 +20,7 @@ use crate::body::limit::BodyTooLarge;
 use crate::body::{Progress, ReplayError, is_malformed};
 use crate::error::{Error, ErrorKind, Result, find_cause};
 use crate::peer::{HttpPeer, PeerOptions};
+use crate::policy::pushback::ATTEMPT_HEADER;
 use crate::upstream::{UpstreamConn, UpstreamRequest};
 
 /// Why an exchange produced no response head.
@@ -46,13 +47,21 @@ pub(crate) fn upstream_head(
     identity.apply(&mut head.headers, client, client.scheme(), host);
     head.headers
         .insert(X_REQUEST_ID, session.request_id().clone());
-    // A gRPC upstream is told the time left, not the time the call began with.
-    if let Some(deadline) = session.deadline()
-        && session.is_grpc()
-    {
+    // Which attempt this is (`begin` recorded it): a Switchyard behind this
+    // one leaves retrying to this one.
+    head.headers
+        .insert(ATTEMPT_HEADER, HeaderValue::from(session.attempts().len()));
+    // The upstream is told the time left, not the time the request began with.
+    if let Some(deadline) = session.deadline() {
         let left = deadline.saturating_duration_since(std::time::Instant::now());
-        head.headers
-            .insert(grpc::GRPC_TIMEOUT, grpc::timeout_value(left));
+        if session.is_grpc() {
+            head.headers
+                .insert(grpc::GRPC_TIMEOUT, grpc::timeout_value(left));
+        }
+        if let Some(name) = session.deadline_header() {
+            head.headers
+                .insert(name.clone(), crate::policy::deadline::header_value(left));
+        }
     }
     if let Some(protocol) = upgrade::requested(downstream) {
         upgrade::ask_upstream(&mut head.headers, protocol);
@@ -61,8 +70,9 @@ pub(crate) fn upstream_head(
 }
 
 /// Headers the proxy may add to a request: `Host`, `Transfer-Encoding`,
-/// the three `X-Forwarded-*`, `Forwarded` and `X-Request-Id`.
-const ADDED_HEADERS: usize = 7;
+/// the three `X-Forwarded-*`, `Forwarded`, `X-Request-Id` and
+/// `X-Switchyard-Attempt`.
+const ADDED_HEADERS: usize = 8;
 
 /// The head to send to `peer` for the downstream head `downstream`: origin
 /// form, HTTP/1.1, hop-by-hop headers (and those `Connection` names)

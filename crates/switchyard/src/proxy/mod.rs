@@ -26,6 +26,7 @@ use std::sync::Arc;
 
 mod admission;
 mod attempt;
+mod deadline;
 mod driver;
 mod engine;
 mod forward;
@@ -282,6 +283,7 @@ pub(crate) fn engine_shared(pool: Arc<Pool>, options: &ServerOptions) -> Arc<Eng
             .retry_budget
             .map(|policy| Arc::new(RetryBudget::new(policy, std::time::Instant::now()))),
         connect_times: Default::default(),
+        response_times: Default::default(),
     })
 }
 

@@ -57,9 +57,9 @@ pub fn proxy_status_error(kind: ErrorKind) -> &'static str {
         ErrorKind::WriteError | ErrorKind::ReadError => "connection_terminated",
         ErrorKind::WriteTimedOut => "connection_write_timeout",
         ErrorKind::ClosedBeforeHead => "http_response_incomplete",
-        ErrorKind::ResponseHeadTimedOut | ErrorKind::ResponseBodyTimedOut => {
-            "http_response_timeout"
-        }
+        ErrorKind::ResponseHeadTimedOut
+        | ErrorKind::ResponseBodyTimedOut
+        | ErrorKind::DeadlineExceeded => "http_response_timeout",
         ErrorKind::InvalidResponse => "http_protocol_error",
         ErrorKind::UpstreamStatus | ErrorKind::StreamRefused => "destination_unavailable",
         ErrorKind::InvalidDownstreamRequest

@@ -6,13 +6,14 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use http::request::Parts;
-use http::{HeaderValue, Method, Response, StatusCode};
+use http::{HeaderName, HeaderValue, Method, Response, StatusCode};
 
 use super::grpc::GrpcStatus;
 use super::identity::ClientAddr;
 use super::upgrade::UpgradeRecord;
 use crate::body::limit::BodyLimit;
 use crate::body::{BufferState, ReplaySource};
+use crate::policy::idempotency::{Resend, resend_safety};
 use crate::trace::AttemptLog;
 use crate::upstream::DownstreamBody;
 
@@ -36,6 +37,8 @@ pub struct Session {
     upgrade: Option<Box<UpgradeRecord>>,
     /// When the request must be over, if it has a deadline.
     deadline: Option<Instant>,
+    /// The header telling the upstream the time left, if any.
+    deadline_header: Option<HeaderName>,
     /// How a gRPC call ended.
     grpc: Option<Box<GrpcStatus>>,
     /// The request arrived as a gRPC call.
@@ -65,6 +68,7 @@ impl Session {
             prepared_response: None,
             upgrade: None,
             deadline: None,
+            deadline_header: None,
             grpc: None,
             is_grpc,
         }
@@ -77,13 +81,21 @@ impl Session {
     }
 
     /// When the request must be over (its `RetryLimits::deadline`, or a
-    /// gRPC call's `grpc-timeout` if shorter), once the first attempt began.
+    /// gRPC call's `grpc-timeout` or the client's deadline header if
+    /// shorter), once the first attempt began.
     pub fn deadline(&self) -> Option<Instant> {
         self.deadline
     }
 
-    pub(crate) fn set_deadline(&mut self, deadline: Option<Instant>) {
+    /// The header (`RetryLimits::deadline_header`) that tells the upstream
+    /// the time left before [`deadline`](Self::deadline), if any.
+    pub fn deadline_header(&self) -> Option<&HeaderName> {
+        self.deadline_header.as_ref()
+    }
+
+    pub(crate) fn set_deadline(&mut self, deadline: Option<Instant>, header: Option<HeaderName>) {
         self.deadline = deadline;
+        self.deadline_header = header;
     }
 
     /// How a gRPC call ended: the `grpc-status` of its trailers (or of a
@@ -149,6 +161,19 @@ impl Session {
     pub fn is_idempotent(&self) -> bool {
         is_idempotent(&self.request.method)
             && self.upstream_method.as_ref().is_none_or(is_idempotent)
+    }
+
+    /// Whether the request may be sent again after it may have reached the
+    /// upstream: an idempotent method, or a request carrying one
+    /// idempotency key in the header `key` names (`None`: keys are not
+    /// honoured). See [`crate::policy::idempotency`].
+    pub fn resend_safety(&self, key: Option<&HeaderName>) -> Resend {
+        resend_safety(
+            &self.request.method,
+            self.upstream_method.as_ref(),
+            &self.request.headers,
+            key,
+        )
     }
 
     /// The method of the request last sent upstream, once an attempt got that far.

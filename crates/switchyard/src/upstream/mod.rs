@@ -27,6 +27,7 @@ pub(crate) mod goaway;
 pub(crate) mod hedge;
 pub(crate) mod multiplex;
 pub(crate) mod pool;
+pub(crate) mod response_times;
 pub(crate) mod slots;
 pub(crate) mod stream;
 

@@ -20,7 +20,23 @@ fn facts(
         max_retries: 3,
         deadline: None,
         next_attempt_at: Instant::now(),
+        outer_layer_retries: false,
     }
+}
+
+#[test]
+fn a_request_an_outer_proxy_retries_is_not_retried_here() {
+    let outer = RetryFacts {
+        outer_layer_retries: true,
+        ..facts(Connect, true, Complete, 0)
+    };
+    assert_eq!(decide(&outer), Verdict::Stop(OuterLayerRetries));
+    // The contract's own reasons come first.
+    let started = RetryFacts {
+        point: AfterResponseStarted,
+        ..outer
+    };
+    assert_eq!(decide(&started), Verdict::Stop(ResponseStarted));
 }
 
 #[test]

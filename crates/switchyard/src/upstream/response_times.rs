@@ -1,0 +1,121 @@
+//! Recent response times per server: from the start of an attempt (the
+//! connect included) to its response head. The engine learns them on every
+//! attempt that got a head, and asks for a server's median before a retry
+//! under a deadline (`policy::deadline::too_close`).
+//!
+//! Each server keeps its last [`WINDOW`] samples; a quantile is not
+//! answered below [`WARM`] samples, so a server nobody has heard from yet
+//! is never judged by a guess.
+
+use std::net::SocketAddr;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use rustc_hash::FxHashMap;
+
+/// Samples kept per server.
+pub(crate) const WINDOW: usize = 64;
+
+/// Samples needed before a quantile is answered.
+pub(crate) const WARM: usize = 8;
+
+/// The last [`WINDOW`] response times of each server.
+#[derive(Debug, Default)]
+pub(crate) struct ResponseTimes {
+    peers: Mutex<FxHashMap<SocketAddr, Ring>>,
+}
+
+/// One server's samples, in microseconds, oldest overwritten first.
+#[derive(Debug, Default)]
+struct Ring {
+    micros: Vec<u32>,
+    next: usize,
+}
+
+impl ResponseTimes {
+    /// Learn that `peer` answered with a head after `took`.
+    pub(crate) fn record(&self, peer: SocketAddr, took: Duration) {
+        let micros = u32::try_from(took.as_micros()).unwrap_or(u32::MAX);
+        let mut peers = self.peers.lock().unwrap_or_else(|p| p.into_inner());
+        let ring = peers.entry(peer).or_default();
+        if ring.micros.len() < WINDOW {
+            ring.micros.push(micros);
+        } else {
+            ring.micros[ring.next] = micros;
+        }
+        ring.next = (ring.next + 1) % WINDOW;
+    }
+
+    /// `peer`'s `q`-quantile (0.5: the median) of its recent response
+    /// times; `None` below [`WARM`] samples.
+    pub(crate) fn quantile(&self, peer: SocketAddr, q: f64) -> Option<Duration> {
+        let mut samples = [0u32; WINDOW];
+        let n = {
+            let peers = self.peers.lock().unwrap_or_else(|p| p.into_inner());
+            let ring = peers.get(&peer)?;
+            samples[..ring.micros.len()].copy_from_slice(&ring.micros);
+            ring.micros.len()
+        };
+        quantile(&mut samples[..n], q).map(|m| Duration::from_micros(u64::from(m)))
+    }
+}
+
+/// The `q`-quantile of `samples` (nearest rank), reordering them; `None`
+/// below [`WARM`] samples.
+fn quantile(samples: &mut [u32], q: f64) -> Option<u32> {
+    if samples.len() < WARM {
+        return None;
+    }
+    let rank = (q.clamp(0.0, 1.0) * samples.len() as f64).ceil() as usize;
+    let index = rank.clamp(1, samples.len()) - 1;
+    Some(*samples.select_nth_unstable(index).1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ms(n: u64) -> Duration {
+        Duration::from_millis(n)
+    }
+
+    #[test]
+    fn nothing_is_answered_before_enough_samples() {
+        let times = ResponseTimes::default();
+        let peer: SocketAddr = "127.0.0.1:9001".parse().unwrap();
+        assert_eq!(times.quantile(peer, 0.5), None);
+        for _ in 0..WARM - 1 {
+            times.record(peer, ms(10));
+        }
+        assert_eq!(times.quantile(peer, 0.5), None);
+        times.record(peer, ms(10));
+        assert_eq!(times.quantile(peer, 0.5), Some(ms(10)));
+    }
+
+    #[test]
+    fn the_median_and_p95_are_nearest_rank_per_server() {
+        let times = ResponseTimes::default();
+        let a: SocketAddr = "127.0.0.1:9001".parse().unwrap();
+        let b: SocketAddr = "127.0.0.1:9002".parse().unwrap();
+        for n in 1..=20 {
+            times.record(a, ms(n));
+            times.record(b, ms(100));
+        }
+        assert_eq!(times.quantile(a, 0.5), Some(ms(10)));
+        assert_eq!(times.quantile(a, 0.95), Some(ms(19)));
+        assert_eq!(times.quantile(b, 0.5), Some(ms(100)));
+    }
+
+    #[test]
+    fn old_samples_give_way_to_new_ones() {
+        let times = ResponseTimes::default();
+        let peer: SocketAddr = "127.0.0.1:9001".parse().unwrap();
+        for _ in 0..WINDOW {
+            times.record(peer, ms(500));
+        }
+        for _ in 0..WINDOW / 2 + 1 {
+            times.record(peer, ms(5));
+        }
+        assert_eq!(times.quantile(peer, 0.5), Some(ms(5)));
+    }
+}
