@@ -409,3 +409,23 @@ fn a_broken_body_between_failures_does_not_reset_the_count() {
         "{reason}"
     );
 }
+
+#[test]
+fn a_peer_asking_for_time_is_avoided_until_then_and_a_shorter_ask_does_not_cut_it() {
+    let (health, a) = health(3);
+    let now = Instant::now();
+    let secs = Duration::from_secs;
+    health.hold(a[0], now + secs(5), "503 with Retry-After (5s)".into(), now);
+    health.hold(a[0], now + secs(1), "429 with Retry-After (1s)".into(), now);
+    assert_eq!(health.avoid(now + secs(2)), vec![a[0]]);
+    let status = &health.snapshot(now + secs(2))[0];
+    assert!(!status.usable);
+    assert_eq!(status.held_for, Some(secs(3)));
+    assert_eq!(
+        status.held_because.as_deref(),
+        Some("503 with Retry-After (5s)")
+    );
+    assert_eq!(status.ejections, 0, "asking for time is not a failure");
+    assert!(health.avoid(now + secs(5)).is_empty());
+    assert_eq!(health.snapshot(now + secs(5))[0].held_for, None);
+}
