@@ -30,7 +30,7 @@
 use std::time::{Duration, SystemTime};
 
 use http::header::RETRY_AFTER;
-use http::{HeaderMap, HeaderName, StatusCode};
+use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 
 /// The longest `Retry-After` honoured unless configured otherwise.
 pub const DEFAULT_MAX_RETRY_AFTER: Duration = Duration::from_secs(30);
@@ -38,6 +38,27 @@ pub const DEFAULT_MAX_RETRY_AFTER: Duration = Duration::from_secs(30);
 /// The header that tells the upstream which attempt of the request it is
 /// (1 for the first).
 pub const ATTEMPT_HEADER: HeaderName = HeaderName::from_static("x-switchyard-attempt");
+
+/// The value of [`ATTEMPT_HEADER`] for attempt `n` (1 for the first);
+/// the usual numbers without an allocation.
+pub fn attempt_value(n: usize) -> HeaderValue {
+    const SMALL: [HeaderValue; 10] = [
+        HeaderValue::from_static("0"),
+        HeaderValue::from_static("1"),
+        HeaderValue::from_static("2"),
+        HeaderValue::from_static("3"),
+        HeaderValue::from_static("4"),
+        HeaderValue::from_static("5"),
+        HeaderValue::from_static("6"),
+        HeaderValue::from_static("7"),
+        HeaderValue::from_static("8"),
+        HeaderValue::from_static("9"),
+    ];
+    match SMALL.get(n) {
+        Some(value) => value.clone(),
+        None => HeaderValue::from(n),
+    }
+}
 
 /// The trace note of a failure whose server asked for time.
 pub const RETRY_AFTER_NOTE: &str = "retry-after";
@@ -142,6 +163,13 @@ mod tests {
             retry_after(busy, &with_retry_after(huge), now, CAP),
             Some(CAP)
         );
+    }
+
+    #[test]
+    fn attempt_numbers_are_decimal() {
+        for n in [0, 1, 9, 10, 17, 12345] {
+            assert_eq!(attempt_value(n), n.to_string().as_str());
+        }
     }
 
     #[test]

@@ -20,7 +20,7 @@ use crate::body::limit::BodyTooLarge;
 use crate::body::{Progress, ReplayError, is_malformed};
 use crate::error::{Error, ErrorKind, Result, find_cause};
 use crate::peer::{HttpPeer, PeerOptions};
-use crate::policy::pushback::ATTEMPT_HEADER;
+use crate::policy::pushback::{ATTEMPT_HEADER, attempt_value};
 use crate::upstream::{UpstreamConn, UpstreamRequest};
 
 /// Why an exchange produced no response head.
@@ -50,7 +50,7 @@ pub(crate) fn upstream_head(
     // Which attempt this is (`begin` recorded it): a Switchyard behind this
     // one leaves retrying to this one.
     head.headers
-        .insert(ATTEMPT_HEADER, HeaderValue::from(session.attempts().len()));
+        .insert(ATTEMPT_HEADER, attempt_value(session.attempts().len()));
     // The upstream is told the time left, not the time the request began with.
     if let Some(deadline) = session.deadline() {
         let left = deadline.saturating_duration_since(std::time::Instant::now());
