@@ -19,12 +19,14 @@ use crate::config::LogFormat;
 mod connections;
 mod grpc;
 mod handles;
+mod hedges;
 mod pushback;
 mod upgrades;
 
 use connections::ConnectionMetrics;
 use grpc::GrpcMetrics;
 use handles::HandleCache;
+use hedges::HedgeMetrics;
 use pushback::PushbackMetrics;
 use switchyard::proxy::UpgradeRecord;
 use switchyard::proxy::grpc::GrpcStatus;
@@ -71,6 +73,7 @@ pub struct Observer {
     upgrades: UpgradeMetrics,
     grpc: GrpcMetrics,
     pushback: PushbackMetrics,
+    hedges: HedgeMetrics,
     registry: Registry,
     sink: Option<Sink>,
     out: Mutex<std::io::Stdout>,
@@ -93,6 +96,7 @@ impl Observer {
         let upgrades = UpgradeMetrics::register(&mut registry);
         let grpc = GrpcMetrics::register(&mut registry);
         let pushback = PushbackMetrics::register(&mut registry);
+        let hedges = HedgeMetrics::register(&mut registry);
         Observer {
             access_log,
             metrics,
@@ -100,6 +104,7 @@ impl Observer {
             upgrades,
             grpc,
             pushback,
+            hedges,
             registry,
             sink: None,
             out: Mutex::new(std::io::stdout()),
@@ -116,8 +121,9 @@ impl Observer {
     /// label (`None`: no route matched), final status and trace. Allocates
     /// nothing once the label sets exist.
     pub fn count(&self, upstream: Option<&Arc<String>>, status: u16, trace: &AttemptLog) {
-        self.metrics
-            .record(upstream.unwrap_or(&self.metrics.no_upstream), status, trace);
+        let upstream = upstream.unwrap_or(&self.metrics.no_upstream);
+        self.metrics.record(upstream, status, trace);
+        self.hedges.record(upstream, trace);
     }
 
     /// Count an upgraded connection that closed.
@@ -258,6 +264,11 @@ fn attempt_json(a: &AttemptRecord) -> serde_json::Value {
         "started_ms": millis(a.started),
         "duration_ms": millis(a.duration),
         "backoff_ms": millis(a.backoff),
+        "hedge": a.request_hedge.map(|h| json!({
+            "other": h.other.to_string(),
+            "copy_won": h.copy_won,
+            "after_ms": millis(h.after),
+        })),
         "request_body_bytes": a.request_body_bytes,
         "response_body_bytes": a.response_body_bytes,
     })

@@ -28,7 +28,7 @@ pub use error::{Error, ErrorKind, OrErr, Result, Side};
 pub use peer::{HttpPeer, PeerOptions, UpstreamProtocol};
 pub use proxy::{ProxyHttp, RequestHeader, ResponseHeader, Session};
 pub use server::{ProxyServer, ServerOptions, ShutdownHandle};
-pub use trace::{AttemptLog, AttemptRecord, Decision, Phase};
+pub use trace::{AttemptLog, AttemptRecord, Decision, Phase, RequestHedge};
 pub use upstream::pool::UpstreamPool;
 
 /// Everything a proxy implementation usually needs, in one `use`.

@@ -106,6 +106,21 @@ pub struct AttemptRecord {
     pub hedged: Option<SocketAddr>,
     /// Whether the hedge won the race (then `hedged` is the slow first choice).
     pub hedge_won: bool,
+    /// A copy of the request sent to another server because this one was
+    /// slow to answer (request hedging), and which copy's answer was used.
+    pub request_hedge: Option<RequestHedge>,
+}
+
+/// A request hedge within one attempt: the copy sent to another server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RequestHedge {
+    /// The other server: the copy's when the first answered first, the
+    /// first's when the copy won (`AttemptRecord::peer` is the winner).
+    pub other: SocketAddr,
+    /// Whether the copy's answer was the one used.
+    pub copy_won: bool,
+    /// How long after the request went to the first server the copy went.
+    pub after: Duration,
 }
 
 impl fmt::Display for AttemptRecord {
@@ -122,6 +137,18 @@ impl fmt::Display for AttemptRecord {
         }
         if let Some(other) = self.hedged {
             write!(f, " (raced {other})")?;
+        }
+        if let Some(hedge) = self.request_hedge {
+            let after = hedge.after.as_millis();
+            if hedge.copy_won {
+                write!(f, " (hedge after {after}ms, beat {})", hedge.other)?;
+            } else {
+                write!(
+                    f,
+                    " (beat its hedge to {} sent after {after}ms)",
+                    hedge.other
+                )?;
+            }
         }
         write!(f, " -> {}", self.decision)?;
         if let Some(note) = self.note {
@@ -194,6 +221,7 @@ impl AttemptLog {
             backoff: Duration::ZERO,
             hedged: None,
             hedge_won: false,
+            request_hedge: None,
         });
     }
 

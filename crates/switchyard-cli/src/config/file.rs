@@ -402,6 +402,14 @@ pub mod defaults {
     pub(crate) fn weight() -> u32 {
         1
     }
+    pub(crate) fn hedge_min() -> Dur {
+        Dur(Duration::from_millis(10))
+    }
+
+    pub(crate) fn hedge_max() -> Dur {
+        Dur(Duration::from_secs(1))
+    }
+
     pub(crate) fn max_retry_after() -> Dur {
         Dur(switchyard::policy::pushback::DEFAULT_MAX_RETRY_AFTER)
     }

@@ -8,6 +8,7 @@ use switchyard::proxy::grpc::GRPC_TIMEOUT;
 
 use switchyard::policy::backoff::Backoff;
 use switchyard::policy::budget::BudgetPolicy;
+use switchyard::policy::hedge::HedgePolicy;
 use switchyard::policy::limits::RetryLimits;
 use switchyard::policy::rules::{RetryOn, RetryRules};
 use toml::Spanned;
@@ -67,6 +68,13 @@ pub(super) fn retry_policy(
         &retry.deadline_header,
         &format!("{key}.deadline_header"),
     )?;
+    if retry.hedge_max.0 < retry.hedge_min.0 {
+        return Err(source.error(
+            None,
+            &format!("{key}.hedge_max"),
+            "must not be below hedge_min",
+        ));
+    }
     if deadline_header == Some(GRPC_TIMEOUT) {
         let message =
             "grpc-timeout is honoured for gRPC calls already; name a header carrying milliseconds";
@@ -83,6 +91,10 @@ pub(super) fn retry_policy(
             deadline: retry.deadline.map(|d| d.0),
             deadline_header,
             retry_when_attempt_header: retry.retry_when_attempt_header,
+            hedge: retry.hedge.then_some(HedgePolicy {
+                min: retry.hedge_min.0,
+                max: retry.hedge_max.0,
+            }),
         },
         replay_buffer: retry.replay_buffer.0,
         idempotency_key,
@@ -193,6 +205,15 @@ pub(super) fn with_overrides(group: &RetrySection, overrides: &RetryOverride) ->
     }
     if let Some(v) = overrides.retry_when_attempt_header {
         merged.retry_when_attempt_header = v;
+    }
+    if let Some(v) = overrides.hedge {
+        merged.hedge = v;
+    }
+    if let Some(v) = overrides.hedge_min {
+        merged.hedge_min = v;
+    }
+    if let Some(v) = overrides.hedge_max {
+        merged.hedge_max = v;
     }
     merged
 }

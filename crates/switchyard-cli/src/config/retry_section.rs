@@ -49,6 +49,16 @@ pub struct RetrySection {
     /// another Switchyard, which retries them itself).
     #[serde(default)]
     pub retry_when_attempt_header: bool,
+    /// Send a copy of an idempotent request to another server when the
+    /// first has not answered within its learned p95 response time.
+    #[serde(default)]
+    pub hedge: bool,
+    /// The shortest wait before a hedge.
+    #[serde(default = "defaults::hedge_min")]
+    pub hedge_min: Dur,
+    /// The longest wait before a hedge (also the wait while the p95 is not known).
+    #[serde(default = "defaults::hedge_max")]
+    pub hedge_max: Dur,
     /// Retries may add at most this percent to the group's requests of the
     /// last `budget_window` (0: only the floor).
     #[serde(default = "defaults::budget_percent")]
@@ -74,6 +84,9 @@ impl Default for RetrySection {
             replay_buffer: defaults::replay_buffer(),
             max_retry_after: defaults::max_retry_after(),
             retry_when_attempt_header: false,
+            hedge: false,
+            hedge_min: defaults::hedge_min(),
+            hedge_max: defaults::hedge_max(),
             budget_percent: defaults::budget_percent(),
             budget_min_per_second: defaults::budget_min_per_second(),
             budget_window: defaults::budget_window(),
@@ -136,4 +149,13 @@ pub struct RetryOverride {
     /// See [`RetrySection::retry_when_attempt_header`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retry_when_attempt_header: Option<bool>,
+    /// See [`RetrySection::hedge`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hedge: Option<bool>,
+    /// See [`RetrySection::hedge_min`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hedge_min: Option<Dur>,
+    /// See [`RetrySection::hedge_max`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hedge_max: Option<Dur>,
 }

@@ -295,6 +295,7 @@ fn attempt(error: Option<ErrorKind>, status: Option<u16>, reused: bool) -> Attem
         backoff: Duration::ZERO,
         hedged: None,
         hedge_won: false,
+        request_hedge: None,
     }
 }
 

@@ -12,6 +12,7 @@ use std::time::Duration;
 use http::HeaderName;
 
 use super::backoff::Backoff;
+use super::hedge::HedgePolicy;
 
 /// Limits for one request; `None` means "the server's default".
 ///
@@ -26,6 +27,7 @@ use super::backoff::Backoff;
 ///     deadline: Some(Duration::from_secs(5)),
 ///     deadline_header: None,
 ///     retry_when_attempt_header: false,
+///     hedge: None,
 /// };
 /// assert_eq!(limits.retries_within(16), 2);
 /// assert_eq!(RetryLimits::default().retries_within(16), 16);
@@ -48,6 +50,9 @@ pub struct RetryLimits {
     /// came through another Switchyard, which retries it). `false`, the
     /// default: one layer retries, not this one too.
     pub retry_when_attempt_header: bool,
+    /// Send a copy of an idempotent request to another server when the
+    /// first is slow to answer (see [`super::hedge`]); `None`: never.
+    pub hedge: Option<HedgePolicy>,
 }
 
 impl RetryLimits {

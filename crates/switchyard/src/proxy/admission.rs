@@ -22,6 +22,7 @@ use crate::error::{Error, ErrorKind};
 use crate::peer::HttpPeer;
 use crate::policy::backoff::{Backoff, Jitter};
 use crate::policy::budget::RetryBudget;
+use crate::policy::hedge::HedgePolicy;
 use crate::policy::limits::RetryLimits;
 use crate::policy::retry::{FailurePoint, RetryFacts, StopReason, Verdict, decide};
 use crate::policy::rules::connection_dropped;
@@ -55,6 +56,19 @@ pub(super) struct Admission {
     budget: Option<Arc<RetryBudget>>,
     /// Another Switchyard in front retries this request.
     outer_layer_retries: bool,
+    /// When to hedge, if the request may be hedged at all.
+    hedge: Option<HedgePolicy>,
+    /// Whether the request's one hedge plan was handed out.
+    hedged: bool,
+}
+
+/// A hedge the engine may send during one attempt.
+#[derive(Debug)]
+pub(super) struct HedgePlan {
+    /// How long to wait for the first server's head.
+    pub(super) after: Duration,
+    /// The budget the copy is spent from.
+    pub(super) budget: Option<Arc<RetryBudget>>,
 }
 
 impl Admission {
@@ -77,7 +91,23 @@ impl Admission {
             stale_retry_used: false,
             budget: None,
             outer_layer_retries: false,
+            hedge: limits.hedge,
+            hedged: false,
         }
+    }
+
+    /// The hedge an attempt to a server whose learned p95 is `p95` may
+    /// send: offered to the request's first attempt only (`None` after, and
+    /// when the request is not hedged or an outer proxy retries it).
+    pub(super) fn hedge_plan(&mut self, p95: Option<Duration>) -> Option<HedgePlan> {
+        let policy = self
+            .hedge
+            .filter(|_| !self.hedged && !self.outer_layer_retries)?;
+        self.hedged = true;
+        Some(HedgePlan {
+            after: policy.delay(p95),
+            budget: self.budget.clone(),
+        })
     }
 
     /// Leave every retry of this request to the proxy in front (see

@@ -12,10 +12,11 @@ use http::{Request, Response, StatusCode};
 use hyper::body::Incoming;
 use tokio::sync::oneshot;
 
-use super::admission::Admission;
+use super::admission::{Admission, HedgePlan};
 use super::engine::{EngineShared, Reply};
 use super::forward::{self, Framing, SendFailure};
 use super::grpc::GrpcStatus;
+use super::hedging;
 use super::pump::{BodyOutcome, PumpBody, ResponseBody};
 use super::upgrade::{self, Tunnel, UpgradeRecord};
 use super::{ProxyHttp, Session};
@@ -97,8 +98,9 @@ pub(super) async fn attempt<P: ProxyHttp>(
     let tunnel_idle = peer.options.read_timeout;
     admission.fit_to_deadline(&mut peer, now);
     session.attempts_mut().begin(peer.address, now);
+    let hedge = admission.hedge_plan(shared.response_times.quantile(peer.address, 0.95));
     let exchanged = tokio::select! {
-        result = connect_and_exchange(proxy, shared, session, ctx, &mut peer, fresh_only) => result,
+        result = connect_and_exchange(proxy, shared, session, ctx, &mut peer, fresh_only, hedge) => result,
         () = reply.closed() => Err(AttemptFailure::new(
             Error::explain(ErrorKind::DownstreamClosed, "client went away while waiting for the upstream"),
             FailurePoint::Downstream, &peer, false,
@@ -311,7 +313,8 @@ fn judge_response<P: ProxyHttp>(
     }
 }
 
-/// Get a connection and run the exchange up to the response head.
+/// Get a connection and run the exchange up to the response head, with a
+/// hedge to another server if `hedge` is given (`hedging.rs`).
 async fn connect_and_exchange<P: ProxyHttp>(
     proxy: &P,
     shared: &EngineShared,
@@ -319,11 +322,11 @@ async fn connect_and_exchange<P: ProxyHttp>(
     ctx: &mut P::CTX,
     peer: &mut Box<HttpPeer>,
     fresh_only: bool,
+    mut hedge: Option<HedgePlan>,
 ) -> std::result::Result<(Response<Incoming>, UpstreamConn, Arc<Progress>), AttemptFailure> {
     let (conn, winner) = connection(shared, peer, session, fresh_only).await;
     note_hedge(session, peer, winner);
     let mut conn = conn.map_err(|e| AttemptFailure::new(e, FailurePoint::Connect, peer, false))?;
-    let peer: &HttpPeer = peer;
     let mut head = forward::upstream_head(session, peer, &shared.identity);
     if let Err(error) = proxy.upstream_request_filter(session, &mut head, ctx).await {
         return Err(AttemptFailure::new(
@@ -334,11 +337,21 @@ async fn connect_and_exchange<P: ProxyHttp>(
         ));
     }
     session.set_upstream_method(head.method.clone());
-    let (body, progress) = session.body_source().attempt_body();
+    let (body, mut progress) = session.body_source().attempt_body();
     let mut request = Request::from_parts(head, body);
     loop {
         mark_sending(session, &conn);
-        let result = forward::exchange(&mut conn, request, &progress, &peer.options).await;
+        let result = match hedge.take() {
+            Some(plan) => {
+                let first = hedging::First {
+                    conn: &mut conn,
+                    progress: &mut progress,
+                    peer,
+                };
+                hedging::exchange(proxy, shared, session, ctx, first, request, plan).await
+            }
+            None => forward::exchange(&mut conn, request, &progress, &peer.options).await,
+        };
         note_body_sent(session, &progress);
         match result {
             Ok(response) => return Ok((response, conn, progress)),
@@ -375,7 +388,7 @@ async fn connect_and_exchange<P: ProxyHttp>(
 
 /// A pooled connection to `peer` if one is ready (and allowed), else a new
 /// one, raced against the peer's hedge if it has one.
-async fn connection(
+pub(super) async fn connection(
     shared: &EngineShared,
     peer: &HttpPeer,
     session: &mut Session,

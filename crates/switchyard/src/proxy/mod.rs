@@ -32,6 +32,7 @@ mod engine;
 mod forward;
 pub mod grpc;
 mod headers;
+mod hedging;
 pub mod identity;
 mod pump;
 pub mod respond;

@@ -1,0 +1,178 @@
+//! Request hedging in the engine: while the first server has not answered
+//! within the plan's delay, choose another server (`upstream_peer`, which
+//! skips the server this attempt went to), send it a copy, and use the
+//! first response head of the two; the other exchange is dropped, which
+//! closes its connection (or resets its HTTP/2 stream). When to hedge is
+//! decided in `policy::hedge`; the copy is spent from the retry budget.
+//!
+//! The hedge stays within one attempt: its record names the server whose
+//! answer was used and, in `request_hedge`, the other one.
+
+use std::pin::pin;
+use std::sync::Arc;
+use std::time::Instant;
+
+use http::{Request, Response};
+use hyper::body::Incoming;
+
+use super::admission::HedgePlan;
+use super::attempt::connection;
+use super::engine::EngineShared;
+use super::forward::{self, SendFailure};
+use super::{ProxyHttp, Session};
+use crate::body::Progress;
+use crate::peer::HttpPeer;
+use crate::policy::hedge::may_hedge;
+use crate::trace::RequestHedge;
+use crate::upstream::{UpstreamConn, UpstreamRequest};
+
+/// The first exchange's state, swapped for the copy's when the copy wins.
+pub(super) struct First<'a> {
+    pub(super) conn: &'a mut UpstreamConn,
+    pub(super) progress: &'a mut Arc<Progress>,
+    pub(super) peer: &'a mut Box<HttpPeer>,
+}
+
+/// A copy ready to go.
+struct Copy {
+    peer: Box<HttpPeer>,
+    conn: UpstreamConn,
+    request: UpstreamRequest,
+    progress: Arc<Progress>,
+}
+
+/// Which exchange answered first.
+enum Winner {
+    First(Result<Response<Incoming>, SendFailure>),
+    Copy(Result<Response<Incoming>, SendFailure>),
+}
+
+/// Exchange `request` with the first server, hedged as `plan` says.
+pub(super) async fn exchange<P: ProxyHttp>(
+    proxy: &P,
+    shared: &EngineShared,
+    session: &mut Session,
+    ctx: &mut P::CTX,
+    first: First<'_>,
+    request: UpstreamRequest,
+    plan: HedgePlan,
+) -> Result<Response<Incoming>, SendFailure> {
+    let started = Instant::now();
+    let copy_sent;
+    let options = first.peer.options.clone();
+    let first_progress = Arc::clone(first.progress);
+    let (winner, copy) = {
+        let mut sent = pin!(forward::exchange(
+            &mut *first.conn,
+            request,
+            &first_progress,
+            &options
+        ));
+        tokio::select! {
+            biased;
+            result = &mut sent => return result,
+            () = tokio::time::sleep(plan.after) => {}
+        }
+        let body = session.body_source().state();
+        let allowed = may_hedge(session.is_idempotent(), first_progress.finished(), body)
+            && plan
+                .budget
+                .as_ref()
+                .is_none_or(|b| b.try_withdraw(Instant::now()));
+        if !allowed {
+            return sent.await;
+        }
+        let first_addr = first.peer.address;
+        // The copy is made ready while the first may still answer.
+        let copy = tokio::select! {
+            biased;
+            result = &mut sent => return result,
+            copy = prepare_copy(proxy, shared, session, ctx, first_addr) => copy,
+        };
+        let Some(mut copy) = copy else {
+            return sent.await;
+        };
+        copy_sent = started.elapsed();
+        let winner = {
+            let copied = forward::exchange(
+                &mut copy.conn,
+                copy.request,
+                &copy.progress,
+                &copy.peer.options,
+            );
+            race(sent, pin!(copied)).await
+        };
+        (winner, (copy.peer, copy.conn, copy.progress))
+    };
+    let (copy_peer, copy_conn, copy_progress) = copy;
+    let (result, copy_won) = match winner {
+        Winner::First(result) => (result, false),
+        Winner::Copy(result) => (result, true),
+    };
+    let other = if copy_won {
+        let slow = std::mem::replace(first.peer, copy_peer);
+        // The first exchange was dropped: closing its connection cancels it.
+        *first.conn = copy_conn;
+        *first.progress = copy_progress;
+        slow.address
+    } else {
+        copy_peer.address
+    };
+    if let Some(record) = session.attempts_mut().current() {
+        record.peer = first.peer.address;
+        record.request_hedge = Some(RequestHedge {
+            other,
+            copy_won,
+            after: copy_sent,
+        });
+    }
+    result
+}
+
+/// Another server, a connection to it and the request for it; `None` when
+/// `upstream_peer` has nothing but `first` to offer, or the copy cannot be
+/// made ready.
+async fn prepare_copy<P: ProxyHttp>(
+    proxy: &P,
+    shared: &EngineShared,
+    session: &mut Session,
+    ctx: &mut P::CTX,
+    first: std::net::SocketAddr,
+) -> Option<Copy> {
+    let peer = proxy.upstream_peer(session, ctx).await.ok()?;
+    if peer.address == first {
+        return None;
+    }
+    let (conn, _) = connection(shared, &peer, session, false).await;
+    let conn = conn.ok()?;
+    let mut head = forward::upstream_head(session, &peer, &shared.identity);
+    proxy
+        .upstream_request_filter(session, &mut head, ctx)
+        .await
+        .ok()?;
+    let (body, progress) = session.body_source().attempt_body();
+    Some(Copy {
+        peer,
+        conn,
+        request: Request::from_parts(head, body),
+        progress,
+    })
+}
+
+/// The first response head of two exchanges; a failure waits for the other.
+async fn race<A, B>(mut first: std::pin::Pin<&mut A>, mut copy: std::pin::Pin<&mut B>) -> Winner
+where
+    A: Future<Output = Result<Response<Incoming>, SendFailure>>,
+    B: Future<Output = Result<Response<Incoming>, SendFailure>>,
+{
+    tokio::select! {
+        result = &mut first => match result {
+            Ok(response) => Winner::First(Ok(response)),
+            Err(_) => Winner::Copy(copy.await),
+        },
+        result = &mut copy => match result {
+            Ok(response) => Winner::Copy(Ok(response)),
+            Err(_) => Winner::First(first.await),
+        },
+    }
+}
