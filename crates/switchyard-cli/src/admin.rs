@@ -160,6 +160,7 @@ fn upstreams(view: &View) -> String {
                         "reason": s.reason,
                         "held_for_ms": s.held_for.map(|d| d.as_millis() as u64),
                         "held_because": s.held_because,
+                        "slow_start_permille": s.slow_start_permille,
                     })
                 })
                 .collect();

@@ -217,7 +217,10 @@ impl ProxyHttp for ConfigProxy {
                     let key = hash_key(key, session);
                     group.backends.select_keyed(&tried, &avoid, key).addr
                 }
-                None => group.backends.select_avoiding(&tried, &avoid).addr,
+                None => {
+                    let addr = group.backends.select_avoiding(&tried, &avoid).addr;
+                    slow_start(group, addr, &tried, &avoid)
+                }
             },
         };
         if let Some(load) = group.backends.load(addr) {
@@ -420,6 +423,23 @@ impl ProxyHttp for ConfigProxy {
         };
         self.observer.log(&finished);
     }
+}
+
+/// `addr`, unless it is ramping up after coming back and its share says
+/// to pick again: then another usable server, if there is one.
+fn slow_start(
+    group: &Group,
+    addr: SocketAddr,
+    tried: &[SocketAddr],
+    avoid: &[SocketAddr],
+) -> SocketAddr {
+    if group.health.slow_start_admits(addr, Instant::now()) {
+        return addr;
+    }
+    let mut others = avoid.to_vec();
+    others.push(addr);
+    let other = group.backends.select_avoiding(tried, &others).addr;
+    if others.contains(&other) { addr } else { other }
 }
 
 /// Whether the group has a server this request has not tried that is not

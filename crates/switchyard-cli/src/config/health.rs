@@ -52,6 +52,15 @@ pub struct OutlierSection {
     pub max_ejected_percent: u8,
     /// Below this share of usable servers, in percent, use them all (panic mode).
     pub panic_threshold_percent: u8,
+    /// How many of a server's latest attempts its success rate is judged on (0: off, at most 64).
+    pub success_rate_window: u8,
+    /// Eject a server whose success rate over the window is below this percent.
+    pub min_success_percent: u8,
+    /// Eject a server whose median response time is above this many times
+    /// the median of the group's others (0: off).
+    pub latency_factor: u32,
+    /// A server coming back ramps its share of traffic up over this long ("0s": at once).
+    pub slow_start: Dur,
 }
 
 impl Default for HealthCheckSection {
@@ -82,6 +91,10 @@ impl Default for OutlierSection {
             max_ejection: Dur(policy.max_ejection),
             max_ejected_percent: policy.max_ejected_percent,
             panic_threshold_percent: policy.panic_threshold_percent,
+            success_rate_window: policy.success_rate_window,
+            min_success_percent: policy.min_success_percent,
+            latency_factor: policy.latency_factor,
+            slow_start: Dur(policy.slow_start),
         }
     }
 }
@@ -92,9 +105,14 @@ pub(super) fn outlier_policy(
     section: &OutlierSection,
     key: &str,
 ) -> Result<OutlierPolicy, ConfigError> {
+    if section.success_rate_window > 64 {
+        let message = "must be 0-64 (0: off)";
+        return Err(source.error(None, &format!("{key}.success_rate_window"), message));
+    }
     for (name, value) in [
         ("max_ejected_percent", section.max_ejected_percent),
         ("panic_threshold_percent", section.panic_threshold_percent),
+        ("min_success_percent", section.min_success_percent),
     ] {
         if value > 100 {
             return Err(source.error(None, &format!("{key}.{name}"), "must be 0-100"));
@@ -114,6 +132,10 @@ pub(super) fn outlier_policy(
         max_ejection: section.max_ejection.0,
         max_ejected_percent: section.max_ejected_percent,
         panic_threshold_percent: section.panic_threshold_percent,
+        success_rate_window: section.success_rate_window,
+        min_success_percent: section.min_success_percent,
+        latency_factor: section.latency_factor,
+        slow_start: section.slow_start.0,
     })
 }
 

@@ -31,6 +31,7 @@
 //! ```
 
 pub mod checker;
+mod latency;
 mod passive;
 mod state;
 #[cfg(test)]
@@ -80,6 +81,9 @@ pub struct PeerStatus {
     pub held_for: Option<Duration>,
     /// What it answered when it asked for that wait.
     pub held_because: Option<String>,
+    /// Its share of traffic while it ramps up after coming back, in per
+    /// mille (`None`: a full share).
+    pub slow_start_permille: Option<u16>,
 }
 
 #[derive(Debug, Default)]
@@ -88,6 +92,11 @@ struct Peer {
     outlier: OutlierState,
     /// Until when the peer asked to be left alone, and why.
     held: Option<(Instant, String)>,
+    /// When it last came back (checks passing again, new in DNS); an
+    /// ejection's end counts too (see [`Peer::back_since`]).
+    came_back: Option<Instant>,
+    /// Its latest successful response times (`latency.rs`).
+    latency: latency::Samples,
 }
 
 impl Peer {
@@ -97,6 +106,22 @@ impl Peer {
 
     fn held(&self, now: Instant) -> bool {
         self.held.as_ref().is_some_and(|(until, _)| now < *until)
+    }
+
+    /// When the peer last became usable again: checks passing after it was
+    /// down, its appearance in a reload, or the end of its last ejection.
+    fn back_since(&self, now: Instant) -> Option<Instant> {
+        let ejection_over = self.outlier.ejected_until().filter(|until| *until <= now);
+        self.came_back.max(ejection_over)
+    }
+
+    /// Its share of traffic at `now` under a slow start of `slow_start`.
+    fn ramp(&self, now: Instant, slow_start: Duration) -> Option<f64> {
+        if !self.usable(now) {
+            return None;
+        }
+        let since = now.saturating_duration_since(self.back_since(now)?);
+        crate::policy::slow_start::share(since, slow_start)
     }
 }
 
@@ -113,6 +138,9 @@ pub struct UpstreamHealth {
     /// Peers down or ejected (possibly stale-high: an ejection that ran out
     /// is cleared at the next look).
     impaired: AtomicUsize,
+    /// Peers that may be ramping up (stale-high, recounted at the next
+    /// look): selection asks nothing while it is zero.
+    ramping: AtomicUsize,
     listener: Mutex<Option<HealthListener>>,
 }
 
@@ -167,6 +195,7 @@ impl UpstreamHealth {
             policy,
             thresholds,
             impaired: AtomicUsize::new(0),
+            ramping: AtomicUsize::new(0),
             listener: Mutex::new(None),
         }
     }
@@ -247,6 +276,20 @@ impl UpstreamHealth {
         else {
             return;
         };
+        self.eject(peers, index, time, reason, now);
+    }
+
+    /// Eject peer `index` for `time`, unless the cap forbids it (then say
+    /// why in its state).
+    fn eject(
+        &self,
+        mut peers: MutexGuard<'_, Vec<Peer>>,
+        index: usize,
+        time: Duration,
+        reason: String,
+        now: Instant,
+    ) {
+        let peer = self.addrs[index];
         let ejected = peers.iter().filter(|p| p.outlier.ejected(now)).count();
         let cap = (self.addrs.len() * usize::from(self.policy.max_ejected_percent) / 100).max(1);
         if ejected >= cap {
@@ -263,6 +306,8 @@ impl UpstreamHealth {
         peers[index].outlier.eject(time, reason.clone(), now);
         drop(peers);
         self.impaired.fetch_add(1, Ordering::Relaxed);
+        // Its ejection's end starts a slow start.
+        self.ramping.fetch_add(1, Ordering::Relaxed);
         if was_usable {
             self.notify(HealthChange {
                 peer,
@@ -331,6 +376,10 @@ impl UpstreamHealth {
             peers[index].outlier.lift();
         }
         let usable = peers[index].usable(now);
+        if usable && !was_usable {
+            peers[index].came_back = Some(now);
+            self.ramping.fetch_add(1, Ordering::Relaxed);
+        }
         drop(peers);
         if verdict == Verdict::Down {
             self.impaired.fetch_add(1, Ordering::Relaxed);
@@ -354,16 +403,23 @@ impl UpstreamHealth {
         let old_peers = lock(&old.peers);
         let mut peers = lock(&self.peers);
         let mut impaired = 0;
+        let now = Instant::now();
         for (index, addr) in self.addrs.iter().enumerate() {
             if let Some(was) = old.index(*addr) {
                 peers[index].active = old_peers[was].active.clone();
                 peers[index].outlier = old_peers[was].outlier.clone();
                 peers[index].held = old_peers[was].held.clone();
+                peers[index].came_back = old_peers[was].came_back;
+                peers[index].latency = old_peers[was].latency.clone();
                 impaired += 1;
+            } else {
+                // New in DNS or in the config: it ramps up.
+                peers[index].came_back = Some(now);
             }
         }
         // Stale-high is fine: the next look recounts.
         self.impaired.fetch_add(impaired, Ordering::Relaxed);
+        self.ramping.fetch_add(self.addrs.len(), Ordering::Relaxed);
     }
 
     /// Whether `peer` is down by active checks (so checks come faster).
@@ -400,8 +456,32 @@ impl UpstreamHealth {
                     .as_ref()
                     .filter(|(until, _)| now < *until)
                     .map(|(_, why)| why.clone()),
+                slow_start_permille: p
+                    .ramp(now, self.policy.slow_start)
+                    .map(|share| (share * 1000.0) as u16),
             })
             .collect()
+    }
+
+    /// Whether a pick of `peer` at `now` stands: always, unless it is
+    /// ramping up after coming back (`policy::slow_start`) and a random
+    /// draw above its share says to pick again among the others. Cheap
+    /// while no peer ramps.
+    pub fn slow_start_admits(&self, peer: SocketAddr, now: Instant) -> bool {
+        if self.policy.slow_start.is_zero() || self.ramping.load(Ordering::Relaxed) == 0 {
+            return true;
+        }
+        let peers = lock(&self.peers);
+        let ramping = peers
+            .iter()
+            .filter(|p| p.ramp(now, self.policy.slow_start).is_some() || p.outlier.ejected(now))
+            .count();
+        self.ramping.store(ramping, Ordering::Relaxed);
+        let share = self
+            .index(peer)
+            .and_then(|i| peers[i].ramp(now, self.policy.slow_start));
+        drop(peers);
+        share.is_none_or(|share| crate::policy::slow_start::admit(share, crate::random::unit()))
     }
 
     fn index(&self, peer: SocketAddr) -> Option<usize> {

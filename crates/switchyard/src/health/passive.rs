@@ -68,7 +68,8 @@ pub fn outcome_of(attempt: &AttemptRecord) -> Option<Outcome> {
 
 impl UpstreamHealth {
     /// Feed every attempt of a finished request to outlier detection:
-    /// each attempt's [`outcome_of`] on its peer, and a timeout on the slow
+    /// each attempt's [`outcome_of`] on its peer (and a success's duration,
+    /// for latency outliers), and a timeout on the slow
     /// first choice of a connect race the hedge won (its connect took longer
     /// than three times its usual p99, as good as silence). Peers this
     /// health does not cover are ignored, so a request's whole trace can be
@@ -80,6 +81,9 @@ impl UpstreamHealth {
             }
             if let Some(outcome) = outcome_of(attempt) {
                 self.report(attempt.peer, outcome, now);
+                if outcome == Outcome::Success {
+                    self.report_latency(attempt.peer, attempt.duration, now);
+                }
             }
         }
     }

@@ -132,12 +132,28 @@ pub struct OutlierPolicy {
     /// Below this share of usable peers, in percent, the group is in panic
     /// and spreads requests over every peer rather than fail them all.
     pub panic_threshold_percent: u8,
+    /// How many of a peer's latest attempts its success rate is judged on
+    /// (at most 64; 0: not judged).
+    pub success_rate_window: u8,
+    /// A peer whose success rate over the window is below this percent is
+    /// ejected.
+    pub min_success_percent: u8,
+    /// A peer whose median response time (over its last 20 successful
+    /// attempts) is above this many times the median of the group's other
+    /// peers is ejected (0: not judged).
+    pub latency_factor: u32,
+    /// A peer coming back (checks pass again, ejection over, new in DNS)
+    /// ramps its share of traffic over this long (zero: at once); see
+    /// `policy::slow_start`.
+    pub slow_start: Duration,
 }
 
 impl Default for OutlierPolicy {
     /// 2 failures in a row (connect failures, broken exchanges or
-    /// timeouts), or 5 5xx, eject for 10 s (growing to
-    /// at most 300 s); at most 50% ejected; panic below 50% usable.
+    /// timeouts), or 5 5xx, or fewer than half of the last 20 attempts
+    /// succeeding, eject for 10 s (growing to at most 300 s); at most 50%
+    /// ejected; panic below 50% usable; latency not judged; a peer coming
+    /// back ramps up over 10 s.
     fn default() -> Self {
         OutlierPolicy {
             consecutive_failures: 2,
@@ -146,6 +162,10 @@ impl Default for OutlierPolicy {
             max_ejection: Duration::from_secs(300),
             max_ejected_percent: 50,
             panic_threshold_percent: 50,
+            success_rate_window: 20,
+            min_success_percent: 50,
+            latency_factor: 0,
+            slow_start: Duration::from_secs(10),
         }
     }
 }
@@ -155,6 +175,10 @@ impl Default for OutlierPolicy {
 pub struct OutlierState {
     failures: u32,
     server_errors: u32,
+    /// The latest outcomes, newest in the lowest bit: 1 for a success.
+    recent: u64,
+    /// How many of `recent`'s bits are outcomes (up to the window).
+    recent_len: u8,
     ejections: u32,
     ejected_until: Option<Instant>,
     reason: Option<String>,
@@ -197,6 +221,9 @@ impl OutlierState {
             // Attempts in flight when it was ejected: already counted for.
             return Passive::Nothing;
         }
+        if let Some(eject) = self.success_rate(outcome == Outcome::Success, policy) {
+            return eject;
+        }
         let (count, limit, what) = match outcome {
             Outcome::Success => {
                 self.failures = 0;
@@ -222,12 +249,45 @@ impl OutlierState {
         if limit == 0 || count < limit {
             return Passive::Nothing;
         }
+        Passive::Eject(
+            self.next_ejection(policy),
+            format!("{count} consecutive {what}"),
+        )
+    }
+
+    /// How long the next ejection lasts: the n-th is n times the base, capped.
+    pub fn next_ejection(&self, policy: &OutlierPolicy) -> Duration {
         let n = self.ejections.saturating_add(1);
-        let time = policy
+        policy
             .base_ejection
             .saturating_mul(n)
-            .min(policy.max_ejection);
-        Passive::Eject(time, format!("{count} consecutive {what}"))
+            .min(policy.max_ejection)
+    }
+
+    /// Count one outcome in the success-rate window; an ejection when the
+    /// window is full and its share of successes is below the minimum.
+    fn success_rate(&mut self, success: bool, policy: &OutlierPolicy) -> Option<Passive> {
+        let window = policy.success_rate_window.min(64);
+        if window == 0 {
+            return None;
+        }
+        self.recent = (self.recent << 1) | u64::from(success);
+        self.recent_len = self.recent_len.saturating_add(1).min(window);
+        if self.recent_len < window {
+            return None;
+        }
+        let mask = u64::MAX >> (64 - u32::from(window));
+        let successes = (self.recent & mask).count_ones();
+        let window = u32::from(window);
+        if successes * 100 >= u32::from(policy.min_success_percent) * window {
+            return None;
+        }
+        let reason = format!(
+            "success rate {}% over the last {window} attempts (below {}%)",
+            successes * 100 / window,
+            policy.min_success_percent
+        );
+        Some(Passive::Eject(self.next_ejection(policy), reason))
     }
 
     /// Eject for `time` (the group allowed it).
@@ -235,15 +295,20 @@ impl OutlierState {
         self.ejections = self.ejections.saturating_add(1);
         self.ejected_until = Some(now + time);
         self.reason = Some(reason);
-        self.failures = 0;
-        self.server_errors = 0;
+        self.forget_counts();
     }
 
     /// The cap refused an ejection: keep counting from zero, say why.
     pub fn refused(&mut self, reason: String) {
         self.reason = Some(reason);
+        self.forget_counts();
+    }
+
+    fn forget_counts(&mut self) {
         self.failures = 0;
         self.server_errors = 0;
+        self.recent = 0;
+        self.recent_len = 0;
     }
 
     /// Active checks passed after the peer was down: lift the ejection.

@@ -430,3 +430,39 @@ fn a_peer_asking_for_time_is_avoided_until_then_and_a_shorter_ask_does_not_cut_i
     assert!(health.avoid(now + secs(5)).is_empty());
     assert_eq!(health.snapshot(now + secs(5))[0].held_for, None);
 }
+
+#[test]
+fn a_peer_new_in_a_reload_or_passing_checks_again_ramps_up() {
+    let policy = OutlierPolicy {
+        slow_start: Duration::from_secs(10),
+        ..OutlierPolicy::default()
+    };
+    let a = addrs(3);
+    let old = UpstreamHealth::new(&a[..2], policy, Thresholds::default());
+    let new = UpstreamHealth::new(&a, policy, Thresholds::default());
+    new.adopt(&old);
+    let now = Instant::now();
+    let share = |h: &UpstreamHealth, i: usize, at: Instant| h.snapshot(at)[i].slow_start_permille;
+    assert_eq!(share(&new, 0, now), None, "kept from before the reload");
+    assert!(
+        share(&new, 2, now).is_some_and(|p| p <= 150),
+        "new in the reload"
+    );
+    assert_eq!(
+        share(&new, 2, now + Duration::from_secs(11)),
+        None,
+        "ramp over"
+    );
+
+    let t = Thresholds::default();
+    let checked = UpstreamHealth::new(&a, policy, t);
+    for _ in 0..t.fall {
+        checked.record_check(a[1], false, "refused".into(), now);
+    }
+    assert_eq!(share(&checked, 1, now), None, "down, not ramping");
+    for _ in 0..t.rise {
+        checked.record_check(a[1], true, "ok".into(), now);
+    }
+    let later = now + Duration::from_secs(5);
+    assert_eq!(share(&checked, 1, later), Some(500));
+}

@@ -15,3 +15,4 @@ pub mod limits;
 pub mod pushback;
 pub mod retry;
 pub mod rules;
+pub mod slow_start;

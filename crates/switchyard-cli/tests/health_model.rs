@@ -1,0 +1,136 @@
+//! The health model beyond consecutive failures: ejection by success rate
+//! and by latency against the group, and slow start for a server coming
+//! back.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use common::{Running, TempConfig};
+use switchyard_testkit::{Behavior, Origin, Script, client, within};
+
+/// A proxy over `a` then `b` in round robin, with `outlier` as the group's
+/// `[upstreams.app.outlier]` table.
+fn proxy(name: &str, a: &Origin, b: &Origin, outlier: &str) -> (Running, TempConfig) {
+    let text = format!(
+        "[server]\nlisten = [\"127.0.0.1:0\"]\nadmin = \"127.0.0.1:0\"\nworkers = 1\n\
+         [upstreams.app]\nservers = [\"{}\", \"{}\"]\nconnect_hedging = false\n\
+         [upstreams.app.outlier]\n{outlier}\n",
+        a.addr(),
+        b.addr()
+    );
+    let file = TempConfig::new(name, &text);
+    let proxy = Running::start(&["run", "-c", file.path.to_str().unwrap()]);
+    (proxy, file)
+}
+
+async fn get_n(addr: SocketAddr, n: usize) {
+    for _ in 0..n {
+        within(10, "GET", client::get(addr, "/")).await.unwrap();
+    }
+}
+
+async fn first_server(admin: SocketAddr) -> serde_json::Value {
+    let view = common::admin_get(admin, "/upstreams").await;
+    let view: serde_json::Value = serde_json::from_str(&view).unwrap();
+    view["upstreams"][0]["servers"][0].clone()
+}
+
+#[tokio::test]
+async fn a_server_much_slower_than_its_group_is_ejected() {
+    let slow = Origin::start(
+        "slow",
+        Script::always(Behavior::ok().after(Duration::from_millis(40))),
+    )
+    .await;
+    let fast = Origin::healthy("fast").await;
+    let (proxy, _file) = proxy(
+        "latency",
+        &slow,
+        &fast,
+        "latency_factor = 5\nslow_start = \"0s\"",
+    );
+    // Twenty answers from each make both medians known; the slow server is
+    // judged at its next answer.
+    get_n(proxy.addr, 44).await;
+    let server = first_server(proxy.admin.unwrap()).await;
+    assert_eq!(server["usable"], false, "{server}");
+    let reason = server["reason"].as_str().unwrap();
+    assert!(reason.contains("median response time"), "{reason}");
+    let before = slow.requests().len();
+    get_n(proxy.addr, 10).await;
+    assert_eq!(slow.requests().len(), before, "ejected: no more traffic");
+}
+
+#[tokio::test]
+async fn a_server_failing_too_often_is_ejected_by_its_success_rate() {
+    // Every other answer a 502: never two failures in a row.
+    let flaky = Origin::start(
+        "flaky",
+        Script::from_fn(|step| {
+            if step.global_index % 2 == 0 {
+                Behavior::status(502)
+            } else {
+                Behavior::ok()
+            }
+        }),
+    )
+    .await;
+    let good = Origin::healthy("good").await;
+    let (proxy, _file) = proxy(
+        "success-rate",
+        &flaky,
+        &good,
+        "success_rate_window = 10\nmin_success_percent = 60\nslow_start = \"0s\"",
+    );
+    get_n(proxy.addr, 20).await;
+    let server = first_server(proxy.admin.unwrap()).await;
+    assert_eq!(server["usable"], false, "{server}");
+    let reason = server["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("success rate 50% over the last 10 attempts"),
+        "{reason}"
+    );
+}
+
+#[tokio::test]
+async fn a_server_back_from_an_ejection_ramps_its_share_up() {
+    // One 500 ejects it for 300 ms; then it answers.
+    let back = Origin::start(
+        "back",
+        Script::sequence(vec![Behavior::status(500)], Behavior::ok()),
+    )
+    .await;
+    let other = Origin::healthy("other").await;
+    let (proxy, _file) = proxy(
+        "slow-start",
+        &back,
+        &other,
+        "consecutive_5xx = 1\nbase_ejection = \"300ms\"\nslow_start = \"2s\"",
+    );
+    let admin = proxy.admin.unwrap();
+    while back.requests().is_empty() {
+        get_n(proxy.addr, 1).await;
+    }
+    assert_eq!(first_server(admin).await["usable"], false);
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let ramping_from = Instant::now();
+
+    // Early in the ramp it takes a small share (10-20%), not half.
+    let seen = back.requests().len();
+    get_n(proxy.addr, 40).await;
+    let early = back.requests().len() - seen;
+    assert!(early <= 12, "{early} of 40 early in the ramp");
+    let server = first_server(admin).await;
+    assert!(server["slow_start_permille"].as_u64().is_some(), "{server}");
+
+    // Once the ramp is over, a full share.
+    tokio::time::sleep(Duration::from_secs(2).saturating_sub(ramping_from.elapsed())).await;
+    let seen = back.requests().len();
+    get_n(proxy.addr, 40).await;
+    let late = back.requests().len() - seen;
+    assert!(late >= 16, "{late} of 40 after the ramp");
+    assert!(first_server(admin).await["slow_start_permille"].is_null());
+}
