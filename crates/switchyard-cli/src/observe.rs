@@ -17,6 +17,7 @@ use switchyard::{AttemptLog, AttemptRecord, Decision};
 use crate::config::LogFormat;
 
 mod connections;
+mod dry_run;
 mod grpc;
 mod handles;
 mod hedges;
@@ -24,10 +25,12 @@ mod pushback;
 mod upgrades;
 
 use connections::ConnectionMetrics;
+use dry_run::DryRunMetrics;
 use grpc::GrpcMetrics;
 use handles::HandleCache;
 use hedges::HedgeMetrics;
 use pushback::PushbackMetrics;
+use switchyard::policy::dry_run::WouldHave;
 use switchyard::proxy::UpgradeRecord;
 use switchyard::proxy::grpc::GrpcStatus;
 use upgrades::UpgradeMetrics;
@@ -59,6 +62,8 @@ pub struct Finished {
     pub upgrade: Option<UpgradeRecord>,
     /// How a gRPC call ended.
     pub grpc: Option<GrpcStatus>,
+    /// What policies in dry-run mode would have done.
+    pub dry_runs: Vec<WouldHave>,
 }
 
 /// An extra consumer of finished requests.
@@ -74,6 +79,7 @@ pub struct Observer {
     grpc: GrpcMetrics,
     pushback: PushbackMetrics,
     hedges: HedgeMetrics,
+    dry_runs: DryRunMetrics,
     registry: Registry,
     sink: Option<Sink>,
     out: Mutex<std::io::Stdout>,
@@ -97,6 +103,7 @@ impl Observer {
         let grpc = GrpcMetrics::register(&mut registry);
         let pushback = PushbackMetrics::register(&mut registry);
         let hedges = HedgeMetrics::register(&mut registry);
+        let dry_runs = DryRunMetrics::register(&mut registry);
         Observer {
             access_log,
             metrics,
@@ -105,6 +112,7 @@ impl Observer {
             grpc,
             pushback,
             hedges,
+            dry_runs,
             registry,
             sink: None,
             out: Mutex::new(std::io::stdout()),
@@ -136,6 +144,11 @@ impl Observer {
     pub fn count_grpc(&self, upstream: Option<&Arc<String>>, code: u32) {
         self.grpc
             .record(upstream.unwrap_or(&self.metrics.no_upstream), code);
+    }
+
+    /// Count what policies in dry-run mode would have done.
+    pub fn count_dry_runs(&self, would: &[WouldHave]) {
+        self.dry_runs.record(would);
     }
 
     /// Count a server of `upstream` held out of selection after it answered
@@ -184,7 +197,7 @@ impl Observer {
 
 /// `127.0.0.1:5000 "GET /x" 200 5B 3.1ms upstream=app id=5f0c...e1 attempts=2: 127.0.0.1:9001 connect-refused -> retry; 127.0.0.1:9002 200 -> done`,
 /// then, after a 101, `upgrade=websocket up=12B down=40B for=1530.2ms ended=closed`,
-/// and for a gRPC call `grpc=14`.
+/// for a gRPC call `grpc=14`, and with dry-run policies `dry-run=hedge:send-copy,...`.
 pub fn text_line(r: &Finished) -> String {
     let mut line = format!(
         "{} \"{} {}\" {} {}B {:.1}ms upstream={} id={} attempts={}: {}",
@@ -212,6 +225,10 @@ pub fn text_line(r: &Finished) -> String {
     if let Some(grpc) = &r.grpc {
         line.push_str(&format!(" grpc={}", grpc.code));
     }
+    if !r.dry_runs.is_empty() {
+        let would: Vec<String> = r.dry_runs.iter().map(ToString::to_string).collect();
+        line.push_str(&format!(" dry-run={}", would.join(",")));
+    }
     if let Some(error) = &r.error {
         line.push_str(&format!(" error=\"{}\"", error.replace('"', "'")));
     }
@@ -234,6 +251,7 @@ pub fn json_line(r: &Finished) -> String {
         "attempts": attempts,
         "grpc_status": r.grpc.as_ref().map(|g| g.code),
         "grpc_message": r.grpc.as_ref().and_then(|g| g.message.as_deref()),
+        "dry_run": r.dry_runs.iter().map(|w| json!({ "policy": w.policy, "would": w.would })).collect::<Vec<_>>(),
         "upgrade": r.upgrade.as_ref().map(|u| json!({
             "protocol": u.protocol,
             "to_upstream_bytes": u.to_upstream,

@@ -75,7 +75,7 @@ impl ConfigProxy {
     fn push_back(
         &self,
         route: &Route,
-        session: &Session,
+        session: &mut Session,
         head: &ResponseHeader,
     ) -> Option<Duration> {
         // Most answers are neither: no clock read for them.
@@ -85,6 +85,10 @@ impl ConfigProxy {
         let cap = route.policy.max_retry_after;
         let wait = retry_after(head.status, &head.headers, SystemTime::now(), cap)?;
         let peer = session.attempts().last()?.peer;
+        if route.policy.limits.mode.is_dry_run() {
+            session.note_dry_run("pushback", "hold");
+            return Some(wait);
+        }
         let now = Instant::now();
         let why = format!("{} with Retry-After ({wait:?})", head.status.as_u16());
         route.group.health.hold(peer, now + wait, why, now);
@@ -149,6 +153,19 @@ fn apply(
         }
     }
     e
+}
+
+/// Whether the request may be resent, by method or idempotency key; in a
+/// dry run, a key that would make `judge` retry is noted and not honoured.
+fn honoured(session: &mut Session, route: &Route, judge: impl Fn(bool) -> Judgement) -> Resend {
+    let resend = session.resend_safety(route.policy.idempotency_key.as_ref());
+    if resend != Resend::IdempotencyKey || !route.policy.limits.mode.is_dry_run() {
+        return resend;
+    }
+    if matches!(judge(true), Judgement::NextPeer | Judgement::SamePeer) {
+        session.note_dry_run("idempotency-key", "retry");
+    }
+    Resend::Unsafe
 }
 
 /// A retry that only the request's idempotency key made safe says so in
@@ -219,7 +236,7 @@ impl ProxyHttp for ConfigProxy {
                 }
                 None => {
                     let addr = group.backends.select_avoiding(&tried, &avoid).addr;
-                    slow_start(group, addr, &tried, &avoid)
+                    slow_start(group, addr, &tried, &avoid, session)
                 }
             },
         };
@@ -262,12 +279,11 @@ impl ProxyHttp for ConfigProxy {
     ) -> Box<Error> {
         match self.route(ctx) {
             Ok(route) => {
-                let resend = session.resend_safety(route.policy.idempotency_key.as_ref());
-                let judgement =
-                    route
-                        .policy
-                        .rules
-                        .on_proxy_error(e.kind(), reused, resend.allowed());
+                let rules = &route.policy.rules;
+                let kind = e.kind();
+                let judge = |allowed| rules.on_proxy_error(kind, reused, allowed);
+                let resend = honoured(session, &route, judge);
+                let judgement = judge(resend.allowed());
                 keyed(apply(judgement, ctx, Some(peer.address), e), resend)
             }
             Err(_) => e,
@@ -307,8 +323,9 @@ impl ProxyHttp for ConfigProxy {
         if !route.policy.rules.retry_on.statuses.contains(&status) {
             return None;
         }
-        let resend = session.resend_safety(route.policy.idempotency_key.as_ref());
-        let judgement = route.policy.rules.on_status(status, resend.allowed());
+        let judge = |allowed| route.policy.rules.on_status(status, allowed);
+        let resend = honoured(session, &route, judge);
+        let judgement = judge(resend.allowed());
         let e = Error::explain(
             ErrorKind::UpstreamStatus,
             format!("upstream answered {status}"),
@@ -321,8 +338,12 @@ impl ProxyHttp for ConfigProxy {
             && let Some(wait) = wait
             && !another_server_left(&route.group, session)
         {
-            e.set_retry_delay(wait);
-            e.set_retry_note(RETRY_AFTER_NOTE);
+            if route.policy.limits.mode.is_dry_run() {
+                session.note_dry_run("pushback", "wait");
+            } else {
+                e.set_retry_delay(wait);
+                e.set_retry_note(RETRY_AFTER_NOTE);
+            }
         }
         Some(e)
     }
@@ -377,12 +398,14 @@ impl ProxyHttp for ConfigProxy {
 
     async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut Ctx) {
         let route = self.route(ctx).ok();
+        let mut dry_runs = session.dry_runs().to_vec();
         if let Some(route) = &route {
-            route
-                .group
-                .health
-                .report_attempts(session.attempts(), Instant::now());
+            let health = &route.group.health;
+            dry_runs.extend(health.report_attempts(session.attempts(), Instant::now()));
             end_loads(&route.group, session.attempts(), &ctx.begun);
+        }
+        if !dry_runs.is_empty() {
+            self.observer.count_dry_runs(&dry_runs);
         }
         let status = session.response_status().map_or(0, |s| s.as_u16());
         self.observer.count(
@@ -419,6 +442,7 @@ impl ProxyHttp for ConfigProxy {
             trace,
             request_id: session.request_id().to_str().unwrap_or("-").to_string(),
             upgrade: session.upgrade().cloned(),
+            dry_runs,
             grpc: session.grpc_status().cloned(),
         };
         self.observer.log(&finished);
@@ -432,8 +456,13 @@ fn slow_start(
     addr: SocketAddr,
     tried: &[SocketAddr],
     avoid: &[SocketAddr],
+    session: &mut Session,
 ) -> SocketAddr {
     if group.health.slow_start_admits(addr, Instant::now()) {
+        return addr;
+    }
+    if group.health.mode().is_dry_run() {
+        session.note_dry_run("slow-start", "pick-again");
         return addr;
     }
     let mut others = avoid.to_vec();

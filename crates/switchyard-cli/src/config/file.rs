@@ -16,7 +16,9 @@ use super::routes::{HeaderEditsSection, HeaderMatchEntry};
 use super::tls::{ListenerTlsSection, UpstreamTlsSection};
 use super::units::{Dur, Size};
 
-pub use super::retry_section::{BackoffSection, RetryOnEntry, RetryOverride, RetrySection};
+pub use super::retry_section::{
+    BackoffSection, ModeName, RetryOnEntry, RetryOverride, RetrySection,
+};
 
 /// The whole file.
 #[derive(Debug, Clone, Deserialize, Serialize)]

@@ -61,6 +61,9 @@ pub struct OutlierSection {
     pub latency_factor: u32,
     /// A server coming back ramps its share of traffic up over this long ("0s": at once).
     pub slow_start: Dur,
+    /// `"dry-run"`: ejections by success rate or latency, and slow start,
+    /// only say what they would do.
+    pub mode: super::file::ModeName,
 }
 
 impl Default for HealthCheckSection {
@@ -95,6 +98,7 @@ impl Default for OutlierSection {
             min_success_percent: policy.min_success_percent,
             latency_factor: policy.latency_factor,
             slow_start: Dur(policy.slow_start),
+            mode: super::file::ModeName::Enforce,
         }
     }
 }
@@ -136,6 +140,7 @@ pub(super) fn outlier_policy(
         min_success_percent: section.min_success_percent,
         latency_factor: section.latency_factor,
         slow_start: section.slow_start.0,
+        mode: section.mode.mode(),
     })
 }
 

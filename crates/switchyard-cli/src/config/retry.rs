@@ -95,6 +95,7 @@ pub(super) fn retry_policy(
                 min: retry.hedge_min.0,
                 max: retry.hedge_max.0,
             }),
+            mode: retry.mode.mode(),
         },
         replay_buffer: retry.replay_buffer.0,
         idempotency_key,
@@ -208,6 +209,9 @@ pub(super) fn with_overrides(group: &RetrySection, overrides: &RetryOverride) ->
     }
     if let Some(v) = overrides.hedge {
         merged.hedge = v;
+    }
+    if let Some(v) = overrides.mode {
+        merged.mode = v;
     }
     if let Some(v) = overrides.hedge_min {
         merged.hedge_min = v;

@@ -53,6 +53,10 @@ pub struct RetrySection {
     /// first has not answered within its learned p95 response time.
     #[serde(default)]
     pub hedge: bool,
+    /// `"dry-run"`: idempotency-key retries, the deadline's retry skip,
+    /// pushback, one-layer retries and hedging only say what they would do.
+    #[serde(default)]
+    pub mode: ModeName,
     /// The shortest wait before a hedge.
     #[serde(default = "defaults::hedge_min")]
     pub hedge_min: Dur,
@@ -85,6 +89,7 @@ impl Default for RetrySection {
             max_retry_after: defaults::max_retry_after(),
             retry_when_attempt_header: false,
             hedge: false,
+            mode: ModeName::Enforce,
             hedge_min: defaults::hedge_min(),
             hedge_max: defaults::hedge_max(),
             budget_percent: defaults::budget_percent(),
@@ -102,6 +107,27 @@ pub enum RetryOnEntry {
     Status(u16),
     /// A failure name.
     Name(String),
+}
+
+/// `mode`: whether the newer policies act, or only say what they would do.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ModeName {
+    /// They act.
+    #[default]
+    Enforce,
+    /// They decide, count and log, and do not act.
+    DryRun,
+}
+
+impl ModeName {
+    /// The library's mode.
+    pub fn mode(self) -> switchyard::policy::dry_run::Mode {
+        match self {
+            ModeName::Enforce => switchyard::policy::dry_run::Mode::Enforce,
+            ModeName::DryRun => switchyard::policy::dry_run::Mode::DryRun,
+        }
+    }
 }
 
 /// `backoff = { base = "25ms", cap = "250ms" }`.
@@ -149,6 +175,9 @@ pub struct RetryOverride {
     /// See [`RetrySection::retry_when_attempt_header`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retry_when_attempt_header: Option<bool>,
+    /// See [`RetrySection::mode`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mode: Option<ModeName>,
     /// See [`RetrySection::hedge`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hedge: Option<bool>,

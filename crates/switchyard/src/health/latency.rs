@@ -9,7 +9,8 @@
 
 use std::time::{Duration, Instant};
 
-use super::{UpstreamHealth, lock};
+use super::{UpstreamHealth, lock, would_eject};
+use crate::policy::dry_run::WouldHave;
 
 /// Successful response times kept per peer.
 pub(crate) const SAMPLES: usize = 20;
@@ -64,22 +65,24 @@ impl UpstreamHealth {
     /// Record that `peer` answered a successful attempt in `took`, and
     /// eject it when it has become a latency outlier (see the module docs;
     /// nothing happens unless `latency_factor` is set).
-    pub fn report_latency(&self, peer: std::net::SocketAddr, took: Duration, now: Instant) {
+    /// In a dry run, the ejection is not made but returned, and logged.
+    pub fn report_latency(
+        &self,
+        peer: std::net::SocketAddr,
+        took: Duration,
+        now: Instant,
+    ) -> Option<WouldHave> {
         let factor = self.policy.latency_factor;
         if factor == 0 {
-            return;
+            return None;
         }
-        let Some(index) = self.index(peer) else {
-            return;
-        };
+        let index = self.index(peer)?;
         let mut peers = lock(&self.peers);
         if peers[index].outlier.ejected(now) {
-            return;
+            return None;
         }
         peers[index].latency.push(took);
-        let Some(own) = peers[index].latency.median() else {
-            return;
-        };
+        let own = peers[index].latency.median()?;
         let mut others: Vec<u32> = peers
             .iter()
             .enumerate()
@@ -87,7 +90,7 @@ impl UpstreamHealth {
             .filter_map(|(_, p)| p.latency.median())
             .collect();
         if is_latency_outlier(own, &mut others, factor) != Some(true) {
-            return;
+            return None;
         }
         let group = median(&mut others);
         let reason = format!(
@@ -96,9 +99,14 @@ impl UpstreamHealth {
             Duration::from_micros(u64::from(group)),
         );
         let time = peers[index].outlier.next_ejection(&self.policy);
-        // Judged afresh once it is back.
+        // Judged afresh once it is back (or, in a dry run, from now on).
         peers[index].latency.clear();
+        if self.policy.mode.is_dry_run() {
+            drop(peers);
+            return would_eject(peer, &reason);
+        }
         self.eject(peers, index, time, reason, now);
+        None
     }
 }
 

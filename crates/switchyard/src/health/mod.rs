@@ -44,6 +44,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 pub use passive::outcome_of;
+
+use crate::policy::dry_run::{Mode, WouldHave};
 pub use state::{ActiveState, Outcome, OutlierPolicy, OutlierState, Passive, Thresholds, Verdict};
 
 /// A change in whether a peer is used, for logs and listeners.
@@ -267,16 +269,27 @@ impl UpstreamHealth {
     }
 
     /// Record an attempt's outcome on `peer` (unknown peers are ignored).
-    pub fn report(&self, peer: SocketAddr, outcome: Outcome, now: Instant) {
-        let Some(index) = self.index(peer) else {
-            return;
-        };
+    /// In a dry run (`OutlierPolicy::mode`), an ejection by success rate is
+    /// not made but returned, and logged.
+    pub fn report(&self, peer: SocketAddr, outcome: Outcome, now: Instant) -> Option<WouldHave> {
+        let index = self.index(peer)?;
         let mut peers = lock(&self.peers);
-        let Passive::Eject(time, reason) = peers[index].outlier.record(outcome, now, &self.policy)
-        else {
-            return;
-        };
-        self.eject(peers, index, time, reason, now);
+        match peers[index].outlier.record(outcome, now, &self.policy) {
+            Passive::Nothing => None,
+            Passive::Eject(time, reason) => {
+                self.eject(peers, index, time, reason, now);
+                None
+            }
+            Passive::WouldEject(reason) => {
+                drop(peers);
+                would_eject(peer, &reason)
+            }
+        }
+    }
+
+    /// The mode of this group's newer judges (success rate, latency, slow start).
+    pub fn mode(&self) -> Mode {
+        self.policy.mode
     }
 
     /// Eject peer `index` for `time`, unless the cap forbids it (then say
@@ -495,6 +508,15 @@ impl UpstreamHealth {
             listener(&change);
         }
     }
+}
+
+/// A dry run's ejection: logged, and returned for the caller to count.
+fn would_eject(peer: SocketAddr, reason: &str) -> Option<WouldHave> {
+    tracing::info!(%peer, reason, "dry run: outlier detection would eject this server");
+    Some(WouldHave {
+        policy: "outlier",
+        would: "eject",
+    })
 }
 
 /// A poisoned lock still holds consistent counters: keep going.

@@ -18,6 +18,7 @@ use std::time::Instant;
 
 use super::{Outcome, UpstreamHealth};
 use crate::error::{ErrorKind, Side};
+use crate::policy::dry_run::WouldHave;
 use crate::policy::rules::connection_dropped;
 use crate::trace::{AttemptLog, AttemptRecord};
 
@@ -74,17 +75,22 @@ impl UpstreamHealth {
     /// than three times its usual p99, as good as silence). Peers this
     /// health does not cover are ignored, so a request's whole trace can be
     /// passed.
-    pub fn report_attempts(&self, attempts: &AttemptLog, now: Instant) {
+    ///
+    /// Returns what a dry run (`OutlierPolicy::mode`) would have done: the
+    /// ejections not made (usually nothing, and then no allocation).
+    pub fn report_attempts(&self, attempts: &AttemptLog, now: Instant) -> Vec<WouldHave> {
+        let mut would = Vec::new();
         for attempt in attempts.records() {
             if let Some(slow) = attempt.hedged.filter(|_| attempt.hedge_won) {
-                self.report(slow, Outcome::Timeout, now);
+                would.extend(self.report(slow, Outcome::Timeout, now));
             }
             if let Some(outcome) = outcome_of(attempt) {
-                self.report(attempt.peer, outcome, now);
+                would.extend(self.report(attempt.peer, outcome, now));
                 if outcome == Outcome::Success {
-                    self.report_latency(attempt.peer, attempt.duration, now);
+                    would.extend(self.report_latency(attempt.peer, attempt.duration, now));
                 }
             }
         }
+        would
     }
 }

@@ -4,6 +4,8 @@
 
 use std::time::{Duration, Instant};
 
+use crate::policy::dry_run::Mode;
+
 /// What one attempt to a peer showed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
@@ -146,6 +148,9 @@ pub struct OutlierPolicy {
     /// ramps its share of traffic over this long (zero: at once); see
     /// `policy::slow_start`.
     pub slow_start: Duration,
+    /// [`Mode::DryRun`]: ejections by success rate or latency, and slow
+    /// start, are only reported (the counts in a row always act).
+    pub mode: Mode,
 }
 
 impl Default for OutlierPolicy {
@@ -166,6 +171,7 @@ impl Default for OutlierPolicy {
             min_success_percent: 50,
             latency_factor: 0,
             slow_start: Duration::from_secs(10),
+            mode: Mode::Enforce,
         }
     }
 }
@@ -192,6 +198,9 @@ pub enum Passive {
     /// The peer crossed a threshold: eject it if the cap allows, for this
     /// long, for this reason.
     Eject(Duration, String),
+    /// In a dry run, the success rate would have ejected the peer (for this
+    /// reason); it was not.
+    WouldEject(String),
 }
 
 impl OutlierState {
@@ -287,6 +296,11 @@ impl OutlierState {
             successes * 100 / window,
             policy.min_success_percent
         );
+        if policy.mode.is_dry_run() {
+            // Judged afresh from here, so one episode is reported once.
+            self.recent_len = 0;
+            return Some(Passive::WouldEject(reason));
+        }
         Some(Passive::Eject(self.next_ejection(policy), reason))
     }
 

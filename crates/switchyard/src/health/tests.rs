@@ -466,3 +466,32 @@ fn a_peer_new_in_a_reload_or_passing_checks_again_ramps_up() {
     let later = now + Duration::from_secs(5);
     assert_eq!(share(&checked, 1, later), Some(500));
 }
+
+#[test]
+fn in_a_dry_run_the_success_rate_reports_an_ejection_and_makes_none() {
+    let policy = OutlierPolicy {
+        success_rate_window: 4,
+        min_success_percent: 60,
+        mode: crate::policy::dry_run::Mode::DryRun,
+        ..OutlierPolicy::default()
+    };
+    let a = addrs(2);
+    let h = UpstreamHealth::new(&a, policy, Thresholds::default());
+    let now = Instant::now();
+    let mut would = Vec::new();
+    for outcome in [
+        Outcome::ServerError,
+        Outcome::Success,
+        Outcome::ServerError,
+        Outcome::Success,
+    ] {
+        would.extend(h.report(a[0], outcome, now));
+    }
+    let eject = crate::policy::dry_run::WouldHave {
+        policy: "outlier",
+        would: "eject",
+    };
+    assert_eq!(would, vec![eject]);
+    assert!(h.avoid(now).is_empty(), "not ejected");
+    assert_eq!(h.snapshot(now)[0].ejections, 0);
+}

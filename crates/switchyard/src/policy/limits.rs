@@ -12,6 +12,7 @@ use std::time::Duration;
 use http::HeaderName;
 
 use super::backoff::Backoff;
+use super::dry_run::Mode;
 use super::hedge::HedgePolicy;
 
 /// Limits for one request; `None` means "the server's default".
@@ -28,6 +29,7 @@ use super::hedge::HedgePolicy;
 ///     deadline_header: None,
 ///     retry_when_attempt_header: false,
 ///     hedge: None,
+///     mode: Default::default(),
 /// };
 /// assert_eq!(limits.retries_within(16), 2);
 /// assert_eq!(RetryLimits::default().retries_within(16), 16);
@@ -53,6 +55,10 @@ pub struct RetryLimits {
     /// Send a copy of an idempotent request to another server when the
     /// first is slow to answer (see [`super::hedge`]); `None`: never.
     pub hedge: Option<HedgePolicy>,
+    /// [`Mode::DryRun`]: the deadline's retry skip, leaving retries to an
+    /// outer proxy, and hedging only record what they would do (see
+    /// [`super::dry_run`]).
+    pub mode: Mode,
 }
 
 impl RetryLimits {

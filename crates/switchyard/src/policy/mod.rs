@@ -9,6 +9,7 @@
 pub mod backoff;
 pub mod budget;
 pub mod deadline;
+pub mod dry_run;
 pub mod hedge;
 pub mod idempotency;
 pub mod limits;

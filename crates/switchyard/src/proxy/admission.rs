@@ -58,6 +58,8 @@ pub(super) struct Admission {
     outer_layer_retries: bool,
     /// When to hedge, if the request may be hedged at all.
     hedge: Option<HedgePolicy>,
+    /// Whether the request's policies only note what they would do.
+    dry_run: bool,
     /// Whether the request's one hedge plan was handed out.
     hedged: bool,
 }
@@ -69,6 +71,8 @@ pub(super) struct HedgePlan {
     pub(super) after: Duration,
     /// The budget the copy is spent from.
     pub(super) budget: Option<Arc<RetryBudget>>,
+    /// Only note that a copy would go (and spend nothing).
+    pub(super) dry_run: bool,
 }
 
 impl Admission {
@@ -92,6 +96,7 @@ impl Admission {
             budget: None,
             outer_layer_retries: false,
             hedge: limits.hedge,
+            dry_run: limits.mode.is_dry_run(),
             hedged: false,
         }
     }
@@ -107,6 +112,7 @@ impl Admission {
         Some(HedgePlan {
             after: policy.delay(p95),
             budget: self.budget.clone(),
+            dry_run: self.dry_run,
         })
     }
 

@@ -68,7 +68,7 @@ pub(super) enum NextPeer {
     /// Try this server next.
     Go(Box<HttpPeer>),
     /// The server chosen usually answers later than the time left.
-    TooClose,
+    TooClose(Box<HttpPeer>),
 }
 
 /// Choose the server for a retry that will start at `starts_at`, and judge
@@ -86,7 +86,7 @@ pub(super) async fn choose_next<P: ProxyHttp>(
     let left = deadline.saturating_duration_since(starts_at);
     let median = shared.response_times.quantile(peer.address, 0.5);
     if too_close(left, median) {
-        return Ok(NextPeer::TooClose);
+        return Ok(NextPeer::TooClose(peer));
     }
     Ok(NextPeer::Go(peer))
 }

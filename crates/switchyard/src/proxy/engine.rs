@@ -285,10 +285,12 @@ async fn attempt_loop<P: ProxyHttp>(
         .or_else(|| shared.budget.clone());
     let mut admission = Admission::new(&limits, shared.max_retries, shared.jitter, start);
     admission.draw_on(budget, Instant::now());
-    if outer_layer_retries(
+    // In a dry run, a retry an outer proxy makes is only noted.
+    let outer = outer_layer_retries(
         &session.req_header().headers,
         limits.retry_when_attempt_header,
-    ) {
+    );
+    if outer && !limits.mode.is_dry_run() {
         admission.leave_retries_outside();
     }
     let mut fresh_only = false;
@@ -354,7 +356,11 @@ async fn attempt_loop<P: ProxyHttp>(
             let starts_at = Instant::now() + admission.delay(stale, &error);
             match deadline::choose_next(proxy, shared, session, ctx, deadline, starts_at).await {
                 Ok(NextPeer::Go(peer)) => chosen = Some(peer),
-                Ok(NextPeer::TooClose) => verdict = Verdict::Stop(StopReason::DeadlineTooClose),
+                Ok(NextPeer::TooClose(peer)) if limits.mode.is_dry_run() => {
+                    session.note_dry_run("deadline", "skip-retry");
+                    chosen = Some(peer);
+                }
+                Ok(NextPeer::TooClose(_)) => verdict = Verdict::Stop(StopReason::DeadlineTooClose),
                 Err(e) => {
                     // As when `upstream_peer` fails at the top of an attempt.
                     let stop = Decision::Stop(StopReason::InternalError);
@@ -362,6 +368,9 @@ async fn attempt_loop<P: ProxyHttp>(
                     return Err(e);
                 }
             }
+        }
+        if outer && verdict == Verdict::Retry && limits.mode.is_dry_run() {
+            session.note_dry_run("one-layer-retries", "not-retry");
         }
         let trace = session.attempts_mut();
         match verdict {

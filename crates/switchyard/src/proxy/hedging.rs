@@ -74,7 +74,12 @@ pub(super) async fn exchange<P: ProxyHttp>(
             () = tokio::time::sleep(plan.after) => {}
         }
         let body = session.body_source().state();
-        let allowed = may_hedge(session.is_idempotent(), first_progress.finished(), body)
+        let may = may_hedge(session.is_idempotent(), first_progress.finished(), body);
+        if may && plan.dry_run {
+            session.note_dry_run("hedge", "send-copy");
+            return sent.await;
+        }
+        let allowed = may
             && plan
                 .budget
                 .as_ref()

@@ -13,6 +13,7 @@ use super::identity::ClientAddr;
 use super::upgrade::UpgradeRecord;
 use crate::body::limit::BodyLimit;
 use crate::body::{BufferState, ReplaySource};
+use crate::policy::dry_run::WouldHave;
 use crate::policy::idempotency::{Resend, resend_safety};
 use crate::trace::AttemptLog;
 use crate::upstream::DownstreamBody;
@@ -43,6 +44,8 @@ pub struct Session {
     grpc: Option<Box<GrpcStatus>>,
     /// The request arrived as a gRPC call.
     is_grpc: bool,
+    /// What policies in dry-run mode would have done for this request.
+    dry_runs: Vec<WouldHave>,
 }
 
 impl Session {
@@ -69,6 +72,7 @@ impl Session {
             upgrade: None,
             deadline: None,
             deadline_header: None,
+            dry_runs: Vec::new(),
             grpc: None,
             is_grpc,
         }
@@ -85,6 +89,17 @@ impl Session {
     /// shorter), once the first attempt began.
     pub fn deadline(&self) -> Option<Instant> {
         self.deadline
+    }
+
+    /// Record that a policy in dry-run mode would have acted (see
+    /// [`crate::policy::dry_run`]); the request goes on as if it had not.
+    pub fn note_dry_run(&mut self, policy: &'static str, would: &'static str) {
+        self.dry_runs.push(WouldHave { policy, would });
+    }
+
+    /// What policies in dry-run mode would have done for this request.
+    pub fn dry_runs(&self) -> &[WouldHave] {
+        &self.dry_runs
     }
 
     /// The header (`RetryLimits::deadline_header`) that tells the upstream
