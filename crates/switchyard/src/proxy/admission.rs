@@ -101,16 +101,20 @@ impl Admission {
         }
     }
 
-    /// The hedge an attempt to a server whose learned p95 is `p95` may
+    /// The hedge an attempt to a server whose learned p95 is `p95()` may
     /// send: offered to the request's first attempt only (`None` after, and
-    /// when the request is not hedged or an outer proxy retries it).
-    pub(super) fn hedge_plan(&mut self, p95: Option<Duration>) -> Option<HedgePlan> {
+    /// when the request is not hedged or an outer proxy retries it; the p95
+    /// is looked up only for a request that may be hedged).
+    pub(super) fn hedge_plan(
+        &mut self,
+        p95: impl FnOnce() -> Option<Duration>,
+    ) -> Option<HedgePlan> {
         let policy = self
             .hedge
             .filter(|_| !self.hedged && !self.outer_layer_retries)?;
         self.hedged = true;
         Some(HedgePlan {
-            after: policy.delay(p95),
+            after: policy.delay(p95()),
             budget: self.budget.clone(),
             dry_run: self.dry_run,
         })

@@ -98,7 +98,7 @@ pub(super) async fn attempt<P: ProxyHttp>(
     let tunnel_idle = peer.options.read_timeout;
     admission.fit_to_deadline(&mut peer, now);
     session.attempts_mut().begin(peer.address, now);
-    let hedge = admission.hedge_plan(shared.response_times.quantile(peer.address, 0.95));
+    let hedge = admission.hedge_plan(|| shared.response_times.quantile(peer.address, 0.95));
     let exchanged = tokio::select! {
         result = connect_and_exchange(proxy, shared, session, ctx, &mut peer, fresh_only, hedge) => result,
         () = reply.closed() => Err(AttemptFailure::new(
