@@ -348,7 +348,12 @@ async fn connect_and_exchange<P: ProxyHttp>(
                     progress: &mut progress,
                     peer,
                 };
-                hedging::exchange(proxy, shared, session, ctx, first, request, plan).await
+                // Boxed: racing two exchanges is a large future, and only
+                // hedged requests should carry its room.
+                Box::pin(hedging::exchange(
+                    proxy, shared, session, ctx, first, request, plan,
+                ))
+                .await
             }
             None => forward::exchange(&mut conn, request, &progress, &peer.options).await,
         };
