@@ -23,7 +23,7 @@ async fn a_hedge_beats_a_slow_server_and_is_spent_from_the_retry_budget() {
         "[server]\nlisten = [\"127.0.0.1:0\"]\nadmin = \"127.0.0.1:0\"\n\
          [upstreams.app]\nservers = [\"{}\"]\nbackup = [\"{}\"]\n\
          [upstreams.app.retry]\nbudget_percent = 0\nbudget_min_per_second = 1\nbudget_window = \"1s\"\n\
-         [[routes]]\nupstream = \"app\"\n\
+         [[routes]]\nupstream = \"app\"\nhost_header = \"upstream\"\n\
          retry = {{ hedge = true, hedge_min = \"50ms\", hedge_max = \"100ms\" }}\n",
         slow.addr(),
         fast.addr()
@@ -49,6 +49,9 @@ async fn a_hedge_beats_a_slow_server_and_is_spent_from_the_retry_budget() {
     assert!(started.elapsed() >= Duration::from_millis(950));
     assert_eq!(slow.requests().len(), 2);
     assert_eq!(fast.requests().len(), 1);
+    // The copy was filtered as a request to its own server.
+    let host = &fast.requests()[0].headers["host"];
+    assert_eq!(host, fast.addr().to_string().as_str());
 
     let log = proxy.wait_for_log(2).await;
     let copy = fast.addr().to_string();

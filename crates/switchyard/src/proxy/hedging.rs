@@ -151,10 +151,16 @@ async fn prepare_copy<P: ProxyHttp>(
     let (conn, _) = connection(shared, &peer, session, false).await;
     let conn = conn.ok()?;
     let mut head = forward::upstream_head(session, &peer, &shared.identity);
-    proxy
-        .upstream_request_filter(session, &mut head, ctx)
-        .await
-        .ok()?;
+    // The hook sees the copy's server as the attempt's (a `Host` of the
+    // server reached, say); the race's winner is recorded after it.
+    if let Some(record) = session.attempts_mut().current() {
+        record.peer = peer.address;
+    }
+    let filtered = proxy.upstream_request_filter(session, &mut head, ctx).await;
+    if let Some(record) = session.attempts_mut().current() {
+        record.peer = first;
+    }
+    filtered.ok()?;
     let (body, progress) = session.body_source().attempt_body();
     Some(Copy {
         peer,
