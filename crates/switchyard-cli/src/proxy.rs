@@ -162,7 +162,9 @@ fn honoured(session: &mut Session, route: &Route, judge: impl Fn(bool) -> Judgem
     if resend != Resend::IdempotencyKey || !route.policy.limits.mode.is_dry_run() {
         return resend;
     }
-    if matches!(judge(true), Judgement::NextPeer | Judgement::SamePeer) {
+    let retries = |allowed| matches!(judge(allowed), Judgement::NextPeer | Judgement::SamePeer);
+    // Only a retry the key alone would allow (not `non_idempotent`).
+    if retries(true) && !retries(false) {
         session.note_dry_run("idempotency-key", "retry");
     }
     Resend::Unsafe
@@ -483,15 +485,18 @@ fn another_server_left(group: &Group, session: &Session) -> bool {
         .any(|p| !avoid.contains(p) && !tried.iter().any(|r| r.peer == *p))
 }
 
-/// Lower the load counts this request raised, with each attempt's latency.
+/// Lower the load counts this request raised, with the latency of the
+/// attempt that went to each server. A server chosen for an attempt that
+/// never started (a retry skipped for want of time), or for a hedge's copy
+/// (which shares its attempt's record), gives no latency sample.
 fn end_loads(group: &Group, attempts: &AttemptLog, begun: &[(SocketAddr, usize)]) {
     for &(addr, attempt) in begun {
-        let latency = attempts
-            .records()
-            .get(attempt)
-            .map_or(std::time::Duration::ZERO, |a| a.duration);
-        if let Some(load) = group.backends.load(addr) {
-            load.end(latency);
+        let Some(load) = group.backends.load(addr) else {
+            continue;
+        };
+        match attempts.records().get(attempt).filter(|a| a.peer == addr) {
+            Some(record) => load.end(record.duration),
+            None => load.cancel(),
         }
     }
 }

@@ -164,3 +164,32 @@ async fn a_retry_is_not_made_when_the_time_left_is_below_the_servers_median() {
     );
     assert!(log[9].contains("attempts=2"), "{}", log[9]);
 }
+
+#[tokio::test]
+async fn a_rejected_answer_is_retried_while_any_time_is_left() {
+    // Found in review: a 503 judged for a retry was then stopped as "too
+    // close", and the client got a 504 instead of an answer.
+    let slow = || Behavior::ok().after(Duration::from_millis(200));
+    let mut script = vec![slow(); 8];
+    script.push(Behavior::status(503));
+    let origin = Origin::start("slow", Script::sequence(script, Behavior::ok())).await;
+    let text = format!(
+        "[server]\nlisten = [\"127.0.0.1:0\"]\nworkers = 1\n\
+         [upstreams.app]\nservers = [\"{}\"]\n\
+         [upstreams.app.retry]\nretry_on = [503]\ndeadline_header = \"{HEADER}\"\n",
+        origin.addr()
+    );
+    let file = TempConfig::new("rejected-in-time", &text);
+    let proxy = Running::start(&["run", "-c", file.path.to_str().unwrap()]);
+    for _ in 0..8 {
+        within(10, "warm-up", client::get(proxy.addr, "/"))
+            .await
+            .unwrap();
+    }
+    // 150 ms left, below the 200 ms median: the 503's retry still goes.
+    let reply = within(10, "GET", client::send(proxy.addr, get(Some(150))))
+        .await
+        .unwrap();
+    assert_eq!(reply.status, 200);
+    assert_eq!(origin.requests().len(), 10);
+}

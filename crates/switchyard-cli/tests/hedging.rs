@@ -94,3 +94,66 @@ async fn a_post_is_not_hedged() {
     assert_eq!(reply.body, "slow");
     assert!(fast.requests().is_empty(), "a POST is not sent twice");
 }
+
+#[tokio::test]
+async fn a_copy_fits_in_the_requests_deadline_too() {
+    // Found in review: only the first server's timeouts were fitted to the
+    // deadline, so the race waited for a copy past it.
+    let slow = || Script::always(Behavior::ok().after(Duration::from_millis(1000)));
+    let first = Origin::start("first", slow()).await;
+    let second = Origin::start("second", slow()).await;
+    let text = format!(
+        "[server]\nlisten = [\"127.0.0.1:0\"]\n\
+         [upstreams.app]\nservers = [\"{}\"]\nbackup = [\"{}\"]\n\
+         [upstreams.app.retry]\nhedge = true\nhedge_min = \"20ms\"\nhedge_max = \"50ms\"\n\
+         deadline = \"300ms\"\n",
+        first.addr(),
+        second.addr()
+    );
+    let file = TempConfig::new("hedge-deadline", &text);
+    let proxy = Running::start(&["run", "-c", file.path.to_str().unwrap()]);
+    let started = Instant::now();
+    let reply = within(10, "GET", client::get(proxy.addr, "/"))
+        .await
+        .unwrap();
+    let took = started.elapsed();
+    assert_eq!(reply.status, 504);
+    assert!(took < Duration::from_millis(800), "{took:?}");
+    assert_eq!(second.requests().len(), 1, "the copy went");
+}
+
+#[tokio::test]
+async fn no_copy_for_want_of_another_server_spends_nothing() {
+    // Found in review: the budget was drawn before a copy existed. One
+    // server: its slow answer gets no copy, so the 503 after it may still
+    // be retried from a budget of one retry a second.
+    let only = Origin::start(
+        "only",
+        Script::sequence(
+            vec![
+                Behavior::ok().after(Duration::from_millis(200)),
+                Behavior::status(503),
+            ],
+            Behavior::ok(),
+        ),
+    )
+    .await;
+    let text = format!(
+        "[server]\nlisten = [\"127.0.0.1:0\"]\n\
+         [upstreams.app]\nservers = [\"{}\"]\n\
+         [upstreams.app.retry]\nhedge = true\nhedge_min = \"20ms\"\nhedge_max = \"50ms\"\n\
+         retry_on = [503]\nbudget_percent = 0\nbudget_min_per_second = 1\nbudget_window = \"1s\"\n",
+        only.addr()
+    );
+    let file = TempConfig::new("hedge-one-server", &text);
+    let proxy = Running::start(&["run", "-c", file.path.to_str().unwrap()]);
+    let slow = within(10, "GET", client::get(proxy.addr, "/"))
+        .await
+        .unwrap();
+    assert_eq!(slow.status, 200);
+    let retried = within(10, "GET", client::get(proxy.addr, "/"))
+        .await
+        .unwrap();
+    assert_eq!(retried.status, 200, "the 503 was retried");
+    assert_eq!(only.requests().len(), 3);
+}

@@ -223,9 +223,15 @@ impl UpstreamHealth {
         if self.impaired.load(Ordering::Relaxed) == 0 {
             return Vec::new();
         }
-        let usable = self.usable_at(now);
-        let unusable = usable.iter().filter(|u| !**u).count();
-        self.impaired.store(unusable, Ordering::Relaxed);
+        let usable = {
+            // Recounted under the lock that every change of a peer's state
+            // takes before it raises the count, so no raise is lost.
+            let peers = lock(&self.peers);
+            let usable: Vec<bool> = peers.iter().map(|p| p.usable(now)).collect();
+            let unusable = usable.iter().filter(|u| !**u).count();
+            self.impaired.store(unusable, Ordering::Relaxed);
+            usable
+        };
         let spread = self.tiers_in_panic(&usable);
         self.addrs
             .iter()
@@ -317,10 +323,10 @@ impl UpstreamHealth {
         let was_usable = peers[index].usable(now);
         let reason = format!("ejected for {time:?}: {reason}");
         peers[index].outlier.eject(time, reason.clone(), now);
-        drop(peers);
         self.impaired.fetch_add(1, Ordering::Relaxed);
         // Its ejection's end starts a slow start.
         self.ramping.fetch_add(1, Ordering::Relaxed);
+        drop(peers);
         if was_usable {
             self.notify(HealthChange {
                 peer,
@@ -361,8 +367,8 @@ impl UpstreamHealth {
             return;
         }
         peers[index].held = Some((until, why.clone()));
-        drop(peers);
         self.impaired.fetch_add(1, Ordering::Relaxed);
+        drop(peers);
         if was_usable {
             self.notify(HealthChange {
                 peer,
@@ -393,10 +399,10 @@ impl UpstreamHealth {
             peers[index].came_back = Some(now);
             self.ramping.fetch_add(1, Ordering::Relaxed);
         }
-        drop(peers);
         if verdict == Verdict::Down {
             self.impaired.fetch_add(1, Ordering::Relaxed);
         }
+        drop(peers);
         if usable != was_usable {
             self.notify(HealthChange {
                 peer,

@@ -230,9 +230,20 @@ impl OutlierState {
             // Attempts in flight when it was ejected: already counted for.
             return Passive::Nothing;
         }
-        if let Some(eject) = self.success_rate(outcome == Outcome::Success, policy) {
+        let by_rate = self.success_rate(outcome == Outcome::Success, policy);
+        if let Some(eject @ Passive::Eject(..)) = by_rate {
             return eject;
         }
+        // The counts in a row act whatever a dry run of the rate says.
+        match (self.in_a_row(outcome, policy), by_rate) {
+            (Passive::Nothing, Some(would)) => would,
+            (passive, _) => passive,
+        }
+    }
+
+    /// Count `outcome` in the failures and 5xx in a row; an ejection when
+    /// one reaches its limit.
+    fn in_a_row(&mut self, outcome: Outcome, policy: &OutlierPolicy) -> Passive {
         let (count, limit, what) = match outcome {
             Outcome::Success => {
                 self.failures = 0;

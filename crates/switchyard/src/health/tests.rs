@@ -495,3 +495,34 @@ fn in_a_dry_run_the_success_rate_reports_an_ejection_and_makes_none() {
     assert!(h.avoid(now).is_empty(), "not ejected");
     assert_eq!(h.snapshot(now)[0].ejections, 0);
 }
+
+#[test]
+fn a_dry_run_of_the_success_rate_leaves_the_counts_in_a_row_as_they_were() {
+    // Found in review: a would-be ejection returned before a success reset
+    // the 5xx in a row, so the next 5xx ejected for "5 in a row".
+    let policy = OutlierPolicy {
+        success_rate_window: 5,
+        min_success_percent: 60,
+        consecutive_5xx: 5,
+        mode: crate::policy::dry_run::Mode::DryRun,
+        ..OutlierPolicy::default()
+    };
+    let mut s = OutlierState::default();
+    let now = Instant::now();
+    for _ in 0..4 {
+        assert_eq!(
+            s.record(Outcome::ServerError, now, &policy),
+            Passive::Nothing
+        );
+    }
+    // The fifth fills the window with one success in five: a dry-run ejection.
+    assert!(matches!(
+        s.record(Outcome::Success, now, &policy),
+        Passive::WouldEject(_)
+    ));
+    assert_eq!(
+        s.record(Outcome::ServerError, now, &policy),
+        Passive::Nothing,
+        "the success reset the 5xx in a row"
+    );
+}

@@ -27,6 +27,14 @@ impl PeerLoad {
         self.in_flight.fetch_add(1, Ordering::Relaxed);
     }
 
+    /// A request counted by [`begin`](Self::begin) did not go to this peer
+    /// after all (or left no latency worth learning): uncount it.
+    pub fn cancel(&self) {
+        let _ = self
+            .in_flight
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1));
+    }
+
     /// A request on this peer ended after `latency`.
     pub fn end(&self, latency: Duration) {
         let _ = self

@@ -125,6 +125,20 @@ impl RetryBudget {
         true
     }
 
+    /// A retry withdrawn at or before `now` was not made after all: give it
+    /// back (to the slot now being filled; never below zero).
+    pub fn refund(&self, now: Instant) {
+        let mut counts = self.counts_at(now);
+        let newest = (counts.newest % SLOTS as u64) as usize;
+        // The newest slot that still counts a retry gives one back.
+        let slot = (0..SLOTS)
+            .map(|back| (newest + SLOTS - back) % SLOTS)
+            .find(|&slot| counts.retries[slot] > 0);
+        if let Some(slot) = slot {
+            counts.retries[slot] -= 1;
+        }
+    }
+
     /// Retries allowed in a window that saw `requests`.
     fn allowed(&self, requests: u64) -> u64 {
         let share = requests.saturating_mul(u64::from(self.policy.percent)) / 100;

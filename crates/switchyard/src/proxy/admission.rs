@@ -60,6 +60,8 @@ pub(super) struct Admission {
     hedge: Option<HedgePolicy>,
     /// Whether the request's policies only note what they would do.
     dry_run: bool,
+    /// Whether the request's limits name a deadline header.
+    deadline_header: bool,
     /// Whether the request's one hedge plan was handed out.
     hedged: bool,
 }
@@ -71,6 +73,8 @@ pub(super) struct HedgePlan {
     pub(super) after: Duration,
     /// The budget the copy is spent from.
     pub(super) budget: Option<Arc<RetryBudget>>,
+    /// The request's deadline, which the copy's timeouts fit in too.
+    pub(super) deadline: Option<Instant>,
     /// Only note that a copy would go (and spend nothing).
     pub(super) dry_run: bool,
 }
@@ -97,8 +101,16 @@ impl Admission {
             outer_layer_retries: false,
             hedge: limits.hedge,
             dry_run: limits.mode.is_dry_run(),
+            deadline_header: limits.deadline_header.is_some(),
             hedged: false,
         }
+    }
+
+    /// Whether this request's limits use learned response times: a
+    /// deadline (its retries are judged against them), a deadline header
+    /// (a client may bring one), or hedging.
+    pub(super) fn uses_response_times(&self) -> bool {
+        self.deadline.is_some() || self.deadline_header || self.hedge.is_some()
     }
 
     /// The hedge an attempt to a server whose learned p95 is `p95()` may
@@ -116,6 +128,7 @@ impl Admission {
         Some(HedgePlan {
             after: policy.delay(p95()),
             budget: self.budget.clone(),
+            deadline: self.deadline,
             dry_run: self.dry_run,
         })
     }
@@ -196,6 +209,14 @@ impl Admission {
         backoff.max(error.retry_delay())
     }
 
+    /// A retry [`admit`](Self::admit) allowed is not made after all (the
+    /// deadline is too close for it): its budget withdrawal is given back.
+    pub(super) fn unspend(&self, stale: bool, now: Instant) {
+        if !stale && let Some(budget) = &self.budget {
+            budget.refund(now);
+        }
+    }
+
     /// A retry was made: spend the free one, or one of the cap.
     pub(super) fn advance(&mut self, stale: bool) {
         if stale {
@@ -211,16 +232,23 @@ impl Admission {
 
     /// Shorten `peer`'s timeouts so that an attempt cannot outlive the deadline.
     pub(super) fn fit_to_deadline(&self, peer: &mut HttpPeer, now: Instant) {
-        if let Some(deadline) = self.deadline {
-            let left = deadline.saturating_duration_since(now);
-            let options = &mut peer.options;
-            options.connect_timeout = options.connect_timeout.min(left);
-            options.read_timeout = options.read_timeout.min(left);
-            options.write_timeout = options.write_timeout.min(left);
-            if let Some(hedge) = peer.hedge.as_deref_mut() {
-                self.fit_to_deadline(hedge, now);
-            }
-        }
+        fit_to(peer, self.deadline, now);
+    }
+}
+
+/// Shorten `peer`'s timeouts (and its connect hedge's) to what is left
+/// before `deadline`, if there is one.
+pub(super) fn fit_to(peer: &mut HttpPeer, deadline: Option<Instant>, now: Instant) {
+    let Some(deadline) = deadline else {
+        return;
+    };
+    let left = deadline.saturating_duration_since(now);
+    let options = &mut peer.options;
+    options.connect_timeout = options.connect_timeout.min(left);
+    options.read_timeout = options.read_timeout.min(left);
+    options.write_timeout = options.write_timeout.min(left);
+    if let Some(hedge) = peer.hedge.as_deref_mut() {
+        fit_to(hedge, Some(deadline), now);
     }
 }
 

@@ -99,6 +99,8 @@ pub(super) async fn attempt<P: ProxyHttp>(
     admission.fit_to_deadline(&mut peer, now);
     session.attempts_mut().begin(peer.address, now);
     let hedge = admission.hedge_plan(|| shared.response_times.quantile(peer.address, 0.95));
+    // Response times are learned only where a deadline or a hedge may use them.
+    let learns = admission.uses_response_times() || session.is_grpc();
     let exchanged = tokio::select! {
         result = connect_and_exchange(proxy, shared, session, ctx, &mut peer, fresh_only, hedge) => result,
         () = reply.closed() => Err(AttemptFailure::new(
@@ -107,8 +109,15 @@ pub(super) async fn attempt<P: ProxyHttp>(
         )),
     };
     let (response, mut conn, request_body) = exchanged?;
-    // The server that answered (a hedge that won included).
-    shared.response_times.record(peer.address, now.elapsed());
+    // Its response time, for retries under a deadline and hedges (a hedged
+    // attempt's two servers were timed by the race).
+    let hedged = session
+        .attempts()
+        .last()
+        .is_some_and(|r| r.request_hedge.is_some());
+    if learns && !hedged {
+        shared.response_times.record(peer.address, now.elapsed());
+    }
     let reused = conn.reused();
     if response.status() == StatusCode::SWITCHING_PROTOCOLS {
         // Boxed: a rare path that would otherwise make every attempt's

@@ -275,7 +275,7 @@ async fn attempt_loop<P: ProxyHttp>(
     let start = session.attempts().start();
     session.set_deadline(
         limits.deadline.map(|d| start + d),
-        limits.deadline_header.take(),
+        limits.deadline_header.clone(),
     );
     if session.deadline().is_some_and(|d| Instant::now() >= d) {
         return Err(deadline::exceeded(StopReason::Deadline, None));
@@ -350,7 +350,10 @@ async fn attempt_loop<P: ProxyHttp>(
             record.error = Some(error.kind());
             record.note = error.retry_note();
         }
+        // A rejected answer was judged already: its retry goes (its timeouts
+        // fit what is left), and no answer is lost to a late "too close".
         if verdict == Verdict::Retry
+            && failure.point != FailurePoint::ResponseRejected
             && let Some(deadline) = session.deadline()
         {
             let starts_at = Instant::now() + admission.delay(stale, &error);
@@ -360,7 +363,10 @@ async fn attempt_loop<P: ProxyHttp>(
                     session.note_dry_run("deadline", "skip-retry");
                     chosen = Some(peer);
                 }
-                Ok(NextPeer::TooClose(_)) => verdict = Verdict::Stop(StopReason::DeadlineTooClose),
+                Ok(NextPeer::TooClose(_)) => {
+                    admission.unspend(stale, Instant::now());
+                    verdict = Verdict::Stop(StopReason::DeadlineTooClose);
+                }
                 Err(e) => {
                     // As when `upstream_peer` fails at the top of an attempt.
                     let stop = Decision::Stop(StopReason::InternalError);

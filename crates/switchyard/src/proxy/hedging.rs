@@ -15,7 +15,7 @@ use std::time::Instant;
 use http::{Request, Response};
 use hyper::body::Incoming;
 
-use super::admission::HedgePlan;
+use super::admission::{HedgePlan, fit_to};
 use super::attempt::connection;
 use super::engine::EngineShared;
 use super::forward::{self, SendFailure};
@@ -74,29 +74,36 @@ pub(super) async fn exchange<P: ProxyHttp>(
             () = tokio::time::sleep(plan.after) => {}
         }
         let body = session.body_source().state();
-        let may = may_hedge(session.is_idempotent(), first_progress.finished(), body);
-        if may && plan.dry_run {
-            session.note_dry_run("hedge", "send-copy");
-            return sent.await;
-        }
-        let allowed = may
-            && plan
-                .budget
-                .as_ref()
-                .is_none_or(|b| b.try_withdraw(Instant::now()));
-        if !allowed {
+        if !may_hedge(session.is_idempotent(), first_progress.finished(), body) {
             return sent.await;
         }
         let first_addr = first.peer.address;
-        // The copy is made ready while the first may still answer.
+        // The copy is made ready while the first may still answer; the
+        // record names the first server again whichever finishes first.
         let copy = tokio::select! {
             biased;
-            result = &mut sent => return result,
-            copy = prepare_copy(proxy, shared, session, ctx, first_addr) => copy,
+            result = &mut sent => {
+                restore_peer(session, first_addr);
+                return result;
+            }
+            copy = prepare_copy(proxy, shared, session, ctx, first_addr, plan.deadline) => copy,
         };
+        restore_peer(session, first_addr);
+        // No other server: nothing is sent and nothing spent.
         let Some(mut copy) = copy else {
             return sent.await;
         };
+        if plan.dry_run {
+            session.note_dry_run("hedge", "send-copy");
+            return sent.await;
+        }
+        let allowed = plan
+            .budget
+            .as_ref()
+            .is_none_or(|b| b.try_withdraw(Instant::now()));
+        if !allowed {
+            return sent.await;
+        }
         copy_sent = started.elapsed();
         let winner = {
             let copied = forward::exchange(
@@ -107,6 +114,18 @@ pub(super) async fn exchange<P: ProxyHttp>(
             );
             race(sent, pin!(copied)).await
         };
+        // Each server's own time: the winner's to its head, and for the
+        // loser at least as long as it was given.
+        let times = &shared.response_times;
+        let now = started.elapsed();
+        match &winner {
+            Winner::First(Ok(_)) => times.record(first_addr, now),
+            Winner::Copy(Ok(_)) => {
+                times.record(copy.peer.address, now.saturating_sub(copy_sent));
+                times.record(first_addr, now);
+            }
+            _ => {}
+        }
         (winner, (copy.peer, copy.conn, copy.progress))
     };
     let (copy_peer, copy_conn, copy_progress) = copy;
@@ -134,20 +153,22 @@ pub(super) async fn exchange<P: ProxyHttp>(
     result
 }
 
-/// Another server, a connection to it and the request for it; `None` when
-/// `upstream_peer` has nothing but `first` to offer, or the copy cannot be
-/// made ready.
+/// Another server, a connection to it and the request for it, its
+/// timeouts fitted to the request's `deadline`; `None` when `upstream_peer`
+/// has nothing but `first` to offer, or the copy cannot be made ready.
 async fn prepare_copy<P: ProxyHttp>(
     proxy: &P,
     shared: &EngineShared,
     session: &mut Session,
     ctx: &mut P::CTX,
     first: std::net::SocketAddr,
+    deadline: Option<Instant>,
 ) -> Option<Copy> {
-    let peer = proxy.upstream_peer(session, ctx).await.ok()?;
+    let mut peer = proxy.upstream_peer(session, ctx).await.ok()?;
     if peer.address == first {
         return None;
     }
+    fit_to(&mut peer, deadline, Instant::now());
     let (conn, _) = connection(shared, &peer, session, false).await;
     let conn = conn.ok()?;
     let mut head = forward::upstream_head(session, &peer, &shared.identity);
@@ -156,11 +177,10 @@ async fn prepare_copy<P: ProxyHttp>(
     if let Some(record) = session.attempts_mut().current() {
         record.peer = peer.address;
     }
-    let filtered = proxy.upstream_request_filter(session, &mut head, ctx).await;
-    if let Some(record) = session.attempts_mut().current() {
-        record.peer = first;
-    }
-    filtered.ok()?;
+    proxy
+        .upstream_request_filter(session, &mut head, ctx)
+        .await
+        .ok()?;
     let (body, progress) = session.body_source().attempt_body();
     Some(Copy {
         peer,
@@ -168,6 +188,14 @@ async fn prepare_copy<P: ProxyHttp>(
         request: Request::from_parts(head, body),
         progress,
     })
+}
+
+/// The attempt's record names `first` again (preparing the copy named the
+/// copy's server for the hook, and may have been cut short).
+fn restore_peer(session: &mut Session, first: std::net::SocketAddr) {
+    if let Some(record) = session.attempts_mut().current() {
+        record.peer = first;
+    }
 }
 
 /// The first response head of two exchanges; a failure waits for the other.

@@ -86,3 +86,23 @@ fn a_clock_that_goes_backwards_changes_nothing() {
     assert!(budget.try_withdraw(earlier));
     assert!(!budget.try_withdraw(earlier));
 }
+
+#[test]
+fn a_refunded_retry_can_be_withdrawn_again() {
+    let policy = BudgetPolicy {
+        percent: 0,
+        min_per_second: 1,
+        window: Duration::from_secs(1),
+    };
+    let start = Instant::now();
+    let budget = RetryBudget::new(policy, start);
+    assert!(budget.try_withdraw(start));
+    assert!(!budget.try_withdraw(start));
+    budget.refund(start);
+    assert!(budget.try_withdraw(start));
+    // A refund with nothing withdrawn gives nothing.
+    let empty = RetryBudget::new(policy, start);
+    empty.refund(start);
+    assert!(empty.try_withdraw(start));
+    assert!(!empty.try_withdraw(start));
+}
