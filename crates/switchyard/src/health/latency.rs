@@ -11,37 +11,21 @@ use std::time::{Duration, Instant};
 
 use super::{UpstreamHealth, lock, would_eject};
 use crate::policy::dry_run::WouldHave;
+use crate::upstream::response_times::RecentTimes;
 
 /// Successful response times kept per peer.
 pub(crate) const SAMPLES: usize = 20;
 
-/// A peer's latest response times, in microseconds, oldest overwritten first.
-#[derive(Debug, Clone, Default)]
-pub(super) struct Samples {
-    micros: Vec<u32>,
-    next: usize,
-}
+/// A peer's latest successful attempts' durations.
+pub(super) type Samples = RecentTimes<SAMPLES>;
 
-impl Samples {
-    fn push(&mut self, took: Duration) {
-        let micros = u32::try_from(took.as_micros()).unwrap_or(u32::MAX);
-        if self.micros.len() < SAMPLES {
-            self.micros.push(micros);
-        } else {
-            self.micros[self.next] = micros;
-        }
-        self.next = (self.next + 1) % SAMPLES;
+/// The median of a peer's samples (the upper one of an even count), once
+/// every sample is in.
+fn median_of(samples: &Samples) -> Option<u32> {
+    if samples.len() < SAMPLES {
+        return None;
     }
-
-    /// The median, once every sample is in.
-    fn median(&self) -> Option<u32> {
-        (self.micros.len() == SAMPLES).then(|| median(&mut self.micros.clone()))
-    }
-
-    fn clear(&mut self) {
-        self.micros.clear();
-        self.next = 0;
-    }
+    samples.nth_smallest(SAMPLES / 2)
 }
 
 /// The median of `values` (the upper one of an even count), reordering them.
@@ -82,12 +66,12 @@ impl UpstreamHealth {
             return None;
         }
         peers[index].latency.push(took);
-        let own = peers[index].latency.median()?;
+        let own = median_of(&peers[index].latency)?;
         let mut others: Vec<u32> = peers
             .iter()
             .enumerate()
             .filter(|(i, p)| *i != index && !p.outlier.ejected(now))
-            .filter_map(|(_, p)| p.latency.median())
+            .filter_map(|(_, p)| median_of(&p.latency))
             .collect();
         if is_latency_outlier(own, &mut others, factor) != Some(true) {
             return None;
@@ -132,8 +116,8 @@ mod tests {
         for n in 0..SAMPLES as u64 - 1 {
             samples.push(Duration::from_millis(n));
         }
-        assert_eq!(samples.median(), None);
+        assert_eq!(median_of(&samples), None);
         samples.push(Duration::from_millis(100));
-        assert_eq!(samples.median(), Some(10_000));
+        assert_eq!(median_of(&samples), Some(10_000));
     }
 }

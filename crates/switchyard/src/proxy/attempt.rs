@@ -111,11 +111,12 @@ pub(super) async fn attempt<P: ProxyHttp>(
     let (response, mut conn, request_body) = exchanged?;
     // Its response time, for retries under a deadline and hedges (a hedged
     // attempt's two servers were timed by the race).
-    let hedged = session
-        .attempts()
-        .last()
-        .is_some_and(|r| r.request_hedge.is_some());
-    if learns && !hedged {
+    if learns
+        && session
+            .attempts()
+            .last()
+            .is_none_or(|r| r.request_hedge.is_none())
+    {
         shared.response_times.record(peer.address, now.elapsed());
     }
     let reused = conn.reused();

@@ -22,53 +22,66 @@ pub(crate) const WARM: usize = 8;
 /// The last [`WINDOW`] response times of each server.
 #[derive(Debug, Default)]
 pub(crate) struct ResponseTimes {
-    peers: Mutex<FxHashMap<SocketAddr, Ring>>,
-}
-
-/// One server's samples, in microseconds, oldest overwritten first.
-#[derive(Debug, Default)]
-struct Ring {
-    micros: Vec<u32>,
-    next: usize,
+    peers: Mutex<FxHashMap<SocketAddr, RecentTimes<WINDOW>>>,
 }
 
 impl ResponseTimes {
     /// Learn that `peer` answered with a head after `took`.
     pub(crate) fn record(&self, peer: SocketAddr, took: Duration) {
-        let micros = u32::try_from(took.as_micros()).unwrap_or(u32::MAX);
         let mut peers = self.peers.lock().unwrap_or_else(|p| p.into_inner());
-        let ring = peers.entry(peer).or_default();
-        if ring.micros.len() < WINDOW {
-            ring.micros.push(micros);
-        } else {
-            ring.micros[ring.next] = micros;
-        }
-        ring.next = (ring.next + 1) % WINDOW;
+        peers.entry(peer).or_default().push(took);
     }
 
     /// `peer`'s `q`-quantile (0.5: the median) of its recent response
-    /// times; `None` below [`WARM`] samples.
+    /// times, by nearest rank; `None` below [`WARM`] samples.
     pub(crate) fn quantile(&self, peer: SocketAddr, q: f64) -> Option<Duration> {
-        let mut samples = [0u32; WINDOW];
-        let n = {
-            let peers = self.peers.lock().unwrap_or_else(|p| p.into_inner());
-            let ring = peers.get(&peer)?;
-            samples[..ring.micros.len()].copy_from_slice(&ring.micros);
-            ring.micros.len()
-        };
-        quantile(&mut samples[..n], q).map(|m| Duration::from_micros(u64::from(m)))
+        let peers = self.peers.lock().unwrap_or_else(|p| p.into_inner());
+        let times = peers.get(&peer).filter(|t| t.len() >= WARM)?;
+        let rank = (q.clamp(0.0, 1.0) * times.len() as f64).ceil() as usize;
+        let micros = times.nth_smallest(rank.clamp(1, times.len()) - 1)?;
+        Some(Duration::from_micros(u64::from(micros)))
     }
 }
 
-/// The `q`-quantile of `samples` (nearest rank), reordering them; `None`
-/// below [`WARM`] samples.
-fn quantile(samples: &mut [u32], q: f64) -> Option<u32> {
-    if samples.len() < WARM {
-        return None;
+/// The last `N` durations of something, in microseconds (saturating),
+/// oldest overwritten first: a server's response times here, its
+/// successful attempts' durations in `health/latency.rs`.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct RecentTimes<const N: usize> {
+    micros: Vec<u32>,
+    next: usize,
+}
+
+impl<const N: usize> RecentTimes<N> {
+    /// Keep `took`, in place of the oldest once `N` are kept.
+    pub(crate) fn push(&mut self, took: Duration) {
+        let micros = u32::try_from(took.as_micros()).unwrap_or(u32::MAX);
+        if self.micros.len() < N {
+            self.micros.push(micros);
+        } else {
+            self.micros[self.next] = micros;
+        }
+        self.next = (self.next + 1) % N;
     }
-    let rank = (q.clamp(0.0, 1.0) * samples.len() as f64).ceil() as usize;
-    let index = rank.clamp(1, samples.len()) - 1;
-    Some(*samples.select_nth_unstable(index).1)
+
+    /// How many are kept (at most `N`).
+    pub(crate) fn len(&self) -> usize {
+        self.micros.len()
+    }
+
+    /// The `index`-th smallest kept value (0: the smallest), if kept.
+    pub(crate) fn nth_smallest(&self, index: usize) -> Option<u32> {
+        let mut sorted = [0u32; N];
+        let kept = &mut sorted[..self.micros.len()];
+        kept.copy_from_slice(&self.micros);
+        (index < kept.len()).then(|| *kept.select_nth_unstable(index).1)
+    }
+
+    /// Forget them all.
+    pub(crate) fn clear(&mut self) {
+        self.micros.clear();
+        self.next = 0;
+    }
 }
 
 #[cfg(test)]
