@@ -204,6 +204,7 @@ impl ProxyHttp for ConfigProxy {
         };
         session.set_retry_buffer_size(route.policy.replay_buffer);
         session.set_max_request_body(route.max_request_body);
+        session.set_allowed_upgrades(route.upgrades.clone());
         ctx.route = Some(route);
         Ok(false)
     }

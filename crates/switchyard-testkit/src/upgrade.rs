@@ -4,8 +4,8 @@
 //! needed: the proxy joins the two connections as a byte stream.
 
 use std::net::{Ipv4Addr, SocketAddr};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use http::{Request, Response, StatusCode};
@@ -22,8 +22,12 @@ use tokio::task::{JoinHandle, JoinSet};
 pub struct EchoOrigin {
     addr: SocketAddr,
     upgrades: Arc<AtomicUsize>,
+    seen: Seen,
     accept: JoinHandle<()>,
 }
+
+/// The request heads an [`EchoOrigin`] received.
+type Seen = Arc<Mutex<Vec<http::HeaderMap>>>;
 
 impl EchoOrigin {
     /// Start it; `name` is the body of its `200` answers.
@@ -33,14 +37,17 @@ impl EchoOrigin {
             .unwrap();
         let addr = listener.local_addr().unwrap();
         let upgrades = Arc::new(AtomicUsize::new(0));
+        let seen = Seen::default();
         let accept = tokio::spawn(accept_loop(
             listener,
             name.to_string(),
             Arc::clone(&upgrades),
+            Arc::clone(&seen),
         ));
         EchoOrigin {
             addr,
             upgrades,
+            seen,
             accept,
         }
     }
@@ -53,6 +60,11 @@ impl EchoOrigin {
     /// How many connections it switched protocols on.
     pub fn upgrades(&self) -> usize {
         self.upgrades.load(Ordering::Relaxed)
+    }
+
+    /// The headers of every request it received, in order.
+    pub fn heads(&self) -> Vec<http::HeaderMap> {
+        self.seen.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 }
 
@@ -70,16 +82,19 @@ impl std::fmt::Debug for EchoOrigin {
     }
 }
 
-async fn accept_loop(listener: TcpListener, name: String, upgrades: Arc<AtomicUsize>) {
+async fn accept_loop(listener: TcpListener, name: String, upgrades: Arc<AtomicUsize>, seen: Seen) {
     let mut tasks = JoinSet::new();
     loop {
         let Ok((stream, _)) = listener.accept().await else {
             continue;
         };
-        let (name, upgrades) = (name.clone(), Arc::clone(&upgrades));
+        let (name, upgrades, seen) = (name.clone(), Arc::clone(&upgrades), Arc::clone(&seen));
         let service = service_fn(move |mut request: Request<hyper::body::Incoming>| {
             let name = name.clone();
             let upgrades = Arc::clone(&upgrades);
+            seen.lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push(request.headers().clone());
             async move {
                 let Some(protocol) = request.headers().get(http::header::UPGRADE).cloned() else {
                     return Ok::<_, std::convert::Infallible>(Response::new(Full::new(
@@ -138,12 +153,18 @@ impl UpgradeClient {
         path: &str,
         protocol: &str,
     ) -> Result<UpgradeClient, String> {
-        let mut stream = TcpStream::connect(addr)
-            .await
-            .map_err(|e| format!("connect to {addr}: {e}"))?;
         let request = format!(
             "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: Upgrade\r\nUpgrade: {protocol}\r\n\r\n"
         );
+        UpgradeClient::send(addr, &request).await
+    }
+
+    /// Send `request` (a whole request head, as bytes on the wire) and
+    /// read the response head (whatever its status).
+    pub async fn send(addr: SocketAddr, request: &str) -> Result<UpgradeClient, String> {
+        let mut stream = TcpStream::connect(addr)
+            .await
+            .map_err(|e| format!("connect to {addr}: {e}"))?;
         stream
             .write_all(request.as_bytes())
             .await

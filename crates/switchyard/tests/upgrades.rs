@@ -10,7 +10,7 @@ use std::time::Duration;
 use common::{AfterAnswer, TestProxy, answers_at_head, quick, start, start_with, summary};
 use switchyard::ServerOptions;
 use switchyard::prelude::*;
-use switchyard::proxy::TunnelEnd;
+use switchyard::proxy::{AllowedUpgrades, TunnelEnd};
 use switchyard_testkit::upgrade::{EchoOrigin, UpgradeClient};
 use switchyard_testkit::{refused_addr, within};
 
@@ -171,4 +171,153 @@ async fn an_http_1_0_upgrade_request_is_an_ordinary_request() {
     assert!(raw.text().contains(" 200 "), "{}", raw.text());
     assert!(raw.text().ends_with("echo"), "{}", raw.text());
     assert_eq!(origin.upgrades(), 0);
+}
+
+/// The h2c smuggling request: `Upgrade: h2c` with its settings, which an
+/// h2c-capable origin would answer 101 and then take every later byte of
+/// the connection past the proxy's routing and header rules.
+fn h2c_upgrade_request(addr: std::net::SocketAddr) -> String {
+    format!(
+        "GET /public/x HTTP/1.1\r\nHost: {addr}\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAAQAAP__\r\n\r\n"
+    )
+}
+
+#[tokio::test]
+async fn an_h2c_upgrade_is_served_as_an_ordinary_request_and_never_tunnelled() {
+    let origin = EchoOrigin::start("echo").await;
+    let running = start(TestProxy::new(&[origin.addr()]).options(quick())).await;
+    let answer = within(
+        5,
+        "the h2c request",
+        UpgradeClient::send(running.addr, &h2c_upgrade_request(running.addr)),
+    )
+    .await
+    .unwrap();
+    assert_eq!(answer.status(), 200, "{}", answer.head);
+    assert_eq!(origin.upgrades(), 0, "the origin switched protocols");
+    let heads = origin.heads();
+    assert_eq!(heads.len(), 1);
+    for name in ["upgrade", "http2-settings"] {
+        assert!(
+            !heads[0].contains_key(name),
+            "{name} went upstream: {heads:?}"
+        );
+    }
+    let connection: Vec<_> = heads[0].get_all("connection").iter().collect();
+    assert!(
+        connection
+            .iter()
+            .all(|v| !v.to_str().unwrap().to_ascii_lowercase().contains("upgrade")),
+        "{connection:?}"
+    );
+    // HTTP2-Settings never goes upstream, even when Connection does not name it.
+    let sneaky = format!(
+        "GET /public/y HTTP/1.1\r\nHost: {}\r\nConnection: Upgrade\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAAQAAP__\r\n\r\n",
+        running.addr
+    );
+    let answer = within(
+        5,
+        "the second h2c request",
+        UpgradeClient::send(running.addr, &sneaky),
+    )
+    .await
+    .unwrap();
+    assert_eq!(answer.status(), 200, "{}", answer.head);
+    assert!(!origin.heads()[1].contains_key("http2-settings"));
+    // Even a server told to allow everything it can never allows h2c.
+    assert!(AllowedUpgrades::new(["websocket", "h2c"]).is_err());
+}
+
+#[tokio::test]
+async fn an_upgrade_the_server_does_not_allow_is_an_ordinary_request() {
+    let origin = EchoOrigin::start("echo").await;
+    let none = ServerOptions {
+        upgrades: AllowedUpgrades::none(),
+        ..ServerOptions::default()
+    };
+    let running = start_with(TestProxy::new(&[origin.addr()]).options(quick()), none).await;
+    let answer = within(
+        5,
+        "the upgrade",
+        UpgradeClient::connect(running.addr, "/", "websocket"),
+    )
+    .await
+    .unwrap();
+    assert_eq!(answer.status(), 200, "{}", answer.head);
+    assert_eq!(origin.upgrades(), 0);
+    assert!(!origin.heads()[0].contains_key("upgrade"));
+
+    // A protocol other than websocket goes through once it is listed, and
+    // only the listed one of the client's offers is asked of the upstream.
+    let listed = ServerOptions {
+        upgrades: AllowedUpgrades::new(["x-game"]).unwrap(),
+        ..ServerOptions::default()
+    };
+    let running = start_with(TestProxy::new(&[origin.addr()]).options(quick()), listed).await;
+    let mut game = within(
+        5,
+        "the x-game upgrade",
+        UpgradeClient::connect(running.addr, "/", "h2c, x-game/2"),
+    )
+    .await
+    .unwrap();
+    assert_eq!(game.status(), 101, "{}", game.head);
+    assert_eq!(
+        within(5, "echo", game.echo(b"move")).await.unwrap(),
+        b"move"
+    );
+    let heads = origin.heads();
+    assert_eq!(heads.last().unwrap()["upgrade"], "x-game/2");
+    // The default (websocket alone) does not let x-game through.
+    let running = start(TestProxy::new(&[origin.addr()]).options(quick())).await;
+    let answer = within(
+        5,
+        "x-game by default",
+        UpgradeClient::connect(running.addr, "/", "x-game"),
+    )
+    .await
+    .unwrap();
+    assert_eq!(answer.status(), 200, "{}", answer.head);
+}
+
+#[tokio::test]
+async fn a_101_to_a_protocol_not_asked_for_is_invalid_and_its_connection_closed() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let rogue = listener.local_addr().unwrap();
+    let (closed_tx, closed) = tokio::sync::oneshot::channel();
+    tokio::spawn(async move {
+        let (mut stream, _) = listener.accept().await.unwrap();
+        let mut seen = Vec::new();
+        let mut buf = [0u8; 4096];
+        while !seen.windows(4).any(|w| w == b"\r\n\r\n") {
+            let n = stream.read(&mut buf).await.unwrap();
+            seen.extend_from_slice(&buf[..n]);
+        }
+        stream
+            .write_all(
+                b"HTTP/1.1 101 Switching Protocols\r\nConnection: upgrade\r\nUpgrade: h2c\r\n\r\n",
+            )
+            .await
+            .unwrap();
+        // The proxy must close this connection, not keep or reuse it.
+        let eof = matches!(stream.read(&mut buf).await, Ok(0) | Err(_));
+        let _ = closed_tx.send(eof);
+    });
+    let running = start(TestProxy::new(&[rogue]).options(quick())).await;
+    let answer = within(
+        5,
+        "the upgrade",
+        UpgradeClient::connect(running.addr, "/", "websocket"),
+    )
+    .await
+    .unwrap();
+    assert_eq!(answer.status(), 502, "{}", answer.head);
+    let logged = running.logs.wait(1).await;
+    assert_eq!(logged[0].error, Some(ErrorKind::InvalidResponse));
+    assert!(
+        within(5, "the upstream connection to close", closed)
+            .await
+            .unwrap()
+    );
 }

@@ -200,6 +200,8 @@ pub struct Route {
     pub policy: RetryPolicy,
     /// The request body limit (`None`: none): the route's, else `[server]`'s.
     pub max_request_body: Option<u64>,
+    /// The protocols its requests may upgrade to.
+    pub upgrades: switchyard::proxy::AllowedUpgrades,
 }
 
 /// Build `file`, taking the groups in `keep` as they are instead of

@@ -327,6 +327,10 @@ pub struct RouteSection {
     /// This route's request body limit (`0`: none); `[server]`'s if unset.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_request_body: Option<Size>,
+    /// The protocols a request may upgrade to (`Upgrade`): `["websocket"]`
+    /// when unset, `[]` for none; `h2c` is refused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upgrades: Option<Vec<String>>,
 }
 
 /// The defaults, in one place (`docs/config.md` lists them too).

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use http::Method;
 use http::header::{self, HeaderName, HeaderValue};
 use serde::{Deserialize, Serialize};
+use switchyard::proxy::AllowedUpgrades;
 
 use super::build::{Group, Route, limit_of};
 use super::file::{RouteSection, UpstreamSection};
@@ -80,6 +81,7 @@ pub(super) fn routes(
                 group: Arc::clone(group),
                 policy: group.policy.clone(),
                 max_request_body: body_limit,
+                upgrades: AllowedUpgrades::default(),
             }]),
             _ => Err(source.error(
                 None,
@@ -138,7 +140,16 @@ fn route(
         group: Arc::clone(group),
         policy,
         max_request_body: section.max_request_body.map_or(body_limit, limit_of),
+        upgrades: upgrades(section, &error)?,
     })
+}
+
+/// `upgrades`: websocket alone unless the route lists others.
+fn upgrades(section: &RouteSection, error: &Located<'_>) -> Result<AllowedUpgrades, ConfigError> {
+    match &section.upgrades {
+        None => Ok(AllowedUpgrades::default()),
+        Some(names) => AllowedUpgrades::new(names).map_err(|e| error("upgrades", e.to_string())),
+    }
 }
 
 type Located<'a> = dyn Fn(&str, String) -> ConfigError + 'a;

@@ -187,7 +187,7 @@ pub(super) async fn attempt<P: ProxyHttp>(
 /// negotiate HTTP/2 asks for HTTP/1.1 alone for it, and an HTTP/2-only
 /// peer cannot take it (RFC 8441's extended CONNECT is not supported).
 fn protocol_for_upgrade(session: &Session, peer: &mut HttpPeer) -> Result<()> {
-    if upgrade::requested(session.req_header()).is_none() {
+    if session.upgrade_asked().is_none() {
         return Ok(());
     }
     match peer.protocol {
@@ -236,8 +236,8 @@ async fn switch_protocols<P: ProxyHttp>(
         record.status = Some(head.status);
         record.phase = Phase::StreamingBody;
     }
-    let asked = upgrade::requested(session.req_header());
-    let mut head = upgrade::switching_head(head, asked)
+    let asked = session.upgrade_asked();
+    let mut head = upgrade::switching_head(head, asked.as_ref())
         .map_err(|e| AttemptFailure::new(e, FailurePoint::BeforeResponseHead, &peer, reused))?;
     let filtered = match proxy
         .upstream_response_filter(session, &mut head, ctx)

@@ -66,6 +66,8 @@ pub(crate) struct EngineShared {
     pub(crate) identity: ClientIdentity,
     /// Where backoff delays draw their random number.
     pub(crate) jitter: Jitter,
+    /// The protocols a request may upgrade to unless a hook says otherwise.
+    pub(crate) upgrades: super::upgrade::AllowedUpgrades,
     /// The server's retry budget, for requests whose hook gives none.
     pub(crate) budget: Option<Arc<RetryBudget>>,
     /// Recent connect times per peer, for connect hedging.
@@ -174,6 +176,7 @@ async fn run<P: ProxyHttp>(
     let source = ReplaySource::new(body, shared.replay_buffer);
     let log = AttemptLog::new(start);
     let mut session = Session::new(head, client, source, limit, request_id, log);
+    session.set_allowed_upgrades(shared.upgrades.clone());
     let mut ctx = proxy.new_ctx();
     let served = {
         let serving = std::pin::pin!(serve(&*proxy, &shared, &mut session, &mut ctx, &mut reply));

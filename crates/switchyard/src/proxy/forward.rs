@@ -63,7 +63,7 @@ pub(crate) fn upstream_head(
                 .insert(name.clone(), crate::policy::deadline::header_value(left));
         }
     }
-    if let Some(protocol) = upgrade::requested(downstream) {
+    if let Some(protocol) = session.upgrade_asked() {
         upgrade::ask_upstream(&mut head.headers, protocol);
     }
     head

@@ -15,9 +15,11 @@ use http::header::{self, HeaderName};
 use http::{HeaderMap, HeaderValue};
 
 /// How many [`HOP_BY_HOP`] names there are.
-const HOPS: usize = 6;
+const HOPS: usize = 7;
 
-/// Headers that are hop-by-hop whatever `Connection` says.
+/// Headers that are hop-by-hop whatever `Connection` says. `HTTP2-Settings`
+/// belongs to the HTTP/1.1 upgrade to h2c (RFC 7540 section 3.2), which
+/// the proxy never forwards, so it never crosses either.
 const HOP_BY_HOP: [HeaderName; HOPS] = [
     header::CONNECTION,
     header::TE,
@@ -25,6 +27,7 @@ const HOP_BY_HOP: [HeaderName; HOPS] = [
     header::UPGRADE,
     HeaderName::from_static("keep-alive"),
     HeaderName::from_static("proxy-connection"),
+    HeaderName::from_static("http2-settings"),
 ];
 
 /// The comma-separated tokens of every `Connection` header, trimmed.

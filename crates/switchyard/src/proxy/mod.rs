@@ -44,7 +44,7 @@ pub(crate) use engine::{ClientGone, EngineShared, handle};
 pub use pump::ResponseBody;
 pub use session::{Session, is_idempotent};
 pub(crate) use upgrade::TunnelSlot;
-pub use upgrade::{TunnelEnd, UpgradeRecord};
+pub use upgrade::{AllowedUpgrades, InvalidUpgrade, TunnelEnd, UpgradeRecord};
 
 /// The request head sent upstream, as `upstream_request_filter` sees it.
 pub type RequestHeader = http::request::Parts;
@@ -280,6 +280,7 @@ pub(crate) fn engine_shared(pool: Arc<Pool>, options: &ServerOptions) -> Arc<Eng
         max_request_body: options.max_request_body,
         jitter: options.backoff_jitter,
         identity: options.client_identity.clone(),
+        upgrades: options.upgrades.clone(),
         budget: options
             .retry_budget
             .map(|policy| Arc::new(RetryBudget::new(policy, std::time::Instant::now()))),

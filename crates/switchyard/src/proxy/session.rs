@@ -10,7 +10,7 @@ use http::{HeaderName, HeaderValue, Method, Response, StatusCode};
 
 use super::grpc::GrpcStatus;
 use super::identity::ClientAddr;
-use super::upgrade::UpgradeRecord;
+use super::upgrade::{AllowedUpgrades, UpgradeRecord};
 use crate::body::limit::BodyLimit;
 use crate::body::{BufferState, ReplaySource};
 use crate::policy::dry_run::WouldHave;
@@ -36,6 +36,8 @@ pub struct Session {
     response_started: bool,
     prepared_response: Option<Response<Bytes>>,
     upgrade: Option<Box<UpgradeRecord>>,
+    /// The protocols this request may upgrade to.
+    upgrades: AllowedUpgrades,
     /// When the request must be over, if it has a deadline.
     deadline: Option<Instant>,
     /// The header telling the upstream the time left, if any.
@@ -70,6 +72,7 @@ impl Session {
             response_started: false,
             prepared_response: None,
             upgrade: None,
+            upgrades: AllowedUpgrades::default(),
             deadline: None,
             deadline_header: None,
             dry_runs: Vec::new(),
@@ -129,6 +132,25 @@ impl Session {
     /// tunnel and how it ended (set once it closed, for `logging`).
     pub fn upgrade(&self) -> Option<&UpgradeRecord> {
         self.upgrade.as_deref()
+    }
+
+    /// The protocols this request may upgrade to: the server's
+    /// (`ServerOptions::upgrades`, `websocket` by default) unless a hook
+    /// set others.
+    pub fn allowed_upgrades(&self) -> &AllowedUpgrades {
+        &self.upgrades
+    }
+
+    /// Let this request upgrade to `allowed` only (a route's `upgrades`);
+    /// call it in `request_filter`. An `Upgrade` naming nothing allowed is
+    /// dropped and the request served as an ordinary one.
+    pub fn set_allowed_upgrades(&mut self, allowed: AllowedUpgrades) {
+        self.upgrades = allowed;
+    }
+
+    /// The upgrade this request asks for and may make, if any.
+    pub(crate) fn upgrade_asked(&self) -> Option<HeaderValue> {
+        super::upgrade::requested(&self.request, &self.upgrades)
     }
 
     pub(crate) fn set_upgrade(&mut self, record: UpgradeRecord) {

@@ -25,46 +25,216 @@ use super::headers::connection_tokens;
 use crate::error::{Error, ErrorKind, Result};
 use crate::upstream::UpstreamConn;
 
-/// The protocol a request asks to switch to: its `Upgrade` header, when
-/// `Connection` names `upgrade` too, in an HTTP/1.1 request (RFC 9110
-/// section 7.8: an HTTP/1.0 request's `Upgrade` is ignored).
-pub(crate) fn requested(request: &http::request::Parts) -> Option<&HeaderValue> {
+/// The protocols a request may upgrade to (its `Upgrade` header names
+/// them). Only these are ever asked of an upstream and tunnelled; a request
+/// naming none of them is served as an ordinary request with its upgrade
+/// headers removed, as nginx and Envoy do.
+///
+/// The default allows `websocket` alone. `h2c` is never allowed, whatever
+/// the list says: HTTP/2 to an upstream is the proxy's choice, and a
+/// tunnelled h2c connection would carry every later request past routing,
+/// header rules and identity headers ("h2c smuggling").
+///
+/// ```
+/// use switchyard::proxy::AllowedUpgrades;
+///
+/// let allowed = AllowedUpgrades::new(["websocket", "x-game"]).unwrap();
+/// assert!(allowed.allows("WebSocket"));
+/// assert!(!allowed.allows("h2c"));
+/// assert!(AllowedUpgrades::new(["h2c"]).is_err());
+/// assert!(!AllowedUpgrades::none().allows("websocket"));
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct AllowedUpgrades(Allowed);
+
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+enum Allowed {
+    /// `websocket` alone (no allocation: every request starts with it).
+    #[default]
+    WebSocket,
+    /// These names, lower case.
+    Listed(Arc<[Box<str>]>),
+}
+
+/// A name [`AllowedUpgrades::new`] refuses.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InvalidUpgrade {
+    /// The name as given.
+    pub name: String,
+    /// Why it is refused.
+    pub reason: &'static str,
+}
+
+impl std::fmt::Display for InvalidUpgrade {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "upgrade {:?}: {}", self.name, self.reason)
+    }
+}
+
+impl std::error::Error for InvalidUpgrade {}
+
+impl AllowedUpgrades {
+    /// `websocket` alone: the default.
+    pub fn websocket() -> Self {
+        AllowedUpgrades(Allowed::WebSocket)
+    }
+
+    /// No upgrade at all: every `Upgrade` header is dropped.
+    pub fn none() -> Self {
+        AllowedUpgrades(Allowed::Listed(Arc::from(Vec::new())))
+    }
+
+    /// These protocol names (compared without case; a version such as
+    /// `/1.1` in a request's `Upgrade` is ignored when matching). `h2c` and
+    /// names that are not HTTP tokens are refused.
+    pub fn new<I, S>(names: I) -> std::result::Result<Self, InvalidUpgrade>
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        let mut listed: Vec<Box<str>> = Vec::new();
+        for name in names {
+            let name = name.as_ref();
+            let refuse = |reason| InvalidUpgrade {
+                name: name.to_string(),
+                reason,
+            };
+            if name.is_empty() || !name.bytes().all(is_token_byte) {
+                return Err(refuse(
+                    "not a protocol name (an HTTP token without a version)",
+                ));
+            }
+            if name.eq_ignore_ascii_case("h2c") {
+                return Err(refuse(
+                    "h2c is never forwarded as an upgrade: HTTP/2 to the upstream is the proxy's choice (protocol = \"h2\")",
+                ));
+            }
+            let lower = name.to_ascii_lowercase().into_boxed_str();
+            if !listed.contains(&lower) {
+                listed.push(lower);
+            }
+        }
+        Ok(AllowedUpgrades(Allowed::Listed(Arc::from(listed))))
+    }
+
+    /// Whether a request may upgrade to `protocol` (a name, with or
+    /// without a `/version`).
+    pub fn allows(&self, protocol: &str) -> bool {
+        let name = protocol_name(protocol);
+        if name.eq_ignore_ascii_case("h2c") {
+            return false;
+        }
+        match &self.0 {
+            Allowed::WebSocket => name.eq_ignore_ascii_case("websocket"),
+            Allowed::Listed(names) => names.iter().any(|n| n.eq_ignore_ascii_case(name)),
+        }
+    }
+
+    /// The names allowed, lower case.
+    pub fn names(&self) -> Vec<&str> {
+        match &self.0 {
+            Allowed::WebSocket => vec!["websocket"],
+            Allowed::Listed(names) => names.iter().map(|n| &**n).collect(),
+        }
+    }
+}
+
+/// A `tchar` of RFC 9110 section 5.6.2.
+fn is_token_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+}
+
+/// The name of a protocol in an `Upgrade` list: `websocket` of
+/// `websocket/13`, trimmed.
+fn protocol_name(protocol: &str) -> &str {
+    protocol.split('/').next().unwrap_or("").trim()
+}
+
+/// The protocols of an `Upgrade` value, trimmed, empty ones skipped.
+fn protocols(value: &HeaderValue) -> impl Iterator<Item = &str> {
+    value
+        .to_str()
+        .unwrap_or("")
+        .split(',')
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+}
+
+/// The upgrade a request asks for and `allowed` permits: the protocols of
+/// its `Upgrade` header that are allowed, when `Connection` names
+/// `upgrade` too, in an HTTP/1.1 request (RFC 9110 section 7.8: an HTTP/1.0
+/// request's `Upgrade` is ignored). `None` when no protocol it names is
+/// allowed: the request is then an ordinary one (its upgrade headers are
+/// hop-by-hop and never go upstream).
+pub(crate) fn requested(
+    request: &http::request::Parts,
+    allowed: &AllowedUpgrades,
+) -> Option<HeaderValue> {
     if request.version != http::Version::HTTP_11 {
         return None;
     }
     let headers = &request.headers;
     let upgrade = headers.get(header::UPGRADE)?;
-    connection_tokens(headers)
-        .any(|token| token.eq_ignore_ascii_case("upgrade"))
-        .then_some(upgrade)
+    if !connection_tokens(headers).any(|token| token.eq_ignore_ascii_case("upgrade")) {
+        return None;
+    }
+    let mut kept = protocols(upgrade).filter(|p| allowed.allows(p));
+    let first = kept.next()?;
+    let rest: Vec<&str> = kept.collect();
+    if rest.is_empty() {
+        return HeaderValue::from_str(first).ok();
+    }
+    let mut list = first.to_string();
+    for protocol in rest {
+        list.push_str(", ");
+        list.push_str(protocol);
+    }
+    HeaderValue::from_str(&list).ok()
 }
 
 /// Ask the upstream to switch protocols as the client asked (the upgrade
 /// headers are hop-by-hop, so they were removed with the others).
-pub(crate) fn ask_upstream(upstream: &mut HeaderMap, protocol: &HeaderValue) {
+pub(crate) fn ask_upstream(upstream: &mut HeaderMap, protocol: HeaderValue) {
     upstream.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
-    upstream.insert(header::UPGRADE, protocol.clone());
+    upstream.insert(header::UPGRADE, protocol);
 }
 
 /// The 101 head for the client: the upstream's, with its `Upgrade` kept
-/// and `Connection: upgrade`. A 101 the client did not ask for, or one
-/// naming no protocol, is an invalid response.
+/// and `Connection: upgrade`. A 101 the client did not ask for, one naming
+/// no protocol, or one naming a protocol that was not asked for (and so
+/// not allowed) is an invalid response.
 pub(crate) fn switching_head(
     mut head: http::response::Parts,
     asked: Option<&HeaderValue>,
 ) -> Result<http::response::Parts> {
-    if asked.is_none() {
+    let Some(asked) = asked else {
         return Err(Error::explain(
             ErrorKind::InvalidResponse,
             "upstream switched protocols (101) for a request that asked for no upgrade",
         ));
-    }
+    };
     let Some(protocol) = head.headers.get(header::UPGRADE).cloned() else {
         return Err(Error::explain(
             ErrorKind::InvalidResponse,
             "upstream switched protocols (101) without naming one in Upgrade",
         ));
     };
+    let was_asked =
+        |p: &str| protocols(asked).any(|a| protocol_name(a).eq_ignore_ascii_case(protocol_name(p)));
+    let all_asked = {
+        let mut switched = protocols(&protocol).peekable();
+        switched.peek().is_some() && switched.all(was_asked)
+    };
+    if !all_asked {
+        return Err(Error::explain(
+            ErrorKind::InvalidResponse,
+            format!(
+                "upstream switched protocols (101) to {:?}, which the request did not ask for (asked: {:?})",
+                String::from_utf8_lossy(protocol.as_bytes()),
+                String::from_utf8_lossy(asked.as_bytes()),
+            ),
+        ));
+    }
     super::headers::strip_hop_by_hop(&mut head.headers);
     head.headers
         .insert(header::CONNECTION, HeaderValue::from_static("upgrade"));

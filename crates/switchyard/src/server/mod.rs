@@ -142,6 +142,10 @@ pub struct ServerOptions {
     /// the kernel spreads new connections among them. Bind the first with
     /// port 0 if wanted, then the others on the port it got.
     pub reuse_port: bool,
+    /// The protocols a request may upgrade to (HTTP/1.1 `Upgrade`), unless
+    /// a hook sets others for it (`Session::set_allowed_upgrades`):
+    /// `websocket` by default. `h2c` never is.
+    pub upgrades: crate::proxy::AllowedUpgrades,
 }
 
 impl Default for ServerOptions {
@@ -164,6 +168,7 @@ impl Default for ServerOptions {
             proxy_protocol: false,
             http2: Http2Options::default(),
             reuse_port: false,
+            upgrades: crate::proxy::AllowedUpgrades::default(),
         }
     }
 }
