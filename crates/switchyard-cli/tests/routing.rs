@@ -117,3 +117,68 @@ async fn the_upstream_host_names_the_server_a_hedge_reached() {
     let log = proxy.wait_for_log(2).await;
     assert!(log.iter().any(|l| l.contains("(raced")), "{log:?}");
 }
+
+#[tokio::test]
+async fn routes_match_the_normalized_path_which_is_the_one_forwarded() {
+    let public = Origin::healthy("public").await;
+    let admin = Origin::healthy("admin").await;
+    let text = format!(
+        "[server]\nlisten = [\"127.0.0.1:0\"]\n\
+         [upstreams.public]\nservers = [\"{}\"]\n[upstreams.admin]\nservers = [\"{}\"]\n\
+         [[routes]]\npath_prefix = \"/public/\"\nupstream = \"public\"\n\
+         [[routes]]\nupstream = \"admin\"\n",
+        public.addr(),
+        admin.addr()
+    );
+    let file = TempConfig::new("routing-paths", &text);
+    let proxy = Running::start(&["run", "-c", file.path.to_str().unwrap()]);
+    let send = |target: &'static str| {
+        let addr = proxy.addr;
+        async move {
+            let request =
+                format!("GET {target} HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n");
+            within(5, target, client::raw(addr, request.as_bytes(), 3))
+                .await
+                .text()
+        }
+    };
+    for target in [
+        "/public/../admin",
+        "/public/%2e%2e/admin",
+        "/public/%2E%2e/admin?q",
+    ] {
+        let answer = send(target).await;
+        assert!(answer.starts_with("HTTP/1.1 200"), "{target}: {answer}");
+        assert!(
+            answer.ends_with("admin"),
+            "{target} went to the wrong group: {answer}"
+        );
+    }
+    let answer = send("/public/..%2fadmin").await;
+    assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+    assert!(send("/public/%61pp").await.ends_with("public"));
+    let paths: Vec<String> = admin.requests().into_iter().map(|r| r.path).collect();
+    assert_eq!(paths, ["/admin", "/admin", "/admin?q"]);
+    assert_eq!(public.requests()[0].path, "/public/app");
+    assert_eq!(public.requests().len(), 1);
+}
+
+#[test]
+fn path_settings_are_checked() {
+    let text = "[server]\nlisten = [\"127.0.0.1:0\"]\nescaped_slashes = \"sometimes\"\n\
+                [upstreams.app]\nservers = [\"127.0.0.1:9\"]\n";
+    let file = TempConfig::new("paths-bad", text);
+    let out = common::run(&["check", "-c", file.path.to_str().unwrap()]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("escaped_slashes"), "{stderr}");
+    let text = "[server]\nlisten = [\"127.0.0.1:0\"]\nescaped_slashes = \"decode\"\nmerge_slashes = true\nnormalize_path = true\n\
+                [upstreams.app]\nservers = [\"127.0.0.1:9\"]\n";
+    let file = TempConfig::new("paths-good", text);
+    let out = common::run(&["check", "-c", file.path.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -6,6 +6,7 @@
 //! - `proxy/engine.rs`: the per-request state machine and the only attempt loop.
 //! - [`policy::retry`]: the pure retry decision, with named reasons.
 //! - [`trace`]: the attempt trace handed to `logging`.
+//! - [`path`]: request paths normalized before routing.
 //! - [`body`]: the bounded replay buffer.
 //! - `upstream/`: connector and pool; [`server`]: listener and shutdown; [`tls`]: certificates and trust.
 //! - [`lb`], [`health`], [`discovery`]: which server, whether it is usable, where it is.
@@ -15,6 +16,7 @@ pub mod discovery;
 pub mod error;
 pub mod health;
 pub mod lb;
+pub mod path;
 pub mod peer;
 pub mod policy;
 pub mod proxy;

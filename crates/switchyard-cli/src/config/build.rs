@@ -264,6 +264,11 @@ pub(super) fn build(
         client_identity: client_identity(source, server.forwarded, &server.trusted_proxies)?,
         proxy_protocol: server.proxy_protocol,
         http2: http2_options(source, &server.http2)?,
+        paths: switchyard::path::PathRules {
+            normalize: server.normalize_path,
+            merge_slashes: server.merge_slashes,
+            escaped_slashes: server.escaped_slashes.into(),
+        },
         tls_handshake_timeout: tls
             .as_ref()
             .map_or(defaults::tls_handshake_timeout().0, |tls| {

@@ -97,6 +97,39 @@ pub struct ServerSection {
     /// Limits on client HTTP/2 connections.
     #[serde(default)]
     pub http2: Http2Section,
+    /// Remove dot segments and decode unreserved escapes in request paths
+    /// before routing (the normalized path goes upstream).
+    #[serde(default = "defaults::normalize_path")]
+    pub normalize_path: bool,
+    /// Merge runs of `/` in request paths.
+    #[serde(default)]
+    pub merge_slashes: bool,
+    /// `%2F` and `%5C` in a path: refused (400), kept or decoded.
+    #[serde(default)]
+    pub escaped_slashes: EscapedSlashesName,
+}
+
+/// `escaped_slashes`: `"reject"`, `"keep"` or `"decode"`.
+#[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum EscapedSlashesName {
+    /// Refuse the request with 400.
+    #[default]
+    Reject,
+    /// Keep them encoded.
+    Keep,
+    /// Decode them into `/`.
+    Decode,
+}
+
+impl From<EscapedSlashesName> for switchyard::path::EscapedSlashes {
+    fn from(name: EscapedSlashesName) -> Self {
+        match name {
+            EscapedSlashesName::Reject => switchyard::path::EscapedSlashes::Reject,
+            EscapedSlashesName::Keep => switchyard::path::EscapedSlashes::Keep,
+            EscapedSlashesName::Decode => switchyard::path::EscapedSlashes::Decode,
+        }
+    }
 }
 
 /// `[server.http2]`: limits on client HTTP/2 connections.
@@ -360,6 +393,10 @@ pub mod defaults {
     pub(crate) fn drain_timeout() -> Dur {
         Dur(Duration::from_secs(30))
     }
+    pub(crate) fn normalize_path() -> bool {
+        true
+    }
+
     pub(crate) fn max_request_body() -> Size {
         Size(usize::try_from(switchyard::server::DEFAULT_MAX_REQUEST_BODY).unwrap_or(usize::MAX))
     }

@@ -68,6 +68,8 @@ pub(crate) struct EngineShared {
     pub(crate) jitter: Jitter,
     /// The protocols a request may upgrade to unless a hook says otherwise.
     pub(crate) upgrades: super::upgrade::AllowedUpgrades,
+    /// How request paths are normalized before routing.
+    pub(crate) paths: crate::path::PathRules,
     /// The server's retry budget, for requests whose hook gives none.
     pub(crate) budget: Option<Arc<RetryBudget>>,
     /// Recent connect times per peer, for connect hedging.
@@ -245,6 +247,7 @@ async fn serve<P: ProxyHttp>(
     reply: &mut Reply,
 ) -> Result<()> {
     forward::validate_downstream(session)?;
+    super::target::normalize_path(session, &shared.paths)?;
     if proxy.request_filter(session, ctx).await? {
         let Some(response) = session.take_prepared_response() else {
             return Err(Error::explain(

@@ -37,6 +37,7 @@ pub mod identity;
 mod pump;
 pub mod respond;
 mod session;
+mod target;
 mod upgrade;
 
 pub(crate) use driver::Handling;
@@ -281,6 +282,7 @@ pub(crate) fn engine_shared(pool: Arc<Pool>, options: &ServerOptions) -> Arc<Eng
         jitter: options.backoff_jitter,
         identity: options.client_identity.clone(),
         upgrades: options.upgrades.clone(),
+        paths: options.paths,
         budget: options
             .retry_budget
             .map(|policy| Arc::new(RetryBudget::new(policy, std::time::Instant::now()))),

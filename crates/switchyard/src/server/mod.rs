@@ -146,6 +146,11 @@ pub struct ServerOptions {
     /// a hook sets others for it (`Session::set_allowed_upgrades`):
     /// `websocket` by default. `h2c` never is.
     pub upgrades: crate::proxy::AllowedUpgrades,
+    /// How request paths are normalized before `request_filter` (and so
+    /// before routing): dot segments removed and unreserved escapes decoded,
+    /// encoded slashes refused, by default. The normalized path is also the
+    /// one sent upstream.
+    pub paths: crate::path::PathRules,
 }
 
 impl Default for ServerOptions {
@@ -169,6 +174,7 @@ impl Default for ServerOptions {
             http2: Http2Options::default(),
             reuse_port: false,
             upgrades: crate::proxy::AllowedUpgrades::default(),
+            paths: crate::path::PathRules::default(),
         }
     }
 }
