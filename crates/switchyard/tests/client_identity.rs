@@ -109,3 +109,89 @@ async fn every_request_gets_an_id_that_goes_upstream_and_back() {
     assert_eq!(reply.status, 502);
     assert_eq!(reply.headers["x-request-id"].len(), 32);
 }
+
+/// Both header styles, nobody trusted.
+fn both_styles() -> ServerOptions {
+    ServerOptions {
+        client_identity: ClientIdentity {
+            style: ForwardedStyle::Both,
+            ..ClientIdentity::default()
+        },
+        ..ServerOptions::default()
+    }
+}
+
+/// The host headers an origin saw: `Host`, `X-Forwarded-Host` and the
+/// `host=` of `Forwarded`.
+fn host_headers(origin: &Origin) -> [String; 3] {
+    let seen = origin.requests();
+    let headers = &seen.last().unwrap().headers;
+    let text = |name: &str| {
+        headers
+            .get(name)
+            .map(|v| v.to_str().unwrap().to_string())
+            .unwrap_or_default()
+    };
+    let forwarded_host = text("forwarded")
+        .split(';')
+        .find_map(|part| {
+            part.trim()
+                .strip_prefix("host=")
+                .map(|h| h.trim_matches('"').to_string())
+        })
+        .unwrap_or_default();
+    [text("host"), text("x-forwarded-host"), forwarded_host]
+}
+
+#[tokio::test]
+async fn the_forwarded_host_is_the_routed_host_over_http1_h2c_and_h2() {
+    let origin = Origin::healthy("origin").await;
+    let routed = ["shop.test"; 3].map(String::from);
+
+    // HTTP/1.1 with an absolute-form target: its authority wins over Host.
+    let proxy = start_with(TestProxy::new(&[origin.addr()]), both_styles()).await;
+    let request =
+        b"GET http://shop.test/x HTTP/1.1\r\nHost: other.test\r\nConnection: close\r\n\r\n";
+    let raw = within(5, "absolute form", client::raw(proxy.addr, request, 3)).await;
+    assert!(raw.text().starts_with("HTTP/1.1 200"), "{}", raw.text());
+    assert_eq!(host_headers(&origin), routed, "HTTP/1.1 absolute form");
+
+    // h2c: the host is in :authority alone.
+    let h2 = within(
+        5,
+        "h2c",
+        switchyard_testkit::h2::H2Conn::cleartext(proxy.addr),
+    )
+    .await
+    .unwrap();
+    let mut request = h2.request(http::Method::GET, "/x", "");
+    *request.uri_mut() = "http://shop.test/x".parse().unwrap();
+    let answer = within(5, "GET over h2c", h2.send(request)).await.unwrap();
+    assert_eq!(answer.status, 200);
+    assert_eq!(host_headers(&origin), routed, "h2c");
+
+    // h2 over TLS.
+    let ca = switchyard_testkit::tls::TestCa::new("private CA");
+    let cert = ca.issue(&["shop.test"]);
+    let tls = common::serving(&cert);
+    let proxy =
+        common::start_serving(TestProxy::new(&[origin.addr()]), both_styles(), Some(tls)).await;
+    let config =
+        switchyard_testkit::h2::with_h2(&switchyard_testkit::tls::client_config(&ca, None));
+    let h2 = within(
+        5,
+        "h2 over TLS",
+        switchyard_testkit::h2::H2Conn::tls(proxy.addr, &config, "shop.test"),
+    )
+    .await
+    .unwrap();
+    let answer = within(
+        5,
+        "GET over h2",
+        h2.send(h2.request(http::Method::GET, "/x", "")),
+    )
+    .await
+    .unwrap();
+    assert_eq!(answer.status, 200);
+    assert_eq!(host_headers(&origin), routed, "h2 over TLS");
+}

@@ -42,9 +42,9 @@ pub(crate) fn upstream_head(
 ) -> RequestHeader {
     let downstream = session.req_header();
     let mut head = head_for_upstream(downstream, peer.address);
-    let host = downstream.headers.get(header::HOST);
+    let host = routed_host(downstream);
     let client = session.client_ip();
-    identity.apply(&mut head.headers, client, client.scheme(), host);
+    identity.apply(&mut head.headers, client, client.scheme(), host.as_ref());
     head.headers
         .insert(X_REQUEST_ID, session.request_id().clone());
     // Which attempt this is (`begin` recorded it): a Switchyard behind this
@@ -67,6 +67,21 @@ pub(crate) fn upstream_head(
         upgrade::ask_upstream(&mut head.headers, protocol);
     }
     head
+}
+
+/// The host a request is routed by, as the client gave it: the target's
+/// authority (HTTP/2's `:authority`, or an HTTP/1.1 absolute-form target,
+/// which RFC 9112 section 3.2.2 puts before `Host`), else `Host`. Userinfo
+/// (`user@`) is not part of it.
+pub(crate) fn routed_host(request: &RequestHeader) -> Option<HeaderValue> {
+    match request.uri.authority() {
+        Some(authority) => {
+            let text = authority.as_str();
+            let host = text.rsplit_once('@').map_or(text, |(_, host)| host);
+            HeaderValue::from_str(host).ok()
+        }
+        None => request.headers.get(header::HOST).cloned(),
+    }
 }
 
 /// Headers the proxy may add to a request: `Host`, `Transfer-Encoding`,
@@ -103,7 +118,7 @@ fn head_for_upstream(downstream: &RequestHeader, peer: SocketAddr) -> RequestHea
     }
     // RFC 9112 section 3.2.2: an absolute-form target's authority wins over Host.
     let host = match downstream.uri.authority() {
-        Some(authority) => HeaderValue::from_str(authority.as_str()).ok(),
+        Some(_) => routed_host(downstream),
         None if !head.headers.contains_key(header::HOST) => {
             HeaderValue::from_str(&peer.to_string()).ok()
         }
