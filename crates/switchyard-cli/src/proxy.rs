@@ -21,7 +21,7 @@ use switchyard::policy::limits::RetryLimits;
 use switchyard::policy::pushback::{RETRY_AFTER_NOTE, retry_after};
 use switchyard::policy::rules::Judgement;
 use switchyard::prelude::*;
-use switchyard::proxy::grpc;
+use switchyard::proxy::{grpc, respond};
 
 use crate::config::{Config, Group, HashKey, Route};
 use crate::observe::{Finished, Observer};
@@ -62,6 +62,14 @@ impl ConfigProxy {
     pub fn reload(&self, config: &Config) {
         let routes = shared_routes(config);
         *self.routes.write().unwrap_or_else(|p| p.into_inner()) = routes;
+    }
+
+    /// `x-switchyard-attempts: N` on a response, when configured.
+    fn tell_attempts(&self, session: &Session, headers: &mut http::HeaderMap) {
+        if self.attempt_count_header {
+            let attempts = HeaderValue::from(session.attempts().len());
+            headers.insert(ATTEMPTS_HEADER, attempts);
+        }
     }
 
     fn route(&self, ctx: &Ctx) -> Result<Arc<Route>> {
@@ -124,6 +132,10 @@ impl ConfigProxy {
             .cloned()
     }
 }
+
+/// The header that tells the client how many attempts its request took
+/// (`[server] attempt_count_header`).
+const ATTEMPTS_HEADER: &str = "x-switchyard-attempts";
 
 /// Apply a rule's judgement to `e`, steering the next `upstream_peer`.
 fn apply(
@@ -199,6 +211,7 @@ impl ProxyHttp for ConfigProxy {
                     "switchyard; error=destination_not_found; details=\"no route\"",
                 ),
             );
+            self.tell_attempts(session, response.headers_mut());
             session.respond(response);
             return Ok(true);
         };
@@ -392,11 +405,22 @@ impl ProxyHttp for ConfigProxy {
         if let Some(route) = ctx.route.as_deref() {
             route.rewrite.response_headers.apply(&mut response.headers);
         }
-        if self.attempt_count_header {
-            let attempts = HeaderValue::from(session.attempts().len());
-            response.headers.insert("x-switchyard-attempts", attempts);
-        }
+        self.tell_attempts(session, &mut response.headers);
         Ok(())
+    }
+
+    async fn fail_to_proxy(&self, session: &mut Session, e: &Error, _ctx: &mut Ctx) -> u16 {
+        let status = respond::default_fail_to_proxy(session, e);
+        // The proxy's own answers carry what every response does.
+        let attempts = session.attempts().len();
+        if self.attempt_count_header
+            && let Some(response) = session.prepared_response_mut()
+        {
+            response
+                .headers_mut()
+                .insert(ATTEMPTS_HEADER, HeaderValue::from(attempts));
+        }
+        status
     }
 
     async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut Ctx) {

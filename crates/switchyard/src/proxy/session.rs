@@ -310,6 +310,12 @@ impl Session {
         self.respond(response);
     }
 
+    /// The response set with [`respond`](Self::respond), if any, to add a
+    /// header to it (e.g. from `fail_to_proxy`, after the default made it).
+    pub fn prepared_response_mut(&mut self) -> Option<&mut Response<Bytes>> {
+        self.prepared_response.as_mut()
+    }
+
     pub(crate) fn take_prepared_response(&mut self) -> Option<Response<Bytes>> {
         self.prepared_response.take()
     }
