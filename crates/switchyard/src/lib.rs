@@ -14,6 +14,9 @@
 pub mod body;
 pub mod discovery;
 pub mod error;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod health;
 pub mod lb;
 pub mod path;

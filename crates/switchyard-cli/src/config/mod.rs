@@ -160,6 +160,19 @@ fn parse_keeping(
     Ok((config, notes))
 }
 
+/// [`parse`] without resolving server names (a name is then an error), for
+/// the config fuzz target: nothing is looked up, whatever the text says.
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub fn parse_unresolved(text: &str, file: &str) -> Result<Config, ConfigError> {
+    let source = Source { file, text };
+    let deserializer = toml::Deserializer::parse(text)
+        .map_err(|e| source.error(None, "", e.message().to_string()))?;
+    let parsed: FileConfig = serde_path_to_error::deserialize(deserializer)
+        .map_err(|e| source.error(None, "", e.into_inner().message().to_string()))?;
+    build::build(parsed, &source, Answers::default(), &BTreeMap::new(), None)
+}
+
 /// Check and build a config made in code (the `proxy` one-liner's flags);
 /// `origin` names it in errors. Server names are resolved, as by [`parse`].
 pub fn from_file_config(file: FileConfig, origin: &str) -> Result<Config, ConfigError> {

@@ -312,6 +312,30 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for GoawayWatch<S> {
     }
 }
 
+/// Walk `data` as frames in both directions, for the fuzz target: each
+/// chunk starts with a byte whose high bit picks the direction (set: from
+/// the proxy) and whose low 7 bits give the chunk's length.
+#[cfg(feature = "fuzzing")]
+pub(crate) fn walk_for_fuzzing(data: &[u8]) {
+    let signal = GoawaySignal::default();
+    let mut reading = FrameCursor::new(0);
+    let mut writing = FrameCursor::new(PREFACE);
+    let mut rest = data;
+    while let Some((&control, tail)) = rest.split_first() {
+        let n = usize::from(control & 0x7f).min(tail.len());
+        let (chunk, after) = tail.split_at(n);
+        if control & 0x80 == 0 {
+            reading.walk(chunk, &mut |frame| {
+                signal.streams().incoming(frame, &signal.going_away)
+            });
+        } else {
+            writing.walk(chunk, &mut |frame| signal.streams().outgoing(frame));
+        }
+        let _ = signal.strand_now();
+        rest = after;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
