@@ -80,7 +80,12 @@ pub fn is_grpc(headers: &HeaderMap) -> bool {
 /// `u`, `n`).
 pub fn parse_timeout(value: &str) -> Option<Duration> {
     let value = value.trim();
-    let (digits, unit) = value.split_at(value.len().checked_sub(1)?);
+    // The unit is one ASCII letter: a value ending in anything else (a
+    // multi-byte character too, which must not be split) is not a timeout.
+    if !value.as_bytes().last()?.is_ascii() {
+        return None;
+    }
+    let (digits, unit) = value.split_at(value.len() - 1);
     if digits.is_empty() || digits.len() > 8 || !digits.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
@@ -159,6 +164,15 @@ pub fn error_response(e: &Error) -> Response<Bytes> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Found by the `grpc_timeout` fuzz target: a value ending in a
+    /// multi-byte character was split inside it, and panicked.
+    #[test]
+    fn a_timeout_ending_in_a_multi_byte_character_is_refused() {
+        assert_eq!(parse_timeout("\u{258}\u{3ca}\r\r\n\n"), None);
+        assert_eq!(parse_timeout("1\u{3ca}"), None);
+        assert_eq!(parse_timeout("\u{e9}"), None);
+    }
 
     #[test]
     fn timeouts_parse_by_unit_and_refuse_what_the_spec_does_not_allow() {
