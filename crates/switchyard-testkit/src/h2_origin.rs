@@ -31,6 +31,9 @@ pub enum H2Behavior {
     AnswerAfter(Duration),
     /// Reset every stream with `REFUSED_STREAM`, reading nothing.
     Refuse,
+    /// Like `Refuse`, after a pause: the client has sent what the initial
+    /// window allows and buffered what it would send next.
+    RefuseAfter(Duration),
     /// Send a 200 head and a few body bytes, then reset (`INTERNAL_ERROR`).
     ResetAfterHead,
     /// Never answer (the stream stays open until the client resets it).
@@ -233,6 +236,10 @@ async fn stream(request: Request<RecvStream>, mut respond: SendResponse<Bytes>, 
     let counts = Arc::clone(&origin.counts);
     match origin.behavior {
         H2Behavior::Refuse => respond.send_reset(Reason::REFUSED_STREAM),
+        H2Behavior::RefuseAfter(pause) => {
+            tokio::time::sleep(pause).await;
+            respond.send_reset(Reason::REFUSED_STREAM);
+        }
         H2Behavior::Silent => {
             if std::future::poll_fn(|cx| respond.poll_reset(cx))
                 .await

@@ -256,6 +256,15 @@ impl<B> ReplaySource<B> {
         self.shared.cap.load(Ordering::Acquire)
     }
 
+    /// Raise the capacity to at least `cap`, possible while everything read
+    /// so far is still held (an attempt over HTTP/2 keeps what its stream
+    /// may have sent before the upstream showed it is processing it).
+    /// Returns whether every byte read so far is still held.
+    pub fn raise_capacity(&self, cap: usize) -> bool {
+        self.shared.cap.fetch_max(cap, Ordering::AcqRel);
+        !self.shared.truncated.load(Ordering::Acquire)
+    }
+
     /// Change the capacity, possible only before any body byte was read.
     /// Returns whether it took effect.
     pub fn set_capacity(&self, cap: usize) -> bool {

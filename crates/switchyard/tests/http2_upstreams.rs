@@ -116,6 +116,36 @@ async fn a_post_refused_by_stream_is_retried_elsewhere_and_delivered_once() {
 }
 
 #[tokio::test]
+async fn large_posts_refused_by_stream_reach_the_backup_once_and_whole() {
+    // The refusing upstream's stream window is the default 65,535 bytes:
+    // at most that much of the body can have left before it refused, so
+    // the proxy must still hold everything it took from the client.
+    // It refuses after a pause, once the proxy has sent the window's worth
+    // and buffered what it would send next.
+    let pause = Duration::from_millis(200);
+    let refusing = H2Origin::start("refusing", H2Behavior::RefuseAfter(pause)).await;
+    let good = H2Origin::start("good", H2Behavior::Answer).await;
+    let running = start(h2_proxy(&[refusing.addr(), good.addr()])).await;
+    for (i, size) in [100_000usize, 1_000_000].into_iter().enumerate() {
+        let body: Vec<u8> = (0..size).map(|n| (n % 251) as u8).collect();
+        let answer = within(
+            10,
+            "a large POST",
+            client::post(running.addr, "/upload", body.clone()),
+        )
+        .await
+        .unwrap();
+        assert_eq!(answer.status, 200, "{size} bytes: {:?}", answer.headers);
+        assert_eq!(answer.body, "good");
+        let seen = good.seen();
+        assert_eq!(seen.len(), i + 1, "delivered exactly once");
+        assert_eq!(seen[i].body.len(), size);
+        assert_eq!(seen[i].digest, digest(&body), "delivered whole");
+    }
+    assert!(refusing.seen().is_empty());
+}
+
+#[tokio::test]
 async fn a_post_above_a_goaway_is_retried_elsewhere_and_delivered_once() {
     let going = GoawayOrigin::start(GoawayAt::FirstStream).await;
     let good = H2Origin::start("good", H2Behavior::Answer).await;

@@ -347,6 +347,9 @@ async fn connect_and_exchange<P: ProxyHttp>(
         ));
     }
     session.set_upstream_method(head.method.clone());
+    if let Some(hold) = conn.unprocessed_hold(shared.client_chunk) {
+        session.body_source().raise_capacity(hold);
+    }
     let (body, mut progress) = session.body_source().attempt_body();
     let mut request = Request::from_parts(head, body);
     loop {

@@ -68,6 +68,9 @@ pub(crate) struct EngineShared {
     pub(crate) jitter: Jitter,
     /// The protocols a request may upgrade to unless a hook says otherwise.
     pub(crate) upgrades: super::upgrade::AllowedUpgrades,
+    /// The largest piece of request body a client connection hands over
+    /// at once (`server::client_chunk`).
+    pub(crate) client_chunk: usize,
     /// How request paths are normalized before routing.
     pub(crate) paths: crate::path::PathRules,
     /// The server's retry budget, for requests whose hook gives none.

@@ -181,6 +181,9 @@ async fn prepare_copy<P: ProxyHttp>(
         .upstream_request_filter(session, &mut head, ctx)
         .await
         .ok()?;
+    if let Some(hold) = conn.unprocessed_hold(shared.client_chunk) {
+        session.body_source().raise_capacity(hold);
+    }
     let (body, progress) = session.body_source().attempt_body();
     Some(Copy {
         peer,

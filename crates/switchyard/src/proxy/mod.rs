@@ -283,6 +283,7 @@ pub(crate) fn engine_shared(pool: Arc<Pool>, options: &ServerOptions) -> Arc<Eng
         identity: options.client_identity.clone(),
         upgrades: options.upgrades.clone(),
         paths: options.paths,
+        client_chunk: crate::server::client_chunk(options),
         budget: options
             .retry_budget
             .map(|policy| Arc::new(RetryBudget::new(policy, std::time::Instant::now()))),

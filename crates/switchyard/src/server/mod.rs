@@ -362,7 +362,10 @@ impl<P: ProxyHttp> ProxyServer<P> {
             .timer(TokioTimer::new())
             .keep_alive(true)
             .header_read_timeout(self.options.header_read_timeout)
-            .max_header_size(self.options.max_header_bytes);
+            .max_header_size(self.options.max_header_bytes)
+            // hyper's read buffer (and write queue) may grow to 400 KB: the
+            // most request body taken from a client at once is this instead.
+            .max_buf_size(client_chunk(&self.options));
         // hyper parses up to 100 headers on the stack; setting any limit, even
         // 100, moves parsing to the heap for every request.
         if self.options.max_headers != HYPER_STACK_HEADERS {
@@ -370,6 +373,13 @@ impl<P: ProxyHttp> ProxyServer<P> {
         }
         builder
     }
+}
+
+/// The largest piece of request body an HTTP/1.1 client connection hands
+/// over at once: hyper's read buffer, [`CLIENT_CHUNK`](crate::upstream::CLIENT_CHUNK)
+/// or the largest head allowed if that is more.
+pub(crate) fn client_chunk(options: &ServerOptions) -> usize {
+    crate::upstream::CLIENT_CHUNK.max(options.max_header_bytes + 1024)
 }
 
 /// One accepted client connection and what serving it needs.

@@ -95,6 +95,7 @@ where
     let (sender, connection) = http2::Builder::new(TokioExecutor::new())
         .timer(TokioTimer::new())
         .initial_max_send_streams(INITIAL_MAX_STREAMS)
+        .max_send_buf_size(super::H2_SEND_BUFFER)
         .keep_alive_interval(KEEP_ALIVE)
         .keep_alive_timeout(KEEP_ALIVE)
         .keep_alive_while_idle(true)

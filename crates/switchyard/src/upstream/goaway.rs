@@ -17,11 +17,16 @@
 //! answer: the connection is failed (an I/O error to h2) and marked
 //! stranded, and the failure engine reads its streams' failures as "not
 //! processed" (retried for any method).
+//!
+//! The same walk reads the upstream's `SETTINGS_INITIAL_WINDOW_SIZE`: the
+//! most request body a stream can have sent before the upstream showed it
+//! is processing the stream, which the engine keeps for a replay after a
+//! refusal (`GoawaySignal::initial_window`).
 
 use std::collections::HashSet;
 use std::io::{self, IoSlice};
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
@@ -31,7 +36,14 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 const DATA: u8 = 0x0;
 const HEADERS: u8 = 0x1;
 const RST_STREAM: u8 = 0x3;
+const SETTINGS: u8 = 0x4;
 const GOAWAY: u8 = 0x7;
+/// The SETTINGS ACK flag.
+const ACK: u8 = 0x1;
+/// The id of `SETTINGS_INITIAL_WINDOW_SIZE`.
+const INITIAL_WINDOW_SIZE: u16 = 0x4;
+/// The initial stream window until the upstream's SETTINGS say otherwise.
+pub(crate) const DEFAULT_INITIAL_WINDOW: u32 = 65_535;
 const END_STREAM: u8 = 0x1;
 /// The length of a frame header.
 const HEADER: usize = 9;
@@ -57,6 +69,10 @@ struct FrameCursor {
     have: usize,
     /// Collecting a GOAWAY's last stream id (4 bytes) from its payload.
     goaway: Option<([u8; 4], usize, Frame)>,
+    /// Collecting a SETTINGS payload, one 6-byte entry at a time.
+    settings: Option<([u8; 6], usize)>,
+    /// The largest `SETTINGS_INITIAL_WINDOW_SIZE` seen.
+    initial_window: Option<u32>,
 }
 
 impl FrameCursor {
@@ -66,7 +82,33 @@ impl FrameCursor {
             header: [0; HEADER],
             have: 0,
             goaway: None,
+            settings: None,
+            initial_window: None,
         }
+    }
+
+    /// Take the next bytes of a SETTINGS payload (at most what is left of
+    /// it), noting an initial window size; returns how many it took.
+    fn settings_bytes(&mut self, bytes: &[u8]) -> usize {
+        let Some((mut entry, mut got)) = self.settings.take() else {
+            return 0;
+        };
+        let n = (6 - got).min(bytes.len()).min(self.skip);
+        entry[got..got + n].copy_from_slice(&bytes[..n]);
+        got += n;
+        self.skip -= n;
+        if got == 6 {
+            let [i0, i1, v0, v1, v2, v3] = entry;
+            if u16::from_be_bytes([i0, i1]) == INITIAL_WINDOW_SIZE {
+                let window = u32::from_be_bytes([v0, v1, v2, v3]);
+                self.initial_window = Some(self.initial_window.map_or(window, |w| w.max(window)));
+            }
+            got = 0;
+        }
+        if self.skip > 0 {
+            self.settings = Some((entry, got));
+        }
+        n
     }
 
     /// Walk `bytes`, the next in this direction, handing each frame to `seen`.
@@ -87,6 +129,11 @@ impl FrameCursor {
                 } else {
                     self.goaway = Some((id, got, frame));
                 }
+                continue;
+            }
+            if self.settings.is_some() {
+                let n = self.settings_bytes(bytes);
+                bytes = &bytes[n..];
                 continue;
             }
             if self.skip > 0 {
@@ -112,6 +159,9 @@ impl FrameCursor {
                 if kind == GOAWAY && self.skip >= 8 {
                     self.goaway = Some(([0; 4], 0, frame));
                 } else {
+                    if kind == SETTINGS && flags & ACK == 0 && self.skip > 0 {
+                        self.settings = Some(([0; 6], 0));
+                    }
                     seen(frame);
                 }
             }
@@ -180,9 +230,22 @@ pub(crate) struct GoawaySignal {
     /// The watch failed the connection: only unprocessed streams were open.
     stranded: AtomicBool,
     streams: Mutex<Streams>,
+    /// The largest `SETTINGS_INITIAL_WINDOW_SIZE` the upstream sent; 0
+    /// until it sent one.
+    initial_window: AtomicU32,
 }
 
 impl GoawaySignal {
+    /// The most request body bytes a stream on this connection can send
+    /// before the upstream grants more (a WINDOW_UPDATE for it, which it
+    /// sends only for a stream it is processing): its initial stream window.
+    pub(crate) fn initial_window(&self) -> u32 {
+        match self.initial_window.load(Ordering::Acquire) {
+            0 => DEFAULT_INITIAL_WINDOW,
+            window => window,
+        }
+    }
+
     /// Whether the upstream sent GOAWAY: the connection takes no new stream.
     pub(crate) fn going_away(&self) -> bool {
         self.going_away.load(Ordering::Acquire)
@@ -255,6 +318,9 @@ impl<S: AsyncRead + Unpin> AsyncRead for GoawayWatch<S> {
         this.reading.walk(&buf.filled()[before..], &mut |frame| {
             signal.streams().incoming(frame, &signal.going_away)
         });
+        if let Some(window) = this.reading.initial_window.take() {
+            signal.initial_window.fetch_max(window, Ordering::AcqRel);
+        }
         polled
     }
 }
@@ -376,6 +442,32 @@ mod tests {
             streams.last_stream.is_some()
         );
         streams
+    }
+
+    #[test]
+    fn the_upstreams_initial_window_is_read_from_its_settings_in_any_split() {
+        let mut entries = Vec::new();
+        for (id, value) in [(0x3u16, 100u32), (0x4, 1 << 20), (0x5, 16_384)] {
+            entries.extend_from_slice(&id.to_be_bytes());
+            entries.extend_from_slice(&value.to_be_bytes());
+        }
+        let mut bytes = frame(SETTINGS, 0, 0, &entries);
+        // An ACK carries no settings; a frame after them still parses.
+        bytes.extend(frame(SETTINGS, ACK, 0, &[]));
+        bytes.extend(goaway(7));
+        for split in 1..bytes.len() {
+            let mut cursor = FrameCursor::new(0);
+            let mut goaways = Vec::new();
+            for chunk in bytes.chunks(split) {
+                cursor.walk(chunk, &mut |f| {
+                    if f.kind == GOAWAY {
+                        goaways.push(f.last_stream);
+                    }
+                });
+            }
+            assert_eq!(cursor.initial_window, Some(1 << 20), "split {split}");
+            assert_eq!(goaways, [Some(7)], "split {split}");
+        }
     }
 
     #[test]

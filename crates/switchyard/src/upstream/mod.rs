@@ -31,6 +31,22 @@ pub(crate) mod response_times;
 pub(crate) mod slots;
 pub(crate) mod stream;
 
+/// The most request body h2 buffers for one stream beyond what the flow
+/// control window lets it send (hyper's default is 400 KB): bounds what is
+/// taken from the client ahead of the upstream, which a refused stream's
+/// replay must hold.
+pub(crate) const H2_SEND_BUFFER: usize = 64 * 1024;
+
+/// The largest chunk of request body a client connection hands over at
+/// once: hyper's HTTP/1.1 read buffer ([`server`](crate::server) caps it at
+/// this), and more than an HTTP/2 client's DATA frame.
+pub(crate) const CLIENT_CHUNK: usize = 64 * 1024;
+
+/// The most request body kept for a refused stream's replay, whatever
+/// window the upstream advertises: an upstream with a larger initial
+/// window gets the ordinary replay rules (`ServerOptions::replay_buffer`).
+pub(crate) const MAX_UNPROCESSED_HOLD: usize = 4 * 1024 * 1024;
+
 /// The downstream request body, cut off at its limit.
 pub(crate) type DownstreamBody = LimitedBody<Incoming>;
 
@@ -89,6 +105,21 @@ impl UpstreamConn {
     /// Whether requests go over HTTP/2.
     pub(crate) fn is_http2(&self) -> bool {
         matches!(self.link, Link::Http2 { .. })
+    }
+
+    /// How much request body this attempt must keep so that a refusal
+    /// (`REFUSED_STREAM`, or a GOAWAY below the stream) never loses a byte
+    /// taken from the client, for an HTTP/2 stream: what it can send before
+    /// the upstream grants more window (its initial stream window), what h2
+    /// buffers beyond that ([`H2_SEND_BUFFER`]) and one chunk from the
+    /// client (`client_chunk`, [`CLIENT_CHUNK`] by default), at most
+    /// [`MAX_UNPROCESSED_HOLD`]. `None`
+    /// over HTTP/1.1, where a request the upstream refuses is not known to
+    /// be unprocessed.
+    pub(crate) fn unprocessed_hold(&self, client_chunk: usize) -> Option<usize> {
+        let conn = self.multiplexed()?;
+        let window = conn.initial_window() as usize;
+        Some((window + H2_SEND_BUFFER + client_chunk).min(MAX_UNPROCESSED_HOLD))
     }
 
     /// The shared HTTP/2 connection this stream belongs to, if any.

@@ -104,6 +104,11 @@ impl Multiplexed {
         self.signals.goaway.stranded()
     }
 
+    /// The upstream's initial stream window (its SETTINGS).
+    pub(crate) fn initial_window(&self) -> u32 {
+        self.signals.goaway.initial_window()
+    }
+
     /// Streams in use now.
     pub(crate) fn streams(&self) -> usize {
         self.streams.load(Ordering::Acquire)
