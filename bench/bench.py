@@ -522,6 +522,58 @@ def scenario_idle_memory(stack, name):
             "kib_per_connection_second_half": (after - middle) / (IDLE_CONNECTIONS - half)}
 
 
+SLOW_READERS = int(os.environ.get("SLOW_READERS", "200"))
+SLOW_RATE = 32 * 1024  # bytes per second each slow reader takes
+
+
+def slow_reader(port, stop, read):
+    """GET /big (1 MiB) and read it at SLOW_RATE until `stop` is set. A small
+    receive buffer, the same for every proxy, keeps the kernel's share low."""
+    s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16 * 1024)
+    s.settimeout(10)
+    s.connect(("127.0.0.1", port))
+    s.sendall(b"GET /big HTTP/1.1\r\nHost: bench\r\n\r\n")
+    step = 4096
+    try:
+        while not stop.is_set():
+            chunk = s.recv(step)
+            if not chunk:
+                break
+            read[0] += len(chunk)
+            time.sleep(step / SLOW_RATE)
+    except OSError:
+        pass
+    finally:
+        s.close()
+
+
+def scenario_slow_readers(stack, name):
+    """SLOW_READERS clients each ask for the 1 MiB body and read it at
+    32 KiB/s: the proxy's resident memory per slow reader (peak during the
+    transfer, less before). A proxy that reads the upstream ahead of the
+    client holds the difference."""
+    time.sleep(0.5)
+    before = stack.rss_kib(name)
+    stop = threading.Event()
+    reads = [[0] for _ in range(SLOW_READERS)]
+    threads = [threading.Thread(target=slow_reader, args=(PORTS[name], stop, reads[i]), daemon=True)
+               for i in range(SLOW_READERS)]
+    for t in threads:
+        t.start()
+    peak = before
+    deadline = time.time() + 8
+    while time.time() < deadline:
+        time.sleep(0.5)
+        peak = max(peak, stack.rss_kib(name))
+    stop.set()
+    for t in threads:
+        t.join(timeout=15)
+    taken = sum(r[0] for r in reads) / SLOW_READERS
+    return {"kib_per_slow_reader": (peak - before) / SLOW_READERS, "rss_before_kib": before,
+            "rss_peak_kib": peak, "kib_read_per_client": taken / 1024}
+
+
 def scenario_https(stack, name):
     """HTTPS/1.1 with keep-alive: 50 connections, each handshakes once."""
     return measure_load(stack, name, 50, tls=True)
@@ -558,6 +610,7 @@ SCENARIOS = {
     "large-body": (scenario_large_body, None, ["get_mib_s", "post_mib_s", "get_p99_ms", "post_p99_ms", "errors"], WITH_FLOOR),
     "many-connections": (scenario_many_connections, None, ["rps", "p50_ms", "p99_ms", "cpu_us_per_request", "errors"], WITH_FLOOR),
     "idle-memory": (scenario_idle_memory, None, ["kib_per_connection", "kib_per_connection_second_half", "rss_before_kib", "rss_after_kib"], WITH_FLOOR),
+    "slow-readers": (scenario_slow_readers, None, ["kib_per_slow_reader", "rss_before_kib", "rss_peak_kib", "kib_read_per_client"], PROXIES),
     "h2c": (scenario_h2c, None, ["rps", "mean_ms", "cpu_us_per_request", "errors"], WITH_FLOOR),
     "h2-tls": (scenario_h2_tls, None, ["rps", "mean_ms", "cpu_us_per_request", "errors"], PROXIES),
     "https": (scenario_https, None, ["rps", "p50_ms", "p99_ms", "cpu_us_per_request", "errors"], PROXIES),
