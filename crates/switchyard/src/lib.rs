@@ -12,6 +12,7 @@
 //! - [`lb`], [`health`], [`discovery`]: which server, whether it is usable, where it is.
 
 pub mod body;
+mod buffers;
 pub mod discovery;
 pub mod error;
 #[cfg(feature = "fuzzing")]

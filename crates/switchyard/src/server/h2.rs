@@ -90,7 +90,9 @@ pub(super) fn builder(options: &Http2Options) -> http2::Builder<TokioExecutor> {
         .max_pending_accept_reset_streams(options.max_pending_accept_reset_streams)
         .max_local_error_reset_streams(options.max_local_error_reset_streams)
         .keep_alive_interval(options.keep_alive_interval)
-        .keep_alive_timeout(options.keep_alive_timeout);
+        .keep_alive_timeout(options.keep_alive_timeout)
+        .initial_stream_window_size(crate::buffers::H2_STREAM_WINDOW)
+        .max_send_buf_size(crate::buffers::H2_SEND_BUFFER);
     builder
 }
 

@@ -363,8 +363,8 @@ impl<P: ProxyHttp> ProxyServer<P> {
             .keep_alive(true)
             .header_read_timeout(self.options.header_read_timeout)
             .max_header_size(self.options.max_header_bytes)
-            // hyper's read buffer (and write queue) may grow to 400 KB: the
-            // most request body taken from a client at once is this instead.
+            // hyper's read buffer and write queue (400 KB by default): what a
+            // slow reader or a fast uploader makes the proxy hold.
             .max_buf_size(client_chunk(&self.options));
         // hyper parses up to 100 headers on the stack; setting any limit, even
         // 100, moves parsing to the heap for every request.
@@ -376,10 +376,10 @@ impl<P: ProxyHttp> ProxyServer<P> {
 }
 
 /// The largest piece of request body an HTTP/1.1 client connection hands
-/// over at once: hyper's read buffer, [`CLIENT_CHUNK`](crate::upstream::CLIENT_CHUNK)
-/// or the largest head allowed if that is more.
+/// over at once: hyper's read buffer, [`HTTP1_BUFFER`](crate::buffers::HTTP1_BUFFER)
+/// or the largest head allowed (and 1 KiB) if that is more.
 pub(crate) fn client_chunk(options: &ServerOptions) -> usize {
-    crate::upstream::CLIENT_CHUNK.max(options.max_header_bytes + 1024)
+    crate::buffers::HTTP1_BUFFER.max(options.max_header_bytes + 1024)
 }
 
 /// One accepted client connection and what serving it needs.

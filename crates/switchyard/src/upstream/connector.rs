@@ -95,7 +95,8 @@ where
     let (sender, connection) = http2::Builder::new(TokioExecutor::new())
         .timer(TokioTimer::new())
         .initial_max_send_streams(INITIAL_MAX_STREAMS)
-        .max_send_buf_size(super::H2_SEND_BUFFER)
+        .max_send_buf_size(crate::buffers::H2_SEND_BUFFER)
+        .initial_stream_window_size(crate::buffers::H2_STREAM_WINDOW)
         .keep_alive_interval(KEEP_ALIVE)
         .keep_alive_timeout(KEEP_ALIVE)
         .keep_alive_while_idle(true)
@@ -148,6 +149,7 @@ where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let (sender, connection) = http1::Builder::new()
+        .max_buf_size(crate::buffers::HTTP1_BUFFER)
         .handshake(TokioIo::new(UpstreamStream::new(stream)))
         .await
         .map_err(|e| Error::because(ErrorKind::ConnectError, "HTTP/1.1 handshake", e))?;

@@ -31,16 +31,7 @@ pub(crate) mod response_times;
 pub(crate) mod slots;
 pub(crate) mod stream;
 
-/// The most request body h2 buffers for one stream beyond what the flow
-/// control window lets it send (hyper's default is 400 KB): bounds what is
-/// taken from the client ahead of the upstream, which a refused stream's
-/// replay must hold.
-pub(crate) const H2_SEND_BUFFER: usize = 64 * 1024;
-
-/// The largest chunk of request body a client connection hands over at
-/// once: hyper's HTTP/1.1 read buffer ([`server`](crate::server) caps it at
-/// this), and more than an HTTP/2 client's DATA frame.
-pub(crate) const CLIENT_CHUNK: usize = 64 * 1024;
+use crate::buffers::H2_SEND_BUFFER;
 
 /// The most request body kept for a refused stream's replay, whatever
 /// window the upstream advertises: an upstream with a larger initial
@@ -111,8 +102,8 @@ impl UpstreamConn {
     /// (`REFUSED_STREAM`, or a GOAWAY below the stream) never loses a byte
     /// taken from the client, for an HTTP/2 stream: what it can send before
     /// the upstream grants more window (its initial stream window), what h2
-    /// buffers beyond that ([`H2_SEND_BUFFER`]) and one chunk from the
-    /// client (`client_chunk`, [`CLIENT_CHUNK`] by default), at most
+    /// queues beyond that ([`H2_SEND_BUFFER`]) and one chunk from the
+    /// client (`client_chunk`: hyper's HTTP/1.1 read buffer), at most
     /// [`MAX_UNPROCESSED_HOLD`]. `None`
     /// over HTTP/1.1, where a request the upstream refuses is not known to
     /// be unprocessed.

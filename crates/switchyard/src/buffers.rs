@@ -1,0 +1,38 @@
+//! How much a request in flight may hold in user space, in each direction:
+//! the bounds that keep a slow client (or a slow upstream) cheap.
+//!
+//! A proxy that reads ahead of its slowest side holds the difference: a
+//! client reading a large response at mobile speed, or an upstream taking
+//! an upload slowly, would make it keep megabytes per request (hyper's
+//! defaults: a 400 KB write queue per HTTP/1.1 connection, 1-2 MB HTTP/2
+//! stream windows and up to 1 MB queued per HTTP/2 stream). Here every buffer between the two sockets is
+//! bounded, so the body moves only as fast as the slower side takes it:
+//!
+//! - HTTP/1.1 client connections: hyper's read buffer and write queue
+//!   ([`HTTP1_BUFFER`]); the body pump reads from the upstream only when
+//!   hyper asks for the next chunk, which it does only while its write
+//!   queue has room.
+//! - HTTP/1.1 upstream connections: the same bound on hyper's buffers.
+//! - HTTP/2, both sides: the stream window the proxy advertises
+//!   ([`H2_STREAM_WINDOW`], as nginx and HAProxy advertise by default)
+//!   bounds what a peer may send ahead of what was taken, and h2's send
+//!   buffer per stream ([`H2_SEND_BUFFER`]) what is queued beyond the
+//!   peer's window.
+//!
+//! The kernel's socket buffers come on top, as for any proxy.
+
+/// hyper's HTTP/1.1 read buffer and write queue, per connection, both
+/// sides (hyper's default is about 400 KB). A request head must fit in the
+/// read buffer: a client connection's is this or `max_header_bytes` plus
+/// 1 KiB, whichever is larger.
+pub(crate) const HTTP1_BUFFER: usize = 16 * 1024;
+
+/// The most body h2 queues for one stream beyond what the peer's flow
+/// control window lets it send, both sides (hyper's defaults: 1 MB towards
+/// upstreams, 400 KB towards clients).
+pub(crate) const H2_SEND_BUFFER: usize = 64 * 1024;
+
+/// The initial stream window the proxy advertises to HTTP/2 peers, clients
+/// and upstreams: what a peer may send on a stream before the proxy passed
+/// it on (hyper's defaults: 1 MB to clients, 2 MB to upstreams).
+pub(crate) const H2_STREAM_WINDOW: u32 = 64 * 1024;
