@@ -148,3 +148,82 @@ async fn an_http2_client_that_stops_reading_costs_a_bounded_amount_too() {
     );
     drop(readers);
 }
+
+/// An upstream that reads request heads and then never reads a body byte;
+/// returns its address and how many requests it took.
+async fn upstream_that_stops_reading() -> (
+    std::net::SocketAddr,
+    std::sync::Arc<std::sync::atomic::AtomicUsize>,
+) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use tokio::io::AsyncReadExt;
+    let socket = TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(8 * 1024).unwrap();
+    socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let listener = socket.listen(1024).unwrap();
+    let addr = listener.local_addr().unwrap();
+    let heads = std::sync::Arc::new(AtomicUsize::new(0));
+    let counted = std::sync::Arc::clone(&heads);
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((mut stream, _)) = listener.accept().await {
+            let mut seen = Vec::new();
+            let mut byte = [0u8; 1];
+            while !seen.ends_with(b"\r\n\r\n") {
+                match stream.read(&mut byte).await {
+                    Ok(1) => seen.push(byte[0]),
+                    _ => break,
+                }
+            }
+            counted.fetch_add(1, Ordering::AcqRel);
+            held.push(stream);
+        }
+    });
+    (addr, heads)
+}
+
+#[tokio::test]
+async fn a_fast_upload_to_an_upstream_that_stops_reading_costs_a_bounded_amount() {
+    use std::sync::atomic::Ordering;
+    let (upstream, heads) = upstream_that_stops_reading().await;
+    let text = format!(
+        "[server]\nlisten = [\"127.0.0.1:0\"]\nworkers = 1\n[upstreams.app]\nservers = [\"{upstream}\"]\nwrite_timeout = \"60s\"\n"
+    );
+    let file = TempConfig::new("slow-upstream", &text);
+    let proxy = Running::start(&["run", "-c", file.path.to_str().unwrap()]);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let before = rss_kib(proxy.pid());
+    let mut uploads = Vec::new();
+    for _ in 0..READERS {
+        let socket = TcpSocket::new_v4().unwrap();
+        socket.set_send_buffer_size(8 * 1024).unwrap();
+        let mut stream = socket.connect(proxy.addr).await.unwrap();
+        uploads.push(tokio::spawn(async move {
+            let head =
+                format!("POST /up HTTP/1.1\r\nHost: a.test\r\nContent-Length: {BODY}\r\n\r\n");
+            stream.write_all(head.as_bytes()).await.unwrap();
+            let chunk = vec![b'y'; 64 * 1024];
+            for _ in 0..BODY / chunk.len() {
+                if stream.write_all(&chunk).await.is_err() {
+                    return;
+                }
+            }
+        }));
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while heads.load(Ordering::Acquire) < READERS && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(heads.load(Ordering::Acquire), READERS);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let during = rss_kib(proxy.pid());
+    let per_upload = during.saturating_sub(before) / READERS as u64;
+    eprintln!("stalled uploads: {per_upload} KiB each ({before} KiB before, {during} KiB during)");
+    assert!(
+        per_upload <= 384,
+        "{per_upload} KiB per upload stalled by its upstream ({before} KiB before, {during} KiB with {READERS} of them)"
+    );
+    for upload in uploads {
+        upload.abort();
+    }
+}
