@@ -13,6 +13,8 @@
 #                                                   active checks hold it down; requests
 #                                                   go to the backup, as in bench.py failover)
 #   FLOOR=0 bench/instructions.sh ...               (Switchyard only)
+#   SERVER_EXTRA='normalize_path = false' bench/instructions.sh ...
+#                                                   (more keys for Switchyard's [server])
 #
 # Prints "switchyard requests N  instructions/request M", the same for the
 # floor, and "switchyard/floor R". Needs nginx, wrk, valgrind; builds the
@@ -58,6 +60,7 @@ cat > "$W/switchyard.toml" <<CONF
 [server]
 listen = ["127.0.0.1:18183"]
 workers = 1
+${SERVER_EXTRA:-}
 [log]
 access = false
 [upstreams.backend]

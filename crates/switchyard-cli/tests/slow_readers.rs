@@ -37,8 +37,10 @@ fn rss_kib(pid: u32) -> u64 {
         .unwrap()
 }
 
-#[tokio::test]
-async fn a_client_that_stops_reading_a_large_response_costs_a_bounded_amount() {
+/// A proxy in front of an origin whose every answer is a `BODY`-byte
+/// response, after one whole response went through (what any request
+/// allocates once is there), and its resident memory then.
+async fn behind_a_large_response(name: &str) -> (Origin, Running, TempConfig, u64) {
     let body = Bytes::from(vec![b'x'; BODY]);
     let origin = Origin::start(
         "big",
@@ -49,16 +51,33 @@ async fn a_client_that_stops_reading_a_large_response_costs_a_bounded_amount() {
         "[server]\nlisten = [\"127.0.0.1:0\"]\nworkers = 1\n[upstreams.app]\nservers = [\"{}\"]\n",
         origin.addr()
     );
-    let file = TempConfig::new("slow-readers", &text);
+    let file = TempConfig::new(name, &text);
     let proxy = Running::start(&["run", "-c", file.path.to_str().unwrap()]);
-    // One whole response first: what any request allocates once is there.
     let whole = within(30, "a whole response", client::get(proxy.addr, "/"))
         .await
         .unwrap();
     assert_eq!(whole.body.len(), BODY);
     tokio::time::sleep(Duration::from_millis(300)).await;
     let before = rss_kib(proxy.pid());
+    (origin, proxy, file, before)
+}
 
+/// Once the flows have stalled, the growth of `pid`'s resident memory per
+/// one of the `READERS` clients since `before`, at most `bound` KiB.
+async fn check_growth(pid: u32, before: u64, what: &str, bound: u64) {
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let during = rss_kib(pid);
+    let each = during.saturating_sub(before) / READERS as u64;
+    eprintln!("{what}: {each} KiB each ({before} KiB before, {during} KiB during)");
+    assert!(
+        each <= bound,
+        "{each} KiB per {what} ({before} KiB before, {during} KiB with {READERS} of them)"
+    );
+}
+
+#[tokio::test]
+async fn a_client_that_stops_reading_a_large_response_costs_a_bounded_amount() {
+    let (origin, proxy, _file, before) = behind_a_large_response("slow-readers").await;
     let mut readers = Vec::new();
     for _ in 0..READERS {
         let socket = TcpSocket::new_v4().unwrap();
@@ -72,14 +91,13 @@ async fn a_client_that_stops_reading_a_large_response_costs_a_bounded_amount() {
     }
     // Every response gets as far as the buffers let it.
     origin.wait_for_requests(READERS + 1, 10).await;
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    let during = rss_kib(proxy.pid());
-    let per_reader = during.saturating_sub(before) / READERS as u64;
-    eprintln!("slow readers: {per_reader} KiB each ({before} KiB before, {during} KiB during)");
-    assert!(
-        per_reader <= 512,
-        "{per_reader} KiB per client that stopped reading ({before} KiB before, {during} KiB with {READERS} of them)"
-    );
+    check_growth(
+        proxy.pid(),
+        before,
+        "HTTP/1.1 client that stopped reading",
+        512,
+    )
+    .await;
     drop(readers);
 }
 
@@ -115,37 +133,19 @@ async fn h2_reader_that_stops(addr: std::net::SocketAddr) -> tokio::net::TcpStre
 
 #[tokio::test]
 async fn an_http2_client_that_stops_reading_costs_a_bounded_amount_too() {
-    let body = Bytes::from(vec![b'x'; BODY]);
-    let origin = Origin::start(
-        "big",
-        Script::always(Behavior::Respond { status: 200, body }),
-    )
-    .await;
-    let text = format!(
-        "[server]\nlisten = [\"127.0.0.1:0\"]\nworkers = 1\n[upstreams.app]\nservers = [\"{}\"]\n",
-        origin.addr()
-    );
-    let file = TempConfig::new("slow-h2-readers", &text);
-    let proxy = Running::start(&["run", "-c", file.path.to_str().unwrap()]);
-    let whole = within(30, "a whole response", client::get(proxy.addr, "/"))
-        .await
-        .unwrap();
-    assert_eq!(whole.body.len(), BODY);
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let before = rss_kib(proxy.pid());
+    let (origin, proxy, _file, before) = behind_a_large_response("slow-h2-readers").await;
     let mut readers = Vec::new();
     for _ in 0..READERS {
         readers.push(h2_reader_that_stops(proxy.addr).await);
     }
     origin.wait_for_requests(READERS + 1, 10).await;
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    let during = rss_kib(proxy.pid());
-    let per_reader = during.saturating_sub(before) / READERS as u64;
-    eprintln!("slow h2 readers: {per_reader} KiB each ({before} KiB before, {during} KiB during)");
-    assert!(
-        per_reader <= 384,
-        "{per_reader} KiB per HTTP/2 client that stopped reading ({before} KiB before, {during} KiB with {READERS} of them)"
-    );
+    check_growth(
+        proxy.pid(),
+        before,
+        "HTTP/2 client that stopped reading",
+        384,
+    )
+    .await;
     drop(readers);
 }
 
@@ -215,14 +215,7 @@ async fn a_fast_upload_to_an_upstream_that_stops_reading_costs_a_bounded_amount(
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert_eq!(heads.load(Ordering::Acquire), READERS);
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    let during = rss_kib(proxy.pid());
-    let per_upload = during.saturating_sub(before) / READERS as u64;
-    eprintln!("stalled uploads: {per_upload} KiB each ({before} KiB before, {during} KiB during)");
-    assert!(
-        per_upload <= 384,
-        "{per_upload} KiB per upload stalled by its upstream ({before} KiB before, {during} KiB with {READERS} of them)"
-    );
+    check_growth(proxy.pid(), before, "upload stalled by its upstream", 384).await;
     for upload in uploads {
         upload.abort();
     }
