@@ -9,10 +9,11 @@
 //! bounded, so the body moves only as fast as the slower side takes it:
 //!
 //! - HTTP/1.1 client connections: hyper's read buffer and write queue
-//!   ([`HTTP1_BUFFER`]); the body pump reads from the upstream only when
+//!   ([`HTTP1_CLIENT_BUFFER`]); the body pump reads from the upstream only when
 //!   hyper asks for the next chunk, which it does only while its write
 //!   queue has room.
-//! - HTTP/1.1 upstream connections: the same bound on hyper's buffers.
+//! - HTTP/1.1 upstream connections: hyper's buffers again
+//!   ([`HTTP1_UPSTREAM_BUFFER`]).
 //! - HTTP/2, both sides: the stream window the proxy advertises
 //!   ([`H2_STREAM_WINDOW`], as nginx and HAProxy advertise by default)
 //!   bounds what a peer may send ahead of what was taken, and h2's send
@@ -21,11 +22,21 @@
 //!
 //! The kernel's socket buffers come on top, as for any proxy.
 
-/// hyper's HTTP/1.1 read buffer and write queue, per connection, both
-/// sides (hyper's default is about 400 KB). A request head must fit in the
-/// read buffer: a client connection's is this or `max_header_bytes` plus
-/// 1 KiB, whichever is larger.
-pub(crate) const HTTP1_BUFFER: usize = 16 * 1024;
+/// hyper's HTTP/1.1 read buffer and write queue on a client connection
+/// (hyper's default is about 400 KB). A request head must fit in the read
+/// buffer: a client connection's is this or `max_header_bytes` plus 1 KiB,
+/// whichever is larger. The write queue takes one more chunk once below it.
+pub(crate) const HTTP1_CLIENT_BUFFER: usize = 16 * 1024;
+
+/// hyper's HTTP/1.1 read buffer and write queue on an upstream connection:
+/// the largest chunk of a response body read at once. Each slow reader may
+/// hold a few such chunks (queued for its client, each keeping its whole
+/// allocation) and this buffer. Measured by `bench/run.sh` (docs/benchmarks.md,
+/// "Slow readers"): at 16 KiB large responses lost throughput (1,268 MiB/s
+/// against 1,550 with hyper's default), at 64 KiB a slow reader's memory
+/// doubled (the slow_readers test: 304 KiB against 150); at 32 KiB, 1,643
+/// MiB/s and 135 KiB per slow reader (688 KiB with hyper's default).
+pub(crate) const HTTP1_UPSTREAM_BUFFER: usize = 32 * 1024;
 
 /// The most body h2 queues for one stream beyond what the peer's flow
 /// control window lets it send, both sides (hyper's defaults: 1 MB towards

@@ -149,7 +149,7 @@ where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let (sender, connection) = http1::Builder::new()
-        .max_buf_size(crate::buffers::HTTP1_BUFFER)
+        .max_buf_size(crate::buffers::HTTP1_UPSTREAM_BUFFER)
         .handshake(TokioIo::new(UpstreamStream::new(stream)))
         .await
         .map_err(|e| Error::because(ErrorKind::ConnectError, "HTTP/1.1 handshake", e))?;
