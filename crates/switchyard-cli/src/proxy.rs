@@ -218,6 +218,9 @@ impl ProxyHttp for ConfigProxy {
         session.set_retry_buffer_size(route.policy.replay_buffer);
         session.set_max_request_body(route.max_request_body);
         session.set_allowed_upgrades(route.upgrades.clone());
+        if let Some(keep) = route.keep_escaped_slashes {
+            session.keep_escaped_slashes(keep);
+        }
         ctx.route = Some(route);
         Ok(false)
     }

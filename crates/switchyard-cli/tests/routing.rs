@@ -182,3 +182,65 @@ fn path_settings_are_checked() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[tokio::test]
+async fn a_route_may_keep_or_refuse_encoded_slashes_apart_from_the_server() {
+    let origin = Origin::healthy("origin").await;
+    let addr = origin.addr();
+    // The server refuses them; /files/ keeps them.
+    let text = format!(
+        "[server]\nlisten = [\"127.0.0.1:0\"]\n[upstreams.app]\nservers = [\"{addr}\"]\n\
+         [[routes]]\npath_prefix = \"/files/\"\nupstream = \"app\"\nescaped_slashes = \"keep\"\n\
+         [[routes]]\nupstream = \"app\"\n"
+    );
+    let file = TempConfig::new("slashes-route-keeps", &text);
+    let proxy = Running::start(&["run", "-c", file.path.to_str().unwrap()]);
+    let send = |proxy: std::net::SocketAddr, target: &'static str| async move {
+        let request = format!("GET {target} HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n");
+        within(5, target, client::raw(proxy, request.as_bytes(), 3))
+            .await
+            .text()
+    };
+    assert!(
+        send(proxy.addr, "/files/a%2fb")
+            .await
+            .starts_with("HTTP/1.1 200")
+    );
+    assert!(
+        send(proxy.addr, "/other/a%2fb")
+            .await
+            .starts_with("HTTP/1.1 400")
+    );
+    // The server keeps them; /admin/ refuses them.
+    let text = format!(
+        "[server]\nlisten = [\"127.0.0.1:0\"]\nescaped_slashes = \"keep\"\n[upstreams.app]\nservers = [\"{addr}\"]\n\
+         [[routes]]\npath_prefix = \"/admin/\"\nupstream = \"app\"\nescaped_slashes = \"reject\"\n\
+         [[routes]]\nupstream = \"app\"\n"
+    );
+    let file = TempConfig::new("slashes-route-refuses", &text);
+    let proxy = Running::start(&["run", "-c", file.path.to_str().unwrap()]);
+    assert!(
+        send(proxy.addr, "/admin/a%5Cb")
+            .await
+            .starts_with("HTTP/1.1 400")
+    );
+    assert!(
+        send(proxy.addr, "/public/a%5cb")
+            .await
+            .starts_with("HTTP/1.1 200")
+    );
+    let paths: Vec<String> = origin.requests().into_iter().map(|r| r.path).collect();
+    assert_eq!(paths, ["/files/a%2Fb", "/public/a%5Cb"]);
+    // A route cannot decode them, nor keep what the server decodes.
+    for (server, route) in [("reject", "decode"), ("decode", "keep")] {
+        let text = format!(
+            "[server]\nlisten = [\"127.0.0.1:0\"]\nescaped_slashes = \"{server}\"\n[upstreams.app]\nservers = [\"{addr}\"]\n\
+             [[routes]]\nupstream = \"app\"\nescaped_slashes = \"{route}\"\n"
+        );
+        let file = TempConfig::new("slashes-route-bad", &text);
+        let out = common::run(&["check", "-c", file.path.to_str().unwrap()]);
+        assert!(!out.status.success());
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains("routes[0].escaped_slashes"), "{stderr}");
+    }
+}

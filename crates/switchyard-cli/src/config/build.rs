@@ -202,6 +202,9 @@ pub struct Route {
     pub max_request_body: Option<u64>,
     /// The protocols its requests may upgrade to.
     pub upgrades: switchyard::proxy::AllowedUpgrades,
+    /// Whether an encoded slash in its paths is forwarded (`Some(true)`) or
+    /// refused (`Some(false)`); `None`: as `[server]` says.
+    pub keep_escaped_slashes: Option<bool>,
 }
 
 /// Build `file`, taking the groups in `keep` as they are instead of
@@ -292,7 +295,15 @@ pub(super) fn build(
         groups.insert(name.clone(), built);
     }
     let body_limit = options.max_request_body;
-    let routes = routes(source, &file.routes, &file.upstreams, &groups, body_limit)?;
+    let decoded = server.escaped_slashes == super::file::EscapedSlashesName::Decode;
+    let routes = routes(
+        source,
+        &file.routes,
+        &file.upstreams,
+        &groups,
+        body_limit,
+        decoded,
+    )?;
     Ok(Config {
         listen,
         tls,

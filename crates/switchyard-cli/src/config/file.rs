@@ -364,6 +364,10 @@ pub struct RouteSection {
     /// when unset, `[]` for none; `h2c` is refused.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub upgrades: Option<Vec<String>>,
+    /// `%2F` and `%5C` in this route's paths: `"reject"` or `"keep"`
+    /// (`[server]`'s when unset).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub escaped_slashes: Option<EscapedSlashesName>,
 }
 
 /// The defaults, in one place (`docs/config.md` lists them too).

@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use switchyard::proxy::AllowedUpgrades;
 
 use super::build::{Group, Route, limit_of};
-use super::file::{RouteSection, UpstreamSection};
+use super::file::{EscapedSlashesName, RouteSection, UpstreamSection};
 use super::retry::{retry_policy, with_overrides};
 use super::{ConfigError, Source};
 use crate::routing::{
@@ -68,6 +68,7 @@ pub(super) fn routes(
     upstreams: &BTreeMap<String, UpstreamSection>,
     groups: &BTreeMap<String, Arc<Group>>,
     body_limit: Option<u64>,
+    slashes_decoded: bool,
 ) -> Result<Vec<Route>, ConfigError> {
     if sections.is_empty() {
         let mut only = groups.values();
@@ -82,6 +83,7 @@ pub(super) fn routes(
                 policy: group.policy.clone(),
                 max_request_body: body_limit,
                 upgrades: AllowedUpgrades::default(),
+                keep_escaped_slashes: None,
             }]),
             _ => Err(source.error(
                 None,
@@ -94,6 +96,14 @@ pub(super) fn routes(
     for (i, section) in sections.iter().enumerate() {
         let key = format!("routes[{i}]");
         let route = route(source, section, upstreams, groups, body_limit, &key)?;
+        if section.escaped_slashes.is_some() && slashes_decoded {
+            let message = "[server] escaped_slashes = \"decode\" turns them into / before routing: a route cannot keep or refuse them";
+            return Err(source.error(
+                Some(section.upstream.span()),
+                &format!("{key}.escaped_slashes"),
+                message,
+            ));
+        }
         if let Some(j) = built
             .iter()
             .position(|earlier| earlier.matcher.covers(&route.matcher))
@@ -141,6 +151,17 @@ fn route(
         policy,
         max_request_body: section.max_request_body.map_or(body_limit, limit_of),
         upgrades: upgrades(section, &error)?,
+        keep_escaped_slashes: match section.escaped_slashes {
+            None => None,
+            Some(EscapedSlashesName::Reject) => Some(false),
+            Some(EscapedSlashesName::Keep) => Some(true),
+            Some(EscapedSlashesName::Decode) => {
+                return Err(error(
+                    "escaped_slashes",
+                    "\"decode\" changes the path routes match, so it is for [server] only; a route may \"reject\" or \"keep\"".into(),
+                ));
+            }
+        },
     })
 }
 

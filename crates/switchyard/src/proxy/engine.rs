@@ -262,6 +262,7 @@ async fn serve<P: ProxyHttp>(
         reply.send(to_downstream(response));
         return Ok(());
     }
+    super::target::refuse_escaped_slash(session)?;
     forward::check_declared_length(session)?;
     let forwarded = attempt_loop(proxy, shared, session, ctx, reply).await?;
     if reply.delivered {

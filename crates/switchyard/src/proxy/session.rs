@@ -38,6 +38,10 @@ pub struct Session {
     upgrade: Option<Box<UpgradeRecord>>,
     /// The protocols this request may upgrade to.
     upgrades: AllowedUpgrades,
+    /// The path holds an encoded slash (`%2F`, `%5C`), kept encoded.
+    escaped_slash: bool,
+    /// ...which refuses the request (400) after `request_filter`.
+    refuse_escaped_slash: bool,
     /// When the request must be over, if it has a deadline.
     deadline: Option<Instant>,
     /// The header telling the upstream the time left, if any.
@@ -73,6 +77,8 @@ impl Session {
             prepared_response: None,
             upgrade: None,
             upgrades: AllowedUpgrades::default(),
+            escaped_slash: false,
+            refuse_escaped_slash: false,
             deadline: None,
             deadline_header: None,
             dry_runs: Vec::new(),
@@ -146,6 +152,28 @@ impl Session {
     /// dropped and the request served as an ordinary one.
     pub fn set_allowed_upgrades(&mut self, allowed: AllowedUpgrades) {
         self.upgrades = allowed;
+    }
+
+    /// Whether an encoded slash (`%2F`, `%5C`) in this request's path is
+    /// forwarded (`true`) or refused with 400 (`false`); call it in
+    /// `request_filter` (a route's `escaped_slashes`). The default is the
+    /// server's `PathRules::escaped_slashes`. No effect when the server
+    /// decodes them (`EscapedSlashes::Decode`): they were separators
+    /// before any hook ran.
+    pub fn keep_escaped_slashes(&mut self, keep: bool) {
+        self.refuse_escaped_slash = !keep;
+    }
+
+    /// Note that the normalized path holds an encoded slash, refused after
+    /// `request_filter` unless a hook keeps it.
+    pub(crate) fn note_escaped_slash(&mut self, refuse: bool) {
+        self.escaped_slash = true;
+        self.refuse_escaped_slash = refuse;
+    }
+
+    /// Whether the request is refused for an encoded slash in its path.
+    pub(crate) fn escaped_slash_refused(&self) -> bool {
+        self.escaped_slash && self.refuse_escaped_slash
     }
 
     /// The upgrade this request asks for and may make, if any.

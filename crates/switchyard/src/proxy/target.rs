@@ -9,22 +9,49 @@ use http::uri::PathAndQuery;
 
 use super::Session;
 use crate::error::{Error, ErrorKind, Result};
-use crate::path::{self, PathRules};
+use crate::path::{self, EscapedSlashes, PathRules};
 
 /// Replace the request's path with its normalized form, or refuse the
-/// request (400, `http_request_error`) when `rules` refuse its path.
+/// request (400, `http_request_error`) when `rules` refuse its path. An
+/// encoded slash that `rules` refuse is kept encoded and noted instead, so
+/// that a hook (a route) may let it through; [`refuse_escaped_slash`]
+/// refuses it after `request_filter` otherwise.
 pub(crate) fn normalize_path(session: &mut Session, rules: &PathRules) -> Result<()> {
-    let uri = &session.req_header().uri;
-    let normalized = match path::normalize(uri.path(), rules) {
-        Ok(Cow::Borrowed(_)) => return Ok(()),
-        Ok(Cow::Owned(normalized)) => normalized,
-        Err(e) => {
-            return Err(Error::explain(
-                ErrorKind::InvalidDownstreamRequest,
-                format!("{e}: {:?}", shortened(uri.path())),
-            ));
+    let refuse = rules.escaped_slashes == EscapedSlashes::Reject;
+    let rules = &PathRules {
+        escaped_slashes: if refuse {
+            EscapedSlashes::Keep
+        } else {
+            rules.escaped_slashes
+        },
+        ..*rules
+    };
+    let (normalized, escaped) = {
+        let path = session.req_header().uri.path();
+        match path::normalize(path, rules) {
+            Ok(normalized) => {
+                let escaped = rules.escaped_slashes == EscapedSlashes::Keep
+                    && holds_escaped_slash(&normalized);
+                match normalized {
+                    Cow::Borrowed(_) => (None, escaped),
+                    Cow::Owned(normalized) => (Some(normalized), escaped),
+                }
+            }
+            Err(e) => {
+                return Err(Error::explain(
+                    ErrorKind::InvalidDownstreamRequest,
+                    format!("{e}: {:?}", shortened(path)),
+                ));
+            }
         }
     };
+    if escaped {
+        session.note_escaped_slash(refuse);
+    }
+    let Some(normalized) = normalized else {
+        return Ok(());
+    };
+    let uri = &session.req_header().uri;
     let mut target = normalized;
     if let Some(query) = uri.query() {
         target.push('?');
@@ -46,6 +73,27 @@ pub(crate) fn normalize_path(session: &mut Session, rules: &PathRules) -> Result
         })?;
     head.uri = rebuilt;
     Ok(())
+}
+
+/// The answer to a request whose path holds an encoded slash that no hook
+/// let through (the server's `escaped_slashes` is `Reject`).
+pub(crate) fn refuse_escaped_slash(session: &Session) -> Result<()> {
+    if session.escaped_slash_refused() {
+        return Err(Error::explain(
+            ErrorKind::InvalidDownstreamRequest,
+            format!(
+                "{}: {:?}",
+                path::PathError::EscapedSlash,
+                shortened(session.req_header().uri.path())
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Whether a normalized path holds `%2F` or `%5C` (upper case once normalized).
+fn holds_escaped_slash(path: &str) -> bool {
+    path.contains("%2F") || path.contains("%5C")
 }
 
 /// At most 200 characters of a client's path, for an error's context.
