@@ -41,6 +41,8 @@ pub struct ConfigProxy {
 #[derive(Debug, Default)]
 pub struct Ctx {
     route: Option<Arc<Route>>,
+    /// The path and query the route rewrote the request's to, if it did.
+    rewritten: Option<http::Uri>,
     same_peer_next: Option<SocketAddr>,
     /// Primaries whose load count this request raised, each with the index
     /// of its attempt in the trace.
@@ -62,6 +64,26 @@ impl ConfigProxy {
     pub fn reload(&self, config: &Config) {
         let routes = shared_routes(config);
         *self.routes.write().unwrap_or_else(|p| p.into_inner()) = routes;
+    }
+
+    /// Answer the request itself with `status`, the reason `why` as its
+    /// body, and `proxy_status` as its `Proxy-Status`.
+    fn answer(
+        &self,
+        session: &mut Session,
+        status: StatusCode,
+        why: &str,
+        proxy_status: &'static str,
+    ) {
+        let reason = status.canonical_reason().unwrap_or("");
+        let body = format!("{} {reason}: {why}\n", status.as_u16());
+        let mut response = http::Response::new(bytes::Bytes::from(body));
+        *response.status_mut() = status;
+        response
+            .headers_mut()
+            .insert("proxy-status", HeaderValue::from_static(proxy_status));
+        self.tell_attempts(session, response.headers_mut());
+        session.respond(response);
     }
 
     /// `x-switchyard-attempts: N` on a response, when configured.
@@ -202,19 +224,22 @@ impl ProxyHttp for ConfigProxy {
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
         let Some(route) = self.match_route(session) else {
-            let mut response =
-                http::Response::new(bytes::Bytes::from_static(b"404 Not Found: no route\n"));
-            *response.status_mut() = StatusCode::NOT_FOUND;
-            response.headers_mut().insert(
-                "proxy-status",
-                HeaderValue::from_static(
-                    "switchyard; error=destination_not_found; details=\"no route\"",
-                ),
-            );
-            self.tell_attempts(session, response.headers_mut());
-            session.respond(response);
+            let status = "switchyard; error=destination_not_found; details=\"no route\"";
+            self.answer(session, StatusCode::NOT_FOUND, "no route", status);
             return Ok(true);
         };
+        let prefix = &route.matcher.path_prefix;
+        match route
+            .rewrite
+            .checked_path_for(prefix, &session.req_header().uri)
+        {
+            Ok(rewritten) => ctx.rewritten = rewritten,
+            Err(why) => {
+                let status = "switchyard; error=http_request_error; details=\"path-rewrite\"";
+                self.answer(session, StatusCode::BAD_REQUEST, why, status);
+                return Ok(true);
+            }
+        }
         session.set_retry_buffer_size(route.policy.replay_buffer);
         session.set_max_request_body(route.max_request_body);
         session.set_allowed_upgrades(route.upgrades.clone());
@@ -378,8 +403,8 @@ impl ProxyHttp for ConfigProxy {
             return Ok(());
         };
         let rewrite = &route.rewrite;
-        if let Some(uri) = rewrite.path_for(&route.matcher.path_prefix, &session.req_header().uri) {
-            request.uri = uri;
+        if let Some(uri) = &ctx.rewritten {
+            request.uri = uri.clone();
         }
         match &rewrite.host {
             HostHeader::Client => {}

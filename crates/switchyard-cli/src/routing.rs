@@ -207,6 +207,29 @@ pub struct Rewrite {
 }
 
 impl Rewrite {
+    /// [`path_for`](Self::path_for), refused when the rewritten path is not
+    /// a valid target or not in normal form: a prefix is matched as plain
+    /// text, so `path_prefix = "/api"` takes `/api../admin`, and replacing
+    /// the prefix would send `/v2/../admin`, which an origin that resolves
+    /// dot segments serves as `/admin`.
+    pub fn checked_path_for(&self, prefix: &str, uri: &Uri) -> Result<Option<Uri>, &'static str> {
+        if matches!(self.path, PathRewrite::Keep) {
+            return Ok(None);
+        }
+        let Some(rewritten) = self.path_for(prefix, uri) else {
+            return Err("the rewritten path is not a valid request target");
+        };
+        let rules = switchyard::path::PathRules {
+            normalize: true,
+            merge_slashes: false,
+            escaped_slashes: switchyard::path::EscapedSlashes::Keep,
+        };
+        match switchyard::path::normalize(rewritten.path(), &rules) {
+            Ok(normal) if normal == rewritten.path() => Ok(Some(rewritten)),
+            _ => Err("the rewritten path has a dot segment the origin would resolve"),
+        }
+    }
+
     /// The path and query to send for `uri`, matched by `prefix`; `None`
     /// to send it unchanged.
     pub fn path_for(&self, prefix: &str, uri: &Uri) -> Option<Uri> {

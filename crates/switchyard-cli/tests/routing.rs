@@ -244,3 +244,39 @@ async fn a_route_may_keep_or_refuse_encoded_slashes_apart_from_the_server() {
         assert!(stderr.contains("routes[0].escaped_slashes"), "{stderr}");
     }
 }
+
+#[tokio::test]
+async fn a_prefix_rewrite_that_would_bring_back_a_dot_segment_is_refused() {
+    let origin = Origin::healthy("origin").await;
+    let text = format!(
+        "[server]\nlisten = [\"127.0.0.1:0\"]\n[upstreams.app]\nservers = [\"{}\"]\n\
+         [[routes]]\npath_prefix = \"/api\"\nupstream = \"app\"\nreplace_prefix = \"/v2\"\n\
+         [[routes]]\npath_prefix = \"/old\"\nupstream = \"app\"\nstrip_prefix = true\n",
+        origin.addr()
+    );
+    let file = TempConfig::new("rewrite-dots", &text);
+    let proxy = Running::start(&["run", "-c", file.path.to_str().unwrap()]);
+    let send = |target: &'static str| {
+        let addr = proxy.addr;
+        async move {
+            let request =
+                format!("GET {target} HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n");
+            within(5, target, client::raw(addr, request.as_bytes(), 3))
+                .await
+                .text()
+        }
+    };
+    // "/api../admin" is already normal, and matches "/api" as text: the
+    // rewrite would send "/v2/../admin".
+    for target in ["/api../admin", "/api.%2e/admin", "/old../admin"] {
+        let answer = send(target).await;
+        assert!(answer.starts_with("HTTP/1.1 400"), "{target}: {answer}");
+        assert!(
+            answer.contains("details=\"path-rewrite\""),
+            "{target}: {answer}"
+        );
+    }
+    assert!(send("/api/users?id=1").await.starts_with("HTTP/1.1 200"));
+    let paths: Vec<String> = origin.requests().into_iter().map(|r| r.path).collect();
+    assert_eq!(paths, ["/v2/users?id=1"]);
+}

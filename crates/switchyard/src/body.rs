@@ -256,10 +256,12 @@ impl<B> ReplaySource<B> {
         self.shared.cap.load(Ordering::Acquire)
     }
 
-    /// Raise the capacity to at least `cap`, possible while everything read
-    /// so far is still held (an attempt over HTTP/2 keeps what its stream
-    /// may have sent before the upstream showed it is processing it).
-    /// Returns whether every byte read so far is still held.
+    /// Raise the capacity to at least `cap`, for the rest of the request
+    /// (an attempt over HTTP/2 keeps what its stream may have sent before
+    /// the upstream showed it is processing it). It helps only while
+    /// everything read so far is still held; the answer, whether that was
+    /// so, is advisory: a chunk being read at the same time may still
+    /// truncate the buffer against the old capacity.
     pub fn raise_capacity(&self, cap: usize) -> bool {
         self.shared.cap.fetch_max(cap, Ordering::AcqRel);
         !self.shared.truncated.load(Ordering::Acquire)

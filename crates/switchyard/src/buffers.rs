@@ -29,7 +29,8 @@
 pub(crate) const HTTP1_CLIENT_BUFFER: usize = 16 * 1024;
 
 /// hyper's HTTP/1.1 read buffer and write queue on an upstream connection:
-/// the largest chunk of a response body read at once. Each slow reader may
+/// the largest chunk of a response body read at once (a larger response
+/// head still passes: `an_upstream_response_head_larger_than_the_read_buffer_still_passes`). Each slow reader may
 /// hold a few such chunks (queued for its client, each keeping its whole
 /// allocation) and this buffer. Measured by `bench/run.sh` (docs/benchmarks.md,
 /// "Slow readers"): at 16 KiB large responses lost throughput (1,268 MiB/s

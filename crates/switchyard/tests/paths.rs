@@ -47,6 +47,7 @@ async fn climbing_above_the_root_nul_and_encoded_slashes_get_400() {
     for sent in [
         "/public/..%2fadmin",
         "/public/..%5Cadmin",
+        "/public\\..\\admin",
         "/..",
         "/a/../../etc/passwd",
         "/%2e%2e/x",

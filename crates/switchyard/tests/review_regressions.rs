@@ -281,3 +281,21 @@ async fn shutdown_closes_what_did_not_drain_in_time() {
         .unwrap();
     assert!(reply.is_err());
 }
+
+/// hyper's read buffer on an upstream connection is capped at 32 KiB
+/// (buffers.rs), which bounds body chunks, not response heads: a head
+/// larger than the cap still passes.
+#[tokio::test]
+async fn an_upstream_response_head_larger_than_the_read_buffer_still_passes() {
+    let raw = format!(
+        "HTTP/1.1 200 OK\r\nx-filler: {}\r\nContent-Length: 2\r\n\r\nok",
+        "f".repeat(40 * 1024)
+    );
+    let large = Origin::start("large", Script::always(Behavior::Raw { bytes: raw.into() })).await;
+    let proxy = start(TestProxy::new(&[large.addr()]).options(quick())).await;
+    let reply = within(10, "a 40 KiB head", client::get(proxy.addr, "/"))
+        .await
+        .unwrap();
+    assert_eq!(reply.status, 200);
+    assert_eq!(reply.body, "ok");
+}

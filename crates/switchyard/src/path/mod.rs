@@ -6,19 +6,21 @@
 //! [`normalize`] is pure: RFC 3986 section 5.2.4 dot-segment removal after
 //! decoding the percent-encoded unreserved characters (section 6.2.2.2;
 //! other escapes get upper-case hex, section 6.2.2.1), then, if asked,
-//! merged slashes. Encoded slashes (`%2F`, `%5C`) are refused, kept or
-//! decoded as [`EscapedSlashes`] says. A path that climbs above the root,
+//! merged slashes. Encoded slashes (`%2F`, `%5C`), and a raw backslash
+//! (which Windows origins and WHATWG URL parsers read as `/`), are refused,
+//! kept or decoded as [`EscapedSlashes`] says. A path that climbs above the root,
 //! or holds NUL or a control character, raw or encoded as `%00`, is
 //! refused. The query is not this module's: callers pass the path alone.
 //!
 //! The engine applies it to every request before `request_filter`
-//! (`proxy/forward.rs`, with `ServerOptions::paths`); a path with nothing
+//! (`proxy/target.rs`, with `ServerOptions::paths`); a path with nothing
 //! to change (no `%`, no dot segment, no `//` when merging) is checked in
 //! one pass over its bytes and not copied.
 
 use std::borrow::Cow;
 
-/// What to do with `%2F` and `%5C` (encoded `/` and `\`) in a path.
+/// What to do with `%2F` and `%5C` (encoded `/` and `\`) in a path, and
+/// with a raw `\`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum EscapedSlashes {
     /// Refuse the request (400): an origin that decodes them would see
@@ -75,7 +77,7 @@ pub enum PathError {
     ClimbsAboveRoot,
     /// NUL or another control character, raw or percent-encoded NUL.
     ControlCharacter,
-    /// `%2F` or `%5C` under [`EscapedSlashes::Reject`].
+    /// `%2F`, `%5C` or a raw `\` under [`EscapedSlashes::Reject`].
     EscapedSlash,
     /// A `%` not followed by two hex digits.
     BadPercentEncoding,
@@ -87,7 +89,9 @@ impl PathError {
         match self {
             PathError::ClimbsAboveRoot => "the path climbs above the root",
             PathError::ControlCharacter => "the path holds a control character",
-            PathError::EscapedSlash => "the path holds an encoded slash (%2F or %5C)",
+            PathError::EscapedSlash => {
+                "the path holds an encoded slash (%2F or %5C) or a backslash"
+            }
             PathError::BadPercentEncoding => "the path holds a % not followed by two hex digits",
         }
     }
@@ -150,6 +154,7 @@ fn needs_work(path: &[u8], rules: &PathRules) -> Result<bool, PathError> {
             return Err(PathError::ControlCharacter);
         }
         work |= b == b'%'
+            || b == b'\\'
             || (b == b'.' && previous == b'/')
             || (b == b'/' && previous == b'/' && rules.merge_slashes);
         previous = b;
@@ -180,6 +185,15 @@ fn decode(path: &[u8], slashes: EscapedSlashes) -> Result<String, PathError> {
     let mut i = 0;
     while i < path.len() {
         let b = path[i];
+        if b == b'\\' {
+            match slashes {
+                EscapedSlashes::Reject => return Err(PathError::EscapedSlash),
+                EscapedSlashes::Keep => out.push(b),
+                EscapedSlashes::Decode => out.push(b'/'),
+            }
+            i += 1;
+            continue;
+        }
         if b != b'%' {
             out.push(b);
             i += 1;

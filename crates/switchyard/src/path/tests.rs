@@ -59,6 +59,7 @@ fn what_is_refused() {
         ("/a\tb", PathError::ControlCharacter),
         ("/public/..%2fadmin", PathError::EscapedSlash),
         ("/a%5Cb", PathError::EscapedSlash),
+        ("/public\\..\\admin", PathError::EscapedSlash),
         ("/a%", PathError::BadPercentEncoding),
         ("/a%4", PathError::BadPercentEncoding),
         ("/a%zz", PathError::BadPercentEncoding),
@@ -76,6 +77,9 @@ fn escaped_slashes_are_kept_or_decoded_when_asked() {
     let decode = rules(false, EscapedSlashes::Decode);
     assert_eq!(normalize("/public/..%2fadmin", &decode).unwrap(), "/admin");
     assert_eq!(normalize("/a%5Cb", &decode).unwrap(), "/a/b");
+    // A raw backslash is a separator to Windows origins: the same rules.
+    assert_eq!(normalize("/public\\..\\admin", &decode).unwrap(), "/admin");
+    assert_eq!(normalize("/a\\b", &keep).unwrap(), "/a\\b");
 }
 
 #[test]

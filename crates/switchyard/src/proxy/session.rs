@@ -258,7 +258,9 @@ impl Session {
 
     /// Set this request's replay buffer size (from `request_filter` or
     /// `upstream_peer`, before the body is read). Returns whether it took
-    /// effect: once body bytes were read the size is fixed.
+    /// effect: once body bytes were read the size is fixed by hooks (the
+    /// engine may still raise it for an attempt over HTTP/2, so that a
+    /// refused stream can be replayed; see docs/failure-contract.md).
     pub fn set_retry_buffer_size(&mut self, bytes: usize) -> bool {
         self.body.set_capacity(bytes)
     }

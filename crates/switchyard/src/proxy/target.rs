@@ -91,9 +91,12 @@ pub(crate) fn refuse_escaped_slash(session: &Session) -> Result<()> {
     Ok(())
 }
 
-/// Whether a normalized path holds `%2F` or `%5C` (upper case once normalized).
+/// Whether a path holds `%2F`, `%5C` (in either case: a path is not
+/// upper-cased when normalizing is off) or a raw `\`.
 fn holds_escaped_slash(path: &str) -> bool {
-    path.contains("%2F") || path.contains("%5C")
+    path.as_bytes().windows(3).any(|w| {
+        w[0] == b'%' && (w[1..].eq_ignore_ascii_case(b"2f") || w[1..].eq_ignore_ascii_case(b"5c"))
+    }) || path.contains('\\')
 }
 
 /// At most 200 characters of a client's path, for an error's context.

@@ -379,7 +379,7 @@ impl<P: ProxyHttp> ProxyServer<P> {
 /// over at once: hyper's read buffer, [`HTTP1_CLIENT_BUFFER`](crate::buffers::HTTP1_CLIENT_BUFFER)
 /// or the largest head allowed (and 1 KiB) if that is more.
 pub(crate) fn client_chunk(options: &ServerOptions) -> usize {
-    crate::buffers::HTTP1_CLIENT_BUFFER.max(options.max_header_bytes + 1024)
+    crate::buffers::HTTP1_CLIENT_BUFFER.max(options.max_header_bytes.saturating_add(1024))
 }
 
 /// One accepted client connection and what serving it needs.

@@ -73,6 +73,8 @@ struct FrameCursor {
     settings: Option<([u8; 6], usize)>,
     /// The largest `SETTINGS_INITIAL_WINDOW_SIZE` seen.
     initial_window: Option<u32>,
+    /// A SETTINGS frame (not an ACK) was seen.
+    settings_seen: bool,
 }
 
 impl FrameCursor {
@@ -84,6 +86,7 @@ impl FrameCursor {
             goaway: None,
             settings: None,
             initial_window: None,
+            settings_seen: false,
         }
     }
 
@@ -159,8 +162,11 @@ impl FrameCursor {
                 if kind == GOAWAY && self.skip >= 8 {
                     self.goaway = Some(([0; 4], 0, frame));
                 } else {
-                    if kind == SETTINGS && flags & ACK == 0 && self.skip > 0 {
-                        self.settings = Some(([0; 6], 0));
+                    if kind == SETTINGS && flags & ACK == 0 {
+                        self.settings_seen = true;
+                        if self.skip > 0 {
+                            self.settings = Some(([0; 6], 0));
+                        }
                     }
                     seen(frame);
                 }
@@ -233,17 +239,25 @@ pub(crate) struct GoawaySignal {
     /// The largest `SETTINGS_INITIAL_WINDOW_SIZE` the upstream sent; 0
     /// until it sent one.
     initial_window: AtomicU32,
+    /// The upstream's first SETTINGS came: `initial_window` is known.
+    settings_seen: AtomicBool,
 }
 
 impl GoawaySignal {
     /// The most request body bytes a stream on this connection can send
     /// before the upstream grants more (a WINDOW_UPDATE for it, which it
     /// sends only for a stream it is processing): its initial stream window.
-    pub(crate) fn initial_window(&self) -> u32 {
-        match self.initial_window.load(Ordering::Acquire) {
+    /// `None` until the upstream's SETTINGS came (they may raise it for the
+    /// streams already open, and a new connection's first stream usually
+    /// starts before they arrive).
+    pub(crate) fn initial_window(&self) -> Option<u32> {
+        if !self.settings_seen.load(Ordering::Acquire) {
+            return None;
+        }
+        Some(match self.initial_window.load(Ordering::Acquire) {
             0 => DEFAULT_INITIAL_WINDOW,
             window => window,
-        }
+        })
     }
 
     /// Whether the upstream sent GOAWAY: the connection takes no new stream.
@@ -320,6 +334,9 @@ impl<S: AsyncRead + Unpin> AsyncRead for GoawayWatch<S> {
         });
         if let Some(window) = this.reading.initial_window.take() {
             signal.initial_window.fetch_max(window, Ordering::AcqRel);
+        }
+        if this.reading.settings_seen {
+            signal.settings_seen.store(true, Ordering::Release);
         }
         polled
     }
@@ -466,6 +483,7 @@ mod tests {
                 });
             }
             assert_eq!(cursor.initial_window, Some(1 << 20), "split {split}");
+            assert!(cursor.settings_seen);
             assert_eq!(goaways, [Some(7)], "split {split}");
         }
     }

@@ -104,13 +104,20 @@ impl UpstreamConn {
     /// the upstream grants more window (its initial stream window), what h2
     /// queues beyond that ([`H2_SEND_BUFFER`]) and one chunk from the
     /// client (`client_chunk`: hyper's HTTP/1.1 read buffer), at most
-    /// [`MAX_UNPROCESSED_HOLD`]. `None`
+    /// [`MAX_UNPROCESSED_HOLD`] (and that much while the upstream's
+    /// SETTINGS are not known yet). `None`
     /// over HTTP/1.1, where a request the upstream refuses is not known to
     /// be unprocessed.
     pub(crate) fn unprocessed_hold(&self, client_chunk: usize) -> Option<usize> {
         let conn = self.multiplexed()?;
-        let window = conn.initial_window() as usize;
-        Some((window + H2_SEND_BUFFER + client_chunk).min(MAX_UNPROCESSED_HOLD))
+        // Before the upstream's SETTINGS came, any window may apply.
+        let Some(window) = conn.initial_window() else {
+            return Some(MAX_UNPROCESSED_HOLD);
+        };
+        let hold = (window as usize)
+            .saturating_add(H2_SEND_BUFFER)
+            .saturating_add(client_chunk);
+        Some(hold.min(MAX_UNPROCESSED_HOLD))
     }
 
     /// The shared HTTP/2 connection this stream belongs to, if any.

@@ -104,8 +104,8 @@ impl Multiplexed {
         self.signals.goaway.stranded()
     }
 
-    /// The upstream's initial stream window (its SETTINGS).
-    pub(crate) fn initial_window(&self) -> u32 {
+    /// The upstream's initial stream window (its SETTINGS), once known.
+    pub(crate) fn initial_window(&self) -> Option<u32> {
         self.signals.goaway.initial_window()
     }
 
