@@ -21,6 +21,7 @@ mod resolve;
 mod retry;
 mod retry_section;
 pub mod routes;
+mod server;
 pub mod tls;
 pub mod units;
 
