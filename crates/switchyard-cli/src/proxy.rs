@@ -82,15 +82,14 @@ impl ConfigProxy {
         response
             .headers_mut()
             .insert("proxy-status", HeaderValue::from_static(proxy_status));
-        self.tell_attempts(session, response.headers_mut());
+        self.tell_attempts(session.attempts().len(), response.headers_mut());
         session.respond(response);
     }
 
     /// `x-switchyard-attempts: N` on a response, when configured.
-    fn tell_attempts(&self, session: &Session, headers: &mut http::HeaderMap) {
+    fn tell_attempts(&self, attempts: usize, headers: &mut http::HeaderMap) {
         if self.attempt_count_header {
-            let attempts = HeaderValue::from(session.attempts().len());
-            headers.insert(ATTEMPTS_HEADER, attempts);
+            headers.insert(ATTEMPTS_HEADER, HeaderValue::from(attempts));
         }
     }
 
@@ -433,7 +432,7 @@ impl ProxyHttp for ConfigProxy {
         if let Some(route) = ctx.route.as_deref() {
             route.rewrite.response_headers.apply(&mut response.headers);
         }
-        self.tell_attempts(session, &mut response.headers);
+        self.tell_attempts(session.attempts().len(), &mut response.headers);
         Ok(())
     }
 
@@ -441,12 +440,8 @@ impl ProxyHttp for ConfigProxy {
         let status = respond::default_fail_to_proxy(session, e);
         // The proxy's own answers carry what every response does.
         let attempts = session.attempts().len();
-        if self.attempt_count_header
-            && let Some(response) = session.prepared_response_mut()
-        {
-            response
-                .headers_mut()
-                .insert(ATTEMPTS_HEADER, HeaderValue::from(attempts));
+        if let Some(response) = session.prepared_response_mut() {
+            self.tell_attempts(attempts, response.headers_mut());
         }
         status
     }

@@ -10,7 +10,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use common::{Running, TempConfig, admin_get};
+use common::{Running, TempConfig, admin_get, get_n, two_servers};
 use http::Request;
 use http_body_util::Full;
 use switchyard_testkit::{Behavior, Origin, Script, client, refused_addr, within};
@@ -19,12 +19,6 @@ fn start(name: &str, text: &str) -> (Running, TempConfig) {
     let file = TempConfig::new(name, text);
     let proxy = Running::start(&["run", "-c", file.path.to_str().unwrap()]);
     (proxy, file)
-}
-
-async fn get_n(addr: SocketAddr, n: usize) {
-    for _ in 0..n {
-        within(10, "GET", client::get(addr, "/")).await.unwrap();
-    }
 }
 
 async fn dry_run_count(admin: SocketAddr, policy: &str, would: &str) -> u64 {
@@ -151,19 +145,6 @@ async fn one_layer_retries_in_a_dry_run_still_retries() {
     );
 }
 
-/// A proxy over `a` then `b` in round robin, with `outlier` as the
-/// group's `[upstreams.app.outlier]` table.
-fn two_servers(name: &str, a: &Origin, b: &Origin, outlier: &str) -> (Running, TempConfig) {
-    let text = format!(
-        "[server]\nlisten = [\"127.0.0.1:0\"]\nadmin = \"127.0.0.1:0\"\nworkers = 1\n\
-         [upstreams.app]\nservers = [\"{}\", \"{}\"]\nconnect_hedging = false\n\
-         [upstreams.app.outlier]\n{outlier}\n",
-        a.addr(),
-        b.addr()
-    );
-    start(name, &text)
-}
-
 #[tokio::test]
 async fn slow_start_in_a_dry_run_gives_a_returning_server_its_full_share() {
     // One 500 ejects it for 300 ms (consecutive failures act in any mode);
@@ -176,8 +157,8 @@ async fn slow_start_in_a_dry_run_gives_a_returning_server_its_full_share() {
     let other = Origin::healthy("other").await;
     let (proxy, _file) = two_servers(
         "dry-slow-start",
-        &back,
-        &other,
+        back.addr(),
+        other.addr(),
         "mode = \"dry-run\"\nconsecutive_5xx = 1\nbase_ejection = \"300ms\"\nslow_start = \"10s\"",
     );
     while back.requests().is_empty() {
@@ -209,8 +190,8 @@ async fn a_latency_ejection_in_a_dry_run_keeps_the_slow_server() {
     let fast = Origin::healthy("fast").await;
     let (proxy, _file) = two_servers(
         "dry-latency",
-        &slow,
-        &fast,
+        slow.addr(),
+        fast.addr(),
         "mode = \"dry-run\"\nlatency_factor = 5\nslow_start = \"0s\"",
     );
     get_n(proxy.addr, 44).await;

@@ -8,29 +8,8 @@ mod common;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use common::{Running, TempConfig};
-use switchyard_testkit::{Behavior, Origin, Script, client, within};
-
-/// A proxy over `a` then `b` in round robin, with `outlier` as the group's
-/// `[upstreams.app.outlier]` table.
-fn proxy(name: &str, a: &Origin, b: &Origin, outlier: &str) -> (Running, TempConfig) {
-    let text = format!(
-        "[server]\nlisten = [\"127.0.0.1:0\"]\nadmin = \"127.0.0.1:0\"\nworkers = 1\n\
-         [upstreams.app]\nservers = [\"{}\", \"{}\"]\nconnect_hedging = false\n\
-         [upstreams.app.outlier]\n{outlier}\n",
-        a.addr(),
-        b.addr()
-    );
-    let file = TempConfig::new(name, &text);
-    let proxy = Running::start(&["run", "-c", file.path.to_str().unwrap()]);
-    (proxy, file)
-}
-
-async fn get_n(addr: SocketAddr, n: usize) {
-    for _ in 0..n {
-        within(10, "GET", client::get(addr, "/")).await.unwrap();
-    }
-}
+use common::{get_n, two_servers};
+use switchyard_testkit::{Behavior, Origin, Script};
 
 async fn first_server(admin: SocketAddr) -> serde_json::Value {
     let view = common::admin_get(admin, "/upstreams").await;
@@ -46,10 +25,10 @@ async fn a_server_much_slower_than_its_group_is_ejected() {
     )
     .await;
     let fast = Origin::healthy("fast").await;
-    let (proxy, _file) = proxy(
+    let (proxy, _file) = two_servers(
         "latency",
-        &slow,
-        &fast,
+        slow.addr(),
+        fast.addr(),
         "latency_factor = 5\nslow_start = \"0s\"",
     );
     // Twenty answers from each make both medians known; the slow server is
@@ -79,10 +58,10 @@ async fn a_server_failing_too_often_is_ejected_by_its_success_rate() {
     )
     .await;
     let good = Origin::healthy("good").await;
-    let (proxy, _file) = proxy(
+    let (proxy, _file) = two_servers(
         "success-rate",
-        &flaky,
-        &good,
+        flaky.addr(),
+        good.addr(),
         "success_rate_window = 10\nmin_success_percent = 60\nslow_start = \"0s\"",
     );
     get_n(proxy.addr, 20).await;
@@ -104,10 +83,10 @@ async fn a_server_back_from_an_ejection_ramps_its_share_up() {
     )
     .await;
     let other = Origin::healthy("other").await;
-    let (proxy, _file) = proxy(
+    let (proxy, _file) = two_servers(
         "slow-start",
-        &back,
-        &other,
+        back.addr(),
+        other.addr(),
         "consecutive_5xx = 1\nbase_ejection = \"300ms\"\nslow_start = \"2s\"",
     );
     let admin = proxy.admin.unwrap();

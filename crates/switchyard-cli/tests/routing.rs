@@ -132,31 +132,25 @@ async fn routes_match_the_normalized_path_which_is_the_one_forwarded() {
     );
     let file = TempConfig::new("routing-paths", &text);
     let proxy = Running::start(&["run", "-c", file.path.to_str().unwrap()]);
-    let send = |target: &'static str| {
-        let addr = proxy.addr;
-        async move {
-            let request =
-                format!("GET {target} HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n");
-            within(5, target, client::raw(addr, request.as_bytes(), 3))
-                .await
-                .text()
-        }
-    };
     for target in [
         "/public/../admin",
         "/public/%2e%2e/admin",
         "/public/%2E%2e/admin?q",
     ] {
-        let answer = send(target).await;
+        let answer = get_text(proxy.addr, target).await;
         assert!(answer.starts_with("HTTP/1.1 200"), "{target}: {answer}");
         assert!(
             answer.ends_with("admin"),
             "{target} went to the wrong group: {answer}"
         );
     }
-    let answer = send("/public/..%2fadmin").await;
+    let answer = get_text(proxy.addr, "/public/..%2fadmin").await;
     assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
-    assert!(send("/public/%61pp").await.ends_with("public"));
+    assert!(
+        get_text(proxy.addr, "/public/%61pp")
+            .await
+            .ends_with("public")
+    );
     let paths: Vec<String> = admin.requests().into_iter().map(|r| r.path).collect();
     assert_eq!(paths, ["/admin", "/admin", "/admin?q"]);
     assert_eq!(public.requests()[0].path, "/public/app");
@@ -195,19 +189,13 @@ async fn a_route_may_keep_or_refuse_encoded_slashes_apart_from_the_server() {
     );
     let file = TempConfig::new("slashes-route-keeps", &text);
     let proxy = Running::start(&["run", "-c", file.path.to_str().unwrap()]);
-    let send = |proxy: std::net::SocketAddr, target: &'static str| async move {
-        let request = format!("GET {target} HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n");
-        within(5, target, client::raw(proxy, request.as_bytes(), 3))
-            .await
-            .text()
-    };
     assert!(
-        send(proxy.addr, "/files/a%2fb")
+        get_text(proxy.addr, "/files/a%2fb")
             .await
             .starts_with("HTTP/1.1 200")
     );
     assert!(
-        send(proxy.addr, "/other/a%2fb")
+        get_text(proxy.addr, "/other/a%2fb")
             .await
             .starts_with("HTTP/1.1 400")
     );
@@ -220,12 +208,12 @@ async fn a_route_may_keep_or_refuse_encoded_slashes_apart_from_the_server() {
     let file = TempConfig::new("slashes-route-refuses", &text);
     let proxy = Running::start(&["run", "-c", file.path.to_str().unwrap()]);
     assert!(
-        send(proxy.addr, "/admin/a%5Cb")
+        get_text(proxy.addr, "/admin/a%5Cb")
             .await
             .starts_with("HTTP/1.1 400")
     );
     assert!(
-        send(proxy.addr, "/public/a%5cb")
+        get_text(proxy.addr, "/public/a%5cb")
             .await
             .starts_with("HTTP/1.1 200")
     );
@@ -256,27 +244,29 @@ async fn a_prefix_rewrite_that_would_bring_back_a_dot_segment_is_refused() {
     );
     let file = TempConfig::new("rewrite-dots", &text);
     let proxy = Running::start(&["run", "-c", file.path.to_str().unwrap()]);
-    let send = |target: &'static str| {
-        let addr = proxy.addr;
-        async move {
-            let request =
-                format!("GET {target} HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n");
-            within(5, target, client::raw(addr, request.as_bytes(), 3))
-                .await
-                .text()
-        }
-    };
     // "/api../admin" is already normal, and matches "/api" as text: the
     // rewrite would send "/v2/../admin".
     for target in ["/api../admin", "/api.%2e/admin", "/old../admin"] {
-        let answer = send(target).await;
+        let answer = get_text(proxy.addr, target).await;
         assert!(answer.starts_with("HTTP/1.1 400"), "{target}: {answer}");
         assert!(
             answer.contains("details=\"path-rewrite\""),
             "{target}: {answer}"
         );
     }
-    assert!(send("/api/users?id=1").await.starts_with("HTTP/1.1 200"));
+    assert!(
+        get_text(proxy.addr, "/api/users?id=1")
+            .await
+            .starts_with("HTTP/1.1 200")
+    );
     let paths: Vec<String> = origin.requests().into_iter().map(|r| r.path).collect();
     assert_eq!(paths, ["/v2/users?id=1"]);
+}
+
+/// `GET target` on a new connection (closed after the answer), as text.
+async fn get_text(addr: std::net::SocketAddr, target: &str) -> String {
+    let request = format!("GET {target} HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n");
+    within(5, "a GET", client::raw(addr, request.as_bytes(), 3))
+        .await
+        .text()
 }

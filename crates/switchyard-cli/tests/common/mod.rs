@@ -230,3 +230,31 @@ pub async fn admin_get(admin: SocketAddr, path: &str) -> String {
     let reply = switchyard_testkit::client::get(admin, path).await.unwrap();
     String::from_utf8(reply.body.to_vec()).unwrap()
 }
+
+/// `switchyard run` over `a` then `b` in round robin (one worker, an admin
+/// listener, no connect hedging), with `outlier` as the group's
+/// `[upstreams.app.outlier]` table.
+pub fn two_servers(
+    name: &str,
+    a: SocketAddr,
+    b: SocketAddr,
+    outlier: &str,
+) -> (Running, TempConfig) {
+    let text = format!(
+        "[server]\nlisten = [\"127.0.0.1:0\"]\nadmin = \"127.0.0.1:0\"\nworkers = 1\n\
+         [upstreams.app]\nservers = [\"{a}\", \"{b}\"]\nconnect_hedging = false\n\
+         [upstreams.app.outlier]\n{outlier}\n"
+    );
+    let file = TempConfig::new(name, &text);
+    let proxy = Running::start(&["run", "-c", file.path.to_str().unwrap()]);
+    (proxy, file)
+}
+
+/// `n` GETs of `/`, one after the other, each answered within 10 s.
+pub async fn get_n(addr: SocketAddr, n: usize) {
+    for _ in 0..n {
+        switchyard_testkit::within(10, "GET", switchyard_testkit::client::get(addr, "/"))
+            .await
+            .unwrap();
+    }
+}

@@ -347,10 +347,7 @@ async fn connect_and_exchange<P: ProxyHttp>(
         ));
     }
     session.set_upstream_method(head.method.clone());
-    if let Some(hold) = conn.unprocessed_hold(shared.client_chunk) {
-        session.body_source().raise_capacity(hold);
-    }
-    let (body, mut progress) = session.body_source().attempt_body();
+    let (body, mut progress) = forward::attempt_body(session, &conn, shared.client_chunk);
     let mut request = Request::from_parts(head, body);
     loop {
         mark_sending(session, &conn);

@@ -21,7 +21,7 @@ use crate::body::{Progress, ReplayError, is_malformed};
 use crate::error::{Error, ErrorKind, Result, find_cause};
 use crate::peer::{HttpPeer, PeerOptions};
 use crate::policy::pushback::{ATTEMPT_HEADER, attempt_value};
-use crate::upstream::{UpstreamConn, UpstreamRequest};
+use crate::upstream::{UpstreamBody, UpstreamConn, UpstreamRequest};
 
 /// Why an exchange produced no response head.
 #[derive(Debug)]
@@ -82,6 +82,21 @@ pub(crate) fn routed_host(request: &RequestHeader) -> Option<HeaderValue> {
         }
         None => request.headers.get(header::HOST).cloned(),
     }
+}
+
+/// The request body for an attempt on `conn`. Over HTTP/2 the replay
+/// buffer first grows to what the stream may send before the upstream
+/// shows it is processing it (`UpstreamConn::unprocessed_hold`), so that a
+/// refused stream can be replayed whole.
+pub(crate) fn attempt_body(
+    session: &Session,
+    conn: &UpstreamConn,
+    client_chunk: usize,
+) -> (UpstreamBody, std::sync::Arc<Progress>) {
+    if let Some(hold) = conn.unprocessed_hold(client_chunk) {
+        session.body_source().raise_capacity(hold);
+    }
+    session.body_source().attempt_body()
 }
 
 /// Headers the proxy may add to a request: `Host`, `Transfer-Encoding`,

@@ -181,10 +181,7 @@ async fn prepare_copy<P: ProxyHttp>(
         .upstream_request_filter(session, &mut head, ctx)
         .await
         .ok()?;
-    if let Some(hold) = conn.unprocessed_hold(shared.client_chunk) {
-        session.body_source().raise_capacity(hold);
-    }
-    let (body, progress) = session.body_source().attempt_body();
+    let (body, progress) = forward::attempt_body(session, &conn, shared.client_chunk);
     Some(Copy {
         peer,
         conn,
