@@ -20,8 +20,9 @@ use tracing::{debug, warn};
 
 use switchyard::discovery::Answers;
 
-use crate::config::{Config, Group};
+use crate::config::Config;
 use crate::observe::Observer;
+use switchyard::group::UpstreamGroup;
 
 /// What the admin endpoints serve.
 #[derive(Debug)]
@@ -38,7 +39,7 @@ struct View {
     /// The effective config as TOML (`/config`).
     toml: String,
     /// The upstream groups (`/upstreams`).
-    groups: Vec<Arc<Group>>,
+    groups: Vec<Arc<UpstreamGroup>>,
     /// What server names resolved to (`/upstreams`).
     answers: Answers,
 }
@@ -145,13 +146,13 @@ fn upstreams(view: &View) -> String {
         .iter()
         .map(|group| {
             let servers: Vec<serde_json::Value> = group
-                .health
+                .health()
                 .snapshot(now)
                 .into_iter()
                 .map(|s| {
                     serde_json::json!({
                         "addr": s.peer.to_string(),
-                        "backup": group.backends.backups().iter().any(|b| b.addr == s.peer),
+                        "backup": group.backends().backups().iter().any(|b| b.addr == s.peer),
                         "usable": s.usable,
                         "check": s.verdict.as_str(),
                         "last_check": s.last_check,
@@ -165,21 +166,21 @@ fn upstreams(view: &View) -> String {
                 })
                 .collect();
             let names: Vec<serde_json::Value> = group
-                .names
+                .names()
                 .iter()
                 .map(|name| {
                     let addresses = view.answers.get(name).unwrap_or_default();
                     serde_json::json!({
                         "name": name.to_string(),
                         "addresses": addresses.iter().map(|a| a.to_string()).collect::<Vec<_>>(),
-                        "resolve_every_ms": group.resolve_every.as_millis() as u64,
+                        "resolve_every_ms": group.resolve_every().as_millis() as u64,
                     })
                 })
                 .collect();
             serde_json::json!({
-                "name": group.name,
-                "checks": group.checks.is_some(),
-                "panic": group.health.in_panic(now),
+                "name": group.name(),
+                "checks": group.checks().is_some(),
+                "panic": group.health().in_panic(now),
                 "servers": servers,
                 "names": names,
             })

@@ -16,7 +16,6 @@ pub mod demo;
 pub mod limits;
 pub mod observe;
 pub mod proxy;
-pub mod routing;
 pub mod serve;
 
 use config::file::{

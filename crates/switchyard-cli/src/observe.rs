@@ -22,6 +22,7 @@ mod grpc;
 mod handles;
 mod hedges;
 mod pushback;
+mod report;
 mod upgrades;
 
 use connections::ConnectionMetrics;

@@ -18,6 +18,7 @@ pub mod error;
 #[cfg(feature = "fuzzing")]
 #[doc(hidden)]
 pub mod fuzzing;
+pub mod group;
 pub mod health;
 pub mod lb;
 pub mod path;
@@ -25,6 +26,7 @@ pub mod peer;
 pub mod policy;
 pub mod proxy;
 mod random;
+pub mod route;
 pub mod server;
 pub mod tls;
 pub mod trace;

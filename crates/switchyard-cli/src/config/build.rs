@@ -9,24 +9,22 @@ use std::time::Duration;
 
 use switchyard::discovery::{Answers, ServerName};
 
-use switchyard::health::checker::CheckOptions;
-use switchyard::health::{Thresholds, UpstreamHealth};
+use switchyard::group::{HashKey, UpstreamGroup};
 use switchyard::lb::{Backend, Backends, Selection};
-use switchyard::policy::budget::RetryBudget;
-use switchyard::{HttpPeer, PeerOptions, ServerOptions, UpstreamProtocol};
+use switchyard::route::Route;
+use switchyard::{PeerOptions, ServerOptions};
 use toml::Spanned;
 
 use super::file::{FileConfig, LogSection, SelectionName, ServerEntry, UpstreamSection, defaults};
 use super::health::{check_options, outlier_policy};
 use super::protocol::{Scheme, group_protocol};
 use super::resolve::{ServerAddr, entry_parts, entry_scheme};
-use super::retry::{RetryPolicy, budget_policy, retry_policy};
+use super::retry::{budget_policy, retry_policy};
 use super::routes::routes;
 use super::server::{client_identity, http2_options, max_connections, path_rules};
-use super::tls::{GroupTls, ListenerTls, group_tls, listener_tls};
+use super::tls::{ListenerTls, group_tls, listener_tls};
 use super::units::Size;
 use super::{ConfigError, Source};
-use crate::routing::{Rewrite, RouteMatch};
 
 /// A checked configuration, ready to serve.
 #[derive(Debug)]
@@ -46,7 +44,7 @@ pub struct Config {
     /// Whether to add `x-switchyard-attempts` to responses.
     pub attempt_count_header: bool,
     /// Upstream groups by name.
-    pub groups: BTreeMap<String, Arc<Group>>,
+    pub groups: BTreeMap<String, Arc<UpstreamGroup>>,
     /// Routes, first match wins.
     pub routes: Vec<Route>,
     /// The file as parsed, defaults filled in (for `/config`).
@@ -75,7 +73,7 @@ impl Config {
         let unchanged = self
             .groups
             .iter()
-            .filter(|(_, group)| !group.names.iter().any(|n| changed.contains(n)))
+            .filter(|(_, group)| !group.names().iter().any(|n| changed.contains(n)))
             .map(|(name, group)| (name.clone(), Arc::clone(group)))
             .collect();
         // The certificates stay as loaded: a DNS change reads no files.
@@ -89,127 +87,13 @@ impl Config {
     }
 }
 
-/// An upstream group.
-#[derive(Debug)]
-pub struct Group {
-    /// Its name in the file.
-    pub name: String,
-    /// The name as a metrics label, shared without copying.
-    pub label: Arc<String>,
-    /// Its servers and selection state.
-    pub backends: Backends,
-    /// Timeouts and pooling for its servers.
-    pub peer_options: PeerOptions,
-    /// Its retry policy (a route may override it).
-    pub policy: RetryPolicy,
-    /// The budget every retry of the group's requests draws on.
-    pub budget: Arc<RetryBudget>,
-    /// Its servers' health (active checks and outlier ejection).
-    pub health: Arc<UpstreamHealth>,
-    /// Active checks to run, if configured.
-    pub checks: Option<CheckOptions>,
-    /// Race a second server when a connect is slow.
-    pub connect_hedging: bool,
-    /// What requests are hashed on, with `selection = "hash"`.
-    pub hash_key: Option<HashKey>,
-    /// Servers given by name, re-resolved every `resolve_every`.
-    pub names: Vec<ServerName>,
-    /// How often `names` are resolved again.
-    pub resolve_every: Duration,
-    /// How its `https://` servers are reached; `None`: cleartext.
-    pub tls: Option<GroupTls>,
-    /// The HTTP version spoken to its servers.
-    pub protocol: UpstreamProtocol,
-    /// The host name each server given by name was written with.
-    pub hosts: HashMap<SocketAddr, String>,
-}
-
-impl Group {
-    /// The peer for one of the group's servers: its timeouts and pooling,
-    /// and TLS if the group's servers are `https://`.
-    pub fn peer(&self, address: SocketAddr) -> HttpPeer {
-        let peer = HttpPeer::new(address, false, String::new())
-            .with_options(self.peer_options.clone())
-            .with_protocol(self.protocol);
-        match &self.tls {
-            Some(tls) => tls.apply(peer, self.hosts.get(&address).map(String::as_str)),
-            None => peer,
-        }
-    }
-
-    /// The `Host` naming a server as written in the group: `name:port`
-    /// (no port when it is the scheme's default), else its `ip:port`.
-    pub fn host_of(&self, address: SocketAddr) -> String {
-        let default_port = if self.tls.is_some() { 443 } else { 80 };
-        match self.hosts.get(&address) {
-            Some(name) if address.port() == default_port => name.clone(),
-            Some(name) => format!("{name}:{}", address.port()),
-            None => address.to_string(),
-        }
-    }
-}
-
-/// What a request is placed by under consistent hashing.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum HashKey {
-    /// A request header's value.
-    Header(http::HeaderName),
-    /// A cookie's value.
-    Cookie(String),
-    /// The request path.
-    Path,
-    /// The client's IP address.
-    Client,
-}
-
-impl HashKey {
-    /// What `hash_key` may say.
-    pub const EXPECTED: &'static str =
-        "use \"header:NAME\", \"cookie:NAME\", \"path\" or \"client\"";
-
-    /// `header:NAME`, `cookie:NAME`, `path` or `client`.
-    pub fn parse(text: &str) -> Option<HashKey> {
-        match text.split_once(':') {
-            Some(("header", name)) => http::HeaderName::try_from(name.trim())
-                .ok()
-                .map(HashKey::Header),
-            Some(("cookie", name)) if !name.trim().is_empty() => {
-                Some(HashKey::Cookie(name.trim().to_string()))
-            }
-            None if text == "path" => Some(HashKey::Path),
-            None if text == "client" => Some(HashKey::Client),
-            _ => None,
-        }
-    }
-}
-
-/// A route: which requests go to which group, with which policy.
-#[derive(Debug, Clone)]
-pub struct Route {
-    /// Which requests it takes.
-    pub matcher: RouteMatch,
-    /// How it changes what it forwards.
-    pub rewrite: Rewrite,
-    /// The group.
-    pub group: Arc<Group>,
-    /// The group's policy with the route's overrides.
-    pub policy: RetryPolicy,
-    /// The request body limit (`None`: none): the route's, else `[server]`'s.
-    pub max_request_body: Option<u64>,
-    /// The protocols its requests may upgrade to.
-    pub upgrades: switchyard::proxy::AllowedUpgrades,
-    /// Whether an encoded slash in its paths is forwarded (`Some(true)`) or
-    /// refused (`Some(false)`); `None`: as `[server]` says.
-    pub keep_escaped_slashes: Option<bool>,
-}
-
 /// Build `file`, taking the groups in `keep` as they are instead of
 /// building them again.
 pub(super) fn build(
     file: FileConfig,
     source: &Source<'_>,
     answers: Answers,
-    keep: &BTreeMap<String, Arc<Group>>,
+    keep: &BTreeMap<String, Arc<UpstreamGroup>>,
     keep_tls: Option<&ListenerTls>,
 ) -> Result<Config, ConfigError> {
     let server = &file.server;
@@ -335,7 +219,7 @@ fn group(
     section: &UpstreamSection,
     answers: &Answers,
     workers: usize,
-) -> Result<Group, ConfigError> {
+) -> Result<UpstreamGroup, ConfigError> {
     let key = format!("upstreams.{name}");
     let mut found = Servers {
         answers,
@@ -400,41 +284,38 @@ fn group(
     let policy = retry_policy(source, &section.retry, &format!("{key}.retry"))?;
     let budget = budget_policy(source, &section.retry, &format!("{key}.retry"))?;
     let outlier = outlier_policy(source, &section.outlier, &format!("{key}.outlier"))?;
-    let (checks, thresholds) = match &section.health_check {
-        Some(checks) => {
-            let (options, thresholds) =
-                check_options(source, checks, &format!("{key}.health_check"))?;
-            (Some(options), thresholds)
-        }
-        None => (None, Thresholds::default()),
+    let checks = match &section.health_check {
+        Some(checks) => Some(check_options(
+            source,
+            checks,
+            &format!("{key}.health_check"),
+        )?),
+        None => None,
     };
     let scheme = found.scheme.unwrap_or(Scheme::Http);
     let tls = group_tls(source, &key, scheme == Scheme::Https, section.tls.as_ref())?;
     let protocol = group_protocol(source, &key, scheme, section.protocol)?;
-    let addrs = |tier: &[Backend]| tier.iter().map(|b| b.addr).collect::<Vec<SocketAddr>>();
-    let health = Arc::new(UpstreamHealth::tiered(
-        &addrs(backends.primaries()),
-        &addrs(backends.backups()),
-        outlier,
-        thresholds,
-    ));
-    Ok(Group {
-        name: name.to_string(),
-        label: Arc::new(name.to_string()),
-        backends,
-        peer_options,
-        policy,
-        budget: Arc::new(RetryBudget::new(budget, std::time::Instant::now())),
-        health,
-        checks,
-        connect_hedging: section.connect_hedging,
-        hash_key,
-        names: found.names,
-        resolve_every: section.resolve_every.0,
-        tls,
-        protocol,
-        hosts: found.hosts,
-    })
+    let mut built = UpstreamGroup::builder(name, backends)
+        .outlier(outlier)
+        .peer_options(peer_options)
+        .protocol(protocol)
+        .retry_policy(policy)
+        .retry_budget(budget)
+        .connect_hedging(section.connect_hedging)
+        .names(found.names, section.resolve_every.0);
+    if let Some((options, thresholds)) = checks {
+        built = built.checks(options, thresholds);
+    }
+    if let Some(tls) = tls {
+        built = built.tls(tls.settings, tls.server_name);
+    }
+    if let Some(hash_key) = hash_key {
+        built = built.hash_key(hash_key);
+    }
+    for (address, host) in found.hosts {
+        built = built.host(address, host);
+    }
+    Ok(built.build())
 }
 
 /// The shortest `resolve_every` accepted.

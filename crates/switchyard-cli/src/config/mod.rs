@@ -25,9 +25,8 @@ mod server;
 pub mod tls;
 pub mod units;
 
-pub use build::{Config, Group, HashKey, Route};
+pub use build::Config;
 pub use file::{FileConfig, LogFormat};
-pub use retry::RetryPolicy;
 pub use tls::{GroupTls, ListenerTls};
 
 /// A config that cannot be used, and where.

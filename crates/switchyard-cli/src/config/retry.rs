@@ -6,6 +6,7 @@ use std::time::Duration;
 use http::HeaderName;
 use switchyard::proxy::grpc::GRPC_TIMEOUT;
 
+use switchyard::group::RetryPolicy;
 use switchyard::policy::backoff::Backoff;
 use switchyard::policy::budget::BudgetPolicy;
 use switchyard::policy::hedge::HedgePolicy;
@@ -21,21 +22,6 @@ const MAX_ATTEMPTS: usize = 17;
 
 /// The shortest `budget_window` accepted.
 const MIN_BUDGET_WINDOW: Duration = Duration::from_millis(100);
-
-/// What is retried, and within which limits.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RetryPolicy {
-    /// Which failures are retried.
-    pub rules: RetryRules,
-    /// Cap, backoff and deadline.
-    pub limits: RetryLimits,
-    /// Request body bytes kept for replay.
-    pub replay_buffer: usize,
-    /// The header whose key makes a POST or PATCH safe to resend, if any.
-    pub idempotency_key: Option<HeaderName>,
-    /// The longest `Retry-After` honoured.
-    pub max_retry_after: Duration,
-}
 
 pub(super) fn retry_policy(
     source: &Source<'_>,

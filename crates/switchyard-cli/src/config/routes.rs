@@ -11,12 +11,13 @@ use http::header::{self, HeaderName, HeaderValue};
 use serde::{Deserialize, Serialize};
 use switchyard::proxy::AllowedUpgrades;
 
-use super::build::{Group, Route, limit_of};
+use super::build::limit_of;
 use super::file::{EscapedSlashesName, RouteSection, UpstreamSection};
 use super::retry::{retry_policy, with_overrides};
 use super::{ConfigError, Source};
-use crate::routing::{
-    HeaderCondition, HeaderEdits, HostHeader, HostPattern, PathRewrite, Rewrite, RouteMatch,
+use switchyard::group::UpstreamGroup;
+use switchyard::route::{
+    HeaderCondition, HeaderEdits, HostHeader, HostPattern, PathRewrite, Rewrite, Route, RouteMatch,
 };
 
 /// A header a route requires: `{ name = "x-beta" }` (present) or
@@ -66,7 +67,7 @@ pub(super) fn routes(
     source: &Source<'_>,
     sections: &[RouteSection],
     upstreams: &BTreeMap<String, UpstreamSection>,
-    groups: &BTreeMap<String, Arc<Group>>,
+    groups: &BTreeMap<String, Arc<UpstreamGroup>>,
     body_limit: Option<u64>,
     slashes_decoded: bool,
 ) -> Result<Vec<Route>, ConfigError> {
@@ -80,9 +81,9 @@ pub(super) fn routes(
                 },
                 rewrite: Rewrite::default(),
                 group: Arc::clone(group),
-                policy: group.policy.clone(),
-                max_request_body: body_limit,
-                upgrades: AllowedUpgrades::default(),
+                policy: Arc::clone(group.policy()),
+                max_request_body: Some(body_limit),
+                upgrades: Some(AllowedUpgrades::default()),
                 keep_escaped_slashes: None,
             }]),
             _ => Err(source.error(
@@ -122,7 +123,7 @@ fn route(
     source: &Source<'_>,
     section: &RouteSection,
     upstreams: &BTreeMap<String, UpstreamSection>,
-    groups: &BTreeMap<String, Arc<Group>>,
+    groups: &BTreeMap<String, Arc<UpstreamGroup>>,
     body_limit: Option<u64>,
     key: &str,
 ) -> Result<Route, ConfigError> {
@@ -140,17 +141,17 @@ fn route(
     let policy = match (&section.retry, upstreams.get(name)) {
         (Some(overrides), Some(upstream)) => {
             let merged = with_overrides(&upstream.retry, overrides);
-            retry_policy(source, &merged, &format!("{key}.retry"))?
+            Arc::new(retry_policy(source, &merged, &format!("{key}.retry"))?)
         }
-        _ => group.policy.clone(),
+        _ => Arc::clone(group.policy()),
     };
     Ok(Route {
         matcher,
         rewrite,
         group: Arc::clone(group),
         policy,
-        max_request_body: section.max_request_body.map_or(body_limit, limit_of),
-        upgrades: upgrades(section, &error)?,
+        max_request_body: Some(section.max_request_body.map_or(body_limit, limit_of)),
+        upgrades: Some(upgrades(section, &error)?),
         keep_escaped_slashes: match section.escaped_slashes {
             None => None,
             Some(EscapedSlashesName::Reject) => Some(false),

@@ -31,13 +31,14 @@ fn a_good_config_builds() {
     let config = parse(GOOD, "good.toml").unwrap();
     assert_eq!(config.listen[0].to_string(), "127.0.0.1:8080");
     let app = &config.groups["app"];
-    assert_eq!(app.backends.primaries()[1].weight, 3);
-    assert_eq!(app.policy.replay_buffer, 128 * 1024);
-    assert!(app.policy.rules.retry_on.timeout);
-    assert_eq!(app.policy.rules.retry_on.statuses, [503]);
+    assert_eq!(app.backends().primaries()[1].weight, 3);
+    assert_eq!(app.policy().replay_buffer, 128 * 1024);
+    assert!(app.policy().rules.retry_on.timeout);
+    assert_eq!(app.policy().rules.retry_on.statuses, [503]);
     assert_eq!(config.routes[0].policy.limits.max_retries, Some(0));
     assert_eq!(
-        config.routes[0].policy.rules.retry_on, app.policy.rules.retry_on,
+        config.routes[0].policy.rules.retry_on,
+        app.policy().rules.retry_on,
         "not overridden: inherited"
     );
     assert_eq!(config.routes[1].policy.limits.max_retries, Some(2));
@@ -114,11 +115,11 @@ fn a_server_name_is_every_address_it_resolves_to_with_its_weight() {
     let config = parse(&text, "names.toml").unwrap();
     let app = &config.groups["app"];
     let name = ServerName::parse("localhost:9001").unwrap();
-    assert_eq!(app.names, std::slice::from_ref(&name));
-    assert_eq!(app.resolve_every, std::time::Duration::from_secs(1));
+    assert_eq!(app.names(), std::slice::from_ref(&name));
+    assert_eq!(app.resolve_every(), std::time::Duration::from_secs(1));
     let resolved = config.answers.get(&name).unwrap().to_vec();
     assert!(!resolved.is_empty());
-    let primaries = app.backends.primaries();
+    let primaries = app.backends().primaries();
     assert_eq!(primaries.len(), resolved.len() + 1);
     assert!(primaries[..resolved.len()].iter().all(|b| b.weight == 2));
 
@@ -131,7 +132,7 @@ fn a_server_name_is_every_address_it_resolves_to_with_its_weight() {
     );
     let moved = config.with_answers(answers, &[name]).unwrap();
     let addrs: Vec<String> = moved.groups["app"]
-        .backends
+        .backends()
         .primaries()
         .iter()
         .map(|b| b.addr.to_string())
@@ -178,7 +179,7 @@ fn an_address_listed_as_ip_port_keeps_its_weight_and_tier_whatever_a_name_says()
         vec![addr("127.0.0.1:9001"), addr("127.0.0.1:9009")],
     );
     let moved = config.with_answers(answers, &[name]).unwrap();
-    let backends = &moved.groups["app"].backends;
+    let backends = &moved.groups["app"].backends();
     let primaries: Vec<String> = backends
         .primaries()
         .iter()
@@ -207,7 +208,7 @@ fn a_changed_answer_rebuilds_only_the_groups_that_use_the_name() {
     assert!(same("fixed"), "a group without the name is kept as it is");
     assert!(!same("named"));
     assert_eq!(
-        moved.groups["named"].backends.primaries()[0].addr,
+        moved.groups["named"].backends().primaries()[0].addr,
         addr("127.0.0.1:9003")
     );
     assert!(std::sync::Arc::ptr_eq(
@@ -225,7 +226,7 @@ fn empty_health_sections_take_the_library_defaults() {
                 [upstreams.app.health_check]\n[upstreams.app.outlier]\n";
     let config = parse(text, "defaults.toml").unwrap();
     let app = &config.groups["app"];
-    assert_eq!(app.checks, Some(CheckOptions::default()));
+    assert_eq!(app.checks(), Some(&CheckOptions::default()));
     let section = &config.effective.upstreams["app"];
     let check = section.health_check.as_ref().unwrap();
     assert_eq!((check.rise, check.fall), (2, 3));
@@ -243,7 +244,7 @@ fn empty_health_sections_take_the_library_defaults() {
 #[test]
 fn the_retry_budget_is_the_groups_with_defaults() {
     let config = parse(GOOD, "good.toml").unwrap();
-    let policy = config.groups["app"].budget.policy();
+    let policy = config.groups["app"].budget().policy();
     assert_eq!(
         (policy.percent, policy.min_per_second, policy.window),
         (20, 10, std::time::Duration::from_secs(10))
@@ -253,7 +254,7 @@ fn the_retry_budget_is_the_groups_with_defaults() {
         "replay_buffer = \"128KiB\"\nbudget_percent = 0\nbudget_min_per_second = 2\nbudget_window = \"30s\"",
     );
     let policy = parse(&text, "budget.toml").unwrap().groups["app"]
-        .budget
+        .budget()
         .policy();
     assert_eq!(
         (policy.percent, policy.min_per_second, policy.window),
@@ -527,7 +528,7 @@ fn workers_default_to_the_cores_and_share_out_the_connection_limits() {
     assert!(config.server.reuse_port);
     for group in config.groups.values() {
         // The default 1024 per server, 512 per worker.
-        assert_eq!(group.peer_options.max_connections, Some(512));
+        assert_eq!(group.peer_options().max_connections, Some(512));
     }
     let one = GOOD.replace(
         "listen = [\"127.0.0.1:8080\"]",
@@ -536,6 +537,6 @@ fn workers_default_to_the_cores_and_share_out_the_connection_limits() {
     let config = parse(&one, "one-worker.toml").unwrap();
     assert!(!config.server.reuse_port);
     for group in config.groups.values() {
-        assert_eq!(group.peer_options.max_connections, Some(1024));
+        assert_eq!(group.peer_options().max_connections, Some(1024));
     }
 }

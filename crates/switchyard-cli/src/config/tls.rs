@@ -11,7 +11,6 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use switchyard::HttpPeer;
 use switchyard::tls::{
     CertificateFiles, ServerTls, ServerTlsSettings, UpstreamTls, UpstreamTlsSettings,
 };
@@ -157,19 +156,6 @@ pub struct GroupTls {
     pub server_name: Option<String>,
 }
 
-impl GroupTls {
-    /// `peer` reached over TLS, verified as the group's server name, else
-    /// as `host` (the name it was written with), else by its IP address.
-    pub fn apply(&self, peer: HttpPeer, host: Option<&str>) -> HttpPeer {
-        let name = match (&self.server_name, host) {
-            (Some(name), _) => name.clone(),
-            (None, Some(host)) => host.to_string(),
-            (None, None) => String::new(),
-        };
-        peer.with_tls(self.settings.clone(), name)
-    }
-}
-
 /// Check and load a group's TLS: `https` says whether its servers were
 /// written `https://`.
 pub(super) fn group_tls(
@@ -254,11 +240,11 @@ mod tests {
         let text = group(r#""https://localhost:9443", "https://127.0.0.1:9444""#, "");
         let config = parse(&text, "tls.toml").unwrap();
         let app = &config.groups["app"];
-        assert!(app.tls.is_some());
+        assert!(app.uses_tls());
         let ip = app.peer("127.0.0.1:9444".parse().unwrap());
         assert!(ip.tls);
         assert_eq!(ip.sni, "", "an ip:port server is verified by its address");
-        let named = app.backends.primaries()[0].addr;
+        let named = app.backends().primaries()[0].addr;
         assert_eq!(app.peer(named).sni, "localhost");
 
         let text = group(
@@ -267,7 +253,7 @@ mod tests {
         );
         let config = parse(&text, "tls.toml").unwrap();
         let app = &config.groups["app"];
-        let named = app.backends.primaries()[0].addr;
+        let named = app.backends().primaries()[0].addr;
         assert_eq!(app.peer(named).sni, "origin.internal");
 
         let plain = parse(&group(r#""http://127.0.0.1:9000""#, ""), "plain.toml").unwrap();

@@ -114,8 +114,8 @@ impl Running {
                 continue;
             }
             if let Some(group) = self.config.groups.get(group) {
-                *at = now + group.resolve_every;
-                names.extend(group.names.iter().cloned());
+                *at = now + group.resolve_every();
+                names.extend(group.names().iter().cloned());
             }
         }
         names.sort();

@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use switchyard::discovery::{Resolve, SystemResolver};
-use switchyard::health::checker::{self, Checker};
+use switchyard::health::checker::Checker;
 use switchyard::server::Workers;
 use switchyard::tls::ServerTls;
 use switchyard::{ProxyServer, ServerOptions, ShutdownHandle, UpstreamPool};
@@ -16,7 +16,7 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use crate::admin::{self, Admin};
-use crate::config::{Config, Group};
+use crate::config::Config;
 use crate::observe::Observer;
 use crate::proxy::ConfigProxy;
 
@@ -152,18 +152,8 @@ fn start_checks(config: &Config) -> BTreeMap<String, Checker> {
     config
         .groups
         .iter()
-        .filter_map(|(name, group)| Some((name.clone(), start_check(group)?)))
+        .filter_map(|(name, group)| Some((name.clone(), group.start_checks()?)))
         .collect()
-}
-
-fn start_check(group: &Arc<Group>) -> Option<Checker> {
-    let options = group.checks.clone()?;
-    let for_peers = Arc::clone(group);
-    Some(checker::spawn_for(
-        Arc::clone(&group.health),
-        options,
-        move |address| for_peers.peer(address),
-    ))
 }
 
 fn fixed_part(config: &Config) -> FixedPart {
@@ -194,9 +184,9 @@ fn resolve_schedule(
     config
         .groups
         .iter()
-        .filter(|(_, group)| !group.names.is_empty())
+        .filter(|(_, group)| !group.names().is_empty())
         .map(|(name, group)| {
-            let after_interval = now + group.resolve_every;
+            let after_interval = now + group.resolve_every();
             let at = before
                 .get(name)
                 .map_or(after_interval, |&due| due.min(after_interval));
@@ -254,10 +244,10 @@ impl Running {
                     }
                     continue;
                 }
-                Some(old) => group.health.adopt(&old.health),
+                Some(old) => group.adopt(old),
                 None => {}
             }
-            if let Some(checker) = start_check(group) {
+            if let Some(checker) = group.start_checks() {
                 self.checkers.insert(name.clone(), checker);
             }
         }
@@ -269,7 +259,7 @@ impl Running {
         let servers: Vec<SocketAddr> = config
             .groups
             .values()
-            .flat_map(|g| g.health.peers().iter().copied())
+            .flat_map(|g| g.health().peers().iter().copied())
             .collect();
         let closed = self
             .pools

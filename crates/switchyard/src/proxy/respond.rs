@@ -124,3 +124,17 @@ pub fn default_fail_to_proxy(session: &mut Session, e: &Error) -> u16 {
     session.respond(error_response(status, e));
     status.as_u16()
 }
+
+/// An answer the proxy makes itself without trying an upstream (no route,
+/// a refused rewrite): `status`, the reason `why` as a one-line body, and
+/// `proxy_status` as its `Proxy-Status`.
+pub fn own_answer(status: StatusCode, why: &str, proxy_status: &'static str) -> Response<Bytes> {
+    let reason = status.canonical_reason().unwrap_or("");
+    let body = format!("{} {reason}: {why}\n", status.as_u16());
+    let mut response = Response::new(Bytes::from(body));
+    *response.status_mut() = status;
+    response
+        .headers_mut()
+        .insert("proxy-status", HeaderValue::from_static(proxy_status));
+    response
+}

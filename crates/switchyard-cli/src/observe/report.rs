@@ -1,0 +1,65 @@
+//! What the access log and the metrics take from a finished request.
+
+use std::time::Instant;
+
+use switchyard::Error;
+use switchyard::policy::dry_run::WouldHave;
+use switchyard::proxy::Session;
+use switchyard::route::RouteCtx;
+
+use super::{Finished, Observer};
+
+impl Observer {
+    /// Count a finished request in the metrics and, when asked for, write
+    /// its access log line.
+    pub fn report(
+        &self,
+        session: &Session,
+        e: Option<&Error>,
+        ctx: &RouteCtx,
+        dry_runs: Vec<WouldHave>,
+    ) {
+        let label = ctx.route().map(|r| r.group.label());
+        for &status in ctx.group.holds() {
+            if let Some(label) = label {
+                self.count_held(label, status);
+            }
+        }
+        if !dry_runs.is_empty() {
+            self.count_dry_runs(&dry_runs);
+        }
+        let status = session.response_status().map_or(0, |s| s.as_u16());
+        self.count(label, status, session.attempts());
+        if let Some(grpc) = session.grpc_status() {
+            self.count_grpc(label, grpc.code);
+        }
+        if let Some(upgrade) = session.upgrade() {
+            self.count_upgrade(label, upgrade);
+        }
+        if !self.wants_details() {
+            return;
+        }
+        let head = session.req_header();
+        let trace = session.attempts().clone();
+        let finished = Finished {
+            client: session.client_addr().to_string(),
+            method: head.method.to_string(),
+            path: head
+                .uri
+                .path_and_query()
+                .map_or("/", |pq| pq.as_str())
+                .to_string(),
+            status,
+            bytes: trace.last().map_or(0, |a| a.response_body_bytes),
+            duration: Instant::now().saturating_duration_since(trace.start()),
+            upstream: ctx.route().map(|r| r.group.name().to_string()),
+            error: e.map(|e| e.to_string()),
+            trace,
+            request_id: session.request_id().to_str().unwrap_or("-").to_string(),
+            upgrade: session.upgrade().cloned(),
+            dry_runs,
+            grpc: session.grpc_status().cloned(),
+        };
+        self.log(&finished);
+    }
+}

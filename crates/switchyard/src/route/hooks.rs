@@ -1,0 +1,180 @@
+//! A request's state on its route, and the route's side of each hook: the
+//! proxy's `CTX` (or a part of it) delegates to it a line a hook.
+
+use std::sync::Arc;
+
+use http::{HeaderValue, StatusCode, Uri, header};
+
+use super::{HostHeader, Route, Router};
+use crate::error::{Error, ErrorKind, Result};
+use crate::group::GroupCtx;
+use crate::peer::HttpPeer;
+use crate::policy::budget::RetryBudget;
+use crate::policy::dry_run::WouldHave;
+use crate::policy::limits::RetryLimits;
+use crate::proxy::respond::own_answer;
+use crate::proxy::{RequestHeader, ResponseHeader, Session};
+
+/// The `Proxy-Status` of the answer to a request no route takes.
+const NO_ROUTE: &str = "switchyard; error=destination_not_found; details=\"no route\"";
+
+/// The `Proxy-Status` of the answer to a request whose rewritten path is
+/// refused.
+const BAD_REWRITE: &str = "switchyard; error=http_request_error; details=\"path-rewrite\"";
+
+/// A request's route and its state in the route's group.
+#[derive(Debug, Default)]
+pub struct RouteCtx {
+    route: Option<Arc<Route>>,
+    /// The path and query the route rewrote the request's to, if it did.
+    rewritten: Option<Uri>,
+    /// The request's state in its route's group.
+    pub group: GroupCtx,
+}
+
+impl RouteCtx {
+    /// The route the request took, once [`request_filter`](Self::request_filter) chose one.
+    pub fn route(&self) -> Option<&Arc<Route>> {
+        self.route.as_ref()
+    }
+
+    /// For `request_filter`: choose the request's route in `router` and
+    /// apply its settings to the session. A request no route takes is
+    /// answered 404, one whose rewritten path would bring back a dot
+    /// segment 400 (`details="path-rewrite"`); `true` then: the request is
+    /// answered.
+    pub fn request_filter(&mut self, router: &Router, session: &mut Session) -> bool {
+        let Some(route) = router.find(session.req_header()).cloned() else {
+            session.respond(own_answer(StatusCode::NOT_FOUND, "no route", NO_ROUTE));
+            return true;
+        };
+        let prefix = &route.matcher.path_prefix;
+        match route
+            .rewrite
+            .checked_path_for(prefix, &session.req_header().uri)
+        {
+            Ok(rewritten) => self.rewritten = rewritten,
+            Err(why) => {
+                session.respond(own_answer(StatusCode::BAD_REQUEST, why, BAD_REWRITE));
+                return true;
+            }
+        }
+        if let Some(limit) = route.max_request_body {
+            session.set_max_request_body(limit);
+        }
+        if let Some(upgrades) = &route.upgrades {
+            session.set_allowed_upgrades(upgrades.clone());
+        }
+        if let Some(keep) = route.keep_escaped_slashes {
+            session.keep_escaped_slashes(keep);
+        }
+        self.group = GroupCtx::with_policy(Arc::clone(&route.policy));
+        route.group.request_filter(session, &self.group);
+        self.route = Some(route);
+        false
+    }
+
+    /// For `retry_limits`: the route's policy's (the defaults with no route).
+    pub fn retry_limits(&self) -> RetryLimits {
+        self.route
+            .as_ref()
+            .map(|route| route.group.retry_limits(&self.group))
+            .unwrap_or_default()
+    }
+
+    /// For `retry_budget`: the route's group's.
+    pub fn retry_budget(&self) -> Option<Arc<RetryBudget>> {
+        self.route.as_ref()?.group.retry_budget()
+    }
+
+    /// For `upstream_peer`: see [`UpstreamGroup::upstream_peer`](crate::group::UpstreamGroup::upstream_peer).
+    pub fn upstream_peer(&mut self, session: &mut Session) -> Result<Box<HttpPeer>> {
+        let Some(route) = &self.route else {
+            return Err(no_route());
+        };
+        Ok(route.group.upstream_peer(session, &mut self.group))
+    }
+
+    /// For `fail_to_connect`: see [`UpstreamGroup::fail_to_connect`](crate::group::UpstreamGroup::fail_to_connect).
+    pub fn fail_to_connect(&mut self, peer: &HttpPeer, e: Box<Error>) -> Box<Error> {
+        match &self.route {
+            Some(route) => route.group.fail_to_connect(peer, &mut self.group, e),
+            None => e,
+        }
+    }
+
+    /// For `error_while_proxy`: see [`UpstreamGroup::error_while_proxy`](crate::group::UpstreamGroup::error_while_proxy).
+    pub fn error_while_proxy(
+        &mut self,
+        peer: &HttpPeer,
+        session: &mut Session,
+        e: Box<Error>,
+        reused: bool,
+    ) -> Box<Error> {
+        match &self.route {
+            Some(route) => route
+                .group
+                .error_while_proxy(peer, session, e, &mut self.group, reused),
+            None => e,
+        }
+    }
+
+    /// For `upstream_response_failure`: see [`UpstreamGroup::upstream_response_failure`](crate::group::UpstreamGroup::upstream_response_failure).
+    pub fn upstream_response_failure(
+        &mut self,
+        session: &mut Session,
+        head: &ResponseHeader,
+    ) -> Option<Box<Error>> {
+        let route = self.route.as_ref()?;
+        route
+            .group
+            .upstream_response_failure(session, head, &mut self.group)
+    }
+
+    /// For `upstream_request_filter`: the route's path, `Host` and request
+    /// header edits, on each attempt's request.
+    pub fn upstream_request_filter(&self, session: &Session, request: &mut RequestHeader) {
+        let Some(route) = self.route.as_deref() else {
+            return;
+        };
+        if let Some(uri) = &self.rewritten {
+            request.uri = uri.clone();
+        }
+        match &route.rewrite.host {
+            HostHeader::Client => {}
+            HostHeader::Fixed(value) => {
+                request.headers.insert(header::HOST, value.clone());
+            }
+            HostHeader::Upstream => {
+                // The server this attempt reached: a hedge that won included.
+                let peer = session.attempts().last().map(|a| a.peer);
+                let host = peer.map(|addr| route.group.host_of(addr));
+                if let Some(value) = host.and_then(|h| HeaderValue::from_str(&h).ok()) {
+                    request.headers.insert(header::HOST, value);
+                }
+            }
+        }
+        route.rewrite.request_headers.apply(&mut request.headers);
+    }
+
+    /// For `response_filter`: the route's response header edits.
+    pub fn response_filter(&self, response: &mut ResponseHeader) {
+        if let Some(route) = self.route.as_deref() {
+            route.rewrite.response_headers.apply(&mut response.headers);
+        }
+    }
+
+    /// For `logging`: see [`UpstreamGroup::logging`](crate::group::UpstreamGroup::logging);
+    /// with no route, the session's dry runs alone.
+    pub fn logging(&self, session: &Session) -> Vec<WouldHave> {
+        match &self.route {
+            Some(route) => route.group.logging(session, &self.group),
+            None => session.dry_runs().to_vec(),
+        }
+    }
+}
+
+/// The error for a hook that needs a route called before one was chosen.
+fn no_route() -> Box<Error> {
+    Error::explain(ErrorKind::Internal, "no route chosen for this request")
+}

@@ -1,0 +1,98 @@
+//! Routes: which requests go to which [`UpstreamGroup`], and how they are
+//! changed on the way.
+//!
+//! A [`Route`] is a [`RouteMatch`] (host, path prefix, methods, headers), a
+//! [`Rewrite`] (path prefix, `Host`, header edits), a group, and the
+//! request settings that go with it (the retry policy, the body limit, the
+//! upgrades allowed, what becomes of encoded slashes). A [`Router`] holds
+//! routes in order; the first that matches takes the request. A proxy keeps
+//! a [`RouteCtx`] as its `CTX` (or in it) and delegates each hook to it:
+//! the binary's proxy is built this way, and `docs/library.md` shows how.
+//!
+//! Routes match the normalized path (see [`path`](crate::path)), and a
+//! prefix rewrite that would bring back a dot segment is refused.
+
+use std::sync::Arc;
+
+use crate::group::{RetryPolicy, UpstreamGroup};
+use crate::proxy::{AllowedUpgrades, RequestHeader};
+
+mod hooks;
+mod matching;
+mod rewrite;
+#[cfg(test)]
+mod tests;
+
+pub use hooks::RouteCtx;
+pub use matching::{HeaderCondition, HostPattern, RouteMatch, routing_host};
+pub use rewrite::{HeaderEdits, HostHeader, PathRewrite, Rewrite};
+
+/// A route: which requests go to which group, with which policy.
+#[derive(Debug, Clone)]
+pub struct Route {
+    /// Which requests it takes.
+    pub matcher: RouteMatch,
+    /// How it changes what it forwards.
+    pub rewrite: Rewrite,
+    /// The group its requests go to.
+    pub group: Arc<UpstreamGroup>,
+    /// The retry policy: the group's, unless the route overrides it.
+    pub policy: Arc<RetryPolicy>,
+    /// The request body limit: `Some(Some(bytes))` this route's,
+    /// `Some(None)` none at all; `None`: the server's
+    /// (`ServerOptions::max_request_body`).
+    pub max_request_body: Option<Option<u64>>,
+    /// The protocols its requests may upgrade to; `None`: the server's
+    /// (`ServerOptions::upgrades`).
+    pub upgrades: Option<AllowedUpgrades>,
+    /// Whether an encoded slash in its paths is forwarded (`Some(true)`) or
+    /// refused (`Some(false)`); `None`: as the server's path rules say.
+    pub keep_escaped_slashes: Option<bool>,
+}
+
+impl Route {
+    /// A route taking the requests `matcher` matches to `group`, forwarding
+    /// them unchanged under the group's policy and the server's limits.
+    pub fn new(matcher: RouteMatch, group: Arc<UpstreamGroup>) -> Route {
+        Route {
+            matcher,
+            rewrite: Rewrite::default(),
+            policy: Arc::clone(group.policy()),
+            group,
+            max_request_body: None,
+            upgrades: None,
+            keep_escaped_slashes: None,
+        }
+    }
+}
+
+/// Routes in order: the first that matches a request takes it.
+#[derive(Debug, Clone, Default)]
+pub struct Router {
+    routes: Vec<Arc<Route>>,
+}
+
+impl Router {
+    /// A router over `routes`, tried in this order.
+    pub fn new(routes: impl IntoIterator<Item = Route>) -> Router {
+        Router {
+            routes: routes.into_iter().map(Arc::new).collect(),
+        }
+    }
+
+    /// The routes, in order.
+    pub fn routes(&self) -> &[Arc<Route>] {
+        &self.routes
+    }
+
+    /// The first route that takes the request, if any.
+    pub fn find(&self, head: &RequestHeader) -> Option<&Arc<Route>> {
+        let host = routing_host(head);
+        let path = head.uri.path();
+        self.routes.iter().find(|route| {
+            route
+                .matcher
+                .matches(host.as_deref(), &head.method, path, &head.headers)
+        })
+    }
+}
