@@ -57,6 +57,23 @@ pub async fn post(
     send(addr, build(Method::POST, path, body.into())?).await
 }
 
+/// Sends `POST path` with `headers` and `body` on a new connection; see
+/// [`send`].
+pub async fn post_with(
+    addr: SocketAddr,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: impl Into<Bytes>,
+) -> Result<Collected, String> {
+    let mut request = build(Method::POST, path, body.into())?;
+    for (name, value) in headers {
+        let name = http::HeaderName::from_bytes(name.as_bytes()).map_err(|e| e.to_string())?;
+        let value = http::HeaderValue::from_str(value).map_err(|e| e.to_string())?;
+        request.headers_mut().append(name, value);
+    }
+    send(addr, request).await
+}
+
 pub(crate) fn build(
     method: Method,
     path: &str,

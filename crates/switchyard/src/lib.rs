@@ -9,6 +9,9 @@
 //! - [`path`]: request paths normalized before routing.
 //! - [`body`]: the bounded replay buffer.
 //! - `upstream/`: connector and pool; [`server`]: listener and shutdown; [`tls`]: certificates and trust.
+//! - [`group`]: an upstream group (servers in tiers, health, retry policy and
+//!   budget, hedging) answering the upstream hooks; [`route`]: routes to groups,
+//!   matching and rewriting. A proxy delegates its hooks to them (`docs/library.md`).
 //! - [`lb`], [`health`], [`discovery`]: which server, whether it is usable, where it is.
 
 pub mod body;

@@ -304,7 +304,7 @@ fn group(
         .connect_hedging(section.connect_hedging)
         .names(found.names, section.resolve_every.0);
     if let Some((options, thresholds)) = checks {
-        built = built.checks(options, thresholds);
+        built = built.checks(options).check_thresholds(thresholds);
     }
     if let Some(tls) = tls {
         built = built.tls(tls.settings, tls.server_name);

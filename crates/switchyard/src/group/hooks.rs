@@ -60,12 +60,6 @@ impl UpstreamGroup {
         ctx.policy.as_deref().unwrap_or(&self.policy)
     }
 
-    /// For `request_filter`: keep as much request body as the policy's
-    /// replay buffer, so a failed attempt can be replayed.
-    pub fn request_filter(&self, session: &mut Session, ctx: &GroupCtx) {
-        session.set_retry_buffer_size(self.policy_for(ctx).replay_buffer);
-    }
-
     /// For `retry_limits`: the policy's cap, backoff, deadline and hedging.
     pub fn retry_limits(&self, ctx: &GroupCtx) -> RetryLimits {
         self.policy_for(ctx).limits.clone()
@@ -80,8 +74,12 @@ impl UpstreamGroup {
     /// not down, ejected or held (the same one again when a rule asked for
     /// it), with a second server to race a slow connect when connect
     /// hedging is on. Picking one counts it as loaded until
-    /// [`logging`](Self::logging).
+    /// [`logging`](Self::logging). Before the first attempt, the request
+    /// keeps as much of its body for a replay as the policy says.
     pub fn upstream_peer(&self, session: &mut Session, ctx: &mut GroupCtx) -> Box<HttpPeer> {
+        if session.attempts().is_empty() {
+            session.set_retry_buffer_size(self.policy_for(ctx).replay_buffer);
+        }
         // The servers earlier attempts went to (a hedge that won included).
         let tried: Vec<SocketAddr> = session
             .attempts()

@@ -247,10 +247,15 @@ impl UpstreamGroupBuilder {
         self
     }
 
-    /// Active checks, with the runs of results that mark a server down and
-    /// up again.
-    pub fn checks(mut self, options: CheckOptions, thresholds: Thresholds) -> Self {
+    /// Active checks (start them with [`UpstreamGroup::start_checks`]).
+    pub fn checks(mut self, options: CheckOptions) -> Self {
         self.checks = Some(options);
+        self
+    }
+
+    /// How many checks in a row mark a server down, and up again
+    /// ([`Thresholds::default`] unless set).
+    pub fn check_thresholds(mut self, thresholds: Thresholds) -> Self {
         self.thresholds = thresholds;
         self
     }

@@ -68,6 +68,18 @@ impl Default for CheckOptions {
     }
 }
 
+impl CheckOptions {
+    /// The default checks (a TCP connect, 1 s timeout), every `interval`
+    /// whether the peer is up or down.
+    pub fn every(interval: Duration) -> CheckOptions {
+        CheckOptions {
+            interval,
+            down_interval: interval,
+            ..CheckOptions::default()
+        }
+    }
+}
+
 /// Running checks for one group; dropping it stops them.
 #[derive(Debug)]
 pub struct Checker {

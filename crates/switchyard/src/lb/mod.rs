@@ -110,6 +110,14 @@ impl fmt::Display for BackendsError {
 
 impl std::error::Error for BackendsError {}
 
+impl From<BackendsError> for Box<crate::error::Error> {
+    /// A group that cannot be built is the caller's mistake: an internal
+    /// error, saying which.
+    fn from(e: BackendsError) -> Self {
+        crate::error::Error::explain(crate::error::ErrorKind::Internal, e.to_string())
+    }
+}
+
 /// The servers of one upstream group and the selection state.
 #[derive(Debug)]
 pub struct Backends {

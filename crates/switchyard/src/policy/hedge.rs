@@ -34,6 +34,15 @@ pub struct HedgePolicy {
 }
 
 impl HedgePolicy {
+    /// A copy after the server's p95, but never sooner than `min` nor later
+    /// than `max` (taken as `min` when it is below it).
+    pub fn new(min: Duration, max: Duration) -> HedgePolicy {
+        HedgePolicy {
+            min,
+            max: max.max(min),
+        }
+    }
+
     /// How long to wait for the first server's response head before the
     /// copy goes: its learned `p95`, bounded; `max` while it is not known.
     pub fn delay(&self, p95: Option<Duration>) -> Duration {

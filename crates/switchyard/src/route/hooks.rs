@@ -69,7 +69,6 @@ impl RouteCtx {
             session.keep_escaped_slashes(keep);
         }
         self.group = GroupCtx::with_policy(Arc::clone(&route.policy));
-        route.group.request_filter(session, &self.group);
         self.route = Some(route);
         false
     }
