@@ -230,6 +230,14 @@ impl AttemptLog {
         self.records.last_mut()
     }
 
+    /// Count `stale` pooled connections the in-flight attempt passed over
+    /// (found closed or stuck before anything was sent on them).
+    pub(crate) fn count_stale(&mut self, stale: u32) {
+        if let Some(record) = self.records.last_mut() {
+            record.stale_replaced += stale;
+        }
+    }
+
     /// Close the current attempt with a decision.
     pub(crate) fn finish(&mut self, decision: Decision, now: Instant) {
         let start = self.start;

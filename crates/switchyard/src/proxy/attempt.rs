@@ -13,11 +13,12 @@ use hyper::body::Incoming;
 use tokio::sync::oneshot;
 
 use super::admission::{Admission, HedgePlan};
-use super::engine::{EngineShared, Reply};
 use super::forward::{self, Framing, SendFailure};
 use super::grpc::GrpcStatus;
 use super::hedging;
 use super::pump::{BodyOutcome, PumpBody, ResponseBody};
+use super::reply::Reply;
+use super::shared::EngineShared;
 use super::upgrade::{self, Tunnel, UpgradeRecord};
 use super::{ProxyHttp, Session};
 use crate::body::Progress;
@@ -25,9 +26,9 @@ use crate::error::{Error, ErrorKind, Result, Side};
 use crate::peer::{HttpPeer, UpstreamProtocol};
 use crate::policy::retry::{FailurePoint, Verdict};
 use crate::trace::{Decision, Phase};
-use crate::upstream::hedge::{self, Winner};
-use crate::upstream::slots::{Handed, Slot, Waiter};
-use crate::upstream::{UpstreamConn, connector};
+use crate::upstream::UpstreamConn;
+use crate::upstream::acquire::{acquire, acquire_fresh};
+use crate::upstream::hedge::Winner;
 
 /// A response head went downstream; its body is streaming.
 pub(super) struct Forwarded {
@@ -334,9 +335,12 @@ async fn connect_and_exchange<P: ProxyHttp>(
     fresh_only: bool,
     mut hedge: Option<HedgePlan>,
 ) -> std::result::Result<(Response<Incoming>, UpstreamConn, Arc<Progress>), AttemptFailure> {
-    let (conn, winner) = connection(shared, peer, session, fresh_only).await;
-    note_hedge(session, peer, winner);
-    let mut conn = conn.map_err(|e| AttemptFailure::new(e, FailurePoint::Connect, peer, false))?;
+    let found = acquire(&shared.pool, &shared.connect_times, peer, fresh_only).await;
+    session.attempts_mut().count_stale(found.stale);
+    note_hedge(session, peer, found.winner);
+    let mut conn = found
+        .conn
+        .map_err(|e| AttemptFailure::new(e, FailurePoint::Connect, peer, false))?;
     let mut head = forward::upstream_head(session, peer, &shared.identity);
     if let Err(error) = proxy.upstream_request_filter(session, &mut head, ctx).await {
         return Err(AttemptFailure::new(
@@ -401,109 +405,6 @@ async fn connect_and_exchange<P: ProxyHttp>(
     }
 }
 
-/// A pooled connection to `peer` if one is ready (and allowed), else a new
-/// one, raced against the peer's hedge if it has one.
-pub(super) async fn connection(
-    shared: &EngineShared,
-    peer: &HttpPeer,
-    session: &mut Session,
-    fresh_only: bool,
-) -> (Result<UpstreamConn>, Winner) {
-    let unraced = Winner::First { raced: false };
-    match room(shared, peer, session, fresh_only).await {
-        Ok(Room::Pooled(conn)) => (Ok(conn), unraced),
-        Ok(Room::New(slot)) => {
-            // Boxed: a new connection's future (two racing connects, a TLS
-            // handshake) is large, and most requests take a pooled one; the
-            // room for it would make every request's engine larger to move.
-            let connecting = hedge::connect(peer, &shared.connect_times, slot, &shared.pool);
-            let (conn, winner) = Box::pin(connecting).await;
-            if let Ok(conn) = &conn {
-                share_http2(shared, peer, conn);
-            }
-            (conn, winner)
-        }
-        Err(e) => (Err(e), unraced),
-    }
-}
-
-/// Where the next connection to a peer comes from.
-enum Room {
-    /// A ready pooled connection.
-    Pooled(UpstreamConn),
-    /// A place under the peer's connection limit for a new one.
-    New(Slot),
-}
-
-/// A ready pooled connection (unless `fresh_only`), else a place for a new
-/// one under the peer's connection limit, waiting for one to free up (a
-/// fresh-only attempt closes an idle connection to make room) for at most
-/// the connect timeout.
-async fn room(
-    shared: &EngineShared,
-    peer: &HttpPeer,
-    session: &mut Session,
-    fresh_only: bool,
-) -> Result<Room> {
-    let key = peer.pool_key();
-    let give_up = Instant::now() + peer.options.connect_timeout;
-    let mut waiter = None;
-    loop {
-        while !fresh_only && let Some(mut conn) = shared.pool.checkout(&key, Instant::now()) {
-            // Waiting for a pooled connection should cost no more than a new one.
-            let ready = tokio::time::timeout(peer.options.connect_timeout, conn.ready()).await;
-            if matches!(ready, Ok(Ok(()))) {
-                return Ok(Room::Pooled(conn));
-            }
-            // Closed while idle, or stuck: nothing was sent on it; try the next.
-            if let Some(record) = session.attempts_mut().current() {
-                record.stale_replaced += 1;
-            }
-        }
-        if let Some(slot) = shared.pool.slots.try_take(peer.address, &peer.options) {
-            return Ok(Room::New(slot));
-        }
-        // No new connection may be made: queue on a shared HTTP/2 one.
-        if !fresh_only && let Some(stream) = shared.pool.overflow(&key) {
-            return Ok(Room::Pooled(stream));
-        }
-        if fresh_only && shared.pool.evict_one(&key) {
-            continue;
-        }
-        match waiter.take() {
-            // Queue first, then look once more: a connection freed or
-            // returned in between is handed to this waiter.
-            None => {
-                let usable = (!fresh_only).then_some(&key);
-                waiter = Some(
-                    shared
-                        .pool
-                        .slots
-                        .queue(peer.address, usable, &peer.options)?,
-                );
-            }
-            Some(queued) => {
-                let left = give_up.saturating_duration_since(Instant::now());
-                match Waiter::wait(queued, left, &peer.options).await? {
-                    Handed::Place(slot) => return Ok(Room::New(slot)),
-                    Handed::Conn(mut conn) => {
-                        let ready =
-                            tokio::time::timeout(peer.options.connect_timeout, conn.ready()).await;
-                        if matches!(ready, Ok(Ok(()))) {
-                            return Ok(Room::Pooled(conn));
-                        }
-                        if let Some(record) = session.attempts_mut().current() {
-                            record.stale_replaced += 1;
-                        }
-                    }
-                    // A shared connection has a stream free: look again.
-                    Handed::LookAgain => {}
-                }
-            }
-        }
-    }
-}
-
 /// Record a hedge race in the trace; when the hedge won, it becomes the
 /// attempt's peer.
 fn note_hedge(session: &mut Session, peer: &mut Box<HttpPeer>, winner: Winner) {
@@ -535,24 +436,9 @@ async fn fresh_connection(
         record.reused = false;
         record.phase = Phase::Connecting;
     }
-    let failed = |e| AttemptFailure::new(e, FailurePoint::Connect, peer, false);
-    match room(shared, peer, session, true).await.map_err(failed)? {
-        Room::New(slot) => {
-            let conn = connector::connect(peer, slot).await.map_err(failed)?;
-            share_http2(shared, peer, &conn);
-            Ok(conn)
-        }
-        // Not asked for (fresh only), but as good as a new one.
-        Room::Pooled(conn) => Ok(conn),
-    }
-}
-
-/// A new HTTP/2 connection is shared at once: concurrent requests to the
-/// peer may take its free streams.
-fn share_http2(shared: &EngineShared, peer: &HttpPeer, conn: &UpstreamConn) {
-    if let Some(multiplexed) = conn.multiplexed() {
-        shared.pool.share(multiplexed, peer.options.max_idle);
-    }
+    let (conn, stale) = acquire_fresh(&shared.pool, peer).await;
+    session.attempts_mut().count_stale(stale);
+    conn.map_err(|e| AttemptFailure::new(e, FailurePoint::Connect, peer, false))
 }
 
 fn mark_sending(session: &mut Session, conn: &UpstreamConn) {

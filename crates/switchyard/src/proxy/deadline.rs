@@ -6,7 +6,7 @@
 
 use std::time::{Duration, Instant};
 
-use super::engine::EngineShared;
+use super::shared::EngineShared;
 use super::{ProxyHttp, Session, grpc};
 use crate::error::{Error, ErrorKind, Result};
 use crate::peer::HttpPeer;

@@ -23,75 +23,11 @@ use std::task::{Context, Poll};
 use http::{Response, StatusCode};
 use tokio::sync::oneshot;
 
-use super::engine::{Answer, CatchUnwind, ClientGone};
+use super::engine_task::{EngineFuture, EngineTask};
 use super::pump::ResponseBody;
+use super::reply::{Answer, ClientGone};
 use super::respond::error_response;
 use crate::error::{Error, ErrorKind};
-
-/// A request's engine, boxed once: the future is several KB and is never
-/// moved after this.
-pub(crate) type EngineFuture = Pin<Box<dyn Future<Output = ()> + Send>>;
-
-/// An engine that is polled by whoever holds it, and spawned if it is
-/// dropped unfinished.
-pub(crate) struct EngineTask(Option<EngineFuture>);
-
-impl std::fmt::Debug for EngineTask {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(if self.0.is_some() {
-            "EngineTask(running)"
-        } else {
-            "EngineTask(done)"
-        })
-    }
-}
-
-impl EngineTask {
-    /// Nothing to drive (a response with no engine behind it).
-    pub(crate) fn none() -> Self {
-        EngineTask(None)
-    }
-
-    /// Drive the engine one step, from the response body. Nothing but the
-    /// body's own polls moves the engine on now (it waits for the body's
-    /// end, which the body reports as it is polled), so no waker is left
-    /// behind: the pump's report must not wake the connection for a poll
-    /// with nothing to do. An engine that still waits when the body is
-    /// dropped is spawned, and from then on woken as any task.
-    pub(crate) fn poll_from_body(&mut self) {
-        self.poll_engine(&mut Context::from_waker(std::task::Waker::noop()));
-    }
-
-    /// Drive the engine one step; a panic ends it, as it would end a task.
-    fn poll_engine(&mut self, cx: &mut Context<'_>) {
-        let Some(engine) = self.0.as_mut() else {
-            return;
-        };
-        if Pin::new(&mut CatchUnwind(engine)).poll(cx).is_ready() {
-            self.0 = None;
-        }
-    }
-
-    /// Hand the unfinished engine over (leaving nothing here to spawn).
-    fn take(&mut self) -> EngineTask {
-        EngineTask(self.0.take())
-    }
-}
-
-impl Drop for EngineTask {
-    fn drop(&mut self) {
-        let Some(engine) = self.0.take() else {
-            return;
-        };
-        // Outside a runtime (it is shutting down) there is nothing to run it.
-        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-            runtime.spawn(async move {
-                // A panic ends it quietly, as in `poll_engine`.
-                let _ = CatchUnwind(engine).await;
-            });
-        }
-    }
-}
 
 /// The future hyper awaits for a request's response: drives the engine until
 /// it answers, then hands it to the response body.
@@ -105,7 +41,7 @@ impl Handling {
     /// Drive `engine`, which answers through the sender of `head`.
     pub(crate) fn new(engine: EngineFuture, head: oneshot::Receiver<Answer>) -> Self {
         Handling {
-            engine: EngineTask(Some(engine)),
+            engine: EngineTask::new(engine),
             head,
         }
     }

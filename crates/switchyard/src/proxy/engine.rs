@@ -36,50 +36,21 @@ use super::admission::{Admission, Failed};
 use super::attempt::{Forwarded, attempt};
 use super::deadline::{self, NextPeer};
 use super::driver::{self, Handling};
+use super::engine_task::CatchUnwind;
 use super::forward;
-use super::identity::{ClientAddr, ClientIdentity, X_REQUEST_ID};
+use super::identity::ClientAddr;
 use super::pump::{BodyOutcome, ResponseBody};
+use super::reply::Reply;
 use super::respond::{CLIENT_CLOSED, error_response, status_for};
+use super::shared::EngineShared;
 use super::upgrade::UpgradeRecord;
 use super::{ProxyHttp, Session};
 use crate::body::ReplaySource;
 use crate::body::limit::{BodyLimit, LimitedBody};
 use crate::error::{Error, ErrorKind, Result};
-use crate::policy::backoff::Jitter;
-use crate::policy::budget::RetryBudget;
 use crate::policy::pushback::outer_layer_retries;
 use crate::policy::retry::{FailurePoint, RetryFacts, StopReason, Verdict, decide};
 use crate::trace::{AttemptLog, Decision, Phase};
-use crate::upstream::hedge::ConnectTimes;
-use crate::upstream::pool::Pool;
-use crate::upstream::response_times::ResponseTimes;
-
-/// What every request of one server shares.
-#[derive(Debug)]
-pub(crate) struct EngineShared {
-    pub(crate) pool: Arc<Pool>,
-    pub(crate) max_retries: usize,
-    pub(crate) replay_buffer: usize,
-    /// The default limit on a request's body (`None`: none).
-    pub(crate) max_request_body: Option<u64>,
-    /// How the client's identity is told upstream.
-    pub(crate) identity: ClientIdentity,
-    /// Where backoff delays draw their random number.
-    pub(crate) jitter: Jitter,
-    /// The protocols a request may upgrade to unless a hook says otherwise.
-    pub(crate) upgrades: super::upgrade::AllowedUpgrades,
-    /// The largest piece of request body a client connection hands over
-    /// at once (`server::client_chunk`).
-    pub(crate) client_chunk: usize,
-    /// How request paths are normalized before routing.
-    pub(crate) paths: crate::path::PathRules,
-    /// The server's retry budget, for requests whose hook gives none.
-    pub(crate) budget: Option<Arc<RetryBudget>>,
-    /// Recent connect times per peer, for connect hedging.
-    pub(crate) connect_times: ConnectTimes,
-    /// Recent response times per peer, for retries under a deadline.
-    pub(crate) response_times: ResponseTimes,
-}
 
 /// Handle one downstream request: a future that drives its engine and
 /// resolves to the response head, or to [`ClientGone`] when the client left
@@ -92,74 +63,13 @@ pub(crate) fn handle<P: ProxyHttp>(
 ) -> Handling {
     let (reply, head) = oneshot::channel();
     let id = shared.identity.request_id(request.headers(), client.ip());
-    let reply = Reply {
-        sender: Some(reply),
-        request_id: id.clone(),
-        delivered: false,
-    };
+    let reply = Reply::new(reply, id.clone());
     // Boxed: the engine's future is several KB and must not move once
     // started; the box is all that moves.
     Handling::new(
         Box::pin(run(proxy, shared, request, client, id, reply)),
         head,
     )
-}
-
-/// The client went away before any response: its connection is closed
-/// without one (the access log says 499, as nginx's does).
-#[derive(Debug)]
-pub(crate) struct ClientGone;
-
-impl std::fmt::Display for ClientGone {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("the client went away before a response")
-    }
-}
-
-impl std::error::Error for ClientGone {}
-
-/// What the engine hands the downstream connection: a response to send, or
-/// `None` to close the connection without one.
-pub(super) type Answer = Option<Response<ResponseBody>>;
-
-/// The way back to the downstream connection, used once; every response
-/// sent through it carries the request's ID.
-pub(super) struct Reply {
-    sender: Option<oneshot::Sender<Answer>>,
-    request_id: HeaderValue,
-    /// The answer reached the downstream connection's [`Handling`], which
-    /// then hands this engine to the response body.
-    delivered: bool,
-}
-
-impl Reply {
-    pub(super) fn send(&mut self, mut response: Response<ResponseBody>) {
-        response
-            .headers_mut()
-            .entry(X_REQUEST_ID)
-            .or_insert_with(|| self.request_id.clone());
-        self.answer(Some(response));
-    }
-
-    /// Close the downstream connection without a response.
-    fn close(&mut self) {
-        self.answer(None);
-    }
-
-    fn answer(&mut self, answer: Answer) {
-        if let Some(reply) = self.sender.take() {
-            // If the downstream is gone, the response (and its body pump) is dropped here.
-            self.delivered = reply.send(answer).is_ok();
-        }
-    }
-
-    /// Resolves when the downstream connection stopped waiting for the head.
-    pub(super) async fn closed(&mut self) {
-        match &mut self.sender {
-            Some(reply) => reply.closed().await,
-            None => std::future::pending().await,
-        }
-    }
 }
 
 fn to_downstream(response: Response<bytes::Bytes>) -> Response<ResponseBody> {
@@ -546,26 +456,4 @@ fn client_body_failure(session: &Session) -> Box<Error> {
         )
     };
     Error::explain(kind, context)
-}
-
-/// Runs a future, turning a panic inside it into `Err(())`, so that a
-/// panicking hook still leaves the request answered and logged.
-pub(super) struct CatchUnwind<F>(pub(super) F);
-
-impl<F: Future + Unpin> Future for CatchUnwind<F> {
-    type Output = std::result::Result<F::Output, ()>;
-
-    fn poll(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Self::Output> {
-        let inner = &mut self.0;
-        let polled = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            std::pin::Pin::new(inner).poll(cx)
-        }));
-        match polled {
-            Ok(poll) => poll.map(Ok),
-            Err(_) => std::task::Poll::Ready(Err(())),
-        }
-    }
 }

@@ -19,7 +19,7 @@ use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Response, StatusCode};
 
-use super::respond::proxy_status;
+use super::proxy_status::proxy_status;
 use crate::error::{Error, ErrorKind};
 
 /// The request header carrying a gRPC call's timeout.

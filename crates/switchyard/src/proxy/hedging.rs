@@ -16,14 +16,14 @@ use http::{Request, Response};
 use hyper::body::Incoming;
 
 use super::admission::{HedgePlan, fit_to};
-use super::attempt::connection;
-use super::engine::EngineShared;
 use super::forward::{self, SendFailure};
+use super::shared::EngineShared;
 use super::{ProxyHttp, Session};
 use crate::body::Progress;
 use crate::peer::HttpPeer;
 use crate::policy::hedge::may_hedge;
 use crate::trace::RequestHedge;
+use crate::upstream::acquire::acquire;
 use crate::upstream::{UpstreamConn, UpstreamRequest};
 
 /// The first exchange's state, swapped for the copy's when the copy wins.
@@ -169,8 +169,9 @@ async fn prepare_copy<P: ProxyHttp>(
         return None;
     }
     fit_to(&mut peer, deadline, Instant::now());
-    let (conn, _) = connection(shared, &peer, session, false).await;
-    let conn = conn.ok()?;
+    let found = acquire(&shared.pool, &shared.connect_times, &peer, false).await;
+    session.attempts_mut().count_stale(found.stale);
+    let conn = found.conn.ok()?;
     let mut head = forward::upstream_head(session, &peer, &shared.identity);
     // The hook sees the copy's server as the attempt's (a `Host` of the
     // server reached, say); the race's winner is recorded after it.

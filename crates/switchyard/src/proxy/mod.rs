@@ -20,8 +20,6 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::peer::HttpPeer;
 use crate::policy::budget::RetryBudget;
 use crate::policy::limits::RetryLimits;
-use crate::server::ServerOptions;
-use crate::upstream::pool::Pool;
 use std::sync::Arc;
 
 mod admission;
@@ -29,21 +27,27 @@ mod attempt;
 mod deadline;
 mod driver;
 mod engine;
+mod engine_task;
 mod forward;
 pub mod grpc;
 mod headers;
 mod hedging;
 pub mod identity;
+mod proxy_status;
 mod pump;
+mod reply;
 pub mod respond;
 mod session;
+mod shared;
 mod target;
 mod upgrade;
 
 pub(crate) use driver::Handling;
-pub(crate) use engine::{ClientGone, EngineShared, handle};
+pub(crate) use engine::handle;
 pub use pump::ResponseBody;
+pub(crate) use reply::ClientGone;
 pub use session::{Session, is_idempotent};
+pub(crate) use shared::EngineShared;
 pub(crate) use upgrade::TunnelSlot;
 pub use upgrade::{AllowedUpgrades, InvalidUpgrade, TunnelEnd, UpgradeRecord};
 
@@ -270,26 +274,6 @@ pub trait ProxyHttp: Send + Sync + 'static {
     ) -> impl Future<Output = ()> + Send {
         async {}
     }
-}
-
-/// The state every request of one server shares.
-pub(crate) fn engine_shared(pool: Arc<Pool>, options: &ServerOptions) -> Arc<EngineShared> {
-    Arc::new(EngineShared {
-        pool,
-        max_retries: options.max_retries,
-        replay_buffer: options.replay_buffer,
-        max_request_body: options.max_request_body,
-        jitter: options.backoff_jitter,
-        identity: options.client_identity.clone(),
-        upgrades: options.upgrades.clone(),
-        paths: options.paths,
-        client_chunk: crate::server::client_chunk(options),
-        budget: options
-            .retry_budget
-            .map(|policy| Arc::new(RetryBudget::new(policy, std::time::Instant::now()))),
-        connect_times: Default::default(),
-        response_times: Default::default(),
-    })
 }
 
 /// What [`ProxyHttp::error_while_proxy`] does by default, for overrides that

@@ -26,7 +26,7 @@ use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 use tokio::sync::oneshot;
 
-use super::driver::EngineTask;
+use super::engine_task::EngineTask;
 use super::forward::classify_body_error;
 use super::grpc::GrpcStatus;
 use crate::body::Progress;

@@ -46,10 +46,11 @@ use crate::body::DEFAULT_REPLAY_BUFFER;
 use crate::error::{Error, ErrorKind, Result};
 use crate::policy::backoff::Jitter;
 use crate::policy::budget::BudgetPolicy;
+use crate::policy::budget::RetryBudget;
 use crate::policy::retry::DEFAULT_MAX_RETRIES;
+use crate::proxy::EngineShared;
 use crate::proxy::identity::{ClientAddr, ClientIdentity};
 use crate::proxy::{ClientGone, Handling, ProxyHttp, ResponseBody, TunnelSlot, handle};
-use crate::proxy::{EngineShared, engine_shared};
 use crate::tls::ServerTls;
 use crate::upstream::pool::{Pool, UpstreamPool};
 
@@ -564,4 +565,24 @@ fn bind_reusing_port(addr: SocketAddr) -> std::io::Result<TcpListener> {
     socket.bind(addr)?;
     // The backlog `TcpListener::bind` uses.
     socket.listen(1024)
+}
+
+/// The state every request of one server shares.
+fn engine_shared(pool: Arc<Pool>, options: &ServerOptions) -> Arc<EngineShared> {
+    Arc::new(EngineShared {
+        pool,
+        max_retries: options.max_retries,
+        replay_buffer: options.replay_buffer,
+        max_request_body: options.max_request_body,
+        jitter: options.backoff_jitter,
+        identity: options.client_identity.clone(),
+        upgrades: options.upgrades.clone(),
+        paths: options.paths,
+        client_chunk: client_chunk(options),
+        budget: options
+            .retry_budget
+            .map(|policy| Arc::new(RetryBudget::new(policy, std::time::Instant::now()))),
+        connect_times: Default::default(),
+        response_times: Default::default(),
+    })
 }

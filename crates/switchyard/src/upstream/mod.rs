@@ -22,6 +22,7 @@ use crate::peer::PoolKey;
 use multiplex::{Multiplexed, StreamLease};
 use slots::Slot;
 
+pub(crate) mod acquire;
 pub(crate) mod connector;
 pub(crate) mod goaway;
 pub(crate) mod hedge;
