@@ -19,11 +19,9 @@ pub mod proxy;
 pub mod serve;
 
 use config::file::{
-    FileConfig, LogSection, RetrySection, SelectionName, ServerEntry, ServerSection,
-    UpstreamSection, defaults,
+    FileConfig, ListenerTlsSection, LogSection, OutlierSection, RetrySection, SelectionName,
+    ServerEntry, ServerSection, UpstreamSection, UpstreamTlsSection, defaults,
 };
-use config::health::OutlierSection;
-use config::tls::{ListenerTlsSection, UpstreamTlsSection};
 use config::units::Dur;
 
 /// How long the demo waits for anything before calling it stuck.

@@ -23,7 +23,7 @@ use super::retry::{budget_policy, retry_policy};
 use super::routes::routes;
 use super::server::{client_identity, http2_options, max_connections, path_rules};
 use super::tls::{ListenerTls, group_tls, listener_tls};
-use super::units::Size;
+use super::units::limit_of;
 use super::{ConfigError, Source};
 
 /// A checked configuration, ready to serve.
@@ -404,9 +404,4 @@ impl Servers<'_> {
         }
         Ok(backends)
     }
-}
-
-/// A body limit from the file: `0` is none.
-pub(super) fn limit_of(size: Size) -> Option<u64> {
-    u64::try_from(size.0).ok().filter(|bytes| *bytes > 0)
 }

@@ -19,7 +19,6 @@ pub mod health;
 pub mod protocol;
 mod resolve;
 mod retry;
-mod retry_section;
 pub mod routes;
 mod server;
 pub mod tls;

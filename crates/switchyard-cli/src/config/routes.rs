@@ -8,45 +8,16 @@ use std::sync::Arc;
 
 use http::Method;
 use http::header::{self, HeaderName, HeaderValue};
-use serde::{Deserialize, Serialize};
 use switchyard::proxy::AllowedUpgrades;
 
-use super::build::limit_of;
-use super::file::{EscapedSlashesName, RouteSection, UpstreamSection};
+use super::file::{EscapedSlashesName, HeaderEditsSection, RouteSection, UpstreamSection};
 use super::retry::{retry_policy, with_overrides};
+use super::units::limit_of;
 use super::{ConfigError, Source};
 use switchyard::group::UpstreamGroup;
 use switchyard::route::{
     HeaderCondition, HeaderEdits, HostHeader, HostPattern, PathRewrite, Rewrite, Route, RouteMatch,
 };
-
-/// A header a route requires: `{ name = "x-beta" }` (present) or
-/// `{ name = "x-beta", value = "1" }`.
-#[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct HeaderMatchEntry {
-    /// The header's name.
-    pub name: String,
-    /// The exact value; any if unset.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub value: Option<String>,
-}
-
-/// `request_headers` / `response_headers`: edits applied in the order
-/// remove, set, add.
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct HeaderEditsSection {
-    /// Set these, replacing any values the message had.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub set: BTreeMap<String, String>,
-    /// Add these beside any values the message had.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub add: BTreeMap<String, String>,
-    /// Remove these.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub remove: Vec<String>,
-}
 
 /// Headers a route may not edit: the message's framing and connection,
 /// which the proxy manages (and `Host`, which `host_header` sets).

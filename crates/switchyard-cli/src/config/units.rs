@@ -94,6 +94,11 @@ impl fmt::Display for Size {
     }
 }
 
+/// A body limit from the file: `0` is none.
+pub(crate) fn limit_of(size: Size) -> Option<u64> {
+    u64::try_from(size.0).ok().filter(|bytes| *bytes > 0)
+}
+
 #[cfg(test)]
 mod tests {
     use super::Size;

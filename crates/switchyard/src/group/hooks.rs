@@ -176,7 +176,7 @@ impl UpstreamGroup {
                 status.code
             );
             let e = Error::explain(ErrorKind::UpstreamStatus, why);
-            let mut e = apply(rules.on_grpc_status(status.code), ctx, peer, e);
+            let mut e = apply(rules.on_grpc_unavailable(), ctx, peer, e);
             if e.retry() {
                 e.set_retry_note("grpc-unavailable");
             }

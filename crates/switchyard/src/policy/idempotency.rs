@@ -27,7 +27,13 @@
 
 use http::{HeaderMap, HeaderName, Method};
 
-use crate::proxy::is_idempotent;
+/// RFC 9110 section 9.2.2: methods whose repeated effect equals one.
+pub fn is_idempotent(method: &Method) -> bool {
+    matches!(
+        *method,
+        Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE | Method::PUT | Method::DELETE
+    )
+}
 
 /// Whether a request that may have reached the upstream may be sent again.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

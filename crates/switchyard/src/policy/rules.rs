@@ -135,11 +135,11 @@ impl RetryRules {
         self.sent_request(listed, idempotent)
     }
 
-    /// A gRPC call was answered trailers-only with `code`, nothing went
-    /// downstream yet: UNAVAILABLE moves on, for any method, when
+    /// A gRPC call was answered trailers-only with status 14 UNAVAILABLE,
+    /// nothing went downstream yet: it moves on, for any method, when
     /// `grpc_unavailable` is on.
-    pub fn on_grpc_status(&self, code: u32) -> Judgement {
-        if code == crate::proxy::grpc::UNAVAILABLE && self.retry_on.grpc_unavailable {
+    pub fn on_grpc_unavailable(&self) -> Judgement {
+        if self.retry_on.grpc_unavailable {
             Judgement::NextPeer
         } else {
             Judgement::Decline(Decline::NotListed)

@@ -42,11 +42,12 @@ mod shared;
 mod target;
 mod upgrade;
 
+pub use crate::policy::idempotency::is_idempotent;
 pub(crate) use driver::Handling;
 pub(crate) use engine::handle;
 pub use pump::ResponseBody;
 pub(crate) use reply::ClientGone;
-pub use session::{Session, is_idempotent};
+pub use session::Session;
 pub(crate) use shared::EngineShared;
 pub(crate) use upgrade::TunnelSlot;
 pub use upgrade::{AllowedUpgrades, InvalidUpgrade, TunnelEnd, UpgradeRecord};

@@ -14,7 +14,7 @@ use super::upgrade::{AllowedUpgrades, UpgradeRecord};
 use crate::body::limit::BodyLimit;
 use crate::body::{BufferState, ReplaySource};
 use crate::policy::dry_run::WouldHave;
-use crate::policy::idempotency::{Resend, resend_safety};
+use crate::policy::idempotency::{Resend, is_idempotent, resend_safety};
 use crate::trace::AttemptLog;
 use crate::upstream::DownstreamBody;
 
@@ -349,12 +349,4 @@ impl Session {
     pub(crate) fn take_prepared_response(&mut self) -> Option<Response<Bytes>> {
         self.prepared_response.take()
     }
-}
-
-/// RFC 9110 section 9.2.2: methods whose repeated effect equals one.
-pub fn is_idempotent(method: &Method) -> bool {
-    matches!(
-        *method,
-        Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE | Method::PUT | Method::DELETE
-    )
 }

@@ -4,8 +4,8 @@
 use serde::{Deserialize, Serialize};
 use toml::Spanned;
 
-use super::file::defaults;
-use super::units::{Dur, Size};
+use super::super::units::{Dur, Size};
+use super::defaults;
 
 /// `[upstreams.NAME.retry]`.
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -16,7 +16,7 @@ pub struct RetrySection {
     pub max_attempts: usize,
     /// Which failures are retried: `connect-failure`, `reset-before-response`,
     /// `timeout`, and status codes such as `503`.
-    #[serde(default = "defaults::retry_on")]
+    #[serde(default = "default_retry_on")]
     pub retry_on: Vec<Spanned<RetryOnEntry>>,
     /// Retry POST, PATCH and other non-idempotent requests after they were sent.
     #[serde(default)]
@@ -79,7 +79,7 @@ impl Default for RetrySection {
     fn default() -> Self {
         RetrySection {
             max_attempts: defaults::max_attempts(),
-            retry_on: defaults::retry_on(),
+            retry_on: default_retry_on(),
             non_idempotent: false,
             idempotency_key: None,
             backoff: None,
@@ -187,4 +187,12 @@ pub struct RetryOverride {
     /// See [`RetrySection::hedge_max`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hedge_max: Option<Dur>,
+}
+
+/// What is retried unless the file says otherwise.
+fn default_retry_on() -> Vec<Spanned<RetryOnEntry>> {
+    ["connect-failure", "reset-before-response"]
+        .into_iter()
+        .map(|name| Spanned::new(0..0, RetryOnEntry::Name(name.to_string())))
+        .collect()
 }
