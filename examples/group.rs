@@ -17,7 +17,7 @@ use std::{sync::Arc, time::Duration};
 use switchyard::group::{GroupCtx, RetryPolicy, UpstreamGroup};
 use switchyard::health::checker::CheckOptions;
 use switchyard::lb::{Backend, Backends, Selection};
-use switchyard::policy::{hedge::HedgePolicy, limits::RetryLimits};
+use switchyard::policy::{limits::RetryLimits, request_hedge::HedgePolicy};
 use switchyard::prelude::*;
 use switchyard_testkit::{Behavior, Origin, Script, client, refused_addr};
 

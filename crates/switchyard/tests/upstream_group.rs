@@ -15,8 +15,8 @@ use common::{HasLogs, Logs, Running, start_with};
 use switchyard::group::{GroupCtx, RetryPolicy, UpstreamGroup};
 use switchyard::lb::{Backend, Backends, Selection};
 use switchyard::policy::dry_run::{Mode, WouldHave};
-use switchyard::policy::hedge::HedgePolicy;
 use switchyard::policy::limits::RetryLimits;
+use switchyard::policy::request_hedge::HedgePolicy;
 use switchyard::prelude::*;
 use switchyard_testkit::{Behavior, Origin, Script, client, refused_addr, within};
 

@@ -9,8 +9,8 @@ use switchyard::proxy::grpc::GRPC_TIMEOUT;
 use switchyard::group::RetryPolicy;
 use switchyard::policy::backoff::Backoff;
 use switchyard::policy::budget::BudgetPolicy;
-use switchyard::policy::hedge::HedgePolicy;
 use switchyard::policy::limits::RetryLimits;
+use switchyard::policy::request_hedge::HedgePolicy;
 use switchyard::policy::rules::{RetryOn, RetryRules};
 use toml::Spanned;
 

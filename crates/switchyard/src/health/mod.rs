@@ -46,7 +46,9 @@ use std::time::{Duration, Instant};
 pub use passive::outcome_of;
 
 use crate::policy::dry_run::{Mode, WouldHave};
-pub use state::{ActiveState, Outcome, OutlierPolicy, OutlierState, Passive, Thresholds, Verdict};
+pub use state::{
+    ActiveState, CheckVerdict, Outcome, OutlierPolicy, OutlierState, Passive, Thresholds,
+};
 
 /// A change in whether a peer is used, for logs and listeners.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -70,7 +72,7 @@ pub struct PeerStatus {
     /// Whether selection uses it now (panic mode aside).
     pub usable: bool,
     /// The active checks' verdict.
-    pub verdict: Verdict,
+    pub verdict: CheckVerdict,
     /// What the last active check saw.
     pub last_check: String,
     /// Time left of the current ejection, if ejected.
@@ -103,7 +105,7 @@ struct Peer {
 
 impl Peer {
     fn usable(&self, now: Instant) -> bool {
-        self.active.verdict() != Verdict::Down && !self.outlier.ejected(now) && !self.held(now)
+        self.active.verdict() != CheckVerdict::Down && !self.outlier.ejected(now) && !self.held(now)
     }
 
     fn held(&self, now: Instant) -> bool {
@@ -389,7 +391,7 @@ impl UpstreamHealth {
         let Some(verdict) = peers[index].active.record(passed, detail, self.thresholds) else {
             return;
         };
-        if verdict == Verdict::Up {
+        if verdict == CheckVerdict::Up {
             // A peer that passes its checks again is not kept out by an
             // ejection from before it recovered.
             peers[index].outlier.lift();
@@ -399,7 +401,7 @@ impl UpstreamHealth {
             peers[index].came_back = Some(now);
             self.ramping.fetch_add(1, Ordering::Relaxed);
         }
-        if verdict == Verdict::Down {
+        if verdict == CheckVerdict::Down {
             self.impaired.fetch_add(1, Ordering::Relaxed);
         }
         drop(peers);
@@ -444,7 +446,7 @@ impl UpstreamHealth {
     /// Whether `peer` is down by active checks (so checks come faster).
     pub fn is_down(&self, peer: SocketAddr) -> bool {
         self.index(peer)
-            .is_some_and(|i| lock(&self.peers)[i].active.verdict() == Verdict::Down)
+            .is_some_and(|i| lock(&self.peers)[i].active.verdict() == CheckVerdict::Down)
     }
 
     /// Every peer's state at `now`, for the admin API.

@@ -24,7 +24,7 @@ pub enum Outcome {
 
 /// What active checks say of a peer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Verdict {
+pub enum CheckVerdict {
     /// No check has decided yet (or checks are off): usable.
     Unknown,
     /// Passing: usable.
@@ -33,13 +33,13 @@ pub enum Verdict {
     Down,
 }
 
-impl Verdict {
+impl CheckVerdict {
     /// The verdict as the admin API shows it.
     pub fn as_str(self) -> &'static str {
         match self {
-            Verdict::Unknown => "unknown",
-            Verdict::Up => "up",
-            Verdict::Down => "down",
+            CheckVerdict::Unknown => "unknown",
+            CheckVerdict::Up => "up",
+            CheckVerdict::Down => "down",
         }
     }
 }
@@ -63,7 +63,7 @@ impl Default for Thresholds {
 /// Active check state of one peer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ActiveState {
-    verdict: Verdict,
+    verdict: CheckVerdict,
     passed: u32,
     failed: u32,
     last_detail: String,
@@ -72,7 +72,7 @@ pub struct ActiveState {
 impl Default for ActiveState {
     fn default() -> Self {
         ActiveState {
-            verdict: Verdict::Unknown,
+            verdict: CheckVerdict::Unknown,
             passed: 0,
             failed: 0,
             last_detail: String::from("no check yet"),
@@ -82,7 +82,7 @@ impl Default for ActiveState {
 
 impl ActiveState {
     /// The current verdict.
-    pub fn verdict(&self) -> Verdict {
+    pub fn verdict(&self) -> CheckVerdict {
         self.verdict
     }
 
@@ -94,7 +94,7 @@ impl ActiveState {
     /// Record a check; returns the new verdict when it changed. From
     /// unknown, one pass is enough for up (so a fresh peer is used at
     /// once) but going down takes `fall` failures, as from up.
-    pub fn record(&mut self, passed: bool, detail: String, t: Thresholds) -> Option<Verdict> {
+    pub fn record(&mut self, passed: bool, detail: String, t: Thresholds) -> Option<CheckVerdict> {
         self.last_detail = detail;
         if passed {
             self.passed += 1;
@@ -104,9 +104,11 @@ impl ActiveState {
             self.passed = 0;
         }
         let next = match self.verdict {
-            Verdict::Unknown if passed => Verdict::Up,
-            Verdict::Down if self.passed >= t.rise.max(1) => Verdict::Up,
-            Verdict::Unknown | Verdict::Up if self.failed >= t.fall.max(1) => Verdict::Down,
+            CheckVerdict::Unknown if passed => CheckVerdict::Up,
+            CheckVerdict::Down if self.passed >= t.rise.max(1) => CheckVerdict::Up,
+            CheckVerdict::Unknown | CheckVerdict::Up if self.failed >= t.fall.max(1) => {
+                CheckVerdict::Down
+            }
             same => same,
         };
         (next != self.verdict).then(|| {

@@ -27,18 +27,18 @@ fn health(n: u16) -> (UpstreamHealth, Vec<SocketAddr>) {
 fn one_failed_probe_does_not_take_a_peer_down() {
     let t = Thresholds::default();
     let mut s = ActiveState::default();
-    assert_eq!(s.verdict(), Verdict::Unknown);
-    assert_eq!(s.record(true, "ok".into(), t), Some(Verdict::Up));
+    assert_eq!(s.verdict(), CheckVerdict::Unknown);
+    assert_eq!(s.record(true, "ok".into(), t), Some(CheckVerdict::Up));
     assert_eq!(s.record(false, "refused".into(), t), None);
     assert_eq!(s.record(true, "ok".into(), t), None);
     assert_eq!(s.record(false, "x".into(), t), None);
     assert_eq!(s.record(false, "x".into(), t), None);
-    assert_eq!(s.record(false, "x".into(), t), Some(Verdict::Down));
+    assert_eq!(s.record(false, "x".into(), t), Some(CheckVerdict::Down));
     // Rise takes two passes in a row.
     assert_eq!(s.record(true, "ok".into(), t), None);
     assert_eq!(s.record(false, "x".into(), t), None);
     assert_eq!(s.record(true, "ok".into(), t), None);
-    assert_eq!(s.record(true, "ok".into(), t), Some(Verdict::Up));
+    assert_eq!(s.record(true, "ok".into(), t), Some(CheckVerdict::Up));
     assert_eq!(s.last_detail(), "ok");
 }
 
@@ -47,8 +47,8 @@ fn an_unknown_peer_needs_fall_failures_to_go_down() {
     let t = Thresholds { rise: 2, fall: 2 };
     let mut s = ActiveState::default();
     assert_eq!(s.record(false, "x".into(), t), None);
-    assert_eq!(s.verdict(), Verdict::Unknown);
-    assert_eq!(s.record(false, "x".into(), t), Some(Verdict::Down));
+    assert_eq!(s.verdict(), CheckVerdict::Unknown);
+    assert_eq!(s.record(false, "x".into(), t), Some(CheckVerdict::Down));
 }
 
 #[test]
@@ -273,8 +273,8 @@ fn a_new_health_adopts_what_the_old_one_knew_of_shared_peers() {
     assert_eq!(new.avoid(now), vec![a[0], a[1]]);
     let status = new.snapshot(now);
     assert_eq!(status[0].ejections, 1);
-    assert_eq!(status[1].verdict, Verdict::Down);
-    assert_eq!(status[2].verdict, Verdict::Unknown);
+    assert_eq!(status[1].verdict, CheckVerdict::Down);
+    assert_eq!(status[2].verdict, CheckVerdict::Unknown);
 }
 
 /// An attempt record on 127.0.0.1:9000 with `error`, `status` and `reused`.

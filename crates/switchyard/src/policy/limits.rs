@@ -13,7 +13,7 @@ use http::HeaderName;
 
 use super::backoff::Backoff;
 use super::dry_run::Mode;
-use super::hedge::HedgePolicy;
+use super::request_hedge::HedgePolicy;
 
 /// Limits for one request; `None` means "the server's default".
 ///
@@ -53,7 +53,7 @@ pub struct RetryLimits {
     /// default: one layer retries, not this one too.
     pub retry_when_attempt_header: bool,
     /// Send a copy of an idempotent request to another server when the
-    /// first is slow to answer (see [`super::hedge`]); `None`: never.
+    /// first is slow to answer (see [`super::request_hedge`]); `None`: never.
     pub hedge: Option<HedgePolicy>,
     /// [`Mode::DryRun`]: the deadline's retry skip, leaving retries to an
     /// outer proxy, and hedging only record what they would do (see

@@ -15,7 +15,7 @@ use tokio::sync::oneshot;
 use super::admission::{Admission, HedgePlan};
 use super::forward::{self, Framing, SendFailure};
 use super::grpc::GrpcStatus;
-use super::hedging;
+use super::hedged_exchange;
 use super::pump::{BodyOutcome, PumpBody, ResponseBody};
 use super::reply::Reply;
 use super::shared::EngineShared;
@@ -28,7 +28,7 @@ use crate::policy::retry::{FailurePoint, Verdict};
 use crate::trace::{Decision, Phase};
 use crate::upstream::UpstreamConn;
 use crate::upstream::acquire::{acquire, acquire_fresh};
-use crate::upstream::hedge::Winner;
+use crate::upstream::connect_hedge::Winner;
 
 /// A response head went downstream; its body is streaming.
 pub(super) struct Forwarded {
@@ -325,7 +325,7 @@ fn judge_response<P: ProxyHttp>(
 }
 
 /// Get a connection and run the exchange up to the response head, with a
-/// hedge to another server if `hedge` is given (`hedging.rs`).
+/// hedge to another server if `hedge` is given (`hedged_exchange.rs`).
 async fn connect_and_exchange<P: ProxyHttp>(
     proxy: &P,
     shared: &EngineShared,
@@ -357,14 +357,14 @@ async fn connect_and_exchange<P: ProxyHttp>(
         mark_sending(session, &conn);
         let result = match hedge.take() {
             Some(plan) => {
-                let first = hedging::First {
+                let first = hedged_exchange::First {
                     conn: &mut conn,
                     progress: &mut progress,
                     peer,
                 };
                 // Boxed: racing two exchanges is a large future, and only
                 // hedged requests should carry its room.
-                Box::pin(hedging::exchange(
+                Box::pin(hedged_exchange::exchange(
                     proxy, shared, session, ctx, first, request, plan,
                 ))
                 .await

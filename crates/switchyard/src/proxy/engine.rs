@@ -32,9 +32,8 @@ use hyper::body::Incoming;
 use tokio::sync::oneshot;
 use tracing::debug;
 
-use super::admission::{Admission, Failed};
+use super::admission::{self, Admission, Failed, NextPeer};
 use super::attempt::{Forwarded, attempt};
-use super::deadline::{self, NextPeer};
 use super::driver::{self, Handling};
 use super::engine_task::CatchUnwind;
 use super::forward;
@@ -191,14 +190,14 @@ async fn attempt_loop<P: ProxyHttp>(
 ) -> Result<Forwarded> {
     let mut limits = proxy.retry_limits(session, ctx);
     // The client's gRPC timeout or deadline header, if shorter.
-    limits.deadline = deadline::request_deadline(session, &limits)?;
+    limits.deadline = admission::request_deadline(session, &limits)?;
     let start = session.attempts().start();
     session.set_deadline(
         limits.deadline.map(|d| start + d),
         limits.deadline_header.clone(),
     );
     if session.deadline().is_some_and(|d| Instant::now() >= d) {
-        return Err(deadline::exceeded(StopReason::Deadline, None));
+        return Err(admission::exceeded(StopReason::Deadline, None));
     }
     let budget = proxy
         .retry_budget(session, ctx)
@@ -277,7 +276,7 @@ async fn attempt_loop<P: ProxyHttp>(
             && let Some(deadline) = session.deadline()
         {
             let starts_at = Instant::now() + admission.delay(stale, &error);
-            match deadline::choose_next(proxy, shared, session, ctx, deadline, starts_at).await {
+            match admission::choose_next(proxy, shared, session, ctx, deadline, starts_at).await {
                 Ok(NextPeer::Go(peer)) => chosen = Some(peer),
                 Ok(NextPeer::TooClose(peer)) if limits.mode.is_dry_run() => {
                     session.note_dry_run("deadline", "skip-retry");
@@ -321,7 +320,7 @@ async fn attempt_loop<P: ProxyHttp>(
                 trace.finish(Decision::Stop(reason), Instant::now());
                 return Err(match reason {
                     StopReason::Deadline | StopReason::DeadlineTooClose => {
-                        deadline::exceeded(reason, Some(error))
+                        admission::exceeded(reason, Some(error))
                     }
                     _ => error,
                 });

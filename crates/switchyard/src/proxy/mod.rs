@@ -24,14 +24,13 @@ use std::sync::Arc;
 
 mod admission;
 mod attempt;
-mod deadline;
 mod driver;
 mod engine;
 mod engine_task;
 mod forward;
 pub mod grpc;
 mod headers;
-mod hedging;
+mod hedged_exchange;
 pub mod identity;
 mod proxy_status;
 mod pump;

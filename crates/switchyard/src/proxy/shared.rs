@@ -8,7 +8,7 @@ use super::identity::ClientIdentity;
 use super::upgrade::AllowedUpgrades;
 use crate::policy::backoff::Jitter;
 use crate::policy::budget::RetryBudget;
-use crate::upstream::hedge::ConnectTimes;
+use crate::upstream::connect_hedge::ConnectTimes;
 use crate::upstream::pool::Pool;
 use crate::upstream::response_times::ResponseTimes;
 

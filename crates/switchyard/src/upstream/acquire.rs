@@ -5,7 +5,7 @@
 
 use std::time::Instant;
 
-use super::hedge::{self, ConnectTimes, Winner};
+use super::connect_hedge::{self, ConnectTimes, Winner};
 use super::pool::Pool;
 use super::slots::{Handed, Slot, Waiter};
 use super::{UpstreamConn, connector};
@@ -38,7 +38,7 @@ pub(crate) async fn acquire(
             // Boxed: a new connection's future (two racing connects, a TLS
             // handshake) is large, and most requests take a pooled one; the
             // room for it would make every request's engine larger to move.
-            let connecting = hedge::connect(peer, connect_times, slot, pool);
+            let connecting = connect_hedge::connect(peer, connect_times, slot, pool);
             let (conn, winner) = Box::pin(connecting).await;
             if let Ok(conn) = &conn {
                 share_http2(pool, peer, conn);

@@ -23,9 +23,9 @@ use multiplex::{Multiplexed, StreamLease};
 use slots::Slot;
 
 pub(crate) mod acquire;
+pub(crate) mod connect_hedge;
 pub(crate) mod connector;
 pub(crate) mod goaway;
-pub(crate) mod hedge;
 pub(crate) mod multiplex;
 pub(crate) mod pool;
 pub(crate) mod response_times;

@@ -12,7 +12,7 @@
 //!
 //! ```
 //! use std::time::Duration;
-//! use switchyard::policy::hedge::HedgePolicy;
+//! use switchyard::policy::request_hedge::HedgePolicy;
 //!
 //! let policy = HedgePolicy { min: Duration::from_millis(10), max: Duration::from_millis(500) };
 //! assert_eq!(policy.delay(Some(Duration::from_millis(80))), Duration::from_millis(80));

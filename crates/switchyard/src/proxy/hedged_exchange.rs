@@ -3,7 +3,7 @@
 //! skips the server this attempt went to), send it a copy, and use the
 //! first response head of the two; the other exchange is dropped, which
 //! closes its connection (or resets its HTTP/2 stream). When to hedge is
-//! decided in `policy::hedge`; the copy is spent from the retry budget.
+//! decided in `policy::request_hedge`; the copy is spent from the retry budget.
 //!
 //! The hedge stays within one attempt: its record names the server whose
 //! answer was used and, in `request_hedge`, the other one.
@@ -21,7 +21,7 @@ use super::shared::EngineShared;
 use super::{ProxyHttp, Session};
 use crate::body::Progress;
 use crate::peer::HttpPeer;
-use crate::policy::hedge::may_hedge;
+use crate::policy::request_hedge::may_hedge;
 use crate::trace::RequestHedge;
 use crate::upstream::acquire::acquire;
 use crate::upstream::{UpstreamConn, UpstreamRequest};
@@ -41,8 +41,8 @@ struct Copy {
     progress: Arc<Progress>,
 }
 
-/// Which exchange answered first.
-enum Winner {
+/// Which exchange answered first, and its result.
+enum FirstAnswer {
     First(Result<Response<Incoming>, SendFailure>),
     Copy(Result<Response<Incoming>, SendFailure>),
 }
@@ -119,8 +119,8 @@ pub(super) async fn exchange<P: ProxyHttp>(
         let times = &shared.response_times;
         let now = started.elapsed();
         match &winner {
-            Winner::First(Ok(_)) => times.record(first_addr, now),
-            Winner::Copy(Ok(_)) => {
+            FirstAnswer::First(Ok(_)) => times.record(first_addr, now),
+            FirstAnswer::Copy(Ok(_)) => {
                 times.record(copy.peer.address, now.saturating_sub(copy_sent));
                 times.record(first_addr, now);
             }
@@ -130,8 +130,8 @@ pub(super) async fn exchange<P: ProxyHttp>(
     };
     let (copy_peer, copy_conn, copy_progress) = copy;
     let (result, copy_won) = match winner {
-        Winner::First(result) => (result, false),
-        Winner::Copy(result) => (result, true),
+        FirstAnswer::First(result) => (result, false),
+        FirstAnswer::Copy(result) => (result, true),
     };
     let other = if copy_won {
         let slow = std::mem::replace(first.peer, copy_peer);
@@ -200,19 +200,22 @@ fn restore_peer(session: &mut Session, first: std::net::SocketAddr) {
 }
 
 /// The first response head of two exchanges; a failure waits for the other.
-async fn race<A, B>(mut first: std::pin::Pin<&mut A>, mut copy: std::pin::Pin<&mut B>) -> Winner
+async fn race<A, B>(
+    mut first: std::pin::Pin<&mut A>,
+    mut copy: std::pin::Pin<&mut B>,
+) -> FirstAnswer
 where
     A: Future<Output = Result<Response<Incoming>, SendFailure>>,
     B: Future<Output = Result<Response<Incoming>, SendFailure>>,
 {
     tokio::select! {
         result = &mut first => match result {
-            Ok(response) => Winner::First(Ok(response)),
-            Err(_) => Winner::Copy(copy.await),
+            Ok(response) => FirstAnswer::First(Ok(response)),
+            Err(_) => FirstAnswer::Copy(copy.await),
         },
         result = &mut copy => match result {
-            Ok(response) => Winner::Copy(Ok(response)),
-            Err(_) => Winner::First(first.await),
+            Ok(response) => FirstAnswer::Copy(Ok(response)),
+            Err(_) => FirstAnswer::First(first.await),
         },
     }
 }
