@@ -24,7 +24,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::shared::EngineShared;
+use super::engine_ctx::EngineCtx;
 use super::{ProxyHttp, Session, grpc};
 use crate::body::BufferState;
 use crate::error::{Error, ErrorKind, Result};
@@ -323,16 +323,13 @@ pub(super) enum NextPeer {
 /// whether it can answer before `deadline`: its learned median response
 /// time must fit in the time left then.
 pub(super) async fn choose_next<P: ProxyHttp>(
-    proxy: &P,
-    shared: &EngineShared,
-    session: &mut Session,
-    ctx: &mut P::CTX,
+    e: &mut EngineCtx<'_, P>,
     deadline: Instant,
     starts_at: Instant,
 ) -> Result<NextPeer> {
-    let peer = proxy.upstream_peer(session, ctx).await?;
+    let peer = e.proxy.upstream_peer(e.session, e.ctx).await?;
     let left = deadline.saturating_duration_since(starts_at);
-    let median = shared.response_times.quantile(peer.address, 0.5);
+    let median = e.shared.response_times.quantile(peer.address, 0.5);
     if too_close(left, median) {
         return Ok(NextPeer::TooClose(peer));
     }

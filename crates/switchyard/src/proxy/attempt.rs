@@ -8,11 +8,12 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use http::{Request, Response, StatusCode};
+use http::{Response, StatusCode};
 use hyper::body::Incoming;
 use tokio::sync::oneshot;
 
 use super::admission::{Admission, HedgePlan};
+use super::engine_ctx::EngineCtx;
 use super::forward::{self, Framing, SendFailure};
 use super::grpc::GrpcStatus;
 use super::hedged_exchange;
@@ -67,22 +68,29 @@ impl AttemptFailure {
     }
 }
 
+/// What the judgement of a failure tells the next attempt.
+#[derive(Default)]
+pub(super) struct NextAttempt {
+    /// Its server, when the judgement chose it already (under a deadline);
+    /// else `upstream_peer` is asked.
+    pub(super) peer: Option<Box<HttpPeer>>,
+    /// Whether it must take a new connection (no pooled one).
+    pub(super) fresh_only: bool,
+}
+
 /// One attempt: peer, connection, exchange, and the head sent downstream.
-/// `(chosen, fresh_only)`: the peer, when the engine chose it already (else
-/// `upstream_peer` is asked), and whether a pooled connection may serve.
 pub(super) async fn attempt<P: ProxyHttp>(
-    proxy: &P,
-    shared: &EngineShared,
-    session: &mut Session,
-    ctx: &mut P::CTX,
+    e: &mut EngineCtx<'_, P>,
     reply: &mut Reply,
-    (chosen, fresh_only): (Option<Box<HttpPeer>>, bool),
+    next: &mut NextAttempt,
     admission: &mut Admission,
 ) -> std::result::Result<Forwarded, AttemptFailure> {
-    let mut peer = match chosen {
+    let fresh_only = next.fresh_only;
+    let mut peer = match next.peer.take() {
         Some(peer) => peer,
-        None => proxy
-            .upstream_peer(session, ctx)
+        None => e
+            .proxy
+            .upstream_peer(e.session, e.ctx)
             .await
             .map_err(|error| AttemptFailure {
                 error,
@@ -91,19 +99,25 @@ pub(super) async fn attempt<P: ProxyHttp>(
                 reused: false,
             })?,
     };
-    if let Err(e) = protocol_for_upgrade(session, &mut peer) {
-        return Err(AttemptFailure::new(e, FailurePoint::Internal, &peer, false));
+    if let Err(err) = protocol_for_upgrade(e.session, &mut peer) {
+        return Err(AttemptFailure::new(
+            err,
+            FailurePoint::Internal,
+            &peer,
+            false,
+        ));
     }
     let now = Instant::now();
     // A tunnel's idle limit is the peer's own, not what the deadline leaves.
     let tunnel_idle = peer.options.read_timeout;
     admission.fit_to_deadline(&mut peer, now);
-    session.attempts_mut().begin(peer.address, now);
-    let hedge = admission.hedge_plan(|| shared.response_times.quantile(peer.address, 0.95));
+    e.session.attempts_mut().begin(peer.address, now);
+    let times = &e.shared.response_times;
+    let hedge = admission.hedge_plan(|| times.quantile(peer.address, 0.95));
     // Response times are learned only where a deadline or a hedge may use them.
-    let learns = admission.uses_response_times() || session.is_grpc();
+    let learns = admission.uses_response_times() || e.session.is_grpc();
     let exchanged = tokio::select! {
-        result = connect_and_exchange(proxy, shared, session, ctx, &mut peer, fresh_only, hedge) => result,
+        result = connect_and_exchange(e, &mut peer, fresh_only, hedge) => result,
         () = reply.closed() => Err(AttemptFailure::new(
             Error::explain(ErrorKind::DownstreamClosed, "client went away while waiting for the upstream"),
             FailurePoint::Downstream, &peer, false,
@@ -113,12 +127,12 @@ pub(super) async fn attempt<P: ProxyHttp>(
     // Its response time, for retries under a deadline and hedges (a hedged
     // attempt's two servers were timed by the race).
     if learns
-        && session
+        && e.session
             .attempts()
             .last()
             .is_none_or(|r| r.request_hedge.is_none())
     {
-        shared.response_times.record(peer.address, now.elapsed());
+        e.shared.response_times.record(peer.address, now.elapsed());
     }
     let reused = conn.reused();
     if response.status() == StatusCode::SWITCHING_PROTOCOLS {
@@ -130,9 +144,15 @@ pub(super) async fn attempt<P: ProxyHttp>(
             peer,
             tunnel_idle,
         };
-        return Box::pin(switch_protocols(proxy, session, ctx, reply, switched)).await;
+        return Box::pin(switch_protocols(e, reply, switched)).await;
     }
     let (head, upstream_body) = response.into_parts();
+    let EngineCtx {
+        proxy,
+        shared,
+        session,
+        ctx,
+    } = e;
     if let Some(record) = session.attempts_mut().current() {
         record.status = Some(head.status);
         record.phase = Phase::StreamingBody;
@@ -148,7 +168,7 @@ pub(super) async fn attempt<P: ProxyHttp>(
     {
         session.set_grpc_status(status);
     }
-    judge_response(proxy, session, ctx, &head, admission)
+    judge_response(*proxy, session, ctx, &head, admission)
         .map_err(|e| AttemptFailure::new(e, FailurePoint::ResponseRejected, &peer, reused))?;
     let filtered = match proxy
         .upstream_response_filter(session, &mut head, ctx)
@@ -218,12 +238,16 @@ struct Switched {
 /// From here nothing is retried. A 101 the client did not ask for is an
 /// invalid response (nothing went downstream yet).
 async fn switch_protocols<P: ProxyHttp>(
-    proxy: &P,
-    session: &mut Session,
-    ctx: &mut P::CTX,
+    e: &mut EngineCtx<'_, P>,
     reply: &mut Reply,
     switched: Switched,
 ) -> std::result::Result<Forwarded, AttemptFailure> {
+    let EngineCtx {
+        proxy,
+        session,
+        ctx,
+        ..
+    } = e;
     let Switched {
         mut response,
         conn,
@@ -327,34 +351,32 @@ fn judge_response<P: ProxyHttp>(
 /// Get a connection and run the exchange up to the response head, with a
 /// hedge to another server if `hedge` is given (`hedged_exchange.rs`).
 async fn connect_and_exchange<P: ProxyHttp>(
-    proxy: &P,
-    shared: &EngineShared,
-    session: &mut Session,
-    ctx: &mut P::CTX,
+    e: &mut EngineCtx<'_, P>,
     peer: &mut Box<HttpPeer>,
     fresh_only: bool,
     mut hedge: Option<HedgePlan>,
 ) -> std::result::Result<(Response<Incoming>, UpstreamConn, Arc<Progress>), AttemptFailure> {
+    let shared = e.shared;
     let found = acquire(&shared.pool, &shared.connect_times, peer, fresh_only).await;
-    session.attempts_mut().count_stale(found.stale);
-    note_hedge(session, peer, found.winner);
+    e.session.attempts_mut().count_stale(found.stale);
+    note_hedge(e.session, peer, found.winner);
     let mut conn = found
         .conn
-        .map_err(|e| AttemptFailure::new(e, FailurePoint::Connect, peer, false))?;
-    let mut head = forward::upstream_head(session, peer, &shared.identity);
-    if let Err(error) = proxy.upstream_request_filter(session, &mut head, ctx).await {
-        return Err(AttemptFailure::new(
-            error,
-            FailurePoint::Internal,
-            peer,
-            conn.reused(),
-        ));
-    }
-    session.set_upstream_method(head.method.clone());
-    let (body, mut progress) = forward::attempt_body(session, &conn, shared.client_chunk);
-    let mut request = Request::from_parts(head, body);
+        .map_err(|err| AttemptFailure::new(err, FailurePoint::Connect, peer, false))?;
+    let (mut request, mut progress) = match e.prepare_request(peer, &conn).await {
+        Ok(prepared) => prepared,
+        Err(error) => {
+            let reused = conn.reused();
+            return Err(AttemptFailure::new(
+                error,
+                FailurePoint::Internal,
+                peer,
+                reused,
+            ));
+        }
+    };
     loop {
-        mark_sending(session, &conn);
+        mark_sending(e.session, &conn);
         let result = match hedge.take() {
             Some(plan) => {
                 let first = hedged_exchange::First {
@@ -364,14 +386,11 @@ async fn connect_and_exchange<P: ProxyHttp>(
                 };
                 // Boxed: racing two exchanges is a large future, and only
                 // hedged requests should carry its room.
-                Box::pin(hedged_exchange::exchange(
-                    proxy, shared, session, ctx, first, request, plan,
-                ))
-                .await
+                Box::pin(hedged_exchange::exchange(e, first, request, plan)).await
             }
             None => forward::exchange(&mut conn, request, &progress, &peer.options).await,
         };
-        note_body_sent(session, &progress);
+        note_body_sent(e.session, &progress);
         match result {
             Ok(response) => return Ok((response, conn, progress)),
             Err(SendFailure::NotSent(unsent)) if conn.reused() => {
@@ -380,14 +399,19 @@ async fn connect_and_exchange<P: ProxyHttp>(
                 request = *unsent;
                 // Its place under the peer's limit goes to the new one.
                 drop(conn);
-                conn = Box::pin(fresh_connection(shared, peer, session)).await?;
+                conn = Box::pin(fresh_connection(shared, peer, e.session)).await?;
             }
             Err(SendFailure::NotSent(_)) => {
-                let e = Error::explain(
+                let error = Error::explain(
                     ErrorKind::ConnectError,
                     "new connection closed before the request was written",
                 );
-                return Err(AttemptFailure::new(e, FailurePoint::Connect, peer, false));
+                return Err(AttemptFailure::new(
+                    error,
+                    FailurePoint::Connect,
+                    peer,
+                    false,
+                ));
             }
             Err(SendFailure::Failed(error)) => {
                 let point = match error.side() {

@@ -32,23 +32,23 @@ use hyper::body::Incoming;
 use tokio::sync::oneshot;
 use tracing::debug;
 
-use super::admission::{self, Admission, Failed, NextPeer};
-use super::attempt::{Forwarded, attempt};
+use super::attempt::{Forwarded, NextAttempt, attempt};
 use super::driver::{self, Handling};
+use super::engine_ctx::EngineCtx;
 use super::engine_task::CatchUnwind;
 use super::forward;
 use super::identity::ClientAddr;
 use super::pump::{BodyOutcome, ResponseBody};
 use super::reply::Reply;
 use super::respond::{CLIENT_CLOSED, error_response, status_for};
+use super::retries::Retries;
 use super::shared::EngineShared;
 use super::upgrade::UpgradeRecord;
 use super::{ProxyHttp, Session};
 use crate::body::ReplaySource;
 use crate::body::limit::{BodyLimit, LimitedBody};
 use crate::error::{Error, ErrorKind, Result};
-use crate::policy::pushback::outer_layer_retries;
-use crate::policy::retry::{FailurePoint, RetryFacts, StopReason, Verdict, decide};
+use crate::policy::retry::{FailurePoint, RetryFacts, Verdict, decide};
 use crate::trace::{AttemptLog, Decision, Phase};
 
 /// Handle one downstream request: a future that drives its engine and
@@ -173,159 +173,36 @@ async fn serve<P: ProxyHttp>(
     }
     super::target::refuse_escaped_slash(session)?;
     forward::check_declared_length(session)?;
-    let forwarded = attempt_loop(proxy, shared, session, ctx, reply).await?;
+    let mut engine = EngineCtx {
+        proxy,
+        shared,
+        session: &mut *session,
+        ctx: &mut *ctx,
+    };
+    let forwarded = attempt_loop(&mut engine, reply).await?;
     if reply.delivered {
         driver::to_the_body().await;
     }
     finish_body(proxy, session, ctx, forwarded).await
 }
 
-/// Attempt until a response head went downstream or the policy says stop.
+/// Attempt until a response head went downstream or the policy says stop:
+/// the failure model of the seed, step by step. Connect and send (one
+/// attempt), judge a failure (the hook, then the request's allowance), and
+/// retry or stop.
 async fn attempt_loop<P: ProxyHttp>(
-    proxy: &P,
-    shared: &EngineShared,
-    session: &mut Session,
-    ctx: &mut P::CTX,
+    e: &mut EngineCtx<'_, P>,
     reply: &mut Reply,
 ) -> Result<Forwarded> {
-    let mut limits = proxy.retry_limits(session, ctx);
-    // The client's gRPC timeout or deadline header, if shorter.
-    limits.deadline = admission::request_deadline(session, &limits)?;
-    let start = session.attempts().start();
-    session.set_deadline(
-        limits.deadline.map(|d| start + d),
-        limits.deadline_header.clone(),
-    );
-    if session.deadline().is_some_and(|d| Instant::now() >= d) {
-        return Err(admission::exceeded(StopReason::Deadline, None));
-    }
-    let budget = proxy
-        .retry_budget(session, ctx)
-        .or_else(|| shared.budget.clone());
-    let mut admission = Admission::new(&limits, shared.max_retries, shared.jitter, start);
-    admission.draw_on(budget, Instant::now());
-    // In a dry run, a retry an outer proxy makes is only noted.
-    let outer = outer_layer_retries(
-        &session.req_header().headers,
-        limits.retry_when_attempt_header,
-    );
-    if outer && !limits.mode.is_dry_run() {
-        admission.leave_retries_outside();
-    }
-    let mut fresh_only = false;
-    // Under a deadline, the next attempt's server is chosen before its retry
-    // is admitted (a retry it could not answer in time is not made).
-    let mut chosen = None;
+    let mut retries = Retries::start(e)?;
+    let mut next = NextAttempt::default();
     loop {
-        let attempted = attempt(
-            proxy,
-            shared,
-            session,
-            ctx,
-            reply,
-            (chosen.take(), fresh_only),
-            &mut admission,
-        )
-        .await;
-        let failure = match attempted {
+        let failure = match attempt(e, reply, &mut next, &mut retries.admission).await {
             Ok(forwarded) => return Ok(forwarded),
             Err(failure) => failure,
         };
-        let Some(peer) = failure.peer else {
-            // `upstream_peer` itself failed: no attempt was made, nothing to
-            // retry. The attempt before, if any, was not followed after all.
-            if let Some(record) = session.attempts_mut().current() {
-                record.decision = Decision::Stop(StopReason::InternalError);
-            }
-            return Err(failure.error);
-        };
-        // After a pooled connection failed, the pool may hold more like it
-        // (the upstream restarted): the next attempt takes a new connection.
-        // A refused stream goes to another connection too.
-        fresh_only = failure.reused || failure.error.kind() == ErrorKind::StreamRefused;
-        let stale = admission.is_stale_retry(Failed {
-            point: failure.point,
-            kind: failure.error.kind(),
-            reused: failure.reused,
-            idempotent: session.is_idempotent(),
-        });
-        let error = match failure.point {
-            FailurePoint::Connect => proxy.fail_to_connect(session, &peer, ctx, failure.error),
-            FailurePoint::BeforeResponseHead => {
-                proxy.error_while_proxy(&peer, session, failure.error, ctx, failure.reused)
-            }
-            // Judged already (`upstream_response_failure`), or nobody to ask.
-            _ => failure.error,
-        };
-        let mut verdict = if failure.point == FailurePoint::ResponseRejected {
-            // `judge_response` only fails an answer it admitted a retry for.
-            Verdict::Retry
-        } else {
-            let body = session.body_source().state();
-            let facts = admission.facts(failure.point, &error, body, stale, Instant::now());
-            admission.admit(&facts, Instant::now())
-        };
-        if let Some(record) = session.attempts_mut().current() {
-            record.error = Some(error.kind());
-            record.note = error.retry_note();
-        }
-        // A rejected answer was judged already: its retry goes (its timeouts
-        // fit what is left), and no answer is lost to a late "too close".
-        if verdict == Verdict::Retry
-            && failure.point != FailurePoint::ResponseRejected
-            && let Some(deadline) = session.deadline()
-        {
-            let starts_at = Instant::now() + admission.delay(stale, &error);
-            match admission::choose_next(proxy, shared, session, ctx, deadline, starts_at).await {
-                Ok(NextPeer::Go(peer)) => chosen = Some(peer),
-                Ok(NextPeer::TooClose(peer)) if limits.mode.is_dry_run() => {
-                    session.note_dry_run("deadline", "skip-retry");
-                    chosen = Some(peer);
-                }
-                Ok(NextPeer::TooClose(_)) => {
-                    admission.unspend(stale, Instant::now());
-                    verdict = Verdict::Stop(StopReason::DeadlineTooClose);
-                }
-                Err(e) => {
-                    // As when `upstream_peer` fails at the top of an attempt.
-                    let stop = Decision::Stop(StopReason::InternalError);
-                    session.attempts_mut().finish(stop, Instant::now());
-                    return Err(e);
-                }
-            }
-        }
-        if outer && verdict == Verdict::Retry && limits.mode.is_dry_run() {
-            session.note_dry_run("one-layer-retries", "not-retry");
-        }
-        let trace = session.attempts_mut();
-        match verdict {
-            Verdict::Retry => {
-                let delay = admission.delay(stale, &error);
-                if let Some(record) = trace.current() {
-                    record.backoff = delay;
-                }
-                trace.finish(Decision::Retry, Instant::now());
-                if !delay.is_zero() {
-                    tokio::select! {
-                        () = tokio::time::sleep(delay) => {}
-                        () = reply.closed() => return Err(Error::explain(
-                            ErrorKind::DownstreamClosed,
-                            "client went away during the backoff before a retry",
-                        )),
-                    }
-                }
-                admission.advance(stale);
-            }
-            Verdict::Stop(reason) => {
-                trace.finish(Decision::Stop(reason), Instant::now());
-                return Err(match reason {
-                    StopReason::Deadline | StopReason::DeadlineTooClose => {
-                        admission::exceeded(reason, Some(error))
-                    }
-                    _ => error,
-                });
-            }
-        }
+        let judged = retries.judge(e, failure, &mut next).await?;
+        retries.follow(e, reply, judged).await?;
     }
 }
 

@@ -12,12 +12,12 @@ use std::pin::pin;
 use std::sync::Arc;
 use std::time::Instant;
 
-use http::{Request, Response};
+use http::Response;
 use hyper::body::Incoming;
 
 use super::admission::{HedgePlan, fit_to};
+use super::engine_ctx::EngineCtx;
 use super::forward::{self, SendFailure};
-use super::shared::EngineShared;
 use super::{ProxyHttp, Session};
 use crate::body::Progress;
 use crate::peer::HttpPeer;
@@ -49,10 +49,7 @@ enum FirstAnswer {
 
 /// Exchange `request` with the first server, hedged as `plan` says.
 pub(super) async fn exchange<P: ProxyHttp>(
-    proxy: &P,
-    shared: &EngineShared,
-    session: &mut Session,
-    ctx: &mut P::CTX,
+    e: &mut EngineCtx<'_, P>,
     first: First<'_>,
     request: UpstreamRequest,
     plan: HedgePlan,
@@ -73,8 +70,8 @@ pub(super) async fn exchange<P: ProxyHttp>(
             result = &mut sent => return result,
             () = tokio::time::sleep(plan.after) => {}
         }
-        let body = session.body_source().state();
-        if !may_hedge(session.is_idempotent(), first_progress.finished(), body) {
+        let body = e.session.body_source().state();
+        if !may_hedge(e.session.is_idempotent(), first_progress.finished(), body) {
             return sent.await;
         }
         let first_addr = first.peer.address;
@@ -83,18 +80,18 @@ pub(super) async fn exchange<P: ProxyHttp>(
         let copy = tokio::select! {
             biased;
             result = &mut sent => {
-                restore_peer(session, first_addr);
+                restore_peer(e.session, first_addr);
                 return result;
             }
-            copy = prepare_copy(proxy, shared, session, ctx, first_addr, plan.deadline) => copy,
+            copy = prepare_copy(e, first_addr, plan.deadline) => copy,
         };
-        restore_peer(session, first_addr);
+        restore_peer(e.session, first_addr);
         // No other server: nothing is sent and nothing spent.
         let Some(mut copy) = copy else {
             return sent.await;
         };
         if plan.dry_run {
-            session.note_dry_run("hedge", "send-copy");
+            e.session.note_dry_run("hedge", "send-copy");
             return sent.await;
         }
         let allowed = plan
@@ -116,7 +113,7 @@ pub(super) async fn exchange<P: ProxyHttp>(
         };
         // Each server's own time: the winner's to its head, and for the
         // loser at least as long as it was given.
-        let times = &shared.response_times;
+        let times = &e.shared.response_times;
         let now = started.elapsed();
         match &winner {
             FirstAnswer::First(Ok(_)) => times.record(first_addr, now),
@@ -142,7 +139,7 @@ pub(super) async fn exchange<P: ProxyHttp>(
     } else {
         copy_peer.address
     };
-    if let Some(record) = session.attempts_mut().current() {
+    if let Some(record) = e.session.attempts_mut().current() {
         record.peer = first.peer.address;
         record.request_hedge = Some(RequestHedge {
             other,
@@ -157,36 +154,29 @@ pub(super) async fn exchange<P: ProxyHttp>(
 /// timeouts fitted to the request's `deadline`; `None` when `upstream_peer`
 /// has nothing but `first` to offer, or the copy cannot be made ready.
 async fn prepare_copy<P: ProxyHttp>(
-    proxy: &P,
-    shared: &EngineShared,
-    session: &mut Session,
-    ctx: &mut P::CTX,
+    e: &mut EngineCtx<'_, P>,
     first: std::net::SocketAddr,
     deadline: Option<Instant>,
 ) -> Option<Copy> {
-    let mut peer = proxy.upstream_peer(session, ctx).await.ok()?;
+    let mut peer = e.proxy.upstream_peer(e.session, e.ctx).await.ok()?;
     if peer.address == first {
         return None;
     }
     fit_to(&mut peer, deadline, Instant::now());
+    let shared = e.shared;
     let found = acquire(&shared.pool, &shared.connect_times, &peer, false).await;
-    session.attempts_mut().count_stale(found.stale);
+    e.session.attempts_mut().count_stale(found.stale);
     let conn = found.conn.ok()?;
-    let mut head = forward::upstream_head(session, &peer, &shared.identity);
     // The hook sees the copy's server as the attempt's (a `Host` of the
     // server reached, say); the race's winner is recorded after it.
-    if let Some(record) = session.attempts_mut().current() {
+    if let Some(record) = e.session.attempts_mut().current() {
         record.peer = peer.address;
     }
-    proxy
-        .upstream_request_filter(session, &mut head, ctx)
-        .await
-        .ok()?;
-    let (body, progress) = forward::attempt_body(session, &conn, shared.client_chunk);
+    let (request, progress) = e.prepare_request(&peer, &conn).await.ok()?;
     Some(Copy {
         peer,
         conn,
-        request: Request::from_parts(head, body),
+        request,
         progress,
     })
 }
