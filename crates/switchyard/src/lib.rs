@@ -3,12 +3,14 @@
 //! # Where things live
 //!
 //! - [`ProxyHttp`] (`proxy/mod.rs`): the hooks; [`Session`] the request as hooks see it.
-//! - `proxy/engine.rs`: the per-request state machine and the only attempt loop.
+//! - `proxy/engine.rs`: the per-request state machine and the only attempt loop;
+//!   `proxy/attempt.rs` one attempt, `proxy/retries.rs` the verdict on a failed one.
 //! - [`policy::retry`]: the pure retry decision, with named reasons.
 //! - [`trace`]: the attempt trace handed to `logging`.
 //! - [`path`]: request paths normalized before routing.
 //! - [`body`]: the bounded replay buffer.
-//! - `upstream/`: connector and pool; [`server`]: listener and shutdown; [`tls`]: certificates and trust.
+//! - `upstream/`: connector, pool, connection acquisition and connect hedging;
+//!   [`server`]: listener and shutdown; [`tls`]: certificates and trust.
 //! - [`group`]: an upstream group (servers in tiers, health, retry policy and
 //!   budget, hedging) answering the upstream hooks; [`route`]: routes to groups,
 //!   matching and rewriting. A proxy delegates its hooks to them (`docs/library.md`).

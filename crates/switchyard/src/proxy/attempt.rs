@@ -3,7 +3,10 @@
 //! timeouts (shortened to fit the request's deadline), let a hook judge the
 //! answer, and hand the head downstream with its body pump.
 //!
-//! The loop around attempts, and every retry decision, is in `engine.rs`.
+//! The loop around attempts is in `engine.rs`; the verdict on a failed
+//! attempt in `retries.rs`. A rejected answer (`upstream_response_failure`)
+//! is judged here as it arrives, since one that will not be retried is
+//! forwarded as it is. The connection comes from `upstream::acquire`.
 
 use std::sync::Arc;
 use std::time::Instant;

@@ -1,4 +1,5 @@
-//! The per-request state machine, and the only attempt loop.
+//! The per-request state machine: from the request head to `logging`,
+//! with the only attempt loop.
 //!
 //! The downstream connection polls each request's engine (`driver.rs`):
 //! first while it waits for the response head, which comes through a
@@ -7,10 +8,12 @@
 //! dropped unfinished is spawned and runs to its end, so the trace is always
 //! complete and `logging` always runs.
 //!
-//! The loop: choose a peer, attempt, and on failure let the hook judge the
-//! error (`fail_to_connect` or `error_while_proxy`), ask the pure policy
-//! (`policy::retry::decide`), record the verdict, and go round again or
-//! stop. After the head went downstream a failure can only end the request.
+//! The loop is the seed's failure model: one attempt (`attempt.rs`: peer,
+//! connection, exchange, the head downstream), and on failure the verdict
+//! (`retries.rs`: the hook, then the request's allowance through the pure
+//! `policy::retry::decide`), then a retry after its backoff or a stop.
+//! After the head went downstream a failure can only end the request
+//! (`settle_body`).
 //!
 //! Cancel behaviour: if the client goes away while an attempt waits on the
 //! upstream, the attempt is abandoned (its upstream connection is closed),

@@ -3,7 +3,8 @@
 //! and name precisely what went wrong when it fails.
 //!
 //! The exchange is the same for every HTTP version: the version lives in
-//! `UpstreamConn` (HTTP/1.1 today), the body pump in `pump.rs`.
+//! `UpstreamConn` (HTTP/1.1, or one stream of a shared HTTP/2
+//! connection), the body pump in `pump.rs`.
 
 use std::io;
 use std::net::SocketAddr;

@@ -7,12 +7,16 @@
 //!   -> response_filter -> [stream body] -> logging
 //! ```
 //!
-//! On a failure the engine (`engine.rs`) calls `fail_to_connect` (no
-//! connection was made) or `error_while_proxy` (the connection was in use),
-//! asks the pure retry policy (`policy/retry.rs`) whether the error may be
-//! retried, and either calls `upstream_peer` again or ends in
-//! `fail_to_proxy`. `respond.rs` holds the default error responses,
-//! `forward.rs` one exchange with an upstream, `pump.rs` the response body.
+//! On a failure the engine (`engine.rs`, judging in `retries.rs`) calls
+//! `fail_to_connect` (no connection was made) or `error_while_proxy` (the
+//! connection was in use), asks the pure retry policy (`policy/retry.rs`)
+//! whether the error may be retried, and either calls `upstream_peer` again
+//! or ends in `fail_to_proxy`. `attempt.rs` is one attempt, `forward.rs`
+//! one exchange with an upstream, `hedged_exchange.rs` one raced against a
+//! copy, `pump.rs` the response body, `respond.rs` the default error
+//! responses. A proxy that delegates its hooks to an
+//! [`UpstreamGroup`](crate::group::UpstreamGroup) or a
+//! [`RouteCtx`](crate::route::RouteCtx) gets the binary's behaviour.
 
 use std::future::Future;
 

@@ -1,5 +1,6 @@
-//! Connections to upstreams: making them ([`connector`]) and keeping them
-//! for reuse ([`pool`]).
+//! Connections to upstreams: making them ([`connector`], raced by
+//! [`connect_hedge`]), keeping them for reuse ([`pool`]), and finding one
+//! for an attempt ([`acquire`]).
 //!
 //! An [`UpstreamConn`] carries one request. Over HTTP/1.1 it owns a client
 //! connection driven by hyper on its own task, over a
