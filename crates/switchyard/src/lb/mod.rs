@@ -9,6 +9,11 @@
 //! the primaries. It never panics: a group without servers, or with a zero
 //! weight, is refused when built, with the reason.
 //!
+//! Which primary is the algorithm's: a type behind [`SelectionAlgorithm`]
+//! (`algorithm.rs`), named by [`Selection`] for the built-in ones, or your
+//! own, given to [`Backends::with_algorithm`]. The tiers, health and the
+//! request's earlier attempts stay here, whatever the algorithm.
+//!
 //! Health narrows the candidates: [`Backends::select_avoiding`] skips the
 //! peers health says to avoid (down or ejected). The tier rule: primaries
 //! that are usable and untried first; then usable untried backups (a tier
@@ -18,15 +23,16 @@
 
 use std::fmt;
 use std::net::SocketAddr;
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicUsize, Ordering};
 
+mod algorithm;
 mod choose;
 #[cfg(test)]
 mod tests;
 
+pub use algorithm::{
+    ConsistentHash, LeastLoaded, Random, RoundRobin, SelectionAlgorithm, Weighted,
+};
 pub use choose::{PeerLoad, hash_bytes};
-use choose::{Ring, two_choices};
 
 /// One server of a group.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -44,7 +50,8 @@ impl Backend {
     }
 }
 
-/// How primaries are chosen.
+/// The built-in selection algorithms, by name (each is a
+/// [`SelectionAlgorithm`]; [`Selection::algorithm`] makes one).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum Selection {
     /// Each in turn, weights ignored.
@@ -63,6 +70,19 @@ pub enum Selection {
     /// passes to [`Backends::select_keyed`]: a key stays on its server
     /// while that server is usable. Without a key, round robin.
     Hash,
+}
+
+impl Selection {
+    /// The algorithm this names, for `primaries`.
+    pub fn algorithm(self, primaries: &[Backend]) -> Box<dyn SelectionAlgorithm> {
+        match self {
+            Selection::RoundRobin => Box::new(RoundRobin::default()),
+            Selection::Weighted => Box::new(Weighted::new(primaries.len())),
+            Selection::Random => Box::new(Random),
+            Selection::LeastLoaded => Box::new(LeastLoaded::new(primaries.len())),
+            Selection::Hash => Box::new(ConsistentHash::new(primaries)),
+        }
+    }
 }
 
 /// Which tier a pick came from.
@@ -123,23 +143,27 @@ impl From<BackendsError> for Box<crate::error::Error> {
 pub struct Backends {
     primaries: Vec<Backend>,
     backups: Vec<Backend>,
-    selection: Selection,
-    turn: AtomicUsize,
-    /// Smooth weighted round robin's running weights, one per primary.
-    current: Mutex<Vec<i64>>,
-    /// Load per primary, kept only for [`Selection::LeastLoaded`] (empty
-    /// otherwise: nothing else reads it, and keeping it costs every request).
-    loads: Vec<PeerLoad>,
-    /// The hash ring, built only for [`Selection::Hash`].
-    ring: Option<Ring>,
+    algorithm: Box<dyn SelectionAlgorithm>,
 }
 
 impl Backends {
-    /// A group of `primaries` with `backups`, or why it cannot be.
+    /// A group of `primaries` with `backups`, chosen by `selection`, or why
+    /// it cannot be.
     pub fn new(
         primaries: Vec<Backend>,
         backups: Vec<Backend>,
         selection: Selection,
+    ) -> Result<Self, BackendsError> {
+        let algorithm = selection.algorithm(&primaries);
+        Backends::with_algorithm(primaries, backups, algorithm)
+    }
+
+    /// A group whose primaries are chosen by `algorithm` (one of the
+    /// built-in ones, or a type of your own).
+    pub fn with_algorithm(
+        primaries: Vec<Backend>,
+        backups: Vec<Backend>,
+        algorithm: Box<dyn SelectionAlgorithm>,
     ) -> Result<Self, BackendsError> {
         if primaries.is_empty() {
             return Err(BackendsError::NoPrimaries);
@@ -147,20 +171,10 @@ impl Backends {
         if let Some(zero) = primaries.iter().chain(&backups).find(|b| b.weight == 0) {
             return Err(BackendsError::ZeroWeight(zero.addr));
         }
-        let current = Mutex::new(vec![0; primaries.len()]);
-        let loads = match selection {
-            Selection::LeastLoaded => primaries.iter().map(|_| PeerLoad::default()).collect(),
-            _ => Vec::new(),
-        };
-        let ring = (selection == Selection::Hash).then(|| Ring::new(&primaries));
         Ok(Backends {
             primaries,
             backups,
-            selection,
-            turn: AtomicUsize::new(0),
-            current,
-            loads,
-            ring,
+            algorithm,
         })
     }
 
@@ -174,28 +188,22 @@ impl Backends {
         &self.backups
     }
 
-    /// The load record of primary `addr` under [`Selection::LeastLoaded`]
-    /// (none for other selections, backups and strangers): call `begin`
-    /// when a request goes to it and `end` when it is done.
+    /// The load record of primary `addr` when the algorithm weighs load
+    /// ([`Selection::LeastLoaded`]; none for other algorithms, backups and
+    /// strangers): call `begin` when a request goes to it and `end` when it
+    /// is done.
     pub fn load(&self, addr: SocketAddr) -> Option<&PeerLoad> {
-        if self.loads.is_empty() {
-            return None;
-        }
+        // Most algorithms keep no load: no search through the primaries then.
+        self.algorithm.load(0)?;
         let index = self.primaries.iter().position(|b| b.addr == addr)?;
-        self.loads.get(index)
+        self.algorithm.load(index)
     }
 
     /// Like [`select_avoiding`](Self::select_avoiding), placing the request
     /// by `key` on the hash ring when the selection is [`Selection::Hash`]
     /// (use [`hash_bytes`] on a header, cookie, path or client address).
     pub fn select_keyed(&self, tried: &[SocketAddr], avoid: &[SocketAddr], key: u64) -> Pick {
-        if let Some(ring) = &self.ring {
-            let eligible = |i: usize| fresh(self.primaries[i].addr, tried, avoid);
-            if let Some(index) = ring.lookup(key, eligible) {
-                return pick(self.primaries[index].addr, Tier::Primary, false);
-            }
-        }
-        self.select_avoiding(tried, avoid)
+        self.select_by(tried, avoid, Some(key))
     }
 
     /// The server for the next attempt of a request that already tried `tried`.
@@ -206,19 +214,25 @@ impl Backends {
     /// Like [`select`](Self::select), skipping the peers in `avoid` (down
     /// or ejected) unless nothing else is left.
     pub fn select_avoiding(&self, tried: &[SocketAddr], avoid: &[SocketAddr]) -> Pick {
+        self.select_by(tried, avoid, None)
+    }
+
+    /// The tier rule (see the module docs), the request's `key` placing its
+    /// first choice among the usable untried primaries.
+    fn select_by(&self, tried: &[SocketAddr], avoid: &[SocketAddr], key: Option<u64>) -> Pick {
         let usable = |b: &Backend| !avoid.contains(&b.addr);
         let usable_untried = |b: &Backend| fresh(b.addr, tried, avoid);
         // Only a request's first pick moves the rotation on; its retries
         // look onward from there, so requests keep spreading out.
         let first = tried.is_empty();
-        if let Some(addr) = self.pick_primary(first, usable_untried) {
+        if let Some(addr) = self.pick_primary(first, usable_untried, key) {
             return pick(addr, Tier::Primary, false);
         }
         if let Some(backup) = self.backups.iter().find(|b| usable_untried(b)) {
             return pick(backup.addr, Tier::Backup, false);
         }
         // Every usable server was tried: start over on the usable ones.
-        if let Some(addr) = self.pick_primary(true, usable) {
+        if let Some(addr) = self.pick_primary(true, usable, None) {
             return pick(addr, Tier::Primary, true);
         }
         if let Some(backup) = self.backups.iter().find(|b| usable(b)) {
@@ -226,7 +240,7 @@ impl Backends {
         }
         // Nothing usable at all: an avoided primary beats an error.
         let addr = self
-            .pick_primary(true, |_| true)
+            .pick_primary(true, |_| true, None)
             .unwrap_or(self.primaries[0].addr);
         pick(addr, Tier::Primary, !tried.is_empty())
     }
@@ -256,56 +270,14 @@ impl Backends {
 
     fn pick_primary(
         &self,
-        advance: bool,
+        first: bool,
         eligible: impl Fn(&Backend) -> bool,
+        key: Option<u64>,
     ) -> Option<SocketAddr> {
-        match self.selection {
-            Selection::Random | Selection::LeastLoaded => {
-                let eligible: Vec<usize> = (0..self.primaries.len())
-                    .filter(|&i| eligible(&self.primaries[i]))
-                    .collect();
-                let index = if self.selection == Selection::Random {
-                    (!eligible.is_empty()).then(|| eligible[crate::random::below(eligible.len())])
-                } else {
-                    two_choices(&eligible, &self.loads)
-                };
-                index.map(|i| self.primaries[i].addr)
-            }
-            Selection::RoundRobin | Selection::Hash => {
-                let n = self.primaries.len();
-                let start = if advance {
-                    self.turn.fetch_add(1, Ordering::Relaxed)
-                } else {
-                    self.turn.load(Ordering::Relaxed)
-                };
-                (0..n)
-                    .map(|i| &self.primaries[(start + i) % n])
-                    .find(|b| eligible(b))
-                    .map(|b| b.addr)
-            }
-            Selection::Weighted => self.pick_weighted(eligible),
-        }
-    }
-
-    /// nginx's smooth weighted round robin over the eligible primaries.
-    fn pick_weighted(&self, eligible: impl Fn(&Backend) -> bool) -> Option<SocketAddr> {
-        let mut current = self.current.lock().unwrap_or_else(|p| p.into_inner());
-        let mut total = 0i64;
-        let mut best: Option<usize> = None;
-        for (i, backend) in self.primaries.iter().enumerate() {
-            if !eligible(backend) {
-                continue;
-            }
-            let weight = i64::from(backend.weight);
-            current[i] += weight;
-            total += weight;
-            if best.is_none_or(|b| current[i] > current[b]) {
-                best = Some(i);
-            }
-        }
-        let best = best?;
-        current[best] -= total;
-        Some(self.primaries[best].addr)
+        let primaries = &self.primaries;
+        let eligible = |i: usize| primaries.get(i).is_some_and(&eligible);
+        let index = self.algorithm.pick(primaries, &eligible, first, key)?;
+        primaries.get(index).map(|b| b.addr)
     }
 }
 

@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 
-use super::{Backend, Backends, BackendsError, Selection, Tier};
+use super::{Backend, Backends, BackendsError, Selection, SelectionAlgorithm, Tier};
 
 fn addr(port: u16) -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], port))
@@ -227,4 +227,34 @@ fn hashing_falls_back_when_every_ring_server_was_tried() {
     let tried = [addr(9001), addr(9002)];
     let p = g.select_keyed(&tried, &[], 42);
     assert_eq!((p.addr, p.tier), (addr(9100), Tier::Backup));
+}
+
+/// An algorithm of the user's own: the last eligible primary.
+#[derive(Debug)]
+struct Last;
+
+impl SelectionAlgorithm for Last {
+    fn pick(
+        &self,
+        primaries: &[Backend],
+        eligible: &dyn Fn(usize) -> bool,
+        _first: bool,
+        _key: Option<u64>,
+    ) -> Option<usize> {
+        (0..primaries.len()).rev().find(|&i| eligible(i))
+    }
+}
+
+#[test]
+fn a_selection_algorithm_of_ones_own_keeps_the_tier_rules() {
+    let primaries = vec![Backend::new(addr(1)), Backend::new(addr(2))];
+    let backups = vec![Backend::new(addr(9))];
+    let g = Backends::with_algorithm(primaries, backups, Box::new(Last)).unwrap();
+    assert_eq!(g.select(&[]).addr, addr(2));
+    assert_eq!(g.select(&[addr(2)]).addr, addr(1));
+    // Every primary tried: the backup, whatever the algorithm.
+    let third = g.select(&[addr(2), addr(1)]);
+    assert_eq!((third.addr, third.tier), (addr(9), Tier::Backup));
+    assert_eq!(g.select_avoiding(&[], &[addr(2)]).addr, addr(1));
+    assert!(g.load(addr(1)).is_none(), "it weighs no load");
 }
