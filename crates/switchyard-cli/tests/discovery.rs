@@ -18,9 +18,13 @@ use switchyard_cli::serve;
 use switchyard_testkit::{Behavior, Origin, Script, client, within};
 use tokio::sync::oneshot;
 
-/// Answers the test sets; a name without one fails to resolve.
+/// Answers the test sets; a name without one fails to resolve. Counts the
+/// lookups it answered.
 #[derive(Debug, Default)]
-struct Table(Mutex<HashMap<ServerName, Vec<SocketAddr>>>);
+struct Table(
+    Mutex<HashMap<ServerName, Vec<SocketAddr>>>,
+    std::sync::atomic::AtomicUsize,
+);
 
 impl Table {
     fn set(&self, name: &ServerName, addresses: &[SocketAddr]) {
@@ -33,10 +37,15 @@ impl Table {
     fn forget(&self, name: &ServerName) {
         self.0.lock().unwrap().remove(name);
     }
+
+    fn lookups(&self) -> usize {
+        self.1.load(std::sync::atomic::Ordering::Relaxed)
+    }
 }
 
 impl Resolve for Table {
     fn resolve<'a>(&'a self, name: &'a ServerName) -> Lookup<'a> {
+        self.1.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let found = self.0.lock().unwrap().get(name).cloned();
         Box::pin(async move { found.ok_or_else(|| std::io::Error::other("no such name")) })
     }
@@ -135,7 +144,9 @@ async fn a_changed_answer_moves_new_requests_and_closes_connections_to_the_old_a
 
     // Lookups that fail keep the last good address, and refreshing goes on.
     table.forget(&name);
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // A lookup failed since (the one under way may have begun before).
+    let before = table.lookups();
+    switchyard_testkit::eventually(5, "failed lookups", || table.lookups() >= before + 2).await;
     let reply = within(10, "GET", client::get(addr, "/")).await.unwrap();
     assert_eq!(reply.body, "new");
     table.set(&name, &[third.addr()]);

@@ -164,13 +164,14 @@ async fn slow_start_in_a_dry_run_gives_a_returning_server_its_full_share() {
     while back.requests().is_empty() {
         get_n(proxy.addr, 1).await;
     }
-    tokio::time::sleep(Duration::from_millis(400)).await;
+    // The ejection is over: it is usable again, ramping up.
+    let admin = proxy.admin.unwrap();
+    common::wait_for_upstreams(admin, |s| s["upstreams"][0]["servers"][0]["usable"] == true).await;
     // Early in the ramp, yet half the requests: round robin as without it.
     let seen = back.requests().len();
     get_n(proxy.addr, 40).await;
     let early = back.requests().len() - seen;
     assert!(early >= 16, "{early} of 40: the dry run held it back");
-    let admin = proxy.admin.unwrap();
     assert!(dry_run_count(admin, "slow-start", "pick-again").await >= 1);
     let log = proxy.access_log();
     assert!(

@@ -7,7 +7,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{Running, TempConfig, admin_get};
+use common::{Running, TempConfig, admin_get, wait_for_upstreams};
 use switchyard_testkit::{Behavior, Blackhole, Origin, Script, client, refused_addr, within};
 
 #[tokio::test]
@@ -90,7 +90,7 @@ async fn active_checks_take_a_server_down_and_bring_it_back_after_rise() {
     let proxy = Running::start(&["run", "-c", file.path.to_str().unwrap()]);
     let admin = proxy.admin.unwrap();
     let server = |state: &serde_json::Value| state["upstreams"][0]["servers"][0].clone();
-    let down = wait_for(admin, |s| server(s)["check"] == "down").await;
+    let down = wait_for_upstreams(admin, |s| server(s)["check"] == "down").await;
     assert_eq!(server(&down)["usable"], false);
     assert!(
         server(&down)["last_check"]
@@ -113,7 +113,7 @@ async fn active_checks_take_a_server_down_and_bring_it_back_after_rise() {
             drop(stream);
         }
     });
-    let up = wait_for(admin, |s| server(s)["check"] == "up").await;
+    let up = wait_for_upstreams(admin, |s| server(s)["check"] == "up").await;
     assert_eq!(server(&up)["usable"], true);
 }
 
@@ -185,7 +185,7 @@ async fn in_panic_mode_servers_marked_down_take_traffic_again() {
     let proxy = Running::start(&["run", "-c", file.path.to_str().unwrap()]);
     let admin = proxy.admin.unwrap();
     let down = |s: &serde_json::Value, i: usize| s["upstreams"][0]["servers"][i]["check"] == "down";
-    let state = wait_for(admin, |s| down(s, 0) && down(s, 1)).await;
+    let state = wait_for_upstreams(admin, |s| down(s, 0) && down(s, 1)).await;
     assert_eq!(state["upstreams"][0]["panic"], true, "{state}");
     let mut seen = std::collections::BTreeSet::new();
     for _ in 0..12 {
@@ -217,7 +217,7 @@ async fn a_healthy_backup_serves_before_primaries_marked_down() {
     let proxy = Running::start(&["run", "-c", file.path.to_str().unwrap()]);
     let admin = proxy.admin.unwrap();
     let down = |s: &serde_json::Value, i: usize| s["upstreams"][0]["servers"][i]["check"] == "down";
-    let state = wait_for(admin, |s| down(s, 0) && down(s, 1)).await;
+    let state = wait_for_upstreams(admin, |s| down(s, 0) && down(s, 1)).await;
     assert_eq!(state["upstreams"][0]["panic"], false, "{state}");
     for i in 0..10 {
         let reply = within(10, "request", client::get(proxy.addr, "/"))
@@ -293,21 +293,4 @@ async fn a_bad_health_check_section_is_refused_with_its_key() {
         stderr.contains("upstreams.app.health_check.kind") && stderr.contains("\"icmp\""),
         "{stderr}"
     );
-}
-
-/// Poll `/upstreams` until `done` holds (10 s at most).
-async fn wait_for(
-    admin: std::net::SocketAddr,
-    done: impl Fn(&serde_json::Value) -> bool,
-) -> serde_json::Value {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let state: serde_json::Value =
-            serde_json::from_str(&admin_get(admin, "/upstreams").await).unwrap();
-        if done(&state) {
-            return state;
-        }
-        assert!(Instant::now() < deadline, "never reached: {state}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
 }

@@ -6,7 +6,7 @@
 mod common;
 
 use std::net::SocketAddr;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::{get_n, two_servers};
 use switchyard_testkit::{Behavior, Origin, Script};
@@ -94,8 +94,9 @@ async fn a_server_back_from_an_ejection_ramps_its_share_up() {
         get_n(proxy.addr, 1).await;
     }
     assert_eq!(first_server(admin).await["usable"], false);
-    tokio::time::sleep(Duration::from_millis(400)).await;
-    let ramping_from = Instant::now();
+    // The ejection is over: it is usable again, ramping up.
+    let usable = |s: &serde_json::Value| s["upstreams"][0]["servers"][0]["usable"] == true;
+    common::wait_for_upstreams(admin, usable).await;
 
     // Early in the ramp it takes a small share (10-20%), not half.
     let seen = back.requests().len();
@@ -106,7 +107,9 @@ async fn a_server_back_from_an_ejection_ramps_its_share_up() {
     assert!(server["slow_start_permille"].as_u64().is_some(), "{server}");
 
     // Once the ramp is over, a full share.
-    tokio::time::sleep(Duration::from_secs(2).saturating_sub(ramping_from.elapsed())).await;
+    let ramped =
+        |s: &serde_json::Value| s["upstreams"][0]["servers"][0]["slow_start_permille"].is_null();
+    common::wait_for_upstreams(admin, ramped).await;
     let seen = back.requests().len();
     get_n(proxy.addr, 40).await;
     let late = back.requests().len() - seen;

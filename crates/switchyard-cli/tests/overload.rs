@@ -156,9 +156,9 @@ async fn at_max_connections_the_binary_stops_accepting_and_says_so() {
         200
     );
     let second = tokio::spawn(client::get(proxy.addr, "/"));
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    let limit = "switchyard_downstream_connection_limit_reached_total 1";
+    let metrics = common::wait_for_metric(proxy.admin.unwrap(), limit).await;
     assert!(!second.is_finished(), "served beyond max_connections");
-    let metrics = common::admin_get(proxy.admin.unwrap(), "/metrics").await;
     assert!(
         metrics.contains("switchyard_downstream_connections_open 1"),
         "{metrics}"

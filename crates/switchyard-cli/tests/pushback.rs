@@ -83,7 +83,8 @@ async fn a_server_asking_for_time_is_held_and_its_retry_goes_elsewhere() {
     assert!(log[1].contains("attempts=1"), "{}", log[1]);
 
     // Once the wait is over, the primary is used again.
-    tokio::time::sleep(Duration::from_millis(2100)).await;
+    let free = |s: &serde_json::Value| s["upstreams"][0]["servers"][0]["held_for_ms"].is_null();
+    common::wait_for_upstreams(admin, free).await;
     let third = within(10, "GET", client::get(proxy.addr, "/"))
         .await
         .unwrap();

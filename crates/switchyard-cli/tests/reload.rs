@@ -94,9 +94,9 @@ async fn reload_closes_idle_pooled_connections_to_removed_servers_at_once() {
         .await
         .unwrap();
     assert_eq!(reply.body, "old");
-    // The connection returns to the pool as the response ends, which may
-    // be just after the client read it.
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    // The connection returns to the pool as the response ends, before the
+    // request is logged (which may be just after the client read it).
+    proxy.wait_for_log(1).await;
 
     std::fs::write(&file.path, config_for(new.addr())).unwrap();
     proxy.hangup();

@@ -37,6 +37,26 @@ fn rss_kib(pid: u32) -> u64 {
         .unwrap()
 }
 
+/// `pid`'s resident memory once it stopped changing: the same, within
+/// 1%, over 300 ms (10 s at most). What a test waits for when the flows it
+/// started have settled, instead of a fixed time.
+async fn settled_rss(pid: u32) -> u64 {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let mut last = rss_kib(pid);
+    let mut steady = 0;
+    while steady < 3 && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let now = rss_kib(pid);
+        steady = if now.abs_diff(last) * 100 <= last {
+            steady + 1
+        } else {
+            0
+        };
+        last = now;
+    }
+    last
+}
+
 /// A proxy in front of an origin whose every answer is a `BODY`-byte
 /// response, after one whole response went through (what any request
 /// allocates once is there), and its resident memory then.
@@ -57,16 +77,14 @@ async fn behind_a_large_response(name: &str) -> (Origin, Running, TempConfig, u6
         .await
         .unwrap();
     assert_eq!(whole.body.len(), BODY);
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let before = rss_kib(proxy.pid());
+    let before = settled_rss(proxy.pid()).await;
     (origin, proxy, file, before)
 }
 
-/// Once the flows have stalled, the growth of `pid`'s resident memory per
+/// Once the flows have stalled (its memory settled), the growth of `pid`'s resident memory per
 /// one of the `READERS` clients since `before`, at most `bound` KiB.
 async fn check_growth(pid: u32, before: u64, what: &str, bound: u64) {
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    let during = rss_kib(pid);
+    let during = settled_rss(pid).await;
     let each = during.saturating_sub(before) / READERS as u64;
     eprintln!("{what}: {each} KiB each ({before} KiB before, {during} KiB during)");
     assert!(
@@ -191,8 +209,7 @@ async fn a_fast_upload_to_an_upstream_that_stops_reading_costs_a_bounded_amount(
     );
     let file = TempConfig::new("slow-upstream", &text);
     let proxy = Running::start(&["run", "-c", file.path.to_str().unwrap()]);
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let before = rss_kib(proxy.pid());
+    let before = settled_rss(proxy.pid()).await;
     let mut uploads = Vec::new();
     for _ in 0..READERS {
         let socket = TcpSocket::new_v4().unwrap();

@@ -7,7 +7,6 @@ mod common;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::time::Duration;
 
 use common::{Running, TempConfig, run, run_refused};
 use switchyard_testkit::tls::{TestCa, TlsOrigin, client_config, get};
@@ -141,7 +140,12 @@ async fn sighup_reloads_certificates_without_dropping_requests() {
     proxy
         .wait_for_stderr("certificate(s) for new TLS handshakes")
         .await;
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    // Traffic goes on after the reload.
+    let before = ok.load(Ordering::Relaxed);
+    switchyard_testkit::eventually(10, "requests after the reload", || {
+        ok.load(Ordering::Relaxed) >= before + 3
+    })
+    .await;
     stop.store(true, Ordering::Relaxed);
     traffic.await.unwrap();
     assert_eq!(failed.load(Ordering::Relaxed), 0);

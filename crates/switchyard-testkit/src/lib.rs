@@ -42,3 +42,16 @@ pub async fn within<F: Future>(secs: u64, what: &str, fut: F) -> F::Output {
         Err(_) => panic!("{what} did not finish within {secs} s"),
     }
 }
+
+/// Waits until `condition` holds (looking every 5 ms), panicking with
+/// "`what` did not happen within N s" if it takes longer than `secs`: a
+/// test waits for the event it needs, never for a fixed time.
+pub async fn eventually(secs: u64, what: &str, condition: impl Fn() -> bool) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
+    while !condition() {
+        if tokio::time::Instant::now() >= deadline {
+            panic!("{what} did not happen within {secs} s");
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}

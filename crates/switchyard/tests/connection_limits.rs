@@ -171,7 +171,10 @@ async fn at_max_connections_a_new_client_waits_until_one_closes() {
     );
     // The first connection stays open: the second client is not served yet.
     let second = tokio::spawn(client::get(proxy.addr, "/"));
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    switchyard_testkit::eventually(5, "the second client meeting the limit", || {
+        proxy.counts.limit_reached() >= 1
+    })
+    .await;
     assert!(!second.is_finished(), "served beyond max_connections");
     assert_eq!(proxy.counts.open(), 1);
     assert!(proxy.counts.limit_reached() >= 1);

@@ -62,7 +62,10 @@ async fn a_request_body_that_breaks_off_is_not_retried() {
         .await
         .unwrap();
     client.write_all(&[b'a'; 1000]).await.unwrap();
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    switchyard_testkit::eventually(5, "the first body bytes reaching the upstream", || {
+        origin.stats().body_bytes >= 1000
+    })
+    .await;
     drop(client);
     let logged = within(
         5,

@@ -141,8 +141,8 @@ async fn shutdown_sends_goaway_and_lets_streams_in_flight_finish() {
         h2.sender(),
         h2.request(Method::GET, "/slow", ""),
     ));
-    origin.wait_for_requests(0, 5).await;
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    // The stream is in flight: the origin has the request.
+    origin.wait_for_requests(1, 5).await;
     running.shutdown.shutdown();
     let answer = within(5, "the stream in flight", in_flight)
         .await
@@ -188,10 +188,15 @@ async fn a_rapid_reset_flood_is_cut_off_and_other_clients_are_served() {
 /// Requests from a well-behaved client while `flood` runs: all answered.
 async fn served_during(
     addr: std::net::SocketAddr,
+    counts: &switchyard::server::ConnectionCounts,
     flood: switchyard_testkit::h2::Flood,
 ) -> switchyard_testkit::h2::Flooded {
     let flooding = tokio::spawn(switchyard_testkit::h2::flood(addr, flood, 3));
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    // Under way: its connection is open, or was cut off already.
+    switchyard_testkit::eventually(5, "the flood", || {
+        counts.open() >= 1 || flooding.is_finished()
+    })
+    .await;
     let h2 = H2Conn::cleartext(addr).await.unwrap();
     for i in 0..20 {
         let answer = within(
@@ -210,7 +215,12 @@ async fn served_during(
 async fn a_continuation_flood_is_cut_off_at_the_header_list_limit() {
     let origin = Origin::healthy("origin").await;
     let running = start(TestProxy::new(&[origin.addr()]).options(quick())).await;
-    let flooded = served_during(running.addr, switchyard_testkit::h2::Flood::Continuation).await;
+    let flooded = served_during(
+        running.addr,
+        &running.counts,
+        switchyard_testkit::h2::Flood::Continuation,
+    )
+    .await;
     assert!(
         flooded.closed,
         "the flooding connection was not closed: {flooded:?}"
@@ -235,7 +245,7 @@ async fn settings_and_ping_floods_leave_the_proxy_serving() {
     ] {
         // Either cut off or held back by flow control (a flooder that
         // reads nothing stops being read); never served at others' expense.
-        let flooded = served_during(running.addr, flood).await;
+        let flooded = served_during(running.addr, &running.counts, flood).await;
         assert!(flooded.frames > 0, "{flood:?}: {flooded:?}");
     }
 }

@@ -104,7 +104,8 @@ async fn connections_the_upstream_closed_while_idle_cost_no_error() {
         .await
         .unwrap();
         assert_eq!(reply.status, 200, "request {i}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        // The origin closes the idle pooled connection before the next one.
+        wait_ended(&origin, i + 1).await;
     }
     let logged = proxy.logs.wait(5).await;
     for entry in &logged {

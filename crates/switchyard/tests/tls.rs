@@ -173,10 +173,15 @@ async fn reloading_certificates_under_traffic_drops_no_request() {
             }
         })
     };
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    let served = |n: usize| {
+        let ok = ok.clone();
+        move || ok.load(Ordering::Relaxed) >= n
+    };
+    switchyard_testkit::eventually(10, "requests before the reload", served(3)).await;
     old.replace_files_with(&renewed);
     tls.reload(&settings).unwrap();
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    let before = ok.load(Ordering::Relaxed);
+    switchyard_testkit::eventually(10, "requests after the reload", served(before + 3)).await;
     stop.store(true, Ordering::Relaxed);
     traffic.await.unwrap();
 

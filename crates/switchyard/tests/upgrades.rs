@@ -138,7 +138,13 @@ async fn shutdown_lets_a_tunnel_run_until_the_drain_time_then_closes_it() {
         .unwrap();
     assert_eq!(ws.echo(b"before").await.unwrap(), b"before");
     running.shutdown.shutdown();
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    // Draining: the listener is closed, the tunnel still open.
+    within(5, "the listener to close", async {
+        while tokio::net::TcpStream::connect(running.addr).await.is_ok() {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await;
     assert_eq!(ws.echo(b"while draining").await.unwrap(), b"while draining");
     within(
         5,

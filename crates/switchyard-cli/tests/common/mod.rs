@@ -258,3 +258,39 @@ pub async fn get_n(addr: SocketAddr, n: usize) {
             .unwrap();
     }
 }
+
+/// Poll `/upstreams` until `done` holds (10 s at most).
+pub async fn wait_for_upstreams(
+    admin: std::net::SocketAddr,
+    done: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let state: serde_json::Value =
+            serde_json::from_str(&admin_get(admin, "/upstreams").await).unwrap();
+        if done(&state) {
+            return state;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never reached: {state}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Poll `/metrics` until it contains `line` (10 s at most).
+pub async fn wait_for_metric(admin: SocketAddr, line: &str) -> String {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let metrics = admin_get(admin, "/metrics").await;
+        if metrics.contains(line) {
+            return metrics;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never reached {line:?}: {metrics}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}

@@ -355,7 +355,8 @@ mod tests {
         assert_eq!(slots.open(addr), 1);
     }
 
-    #[tokio::test]
+    // The clock is tokio's, paused: "not within 50 ms" costs no real time.
+    #[tokio::test(start_paused = true)]
     async fn places_go_to_waiters_in_the_order_they_came() {
         // Two waiters queue while both connections are busy; the first
         // place freed goes to the first waiter, the second to the second,
@@ -399,18 +400,29 @@ mod tests {
         assert_eq!(slots.open(addr), 1);
     }
 
-    #[tokio::test]
+    // The clock is tokio's, paused: the 3 s wait passes at once, exactly.
+    #[tokio::test(start_paused = true)]
     async fn a_full_queue_and_a_long_wait_fail_with_the_limit() {
         let slots = ServerSlots::default();
         let addr = SocketAddr::from(([127, 0, 0, 1], 1));
-        let opts = options(1, 1);
+        let opts = PeerOptions {
+            max_connections: Some(1),
+            max_pending: 1,
+            ..PeerOptions::default()
+        };
         let _only = slots.try_take(addr, &opts).unwrap();
         let waiter = slots.queue(addr, None, &opts).unwrap();
         let e = slots.queue(addr, None, &opts).unwrap_err();
         assert_eq!(e.kind(), ErrorKind::ConnectionLimitReached);
         assert!(e.to_string().contains("queue is full"), "{e}");
+        let started = tokio::time::Instant::now();
         let e = waiter.wait(opts.connect_timeout, &opts).await.unwrap_err();
         assert!(e.to_string().contains("none freed"), "{e}");
+        assert_eq!(
+            started.elapsed(),
+            Duration::from_secs(3),
+            "the connect timeout"
+        );
     }
 
     #[test]
