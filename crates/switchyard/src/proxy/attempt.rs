@@ -20,7 +20,7 @@ use super::engine_ctx::EngineCtx;
 use super::forward::{self, Framing, SendFailure};
 use super::grpc::GrpcStatus;
 use super::hedged_exchange;
-use super::pump::{BodyOutcome, PumpBody, ResponseBody};
+use super::pump::{BodyOutcome, FilteredSender, PumpBody, ResponseBody, filtered_channel};
 use super::reply::Reply;
 use super::shared::EngineShared;
 use super::upgrade::{self, Tunnel, UpgradeRecord};
@@ -41,6 +41,16 @@ pub(super) struct Forwarded {
     pub(super) body_done: oneshot::Receiver<BodyOutcome>,
     /// After a 101: the tunnel's record, once it closes.
     pub(super) tunnel: Option<oneshot::Receiver<UpgradeRecord>>,
+    /// The body, when it goes through `response_body_filter` (the engine
+    /// reads and filters it).
+    pub(super) filtering: Option<Filtering>,
+}
+
+/// A response body the engine filters: the upstream's body, and where the
+/// filtered frames go.
+pub(super) struct Filtering {
+    pub(super) pump: PumpBody,
+    pub(super) frames: FilteredSender,
 }
 
 /// A failed attempt, before the hooks judge it.
@@ -198,13 +208,30 @@ pub(super) async fn attempt<P: ProxyHttp>(
         done,
     );
     session.mark_response_started(head.status);
-    reply.send(Response::from_parts(head, ResponseBody::pump(pump)));
+    let filtering = if filters_body(session, &head) {
+        head.headers.remove(http::header::CONTENT_LENGTH);
+        let (frames, filtered) = filtered_channel();
+        reply.send(Response::from_parts(head, ResponseBody::filtered(filtered)));
+        Some(Filtering { pump, frames })
+    } else {
+        reply.send(Response::from_parts(head, ResponseBody::pump(pump)));
+        None
+    };
     Ok(Forwarded {
         peer,
         reused,
         body_done,
         tunnel: None,
+        filtering,
     })
+}
+
+/// Whether the response's body goes through `response_body_filter`: its
+/// hooks asked for it, and it has a body.
+fn filters_body(session: &Session, head: &http::response::Parts) -> bool {
+    session.response_body_filtered()
+        && session.req_header().method != http::Method::HEAD
+        && !matches!(head.status.as_u16(), 204 | 304)
 }
 
 /// An upgrade (WebSocket) needs HTTP/1.1 upstream: a peer that may
@@ -315,6 +342,7 @@ async fn switch_protocols<P: ProxyHttp>(
         reused,
         body_done,
         tunnel: Some(record),
+        filtering: None,
     })
 }
 

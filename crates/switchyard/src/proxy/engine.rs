@@ -36,6 +36,7 @@ use tokio::sync::oneshot;
 use tracing::debug;
 
 use super::attempt::{Forwarded, NextAttempt, attempt};
+use super::body_filter::filter_response_body;
 use super::driver::{self, Handling};
 use super::engine_ctx::EngineCtx;
 use super::engine_task::CatchUnwind;
@@ -51,6 +52,7 @@ use super::{ProxyHttp, Session};
 use crate::body::ReplaySource;
 use crate::body::limit::{BodyLimit, LimitedBody};
 use crate::error::{Error, ErrorKind, Result};
+use crate::peer::HttpPeer;
 use crate::policy::retry::{FailurePoint, RetryFacts, Verdict, decide};
 use crate::trace::{AttemptLog, Decision, Phase};
 
@@ -217,9 +219,13 @@ async fn finish_body<P: ProxyHttp>(
     mut forwarded: Forwarded,
 ) -> Result<()> {
     let tunnel = forwarded.tunnel.take();
+    let filter_failed = match forwarded.filtering.take() {
+        Some(filtering) => filter_response_body(proxy, session, ctx, filtering).await,
+        None => None,
+    };
     // After a 101 the attempt is done at once: its duration (latency for
     // load balancing and metrics) is not the tunnel's.
-    let settled = settle_body(proxy, session, ctx, forwarded).await;
+    let settled = settle_body(proxy, session, ctx, forwarded, filter_failed).await;
     if let Some(tunnel) = tunnel {
         // Dropped unused when hyper never handed the client's socket back
         // (the client left before the 101 was written).
@@ -237,40 +243,23 @@ async fn settle_body<P: ProxyHttp>(
     session: &mut Session,
     ctx: &mut P::CTX,
     forwarded: Forwarded,
+    filter_failed: Option<Box<Error>>,
 ) -> Result<()> {
     let outcome = forwarded
         .body_done
         .await
         .unwrap_or(BodyOutcome::Abandoned { bytes: 0 });
-    let (bytes, result) = match outcome {
-        BodyOutcome::Complete { bytes, grpc } => {
-            if let Some(status) = grpc {
-                session.set_grpc_status(*status);
-            }
-            (bytes, Ok(()))
-        }
-        // The upstream exchange broke because the client's body failed
-        // (crossed its limit, was malformed, or was cut short): the client's
-        // fault, not the upstream's.
-        BodyOutcome::Failed { bytes, .. } if session.body_source().source_failed() => (
-            bytes,
-            Err((client_body_failure(session), FailurePoint::Downstream)),
+    let (bytes, result) = match (outcome, filter_failed) {
+        // `response_body_filter` failed: the request ends with its error,
+        // whatever became of the upstream's body.
+        (outcome, Some(error)) => (outcome.bytes(), Err((error, FailurePoint::Internal))),
+        (outcome, None) => settle_outcome(
+            proxy,
+            session,
+            ctx,
+            (&forwarded.peer, forwarded.reused),
+            outcome,
         ),
-        BodyOutcome::Failed { bytes, mut error } => {
-            error.set_peer(forwarded.peer.address.to_string());
-            // The hook sees the failure, but whatever it says the response
-            // already started: the policy overrules any retry.
-            let error =
-                proxy.error_while_proxy(&forwarded.peer, session, error, ctx, forwarded.reused);
-            (bytes, Err((error, FailurePoint::AfterResponseStarted)))
-        }
-        BodyOutcome::Abandoned { bytes } => {
-            let error = Error::explain(
-                ErrorKind::DownstreamClosed,
-                "client went away during the response body",
-            );
-            (bytes, Err((error, FailurePoint::Downstream)))
-        }
     };
     let body_state = session.body_source().state();
     let trace = session.attempts_mut();
@@ -312,6 +301,46 @@ async fn settle_body<P: ProxyHttp>(
             };
             trace.finish(decision, Instant::now());
             Err(error)
+        }
+    }
+}
+
+/// What the upstream body's end means for the request: its byte count, and
+/// the failure (with where it happened) if it did not end cleanly.
+fn settle_outcome<P: ProxyHttp>(
+    proxy: &P,
+    session: &mut Session,
+    ctx: &mut P::CTX,
+    (peer, reused): (&HttpPeer, bool),
+    outcome: BodyOutcome,
+) -> (u64, std::result::Result<(), (Box<Error>, FailurePoint)>) {
+    match outcome {
+        BodyOutcome::Complete { bytes, grpc } => {
+            if let Some(status) = grpc {
+                session.set_grpc_status(*status);
+            }
+            (bytes, Ok(()))
+        }
+        // The upstream exchange broke because the client's body failed
+        // (crossed its limit, was malformed, or was cut short): the client's
+        // fault, not the upstream's.
+        BodyOutcome::Failed { bytes, .. } if session.body_source().source_failed() => (
+            bytes,
+            Err((client_body_failure(session), FailurePoint::Downstream)),
+        ),
+        BodyOutcome::Failed { bytes, mut error } => {
+            error.set_peer(peer.address.to_string());
+            // The hook sees the failure, but whatever it says the response
+            // already started: the policy overrules any retry.
+            let error = proxy.error_while_proxy(peer, session, error, ctx, reused);
+            (bytes, Err((error, FailurePoint::AfterResponseStarted)))
+        }
+        BodyOutcome::Abandoned { bytes } => {
+            let error = Error::explain(
+                ErrorKind::DownstreamClosed,
+                "client went away during the response body",
+            );
+            (bytes, Err((error, FailurePoint::Downstream)))
         }
     }
 }

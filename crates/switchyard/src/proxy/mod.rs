@@ -20,6 +20,8 @@
 
 use std::future::Future;
 
+use bytes::Bytes;
+
 use crate::error::{Error, ErrorKind, Result};
 use crate::peer::HttpPeer;
 use crate::policy::budget::RetryBudget;
@@ -28,6 +30,7 @@ use std::sync::Arc;
 
 mod admission;
 mod attempt;
+mod body_filter;
 mod driver;
 mod engine;
 mod engine_ctx;
@@ -190,6 +193,26 @@ pub trait ProxyHttp: Send + Sync + 'static {
         _ctx: &mut Self::CTX,
     ) -> impl Future<Output = Result<()>> + Send {
         async { Ok(()) }
+    }
+
+    /// Change a piece of the response body on its way downstream: `body`
+    /// is the piece (not the whole body), to change, replace or drop
+    /// (`None`); `end_of_stream` is set on a last call, made with `None`
+    /// once the upstream's body ended, where bytes may still be added.
+    /// Called only for a response whose hooks asked for it with
+    /// [`Session::filter_response_body`] (its `Content-Length` is then
+    /// dropped). An error aborts the downstream response and ends the
+    /// request with it (the response had started: no retry).
+    ///
+    /// Default: the body as it came.
+    fn response_body_filter(
+        &self,
+        _session: &mut Session,
+        _body: &mut Option<Bytes>,
+        _end_of_stream: bool,
+        _ctx: &mut Self::CTX,
+    ) -> Result<()> {
+        Ok(())
     }
 
     /// Change the response head just before it goes downstream. After this

@@ -24,7 +24,7 @@ use tokio::time::{Instant, Sleep};
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
-use tokio::sync::oneshot;
+use tokio::sync::{mpsc, oneshot};
 
 use super::engine_task::EngineTask;
 use super::forward::classify_body_error;
@@ -46,6 +46,17 @@ pub(crate) enum BodyOutcome {
     Failed { bytes: u64, error: Box<Error> },
     /// The downstream went away (or stopped reading) after `bytes` bytes.
     Abandoned { bytes: u64 },
+}
+
+impl BodyOutcome {
+    /// The response body bytes forwarded, however it ended.
+    pub(crate) fn bytes(&self) -> u64 {
+        match self {
+            BodyOutcome::Complete { bytes, .. }
+            | BodyOutcome::Failed { bytes, .. }
+            | BodyOutcome::Abandoned { bytes } => *bytes,
+        }
+    }
 }
 
 /// Streams an upstream response body downstream, then reports how it ended.
@@ -219,6 +230,21 @@ pub struct ResponseBody {
 enum Inner {
     Full(Option<Bytes>),
     Pump(PumpBody),
+    /// Frames the engine passed through `response_body_filter`.
+    Filtered(FilteredFrames),
+}
+
+/// A filtered response body's frames, on their way from the engine (which
+/// reads the upstream's body and filters it) to the downstream connection.
+pub(crate) type FilteredFrames = mpsc::Receiver<Result<Frame<Bytes>, Box<Error>>>;
+
+/// The engine's end of [`FilteredFrames`].
+pub(crate) type FilteredSender = mpsc::Sender<Result<Frame<Bytes>, Box<Error>>>;
+
+/// A channel for a filtered body: one frame at a time, so the engine reads
+/// the upstream no faster than the client takes the body.
+pub(crate) fn filtered_channel() -> (FilteredSender, FilteredFrames) {
+    mpsc::channel(1)
 }
 
 impl ResponseBody {
@@ -234,6 +260,14 @@ impl ResponseBody {
     pub(crate) fn pump(pump: PumpBody) -> Self {
         ResponseBody {
             inner: Inner::Pump(pump),
+            engine: EngineTask::none(),
+        }
+    }
+
+    /// A body whose frames the engine sends through `frames`, filtered.
+    pub(crate) fn filtered(frames: FilteredFrames) -> Self {
+        ResponseBody {
+            inner: Inner::Filtered(frames),
             engine: EngineTask::none(),
         }
     }
@@ -258,6 +292,12 @@ impl Body for ResponseBody {
         let polled = match &mut this.inner {
             Inner::Full(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
             Inner::Pump(pump) => Pin::new(pump).poll_frame(cx),
+            Inner::Filtered(frames) => {
+                // The engine makes the frames: it runs first, and wakes this
+                // connection when the upstream sends more.
+                this.engine.poll_engine(cx);
+                return frames.poll_recv(cx);
+            }
         };
         // After the frame: the pump may just have told the engine the body
         // ended, and the engine can then finish in this same poll.
@@ -269,6 +309,7 @@ impl Body for ResponseBody {
         match &self.inner {
             Inner::Full(bytes) => bytes.is_none(),
             Inner::Pump(pump) => pump.is_end_stream(),
+            Inner::Filtered(frames) => frames.is_closed() && frames.is_empty(),
         }
     }
 
@@ -278,6 +319,8 @@ impl Body for ResponseBody {
                 SizeHint::with_exact(bytes.as_ref().map_or(0, |b| b.len() as u64))
             }
             Inner::Pump(pump) => pump.size_hint(),
+            // Its size is the filter's to decide.
+            Inner::Filtered(_) => SizeHint::default(),
         }
     }
 }

@@ -52,6 +52,8 @@ pub struct Session {
     is_grpc: bool,
     /// What policies in dry-run mode would have done for this request.
     dry_runs: Vec<WouldHave>,
+    /// The response body goes through `response_body_filter`.
+    filter_response_body: bool,
 }
 
 impl Session {
@@ -84,7 +86,24 @@ impl Session {
             dry_runs: Vec::new(),
             grpc: None,
             is_grpc,
+            filter_response_body: false,
         }
+    }
+
+    /// Pass this response's body through
+    /// [`ProxyHttp::response_body_filter`](super::ProxyHttp::response_body_filter):
+    /// call it from `upstream_response_filter` or `response_filter`. The
+    /// body may then change size, so its `Content-Length` is dropped (an
+    /// HTTP/1.1 client gets it chunked). Without this call the hook is not
+    /// called and the body streams untouched. No effect on a response
+    /// without a body (to `HEAD`, a 204 or a 304) or on a 101.
+    pub fn filter_response_body(&mut self) {
+        self.filter_response_body = true;
+    }
+
+    /// Whether the response body goes through `response_body_filter`.
+    pub fn response_body_filtered(&self) -> bool {
+        self.filter_response_body
     }
 
     /// Whether the request arrived as a gRPC call (its `content-type` is
