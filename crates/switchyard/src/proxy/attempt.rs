@@ -43,7 +43,8 @@ pub(super) struct Forwarded {
     pub(super) tunnel: Option<oneshot::Receiver<UpgradeRecord>>,
     /// The body, when it goes through `response_body_filter` (the engine
     /// reads and filters it).
-    pub(super) filtering: Option<Filtering>,
+    /// Boxed: rare, and a large value that every response would move.
+    pub(super) filtering: Option<Box<Filtering>>,
 }
 
 /// A response body the engine filters: the upstream's body, and where the
@@ -212,7 +213,7 @@ pub(super) async fn attempt<P: ProxyHttp>(
         head.headers.remove(http::header::CONTENT_LENGTH);
         let (frames, filtered) = filtered_channel();
         reply.send(Response::from_parts(head, ResponseBody::filtered(filtered)));
-        Some(Filtering { pump, frames })
+        Some(Box::new(Filtering { pump, frames }))
     } else {
         reply.send(Response::from_parts(head, ResponseBody::pump(pump)));
         None
@@ -394,18 +395,17 @@ async fn connect_and_exchange<P: ProxyHttp>(
     let mut conn = found
         .conn
         .map_err(|err| AttemptFailure::new(err, FailurePoint::Connect, peer, false))?;
-    let (mut request, mut progress) = match e.prepare_request(peer, &conn).await {
-        Ok(prepared) => prepared,
-        Err(error) => {
-            let reused = conn.reused();
-            return Err(AttemptFailure::new(
-                error,
-                FailurePoint::Internal,
-                peer,
-                reused,
-            ));
-        }
-    };
+    let mut head = e.upstream_head(peer);
+    if let Err(error) = e.filter_head(&mut head).await {
+        let reused = conn.reused();
+        return Err(AttemptFailure::new(
+            error,
+            FailurePoint::Internal,
+            peer,
+            reused,
+        ));
+    }
+    let (mut request, mut progress) = e.request(head, &conn);
     loop {
         mark_sending(e.session, &conn);
         let result = match hedge.take() {

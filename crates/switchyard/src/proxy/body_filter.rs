@@ -24,9 +24,9 @@ pub(super) async fn filter_response_body<P: ProxyHttp>(
     proxy: &P,
     session: &mut Session,
     ctx: &mut P::CTX,
-    filtering: Filtering,
+    filtering: Box<Filtering>,
 ) -> Option<Box<Error>> {
-    let Filtering { mut pump, frames } = filtering;
+    let Filtering { mut pump, frames } = *filtering;
     let mut ended = false;
     loop {
         let frame = std::future::poll_fn(|cx| Pin::new(&mut pump).poll_frame(cx)).await;

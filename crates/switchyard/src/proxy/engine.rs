@@ -220,7 +220,8 @@ async fn finish_body<P: ProxyHttp>(
 ) -> Result<()> {
     let tunnel = forwarded.tunnel.take();
     let filter_failed = match forwarded.filtering.take() {
-        Some(filtering) => filter_response_body(proxy, session, ctx, filtering).await,
+        // Boxed: its state would make every request's engine larger.
+        Some(filtering) => Box::pin(filter_response_body(proxy, session, ctx, filtering)).await,
         None => None,
     };
     // After a 101 the attempt is done at once: its duration (latency for

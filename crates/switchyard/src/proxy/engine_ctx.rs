@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use super::forward;
 use super::shared::EngineShared;
-use super::{ProxyHttp, Session};
+use super::{ProxyHttp, RequestHeader, Session};
 use crate::body::Progress;
 use crate::error::Result;
 use crate::peer::HttpPeer;
@@ -26,21 +26,31 @@ pub(super) struct EngineCtx<'a, P: ProxyHttp> {
 }
 
 impl<P: ProxyHttp> EngineCtx<'_, P> {
-    /// The request for one exchange with `peer` over `conn`: the head built
-    /// from the client's and passed through `upstream_request_filter` (the
-    /// method it sends is recorded), and the body, replayable as far as the
-    /// buffer allows. An attempt and its hedged copy are prepared alike.
-    pub(super) async fn prepare_request(
-        &mut self,
-        peer: &HttpPeer,
-        conn: &UpstreamConn,
-    ) -> Result<(UpstreamRequest, Arc<Progress>)> {
-        let mut head = forward::upstream_head(self.session, peer, &self.shared.identity);
+    /// The head for one exchange with `peer`, built from the client's; then
+    /// [`filter_head`](Self::filter_head) and [`request`](Self::request).
+    /// An attempt and its hedged copy are prepared alike, by these three.
+    pub(super) fn upstream_head(&mut self, peer: &HttpPeer) -> RequestHeader {
+        forward::upstream_head(self.session, peer, &self.shared.identity)
+    }
+
+    /// `head` through `upstream_request_filter`; the method it sends is
+    /// recorded.
+    pub(super) async fn filter_head(&mut self, head: &mut RequestHeader) -> Result<()> {
         self.proxy
-            .upstream_request_filter(self.session, &mut head, self.ctx)
+            .upstream_request_filter(self.session, head, self.ctx)
             .await?;
         self.session.set_upstream_method(head.method.clone());
+        Ok(())
+    }
+
+    /// The request for `head` over `conn`: its body, replayable as far as
+    /// the buffer allows.
+    pub(super) fn request(
+        &mut self,
+        head: RequestHeader,
+        conn: &UpstreamConn,
+    ) -> (UpstreamRequest, Arc<Progress>) {
         let (body, progress) = forward::attempt_body(self.session, conn, self.shared.client_chunk);
-        Ok((http::Request::from_parts(head, body), progress))
+        (http::Request::from_parts(head, body), progress)
     }
 }

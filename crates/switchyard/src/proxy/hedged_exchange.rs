@@ -172,7 +172,9 @@ async fn prepare_copy<P: ProxyHttp>(
     if let Some(record) = e.session.attempts_mut().current() {
         record.peer = peer.address;
     }
-    let (request, progress) = e.prepare_request(&peer, &conn).await.ok()?;
+    let mut head = e.upstream_head(&peer);
+    e.filter_head(&mut head).await.ok()?;
+    let (request, progress) = e.request(head, &conn);
     Some(Copy {
         peer,
         conn,

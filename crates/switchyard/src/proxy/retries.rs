@@ -44,6 +44,8 @@ impl Retries {
     /// The request's limits (the hook's, shortened by a client's gRPC
     /// timeout or deadline header), its budget, and whether another layer
     /// retries it; an error when its deadline passed already.
+    // Inlined: built in place in the attempt loop's state, not moved there.
+    #[inline(always)]
     pub(super) fn start<P: ProxyHttp>(e: &mut EngineCtx<'_, P>) -> Result<Retries> {
         let mut limits = e.proxy.retry_limits(e.session, e.ctx);
         limits.deadline = admission::request_deadline(e.session, &limits)?;

@@ -88,8 +88,8 @@ async fn room(pool: &Pool, peer: &HttpPeer, fresh_only: bool, stale: &mut u32) -
     let give_up = Instant::now() + peer.options.connect_timeout;
     let mut waiter = None;
     loop {
-        while !fresh_only && let Some(conn) = pool.checkout(&key, Instant::now()) {
-            if let Some(conn) = ready(conn, peer, stale).await {
+        while !fresh_only && let Some(mut conn) = pool.checkout(&key, Instant::now()) {
+            if ready(&mut conn, peer, stale).await {
                 return Ok(Room::Pooled(conn));
             }
         }
@@ -114,8 +114,8 @@ async fn room(pool: &Pool, peer: &HttpPeer, fresh_only: bool, stale: &mut u32) -
                 let left = give_up.saturating_duration_since(Instant::now());
                 match Waiter::wait(queued, left, &peer.options).await? {
                     Handed::Place(slot) => return Ok(Room::New(slot)),
-                    Handed::Conn(conn) => {
-                        if let Some(conn) = ready(conn, peer, stale).await {
+                    Handed::Conn(mut conn) => {
+                        if ready(&mut conn, peer, stale).await {
                             return Ok(Room::Pooled(conn));
                         }
                     }
@@ -127,16 +127,17 @@ async fn room(pool: &Pool, peer: &HttpPeer, fresh_only: bool, stale: &mut u32) -
     }
 }
 
-/// `conn`, once ready for a request within the connect timeout (waiting for
-/// a pooled connection should cost no more than a new one); `None`, counted
-/// in `stale`, when it closed while idle or is stuck (nothing was sent on it).
-async fn ready(mut conn: UpstreamConn, peer: &HttpPeer, stale: &mut u32) -> Option<UpstreamConn> {
+/// Whether `conn` is ready for a request within the connect timeout
+/// (waiting for a pooled connection should cost no more than a new one);
+/// false, counted in `stale`, when it closed while idle or is stuck
+/// (nothing was sent on it).
+async fn ready(conn: &mut UpstreamConn, peer: &HttpPeer, stale: &mut u32) -> bool {
     let ready = tokio::time::timeout(peer.options.connect_timeout, conn.ready()).await;
-    if matches!(ready, Ok(Ok(()))) {
-        return Some(conn);
+    let ready = matches!(ready, Ok(Ok(())));
+    if !ready {
+        *stale += 1;
     }
-    *stale += 1;
-    None
+    ready
 }
 
 /// A new HTTP/2 connection is shared at once: concurrent requests to the
