@@ -77,8 +77,11 @@ impl ProxyHttp for ConfigProxy {
     }
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut RouteCtx) -> Result<bool> {
-        let router = Arc::clone(&self.router.read().unwrap_or_else(|p| p.into_inner()));
-        let answered = ctx.request_filter(&router, session);
+        // Read under the lock (a reload waits a moment): no clone per request.
+        let answered = {
+            let router = self.router.read().unwrap_or_else(|p| p.into_inner());
+            ctx.request_filter(&router, session)
+        };
         if answered {
             self.tell_attempts_on_own_answer(session);
         }

@@ -232,6 +232,7 @@ impl AttemptLog {
 
     /// Count `stale` pooled connections the in-flight attempt passed over
     /// (found closed or stuck before anything was sent on them).
+    #[inline]
     pub(crate) fn count_stale(&mut self, stale: u32) {
         if let Some(record) = self.records.last_mut() {
             record.stale_replaced += stale;

@@ -49,6 +49,7 @@ impl GroupCtx {
 
     /// The statuses (503, 429) whose `Retry-After` made the group hold a
     /// server out of selection during this request.
+    #[inline]
     pub fn holds(&self) -> &[u16] {
         &self.holds
     }
@@ -61,11 +62,13 @@ impl UpstreamGroup {
     }
 
     /// For `retry_limits`: the policy's cap, backoff, deadline and hedging.
+    #[inline]
     pub fn retry_limits(&self, ctx: &GroupCtx) -> RetryLimits {
         self.policy_for(ctx).limits.clone()
     }
 
     /// For `retry_budget`: the group's budget.
+    #[inline]
     pub fn retry_budget(&self) -> Option<Arc<RetryBudget>> {
         Some(Arc::clone(&self.budget))
     }

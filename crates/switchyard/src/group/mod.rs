@@ -114,21 +114,25 @@ impl UpstreamGroup {
     }
 
     /// Its name.
+    #[inline]
     pub fn name(&self) -> &str {
         &self.name
     }
 
     /// Its name as a metrics label, shared without copying.
+    #[inline]
     pub fn label(&self) -> &Arc<String> {
         &self.label
     }
 
     /// Its servers and their selection state.
+    #[inline]
     pub fn backends(&self) -> &Backends {
         &self.backends
     }
 
     /// Its servers' health.
+    #[inline]
     pub fn health(&self) -> &Arc<UpstreamHealth> {
         &self.health
     }
@@ -139,11 +143,13 @@ impl UpstreamGroup {
     }
 
     /// Its retry policy (a route may use another: [`GroupCtx::with_policy`]).
+    #[inline]
     pub fn policy(&self) -> &Arc<RetryPolicy> {
         &self.policy
     }
 
     /// The budget every retry of its requests draws on.
+    #[inline]
     pub fn budget(&self) -> &Arc<RetryBudget> {
         &self.budget
     }

@@ -116,6 +116,11 @@ impl Admission {
         }
     }
 
+    /// Whether the request's policies only note what they would do.
+    pub(super) fn is_dry_run(&self) -> bool {
+        self.dry_run
+    }
+
     /// Whether this request's limits use learned response times: a
     /// deadline (its retries are judged against them), a deadline header
     /// (a client may bring one), or hedging.

@@ -26,11 +26,13 @@ impl std::fmt::Debug for EngineTask {
 
 impl EngineTask {
     /// Drive `engine` from whoever holds this.
+    #[inline]
     pub(crate) fn new(engine: EngineFuture) -> Self {
         EngineTask(Some(engine))
     }
 
     /// Nothing to drive (a response with no engine behind it).
+    #[inline]
     pub(crate) fn none() -> Self {
         EngineTask(None)
     }
@@ -41,11 +43,13 @@ impl EngineTask {
     /// behind: the pump's report must not wake the connection for a poll
     /// with nothing to do. An engine that still waits when the body is
     /// dropped is spawned, and from then on woken as any task.
+    #[inline]
     pub(crate) fn poll_from_body(&mut self) {
         self.poll_engine(&mut Context::from_waker(std::task::Waker::noop()));
     }
 
     /// Drive the engine one step; a panic ends it, as it would end a task.
+    #[inline]
     pub(super) fn poll_engine(&mut self, cx: &mut Context<'_>) {
         let Some(engine) = self.0.as_mut() else {
             return;
@@ -56,6 +60,7 @@ impl EngineTask {
     }
 
     /// Hand the unfinished engine over (leaving nothing here to spawn).
+    #[inline]
     pub(super) fn take(&mut self) -> EngineTask {
         EngineTask(self.0.take())
     }

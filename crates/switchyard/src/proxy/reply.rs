@@ -36,6 +36,7 @@ pub(super) struct Reply {
 
 impl Reply {
     /// The way back through `sender`, for the request `request_id`.
+    #[inline]
     pub(super) fn new(sender: oneshot::Sender<Answer>, request_id: HeaderValue) -> Self {
         Reply {
             sender: Some(sender),
@@ -44,6 +45,7 @@ impl Reply {
         }
     }
 
+    #[inline]
     pub(super) fn send(&mut self, mut response: Response<ResponseBody>) {
         response
             .headers_mut()
@@ -57,6 +59,7 @@ impl Reply {
         self.answer(None);
     }
 
+    #[inline]
     fn answer(&mut self, answer: Answer) {
         if let Some(reply) = self.sender.take() {
             // If the downstream is gone, the response (and its body pump) is dropped here.

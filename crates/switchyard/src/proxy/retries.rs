@@ -18,14 +18,12 @@ use super::attempt::{AttemptFailure, NextAttempt};
 use super::engine_ctx::EngineCtx;
 use super::reply::Reply;
 use crate::error::{Error, ErrorKind, Result};
-use crate::policy::limits::RetryLimits;
 use crate::policy::pushback::outer_layer_retries;
 use crate::policy::retry::{FailurePoint, StopReason, Verdict};
 use crate::trace::Decision;
 
-/// A request's retries: its limits and what is left of its allowance.
+/// A request's retries: what is left of its allowance.
 pub(super) struct Retries {
-    limits: RetryLimits,
     /// The allowance; each attempt reads it too (deadline, hedging).
     pub(super) admission: Admission,
     /// The request came through another proxy that retries it.
@@ -66,11 +64,7 @@ impl Retries {
         if outer && !limits.mode.is_dry_run() {
             admission.leave_retries_outside();
         }
-        Ok(Retries {
-            limits,
-            admission,
-            outer,
-        })
+        Ok(Retries { admission, outer })
     }
 
     /// Judge a failed attempt: the hook, then the allowance, then (under a
@@ -133,7 +127,7 @@ impl Retries {
         if verdict == Verdict::Retry && !rejected {
             verdict = self.in_time(e, stale, &error, next).await?;
         }
-        if self.outer && verdict == Verdict::Retry && self.limits.mode.is_dry_run() {
+        if self.outer && verdict == Verdict::Retry && self.admission.is_dry_run() {
             e.session.note_dry_run("one-layer-retries", "not-retry");
         }
         Ok(Judged {
@@ -158,7 +152,7 @@ impl Retries {
         let starts_at = Instant::now() + self.admission.delay(stale, error);
         match admission::choose_next(e, deadline, starts_at).await {
             Ok(NextPeer::Go(peer)) => next.peer = Some(peer),
-            Ok(NextPeer::TooClose(peer)) if self.limits.mode.is_dry_run() => {
+            Ok(NextPeer::TooClose(peer)) if self.admission.is_dry_run() => {
                 e.session.note_dry_run("deadline", "skip-retry");
                 next.peer = Some(peer);
             }

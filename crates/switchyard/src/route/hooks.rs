@@ -34,6 +34,7 @@ pub struct RouteCtx {
 
 impl RouteCtx {
     /// The route the request took, once [`request_filter`](Self::request_filter) chose one.
+    #[inline]
     pub fn route(&self) -> Option<&Arc<Route>> {
         self.route.as_ref()
     }
@@ -68,12 +69,16 @@ impl RouteCtx {
         if let Some(keep) = route.keep_escaped_slashes {
             session.keep_escaped_slashes(keep);
         }
-        self.group = GroupCtx::with_policy(Arc::clone(&route.policy));
+        // The group's own policy needs no override (nor its clone).
+        if !Arc::ptr_eq(&route.policy, route.group.policy()) {
+            self.group = GroupCtx::with_policy(Arc::clone(&route.policy));
+        }
         self.route = Some(route);
         false
     }
 
     /// For `retry_limits`: the route's policy's (the defaults with no route).
+    #[inline]
     pub fn retry_limits(&self) -> RetryLimits {
         self.route
             .as_ref()
@@ -82,11 +87,13 @@ impl RouteCtx {
     }
 
     /// For `retry_budget`: the route's group's.
+    #[inline]
     pub fn retry_budget(&self) -> Option<Arc<RetryBudget>> {
         self.route.as_ref()?.group.retry_budget()
     }
 
     /// For `upstream_peer`: see [`UpstreamGroup::upstream_peer`](crate::group::UpstreamGroup::upstream_peer).
+    #[inline]
     pub fn upstream_peer(&mut self, session: &mut Session) -> Result<Box<HttpPeer>> {
         let Some(route) = &self.route else {
             return Err(no_route());
@@ -95,6 +102,7 @@ impl RouteCtx {
     }
 
     /// For `fail_to_connect`: see [`UpstreamGroup::fail_to_connect`](crate::group::UpstreamGroup::fail_to_connect).
+    #[inline]
     pub fn fail_to_connect(&mut self, peer: &HttpPeer, e: Box<Error>) -> Box<Error> {
         match &self.route {
             Some(route) => route.group.fail_to_connect(peer, &mut self.group, e),
@@ -103,6 +111,7 @@ impl RouteCtx {
     }
 
     /// For `error_while_proxy`: see [`UpstreamGroup::error_while_proxy`](crate::group::UpstreamGroup::error_while_proxy).
+    #[inline]
     pub fn error_while_proxy(
         &mut self,
         peer: &HttpPeer,
@@ -119,6 +128,7 @@ impl RouteCtx {
     }
 
     /// For `upstream_response_failure`: see [`UpstreamGroup::upstream_response_failure`](crate::group::UpstreamGroup::upstream_response_failure).
+    #[inline]
     pub fn upstream_response_failure(
         &mut self,
         session: &mut Session,
@@ -157,6 +167,7 @@ impl RouteCtx {
     }
 
     /// For `response_filter`: the route's response header edits.
+    #[inline]
     pub fn response_filter(&self, response: &mut ResponseHeader) {
         if let Some(route) = self.route.as_deref() {
             route.rewrite.response_headers.apply(&mut response.headers);
