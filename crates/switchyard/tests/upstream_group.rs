@@ -1,6 +1,7 @@
 //! The upstream group behind a library user's proxy: each hook delegates to
 //! an `UpstreamGroup`, and the group fails over, honours `Retry-After`,
-//! hedges slow answers, and keeps dry-run policies to notes. These are the
+//! hedges slow answers, ramps a server back in slowly, and keeps dry-run
+//! policies to notes. These are the
 //! library-level twins of the binary's tests of the same behaviour.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -13,6 +14,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use common::{HasLogs, Logs, Running, start_with};
 use switchyard::group::{GroupCtx, RetryPolicy, UpstreamGroup};
+use switchyard::health::OutlierPolicy;
 use switchyard::lb::{Backend, Backends, Selection};
 use switchyard::policy::dry_run::{Mode, WouldHave};
 use switchyard::policy::limits::RetryLimits;
@@ -107,11 +109,22 @@ async fn start(proxy: GroupProxy) -> Running {
 
 /// A group over `primaries` and `backups`, taken in turn, with `policy`.
 fn group(primaries: &[SocketAddr], backups: &[SocketAddr], policy: RetryPolicy) -> UpstreamGroup {
+    group_with(primaries, backups, policy, OutlierPolicy::default())
+}
+
+/// The same, with `outlier` as its outlier ejection and slow start.
+fn group_with(
+    primaries: &[SocketAddr],
+    backups: &[SocketAddr],
+    policy: RetryPolicy,
+    outlier: OutlierPolicy,
+) -> UpstreamGroup {
     let tier = |addrs: &[SocketAddr]| addrs.iter().map(|&a| Backend::new(a)).collect();
     let backends = Backends::new(tier(primaries), tier(backups), Selection::RoundRobin).unwrap();
     UpstreamGroup::builder("app", backends)
         .peer_options(common::quick())
         .retry_policy(policy)
+        .outlier(outlier)
         .build()
 }
 
@@ -226,4 +239,51 @@ async fn an_idempotency_key_retries_a_post_and_a_dry_run_only_says_so() {
             assert_eq!(note, Some("idempotency-key"));
         }
     }
+}
+
+#[tokio::test]
+async fn a_server_back_from_an_ejection_ramps_up_its_share() {
+    // One 500 ejects it for 200 ms; then it answers, ramping up over 10 s.
+    let back = Origin::start(
+        "back",
+        Script::sequence(vec![Behavior::status(500)], Behavior::ok()),
+    )
+    .await;
+    let other = Origin::healthy("other").await;
+    let outlier = OutlierPolicy {
+        consecutive_5xx: 1,
+        base_ejection: Duration::from_millis(200),
+        slow_start: Duration::from_secs(10),
+        ..OutlierPolicy::default()
+    };
+    let proxy = GroupProxy::new(group_with(
+        &[back.addr(), other.addr()],
+        &[],
+        RetryPolicy::default(),
+        outlier,
+    ));
+    let group = Arc::clone(&proxy.group);
+    let running = start(proxy).await;
+    while back.requests().is_empty() {
+        within(10, "a GET", client::get(running.addr, "/"))
+            .await
+            .unwrap();
+    }
+    // Ejected, then usable again: the ramp begins.
+    let ejected = || {
+        let now = std::time::Instant::now();
+        let status = group.health().snapshot(now);
+        status.iter().any(|s| s.peer == back.addr() && !s.usable)
+    };
+    switchyard_testkit::eventually(5, "the ejection", ejected).await;
+    switchyard_testkit::eventually(5, "the end of the ejection", || !ejected()).await;
+    let seen = back.requests().len();
+    for _ in 0..40 {
+        within(10, "a GET", client::get(running.addr, "/"))
+            .await
+            .unwrap();
+    }
+    let early = back.requests().len() - seen;
+    // Round robin alone would send it 20 of the 40.
+    assert!(early <= 12, "{early} of 40 early in its ramp");
 }
