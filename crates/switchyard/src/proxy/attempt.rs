@@ -395,6 +395,18 @@ async fn connect_and_exchange<P: ProxyHttp>(
     let mut conn = found
         .conn
         .map_err(|err| AttemptFailure::new(err, FailurePoint::Connect, peer, false))?;
+    if let Err(error) = e
+        .proxy
+        .connected_to_upstream(e.session, conn.reused(), peer, e.ctx)
+    {
+        let reused = conn.reused();
+        return Err(AttemptFailure::new(
+            error,
+            FailurePoint::Internal,
+            peer,
+            reused,
+        ));
+    }
     let mut head = e.upstream_head(peer);
     if let Err(error) = e.filter_head(&mut head).await {
         let reused = conn.reused();
@@ -431,6 +443,14 @@ async fn connect_and_exchange<P: ProxyHttp>(
                 // Its place under the peer's limit goes to the new one.
                 drop(conn);
                 conn = Box::pin(fresh_connection(shared, peer, e.session)).await?;
+                if let Err(error) = e.proxy.connected_to_upstream(e.session, false, peer, e.ctx) {
+                    return Err(AttemptFailure::new(
+                        error,
+                        FailurePoint::Internal,
+                        peer,
+                        false,
+                    ));
+                }
             }
             Err(SendFailure::NotSent(_)) => {
                 let error = Error::explain(

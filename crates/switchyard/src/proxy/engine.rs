@@ -163,6 +163,7 @@ async fn serve<P: ProxyHttp>(
     ctx: &mut P::CTX,
     reply: &mut Reply,
 ) -> Result<()> {
+    proxy.early_request_filter(session, ctx).await?;
     forward::validate_downstream(session)?;
     super::target::normalize_path(session, &shared.paths)?;
     if proxy.request_filter(session, ctx).await? {

@@ -109,7 +109,24 @@ pub trait ProxyHttp: Send + Sync + 'static {
     /// Make the state for a new request.
     fn new_ctx(&self) -> Self::CTX;
 
-    /// First look at the request. Nothing has been sent anywhere.
+    /// The very first look at the request, as it came: before the proxy's
+    /// own checks (a malformed request is refused after this) and before its
+    /// path is normalized, so decide nothing on the path here (that is
+    /// `request_filter`'s). For what must run before anything else:
+    /// starting a timer, noting the raw target. An error ends the request
+    /// in `fail_to_proxy`.
+    ///
+    /// Default: nothing.
+    fn early_request_filter(
+        &self,
+        _session: &mut Session,
+        _ctx: &mut Self::CTX,
+    ) -> impl Future<Output = Result<()>> + Send {
+        async { Ok(()) }
+    }
+
+    /// First look at the request after the proxy's checks, its path
+    /// normalized. Nothing has been sent anywhere.
     ///
     /// Return `Ok(true)` to answer it yourself, after setting the answer with
     /// [`Session::respond`] (the request is then not proxied), or `Ok(false)`
@@ -224,6 +241,24 @@ pub trait ProxyHttp: Send + Sync + 'static {
         _ctx: &mut Self::CTX,
     ) -> impl Future<Output = Result<()>> + Send {
         async { Ok(()) }
+    }
+
+    /// An attempt has its connection to `peer`: a new one, or (`reused`) one
+    /// from the pool. Nothing of the request was sent on it yet. An error
+    /// ends the attempt, and the request, as a hook's error (no retry).
+    /// Unlike Pingora's, it is not `async` (it runs on every attempt's path)
+    /// and gets no file descriptor: the connection's details are in the
+    /// attempt trace.
+    ///
+    /// Default: nothing.
+    fn connected_to_upstream(
+        &self,
+        _session: &mut Session,
+        _reused: bool,
+        _peer: &HttpPeer,
+        _ctx: &mut Self::CTX,
+    ) -> Result<()> {
+        Ok(())
     }
 
     /// No connection to `peer` could be made (refused, timed out, no route,
