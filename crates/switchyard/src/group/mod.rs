@@ -52,6 +52,8 @@ use crate::tls::UpstreamTls;
 mod hash_key;
 mod hooks;
 mod policy;
+#[cfg(test)]
+mod tests;
 
 pub use hash_key::HashKey;
 pub use hooks::GroupCtx;
@@ -79,6 +81,9 @@ pub struct UpstreamGroup {
     hash_key: Option<HashKey>,
     names: Vec<ServerName>,
     resolve_every: Duration,
+    /// Kept to judge new servers alike ([`with_servers`](Self::with_servers)).
+    outlier: OutlierPolicy,
+    thresholds: Thresholds,
 }
 
 /// How a group's servers are reached over TLS.
@@ -224,6 +229,44 @@ impl UpstreamGroup {
     pub fn adopt(&self, old: &UpstreamGroup) {
         self.health.adopt(&old.health);
     }
+
+    /// This group over other servers (a DNS answer changed, or servers were
+    /// added or removed): every setting kept, the retry budget shared, and
+    /// what was known of the servers both have taken over ([`adopt`](Self::adopt));
+    /// a new server ramps up under slow start. Requests in flight finish
+    /// on this group; swap the new one in for the next. With
+    /// [`discovery`](crate::discovery) resolving the [`names`](Self::names)
+    /// every [`resolve_every`](Self::resolve_every), this keeps a group on
+    /// its DNS answers.
+    pub fn with_servers(&self, backends: Backends) -> UpstreamGroup {
+        let addrs = |tier: &[Backend]| tier.iter().map(|b| b.addr).collect::<Vec<SocketAddr>>();
+        let health = UpstreamHealth::tiered(
+            &addrs(backends.primaries()),
+            &addrs(backends.backups()),
+            self.outlier,
+            self.thresholds,
+        );
+        health.adopt(&self.health);
+        UpstreamGroup {
+            name: self.name.clone(),
+            label: Arc::clone(&self.label),
+            backends,
+            health: Arc::new(health),
+            checks: self.checks.clone(),
+            peer_options: self.peer_options.clone(),
+            protocol: self.protocol,
+            tls: self.tls.clone(),
+            hosts: self.hosts.clone(),
+            policy: Arc::clone(&self.policy),
+            budget: Arc::clone(&self.budget),
+            connect_hedging: self.connect_hedging,
+            hash_key: self.hash_key.clone(),
+            names: self.names.clone(),
+            resolve_every: self.resolve_every,
+            outlier: self.outlier,
+            thresholds: self.thresholds,
+        }
+    }
 }
 
 /// Builds an [`UpstreamGroup`]; every setting has a default.
@@ -352,6 +395,8 @@ impl UpstreamGroupBuilder {
             hash_key: self.hash_key,
             names: self.names,
             resolve_every: self.resolve_every,
+            outlier: self.outlier,
+            thresholds: self.thresholds,
         }
     }
 }
