@@ -25,6 +25,8 @@ enum Filter {
     Drop,
     /// Fail on the first piece.
     Fail,
+    /// Panic on the first piece.
+    Panic,
 }
 
 #[derive(Clone)]
@@ -94,6 +96,7 @@ impl ProxyHttp for FilteringProxy {
             Filter::Fail => {
                 return Err(Error::explain(ErrorKind::Internal, "the filter refused"));
             }
+            Filter::Panic => panic!("the filter panicked"),
         }
         Ok(())
     }
@@ -139,6 +142,8 @@ async fn a_filtered_body_changes_and_loses_its_content_length() {
     );
     let logged = running.logs.wait(1).await;
     assert_eq!(logged[0].error, None);
+    let sent = logged[0].trace.last().unwrap().response_body_bytes;
+    assert_eq!(sent, 12, "the bytes the client got, not the upstream's 11");
 }
 
 #[tokio::test]
@@ -185,11 +190,40 @@ async fn a_filter_may_drop_every_byte() {
 }
 
 #[tokio::test]
-async fn a_failing_filter_aborts_the_response_and_ends_the_request_with_its_error() {
-    let origin = hello().await;
-    let running = start(FilteringProxy::new(origin.addr(), true, Filter::Fail)).await;
-    let reply = within(10, "GET", client::get(running.addr, "/")).await;
-    assert!(reply.is_err(), "a cut-off body, not a whole one: {reply:?}");
-    let logged = running.logs.wait(1).await;
-    assert_eq!(logged[0].error, Some(ErrorKind::Internal));
+async fn a_failing_or_panicking_filter_aborts_the_response_and_ends_the_request() {
+    for filter in [Filter::Fail, Filter::Panic] {
+        let origin = hello().await;
+        let running = start(FilteringProxy::new(origin.addr(), true, filter)).await;
+        let reply = within(10, "GET", client::get(running.addr, "/")).await;
+        assert!(reply.is_err(), "a cut-off body, not a whole one: {reply:?}");
+        let logged = running.logs.wait(1).await;
+        assert_eq!(logged[0].error, Some(ErrorKind::Internal));
+    }
+}
+
+#[tokio::test]
+async fn a_client_that_leaves_a_filtered_body_is_noticed_at_once() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    // The second piece would come only after 10 s.
+    let chunks = vec![Bytes::from_static(b"one "), Bytes::from_static(b"two")];
+    let gap = Duration::from_secs(10);
+    let origin = Origin::start("quiet", Script::always(Behavior::Chunked { chunks, gap })).await;
+    let running = start(FilteringProxy::new(origin.addr(), true, Filter::Shout)).await;
+    let mut client = tokio::net::TcpStream::connect(running.addr).await.unwrap();
+    client
+        .write_all(b"GET / HTTP/1.1\r\nHost: a.test\r\n\r\n")
+        .await
+        .unwrap();
+    let mut got = Vec::new();
+    while !got.windows(3).any(|w| w == b"ONE") {
+        let mut buf = [0; 1024];
+        let n = within(5, "the first piece", client.read(&mut buf))
+            .await
+            .unwrap();
+        assert!(n > 0, "closed early: {:?}", String::from_utf8_lossy(&got));
+        got.extend_from_slice(&buf[..n]);
+    }
+    drop(client);
+    let logged = within(3, "the request's end", running.logs.wait(1)).await;
+    assert_eq!(logged[0].error, Some(ErrorKind::DownstreamClosed));
 }

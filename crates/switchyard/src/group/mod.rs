@@ -233,12 +233,20 @@ impl UpstreamGroup {
     /// This group over other servers (a DNS answer changed, or servers were
     /// added or removed): every setting kept, the retry budget shared, and
     /// what was known of the servers both have taken over ([`adopt`](Self::adopt));
-    /// a new server ramps up under slow start. Requests in flight finish
-    /// on this group; swap the new one in for the next. With
-    /// [`discovery`](crate::discovery) resolving the [`names`](Self::names)
-    /// every [`resolve_every`](Self::resolve_every), this keeps a group on
-    /// its DNS answers.
-    pub fn with_servers(&self, backends: Backends) -> UpstreamGroup {
+    /// a new server ramps up under slow start. `hosts` are the host names
+    /// the addresses came from (their TLS name and
+    /// [`host_of`](Self::host_of)), none for servers given as `ip:port`.
+    /// Requests in flight finish on this group; swap the new one in for the
+    /// next, and start its checks ([`start_checks`](Self::start_checks))
+    /// in place of this one's (drop the old [`Checker`]: it keeps judging
+    /// this group). With [`discovery`](crate::discovery) resolving the
+    /// [`names`](Self::names) every [`resolve_every`](Self::resolve_every),
+    /// this keeps a group on its DNS answers.
+    pub fn with_servers(
+        &self,
+        backends: Backends,
+        hosts: impl IntoIterator<Item = (SocketAddr, String)>,
+    ) -> UpstreamGroup {
         let addrs = |tier: &[Backend]| tier.iter().map(|b| b.addr).collect::<Vec<SocketAddr>>();
         let health = UpstreamHealth::tiered(
             &addrs(backends.primaries()),
@@ -256,7 +264,7 @@ impl UpstreamGroup {
             peer_options: self.peer_options.clone(),
             protocol: self.protocol,
             tls: self.tls.clone(),
-            hosts: self.hosts.clone(),
+            hosts: hosts.into_iter().collect(),
             policy: Arc::clone(&self.policy),
             budget: Arc::clone(&self.budget),
             connect_hedging: self.connect_hedging,

@@ -31,7 +31,7 @@ fn new_servers_keep_the_health_of_those_that_stay() {
     group.health().report(addr(1), Outcome::ConnectFailure, now);
     assert_eq!(group.health().avoid(now), [addr(1)], "ejected");
 
-    let moved = group.with_servers(backends(&[1, 3]));
+    let moved = group.with_servers(backends(&[1, 3]), [(addr(3), "three.test".to_string())]);
     assert_eq!(moved.health().avoid(now), [addr(1)], "still ejected");
     let servers: Vec<SocketAddr> = moved
         .backends()
@@ -44,4 +44,10 @@ fn new_servers_keep_the_health_of_those_that_stay() {
     assert!(Arc::ptr_eq(moved.budget(), group.budget()), "one budget");
     assert!(Arc::ptr_eq(moved.policy(), group.policy()));
     assert_eq!(moved.name(), "app");
+    assert_eq!(
+        moved.host_of(addr(3)),
+        "three.test:3",
+        "its name, from the answer"
+    );
+    assert_eq!(moved.host_of(addr(1)), addr(1).to_string());
 }

@@ -276,8 +276,9 @@ impl Backends {
     ) -> Option<SocketAddr> {
         let primaries = &self.primaries;
         let eligible = |i: usize| primaries.get(i).is_some_and(&eligible);
+        // An algorithm of a user's own cannot break the tier rules.
         let index = self.algorithm.pick(primaries, &eligible, first, key)?;
-        primaries.get(index).map(|b| b.addr)
+        eligible(index).then(|| primaries[index].addr)
     }
 }
 

@@ -36,7 +36,7 @@ use tokio::sync::oneshot;
 use tracing::debug;
 
 use super::attempt::{Forwarded, NextAttempt, attempt};
-use super::body_filter::filter_response_body;
+use super::body_filter::{Filtered, filter_response_body};
 use super::driver::{self, Handling};
 use super::engine_ctx::EngineCtx;
 use super::engine_task::CatchUnwind;
@@ -220,14 +220,16 @@ async fn finish_body<P: ProxyHttp>(
     mut forwarded: Forwarded,
 ) -> Result<()> {
     let tunnel = forwarded.tunnel.take();
-    let filter_failed = match forwarded.filtering.take() {
+    let filtered = match forwarded.filtering.take() {
         // Boxed: its state would make every request's engine larger.
-        Some(filtering) => Box::pin(filter_response_body(proxy, session, ctx, filtering)).await,
+        Some(filtering) => {
+            Some(Box::pin(filter_response_body(proxy, session, ctx, filtering)).await)
+        }
         None => None,
     };
     // After a 101 the attempt is done at once: its duration (latency for
     // load balancing and metrics) is not the tunnel's.
-    let settled = settle_body(proxy, session, ctx, forwarded, filter_failed).await;
+    let settled = settle_body(proxy, session, ctx, forwarded, filtered).await;
     if let Some(tunnel) = tunnel {
         // Dropped unused when hyper never handed the client's socket back
         // (the client left before the 101 was written).
@@ -245,13 +247,14 @@ async fn settle_body<P: ProxyHttp>(
     session: &mut Session,
     ctx: &mut P::CTX,
     forwarded: Forwarded,
-    filter_failed: Option<Box<Error>>,
+    mut filtered: Option<Filtered>,
 ) -> Result<()> {
     let outcome = forwarded
         .body_done
         .await
         .unwrap_or(BodyOutcome::Abandoned { bytes: 0 });
-    let (bytes, result) = match (outcome, filter_failed) {
+    let failed = filtered.as_mut().and_then(|f| f.failed.take());
+    let (mut bytes, result) = match (outcome, failed) {
         // `response_body_filter` failed: the request ends with its error,
         // whatever became of the upstream's body.
         (outcome, Some(error)) => (outcome.bytes(), Err((error, FailurePoint::Internal))),
@@ -263,6 +266,10 @@ async fn settle_body<P: ProxyHttp>(
             outcome,
         ),
     };
+    // A filtered body: what went to the client, not what the upstream sent.
+    if let Some(filtered) = &filtered {
+        bytes = filtered.sent;
+    }
     let body_state = session.body_source().state();
     let trace = session.attempts_mut();
     if let Some(record) = trace.current() {
