@@ -24,7 +24,7 @@ use crate::observe::Observer;
 /// with.
 #[derive(Debug, Clone)]
 pub struct ConfigProxy {
-    router: Arc<RwLock<Arc<Router>>>,
+    router: Arc<RwLock<Router>>,
     attempt_count_header: bool,
     observer: Arc<Observer>,
 }
@@ -65,8 +65,8 @@ impl ConfigProxy {
     }
 }
 
-fn router_of(config: &Config) -> Arc<Router> {
-    Arc::new(Router::new(config.routes.iter().cloned()))
+fn router_of(config: &Config) -> Router {
+    Router::new(config.routes.iter().cloned())
 }
 
 impl ProxyHttp for ConfigProxy {

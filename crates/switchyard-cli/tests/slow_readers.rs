@@ -17,6 +17,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use common::{Running, TempConfig};
+use switchyard_testkit::h2_origin::frame;
 use switchyard_testkit::{Behavior, Origin, Script, client, within};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpSocket;
@@ -117,15 +118,6 @@ async fn a_client_that_stops_reading_a_large_response_costs_a_bounded_amount() {
     )
     .await;
     drop(readers);
-}
-
-/// An HTTP/2 frame.
-fn frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
-    let length = (payload.len() as u32).to_be_bytes();
-    let mut frame = vec![length[1], length[2], length[3], kind, flags];
-    frame.extend_from_slice(&stream.to_be_bytes());
-    frame.extend_from_slice(payload);
-    frame
 }
 
 /// An h2c client that opens a 16 MiB window (so flow control never stops

@@ -20,8 +20,8 @@ impl Observer {
         dry_runs: Vec<WouldHave>,
     ) {
         let label = ctx.route().map(|r| r.group.label());
-        for &status in ctx.group.holds() {
-            if let Some(label) = label {
+        if let Some(label) = label {
+            for &status in ctx.group.holds() {
                 self.count_held(label, status);
             }
         }

@@ -395,18 +395,7 @@ async fn connect_and_exchange<P: ProxyHttp>(
     let mut conn = found
         .conn
         .map_err(|err| AttemptFailure::new(err, FailurePoint::Connect, peer, false))?;
-    if let Err(error) = e
-        .proxy
-        .connected_to_upstream(e.session, conn.reused(), peer, e.ctx)
-    {
-        let reused = conn.reused();
-        return Err(AttemptFailure::new(
-            error,
-            FailurePoint::Internal,
-            peer,
-            reused,
-        ));
-    }
+    tell_connected(e, peer, conn.reused())?;
     let mut head = e.upstream_head(peer);
     if let Err(error) = e.filter_head(&mut head).await {
         let reused = conn.reused();
@@ -443,14 +432,7 @@ async fn connect_and_exchange<P: ProxyHttp>(
                 // Its place under the peer's limit goes to the new one.
                 drop(conn);
                 conn = Box::pin(fresh_connection(shared, peer, e.session)).await?;
-                if let Err(error) = e.proxy.connected_to_upstream(e.session, false, peer, e.ctx) {
-                    return Err(AttemptFailure::new(
-                        error,
-                        FailurePoint::Internal,
-                        peer,
-                        false,
-                    ));
-                }
+                tell_connected(e, peer, false)?;
             }
             Err(SendFailure::NotSent(_)) => {
                 let error = Error::explain(
@@ -478,6 +460,18 @@ async fn connect_and_exchange<P: ProxyHttp>(
             }
         }
     }
+}
+
+/// `connected_to_upstream` for the attempt's connection to `peer`; its
+/// error ends the attempt as a hook's (no retry).
+fn tell_connected<P: ProxyHttp>(
+    e: &mut EngineCtx<'_, P>,
+    peer: &HttpPeer,
+    reused: bool,
+) -> std::result::Result<(), AttemptFailure> {
+    e.proxy
+        .connected_to_upstream(e.session, reused, peer, e.ctx)
+        .map_err(|error| AttemptFailure::new(error, FailurePoint::Internal, peer, reused))
 }
 
 /// Record a hedge race in the trace; when the hedge won, it becomes the

@@ -47,11 +47,11 @@ pub(super) async fn filter_response_body<P: ProxyHttp>(
         };
         let data = match frame {
             Some(Ok(frame)) => match frame.into_data() {
-                Ok(data) if !out.ended() => data,
+                Ok(data) if !out.ended => data,
                 Ok(_) => continue,
                 // Trailers end the body: the last call comes before them.
                 Err(trailers) => {
-                    if !out.ended()
+                    if !out.ended
                         && let Err(e) = last_call(proxy, session, ctx, &mut out).await
                     {
                         break Some(e);
@@ -67,7 +67,7 @@ pub(super) async fn filter_response_body<P: ProxyHttp>(
                 let _ = out.frames.send(Err(e)).await;
                 break None;
             }
-            None if out.ended() => break None,
+            None if out.ended => break None,
             None => break last_call(proxy, session, ctx, &mut out).await.err(),
         };
         let mut body = Some(data);
@@ -94,10 +94,6 @@ struct Out {
 }
 
 impl Out {
-    fn ended(&self) -> bool {
-        self.ended
-    }
-
     /// Send what the hook left, if anything; false once the client is gone.
     async fn pass_on(&mut self, body: Option<Bytes>) -> bool {
         match body.filter(|b| !b.is_empty()) {
