@@ -25,6 +25,7 @@ use http::HeaderMap;
 use http_body::{Body, Frame, SizeHint};
 use tokio::sync::Notify;
 
+pub mod filter;
 pub mod limit;
 #[cfg(test)]
 mod tests;
@@ -498,7 +499,10 @@ where
             }
             Some(Err(e)) => {
                 let e: Box<dyn std::error::Error + Send + Sync> = e.into();
-                this.shared.failed(&*e);
+                // A failed request body filter is the proxy's, not the client's.
+                if !e.is::<filter::FilterFailed>() {
+                    this.shared.failed(&*e);
+                }
                 Poll::Ready(Some(Err(ReplayError::Source(e))))
             }
             None => {

@@ -15,13 +15,13 @@ use http_body_util::BodyExt;
 use super::{BufferState, ReplayError, ReplaySource};
 
 /// A scripted downstream body: frames in order, with an exact length when given.
-struct Scripted {
+pub(super) struct Scripted {
     frames: VecDeque<Result<Frame<Bytes>, io::Error>>,
     exact: Option<u64>,
 }
 
 impl Scripted {
-    fn data(chunks: &[&'static str]) -> Scripted {
+    pub(super) fn data(chunks: &[&'static str]) -> Scripted {
         let frames = chunks
             .iter()
             .map(|c| Ok(Frame::data(Bytes::from_static(c.as_bytes()))))
@@ -32,12 +32,12 @@ impl Scripted {
         }
     }
 
-    fn with_trailers(mut self, trailers: HeaderMap) -> Scripted {
+    pub(super) fn with_trailers(mut self, trailers: HeaderMap) -> Scripted {
         self.frames.push_back(Ok(Frame::trailers(trailers)));
         self
     }
 
-    fn then_error(mut self) -> Scripted {
+    pub(super) fn then_error(mut self) -> Scripted {
         self.frames.push_back(Err(io::Error::new(
             io::ErrorKind::ConnectionReset,
             "client left",
@@ -45,7 +45,7 @@ impl Scripted {
         self
     }
 
-    fn exact(mut self, len: u64) -> Scripted {
+    pub(super) fn exact(mut self, len: u64) -> Scripted {
         self.exact = Some(len);
         self
     }

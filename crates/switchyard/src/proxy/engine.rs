@@ -50,6 +50,7 @@ use super::shared::EngineShared;
 use super::upgrade::UpgradeRecord;
 use super::{ProxyHttp, Session};
 use crate::body::ReplaySource;
+use crate::body::filter::FilteredBody;
 use crate::body::limit::{BodyLimit, LimitedBody};
 use crate::error::{Error, ErrorKind, Result};
 use crate::peer::HttpPeer;
@@ -91,7 +92,7 @@ async fn run<P: ProxyHttp>(
     let start = Instant::now();
     let (head, body) = request.into_parts();
     let limit = BodyLimit::new(shared.max_request_body);
-    let body = LimitedBody::new(body, limit.clone());
+    let body = FilteredBody::new(LimitedBody::new(body, limit.clone()));
     let source = ReplaySource::new(body, shared.replay_buffer);
     let log = AttemptLog::new(start);
     let mut session = Session::new(head, client, source, limit, request_id, log);
@@ -179,6 +180,9 @@ async fn serve<P: ProxyHttp>(
     }
     super::target::refuse_escaped_slash(session)?;
     forward::check_declared_length(session)?;
+    if let Some(filter) = proxy.request_body_filter(session, ctx) {
+        session.set_request_body_filter(filter);
+    }
     let mut engine = EngineCtx {
         proxy,
         shared,
@@ -333,6 +337,12 @@ fn settle_outcome<P: ProxyHttp>(
         // The upstream exchange broke because the client's body failed
         // (crossed its limit, was malformed, or was cut short): the client's
         // fault, not the upstream's.
+        // The request body filter failed: the request ends with its error.
+        BodyOutcome::Failed { bytes, .. } if session.request_body_filter_failure().is_some() => {
+            let error = session.request_body_filter_failure();
+            let error = error.unwrap_or_else(|| Error::new(ErrorKind::Internal));
+            (bytes, Err((error, FailurePoint::Internal)))
+        }
         BodyOutcome::Failed { bytes, .. } if session.body_source().source_failed() => (
             bytes,
             Err((client_body_failure(session), FailurePoint::Downstream)),

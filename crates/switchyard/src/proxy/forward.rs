@@ -67,6 +67,10 @@ pub(crate) fn upstream_head(
     if let Some(protocol) = session.upgrade_asked() {
         upgrade::ask_upstream(&mut head.headers, protocol);
     }
+    // A filtered body's length is known only once it was sent.
+    if session.request_body_filtered() {
+        head.headers.remove(http::header::CONTENT_LENGTH);
+    }
     head
 }
 

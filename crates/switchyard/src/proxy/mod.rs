@@ -50,6 +50,7 @@ mod shared;
 mod target;
 mod upgrade;
 
+pub use crate::body::filter::RequestBodyFilter;
 pub use crate::policy::idempotency::is_idempotent;
 pub(crate) use driver::Handling;
 pub(crate) use engine::handle;
@@ -137,6 +138,27 @@ pub trait ProxyHttp: Send + Sync + 'static {
         _ctx: &mut Self::CTX,
     ) -> impl Future<Output = Result<bool>> + Send {
         async { Ok(false) }
+    }
+
+    /// Change the request body on its way upstream: return a
+    /// [`RequestBodyFilter`] to see each piece of it, with an end-of-stream
+    /// call where bytes may still be added (see its docs). Called once,
+    /// after `request_filter`, before any of the body was read; return
+    /// `None` (the default) for a request whose body goes as it came.
+    ///
+    /// Unlike Pingora's, this hook is called once and hands back the
+    /// filter, which then runs where the upstream connection reads the body
+    /// (as fast as the upstream takes it) rather than in the hook with the
+    /// `CTX`: move into it what it needs, or share it through an `Arc`. A
+    /// retry replays the filtered bytes without calling it again. A
+    /// filtered body's `Content-Length` is not sent upstream (HTTP/1.1
+    /// sends it chunked, even for a request that had no body).
+    fn request_body_filter(
+        &self,
+        _session: &mut Session,
+        _ctx: &mut Self::CTX,
+    ) -> Option<Box<dyn RequestBodyFilter>> {
+        None
     }
 
     /// Choose the peer for the next attempt. Called again before every retry:

@@ -77,6 +77,15 @@ impl Retries {
         failure: AttemptFailure,
         next: &mut NextAttempt,
     ) -> Result<Judged> {
+        // The request body filter failed: the proxy's error, never retried.
+        let failure = match e.session.request_body_filter_failure() {
+            Some(error) => AttemptFailure {
+                error,
+                point: FailurePoint::Internal,
+                ..failure
+            },
+            None => failure,
+        };
         let Some(peer) = failure.peer else {
             // `upstream_peer` itself failed: no attempt was made, nothing to
             // retry. The attempt before, if any, was not followed after all.

@@ -2,6 +2,7 @@
 //! trace and what has been sent downstream so far.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
@@ -11,6 +12,7 @@ use http::{HeaderName, HeaderValue, Method, Response, StatusCode};
 use super::grpc::GrpcStatus;
 use super::identity::ClientAddr;
 use super::upgrade::{AllowedUpgrades, UpgradeRecord};
+use crate::body::filter::{FilterStatus, RequestBodyFilter};
 use crate::body::limit::BodyLimit;
 use crate::body::{BufferState, ReplaySource};
 use crate::policy::dry_run::WouldHave;
@@ -54,6 +56,8 @@ pub struct Session {
     dry_runs: Vec<WouldHave>,
     /// The response body goes through `response_body_filter`.
     filter_response_body: bool,
+    /// The request body goes through a `request_body_filter`: its status.
+    request_body_filter: Option<Arc<FilterStatus>>,
 }
 
 impl Session {
@@ -87,6 +91,7 @@ impl Session {
             grpc: None,
             is_grpc,
             filter_response_body: false,
+            request_body_filter: None,
         }
     }
 
@@ -306,6 +311,23 @@ impl Session {
     /// Whether the request body was cut off at its limit.
     pub fn request_body_over_limit(&self) -> bool {
         self.body_limit.exceeded()
+    }
+
+    /// Whether the request body goes through a filter that
+    /// [`ProxyHttp::request_body_filter`](super::ProxyHttp::request_body_filter)
+    /// returned (its `Content-Length` is then not sent upstream).
+    pub fn request_body_filtered(&self) -> bool {
+        self.request_body_filter.is_some()
+    }
+
+    /// Pass the request body through `filter`, before any of it was read.
+    pub(crate) fn set_request_body_filter(&mut self, filter: Box<dyn RequestBodyFilter>) {
+        self.request_body_filter = self.body.set_filter(filter);
+    }
+
+    /// The error the request body filter failed with, if it did.
+    pub(crate) fn request_body_filter_failure(&self) -> Option<Box<crate::Error>> {
+        self.request_body_filter.as_ref()?.failure()
     }
 
     pub(crate) fn body_source(&self) -> &ReplaySource<DownstreamBody> {

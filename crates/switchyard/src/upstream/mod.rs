@@ -18,6 +18,7 @@ use hyper::client::conn::{TrySendError, http1, http2};
 use tokio::task::AbortHandle;
 
 use crate::body::ReplayBody;
+use crate::body::filter::FilteredBody;
 use crate::body::limit::LimitedBody;
 use crate::peer::PoolKey;
 use multiplex::{Multiplexed, StreamLease};
@@ -41,7 +42,7 @@ use crate::buffers::H2_SEND_BUFFER;
 pub(crate) const MAX_UNPROCESSED_HOLD: usize = 4 * 1024 * 1024;
 
 /// The downstream request body, cut off at its limit.
-pub(crate) type DownstreamBody = LimitedBody<Incoming>;
+pub(crate) type DownstreamBody = FilteredBody<LimitedBody<Incoming>>;
 
 /// The request body type sent upstream: the replayable downstream body.
 pub(crate) type UpstreamBody = ReplayBody<DownstreamBody>;
