@@ -23,10 +23,14 @@ use std::{fmt, pin::Pin};
 use bytes::Bytes;
 use http::HeaderMap;
 use http_body::{Body, Frame, SizeHint};
-use tokio::sync::Notify;
+
+use filter::FilteredBody;
 
 pub mod filter;
 pub mod limit;
+mod progress;
+
+pub use progress::Progress;
 #[cfg(test)]
 mod tests;
 
@@ -279,47 +283,18 @@ impl<B> ReplaySource<B> {
     }
 }
 
-/// How far one attempt's body got: bytes handed upstream, and whether it ended.
-#[derive(Debug, Default)]
-pub struct Progress {
-    sent: AtomicU64,
-    finished: AtomicBool,
-    waiting_on_downstream: AtomicBool,
-    finished_signal: Notify,
-}
-
-impl Progress {
-    /// Body bytes this attempt handed to the upstream connection.
-    pub fn sent(&self) -> u64 {
-        self.sent.load(Ordering::Acquire)
-    }
-
-    /// Whether this attempt's body reached its end.
-    pub fn finished(&self) -> bool {
-        self.finished.load(Ordering::Acquire)
-    }
-
-    /// Whether the body's last wait was for the client to send more (as
-    /// opposed to the upstream to take more).
-    pub fn waiting_on_downstream(&self) -> bool {
-        self.waiting_on_downstream.load(Ordering::Acquire)
-    }
-
-    /// Resolves once the body reached its end.
-    pub async fn wait_finished(&self) {
-        loop {
-            let notified = self.finished_signal.notified();
-            if self.finished() {
-                return;
-            }
-            notified.await;
+impl<B> ReplaySource<FilteredBody<B>> {
+    /// Set the request's body filter. Possible only before any body byte
+    /// was read; returns the filter's status, or `None` when too late.
+    pub(crate) fn set_filter(
+        &self,
+        filter: Box<dyn filter::RequestBodyFilter>,
+    ) -> Option<Arc<filter::FilterStatus>> {
+        if self.bytes_read() > 0 {
+            return None;
         }
-    }
-
-    fn mark_finished(&self) {
-        if !self.finished.swap(true, Ordering::AcqRel) {
-            self.finished_signal.notify_waiters();
-        }
+        let mut slot = self.shared.slot();
+        Some(slot.source.as_mut()?.body.set(filter))
     }
 }
 
@@ -423,9 +398,7 @@ where
 
     fn count_sent(&self, frame: &Frame<Bytes>) {
         if let Some(data) = frame.data_ref() {
-            self.progress
-                .sent
-                .fetch_add(data.len() as u64, Ordering::AcqRel);
+            self.progress.add_sent(data.len() as u64);
         }
     }
 }
@@ -467,9 +440,7 @@ where
         }
         // 3. Read on from downstream.
         let polled = Pin::new(&mut source.body).poll_frame(cx);
-        this.progress
-            .waiting_on_downstream
-            .store(polled.is_pending(), Ordering::Release);
+        this.progress.set_waiting_on_downstream(polled.is_pending());
         match std::task::ready!(polled) {
             Some(Ok(frame)) => {
                 let frame = match frame.into_data() {

@@ -2,15 +2,15 @@
 //! `ServerOptions`, upstream groups (`Backends`, `PeerOptions`) and routes
 //! with their retry policies. One place turns the format into behaviour.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use switchyard::discovery::{Answers, ServerName};
 
-use switchyard::group::{HashKey, UpstreamGroup};
-use switchyard::lb::{Backend, Backends, Selection};
+use switchyard::group::{HashKey, ServerAt, ServerSpec, ServerSpecs, UpstreamGroup};
+use switchyard::lb::Selection;
 use switchyard::route::Route;
 use switchyard::{PeerOptions, ServerOptions};
 use toml::Spanned;
@@ -57,10 +57,13 @@ pub struct Config {
 
 impl Config {
     /// The same config with server names resolved to `answers` instead: how
-    /// a changed DNS answer is applied. Only the groups that use a name in
-    /// `changed` are rebuilt; the others are kept as they are (the same
-    /// `Arc<Group>`, selection state and all). Every check passed already,
-    /// so an error here means `answers` lacks one of the names.
+    /// a changed DNS answer is applied. The groups that use a name in
+    /// `changed` follow it as the library's groups do
+    /// ([`UpstreamGroup::with_answers`]: settings and retry budget kept,
+    /// the health of the servers that stay carried over); the others are
+    /// kept as they are (the same `Arc`, selection state and all). Every
+    /// check passed already, so an error here means `answers` lacks one of
+    /// the names.
     pub fn with_answers(
         &self,
         answers: Answers,
@@ -70,18 +73,26 @@ impl Config {
             file: &self.origin,
             text: "",
         };
-        let unchanged = self
-            .groups
-            .iter()
-            .filter(|(_, group)| !group.names().iter().any(|n| changed.contains(n)))
-            .map(|(name, group)| (name.clone(), Arc::clone(group)))
-            .collect();
+        let mut groups = BTreeMap::new();
+        for (name, group) in &self.groups {
+            let follows = group.names().iter().any(|n| changed.contains(n));
+            let rebuilt = follows.then(|| group.with_answers(&answers)).flatten();
+            let group = match rebuilt {
+                Some(Ok(rebuilt)) => Arc::new(rebuilt),
+                Some(Err(e)) => {
+                    let key = format!("upstreams.{name}.servers");
+                    return Err(source.error(None, &key, e.to_string()));
+                }
+                None => Arc::clone(group),
+            };
+            groups.insert(name.clone(), group);
+        }
         // The certificates stay as loaded: a DNS change reads no files.
         build(
             self.effective.clone(),
             &source,
             answers,
-            &unchanged,
+            &groups,
             self.tls.as_ref(),
         )
     }
@@ -223,14 +234,11 @@ fn group(
     let key = format!("upstreams.{name}");
     let mut found = Servers {
         answers,
-        explicit: explicit_addresses(&section.servers, &section.backup),
         seen: HashSet::new(),
-        names: Vec::new(),
-        hosts: HashMap::new(),
         scheme: None,
     };
-    let primaries = found.expand(source, &section.servers, &format!("{key}.servers"))?;
-    let backups = found.expand(source, &section.backup, &format!("{key}.backup"))?;
+    let primaries = found.specs(source, &section.servers, &format!("{key}.servers"))?;
+    let backups = found.specs(source, &section.backup, &format!("{key}.backup"))?;
     if section.resolve_every.0 < MIN_RESOLVE_EVERY {
         let message = format!("must be at least {MIN_RESOLVE_EVERY:?}");
         return Err(source.error(None, &format!("{key}.resolve_every"), message));
@@ -266,7 +274,9 @@ fn group(
         }
         (None, _) => None,
     };
-    let backends = Backends::new(primaries, backups, selection)
+    let servers = ServerSpecs::new(primaries, backups, selection);
+    let expanded = servers
+        .expand(answers)
         .map_err(|e| source.error(None, &format!("{key}.servers"), e.to_string()))?;
     if section.max_connections_per_server == 0 {
         let message = "must be at least 1 (0 would refuse every connection)";
@@ -295,14 +305,15 @@ fn group(
     let scheme = found.scheme.unwrap_or(Scheme::Http);
     let tls = group_tls(source, &key, scheme == Scheme::Https, section.tls.as_ref())?;
     let protocol = group_protocol(source, &key, scheme, section.protocol)?;
-    let mut built = UpstreamGroup::builder(name, backends)
+    let mut built = UpstreamGroup::builder(name, expanded.backends)
         .outlier(outlier)
         .peer_options(peer_options)
         .protocol(protocol)
         .retry_policy(policy)
         .retry_budget(budget)
         .connect_hedging(section.connect_hedging)
-        .names(found.names, section.resolve_every.0);
+        .hosts(expanded.hosts)
+        .servers(servers, section.resolve_every.0);
     if let Some((options, thresholds)) = checks {
         built = built.checks(options).check_thresholds(thresholds);
     }
@@ -312,59 +323,32 @@ fn group(
     if let Some(hash_key) = hash_key {
         built = built.hash_key(hash_key);
     }
-    for (address, host) in found.hosts {
-        built = built.host(address, host);
-    }
     Ok(built.build())
 }
 
 /// The shortest `resolve_every` accepted.
 const MIN_RESOLVE_EVERY: Duration = Duration::from_millis(100);
 
-/// A group's server entries turned into backends, names expanded to the
-/// addresses they resolved to. An address is in a group once: an `ip:port`
-/// listed twice is an error, and an address a name resolves to adds nothing
-/// when it is listed as `ip:port` anywhere in the group (that entry's weight
-/// and tier stand, whatever DNS says) or came from a name before.
+/// A group's server entries checked and turned into the library's
+/// [`ServerSpec`]s (which [`ServerSpecs::expand`] makes backends of, names
+/// expanded to the addresses they resolved to). An `ip:port` listed twice
+/// is an error; so is a name that was not resolved.
 struct Servers<'a> {
     answers: &'a Answers,
-    /// Every address the group gives as `ip:port`.
-    explicit: HashSet<SocketAddr>,
-    /// Each address in the group so far.
+    /// Each `ip:port` given so far.
     seen: HashSet<SocketAddr>,
-    /// The names met, in order.
-    names: Vec<ServerName>,
-    /// The host name each address came from, for TLS server names.
-    hosts: HashMap<SocketAddr, String>,
     /// How the entries so far were written (all must agree).
     scheme: Option<Scheme>,
 }
 
-/// The addresses the entries give as `ip:port`.
-fn explicit_addresses(
-    primaries: &[Spanned<ServerEntry>],
-    backups: &[Spanned<ServerEntry>],
-) -> HashSet<SocketAddr> {
-    primaries
-        .iter()
-        .chain(backups)
-        .filter_map(
-            |entry| match ServerAddr::parse(entry_parts(entry.get_ref()).0) {
-                Ok(ServerAddr::Ip(addr)) => Some(addr),
-                _ => None,
-            },
-        )
-        .collect()
-}
-
 impl Servers<'_> {
-    fn expand(
+    fn specs(
         &mut self,
         source: &Source<'_>,
         entries: &[Spanned<ServerEntry>],
         key: &str,
-    ) -> Result<Vec<Backend>, ConfigError> {
-        let mut backends = Vec::new();
+    ) -> Result<Vec<ServerSpec>, ConfigError> {
+        let mut specs = Vec::new();
         for (i, entry) in entries.iter().enumerate() {
             let key = format!("{key}[{i}]");
             let span = || Some(entry.span());
@@ -377,31 +361,20 @@ impl Servers<'_> {
                 let message = "a group's servers are all http://, all https:// or all h2c://; put the others in a group of their own";
                 return Err(source.error(span(), &key, message));
             }
-            match ServerAddr::parse(text).map_err(|why| source.error(span(), &key, why))? {
-                ServerAddr::Ip(addr) => {
-                    if !self.seen.insert(addr) {
-                        let message = format!("{addr} is listed twice in this group");
-                        return Err(source.error(span(), &key, message));
-                    }
-                    backends.push(Backend { addr, weight });
+            let at = match ServerAddr::parse(text).map_err(|why| source.error(span(), &key, why))? {
+                ServerAddr::Ip(addr) if !self.seen.insert(addr) => {
+                    let message = format!("{addr} is listed twice in this group");
+                    return Err(source.error(span(), &key, message));
                 }
-                ServerAddr::Name(name) => {
-                    let Some(addresses) = self.answers.get(&name) else {
-                        let message = format!("{name} was not resolved");
-                        return Err(source.error(span(), &key, message));
-                    };
-                    for &addr in addresses {
-                        if !self.explicit.contains(&addr) && self.seen.insert(addr) {
-                            backends.push(Backend { addr, weight });
-                            self.hosts.insert(addr, name.host().to_string());
-                        }
-                    }
-                    if !self.names.contains(&name) {
-                        self.names.push(name);
-                    }
+                ServerAddr::Ip(addr) => ServerAt::Addr(addr),
+                ServerAddr::Name(name) if self.answers.get(&name).is_none() => {
+                    let message = format!("{name} was not resolved");
+                    return Err(source.error(span(), &key, message));
                 }
-            }
+                ServerAddr::Name(name) => ServerAt::Name(name),
+            };
+            specs.push(ServerSpec { at, weight });
         }
-        Ok(backends)
+        Ok(specs)
     }
 }

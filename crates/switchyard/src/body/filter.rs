@@ -10,17 +10,16 @@
 //! that fails or panics ends the request with its error; it is never
 //! called again.
 
+use std::fmt;
 use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
 use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
-use std::fmt;
 
 use bytes::Bytes;
 use http::HeaderMap;
 use http_body::{Body, Frame, SizeHint};
 
-use super::ReplaySource;
 use crate::error::{Error, ErrorKind, Result, Side};
 
 /// Changes a request body piece by piece (see the module docs).
@@ -116,6 +115,13 @@ impl<B> FilteredBody<B> {
             done: false,
             trailers: None,
         }
+    }
+
+    /// Set its filter; returns the filter's status.
+    pub(super) fn set(&mut self, filter: Box<dyn RequestBodyFilter>) -> Arc<FilterStatus> {
+        let old = self.filter.replace(filter);
+        debug_assert!(old.is_none(), "a request has one body filter");
+        Arc::clone(&self.status)
     }
 
     /// Call the filter on `piece`, catching a panic; on failure the filter
@@ -224,24 +230,6 @@ where
             Some(_) => SizeHint::default(),
             None => self.inner.size_hint(),
         }
-    }
-}
-
-impl<B> ReplaySource<FilteredBody<B>> {
-    /// Set the request's body filter. Possible only before any body byte
-    /// was read; returns the filter's status, or `None` when too late.
-    pub(crate) fn set_filter(
-        &self,
-        filter: Box<dyn RequestBodyFilter>,
-    ) -> Option<Arc<FilterStatus>> {
-        if self.bytes_read() > 0 {
-            return None;
-        }
-        let mut slot = self.shared.slot();
-        let body = &mut slot.source.as_mut()?.body;
-        let old = body.filter.replace(filter);
-        debug_assert!(old.is_none(), "a request has one body filter");
-        Some(Arc::clone(&body.status))
     }
 }
 

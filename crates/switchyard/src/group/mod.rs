@@ -41,7 +41,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::discovery::ServerName;
+use crate::discovery::{Answers, ServerName};
 use crate::health::checker::{self, CheckOptions, Checker};
 use crate::health::{OutlierPolicy, Thresholds, UpstreamHealth};
 use crate::lb::{Backend, Backends};
@@ -49,15 +49,19 @@ use crate::peer::{HttpPeer, PeerOptions, UpstreamProtocol};
 use crate::policy::budget::{BudgetPolicy, RetryBudget};
 use crate::tls::UpstreamTls;
 
+mod follow;
 mod hash_key;
 mod hooks;
 mod policy;
+mod servers;
 #[cfg(test)]
 mod tests;
 
+pub use follow::{FollowDns, FollowError, FollowReport};
 pub use hash_key::HashKey;
 pub use hooks::GroupCtx;
 pub use policy::{DEFAULT_REPLAY_BUFFER, RetryPolicy};
+pub use servers::{ExpandError, Expanded, ServerAt, ServerSpec, ServerSpecs};
 
 /// How often server names are resolved again, unless set.
 pub const DEFAULT_RESOLVE_EVERY: Duration = Duration::from_secs(30);
@@ -79,6 +83,8 @@ pub struct UpstreamGroup {
     budget: Arc<RetryBudget>,
     connect_hedging: bool,
     hash_key: Option<HashKey>,
+    /// The servers as given, when they include names to follow.
+    servers: Option<Arc<ServerSpecs>>,
     names: Vec<ServerName>,
     resolve_every: Duration,
     /// Kept to judge new servers alike ([`with_servers`](Self::with_servers)).
@@ -113,7 +119,7 @@ impl UpstreamGroup {
             budget: BudgetPolicy::default(),
             connect_hedging: false,
             hash_key: None,
-            names: Vec::new(),
+            servers: None,
             resolve_every: DEFAULT_RESOLVE_EVERY,
         }
     }
@@ -174,7 +180,8 @@ impl UpstreamGroup {
         self.connect_hedging
     }
 
-    /// The server names its addresses came from.
+    /// The server names its addresses came from (see
+    /// [`with_answers`](Self::with_answers)).
     pub fn names(&self) -> &[ServerName] {
         &self.names
     }
@@ -269,11 +276,27 @@ impl UpstreamGroup {
             budget: Arc::clone(&self.budget),
             connect_hedging: self.connect_hedging,
             hash_key: self.hash_key.clone(),
+            servers: self.servers.clone(),
             names: self.names.clone(),
             resolve_every: self.resolve_every,
             outlier: self.outlier,
             thresholds: self.thresholds,
         }
+    }
+}
+
+impl UpstreamGroup {
+    /// This group over the addresses its servers' names have in `answers`
+    /// ([`with_servers`](Self::with_servers) with the servers as given
+    /// expanded again); `None` for a group built without
+    /// [`servers`](UpstreamGroupBuilder::servers).
+    pub fn with_answers(&self, answers: &Answers) -> Option<Result<UpstreamGroup, ExpandError>> {
+        let servers = self.servers.as_ref()?;
+        Some(
+            servers
+                .expand(answers)
+                .map(|found| self.with_servers(found.backends, found.hosts)),
+        )
     }
 }
 
@@ -293,7 +316,7 @@ pub struct UpstreamGroupBuilder {
     budget: BudgetPolicy,
     connect_hedging: bool,
     hash_key: Option<HashKey>,
-    names: Vec<ServerName>,
+    servers: Option<Arc<ServerSpecs>>,
     resolve_every: Duration,
 }
 
@@ -346,6 +369,13 @@ impl UpstreamGroupBuilder {
         self
     }
 
+    /// The host names addresses came from, as [`host`](Self::host) for each
+    /// (what [`ServerSpecs::expand`] found).
+    pub fn hosts(mut self, hosts: impl IntoIterator<Item = (SocketAddr, String)>) -> Self {
+        self.hosts.extend(hosts);
+        self
+    }
+
     /// What is retried, and within which limits.
     pub fn retry_policy(mut self, policy: RetryPolicy) -> Self {
         self.policy = policy;
@@ -370,10 +400,13 @@ impl UpstreamGroupBuilder {
         self
     }
 
-    /// The server names its addresses came from, resolved again every
-    /// `every` by whoever runs discovery.
-    pub fn names(mut self, names: Vec<ServerName>, every: Duration) -> Self {
-        self.names = names;
+    /// The servers as given (the backends are what they expanded to),
+    /// their names to be resolved again every `every`: by a
+    /// [`FollowDns`], or by whoever calls
+    /// [`with_answers`](UpstreamGroup::with_answers). Give the host names
+    /// of the first expansion with [`hosts`](Self::hosts).
+    pub fn servers(mut self, servers: ServerSpecs, every: Duration) -> Self {
+        self.servers = Some(Arc::new(servers));
         self.resolve_every = every;
         self
     }
@@ -401,7 +434,8 @@ impl UpstreamGroupBuilder {
             budget: Arc::new(RetryBudget::new(self.budget, Instant::now())),
             connect_hedging: self.connect_hedging,
             hash_key: self.hash_key,
-            names: self.names,
+            names: self.servers.as_ref().map(|s| s.names()).unwrap_or_default(),
+            servers: self.servers,
             resolve_every: self.resolve_every,
             outlier: self.outlier,
             thresholds: self.thresholds,

@@ -326,7 +326,7 @@ impl Session {
     }
 
     /// The error the request body filter failed with, if it did.
-    pub(crate) fn request_body_filter_failure(&self) -> Option<Box<crate::Error>> {
+    pub(crate) fn request_body_filter_failure(&self) -> Option<Box<crate::error::Error>> {
         self.request_body_filter.as_ref()?.failure()
     }
 
