@@ -162,6 +162,11 @@ impl ProxyHttp for ConfigProxy {
         status
     }
 
+    /// The access log and metrics report every failure (`logging`).
+    fn suppress_error_log(&self, _: &Session, _: &RouteCtx, _: &Error) -> bool {
+        true
+    }
+
     async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut RouteCtx) {
         let dry_runs = ctx.logging(session);
         self.observer.report(session, e, ctx, dry_runs);

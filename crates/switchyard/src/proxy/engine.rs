@@ -33,7 +33,7 @@ use std::time::{Duration, Instant};
 use http::{HeaderValue, Request, Response, StatusCode};
 use hyper::body::Incoming;
 use tokio::sync::oneshot;
-use tracing::debug;
+use tracing::{debug, warn};
 
 use super::attempt::{Forwarded, NextAttempt, attempt};
 use super::body_filter::{Filtered, filter_response_body};
@@ -107,8 +107,8 @@ async fn run<P: ProxyHttp>(
         Err(()) => Some(Error::explain(ErrorKind::Internal, "a hook panicked")),
     };
     if let Some(e) = &error {
-        debug!(client = %session.client_addr(), error = %e, attempts = %session.attempts(), "request failed");
         let status = proxy.fail_to_proxy(&mut session, e, &mut ctx).await;
+        log_failure(&*proxy, &session, &ctx, e, status);
         if !session.response_started() {
             answer_failure(&mut session, &mut reply, e, status);
         }
@@ -122,6 +122,21 @@ async fn run<P: ProxyHttp>(
     proxy
         .logging(&mut session, error.as_deref(), &mut ctx)
         .await;
+}
+
+/// The failure log: a request that failed for good, unless the proxy
+/// suppresses it.
+fn log_failure<P: ProxyHttp>(proxy: &P, session: &Session, ctx: &P::CTX, e: &Error, status: u16) {
+    if proxy.suppress_error_log(session, ctx, e) {
+        return;
+    }
+    let request = proxy.request_summary(session, ctx);
+    let (client, attempts) = (session.client_addr(), session.attempts());
+    if e.kind() == ErrorKind::DownstreamClosed {
+        debug!(%request, %client, error = %e, status, %attempts, "request failed");
+    } else {
+        warn!(%request, %client, error = %e, status, %attempts, "request failed");
+    }
 }
 
 /// Answer a failed request that sent nothing downstream yet: the response

@@ -349,6 +349,27 @@ pub trait ProxyHttp: Send + Sync + 'static {
         async move { status }
     }
 
+    /// The request in a line, for the failure log (see
+    /// [`suppress_error_log`](Self::suppress_error_log)).
+    ///
+    /// Default: [`default_request_summary`], `METHOD target, Host: host`.
+    fn request_summary(&self, session: &Session, _ctx: &Self::CTX) -> String {
+        default_request_summary(session)
+    }
+
+    /// Whether to leave this failed request out of the failure log. The
+    /// engine logs each request that fails for good (after
+    /// `fail_to_proxy`): at `warn` through `tracing`, with
+    /// [`request_summary`](Self::request_summary), the client, the error
+    /// and the attempts; at `debug` when the client went away. Suppress it
+    /// when `logging` reports failures itself (the binary does: its access
+    /// log has them).
+    ///
+    /// Default: `false`, every failure is logged.
+    fn suppress_error_log(&self, _session: &Session, _ctx: &Self::CTX, _error: &Error) -> bool {
+        false
+    }
+
     /// The request is over: its response was forwarded whole, or it failed
     /// with `e`. `session.attempts()` holds every attempt with its verdict.
     /// Nothing more can be sent anywhere.
@@ -360,6 +381,15 @@ pub trait ProxyHttp: Send + Sync + 'static {
     ) -> impl Future<Output = ()> + Send {
         async {}
     }
+}
+
+/// What [`ProxyHttp::request_summary`] says by default: the method, the
+/// target as the client sent it, and the `Host`.
+pub fn default_request_summary(session: &Session) -> String {
+    let head = session.req_header();
+    let host = forward::routed_host(head);
+    let host = host.as_ref().and_then(|h| h.to_str().ok()).unwrap_or("");
+    format!("{} {}, Host: {host}", head.method, head.uri)
 }
 
 /// What [`ProxyHttp::error_while_proxy`] does by default, for overrides that
