@@ -20,7 +20,7 @@ use bytes::Bytes;
 use http::HeaderMap;
 use http_body::{Body, Frame, SizeHint};
 
-use crate::error::{Error, ErrorKind, Result, Side};
+use crate::error::{Error, ErrorKind, Side};
 
 /// Changes a request body piece by piece (see the module docs).
 ///
@@ -33,14 +33,19 @@ pub trait RequestBodyFilter: Send + 'static {
     /// retry, the client gets the error's status (a downstream kind such as
     /// `InvalidDownstreamRequest` is the client's fault, 400; an upstream
     /// kind is taken as `Internal`).
-    fn filter(&mut self, body: &mut Option<Bytes>, end_of_stream: bool) -> Result<()>;
+    fn filter(&mut self, body: &mut Option<Bytes>, end_of_stream: bool)
+    -> crate::error::Result<()>;
 }
 
 impl<F> RequestBodyFilter for F
 where
-    F: FnMut(&mut Option<Bytes>, bool) -> Result<()> + Send + 'static,
+    F: FnMut(&mut Option<Bytes>, bool) -> crate::error::Result<()> + Send + 'static,
 {
-    fn filter(&mut self, body: &mut Option<Bytes>, end_of_stream: bool) -> Result<()> {
+    fn filter(
+        &mut self,
+        body: &mut Option<Bytes>,
+        end_of_stream: bool,
+    ) -> crate::error::Result<()> {
         self(body, end_of_stream)
     }
 }
@@ -87,6 +92,14 @@ impl std::error::Error for FilterFailed {}
 /// The client's body, through the request's filter once one is set.
 pub struct FilteredBody<B> {
     inner: B,
+    /// Boxed: most requests have no filter, and the body is moved between
+    /// attempts.
+    filtering: Option<Box<Filtering>>,
+}
+
+/// A set filter and where it got.
+struct Filtering {
+    /// `None` once it failed.
     filter: Option<Box<dyn RequestBodyFilter>>,
     status: Arc<FilterStatus>,
     /// The end-of-stream call was made (or the filter failed).
@@ -99,8 +112,7 @@ impl<B: fmt::Debug> fmt::Debug for FilteredBody<B> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("FilteredBody")
             .field("inner", &self.inner)
-            .field("filtered", &self.filter.is_some())
-            .field("done", &self.done)
+            .field("filtered", &self.filtering.is_some())
             .finish()
     }
 }
@@ -110,29 +122,30 @@ impl<B> FilteredBody<B> {
     pub fn new(inner: B) -> Self {
         FilteredBody {
             inner,
-            filter: None,
-            status: Arc::default(),
-            done: false,
-            trailers: None,
+            filtering: None,
         }
     }
 
     /// Set its filter; returns the filter's status.
     pub(super) fn set(&mut self, filter: Box<dyn RequestBodyFilter>) -> Arc<FilterStatus> {
-        let old = self.filter.replace(filter);
-        debug_assert!(old.is_none(), "a request has one body filter");
-        Arc::clone(&self.status)
+        debug_assert!(self.filtering.is_none(), "a request has one body filter");
+        let status = Arc::new(FilterStatus::default());
+        self.filtering = Some(Box::new(Filtering {
+            filter: Some(filter),
+            status: Arc::clone(&status),
+            done: false,
+            trailers: None,
+        }));
+        status
     }
+}
 
+impl Filtering {
     /// Call the filter on `piece`, catching a panic; on failure the filter
     /// is dropped and its error recorded.
-    fn call(
-        &mut self,
-        piece: &mut Option<Bytes>,
-        end: bool,
-    ) -> std::result::Result<(), FilterFailed> {
+    fn call(&mut self, piece: &mut Option<Bytes>, end: bool) -> Result<(), FilterFailed> {
         let Some(filter) = self.filter.as_mut() else {
-            return Ok(());
+            return Err(FilterFailed);
         };
         let called = std::panic::catch_unwind(AssertUnwindSafe(|| filter.filter(piece, end)));
         let error = match called {
@@ -147,11 +160,68 @@ impl<B> FilteredBody<B> {
     }
 
     /// The end-of-stream call; `Some` bytes it added.
-    fn finish(&mut self) -> std::result::Result<Option<Bytes>, FilterFailed> {
+    fn finish(&mut self) -> Result<Option<Bytes>, FilterFailed> {
         self.done = true;
         let mut last = None;
         self.call(&mut last, true)?;
         Ok(last.filter(|b| !b.is_empty()))
+    }
+
+    /// What comes once the end-of-stream call was made: the trailers held
+    /// back, or the filter's failure again.
+    fn after_end(&mut self) -> Option<Result<Frame<Bytes>, BoxError>> {
+        if self.filter.is_none() {
+            return Some(Err(Box::new(FilterFailed)));
+        }
+        self.trailers.take().map(|t| Ok(Frame::trailers(t)))
+    }
+
+    /// The next frame of `inner`, through the filter.
+    fn poll_through<B>(
+        &mut self,
+        inner: Pin<&mut B>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>>
+    where
+        B: Body<Data = Bytes> + Unpin,
+        B::Error: Into<BoxError>,
+    {
+        let inner = inner.get_mut();
+        loop {
+            let frame = match std::task::ready!(Pin::new(&mut *inner).poll_frame(cx)) {
+                Some(Ok(frame)) => frame,
+                Some(Err(e)) => return Poll::Ready(Some(Err(e.into()))),
+                None => {
+                    return Poll::Ready(match self.finish() {
+                        Ok(added) => added.map(|data| Ok(Frame::data(data))),
+                        Err(failed) => Some(Err(Box::new(failed))),
+                    });
+                }
+            };
+            let frame = match frame.into_data() {
+                Ok(data) => {
+                    let mut piece = Some(data);
+                    if let Err(failed) = self.call(&mut piece, false) {
+                        return Poll::Ready(Some(Err(Box::new(failed))));
+                    }
+                    match piece {
+                        Some(data) if !data.is_empty() => Frame::data(data),
+                        // Dropped: read on.
+                        _ => continue,
+                    }
+                }
+                // Trailers end the body: the last call comes before them.
+                Err(frame) => match self.finish() {
+                    Ok(Some(added)) => {
+                        self.trailers = frame.into_trailers().ok();
+                        Frame::data(added)
+                    }
+                    Ok(None) => frame,
+                    Err(failed) => return Poll::Ready(Some(Err(Box::new(failed)))),
+                },
+            };
+            return Poll::Ready(Some(Ok(frame)));
+        }
     }
 }
 
@@ -165,70 +235,34 @@ where
     type Data = Bytes;
     type Error = BoxError;
 
+    #[inline]
     fn poll_frame(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<std::result::Result<Frame<Bytes>, BoxError>>> {
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let this = &mut *self;
-        if this.done {
-            if this.status.failure.get().is_some() {
-                return Poll::Ready(Some(Err(Box::new(FilterFailed))));
-            }
-            return Poll::Ready(this.trailers.take().map(|t| Ok(Frame::trailers(t))));
-        }
-        if this.filter.is_none() {
-            return Pin::new(&mut this.inner).poll_frame(cx).map_err(Into::into);
-        }
-        loop {
-            let frame = match std::task::ready!(Pin::new(&mut this.inner).poll_frame(cx)) {
-                Some(Ok(frame)) => frame,
-                Some(Err(e)) => return Poll::Ready(Some(Err(e.into()))),
-                None => {
-                    return Poll::Ready(match this.finish() {
-                        Ok(added) => added.map(|data| Ok(Frame::data(data))),
-                        Err(failed) => Some(Err(Box::new(failed))),
-                    });
-                }
-            };
-            let frame = match frame.into_data() {
-                Ok(data) => {
-                    let mut piece = Some(data);
-                    if let Err(failed) = this.call(&mut piece, false) {
-                        return Poll::Ready(Some(Err(Box::new(failed))));
-                    }
-                    match piece {
-                        Some(data) if !data.is_empty() => Frame::data(data),
-                        // Dropped: read on.
-                        _ => continue,
-                    }
-                }
-                // Trailers end the body: the last call comes before them.
-                Err(frame) => match this.finish() {
-                    Ok(Some(added)) => {
-                        this.trailers = frame.into_trailers().ok();
-                        Frame::data(added)
-                    }
-                    Ok(None) => frame,
-                    Err(failed) => return Poll::Ready(Some(Err(Box::new(failed)))),
-                },
-            };
-            return Poll::Ready(Some(Ok(frame)));
+        match this.filtering.as_deref_mut() {
+            None => Pin::new(&mut this.inner).poll_frame(cx).map_err(Into::into),
+            Some(filtering) if filtering.done => Poll::Ready(filtering.after_end()),
+            Some(filtering) => filtering.poll_through(Pin::new(&mut this.inner), cx),
         }
     }
 
+    #[inline]
     fn is_end_stream(&self) -> bool {
-        if self.done {
-            return self.trailers.is_none() && self.status.failure.get().is_none();
+        match self.filtering.as_deref() {
+            None => self.inner.is_end_stream(),
+            // The end-of-stream call is still to come, or trailers or a
+            // failure after it.
+            Some(f) => f.done && f.trailers.is_none() && f.filter.is_some(),
         }
-        // With a filter, the end-of-stream call is still to come.
-        self.filter.is_none() && self.inner.is_end_stream()
     }
 
+    #[inline]
     fn size_hint(&self) -> SizeHint {
-        match self.filter {
-            _ if self.done => SizeHint::default(),
-            Some(_) => SizeHint::default(),
+        match self.filtering {
             None => self.inner.size_hint(),
+            Some(_) => SizeHint::default(),
         }
     }
 }
