@@ -13,6 +13,8 @@
 #                                                   active checks hold it down; requests
 #                                                   go to the backup, as in bench.py failover)
 #   FLOOR=0 bench/instructions.sh ...               (Switchyard only)
+#   PROTO=h2c bench/instructions.sh ...          (HTTP/2 with prior knowledge from the client,
+#                                                   by h2load: 10 connections x 10 streams)
 #   SERVER_EXTRA='normalize_path = false' bench/instructions.sh ...
 #                                                   (more keys for Switchyard's [server])
 #
@@ -23,8 +25,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=${1:-target/release/switchyard}
 FLOOR_BIN=target/floor/release/switchyard-floor
-for tool in nginx wrk valgrind callgrind_control; do
-    command -v "$tool" >/dev/null || { echo "instructions.sh: $tool is missing (apt-get install nginx wrk valgrind)" >&2; exit 2; }
+for tool in nginx wrk h2load valgrind callgrind_control; do
+    command -v "$tool" >/dev/null || { echo "instructions.sh: $tool is missing (apt-get install nginx wrk nghttp2-client valgrind)" >&2; exit 2; }
 done
 if [ "${FLOOR:-1}" != 0 ] && [ ! -x "$FLOOR_BIN" ]; then
     echo "instructions.sh: building the floor (release)" >&2
@@ -68,6 +70,16 @@ $UPSTREAM
 CONF
 nginx -c "$W/backend.conf" & NG=$!
 
+# load PORT SECONDS: the load for PROTO (wrk over HTTP/1.1 keep-alive, or
+# h2load over h2c: 10 connections x 10 streams); prints the requests done.
+load() {
+    if [ "${PROTO:-http1}" = h2c ]; then
+        h2load -t1 -c10 -m10 -D"$2" "http://127.0.0.1:$1/" | awk '/^requests:/ {print $8}'
+    else
+        wrk -t1 -c10 -d"$2"s "http://127.0.0.1:$1/" | awk '/requests in/ {print $1}'
+    fi
+}
+
 # measure NAME PORT PROFILE_COPY COMMAND...: run COMMAND under callgrind,
 # warm up, count a fixed-length load; prints instructions per request and
 # sets PER_REQUEST.
@@ -75,11 +87,13 @@ measure() {
     local name=$1 port=$2 keep=$3 out="$W/cg-$1.out"
     shift 3
     valgrind --tool=callgrind --callgrind-out-file="$out" "$@" 2>/dev/null & PROXY=$!
-    for _ in $(seq 100); do curl -s -o /dev/null "http://127.0.0.1:$port/" && break; sleep 0.1; done
-    wrk -t1 -c10 -d3s "http://127.0.0.1:$port/" >/dev/null
+    local prior=
+    if [ "${PROTO:-http1}" = h2c ]; then prior=--http2-prior-knowledge; fi
+    for _ in $(seq 100); do curl -s $prior -o /dev/null "http://127.0.0.1:$port/" && break; sleep 0.1; done
+    load "$port" 3 >/dev/null
     callgrind_control -z "$PROXY" >/dev/null 2>&1
     local requests
-    requests=$(wrk -t1 -c10 -d8s "http://127.0.0.1:$port/" | awk '/requests in/ {print $1}')
+    requests=$(load "$port" 8)
     callgrind_control -d "$PROXY" >/dev/null 2>&1
     sleep 1
     local dump ir
@@ -95,6 +109,11 @@ measure() {
 measure switchyard 18183 "${KEEP_PROFILE:-}" "$BIN" run -c "$W/switchyard.toml"
 SWITCHYARD=$PER_REQUEST
 if [ "${FLOOR:-1}" != 0 ]; then
-    measure floor 18184 "${KEEP_PROFILE:+$KEEP_PROFILE.floor}" "$FLOOR_BIN" 127.0.0.1:18184 127.0.0.1:18180
+    if [ "${PROTO:-http1}" = h2c ]; then
+        # The floor speaks h2c on a listener of its own (its third address).
+        measure floor 18185 "${KEEP_PROFILE:+$KEEP_PROFILE.floor}" "$FLOOR_BIN" 127.0.0.1:18184 127.0.0.1:18180 127.0.0.1:18185
+    else
+        measure floor 18184 "${KEEP_PROFILE:+$KEEP_PROFILE.floor}" "$FLOOR_BIN" 127.0.0.1:18184 127.0.0.1:18180
+    fi
     python3 -c "print(f'switchyard/floor {$SWITCHYARD / $PER_REQUEST:.3f}')"
 fi

@@ -131,10 +131,15 @@ impl ClientIdentity {
                 && id.len() <= MAX_REQUEST_ID
                 && id.as_bytes().iter().all(|b| b.is_ascii_graphic())
         });
-        match sent {
+        let mut id = match sent {
             Some(id) if self.trusts(client) => id.clone(),
             _ => new_request_id(),
-        }
+        };
+        // One value per request: HTTP/2's HPACK would otherwise add each to
+        // its table (evicting what repeats) and search the table for it on
+        // every response. Sensitive values are never indexed.
+        id.set_sensitive(true);
+        id
     }
 
     /// Set the forwarding headers of a request from `client`, received over
