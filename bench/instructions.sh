@@ -19,7 +19,7 @@
 #                                                   (more keys for Switchyard's [server])
 #
 # Prints "switchyard requests N  instructions/request M", the same for the
-# floor, and "switchyard/floor R". Needs nginx, wrk, valgrind; builds the
+# floor, and "switchyard/floor R". Needs nginx, wrk, valgrind (h2load for h2c); builds the
 # floor (release) when it is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
