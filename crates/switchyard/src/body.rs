@@ -16,7 +16,7 @@
 //! hyper only once a connection exists.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::task::{Context, Poll, Waker};
 use std::{fmt, pin::Pin};
 
@@ -81,6 +81,8 @@ struct Shared<B> {
     /// Set with `source_failed` when the client's body was malformed (a bad
     /// chunk), not cut short.
     source_malformed: AtomicBool,
+    /// The body's filter, once one is set.
+    filter: OnceLock<Arc<filter::FilterStatus>>,
 }
 
 /// The source, when no attempt's body holds it, and who waits for it.
@@ -148,13 +150,14 @@ where
                 bytes_read: AtomicU64::new(0),
                 source_failed: AtomicBool::new(false),
                 source_malformed: AtomicBool::new(false),
+                filter: OnceLock::new(),
             }),
         }
     }
 
     /// A body for the next attempt, and a handle on its progress.
     pub fn attempt_body(&self) -> (ReplayBody<B>, Arc<Progress>) {
-        let progress = Arc::new(Progress::default());
+        let progress = Arc::new(Progress::new(self.shared.filter.get().cloned()));
         let body = ReplayBody {
             shared: Arc::clone(&self.shared),
             held: None,
@@ -283,18 +286,21 @@ impl<B> ReplaySource<B> {
     }
 }
 
-impl<B> ReplaySource<FilteredBody<B>> {
+impl<B: Body> ReplaySource<FilteredBody<B>> {
     /// Set the request's body filter. Possible only before any body byte
-    /// was read; returns the filter's status, or `None` when too late.
+    /// was read; `None` when too late.
     pub(crate) fn set_filter(
         &self,
         filter: Box<dyn filter::RequestBodyFilter>,
-    ) -> Option<Arc<filter::FilterStatus>> {
+    ) -> Option<filter::FilterSet> {
         if self.bytes_read() > 0 {
             return None;
         }
         let mut slot = self.shared.slot();
-        Some(slot.source.as_mut()?.body.set(filter))
+        let set = slot.source.as_mut()?.body.set(filter);
+        // Each attempt's progress counts what the filter took in.
+        let _ = self.shared.filter.set(Arc::clone(&set.status));
+        Some(set)
     }
 }
 

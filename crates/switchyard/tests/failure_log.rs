@@ -1,6 +1,7 @@
 //! Pingora's `request_summary` and `suppress_error_log`: a request that
 //! fails for good is logged at `warn` with the proxy's summary of it,
-//! unless the proxy suppresses the line.
+//! unless the proxy suppresses the line; the client's own failures at
+//! `debug`.
 //!
 //! One test in this file: it sets the process's tracing subscriber.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -84,7 +85,8 @@ impl ProxyHttp for Failing {
 }
 
 #[tokio::test]
-async fn a_failed_request_is_logged_with_the_proxys_summary_unless_suppressed() {
+async fn a_failed_request_is_logged_with_the_proxys_summary_unless_suppressed_and_a_clients_fault_at_debug()
+ {
     let capture = Capture::default();
     tracing::subscriber::set_global_default(capture.clone()).unwrap();
     // A port nothing listens on: every connect is refused.
@@ -104,11 +106,30 @@ async fn a_failed_request_is_logged_with_the_proxys_summary_unless_suppressed() 
         assert_eq!(reply.status, 502);
         running.logs.wait(1).await;
     }
+    // The client's own failure: a body over the limit (413).
+    let proxy = Failing {
+        upstream,
+        suppress: false,
+        logs: Logs::default(),
+    };
+    let options = ServerOptions {
+        max_request_body: Some(4),
+        ..ServerOptions::default()
+    };
+    let running = start_with(proxy, options).await;
+    let reply = within(10, "POST", client::post(running.addr, "/too-big", "hello"))
+        .await
+        .unwrap();
+    assert_eq!(reply.status, 413);
+    running.logs.wait(1).await;
+
     let lines = capture.0.lock().unwrap().clone();
-    let failed: Vec<&String> = lines
+    let (client_fault, failed): (Vec<&String>, Vec<&String>) = lines
         .iter()
         .filter(|l| l.contains("request failed"))
-        .collect();
+        .partition(|l| l.contains("/too-big"));
+    assert_eq!(client_fault.len(), 1, "{client_fault:#?}");
+    assert!(client_fault[0].starts_with("DEBUG "), "{}", client_fault[0]);
     assert_eq!(failed.len(), 1, "{failed:#?}");
     assert!(failed[0].starts_with("WARN "), "{}", failed[0]);
     assert!(

@@ -136,7 +136,7 @@ async fn the_timer_follows_a_changed_answer() {
     let name = ServerName::parse("app.test:80").unwrap();
     let table = Arc::new(Table::default());
     table.set(&name, &[old.addr()]);
-    let dns = follow(&table, &name, Duration::from_millis(20)).await;
+    let dns = follow(&table, &name, Duration::from_millis(100)).await;
     let before = dns.group();
     table.set(&name, &[new.addr()]);
     eventually(5, "the group to follow", || {
@@ -165,4 +165,30 @@ async fn a_name_that_does_not_resolve_at_start_is_an_error() {
     .await;
     let error = started.err().unwrap().to_string();
     assert!(error.contains("cannot resolve gone.test:80"), "{error}");
+}
+
+#[tokio::test]
+async fn an_interval_too_short_is_refused_and_the_timer_keeps_no_follower_alive() {
+    let name = ServerName::parse("app.test:80").unwrap();
+    let origin = Origin::healthy("app").await;
+    let table = Arc::new(Table::default());
+    table.set(&name, &[origin.addr()]);
+    let servers = ServerSpecs::new(
+        vec![ServerSpec::name(name.clone())],
+        vec![],
+        Selection::RoundRobin,
+    );
+    let resolver: Arc<dyn Resolve> = table.clone();
+    let started = FollowDns::start(servers, Duration::ZERO, resolver, |backends| {
+        UpstreamGroup::builder("app", backends)
+    })
+    .await;
+    assert!(started.err().unwrap().to_string().contains("too often"));
+
+    let dns = follow(&table, &name, Duration::from_millis(100)).await;
+    let table_weak = Arc::downgrade(&table);
+    drop(dns);
+    // The timer holds the follower weakly: dropping it drops the follower
+    // (and its resolver), whatever the timer is doing.
+    eventually(5, "the follower to go", || table_weak.strong_count() == 1).await;
 }

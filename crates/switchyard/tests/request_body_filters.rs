@@ -9,11 +9,14 @@ mod common;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
 
 use bytes::Bytes;
 use common::{HasLogs, Logs, Running, start_with};
+use http_body_util::Full;
 use switchyard::prelude::*;
 use switchyard::proxy::RequestBodyFilter;
+use switchyard_testkit::client::RawConn;
 use switchyard_testkit::{Behavior, Origin, Script, client, within};
 
 /// What the test proxy's filter does.
@@ -23,6 +26,10 @@ enum Filter {
     None,
     /// Upper case, and `!` added at the end.
     Shout,
+    /// Every piece as it came, nothing added.
+    Quiet,
+    /// Hold every piece back; send them at the end, upper case.
+    Hold,
     /// Refuse the body as the client's fault.
     Refuse,
     /// Panic on the first piece.
@@ -37,6 +44,8 @@ struct FilteringProxy {
     ends: Arc<AtomicUsize>,
     /// Retry every failure while sending (once).
     retry_once: bool,
+    /// The upstream's write timeout, when not the default.
+    write_timeout: Option<Duration>,
     logs: Logs,
 }
 
@@ -47,6 +56,7 @@ impl FilteringProxy {
             filter,
             ends: Arc::default(),
             retry_once: false,
+            write_timeout: None,
             logs: Logs::default(),
         }
     }
@@ -64,7 +74,11 @@ impl ProxyHttp for FilteringProxy {
     fn new_ctx(&self) {}
 
     async fn upstream_peer(&self, _: &mut Session, _: &mut ()) -> Result<Box<HttpPeer>> {
-        Ok(Box::new(HttpPeer::new(self.upstream, false, String::new())))
+        let mut peer = HttpPeer::new(self.upstream, false, String::new());
+        if let Some(timeout) = self.write_timeout {
+            peer.options.write_timeout = timeout;
+        }
+        Ok(Box::new(peer))
     }
 
     fn request_body_filter(
@@ -77,8 +91,17 @@ impl ProxyHttp for FilteringProxy {
         if filter == Filter::None {
             return None;
         }
+        let mut held = Vec::new();
         Some(Box::new(move |body: &mut Option<Bytes>, end: bool| {
             match filter {
+                Filter::Quiet => return Ok(()),
+                Filter::Hold => {
+                    held.extend_from_slice(&body.take().unwrap_or_default());
+                    if end {
+                        *body = Some(Bytes::from(held.to_ascii_uppercase()));
+                    }
+                    return Ok(());
+                }
                 Filter::Refuse => {
                     return Err(Error::explain(
                         ErrorKind::InvalidDownstreamRequest,
@@ -190,4 +213,73 @@ async fn a_failing_filter_ends_the_request_with_its_error_unretried() {
         assert_eq!(logged[0].error, Some(kind));
         assert_eq!(logged[0].trace.len(), 1, "not retried");
     }
+}
+
+#[tokio::test]
+async fn a_get_with_a_body_is_filtered_and_sent_chunked() {
+    let origin = echo(Script::always(Behavior::Echo)).await;
+    let running = start(FilteringProxy::new(origin.addr(), Filter::Shout)).await;
+    let request = http::Request::get("/")
+        .body(Full::new(Bytes::from_static(b"hello")))
+        .unwrap();
+    let reply = within(10, "GET", client::send(running.addr, request))
+        .await
+        .unwrap();
+    assert_eq!(reply.body, Bytes::from_static(b"HELLO!"));
+    assert_eq!(origin.requests()[0].headers["transfer-encoding"], "chunked");
+}
+
+#[tokio::test]
+async fn a_bodyless_get_keeps_no_body_unless_the_filter_adds_one() {
+    let origin = echo(Script::always(Behavior::Echo)).await;
+    let proxy = FilteringProxy::new(origin.addr(), Filter::Quiet);
+    let running = start(proxy).await;
+    let reply = within(10, "GET", client::get(running.addr, "/"))
+        .await
+        .unwrap();
+    assert_eq!(reply.status, 200);
+    assert!(reply.body.is_empty());
+    let seen = &origin.requests()[0];
+    assert!(
+        seen.headers.get("transfer-encoding").is_none(),
+        "{:?}",
+        seen.headers
+    );
+    assert_eq!(seen.body_len, 0);
+
+    let proxy = FilteringProxy::new(origin.addr(), Filter::Shout);
+    let ends = Arc::clone(&proxy.ends);
+    let running = start(proxy).await;
+    let reply = within(10, "GET", client::get(running.addr, "/"))
+        .await
+        .unwrap();
+    assert_eq!(
+        reply.body,
+        Bytes::from_static(b"!"),
+        "the end-of-stream call's bytes"
+    );
+    assert_eq!(ends.load(Ordering::Relaxed), 1);
+}
+
+#[tokio::test]
+async fn a_filter_that_holds_the_body_back_is_not_a_stall() {
+    let origin = echo(Script::always(Behavior::Echo)).await;
+    let mut proxy = FilteringProxy::new(origin.addr(), Filter::Hold);
+    proxy.write_timeout = Some(Duration::from_millis(300));
+    let running = start(proxy).await;
+    let mut conn = RawConn::connect(running.addr).await;
+    conn.write("POST / HTTP/1.1\r\nHost: a.test\r\ncontent-length: 20\r\n\r\n")
+        .await
+        .unwrap();
+    // 20 bytes over a second: more than the write timeout, though the
+    // client never pauses longer than it.
+    for _ in 0..5 {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        conn.write("abcd").await.unwrap();
+    }
+    let reply = within(10, "the response", conn.read_response())
+        .await
+        .unwrap();
+    assert_eq!(reply.status, 200);
+    assert_eq!(reply.body, Bytes::from_static(b"ABCDABCDABCDABCDABCD"));
 }

@@ -5,11 +5,12 @@
 use std::collections::{BTreeMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
 use switchyard::discovery::{Answers, ServerName};
 
-use switchyard::group::{HashKey, ServerAt, ServerSpec, ServerSpecs, UpstreamGroup};
+use switchyard::group::{
+    HashKey, MIN_RESOLVE_EVERY, ServerAt, ServerSpec, ServerSpecs, UpstreamGroup,
+};
 use switchyard::lb::Selection;
 use switchyard::route::Route;
 use switchyard::{PeerOptions, ServerOptions};
@@ -325,9 +326,6 @@ fn group(
     }
     Ok(built.build())
 }
-
-/// The shortest `resolve_every` accepted.
-const MIN_RESOLVE_EVERY: Duration = Duration::from_millis(100);
 
 /// A group's server entries checked and turned into the library's
 /// [`ServerSpec`]s (which [`ServerSpecs::expand`] makes backends of, names

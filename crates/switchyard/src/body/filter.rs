@@ -13,6 +13,7 @@
 use std::fmt;
 use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
 
@@ -50,14 +51,33 @@ where
     }
 }
 
-/// What became of a request's body filter: its error once it failed,
-/// shared by the body and the engine.
+/// What became of a request's body filter, shared by the body and the
+/// engine: its error once it failed, how much of the client's body it took
+/// in (progress, whatever it passed on), and whether the engine turned it
+/// off (the body is then only drained).
 #[derive(Debug, Default)]
 pub(crate) struct FilterStatus {
     failure: OnceLock<(ErrorKind, String)>,
+    consumed: AtomicU64,
+    bypassed: AtomicBool,
 }
 
 impl FilterStatus {
+    /// Bytes of the client's body the filter took in so far.
+    pub(crate) fn consumed(&self) -> u64 {
+        self.consumed.load(Ordering::Acquire)
+    }
+
+    /// Read the rest of the client's body past the filter: no attempt
+    /// needs it any more, it is only drained.
+    pub(crate) fn bypass(&self) {
+        self.bypassed.store(true, Ordering::Release);
+    }
+
+    fn bypassed(&self) -> bool {
+        self.bypassed.load(Ordering::Acquire)
+    }
+
     /// The filter's failure, as the error the request ends with.
     pub(crate) fn failure(&self) -> Option<Box<Error>> {
         let (kind, context) = self.failure.get()?;
@@ -102,10 +122,25 @@ struct Filtering {
     /// `None` once it failed.
     filter: Option<Box<dyn RequestBodyFilter>>,
     status: Arc<FilterStatus>,
-    /// The end-of-stream call was made (or the filter failed).
+    /// Nothing more is read from the client's body: it ended (the
+    /// end-of-stream call was made), it failed, or the filter did.
     done: bool,
+    /// Bytes the end-of-stream call added, when they could not go at once
+    /// (the client had sent no body).
+    added: Option<Bytes>,
     /// Trailers that came before the end-of-stream call added bytes.
     trailers: Option<HeaderMap>,
+    /// The client's body failed: later reads fail too.
+    inner_failed: bool,
+}
+
+/// A filter just set: its status, and whether the request's framing
+/// changes (no `Content-Length`; chunked over HTTP/1.1). It does not when
+/// the client sent no body and the end-of-stream call, made at once,
+/// added nothing: a `GET` stays a `GET` without a body.
+pub(crate) struct FilterSet {
+    pub(crate) status: Arc<FilterStatus>,
+    pub(crate) reframes: bool,
 }
 
 impl<B: fmt::Debug> fmt::Debug for FilteredBody<B> {
@@ -125,18 +160,33 @@ impl<B> FilteredBody<B> {
             filtering: None,
         }
     }
+}
 
-    /// Set its filter; returns the filter's status.
-    pub(super) fn set(&mut self, filter: Box<dyn RequestBodyFilter>) -> Arc<FilterStatus> {
+impl<B: Body> FilteredBody<B> {
+    /// Set its filter. A client that sent no body gets the end-of-stream
+    /// call at once.
+    pub(super) fn set(&mut self, filter: Box<dyn RequestBodyFilter>) -> FilterSet {
         debug_assert!(self.filtering.is_none(), "a request has one body filter");
         let status = Arc::new(FilterStatus::default());
-        self.filtering = Some(Box::new(Filtering {
+        let mut filtering = Box::new(Filtering {
             filter: Some(filter),
             status: Arc::clone(&status),
             done: false,
+            added: None,
             trailers: None,
-        }));
-        status
+            inner_failed: false,
+        });
+        let reframes = !self.inner.is_end_stream()
+            || match filtering.finish() {
+                Ok(added) => {
+                    filtering.added = added;
+                    filtering.added.is_some()
+                }
+                // The request fails as its body is read.
+                Err(FilterFailed) => true,
+            };
+        self.filtering = Some(filtering);
+        FilterSet { status, reframes }
     }
 }
 
@@ -167,13 +217,32 @@ impl Filtering {
         Ok(last.filter(|b| !b.is_empty()))
     }
 
-    /// What comes once the end-of-stream call was made: the trailers held
-    /// back, or the filter's failure again.
+    /// What comes once nothing more is read from the client: the
+    /// filter's or the client's failure again, or what was held back.
     fn after_end(&mut self) -> Option<Result<Frame<Bytes>, BoxError>> {
         if self.filter.is_none() {
             return Some(Err(Box::new(FilterFailed)));
         }
+        if self.inner_failed {
+            let e = std::io::Error::new(
+                std::io::ErrorKind::ConnectionAborted,
+                "the client's request body failed",
+            );
+            return Some(Err(Box::new(e)));
+        }
+        if let Some(data) = self.added.take() {
+            return Some(Ok(Frame::data(data)));
+        }
         self.trailers.take().map(|t| Ok(Frame::trailers(t)))
+    }
+
+    /// Whether everything was passed on, cleanly.
+    fn ended(&self) -> bool {
+        self.done
+            && self.filter.is_some()
+            && !self.inner_failed
+            && self.added.is_none()
+            && self.trailers.is_none()
     }
 
     /// The next frame of `inner`, through the filter.
@@ -190,7 +259,12 @@ impl Filtering {
         loop {
             let frame = match std::task::ready!(Pin::new(&mut *inner).poll_frame(cx)) {
                 Some(Ok(frame)) => frame,
-                Some(Err(e)) => return Poll::Ready(Some(Err(e.into()))),
+                Some(Err(e)) => {
+                    // No end-of-stream call on a body cut short.
+                    self.done = true;
+                    self.inner_failed = true;
+                    return Poll::Ready(Some(Err(e.into())));
+                }
                 None => {
                     return Poll::Ready(match self.finish() {
                         Ok(added) => added.map(|data| Ok(Frame::data(data))),
@@ -200,6 +274,9 @@ impl Filtering {
             };
             let frame = match frame.into_data() {
                 Ok(data) => {
+                    self.status
+                        .consumed
+                        .fetch_add(data.len() as u64, Ordering::AcqRel);
                     let mut piece = Some(data);
                     if let Err(failed) = self.call(&mut piece, false) {
                         return Poll::Ready(Some(Err(Box::new(failed))));
@@ -243,6 +320,9 @@ where
         let this = &mut *self;
         match this.filtering.as_deref_mut() {
             None => Pin::new(&mut this.inner).poll_frame(cx).map_err(Into::into),
+            Some(filtering) if filtering.status.bypassed() => {
+                Pin::new(&mut this.inner).poll_frame(cx).map_err(Into::into)
+            }
             Some(filtering) if filtering.done => Poll::Ready(filtering.after_end()),
             Some(filtering) => filtering.poll_through(Pin::new(&mut this.inner), cx),
         }
@@ -252,16 +332,19 @@ where
     fn is_end_stream(&self) -> bool {
         match self.filtering.as_deref() {
             None => self.inner.is_end_stream(),
-            // The end-of-stream call is still to come, or trailers or a
-            // failure after it.
-            Some(f) => f.done && f.trailers.is_none() && f.filter.is_some(),
+            Some(f) if f.status.bypassed() => self.inner.is_end_stream(),
+            // Else the end-of-stream call, bytes held back or a failure
+            // are still to come.
+            Some(f) => f.ended(),
         }
     }
 
     #[inline]
     fn size_hint(&self) -> SizeHint {
-        match self.filtering {
+        match self.filtering.as_deref() {
             None => self.inner.size_hint(),
+            Some(f) if f.status.bypassed() => self.inner.size_hint(),
+            Some(f) if f.ended() => SizeHint::with_exact(0),
             Some(_) => SizeHint::default(),
         }
     }

@@ -3,7 +3,11 @@
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
+use std::sync::Arc;
+
 use tokio::sync::Notify;
+
+use super::filter::FilterStatus;
 
 /// How far one attempt's body got: bytes handed upstream, and whether it ended.
 #[derive(Debug, Default)]
@@ -12,9 +16,27 @@ pub struct Progress {
     finished: AtomicBool,
     waiting_on_downstream: AtomicBool,
     finished_signal: Notify,
+    /// The body's filter, whose intake is progress too.
+    filter: Option<Arc<FilterStatus>>,
 }
 
 impl Progress {
+    /// No progress yet, on a body through `filter` if it has one.
+    pub(super) fn new(filter: Option<Arc<FilterStatus>>) -> Self {
+        Progress {
+            filter,
+            ..Progress::default()
+        }
+    }
+
+    /// How far the body moved: bytes handed upstream, and bytes of the
+    /// client's body a filter took in without passing them on yet (a
+    /// filter may hold the body back and send it at its end).
+    pub fn moved(&self) -> u64 {
+        let taken = self.filter.as_ref().map_or(0, |f| f.consumed());
+        self.sent().wrapping_add(taken)
+    }
+
     /// Body bytes this attempt handed to the upstream connection.
     pub fn sent(&self) -> u64 {
         self.sent.load(Ordering::Acquire)

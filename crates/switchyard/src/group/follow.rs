@@ -14,13 +14,14 @@
 use std::fmt;
 use std::io;
 use std::net::SocketAddr;
-use std::sync::{Arc, RwLock, Weak};
+use std::sync::{Arc, OnceLock, RwLock};
+use std::time::Duration;
 
 use tokio::task::AbortHandle;
 use tracing::{info, warn};
 
 use super::servers::{ExpandError, ServerSpecs};
-use super::{UpstreamGroup, UpstreamGroupBuilder};
+use super::{MIN_RESOLVE_EVERY, UpstreamGroup, UpstreamGroupBuilder};
 use crate::discovery::{Answers, Resolve, ServerName};
 use crate::health::checker::Checker;
 use crate::lb::Backends;
@@ -33,7 +34,7 @@ pub struct FollowDns {
     /// The answers in use and the checks of the current group; one
     /// refresh at a time.
     state: tokio::sync::Mutex<Followed>,
-    refresher: AbortHandle,
+    refresher: OnceLock<AbortHandle>,
 }
 
 #[derive(Debug)]
@@ -49,6 +50,8 @@ pub enum FollowError {
     Resolve(ServerName, io::Error),
     /// The servers do not make a group.
     Expand(ExpandError),
+    /// The interval is shorter than [`MIN_RESOLVE_EVERY`].
+    TooOften(Duration),
 }
 
 impl fmt::Display for FollowError {
@@ -56,6 +59,10 @@ impl fmt::Display for FollowError {
         match self {
             FollowError::Resolve(name, e) => write!(f, "cannot resolve {name}: {e}"),
             FollowError::Expand(e) => e.fmt(f),
+            FollowError::TooOften(every) => write!(
+                f,
+                "resolving every {every:?} is too often: at least {MIN_RESOLVE_EVERY:?}"
+            ),
         }
     }
 }
@@ -71,6 +78,9 @@ pub struct FollowReport {
     /// Names whose lookup failed or found nothing: they keep their
     /// previous addresses.
     pub failed: Vec<(ServerName, io::Error)>,
+    /// Why new answers were not applied, if they were not (the group kept
+    /// its servers).
+    pub rejected: Option<ExpandError>,
 }
 
 impl FollowDns {
@@ -78,13 +88,16 @@ impl FollowDns {
     /// `build` over the backends they expand to (with their host names and
     /// the servers set on it), start its checks, and re-resolve every
     /// `every` for as long as the returned value is kept. Must be called
-    /// inside a tokio runtime.
+    /// inside a tokio runtime. `every` is at least [`MIN_RESOLVE_EVERY`].
     pub async fn start(
         servers: ServerSpecs,
-        every: std::time::Duration,
+        every: Duration,
         resolver: Arc<dyn Resolve>,
         build: impl FnOnce(Backends) -> UpstreamGroupBuilder,
     ) -> Result<Arc<FollowDns>, FollowError> {
+        if every < MIN_RESOLVE_EVERY {
+            return Err(FollowError::TooOften(every));
+        }
         let names = servers.names();
         let answers = Answers::resolve_all(&*resolver, &names)
             .await
@@ -96,22 +109,22 @@ impl FollowDns {
             .build();
         let group = Arc::new(group);
         let checker = group.start_checks();
-        let followed = Arc::new_cyclic(|me: &Weak<FollowDns>| {
-            let me = me.clone();
-            let task = tokio::spawn(async move {
-                loop {
-                    tokio::time::sleep(every).await;
-                    let Some(follow) = me.upgrade() else { return };
-                    follow.refresh().await;
-                }
-            });
-            FollowDns {
-                current: RwLock::new(group),
-                resolver,
-                state: tokio::sync::Mutex::new(Followed { answers, checker }),
-                refresher: task.abort_handle(),
+        let followed = Arc::new(FollowDns {
+            current: RwLock::new(group),
+            resolver,
+            state: tokio::sync::Mutex::new(Followed { answers, checker }),
+            refresher: OnceLock::new(),
+        });
+        // The timer holds it weakly: dropping the last `Arc` stops it.
+        let me = Arc::downgrade(&followed);
+        let task = tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(every).await;
+                let Some(follow) = me.upgrade() else { return };
+                follow.refresh().await;
             }
         });
+        let _ = followed.refresher.set(task.abort_handle());
         Ok(followed)
     }
 
@@ -130,6 +143,7 @@ impl FollowDns {
         let mut report = FollowReport {
             changed: Vec::new(),
             failed: refresh.failed,
+            rejected: None,
         };
         for (name, e) in &report.failed {
             warn!(group = group.name(), %name, error = %e, "cannot resolve; keeping its previous addresses");
@@ -141,6 +155,7 @@ impl FollowDns {
             Some(Ok(rebuilt)) => Arc::new(rebuilt),
             Some(Err(e)) => {
                 warn!(group = group.name(), error = %e, "the new addresses were not applied");
+                report.rejected = Some(e);
                 return report;
             }
             None => return report,
@@ -160,6 +175,8 @@ impl FollowDns {
 
 impl Drop for FollowDns {
     fn drop(&mut self) {
-        self.refresher.abort();
+        if let Some(task) = self.refresher.get() {
+            task.abort();
+        }
     }
 }

@@ -66,6 +66,10 @@ pub use servers::{ExpandError, Expanded, ServerAt, ServerSpec, ServerSpecs};
 /// How often server names are resolved again, unless set.
 pub const DEFAULT_RESOLVE_EVERY: Duration = Duration::from_secs(30);
 
+/// The shortest interval names may be resolved again at (a resolver must
+/// not be asked in a loop).
+pub const MIN_RESOLVE_EVERY: Duration = Duration::from_millis(100);
+
 /// An upstream group: servers, their health, and the policy for reaching
 /// them. Build one with [`UpstreamGroup::builder`]; share it in an `Arc`.
 #[derive(Debug)]
@@ -83,7 +87,8 @@ pub struct UpstreamGroup {
     budget: Arc<RetryBudget>,
     connect_hedging: bool,
     hash_key: Option<HashKey>,
-    /// The servers as given, when they include names to follow.
+    /// The servers as given, when the builder was told them
+    /// ([`UpstreamGroupBuilder::servers`]).
     servers: Option<Arc<ServerSpecs>>,
     names: Vec<ServerName>,
     resolve_every: Duration,

@@ -27,6 +27,7 @@
 //! A hook that panics ends the request as an internal error (500 if nothing
 //! was sent), and `logging` still runs.
 
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -52,7 +53,7 @@ use super::{ProxyHttp, Session};
 use crate::body::ReplaySource;
 use crate::body::filter::FilteredBody;
 use crate::body::limit::{BodyLimit, LimitedBody};
-use crate::error::{Error, ErrorKind, Result};
+use crate::error::{Error, ErrorKind, Result, Side};
 use crate::peer::HttpPeer;
 use crate::policy::retry::{FailurePoint, RetryFacts, Verdict, decide};
 use crate::trace::{AttemptLog, Decision, Phase};
@@ -115,7 +116,9 @@ async fn run<P: ProxyHttp>(
     }
     if error.is_none() {
         // The upstream may have answered before reading the whole request
-        // body: read the rest so the client's connection stays usable.
+        // body: read the rest so the client's connection stays usable (past
+        // the body's filter: those bytes go nowhere).
+        session.bypass_request_body_filter();
         let drain = session.body_source().drain(DRAIN_MAX_BYTES);
         let _ = tokio::time::timeout(DRAIN_MAX_TIME, drain).await;
     }
@@ -127,12 +130,20 @@ async fn run<P: ProxyHttp>(
 /// The failure log: a request that failed for good, unless the proxy
 /// suppresses it.
 fn log_failure<P: ProxyHttp>(proxy: &P, session: &Session, ctx: &P::CTX, e: &Error, status: u16) {
-    if proxy.suppress_error_log(session, ctx, e) {
+    // Hooks: a panic in one is taken as "log it, with the default summary".
+    let quiet = std::panic::catch_unwind(AssertUnwindSafe(|| {
+        proxy.suppress_error_log(session, ctx, e)
+    }));
+    if quiet.unwrap_or(false) {
         return;
     }
-    let request = proxy.request_summary(session, ctx);
+    let summary =
+        std::panic::catch_unwind(AssertUnwindSafe(|| proxy.request_summary(session, ctx)));
+    let request = summary.unwrap_or_else(|_| super::default_request_summary(session));
     let (client, attempts) = (session.client_addr(), session.attempts());
-    if e.kind() == ErrorKind::DownstreamClosed {
+    // The client's own failures (it left, sent a bad or slow request) are
+    // not the proxy's or the upstream's, and a client could fill the log.
+    if e.side() == Side::Downstream {
         debug!(%request, %client, error = %e, status, %attempts, "request failed");
     } else {
         warn!(%request, %client, error = %e, status, %attempts, "request failed");
@@ -343,6 +354,15 @@ fn settle_outcome<P: ProxyHttp>(
     outcome: BodyOutcome,
 ) -> (u64, std::result::Result<(), (Box<Error>, FailurePoint)>) {
     match outcome {
+        // The request body filter failed (an HTTP/2 upstream may even have
+        // answered whole): the request ends with its error.
+        BodyOutcome::Complete { bytes, .. } | BodyOutcome::Failed { bytes, .. }
+            if session.request_body_filter_failure().is_some() =>
+        {
+            let error = session.request_body_filter_failure();
+            let error = error.unwrap_or_else(|| Error::new(ErrorKind::Internal));
+            (bytes, Err((error, FailurePoint::Internal)))
+        }
         BodyOutcome::Complete { bytes, grpc } => {
             if let Some(status) = grpc {
                 session.set_grpc_status(*status);
@@ -352,12 +372,6 @@ fn settle_outcome<P: ProxyHttp>(
         // The upstream exchange broke because the client's body failed
         // (crossed its limit, was malformed, or was cut short): the client's
         // fault, not the upstream's.
-        // The request body filter failed: the request ends with its error.
-        BodyOutcome::Failed { bytes, .. } if session.request_body_filter_failure().is_some() => {
-            let error = session.request_body_filter_failure();
-            let error = error.unwrap_or_else(|| Error::new(ErrorKind::Internal));
-            (bytes, Err((error, FailurePoint::Internal)))
-        }
         BodyOutcome::Failed { bytes, .. } if session.body_source().source_failed() => (
             bytes,
             Err((client_body_failure(session), FailurePoint::Downstream)),

@@ -67,9 +67,15 @@ pub(crate) fn upstream_head(
     if let Some(protocol) = session.upgrade_asked() {
         upgrade::ask_upstream(&mut head.headers, protocol);
     }
-    // A filtered body's length is known only once it was sent.
-    if session.request_body_filtered() {
-        head.headers.remove(http::header::CONTENT_LENGTH);
+    // A filtered body's length is known only once it was sent. Chunked
+    // (hyper drops the header on HTTP/2): without it hyper would send a
+    // `GET`'s body as no body at all.
+    if session.request_body_reframed() {
+        head.headers.remove(header::CONTENT_LENGTH);
+        head.headers.insert(
+            header::TRANSFER_ENCODING,
+            HeaderValue::from_static("chunked"),
+        );
     }
     head
 }
@@ -244,7 +250,7 @@ async fn exchange_on(
 ) -> std::result::Result<Response<Incoming>, SendFailure> {
     let response = conn.send(request);
     tokio::pin!(response);
-    let mut sent_at_last_check = progress.sent();
+    let mut sent_at_last_check = progress.moved();
     loop {
         if progress.finished() {
             return match tokio::time::timeout(options.read_timeout, &mut response).await {
@@ -260,7 +266,7 @@ async fn exchange_on(
             result = &mut response => return result.map_err(|e| send_failure(e, progress)),
             () = progress.wait_finished() => {}
             () = tokio::time::sleep(options.write_timeout) => {
-                let sent = progress.sent();
+                let sent = progress.moved();
                 if sent == sent_at_last_check {
                     return Err(SendFailure::Failed(stalled(progress, options)));
                 }

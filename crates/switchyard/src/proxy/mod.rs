@@ -151,8 +151,13 @@ pub trait ProxyHttp: Send + Sync + 'static {
     /// (as fast as the upstream takes it) rather than in the hook with the
     /// `CTX`: move into it what it needs, or share it through an `Arc`. A
     /// retry replays the filtered bytes without calling it again. A
-    /// filtered body's `Content-Length` is not sent upstream (HTTP/1.1
-    /// sends it chunked, even for a request that had no body).
+    /// filtered body goes upstream without its `Content-Length` (chunked
+    /// over HTTP/1.1, a `GET` too); a request without a body gets the
+    /// end-of-stream call at once and keeps its framing unless that call
+    /// adds bytes. Its bytes count as progress as the filter takes them
+    /// in, so a filter that holds the body back until its end does not
+    /// trip the write timeout; what the client still sends after the
+    /// response is drained past the filter.
     fn request_body_filter(
         &self,
         _session: &mut Session,
@@ -361,7 +366,9 @@ pub trait ProxyHttp: Send + Sync + 'static {
     /// engine logs each request that fails for good (after
     /// `fail_to_proxy`): at `warn` through `tracing`, with
     /// [`request_summary`](Self::request_summary), the client, the error
-    /// and the attempts; at `debug` when the client went away. Suppress it
+    /// and the attempts; at `debug` for the client's own failures (errors
+    /// on the [`Side::Downstream`](crate::Side): it left, or sent a bad,
+    /// too large or too slow request). Suppress it
     /// when `logging` reports failures itself (the binary does: its access
     /// log has them).
     ///

@@ -58,6 +58,8 @@ pub struct Session {
     filter_response_body: bool,
     /// The request body goes through a `request_body_filter`: its status.
     request_body_filter: Option<Arc<FilterStatus>>,
+    /// ...which changes the request's framing (no `Content-Length`).
+    request_body_reframed: bool,
 }
 
 impl Session {
@@ -92,6 +94,7 @@ impl Session {
             is_grpc,
             filter_response_body: false,
             request_body_filter: None,
+            request_body_reframed: false,
         }
     }
 
@@ -289,7 +292,8 @@ impl Session {
         self.body.set_capacity(bytes)
     }
 
-    /// Request body bytes read from the client so far.
+    /// Request body bytes read from the client so far (with a
+    /// `request_body_filter`: the bytes it passed on).
     pub fn request_body_bytes(&self) -> u64 {
         self.body.bytes_read()
     }
@@ -322,7 +326,24 @@ impl Session {
 
     /// Pass the request body through `filter`, before any of it was read.
     pub(crate) fn set_request_body_filter(&mut self, filter: Box<dyn RequestBodyFilter>) {
-        self.request_body_filter = self.body.set_filter(filter);
+        if let Some(set) = self.body.set_filter(filter) {
+            self.request_body_filter = Some(set.status);
+            self.request_body_reframed = set.reframes;
+        }
+    }
+
+    /// Whether the filtered body goes upstream without its
+    /// `Content-Length` (chunked over HTTP/1.1).
+    pub(crate) fn request_body_reframed(&self) -> bool {
+        self.request_body_reframed
+    }
+
+    /// Read what is left of the request body past its filter: the response
+    /// is over and the rest is only drained.
+    pub(crate) fn bypass_request_body_filter(&self) {
+        if let Some(status) = &self.request_body_filter {
+            status.bypass();
+        }
     }
 
     /// The error the request body filter failed with, if it did.

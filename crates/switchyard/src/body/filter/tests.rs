@@ -99,7 +99,7 @@ async fn a_failing_filter_fails_the_body_with_its_own_error() {
         .unwrap();
     let (body, _) = source.attempt_body();
     assert!(body.collect().await.is_err());
-    let failure = status.failure().unwrap();
+    let failure = status.status.failure().unwrap();
     assert_eq!(failure.kind(), ErrorKind::InvalidDownstreamRequest);
     assert!(failure.to_string().contains("no cd"), "{failure}");
     assert!(!source.source_failed(), "the client's body did not fail");
@@ -114,7 +114,7 @@ async fn a_panicking_filter_is_an_internal_error_and_an_upstream_kind_is_taken_a
         }))
         .unwrap();
     assert!(source.attempt_body().0.collect().await.is_err());
-    assert_eq!(status.failure().unwrap().kind(), ErrorKind::Internal);
+    assert_eq!(status.status.failure().unwrap().kind(), ErrorKind::Internal);
 
     let source = ReplaySource::new(FilteredBody::new(Scripted::data(&["ab"])), 1024);
     let status = source
@@ -123,7 +123,7 @@ async fn a_panicking_filter_is_an_internal_error_and_an_upstream_kind_is_taken_a
         }))
         .unwrap();
     assert!(source.attempt_body().0.collect().await.is_err());
-    assert_eq!(status.failure().unwrap().kind(), ErrorKind::Internal);
+    assert_eq!(status.status.failure().unwrap().kind(), ErrorKind::Internal);
 }
 
 #[tokio::test]
@@ -133,4 +133,60 @@ async fn a_filter_is_refused_once_the_body_was_read() {
     body.frame().await.unwrap().unwrap();
     drop(body);
     assert!(source.set_filter(Box::new(upper)).is_none());
+}
+
+#[tokio::test]
+async fn a_body_cut_short_gets_no_end_of_stream_call_and_stays_failed() {
+    let ends = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = std::sync::Arc::clone(&ends);
+    let script = Scripted::data(&["ab"]).then_error();
+    let source = filtered(script, move |_: &mut Option<Bytes>, end: bool| {
+        if end {
+            counted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+        Ok(())
+    });
+    assert!(source.attempt_body().0.collect().await.is_err());
+    assert!(
+        source.attempt_body().0.collect().await.is_err(),
+        "a later read fails too"
+    );
+    assert_eq!(ends.load(std::sync::atomic::Ordering::Relaxed), 0);
+}
+
+#[tokio::test]
+async fn an_empty_body_gets_its_last_call_at_once() {
+    let source = ReplaySource::new(FilteredBody::new(Scripted::data(&[])), 1024);
+    let set = source
+        .set_filter(Box::new(|_: &mut Option<Bytes>, _: bool| Ok(())))
+        .unwrap();
+    assert!(
+        !set.reframes,
+        "nothing added: the request keeps its framing"
+    );
+    let (body, _) = source.attempt_body();
+    assert!(body.is_end_stream());
+
+    let source = ReplaySource::new(FilteredBody::new(Scripted::data(&[])), 1024);
+    assert!(source.set_filter(Box::new(upper)).unwrap().reframes);
+    let (body, _) = source.attempt_body();
+    assert!(!body.is_end_stream());
+    assert_eq!(body.collect().await.unwrap().to_bytes(), "!");
+}
+
+#[tokio::test]
+async fn a_bypassed_filter_lets_the_rest_through_as_it_came() {
+    let source = ReplaySource::new(FilteredBody::new(Scripted::data(&["ab", "cd"])), 1024);
+    let set = source.set_filter(Box::new(upper)).unwrap();
+    let (mut body, _) = source.attempt_body();
+    assert_eq!(
+        body.frame().await.unwrap().unwrap().into_data().unwrap(),
+        "AB"
+    );
+    set.status.bypass();
+    assert_eq!(
+        body.frame().await.unwrap().unwrap().into_data().unwrap(),
+        "cd"
+    );
+    assert!(body.frame().await.is_none(), "no end-of-stream call");
 }
