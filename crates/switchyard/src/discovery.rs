@@ -10,7 +10,8 @@
 //! the same ones in another order.
 //!
 //! The system resolver does not report record TTLs, so callers re-resolve
-//! on an interval of their choosing (the binary's `resolve_every`).
+//! on an interval of their choosing: [`FollowDns`](crate::group::FollowDns)
+//! does it for an upstream group (the binary's `resolve_every`).
 //!
 //! ```no_run
 //! # async fn f() -> std::io::Result<()> {

@@ -12,7 +12,8 @@
 //! - `upstream/`: connector, pool, connection acquisition and connect hedging;
 //!   [`server`]: listener and shutdown; [`tls`]: certificates and trust.
 //! - [`group`]: an upstream group (servers in tiers, health, retry policy and
-//!   budget, hedging) answering the upstream hooks; [`route`]: routes to groups,
+//!   budget, hedging, DNS following with `FollowDns`) answering the upstream
+//!   hooks; [`route`]: routes to groups,
 //!   matching and rewriting. A proxy delegates its hooks to them (`docs/library.md`).
 //! - [`lb`], [`health`], [`discovery`]: which server, whether it is usable, where it is.
 

@@ -5,9 +5,10 @@
 //! their selection state ([`lb`](crate::lb)), their health (active checks,
 //! passive outcomes, outlier ejection, slow start, `Retry-After` holds:
 //! [`health`](crate::health)), the retry policy and budget, connect
-//! hedging, consistent hashing, TLS and the names its servers were given by
-//! (for DNS re-resolution). A [`ProxyHttp`](crate::ProxyHttp) delegates its
-//! upstream hooks to it, a line each, keeping a [`GroupCtx`] in its `CTX`:
+//! hedging, consistent hashing, TLS and the servers as given
+//! ([`ServerSpecs`]: names to re-resolve, which [`FollowDns`] follows). A
+//! [`ProxyHttp`](crate::ProxyHttp) delegates its upstream hooks to it, a
+//! line each, keeping a [`GroupCtx`] in its `CTX`:
 //!
 //! ```no_run
 //! use std::sync::Arc;

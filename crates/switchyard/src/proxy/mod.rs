@@ -211,7 +211,7 @@ pub trait ProxyHttp: Send + Sync + 'static {
     }
 
     /// The upstream answered; nothing went downstream yet. Return an error
-    /// (kind [`ErrorKind::UpstreamStatus`](crate::ErrorKind::UpstreamStatus)
+    /// (kind [`ErrorKind::UpstreamStatus`]
     /// is meant for this) to count this answer as a failed attempt, marked
     /// retryable to try again, e.g. on a 503. If no retry follows (the hook
     /// did not mark it, or the cap, deadline or body forbid it), the
