@@ -162,6 +162,13 @@ impl<B> FilteredBody<B> {
     }
 }
 
+impl<B> FilteredBody<B> {
+    /// Its filter, unless it has none or was bypassed.
+    fn active(&self) -> Option<&Filtering> {
+        self.filtering.as_deref().filter(|f| !f.status.bypassed())
+    }
+}
+
 impl<B: Body> FilteredBody<B> {
     /// Set its filter. A client that sent no body gets the end-of-stream
     /// call at once.
@@ -318,11 +325,12 @@ where
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let this = &mut *self;
-        match this.filtering.as_deref_mut() {
+        let active = this
+            .filtering
+            .as_deref_mut()
+            .filter(|f| !f.status.bypassed());
+        match active {
             None => Pin::new(&mut this.inner).poll_frame(cx).map_err(Into::into),
-            Some(filtering) if filtering.status.bypassed() => {
-                Pin::new(&mut this.inner).poll_frame(cx).map_err(Into::into)
-            }
             Some(filtering) if filtering.done => Poll::Ready(filtering.after_end()),
             Some(filtering) => filtering.poll_through(Pin::new(&mut this.inner), cx),
         }
@@ -330,9 +338,8 @@ where
 
     #[inline]
     fn is_end_stream(&self) -> bool {
-        match self.filtering.as_deref() {
+        match self.active() {
             None => self.inner.is_end_stream(),
-            Some(f) if f.status.bypassed() => self.inner.is_end_stream(),
             // Else the end-of-stream call, bytes held back or a failure
             // are still to come.
             Some(f) => f.ended(),
@@ -341,9 +348,8 @@ where
 
     #[inline]
     fn size_hint(&self) -> SizeHint {
-        match self.filtering.as_deref() {
+        match self.active() {
             None => self.inner.size_hint(),
-            Some(f) if f.status.bypassed() => self.inner.size_hint(),
             Some(f) if f.ended() => SizeHint::with_exact(0),
             Some(_) => SizeHint::default(),
         }

@@ -353,16 +353,14 @@ fn settle_outcome<P: ProxyHttp>(
     (peer, reused): (&HttpPeer, bool),
     outcome: BodyOutcome,
 ) -> (u64, std::result::Result<(), (Box<Error>, FailurePoint)>) {
+    // The request body filter failed (an HTTP/2 upstream may even have
+    // answered whole): the request ends with its error.
+    if let BodyOutcome::Complete { bytes, .. } | BodyOutcome::Failed { bytes, .. } = outcome
+        && let Some(error) = session.request_body_filter_failure()
+    {
+        return (bytes, Err((error, FailurePoint::Internal)));
+    }
     match outcome {
-        // The request body filter failed (an HTTP/2 upstream may even have
-        // answered whole): the request ends with its error.
-        BodyOutcome::Complete { bytes, .. } | BodyOutcome::Failed { bytes, .. }
-            if session.request_body_filter_failure().is_some() =>
-        {
-            let error = session.request_body_filter_failure();
-            let error = error.unwrap_or_else(|| Error::new(ErrorKind::Internal));
-            (bytes, Err((error, FailurePoint::Internal)))
-        }
         BodyOutcome::Complete { bytes, grpc } => {
             if let Some(status) = grpc {
                 session.set_grpc_status(*status);

@@ -10,7 +10,7 @@ use std::io;
 use std::net::SocketAddr;
 
 use http::header::{self, HeaderValue};
-use http::{Request, Response, Uri, Version};
+use http::{HeaderMap, Request, Response, Uri, Version};
 use hyper::body::Incoming;
 
 use super::headers::{strip_hop_by_hop, strip_request_hop_by_hop};
@@ -67,17 +67,22 @@ pub(crate) fn upstream_head(
     if let Some(protocol) = session.upgrade_asked() {
         upgrade::ask_upstream(&mut head.headers, protocol);
     }
-    // A filtered body's length is known only once it was sent. Chunked
-    // (hyper drops the header on HTTP/2): without it hyper would send a
-    // `GET`'s body as no body at all.
+    // A filtered body's length is known only once it was sent.
     if session.request_body_reframed() {
-        head.headers.remove(header::CONTENT_LENGTH);
-        head.headers.insert(
-            header::TRANSFER_ENCODING,
-            HeaderValue::from_static("chunked"),
-        );
+        send_chunked(&mut head.headers);
     }
     head
+}
+
+/// Frame the body sent upstream as chunked, with no `Content-Length`:
+/// without the header hyper would send a `GET`'s body as no body at all
+/// (it drops the header itself on HTTP/2).
+fn send_chunked(headers: &mut HeaderMap) {
+    headers.remove(header::CONTENT_LENGTH);
+    headers.insert(
+        header::TRANSFER_ENCODING,
+        HeaderValue::from_static("chunked"),
+    );
 }
 
 /// The host a request is routed by, as the client gave it: the target's
@@ -131,16 +136,11 @@ fn head_for_upstream(downstream: &RequestHeader, peer: SocketAddr) -> RequestHea
     // Room for what is added below and by the client identity, so the map
     // grows once rather than per header.
     head.headers.reserve(ADDED_HEADERS);
-    // A chunked downstream body stays chunked upstream: without the header
-    // hyper would send a GET's body as no body at all.
+    // A chunked downstream body stays chunked upstream.
     let chunked = head.headers.contains_key(header::TRANSFER_ENCODING);
     strip_request_hop_by_hop(&mut head.headers);
     if chunked {
-        head.headers.remove(header::CONTENT_LENGTH);
-        head.headers.insert(
-            header::TRANSFER_ENCODING,
-            HeaderValue::from_static("chunked"),
-        );
+        send_chunked(&mut head.headers);
     }
     // RFC 9112 section 3.2.2: an absolute-form target's authority wins over Host.
     let host = match downstream.uri.authority() {
