@@ -25,6 +25,7 @@ pub mod error;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod group;
+mod h1;
 pub mod health;
 pub mod lb;
 pub mod path;

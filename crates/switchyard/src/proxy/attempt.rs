@@ -12,7 +12,6 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use http::{Response, StatusCode};
-use hyper::body::Incoming;
 use tokio::sync::oneshot;
 
 use super::admission::{Admission, HedgePlan};
@@ -30,9 +29,9 @@ use crate::error::{Error, ErrorKind, Result, Side};
 use crate::peer::{HttpPeer, UpstreamProtocol};
 use crate::policy::retry::{FailurePoint, Verdict};
 use crate::trace::{Decision, Phase};
-use crate::upstream::UpstreamConn;
 use crate::upstream::acquire::{acquire, acquire_fresh};
 use crate::upstream::connect_hedge::Winner;
+use crate::upstream::{UpstreamConn, UpstreamResponse};
 
 /// A response head went downstream; its body is streaming.
 pub(super) struct Forwarded {
@@ -257,7 +256,7 @@ fn protocol_for_upgrade(session: &Session, peer: &mut HttpPeer) -> Result<()> {
 
 /// An upstream's 101 and what the tunnel needs.
 struct Switched {
-    response: Response<Incoming>,
+    response: UpstreamResponse,
     conn: UpstreamConn,
     peer: Box<HttpPeer>,
     /// The peer's read timeout before any deadline shortened it.
@@ -280,13 +279,12 @@ async fn switch_protocols<P: ProxyHttp>(
         ..
     } = e;
     let Switched {
-        mut response,
+        response,
         conn,
         peer,
         tunnel_idle,
     } = switched;
     let reused = conn.reused();
-    let upgraded = hyper::upgrade::on(&mut response);
     let (head, _no_body) = response.into_parts();
     if let Some(record) = session.attempts_mut().current() {
         record.status = Some(head.status);
@@ -326,7 +324,7 @@ async fn switch_protocols<P: ProxyHttp>(
             ));
         }
     };
-    let (slot, record) = Tunnel::open(upgraded, conn, &protocol, tunnel_idle);
+    let (slot, record) = Tunnel::open(conn, &protocol, tunnel_idle);
     head.extensions.insert(slot);
     let (done, body_done) = oneshot::channel();
     let _ = done.send(BodyOutcome::Complete {
@@ -387,7 +385,7 @@ async fn connect_and_exchange<P: ProxyHttp>(
     peer: &mut Box<HttpPeer>,
     fresh_only: bool,
     mut hedge: Option<HedgePlan>,
-) -> std::result::Result<(Response<Incoming>, UpstreamConn, Arc<Progress>), AttemptFailure> {
+) -> std::result::Result<(UpstreamResponse, UpstreamConn, Arc<Progress>), AttemptFailure> {
     let shared = e.shared;
     let found = acquire(&shared.pool, &shared.connect_times, peer, fresh_only).await;
     e.session.attempts_mut().count_stale(found.stale);

@@ -6,12 +6,12 @@
 //! `UpstreamConn` (HTTP/1.1, or one stream of a shared HTTP/2
 //! connection), the body pump in `pump.rs`.
 
+use std::borrow::Cow;
 use std::io;
 use std::net::SocketAddr;
 
 use http::header::{self, HeaderValue};
-use http::{HeaderMap, Request, Response, Uri, Version};
-use hyper::body::Incoming;
+use http::{HeaderMap, Request, Uri, Version};
 
 use super::headers::{strip_hop_by_hop, strip_request_hop_by_hop};
 use super::identity::{ClientIdentity, X_REQUEST_ID};
@@ -20,9 +20,11 @@ use super::{grpc, upgrade};
 use crate::body::limit::BodyTooLarge;
 use crate::body::{Progress, ReplayError, is_malformed};
 use crate::error::{Error, ErrorKind, Result, find_cause};
+use crate::h1::CodecErrorKind;
 use crate::peer::{HttpPeer, PeerOptions};
 use crate::policy::pushback::{ATTEMPT_HEADER, attempt_value};
-use crate::upstream::{UpstreamBody, UpstreamConn, UpstreamRequest};
+use crate::upstream::http1::{self, ExchangeError};
+use crate::upstream::{self as up, UpstreamBody, UpstreamConn, UpstreamRequest, UpstreamResponse};
 
 /// Why an exchange produced no response head.
 #[derive(Debug)]
@@ -75,8 +77,8 @@ pub(crate) fn upstream_head(
 }
 
 /// Frame the body sent upstream as chunked, with no `Content-Length`:
-/// without the header hyper would send a `GET`'s body as no body at all
-/// (it drops the header itself on HTTP/2).
+/// without the header a `GET`'s body would go as no body at all (hyper
+/// drops the header itself on HTTP/2).
 fn send_chunked(headers: &mut HeaderMap) {
     headers.remove(header::CONTENT_LENGTH);
     headers.insert(
@@ -225,7 +227,7 @@ pub(crate) async fn exchange(
     request: UpstreamRequest,
     progress: &Progress,
     options: &PeerOptions,
-) -> std::result::Result<Response<Incoming>, SendFailure> {
+) -> std::result::Result<UpstreamResponse, SendFailure> {
     let result = exchange_on(conn, request, progress, options).await;
     match result {
         // Its connection was failed with only unprocessed streams left.
@@ -247,7 +249,7 @@ async fn exchange_on(
     request: UpstreamRequest,
     progress: &Progress,
     options: &PeerOptions,
-) -> std::result::Result<Response<Incoming>, SendFailure> {
+) -> std::result::Result<UpstreamResponse, SendFailure> {
     let response = conn.send(request);
     tokio::pin!(response);
     let mut sent_at_last_check = progress.moved();
@@ -297,38 +299,73 @@ fn stalled(progress: &Progress, options: &PeerOptions) -> Box<Error> {
     }
 }
 
-fn send_failure(
-    mut e: hyper::client::conn::TrySendError<UpstreamRequest>,
-    progress: &Progress,
-) -> SendFailure {
-    match e.take_message() {
-        Some(request) => SendFailure::NotSent(Box::new(request)),
-        None => SendFailure::Failed(classify(e.into_error(), progress)),
+fn send_failure(e: up::SendError, progress: &Progress) -> SendFailure {
+    match e {
+        up::SendError::NotSent(request) => SendFailure::NotSent(request),
+        up::SendError::Http1(e) => SendFailure::Failed(classify_http1(e, progress)),
+        up::SendError::Http2(e) => SendFailure::Failed(classify(e, progress)),
+    }
+}
+
+/// Name a failed request body: too large, the client's fault (gone, or a
+/// malformed body), or the proxy's; `None` if `e` is not about it.
+fn request_body_failure(
+    e: &(dyn std::error::Error + 'static),
+) -> Option<(ErrorKind, Cow<'static, str>)> {
+    if let Some(too_large) = find_cause::<BodyTooLarge>(e) {
+        return Some((ErrorKind::RequestBodyTooLarge, too_large.to_string().into()));
+    }
+    let replay = find_cause::<ReplayError>(e)?;
+    Some(match replay {
+        ReplayError::Source(_) if is_malformed(e) => (
+            ErrorKind::InvalidDownstreamRequest,
+            "client sent a malformed request body".into(),
+        ),
+        ReplayError::Source(_) => (
+            ErrorKind::DownstreamClosed,
+            "client went away while sending the request body".into(),
+        ),
+        ReplayError::NotReplayable => (ErrorKind::Internal, "replaying the request body".into()),
+    })
+}
+
+/// Name a failed HTTP/1.1 exchange (Switchyard's codec) by what failed and
+/// how far the body got, with the names [`classify`] gives hyper's errors.
+pub(crate) fn classify_http1(e: ExchangeError, progress: &Progress) -> Box<Error> {
+    match e {
+        ExchangeError::Send(http1::SendError::Body(e)) => match request_body_failure(&e) {
+            Some((kind, context)) => Error::because(kind, context, e),
+            None => Error::because(ErrorKind::WriteError, "writing the request upstream", e),
+        },
+        ExchangeError::Send(http1::SendError::Codec(e)) => {
+            Error::because(ErrorKind::Internal, "framing the request body", e)
+        }
+        ExchangeError::Send(http1::SendError::Io(e)) => {
+            Error::because(ErrorKind::WriteError, "writing the request upstream", e)
+        }
+        ExchangeError::Closed => Error::explain(
+            ErrorKind::ClosedBeforeHead,
+            "upstream closed the connection before a response head",
+        ),
+        ExchangeError::Invalid(e) => Error::because(
+            ErrorKind::InvalidResponse,
+            "upstream response is not valid HTTP/1.1",
+            e,
+        ),
+        // As hyper named an I/O error: the body's if it was still going out.
+        ExchangeError::Read(e) if !progress.finished() => {
+            Error::because(ErrorKind::WriteError, "writing the request upstream", e)
+        }
+        ExchangeError::Read(e) => {
+            Error::because(ErrorKind::ReadError, "reading the response head", e)
+        }
     }
 }
 
 /// Name a failed exchange by hyper's error and how far the body got.
 pub(crate) fn classify(e: hyper::Error, progress: &Progress) -> Box<Error> {
-    if let Some(too_large) = find_cause::<BodyTooLarge>(&e) {
-        let context = too_large.to_string();
-        return Error::because(ErrorKind::RequestBodyTooLarge, context, e);
-    }
-    if let Some(replay) = find_cause::<ReplayError>(&e) {
-        return match replay {
-            ReplayError::Source(_) if is_malformed(&e) => Error::because(
-                ErrorKind::InvalidDownstreamRequest,
-                "client sent a malformed request body",
-                e,
-            ),
-            ReplayError::Source(_) => Error::because(
-                ErrorKind::DownstreamClosed,
-                "client went away while sending the request body",
-                e,
-            ),
-            ReplayError::NotReplayable => {
-                Error::because(ErrorKind::Internal, "replaying the request body", e)
-            }
-        };
+    if let Some((kind, context)) = request_body_failure(&e) {
+        return Error::because(kind, context, e);
     }
     if let Some(refused) = not_processed(&e) {
         let mut error = Error::because(ErrorKind::StreamRefused, refused, e);
@@ -376,7 +413,38 @@ fn not_processed(e: &hyper::Error) -> Option<&'static str> {
     }
 }
 
-/// Name a failure while the response body streams.
+/// Name a failure while an HTTP/1.1 response body streams (Switchyard's codec).
+pub(crate) fn classify_http1_body_error(e: http1::BodyError) -> Box<Error> {
+    match e {
+        http1::BodyError::Send(http1::SendError::Body(e)) => match request_body_failure(&e) {
+            Some((kind, context)) => Error::because(kind, context, e),
+            None => Error::because(
+                ErrorKind::ReadError,
+                "sending the rest of the request body",
+                e,
+            ),
+        },
+        http1::BodyError::Send(e) => Error::because(
+            ErrorKind::ReadError,
+            "sending the rest of the request body",
+            e,
+        ),
+        http1::BodyError::Read(e) => {
+            Error::because(ErrorKind::ReadError, "reading the response body", e)
+        }
+        http1::BodyError::Invalid(e) => {
+            let context = match e.kind() {
+                CodecErrorKind::Incomplete => {
+                    "upstream closed the connection before the end of the response body"
+                }
+                _ => "upstream response body is not valid HTTP/1.1",
+            };
+            Error::because(ErrorKind::ReadError, context, e)
+        }
+    }
+}
+
+/// Name a failure while an HTTP/2 response body streams.
 pub(crate) fn classify_body_error(e: hyper::Error) -> Box<Error> {
     let context = if e.is_incomplete_message() {
         "upstream closed the connection before the end of the response body"

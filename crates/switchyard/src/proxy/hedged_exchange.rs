@@ -12,9 +12,6 @@ use std::pin::pin;
 use std::sync::Arc;
 use std::time::Instant;
 
-use http::Response;
-use hyper::body::Incoming;
-
 use super::admission::{HedgePlan, fit_to};
 use super::engine_ctx::EngineCtx;
 use super::forward::{self, SendFailure};
@@ -24,7 +21,7 @@ use crate::peer::HttpPeer;
 use crate::policy::request_hedge::may_hedge;
 use crate::trace::RequestHedge;
 use crate::upstream::acquire::acquire;
-use crate::upstream::{UpstreamConn, UpstreamRequest};
+use crate::upstream::{UpstreamConn, UpstreamRequest, UpstreamResponse};
 
 /// The first exchange's state, swapped for the copy's when the copy wins.
 pub(super) struct First<'a> {
@@ -43,8 +40,8 @@ struct Copy {
 
 /// Which exchange answered first, and its result.
 enum FirstAnswer {
-    First(Result<Response<Incoming>, SendFailure>),
-    Copy(Result<Response<Incoming>, SendFailure>),
+    First(Result<UpstreamResponse, SendFailure>),
+    Copy(Result<UpstreamResponse, SendFailure>),
 }
 
 /// Exchange `request` with the first server, hedged as `plan` says.
@@ -53,7 +50,7 @@ pub(super) async fn exchange<P: ProxyHttp>(
     first: First<'_>,
     request: UpstreamRequest,
     plan: HedgePlan,
-) -> Result<Response<Incoming>, SendFailure> {
+) -> Result<UpstreamResponse, SendFailure> {
     let started = Instant::now();
     let copy_sent;
     let options = first.peer.options.clone();
@@ -197,8 +194,8 @@ async fn race<A, B>(
     mut copy: std::pin::Pin<&mut B>,
 ) -> FirstAnswer
 where
-    A: Future<Output = Result<Response<Incoming>, SendFailure>>,
-    B: Future<Output = Result<Response<Incoming>, SendFailure>>,
+    A: Future<Output = Result<UpstreamResponse, SendFailure>>,
+    B: Future<Output = Result<UpstreamResponse, SendFailure>>,
 {
     tokio::select! {
         result = &mut first => match result {

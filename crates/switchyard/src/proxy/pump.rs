@@ -23,16 +23,16 @@ use tokio::time::{Instant, Sleep};
 
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
-use hyper::body::Incoming;
 use tokio::sync::{mpsc, oneshot};
 
 use super::engine_task::EngineTask;
-use super::forward::classify_body_error;
+use super::forward::{classify_body_error, classify_http1_body_error};
 use super::grpc::GrpcStatus;
 use crate::body::Progress;
+use crate::buffers::HTTP1_UPSTREAM_BUFFER;
 use crate::error::{Error, ErrorKind};
-use crate::upstream::UpstreamConn;
 use crate::upstream::pool::Pool;
+use crate::upstream::{UpstreamConn, UpstreamResponseBody};
 
 /// How the response body ended.
 #[derive(Debug)]
@@ -62,7 +62,7 @@ impl BodyOutcome {
 /// Streams an upstream response body downstream, then reports how it ended.
 #[derive(Debug)]
 pub(crate) struct PumpBody {
-    upstream: Incoming,
+    upstream: UpstreamResponseBody,
     conn: Option<UpstreamConn>,
     request_body: Arc<Progress>,
     idle_timeout: Duration,
@@ -82,7 +82,7 @@ impl PumpBody {
     /// `conn` returns to `pool` at a clean end if the request body
     /// (`request_body`) went out whole too.
     pub(crate) fn new(
-        upstream: Incoming,
+        upstream: UpstreamResponseBody,
         conn: UpstreamConn,
         request_body: Arc<Progress>,
         idle_timeout: Duration,
@@ -141,6 +141,25 @@ impl PumpBody {
     }
 }
 
+impl PumpBody {
+    /// The upstream body's next frame, its failure named.
+    fn poll_upstream(
+        &mut self,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Box<Error>>>> {
+        match (&mut self.upstream, self.conn.as_mut()) {
+            (UpstreamResponseBody::Http2(body), _) => Pin::new(body)
+                .poll_frame(cx)
+                .map(|frame| frame.map(|f| f.map_err(classify_body_error))),
+            (UpstreamResponseBody::Http1(body), Some(conn)) => conn
+                .poll_http1_body(cx, body, HTTP1_UPSTREAM_BUFFER)
+                .map(|frame| frame.map(|f| f.map_err(classify_http1_body_error))),
+            // Its connection went back or away only once the body ended.
+            (UpstreamResponseBody::Http1(_), None) => Poll::Ready(None),
+        }
+    }
+}
+
 impl Body for PumpBody {
     type Data = Bytes;
     type Error = Box<Error>;
@@ -153,7 +172,7 @@ impl Body for PumpBody {
         if this.failed {
             return Poll::Ready(Some(Err(broke_off())));
         }
-        let polled = Pin::new(&mut this.upstream).poll_frame(cx);
+        let polled = this.poll_upstream(cx);
         if polled.is_pending() {
             let timeout = this.idle_timeout;
             let idle = this
@@ -183,7 +202,14 @@ impl Body for PumpBody {
                 }
                 Poll::Ready(Some(Ok(frame)))
             }
-            Some(Err(e)) => Poll::Ready(Some(Err(this.fail(classify_body_error(e))))),
+            Some(Err(e)) => {
+                // Reported on the next poll: the frames queued before it
+                // (an HTTP/2 client's response head among them) go out
+                // first; h2 drops what is still queued when a stream resets.
+                this.fail(e);
+                cx.waker().wake_by_ref();
+                Poll::Pending
+            }
             None => {
                 this.complete();
                 Poll::Ready(None)

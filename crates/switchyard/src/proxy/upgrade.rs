@@ -16,8 +16,6 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use http::header::{self, HeaderMap, HeaderValue};
-use hyper::upgrade::OnUpgrade;
-use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::sync::oneshot;
 
@@ -303,8 +301,8 @@ impl TunnelEnd {
 /// it may idle, and where to report how it ended.
 #[derive(Debug)]
 pub(crate) struct Tunnel {
-    upstream: OnUpgrade,
-    /// Keeps its place under the server's connection limit until closed.
+    /// The upstream connection that answered 101 (it keeps its place under
+    /// the server's connection limit until closed).
     conn: UpstreamConn,
     protocol: String,
     idle_timeout: Duration,
@@ -326,17 +324,15 @@ impl TunnelSlot {
 }
 
 impl Tunnel {
-    /// A tunnel to the upstream whose 101 `upstream` resolves, and the
-    /// receiver of its record once it closes.
+    /// A tunnel to the upstream connection `conn`, which answered 101, and
+    /// the receiver of its record once it closes.
     pub(crate) fn open(
-        upstream: OnUpgrade,
         conn: UpstreamConn,
         protocol: &HeaderValue,
         idle_timeout: Duration,
     ) -> (TunnelSlot, oneshot::Receiver<UpgradeRecord>) {
         let (done, record) = oneshot::channel();
         let tunnel = Tunnel {
-            upstream,
             conn,
             protocol: String::from_utf8_lossy(protocol.as_bytes()).into_owned(),
             idle_timeout,
@@ -360,12 +356,11 @@ impl Tunnel {
             to_client: Arc::new(AtomicU64::new(0)),
             ended: TunnelEnd::Shutdown,
         };
-        let _conn = self.conn;
-        report.ended = match self.upstream.await {
-            Err(_) => TunnelEnd::Failed,
-            Ok(upstream) => {
+        let mut conn = self.conn;
+        report.ended = match conn.upgraded() {
+            None => TunnelEnd::Failed,
+            Some(upstream) => {
                 let mut client = Counting::new(client, Arc::clone(&report.to_upstream));
-                let upstream = TokioIo::new(upstream);
                 let mut upstream = Counting::new(upstream, Arc::clone(&report.to_client));
                 let copy = tokio::io::copy_bidirectional(&mut client, &mut upstream);
                 let idle = idle_out(self.idle_timeout, &report.to_upstream, &report.to_client);

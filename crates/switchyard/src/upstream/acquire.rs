@@ -133,7 +133,7 @@ async fn room(pool: &Pool, peer: &HttpPeer, fresh_only: bool, stale: &mut u32) -
 /// (nothing was sent on it).
 async fn ready(conn: &mut UpstreamConn, peer: &HttpPeer, stale: &mut u32) -> bool {
     let ready = tokio::time::timeout(peer.options.connect_timeout, conn.ready()).await;
-    let ready = matches!(ready, Ok(Ok(())));
+    let ready = matches!(ready, Ok(true));
     if !ready {
         *stale += 1;
     }

@@ -7,7 +7,7 @@ use std::io;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use hyper::client::conn::{http1, http2};
+use hyper::client::conn::http2;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
@@ -15,9 +15,9 @@ use tokio_rustls::client::TlsStream;
 use tracing::debug;
 
 use super::goaway::{GoawaySignal, GoawayWatch};
+use super::http1::{Http1Conn, UpstreamIo};
 use super::multiplex::{Multiplexed, Signals, StreamLimit};
 use super::slots::Slot;
-use super::stream::UpstreamStream;
 use super::{Link, UpstreamConn};
 use crate::error::{Error, ErrorKind, Result};
 use crate::peer::{HttpPeer, UpstreamProtocol};
@@ -48,14 +48,14 @@ pub(crate) async fn connect(peer: &HttpPeer, slot: Slot) -> Result<UpstreamConn>
                     ErrorKind::TlsHandshake,
                     "upstream did not agree to HTTP/2 by ALPN (it offers no h2)",
                 )),
-                (false, _) => http1_handshake(peer, stream, slot).await,
+                (false, _) => Ok(http1_link(UpstreamIo::Tls(Box::new(stream)), slot)),
             }
         })
         .await?
     } else if peer.protocol == UpstreamProtocol::Http2 {
         http2_handshake(peer, stream, slot).await?
     } else {
-        http1_handshake(peer, stream, slot).await?
+        http1_link(UpstreamIo::Tcp(stream), slot)
     };
     Ok(UpstreamConn {
         link,
@@ -100,7 +100,7 @@ where
         .keep_alive_interval(KEEP_ALIVE)
         .keep_alive_timeout(KEEP_ALIVE)
         .keep_alive_while_idle(true)
-        .handshake(TokioIo::new(UpstreamStream::new(watched)))
+        .handshake(TokioIo::new(watched))
         .await
         .map_err(|e| Error::because(ErrorKind::ConnectError, "HTTP/2 handshake", e))?;
     // The task polls the connection; a lease asks it for the upstream's
@@ -143,28 +143,13 @@ where
     Ok(Link::Http2 { sender, lease })
 }
 
-/// hyper's HTTP/1.1 client over `stream`, its connection driven on a task.
-async fn http1_handshake<S>(peer: &HttpPeer, stream: S, slot: Slot) -> Result<Link>
-where
-    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-{
-    let (sender, connection) = http1::Builder::new()
-        .max_buf_size(crate::buffers::HTTP1_UPSTREAM_BUFFER)
-        .handshake(TokioIo::new(UpstreamStream::new(stream)))
-        .await
-        .map_err(|e| Error::because(ErrorKind::ConnectError, "HTTP/1.1 handshake", e))?;
-    let address = peer.address;
-    let task = tokio::spawn(async move {
-        // With upgrades: a 101 hands the socket over instead of closing it.
-        if let Err(e) = connection.with_upgrades().await {
-            debug!(upstream = %address, error = %e, "upstream connection ended with an error");
-        }
-    });
-    Ok(Link::Http1 {
-        sender,
-        task: task.abort_handle(),
+/// An HTTP/1.1 connection over `io` (Switchyard's codec: nothing to
+/// negotiate, and no task: the requests drive it).
+fn http1_link(io: UpstreamIo, slot: Slot) -> Link {
+    Link::Http1 {
+        conn: Box::new(Http1Conn::new(io)),
         slot,
-    })
+    }
 }
 
 /// The TLS handshake over a new TCP connection, within the connect

@@ -2,25 +2,29 @@
 //! [`connect_hedge`]), keeping them for reuse ([`pool`]), and finding one
 //! for an attempt ([`acquire`]).
 //!
-//! An [`UpstreamConn`] carries one request. Over HTTP/1.1 it owns a client
-//! connection driven by hyper on its own task, over a
-//! [`stream::UpstreamStream`] (which makes up for a wake-up hyper can lose).
-//! Over HTTP/2 it holds one stream of a shared connection
-//! ([`multiplex::Multiplexed`]). Either way it knows whether its connection
+//! An [`UpstreamConn`] carries one request. Over HTTP/1.1 it owns the
+//! whole connection ([`http1::Http1Conn`], Switchyard's own codec, driven by
+//! the request's task). Over HTTP/2 it holds one stream of a shared
+//! connection driven by hyper on a task ([`multiplex::Multiplexed`]). Either way it knows whether its connection
 //! served requests before, which `error_while_proxy` needs to judge a
 //! failure, and the forwarding path above is the same.
 
 use std::time::Duration;
 
-use http::{Uri, Version};
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http::{Response, Uri, Version};
+use http_body::{Frame, SizeHint};
 use hyper::body::Incoming;
-use hyper::client::conn::{TrySendError, http1, http2};
-use tokio::task::AbortHandle;
+use hyper::client::conn::http2;
 
 use crate::body::ReplayBody;
 use crate::body::filter::FilteredBody;
 use crate::body::limit::LimitedBody;
+use crate::h1::body::BodyDecoder;
 use crate::peer::PoolKey;
+use http1::Http1Conn;
 use multiplex::{Multiplexed, StreamLease};
 use slots::Slot;
 
@@ -28,11 +32,11 @@ pub(crate) mod acquire;
 pub(crate) mod connect_hedge;
 pub(crate) mod connector;
 pub(crate) mod goaway;
+pub(crate) mod http1;
 pub(crate) mod multiplex;
 pub(crate) mod pool;
 pub(crate) mod response_times;
 pub(crate) mod slots;
-pub(crate) mod stream;
 
 use crate::buffers::H2_SEND_BUFFER;
 
@@ -50,16 +54,55 @@ pub(crate) type UpstreamBody = ReplayBody<DownstreamBody>;
 /// A request as sent upstream.
 pub(crate) type UpstreamRequest = http::Request<UpstreamBody>;
 
+/// A response body as it comes from the upstream.
+#[derive(Debug)]
+pub(crate) enum UpstreamResponseBody {
+    /// Over HTTP/1.1: how it is framed; it is read from its connection
+    /// ([`UpstreamConn::poll_http1_body`]).
+    Http1(BodyDecoder),
+    /// Over HTTP/2: hyper's stream.
+    Http2(Incoming),
+}
+
+impl UpstreamResponseBody {
+    /// Whether the body was read to its end.
+    pub(crate) fn is_end_stream(&self) -> bool {
+        match self {
+            UpstreamResponseBody::Http1(body) => body.is_end(),
+            UpstreamResponseBody::Http2(body) => http_body::Body::is_end_stream(body),
+        }
+    }
+
+    /// The size of what is left, where known.
+    pub(crate) fn size_hint(&self) -> SizeHint {
+        match self {
+            UpstreamResponseBody::Http1(body) => body.size_hint(),
+            UpstreamResponseBody::Http2(body) => http_body::Body::size_hint(body),
+        }
+    }
+}
+
+/// A response as it comes from the upstream.
+pub(crate) type UpstreamResponse = Response<UpstreamResponseBody>;
+
+/// Why sending a request produced no response head.
+#[derive(Debug)]
+pub(crate) enum SendError {
+    /// The connection was closed before anything was written: the request
+    /// comes back.
+    NotSent(Box<UpstreamRequest>),
+    /// The HTTP/1.1 exchange failed.
+    Http1(http1::ExchangeError),
+    /// The HTTP/2 exchange failed.
+    Http2(hyper::Error),
+}
+
 /// How an [`UpstreamConn`] reaches its upstream.
 #[derive(Debug)]
 pub(crate) enum Link {
-    /// A whole HTTP/1.1 connection: its driving task, and its place under
-    /// the server's connection limit (freed when it closes).
-    Http1 {
-        sender: http1::SendRequest<UpstreamBody>,
-        task: AbortHandle,
-        slot: Slot,
-    },
+    /// A whole HTTP/1.1 connection, and its place under the server's
+    /// connection limit (freed when it closes).
+    Http1 { conn: Box<Http1Conn>, slot: Slot },
     /// One stream of a shared HTTP/2 connection.
     Http2 {
         sender: http2::SendRequest<UpstreamBody>,
@@ -144,48 +187,72 @@ impl UpstreamConn {
         self.reusable = false;
     }
 
-    /// Whether the connection is gone (the upstream closed it, or it failed).
-    pub(crate) fn is_closed(&self) -> bool {
-        match &self.link {
-            Link::Http1 { sender, .. } => sender.is_closed(),
+    /// Whether the connection is gone (the upstream closed it, it failed,
+    /// or its last exchange left it unusable).
+    pub(crate) fn is_closed(&mut self) -> bool {
+        match &mut self.link {
+            Link::Http1 { conn, .. } => conn.is_closed(),
             Link::Http2 { sender, .. } => sender.is_closed(),
         }
     }
 
-    /// Wait until the connection can take a request; an error means it closed.
-    pub(crate) async fn ready(&mut self) -> hyper::Result<()> {
+    /// Wait until the connection can take a request; false means it closed.
+    pub(crate) async fn ready(&mut self) -> bool {
         match &mut self.link {
-            Link::Http1 { sender, .. } => sender.ready().await,
-            Link::Http2 { sender, .. } => sender.ready().await,
+            Link::Http1 { conn, .. } => !conn.is_closed(),
+            Link::Http2 { sender, .. } => sender.ready().await.is_ok(),
         }
     }
 
-    /// Send a request. A request that was never written comes back in the error.
-    pub(crate) fn send(
+    /// Send a request and wait for the response head. A request that was
+    /// never written comes back in the error.
+    pub(crate) async fn send(
         &mut self,
         mut request: UpstreamRequest,
-    ) -> impl Future<Output = Result<http::Response<Incoming>, TrySendError<UpstreamRequest>>> + use<>
-    {
-        let sending = match &mut self.link {
-            Link::Http1 { sender, .. } => Sending::Http1(sender.try_send_request(request)),
+    ) -> Result<UpstreamResponse, SendError> {
+        match &mut self.link {
+            Link::Http1 { conn, .. } => {
+                conn.start(request).map_err(SendError::NotSent)?;
+                let parsed = std::future::poll_fn(|cx| conn.poll_response(cx))
+                    .await
+                    .map_err(SendError::Http1)?;
+                let body = UpstreamResponseBody::Http1(parsed.body);
+                Ok(Response::from_parts(parsed.head, body))
+            }
             Link::Http2 { sender, .. } => {
                 as_http2(&mut request, self.tls);
-                Sending::Http2(sender.try_send_request(request))
-            }
-        };
-        async move {
-            match sending {
-                Sending::Http1(response) => response.await,
-                Sending::Http2(response) => response.await,
+                match sender.try_send_request(request).await {
+                    Ok(response) => Ok(response.map(UpstreamResponseBody::Http2)),
+                    Err(mut e) => Err(match e.take_message() {
+                        Some(request) => SendError::NotSent(Box::new(request)),
+                        None => SendError::Http2(e.into_error()),
+                    }),
+                }
             }
         }
     }
-}
 
-/// A request on its way, over either version.
-enum Sending<A, B> {
-    Http1(A),
-    Http2(B),
+    /// The next frame of an HTTP/1.1 response body read from this
+    /// connection (`chunk`: the most read at once); `None` at its end.
+    pub(crate) fn poll_http1_body(
+        &mut self,
+        cx: &mut Context<'_>,
+        body: &mut BodyDecoder,
+        chunk: usize,
+    ) -> Poll<Option<Result<Frame<Bytes>, http1::BodyError>>> {
+        match &mut self.link {
+            Link::Http1 { conn, .. } => conn.poll_body(cx, body, chunk),
+            Link::Http2 { .. } => Poll::Ready(None),
+        }
+    }
+
+    /// After a 101: the connection as a byte stream.
+    pub(crate) fn upgraded(&mut self) -> Option<&mut Http1Conn> {
+        match &mut self.link {
+            Link::Http1 { conn, .. } => Some(conn),
+            Link::Http2 { .. } => None,
+        }
+    }
 }
 
 /// Turn an HTTP/1.1 head into an HTTP/2 one: the target's scheme and
@@ -208,15 +275,4 @@ fn as_http2(request: &mut UpstreamRequest, tls: bool) {
         }
     }
     *request.version_mut() = Version::HTTP_2;
-}
-
-impl Drop for UpstreamConn {
-    /// A connection leaves the proxy only through the pool or by being
-    /// dropped; dropped means given up on, so close it now. A dropped
-    /// HTTP/2 stream is reset by hyper; its connection stays shared.
-    fn drop(&mut self) {
-        if let Link::Http1 { task, .. } = &self.link {
-            task.abort();
-        }
-    }
 }

@@ -39,7 +39,7 @@ struct Idle {
 }
 
 impl Idle {
-    fn usable(&self, now: Instant) -> bool {
+    fn usable(&mut self, now: Instant) -> bool {
         !self.conn.is_closed() && now.saturating_duration_since(self.since) < self.conn.idle_timeout
     }
 }
@@ -112,7 +112,7 @@ impl Pool {
             }
         }
         let list = inner.idle.get_mut(key)?;
-        while let Some(entry) = list.pop() {
+        while let Some(mut entry) = list.pop() {
             if entry.usable(now) {
                 let mut conn = entry.conn;
                 conn.reused = true;
@@ -154,11 +154,10 @@ impl Pool {
     /// Return a connection whose exchange finished cleanly: to the
     /// longest-waiting request that can use it, else to the pool. An
     /// HTTP/2 stream just ends (its connection stays shared).
-    pub(crate) fn checkin(&self, conn: UpstreamConn, now: Instant) {
+    pub(crate) fn checkin(&self, mut conn: UpstreamConn, now: Instant) {
         if conn.is_http2() || conn.is_closed() || !conn.reusable || conn.max_idle == 0 {
             return;
         }
-        let mut conn = conn;
         loop {
             conn = match Slot::offer(conn) {
                 None => return,
@@ -220,7 +219,7 @@ impl Pool {
     pub(crate) fn sweep(&self, now: Instant) {
         let mut inner = self.inner();
         for list in inner.idle.values_mut() {
-            list.retain(|entry| entry.usable(now));
+            list.retain_mut(|entry| entry.usable(now));
         }
         inner.idle.retain(|_, list| !list.is_empty());
         for list in inner.shared.values_mut() {

@@ -1,0 +1,309 @@
+//! An HTTP/1.1 connection to an upstream, driven by the request's own
+//! task with Switchyard's codec (`crate::h1`), instead of a task and a
+//! channel of hyper's per connection.
+//!
+//! [`Http1Conn::start`] writes the request head into the output buffer;
+//! [`Http1Conn::poll_response`] sends it with its body while reading the
+//! response head; [`Http1Conn::poll_body`] reads the response body, and
+//! keeps sending the request body if the upstream answered before taking
+//! all of it. Nothing runs while the connection is idle in the pool: that
+//! the upstream closed it is seen when it is next looked at
+//! ([`Http1Conn::is_closed`], no system call unless the socket is readable).
+//! After a 101 the connection is a plain byte stream (its `AsyncRead` gives
+//! what the upstream sent after the head first).
+
+use std::io;
+use std::pin::Pin;
+use std::task::{Context, Poll, Waker};
+
+use bytes::{Bytes, BytesMut};
+use http_body::{Body, Frame};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio_util::io::poll_read_buf;
+
+use crate::h1::CodecError;
+use crate::h1::body::BodyDecoder;
+use crate::h1::chunked::Decoded;
+use crate::h1::request::{self, BodyEncoder, BodySize};
+use crate::h1::response::{self, ParsedResponse};
+use crate::upstream::UpstreamRequest;
+pub(crate) use send::SendError;
+use send::{Outgoing, Sending};
+pub(crate) use socket::UpstreamIo;
+
+mod send;
+mod socket;
+
+/// How much is read at once while a response head is awaited.
+const HEAD_READ: usize = 8 * 1024;
+
+/// Why an exchange produced no response head.
+#[derive(Debug)]
+pub(crate) enum ExchangeError {
+    /// Sending the request failed, and the upstream said nothing.
+    Send(SendError),
+    /// Reading failed before a whole head arrived.
+    Read(io::Error),
+    /// The upstream closed the connection before a whole head.
+    Closed,
+    /// The response head is not valid HTTP/1.1, or over the limits.
+    Invalid(CodecError),
+}
+
+/// Why a response body broke off.
+#[derive(Debug)]
+pub(crate) enum BodyError {
+    /// The request body, still being sent, failed.
+    Send(SendError),
+    /// Reading failed.
+    Read(io::Error),
+    /// The body is not valid, or the connection ended inside it.
+    Invalid(CodecError),
+}
+
+/// An HTTP/1.1 connection to an upstream.
+#[derive(Debug)]
+pub(crate) struct Http1Conn {
+    io: UpstreamIo,
+    read: BytesMut,
+    out: Outgoing,
+    /// The request body still going out.
+    sending: Option<Sending>,
+    /// Sending failed; the response may still come.
+    send_failed: Option<SendError>,
+    /// The request in flight is a `HEAD` (its answer has no body).
+    to_head: bool,
+    /// The last response let the connection serve another request.
+    keep_alive: bool,
+    /// Upgraded by a 101: a byte stream now.
+    upgraded: bool,
+    /// The upstream closed it, or it failed.
+    closed: bool,
+}
+
+impl Http1Conn {
+    /// A connection over `io`, with nothing sent yet.
+    pub(crate) fn new(io: UpstreamIo) -> Self {
+        Http1Conn {
+            io,
+            read: BytesMut::new(),
+            out: Outgoing::default(),
+            sending: None,
+            send_failed: None,
+            to_head: false,
+            keep_alive: true,
+            upgraded: false,
+            closed: false,
+        }
+    }
+
+    /// Whether the connection can take no further request: the upstream
+    /// closed it (or sent bytes nobody asked for), the last exchange did
+    /// not end cleanly, or its response said so. Reads only when the
+    /// socket is readable, without waiting.
+    pub(crate) fn is_closed(&mut self) -> bool {
+        if self.closed
+            || !self.keep_alive
+            || self.upgraded
+            || self.sending.is_some()
+            || self.send_failed.is_some()
+            || !self.out.is_empty()
+            || !self.read.is_empty()
+        {
+            return true;
+        }
+        let mut cx = Context::from_waker(Waker::noop());
+        let mut probe = [0u8; 1];
+        let mut buf = ReadBuf::new(&mut probe);
+        match Pin::new(&mut self.io).poll_read(&mut cx, &mut buf) {
+            Poll::Pending => false,
+            // Closed, failed, or bytes before any request: unusable.
+            Poll::Ready(_) => {
+                self.closed = true;
+                true
+            }
+        }
+    }
+
+    /// Write the head of `request` into the output buffer and keep its
+    /// body to send; the request comes back if the connection is closed
+    /// (nothing was sent).
+    pub(crate) fn start(&mut self, request: UpstreamRequest) -> Result<(), Box<UpstreamRequest>> {
+        if self.is_closed() {
+            return Err(Box::new(request));
+        }
+        let (mut head, body) = request.into_parts();
+        let size = if body.is_end_stream() {
+            BodySize::Empty
+        } else {
+            match body.size_hint().exact() {
+                Some(length) => BodySize::Known(length),
+                None => BodySize::Unknown,
+            }
+        };
+        let encoder = request::encode_head(&mut head, size, &mut self.out.buf);
+        self.to_head = head.method == http::Method::HEAD;
+        self.keep_alive = !request::asks_close(&head.headers);
+        // A body framed as none (a `GET` of unknown length) is not sent.
+        self.sending = match encoder {
+            BodyEncoder::Length(0) => None,
+            encoder => Some(Sending::new(body, encoder)),
+        };
+        Ok(())
+    }
+
+    /// Send the request while waiting for the response head. A failed
+    /// send is reported only if no head comes: an upstream may answer
+    /// before it takes the whole body, then close.
+    pub(crate) fn poll_response(
+        &mut self,
+        cx: &mut Context<'_>,
+    ) -> Poll<Result<ParsedResponse, ExchangeError>> {
+        loop {
+            if let Err(e) = self.poll_sending(cx) {
+                return Poll::Ready(Err(ExchangeError::Send(e)));
+            }
+            match response::parse(&mut self.read, self.to_head) {
+                Ok(Some(parsed)) => return Poll::Ready(Ok(self.answered(parsed))),
+                Ok(None) => {}
+                Err(e) => {
+                    self.closed = true;
+                    return Poll::Ready(Err(ExchangeError::Invalid(e)));
+                }
+            }
+            let read = std::task::ready!(self.poll_fill(cx, HEAD_READ));
+            match read {
+                Ok(0) => {
+                    self.closed = true;
+                    let error = match self.send_failed.take() {
+                        Some(e) => ExchangeError::Send(e),
+                        None => ExchangeError::Closed,
+                    };
+                    return Poll::Ready(Err(error));
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    self.closed = true;
+                    let error = match self.send_failed.take() {
+                        Some(e) => ExchangeError::Send(e),
+                        None => ExchangeError::Read(e),
+                    };
+                    return Poll::Ready(Err(error));
+                }
+            }
+        }
+    }
+
+    /// Drive the request out. A body failure ends the exchange at once; a
+    /// socket failure is kept, and the response still awaited.
+    fn poll_sending(&mut self, cx: &mut Context<'_>) -> Result<(), SendError> {
+        if self.send_failed.is_some() || (self.sending.is_none() && self.out.is_empty()) {
+            return Ok(());
+        }
+        match send::poll_send(&mut self.sending, &mut self.out, &mut self.io, cx) {
+            Poll::Pending | Poll::Ready(Ok(())) => Ok(()),
+            Poll::Ready(Err(SendError::Io(e))) => {
+                self.sending = None;
+                self.out.clear();
+                self.send_failed = Some(SendError::Io(e));
+                Ok(())
+            }
+            Poll::Ready(Err(e)) => {
+                self.closed = true;
+                Err(e)
+            }
+        }
+    }
+
+    fn answered(&mut self, parsed: ParsedResponse) -> ParsedResponse {
+        self.keep_alive &= parsed.keep_alive;
+        if parsed.upgrade {
+            self.upgraded = true;
+            self.sending = None;
+        }
+        parsed
+    }
+
+    /// Read more into the read buffer, making room for about `want` bytes.
+    fn poll_fill(&mut self, cx: &mut Context<'_>, want: usize) -> Poll<io::Result<usize>> {
+        if self.read.capacity() - self.read.len() < want / 2 {
+            self.read.reserve(want);
+        }
+        poll_read_buf(Pin::new(&mut self.io), cx, &mut self.read)
+    }
+
+    /// The next frame of the response body `body`, sending on what is left
+    /// of the request body first.
+    pub(crate) fn poll_body(
+        &mut self,
+        cx: &mut Context<'_>,
+        body: &mut BodyDecoder,
+        chunk: usize,
+    ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
+        if let Err(e) = self.poll_sending(cx) {
+            return Poll::Ready(Some(Err(BodyError::Send(e))));
+        }
+        loop {
+            match body.decode(&mut self.read) {
+                Ok(Decoded::Data(data)) => return Poll::Ready(Some(Ok(Frame::data(data)))),
+                Ok(Decoded::Trailers(trailers)) => {
+                    return Poll::Ready(Some(Ok(Frame::trailers(trailers))));
+                }
+                Ok(Decoded::End) => return Poll::Ready(None),
+                Ok(Decoded::NeedMore) => {}
+                Err(e) => return Poll::Ready(Some(Err(self.body_failed(BodyError::Invalid(e))))),
+            }
+            match std::task::ready!(self.poll_fill(cx, body.read_size(chunk))) {
+                Ok(0) => {
+                    self.closed = true;
+                    return match body.closed() {
+                        Ok(_) => Poll::Ready(None),
+                        Err(e) => Poll::Ready(Some(Err(BodyError::Invalid(e)))),
+                    };
+                }
+                Ok(_) => {}
+                Err(e) => return Poll::Ready(Some(Err(self.body_failed(BodyError::Read(e))))),
+            }
+        }
+    }
+
+    fn body_failed(&mut self, error: BodyError) -> BodyError {
+        self.closed = true;
+        error
+    }
+}
+
+/// After a 101: what the upstream sent after its head, then the socket.
+impl AsyncRead for Http1Conn {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        if !this.read.is_empty() {
+            let n = this.read.len().min(buf.remaining());
+            buf.put_slice(&this.read.split_to(n));
+            return Poll::Ready(Ok(()));
+        }
+        Pin::new(&mut this.io).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for Http1Conn {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().io).poll_write(cx, buf)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_shutdown(cx)
+    }
+}
