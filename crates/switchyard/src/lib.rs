@@ -9,7 +9,10 @@
 //! - [`trace`]: the attempt trace handed to `logging`.
 //! - [`path`]: request paths normalized before routing.
 //! - [`body`]: the bounded replay buffer.
-//! - `upstream/`: connector, pool, connection acquisition and connect hedging;
+//! - `upstream/`: connector, pool, connection acquisition and connect hedging,
+//!   and `upstream/http1/` the HTTP/1.1 connection to an upstream, on
+//!   Switchyard's own codec over `httparse` (`h1/`: heads, framing,
+//!   chunked); HTTP/2 upstreams and all clients are served by hyper.
 //!   [`server`]: listener and shutdown; [`tls`]: certificates and trust.
 //! - [`group`]: an upstream group (servers in tiers, health, retry policy and
 //!   budget, hedging, DNS following with `FollowDns`) answering the upstream

@@ -4,6 +4,8 @@
 //! answers other than 101 are skipped, as hyper skipped them; how the body
 //! is framed follows RFC 9112 section 6.3.
 
+use std::mem::MaybeUninit;
+
 use bytes::BytesMut;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{StatusCode, Version};
@@ -27,7 +29,6 @@ pub(crate) struct ParsedResponse {
 }
 
 /// Where one field sits in the head.
-#[derive(Clone, Copy, Default)]
 struct FieldAt {
     name: (usize, usize),
     value: (usize, usize),
@@ -53,11 +54,20 @@ pub(crate) fn parse(
 }
 
 fn parse_one(buf: &mut BytesMut, to_head: bool) -> Result<Option<ParsedResponse>, CodecError> {
-    let mut at = [FieldAt::default(); MAX_RESPONSE_HEADERS];
-    let (len, code, version, reason, count) = {
-        let mut fields = [httparse::EMPTY_HEADER; MAX_RESPONSE_HEADERS];
-        let mut response = httparse::Response::new(&mut fields);
-        let len = match response.parse(buf) {
+    if buf.is_empty() {
+        return Ok(None);
+    }
+    let (len, code, version, reason, at) = {
+        // Uninitialised: zeroing 100 fields per response costs more than
+        // parsing them.
+        let mut fields = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_RESPONSE_HEADERS];
+        let mut response = httparse::Response::new(&mut []);
+        let parsed = httparse::ParserConfig::default().parse_response_with_uninit_headers(
+            &mut response,
+            buf,
+            &mut fields,
+        );
+        let len = match parsed {
             Ok(httparse::Status::Complete(len)) => len,
             Ok(httparse::Status::Partial) if buf.len() > MAX_RESPONSE_HEAD => {
                 return Err(too_large());
@@ -74,19 +84,21 @@ fn parse_one(buf: &mut BytesMut, to_head: bool) -> Result<Option<ParsedResponse>
             let start = s.as_ptr() as usize - base;
             (start, start + s.len())
         };
-        for (slot, field) in at.iter_mut().zip(response.headers.iter()) {
-            *slot = FieldAt {
+        let at: Vec<FieldAt> = response
+            .headers
+            .iter()
+            .map(|field| FieldAt {
                 name: offset(field.name.as_bytes()),
                 value: offset(field.value),
-            };
-        }
+            })
+            .collect();
         let reason = response.reason.map(|r| offset(r.as_bytes()));
         (
             len,
             response.code.unwrap_or(0),
             response.version.unwrap_or(1),
             reason,
-            response.headers.len(),
+            at,
         )
     };
     let bytes = buf.split_to(len).freeze();
@@ -99,8 +111,8 @@ fn parse_one(buf: &mut BytesMut, to_head: bool) -> Result<Option<ParsedResponse>
     } else {
         Version::HTTP_10
     };
-    head.headers.reserve(count);
-    for field in &at[..count] {
+    head.headers.reserve(at.len());
+    for field in &at {
         let name = HeaderName::from_bytes(&bytes[field.name.0..field.name.1])
             .map_err(|_| CodecError::malformed("invalid response field name"))?;
         let value = HeaderValue::from_maybe_shared(bytes.slice(field.value.0..field.value.1))
