@@ -186,3 +186,26 @@ pub fn idempotency_key(data: &[u8]) {
 pub fn goaway_frames(data: &[u8]) {
     crate::upstream::goaway::walk_for_fuzzing(data);
 }
+
+/// An upstream's HTTP/1.1 response (head, body, trailers) read by the
+/// codec whole and cut into reads at the positions the first bytes pick:
+/// both read the same, or fail the same way, and no body is longer than
+/// the input.
+pub fn h1_response(data: &[u8]) {
+    let Some((&control, rest)) = data.split_first() else {
+        return;
+    };
+    let Some((&cut, wire)) = rest.split_first() else {
+        return;
+    };
+    let to_head = control & 1 != 0;
+    let whole = crate::h1::read_response(&[wire], to_head);
+    let first = usize::from(cut) * wire.len() / 256;
+    let second = first + (wire.len() - first) / 2;
+    let pieces = [&wire[..first], &wire[first..second], &wire[second..]];
+    let cut = crate::h1::read_response(&pieces, to_head);
+    assert_eq!(whole, cut, "reads cut at {first} and {second}");
+    if let Ok(read) = whole {
+        assert!(read.body.len() <= wire.len());
+    }
+}

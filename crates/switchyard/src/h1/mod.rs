@@ -30,3 +30,70 @@ pub(crate) const MAX_RESPONSE_HEADERS: usize = 100;
 
 /// The largest upstream response head accepted, in bytes.
 pub(crate) const MAX_RESPONSE_HEAD: usize = 64 * 1024;
+
+/// A response read whole by the codec (for the fuzz target and tests).
+#[cfg(any(test, feature = "fuzzing"))]
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct ReadResponse {
+    /// The status, then every field as `name: value`.
+    pub(crate) head: Vec<String>,
+    /// The body bytes, joined.
+    pub(crate) body: Vec<u8>,
+    /// The trailer fields as `name: value`.
+    pub(crate) trailers: Vec<String>,
+    /// Whether the body ended before the input did (or with it, when the
+    /// body ends with the connection).
+    pub(crate) ended: bool,
+}
+
+/// Read one response from `pieces`, fed to the codec one at a time as
+/// reads would bring them, with the connection closing after the last.
+#[cfg(any(test, feature = "fuzzing"))]
+pub(crate) fn read_response(
+    pieces: &[&[u8]],
+    to_head: bool,
+) -> Result<ReadResponse, CodecErrorKind> {
+    use chunked::Decoded;
+    let mut buf = bytes::BytesMut::new();
+    let mut pieces = pieces.iter();
+    let fields = |map: &http::HeaderMap| {
+        map.iter()
+            .map(|(name, value)| format!("{name}: {}", String::from_utf8_lossy(value.as_bytes())))
+            .collect::<Vec<_>>()
+    };
+    let parsed = loop {
+        if let Some(parsed) = response::parse(&mut buf, to_head).map_err(|e| e.kind())? {
+            break parsed;
+        }
+        match pieces.next() {
+            Some(piece) => buf.extend_from_slice(piece),
+            None => return Err(CodecErrorKind::Incomplete),
+        }
+    };
+    let mut head = vec![parsed.head.status.as_str().to_owned()];
+    head.extend(fields(&parsed.head.headers));
+    let (mut decoder, mut body, mut trailers) = (parsed.body, Vec::new(), Vec::new());
+    loop {
+        match decoder.decode(&mut buf).map_err(|e| e.kind())? {
+            Decoded::Data(data) => body.extend_from_slice(&data),
+            Decoded::Trailers(map) => trailers = fields(&map),
+            Decoded::End => break,
+            Decoded::NeedMore => match pieces.next() {
+                Some(piece) => buf.extend_from_slice(piece),
+                None => {
+                    decoder.closed().map_err(|e| e.kind())?;
+                    break;
+                }
+            },
+        }
+    }
+    Ok(ReadResponse {
+        head,
+        body,
+        trailers,
+        ended: decoder.is_end(),
+    })
+}
+
+#[cfg(test)]
+mod tests;

@@ -60,7 +60,8 @@ fn parse_one(buf: &mut BytesMut, to_head: bool) -> Result<Option<ParsedResponse>
     let (len, code, version, reason, at) = {
         // Uninitialised: zeroing 100 fields per response costs more than
         // parsing them.
-        let mut fields = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_RESPONSE_HEADERS];
+        let mut fields =
+            [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_RESPONSE_HEADERS];
         let mut response = httparse::Response::new(&mut []);
         let parsed = httparse::ParserConfig::default().parse_response_with_uninit_headers(
             &mut response,
