@@ -2,7 +2,7 @@
 //! Route host patterns: a pattern that parses matches the names it names,
 //! and matching never panics, whatever the host a request brings.
 
-use switchyard_cli::routing::HostPattern;
+use switchyard::route::HostPattern;
 
 libfuzzer_sys::fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else {

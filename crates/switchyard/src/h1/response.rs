@@ -81,9 +81,11 @@ fn parse_one(buf: &mut BytesMut, to_head: bool) -> Result<Option<ParsedResponse>
             return Err(too_large());
         }
         let base = buf.as_ptr() as usize;
-        let offset = |s: &[u8]| {
-            let start = s.as_ptr() as usize - base;
-            (start, start + s.len())
+        // An empty slice need not point into the buffer (httparse gives a
+        // static "" for a missing reason phrase): it is the empty range.
+        let offset = |s: &[u8]| match (s.as_ptr() as usize).checked_sub(base) {
+            Some(start) if !s.is_empty() && start + s.len() <= len => (start, start + s.len()),
+            _ => (0, 0),
         };
         let at: Vec<FieldAt> = response
             .headers
@@ -140,9 +142,10 @@ fn too_large() -> CodecError {
     )
 }
 
-/// A reason phrase other than the status's usual one goes downstream too.
+/// A reason phrase other than the status's usual one (and not empty)
+/// goes downstream too.
 fn keep_reason(head: &mut http::response::Parts, reason: &[u8]) {
-    if head.status.canonical_reason().map(str::as_bytes) == Some(reason) {
+    if reason.is_empty() || head.status.canonical_reason().map(str::as_bytes) == Some(reason) {
         return;
     }
     if let Ok(reason) = hyper::ext::ReasonPhrase::try_from(reason) {

@@ -160,3 +160,20 @@ fn heads_over_the_limits_are_refused() {
         40 * 1024
     );
 }
+
+#[test]
+fn a_missing_reason_phrase_is_an_empty_one() {
+    // Found by the h1_response fuzz target: httparse's reason phrase for
+    // "HTTP/1.0 210" is a static "", not a slice of the buffer.
+    let answer = parsed("HTTP/1.0 210\n\n");
+    assert_eq!(answer.head.status.as_u16(), 210);
+    assert!(
+        answer
+            .head
+            .extensions
+            .get::<hyper::ext::ReasonPhrase>()
+            .is_none()
+    );
+    let empty_value = parsed("HTTP/1.1 200 OK\r\nX-Empty:\r\nContent-Length: 0\r\n\r\n");
+    assert_eq!(empty_value.head.headers["x-empty"], "");
+}

@@ -102,34 +102,47 @@ impl Http1Conn {
     /// not end cleanly, or its response said so. Reads only when the
     /// socket is readable, without waiting.
     pub(crate) fn is_closed(&mut self) -> bool {
-        if self.closed
+        if self.unusable() {
+            return true;
+        }
+        let mut probe = [0u8; 1];
+        let open = match &mut self.io {
+            // No system call unless the socket is readable.
+            UpstreamIo::Tcp(tcp) => matches!(
+                tcp.try_read(&mut probe),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock
+            ),
+            UpstreamIo::Tls(tls) => {
+                let mut cx = Context::from_waker(Waker::noop());
+                let mut buf = ReadBuf::new(&mut probe);
+                Pin::new(tls.as_mut())
+                    .poll_read(&mut cx, &mut buf)
+                    .is_pending()
+            }
+        };
+        // Closed, failed, or bytes before any request: unusable.
+        self.closed |= !open;
+        !open
+    }
+
+    /// Whether the last exchange left the connection unable to take
+    /// another request (without looking at the socket).
+    fn unusable(&self) -> bool {
+        self.closed
             || !self.keep_alive
             || self.upgraded
             || self.sending.is_some()
             || self.send_failed.is_some()
             || !self.out.is_empty()
             || !self.read.is_empty()
-        {
-            return true;
-        }
-        let mut cx = Context::from_waker(Waker::noop());
-        let mut probe = [0u8; 1];
-        let mut buf = ReadBuf::new(&mut probe);
-        match Pin::new(&mut self.io).poll_read(&mut cx, &mut buf) {
-            Poll::Pending => false,
-            // Closed, failed, or bytes before any request: unusable.
-            Poll::Ready(_) => {
-                self.closed = true;
-                true
-            }
-        }
     }
 
     /// Write the head of `request` into the output buffer and keep its
-    /// body to send; the request comes back if the connection is closed
-    /// (nothing was sent).
+    /// body to send; the request comes back if the connection is known to
+    /// be unusable (nothing was sent). The socket itself was looked at
+    /// when the connection left the pool.
     pub(crate) fn start(&mut self, request: UpstreamRequest) -> Result<(), Box<UpstreamRequest>> {
-        if self.is_closed() {
+        if self.unusable() {
             return Err(Box::new(request));
         }
         let (mut head, body) = request.into_parts();
