@@ -28,15 +28,17 @@
 /// whichever is larger. The write queue takes one more chunk once below it.
 pub(crate) const HTTP1_CLIENT_BUFFER: usize = 16 * 1024;
 
-/// hyper's HTTP/1.1 read buffer and write queue on an upstream connection:
-/// the largest chunk of a response body read at once (a larger response
-/// head still passes: `an_upstream_response_head_larger_than_the_read_buffer_still_passes`). Each slow reader may
-/// hold a few such chunks (queued for its client, each keeping its whole
-/// allocation) and this buffer. Measured by `bench/run.sh` (docs/benchmarks.md,
-/// "Slow readers"): at 16 KiB large responses lost throughput (1,268 MiB/s
-/// against 1,550 with hyper's default), at 64 KiB a slow reader's memory
-/// doubled (the slow_readers test: 304 KiB against 150); at 32 KiB, 1,643
-/// MiB/s and 135 KiB per slow reader (688 KiB with hyper's default).
+/// The most of a response body read at once on an HTTP/1.1 upstream
+/// connection (Switchyard's codec: `upstream/http1`; a response head may
+/// be up to `h1::MAX_RESPONSE_HEAD`). Each slow reader may hold a few such
+/// chunks (queued for its client, each keeping its whole allocation). The
+/// request body queued for the upstream is at most 16 KiB of small pieces
+/// and one larger piece. Measured with hyper's client, whose read buffer
+/// this was (docs/benchmarks.md, "Slow readers"): at 16 KiB large
+/// responses lost throughput (1,268 MiB/s against 1,550 with hyper's
+/// default), at 64 KiB a slow reader's memory doubled (the slow_readers
+/// test: 304 KiB against 150); at 32 KiB, 1,643 MiB/s and 135 KiB per slow
+/// reader (688 KiB with hyper's default).
 pub(crate) const HTTP1_UPSTREAM_BUFFER: usize = 32 * 1024;
 
 /// The most body h2 queues for one stream beyond what the peer's flow
