@@ -10,7 +10,7 @@ use std::net::SocketAddr;
 use http::{HeaderName, HeaderValue, Request, header};
 use proptest::prelude::*;
 
-use super::head_for_upstream;
+use super::{head_for_upstream, routed_host};
 
 /// Header names a client might send: hop-by-hop ones, end-to-end ones, and
 /// made-up ones that `Connection` may name.
@@ -78,7 +78,7 @@ proptest! {
         };
         let (downstream, ()) = request.into_parts();
         let peer: SocketAddr = "127.0.0.1:9000".parse().unwrap();
-        let up = head_for_upstream(&downstream, peer);
+        let up = head_for_upstream(&downstream, peer, routed_host(&downstream).as_ref());
 
         let named: Vec<String> = super::super::headers::connection_tokens(&downstream.headers)
             .map(str::to_ascii_lowercase)
