@@ -1,10 +1,10 @@
 //! The chunked transfer coding (RFC 9112 section 7.1), read from a buffer.
 //!
-//! The rules are hyper's: a size is at least one hex digit and fits in 64
-//! bits; spaces and tabs may follow it; extensions are skipped but count
-//! against a limit per message and may not hold a bare LF; every line ends
-//! in CRLF; trailers are at most [`MAX_TRAILERS`] bytes and
-//! [`MAX_RESPONSE_HEADERS`] fields.
+//! Each chunk-size line is parsed by `httparse::parse_chunk_size`; hyper's
+//! stricter rules are checked on top of it: a size has at least one hex
+//! digit, an extension holds no bare LF, and extensions count against a
+//! limit per message. Every chunk's data ends in CRLF; trailers are at most
+//! [`MAX_TRAILERS`] bytes and [`MAX_RESPONSE_HEADERS`] fields.
 
 use bytes::{Buf, Bytes, BytesMut};
 use http::{HeaderMap, HeaderName, HeaderValue};
@@ -32,14 +32,13 @@ pub(crate) enum Decoded {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum State {
-    Start,
+    /// A chunk-size line.
     Size,
-    SizeSpace,
-    Extension,
-    SizeLf,
+    /// Chunk data, `size` bytes of it left.
     Data,
-    DataCr,
-    DataLf,
+    /// The CRLF after a chunk's data.
+    DataEnd,
+    /// The trailer section after the last chunk.
     Trailers,
     Done,
 }
@@ -48,7 +47,7 @@ enum State {
 #[derive(Debug, Clone)]
 pub(crate) struct ChunkedDecoder {
     state: State,
-    /// The size of the chunk being read, or what is left of it.
+    /// What is left of the chunk being read.
     size: u64,
     extension_bytes: u64,
 }
@@ -56,7 +55,7 @@ pub(crate) struct ChunkedDecoder {
 impl Default for ChunkedDecoder {
     fn default() -> Self {
         ChunkedDecoder {
-            state: State::Start,
+            state: State::Size,
             size: 0,
             extension_bytes: 0,
         }
@@ -65,6 +64,13 @@ impl Default for ChunkedDecoder {
 
 fn invalid(what: &'static str) -> CodecError {
     CodecError::malformed(what)
+}
+
+fn extensions_over_limit() -> CodecError {
+    CodecError::new(
+        CodecErrorKind::TooLarge,
+        "chunk extensions over their limit",
+    )
 }
 
 impl ChunkedDecoder {
@@ -77,59 +83,63 @@ impl ChunkedDecoder {
     pub(crate) fn decode(&mut self, buf: &mut BytesMut) -> Result<Decoded, CodecError> {
         loop {
             match self.state {
+                State::Size => {
+                    if !self.size_line(buf)? {
+                        return Ok(Decoded::NeedMore);
+                    }
+                }
                 State::Data => return Ok(self.data(buf)),
+                State::DataEnd => match buf.as_ref() {
+                    [] | [b'\r'] => return Ok(Decoded::NeedMore),
+                    [b'\r', b'\n', ..] => {
+                        buf.advance(2);
+                        self.state = State::Size;
+                    }
+                    _ => return Err(invalid("chunk data does not end in CRLF")),
+                },
                 State::Trailers => return self.trailers(buf),
                 State::Done => return Ok(Decoded::End),
-                _ => {}
             }
-            let Some(&byte) = buf.first() else {
-                return Ok(Decoded::NeedMore);
-            };
-            buf.advance(1);
-            self.state = self.step(byte)?;
         }
     }
 
-    /// One byte of a size line or of a chunk's end.
-    fn step(&mut self, byte: u8) -> Result<State, CodecError> {
-        Ok(match (self.state, byte) {
-            (State::Start | State::Size, _) if byte.is_ascii_hexdigit() => {
-                let digit = u64::from((byte as char).to_digit(16).unwrap_or(0));
-                self.size = self
-                    .size
-                    .checked_mul(16)
-                    .and_then(|size| size.checked_add(digit))
-                    .ok_or_else(|| invalid("chunk size overflows"))?;
-                State::Size
+    /// Read a chunk-size line: false until the buffer holds all of it.
+    fn size_line(&mut self, buf: &mut BytesMut) -> Result<bool, CodecError> {
+        match buf.first() {
+            None => return Ok(false),
+            Some(first) if !first.is_ascii_hexdigit() => {
+                return Err(invalid("chunk size line has no size"));
             }
-            (State::Start, _) => return Err(invalid("chunk size line has no size")),
-            (State::Size | State::SizeSpace, b' ' | b'\t') => State::SizeSpace,
-            (State::Size | State::SizeSpace, b';') => State::Extension,
-            (State::Size | State::SizeSpace | State::Extension, b'\r') => State::SizeLf,
-            (State::Size | State::SizeSpace, _) => return Err(invalid("invalid chunk size")),
-            (State::Extension, b'\n') => {
-                return Err(invalid("chunk extension contains a bare LF"));
+            Some(_) => {}
+        }
+        let (len, size) = match httparse::parse_chunk_size(buf) {
+            Ok(httparse::Status::Complete(parsed)) => parsed,
+            // A line can be no longer than a size and the extensions allowed.
+            Ok(httparse::Status::Partial) if buf.len() as u64 > MAX_EXTENSIONS + 64 => {
+                return Err(extensions_over_limit());
             }
-            (State::Extension, _) => {
-                self.extension_bytes += 1;
-                if self.extension_bytes >= MAX_EXTENSIONS {
-                    return Err(CodecError::new(
-                        CodecErrorKind::TooLarge,
-                        "chunk extensions over their limit",
-                    ));
-                }
-                State::Extension
+            Ok(httparse::Status::Partial) => return Ok(false),
+            Err(_) => return Err(invalid("invalid chunk size line")),
+        };
+        let line = &buf[..len];
+        if has_bare_lf(line) {
+            return Err(invalid("chunk extension contains a bare LF"));
+        }
+        if let Some(semicolon) = line.iter().position(|&b| b == b';') {
+            // Everything between the `;` and the CRLF.
+            self.extension_bytes += (len - semicolon - 2) as u64;
+            if self.extension_bytes >= MAX_EXTENSIONS {
+                return Err(extensions_over_limit());
             }
-            (State::SizeLf, b'\n') if self.size == 0 => State::Trailers,
-            (State::SizeLf, b'\n') => State::Data,
-            (State::SizeLf, _) => return Err(invalid("chunk size line does not end in CRLF")),
-            (State::DataCr, b'\r') => State::DataLf,
-            (State::DataLf, b'\n') => State::Start,
-            (State::DataCr | State::DataLf, _) => {
-                return Err(invalid("chunk data does not end in CRLF"));
-            }
-            (State::Data | State::Trailers | State::Done, _) => self.state,
-        })
+        }
+        buf.advance(len);
+        self.size = size;
+        self.state = if size == 0 {
+            State::Trailers
+        } else {
+            State::Data
+        };
+        Ok(true)
     }
 
     fn data(&mut self, buf: &mut BytesMut) -> Decoded {
@@ -139,7 +149,7 @@ impl ChunkedDecoder {
         let take = usize::try_from(self.size).map_or(buf.len(), |size| size.min(buf.len()));
         self.size -= take as u64;
         if self.size == 0 {
-            self.state = State::DataCr;
+            self.state = State::DataEnd;
         }
         Decoded::Data(buf.split_to(take).freeze())
     }

@@ -120,3 +120,13 @@ fn extensions_and_trailers_are_bounded() {
         Some(CodecErrorKind::TooLarge)
     );
 }
+
+#[test]
+fn only_extensions_count_against_their_limit() {
+    // 20,000 one-byte chunks: 60 KB of size lines, no extension at all.
+    let mut wire = b"1\r\na\r\n".repeat(20_000);
+    wire.extend_from_slice(b"0\r\n\r\n");
+    let (body, _, ended) = decode(&wire, 4096).unwrap();
+    assert_eq!(body.len(), 20_000);
+    assert!(ended);
+}

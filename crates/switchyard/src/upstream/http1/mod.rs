@@ -16,7 +16,7 @@ use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll, Waker};
 
-use bytes::{Bytes, BytesMut};
+use bytes::{BufMut, Bytes, BytesMut};
 use http_body::{Body, Frame};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio_util::io::poll_read_buf;
@@ -237,12 +237,16 @@ impl Http1Conn {
         parsed
     }
 
-    /// Read more into the read buffer, making room for about `want` bytes.
+    /// Read at most `want` more bytes into the read buffer. The cap keeps
+    /// the pieces of a large body at the size measured for it
+    /// ([`HTTP1_UPSTREAM_BUFFER`](crate::buffers::HTTP1_UPSTREAM_BUFFER)),
+    /// however much room the buffer grew.
     fn poll_fill(&mut self, cx: &mut Context<'_>, want: usize) -> Poll<io::Result<usize>> {
         if self.read.capacity() - self.read.len() < want / 2 {
             self.read.reserve(want);
         }
-        poll_read_buf(Pin::new(&mut self.io), cx, &mut self.read)
+        let mut limited = (&mut self.read).limit(want);
+        poll_read_buf(Pin::new(&mut self.io), cx, &mut limited)
     }
 
     /// The next frame of the response body `body`, sending on what is left
