@@ -79,7 +79,7 @@ impl BodyDecoder {
             _ if self.is_end() => Ok(Decoded::End),
             _ => Err(CodecError::new(
                 CodecErrorKind::Incomplete,
-                "upstream closed the connection before the end of the response body",
+                "the connection ended inside the body",
             )),
         }
     }

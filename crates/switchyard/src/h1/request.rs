@@ -13,7 +13,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, request};
 
-use super::response::{content_length, has_token};
+use super::response::{content_length, ends_in_chunked, has_token};
 use super::{CodecError, CodecErrorKind};
 
 /// What the head must say about a body, from the body itself.
@@ -75,12 +75,7 @@ fn set_framing(method: &Method, headers: &mut HeaderMap, size: BodySize) -> Body
         .iter()
         .next_back()
     {
-        let chunked_last = last
-            .as_bytes()
-            .rsplit(|&b| b == b',')
-            .next()
-            .is_some_and(|t| t.trim_ascii().eq_ignore_ascii_case(b"chunked"));
-        if !chunked_last {
+        if !ends_in_chunked(last) {
             let mut value = last.as_bytes().to_vec();
             value.extend_from_slice(b", chunked");
             if let Ok(value) = HeaderValue::from_bytes(&value) {

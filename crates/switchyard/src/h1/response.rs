@@ -174,6 +174,15 @@ pub(crate) fn has_token(value: &HeaderValue, token: &str) -> bool {
         .any(|t| t.trim_ascii().eq_ignore_ascii_case(token.as_bytes()))
 }
 
+/// Whether the last coding a `Transfer-Encoding` value lists is chunked.
+pub(crate) fn ends_in_chunked(value: &HeaderValue) -> bool {
+    value
+        .as_bytes()
+        .rsplit(|&b| b == b',')
+        .next()
+        .is_some_and(|t| t.trim_ascii().eq_ignore_ascii_case(b"chunked"))
+}
+
 /// How the body of `head` is framed (answering a `HEAD` request when
 /// `to_head` is set), and whether it is a switch of protocols.
 fn framing(head: &http::response::Parts, to_head: bool) -> Result<(BodyDecoder, bool), CodecError> {
@@ -194,12 +203,7 @@ fn framing(head: &http::response::Parts, to_head: bool) -> Result<(BodyDecoder, 
                 "HTTP/1.0 response with Transfer-Encoding",
             ));
         }
-        let chunked = last
-            .as_bytes()
-            .rsplit(|&b| b == b',')
-            .next()
-            .is_some_and(|t| t.trim_ascii().eq_ignore_ascii_case(b"chunked"));
-        let body = if chunked {
+        let body = if ends_in_chunked(last) {
             BodyDecoder::Chunked(ChunkedDecoder::default())
         } else {
             BodyDecoder::UntilClose { ended: false }

@@ -133,15 +133,6 @@ impl PumpBody {
         broke_off()
     }
 
-    fn report(&mut self, outcome: BodyOutcome) {
-        if let Some(done) = self.done.take() {
-            // The engine may be gone only if its task panicked; nothing to tell then.
-            let _ = done.send(outcome);
-        }
-    }
-}
-
-impl PumpBody {
     /// The upstream body's next frame, its failure named.
     fn poll_upstream(
         &mut self,
@@ -156,6 +147,13 @@ impl PumpBody {
                 .map(|frame| frame.map(|f| f.map_err(classify_http1_body_error))),
             // Its connection went back or away only once the body ended.
             (UpstreamResponseBody::Http1(_), None) => Poll::Ready(None),
+        }
+    }
+
+    fn report(&mut self, outcome: BodyOutcome) {
+        if let Some(done) = self.done.take() {
+            // The engine may be gone only if its task panicked; nothing to tell then.
+            let _ = done.send(outcome);
         }
     }
 }

@@ -3,15 +3,15 @@
 //! for an attempt ([`acquire`]).
 //!
 //! An [`UpstreamConn`] carries one request. Over HTTP/1.1 it owns the
-//! whole connection ([`http1::Http1Conn`], Switchyard's own codec, driven by
-//! the request's task). Over HTTP/2 it holds one stream of a shared
-//! connection driven by hyper on a task ([`multiplex::Multiplexed`]). Either way it knows whether its connection
-//! served requests before, which `error_while_proxy` needs to judge a
-//! failure, and the forwarding path above is the same.
-
-use std::time::Duration;
+//! whole connection ([`http1::Http1Conn`], Switchyard's own codec, driven
+//! by the request's task). Over HTTP/2 it holds one stream of a shared
+//! connection driven by hyper on a task ([`multiplex::Multiplexed`]).
+//! Either way it knows whether its connection served requests before,
+//! which `error_while_proxy` needs to judge a failure, and the forwarding
+//! path above is the same.
 
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http::{Response, Uri, Version};

@@ -159,6 +159,7 @@ impl Http1Conn {
         };
         let encoder = request::encode_head(&mut head, size, &mut self.out.buf);
         self.to_head = head.method == http::Method::HEAD;
+        self.turn_before_read = false;
         self.keep_alive = !request::asks_close(&head.headers);
         // A body framed as none (a `GET` of unknown length) is not sent.
         self.sending = match encoder {
@@ -187,26 +188,15 @@ impl Http1Conn {
                     return Poll::Ready(Err(ExchangeError::Invalid(e)));
                 }
             }
-            let read = std::task::ready!(self.poll_fill(cx, HEAD_READ));
-            match read {
-                Ok(0) => {
-                    self.closed = true;
-                    let error = match self.send_failed.take() {
-                        Some(e) => ExchangeError::Send(e),
-                        None => ExchangeError::Closed,
-                    };
-                    return Poll::Ready(Err(error));
-                }
-                Ok(_) => {}
-                Err(e) => {
-                    self.closed = true;
-                    let error = match self.send_failed.take() {
-                        Some(e) => ExchangeError::Send(e),
-                        None => ExchangeError::Read(e),
-                    };
-                    return Poll::Ready(Err(error));
-                }
-            }
+            let ended = match std::task::ready!(self.poll_fill(cx, HEAD_READ)) {
+                Ok(0) => ExchangeError::Closed,
+                Ok(_) => continue,
+                Err(e) => ExchangeError::Read(e),
+            };
+            // No head: a failed send, if there was one, is what went wrong.
+            self.closed = true;
+            let error = self.send_failed.take().map_or(ended, ExchangeError::Send);
+            return Poll::Ready(Err(error));
         }
     }
 

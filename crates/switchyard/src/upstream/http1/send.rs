@@ -41,7 +41,12 @@ pub(super) struct Outgoing {
 impl Outgoing {
     /// Whether everything queued was written and flushed.
     pub(super) fn is_empty(&self) -> bool {
-        self.buf.is_empty() && self.data.is_empty() && self.tail.is_empty() && !self.unflushed
+        !self.has_bytes() && !self.unflushed
+    }
+
+    /// Whether bytes wait to be written.
+    fn has_bytes(&self) -> bool {
+        !(self.buf.is_empty() && self.data.is_empty() && self.tail.is_empty())
     }
 
     /// Whether a framed piece may be queued (the last large one is out).
@@ -67,7 +72,7 @@ impl Outgoing {
         io: &mut UpstreamIo,
         cx: &mut Context<'_>,
     ) -> Poll<io::Result<()>> {
-        while !(self.buf.is_empty() && self.data.is_empty() && self.tail.is_empty()) {
+        while self.has_bytes() {
             let slices = [
                 IoSlice::new(&self.buf),
                 IoSlice::new(&self.data),
