@@ -26,6 +26,7 @@ use http_body::{Body, Frame, SizeHint};
 
 use filter::FilteredBody;
 
+pub(crate) mod client;
 pub mod filter;
 pub mod limit;
 mod progress;

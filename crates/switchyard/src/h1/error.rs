@@ -9,6 +9,8 @@ pub(crate) enum CodecErrorKind {
     Malformed,
     /// A head or its trailers are over the codec's limits.
     TooLarge,
+    /// A request target is over its limit.
+    TargetTooLong,
     /// The connection ended inside a message.
     Incomplete,
     /// A request body did not match the length its head declared.
@@ -36,6 +38,11 @@ impl CodecError {
     /// What kind of error this is.
     pub(crate) fn kind(&self) -> CodecErrorKind {
         self.kind
+    }
+
+    /// What was wrong, in a few words.
+    pub(crate) fn what(&self) -> &'static str {
+        self.what
     }
 }
 

@@ -19,8 +19,10 @@
 pub(crate) mod body;
 pub(crate) mod chunked;
 mod error;
+pub(crate) mod parse_request;
 pub(crate) mod request;
 pub(crate) mod response;
+pub(crate) mod write_response;
 
 pub(crate) use error::{CodecError, CodecErrorKind};
 

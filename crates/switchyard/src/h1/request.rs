@@ -35,6 +35,9 @@ pub(crate) enum BodyEncoder {
     /// `Transfer-Encoding: chunked`, with the trailer fields the head
     /// announced in `Trailer` (others are not sent).
     Chunked { trailers: Vec<HeaderName> },
+    /// Neither: the body ends when the connection closes (a response of
+    /// unknown length to an HTTP/1.0 client).
+    UntilClose,
 }
 
 /// Write the head of `request` (whose body is `size`) into `out`, fixing
@@ -109,13 +112,19 @@ fn set_framing(method: &Method, headers: &mut HeaderMap, size: BodySize) -> Body
 
 /// A chunked encoder sending the trailer fields `Trailer` names.
 fn chunked(headers: &HeaderMap) -> BodyEncoder {
-    let trailers = headers
+    BodyEncoder::Chunked {
+        trailers: trailer_names(headers),
+    }
+}
+
+/// The fields the `Trailer` fields of `headers` announce.
+pub(crate) fn trailer_names(headers: &HeaderMap) -> Vec<HeaderName> {
+    headers
         .get_all(header::TRAILER)
         .iter()
         .flat_map(|value| value.as_bytes().split(|&b| b == b','))
         .filter_map(|name| HeaderName::from_bytes(name.trim_ascii()).ok())
-        .collect();
-    BodyEncoder::Chunked { trailers }
+        .collect()
 }
 
 /// What a body piece became on the wire: framing bytes (copied to the
@@ -137,11 +146,12 @@ impl BodyEncoder {
                 *left = left.checked_sub(data.len() as u64).ok_or_else(|| {
                     CodecError::new(
                         CodecErrorKind::BodyLength,
-                        "request body longer than its Content-Length",
+                        "body longer than its Content-Length",
                     )
                 })?;
                 Ok(Framed { data, crlf: false })
             }
+            BodyEncoder::UntilClose => Ok(Framed { data, crlf: false }),
             BodyEncoder::Chunked { .. } if data.is_empty() => Ok(Framed { data, crlf: false }),
             BodyEncoder::Chunked { .. } => {
                 put_hex(out, data.len());
@@ -158,10 +168,10 @@ impl BodyEncoder {
         out: &mut BytesMut,
     ) -> Result<(), CodecError> {
         match self {
-            BodyEncoder::Length(0) => Ok(()),
+            BodyEncoder::Length(0) | BodyEncoder::UntilClose => Ok(()),
             BodyEncoder::Length(_) => Err(CodecError::new(
                 CodecErrorKind::BodyLength,
-                "request body shorter than its Content-Length",
+                "body shorter than its Content-Length",
             )),
             BodyEncoder::Chunked { trailers: allowed } => {
                 out.put_slice(b"0\r\n");

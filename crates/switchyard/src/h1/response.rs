@@ -237,7 +237,7 @@ pub(crate) fn content_length(headers: &HeaderMap) -> Result<Option<u64>, CodecEr
 }
 
 /// A decimal number of digits only, that fits in 64 bits.
-fn digits(text: &[u8]) -> Option<u64> {
+pub(crate) fn digits(text: &[u8]) -> Option<u64> {
     if text.is_empty() {
         return None;
     }

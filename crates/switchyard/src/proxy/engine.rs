@@ -32,7 +32,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use http::{HeaderValue, Request, Response, StatusCode};
-use hyper::body::Incoming;
 use tokio::sync::oneshot;
 use tracing::{debug, warn};
 
@@ -51,6 +50,7 @@ use super::shared::EngineShared;
 use super::upgrade::UpgradeRecord;
 use super::{ProxyHttp, Session};
 use crate::body::ReplaySource;
+use crate::body::client::ClientBody;
 use crate::body::filter::FilteredBody;
 use crate::body::limit::{BodyLimit, LimitedBody};
 use crate::error::{Error, ErrorKind, Result, Side};
@@ -64,7 +64,7 @@ use crate::trace::{AttemptLog, Decision, Phase};
 pub(crate) fn handle<P: ProxyHttp>(
     proxy: Arc<P>,
     shared: Arc<EngineShared>,
-    request: Request<Incoming>,
+    request: Request<ClientBody>,
     client: ClientAddr,
 ) -> Handling {
     let (reply, head) = oneshot::channel();
@@ -85,7 +85,7 @@ fn to_downstream(response: Response<bytes::Bytes>) -> Response<ResponseBody> {
 async fn run<P: ProxyHttp>(
     proxy: Arc<P>,
     shared: Arc<EngineShared>,
-    request: Request<Incoming>,
+    request: Request<ClientBody>,
     client: ClientAddr,
     request_id: HeaderValue,
     mut reply: Reply,

@@ -15,6 +15,7 @@
 mod connection;
 mod counts;
 mod h2;
+mod http1;
 mod proxy_protocol;
 mod workers;
 
@@ -29,9 +30,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use hyper::server::conn::http1;
 use hyper::service::service_fn;
-use hyper_util::rt::TokioTimer;
 use tokio::net::TcpListener;
 use tokio::net::TcpStream;
 use tokio::sync::watch;
@@ -39,26 +38,26 @@ use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
 use tracing::{debug, warn};
 
-use self::connection::{Activity, ClientStream, Driving, InFlight, TrackedBody};
+use self::connection::{Activity, ClientStream, InFlight, TrackedBody};
+use self::http1::{Http1Settings, Serving as Http1Serving};
 use self::proxy_protocol::Prefixed;
 
 use crate::body::DEFAULT_REPLAY_BUFFER;
+use crate::body::client::ClientBody;
 use crate::error::{Error, ErrorKind, Result};
+use crate::h1::parse_request::HeadLimits;
 use crate::policy::backoff::Jitter;
 use crate::policy::budget::BudgetPolicy;
 use crate::policy::budget::RetryBudget;
 use crate::policy::retry::DEFAULT_MAX_RETRIES;
 use crate::proxy::EngineShared;
 use crate::proxy::identity::{ClientAddr, ClientIdentity};
-use crate::proxy::{ClientGone, Handling, ProxyHttp, ResponseBody, TunnelSlot, handle};
+use crate::proxy::{ClientGone, Handling, ProxyHttp, ResponseBody, handle};
 use crate::tls::ServerTls;
 use crate::upstream::pool::{Pool, UpstreamPool};
 
 /// The default limit on a request body: 1 GiB.
 pub const DEFAULT_MAX_REQUEST_BODY: u64 = 1 << 30;
-
-/// hyper's default header limit, parsed without a heap allocation.
-const HYPER_STACK_HEADERS: usize = 100;
 
 /// How a [`ProxyServer`] treats clients and retries.
 ///
@@ -286,20 +285,14 @@ impl<P: ProxyHttp> ProxyServer<P> {
     /// Serve until [`ShutdownHandle::shutdown`], then drain and return.
     pub async fn serve(self) -> Result<()> {
         let shared = engine_shared(Arc::clone(&self.pool), &self.options);
-        let builder = self.http1_builder();
         let h2_builder = h2::builder(&self.options.http2);
-        let driving = Driving {
-            park_idle_after: self.options.park_idle_after,
-            idle_timeout: self.options.header_read_timeout,
-        };
         let every = Arc::new(EveryConnection {
             proxy: Arc::clone(&self.proxy),
             shared,
-            builder,
+            http1: self.http1_settings(),
             h2: h2_builder,
             h2_idle_timeout: self.options.http2.idle_timeout,
             header_read_timeout: self.options.header_read_timeout,
-            driving,
             counts: self.counts.clone(),
             write_timeout: self.options.write_timeout,
             tls_handshake_timeout: self.options.tls_handshake_timeout,
@@ -357,22 +350,16 @@ impl<P: ProxyHttp> ProxyServer<P> {
         Ok(())
     }
 
-    fn http1_builder(&self) -> http1::Builder {
-        let mut builder = http1::Builder::new();
-        builder
-            .timer(TokioTimer::new())
-            .keep_alive(true)
-            .header_read_timeout(self.options.header_read_timeout)
-            .max_header_size(self.options.max_header_bytes)
-            // hyper's read buffer and write queue (400 KB by default): what a
-            // slow reader or a fast uploader makes the proxy hold.
-            .max_buf_size(client_chunk(&self.options));
-        // hyper parses up to 100 headers on the stack; setting any limit, even
-        // 100, moves parsing to the heap for every request.
-        if self.options.max_headers != HYPER_STACK_HEADERS {
-            builder.max_headers(self.options.max_headers);
+    fn http1_settings(&self) -> Http1Settings {
+        Http1Settings {
+            limits: HeadLimits {
+                max_headers: self.options.max_headers,
+                max_head: self.options.max_header_bytes,
+            },
+            header_read_timeout: self.options.header_read_timeout,
+            park_idle_after: self.options.park_idle_after,
+            chunk: client_chunk(&self.options),
         }
-        builder
     }
 }
 
@@ -398,13 +385,12 @@ struct Accepted<P> {
 struct EveryConnection<P> {
     proxy: Arc<P>,
     shared: Arc<EngineShared>,
-    builder: http1::Builder,
+    http1: Http1Settings,
     h2: hyper::server::conn::http2::Builder<hyper_util::rt::TokioExecutor>,
     /// How long an HTTP/2 connection may have no stream open.
     h2_idle_timeout: Option<Duration>,
     /// For the first bytes of a cleartext connection (the h2c preface).
     header_read_timeout: Duration,
-    driving: Driving,
     counts: ConnectionCounts,
     write_timeout: Duration,
     tls_handshake_timeout: Duration,
@@ -497,30 +483,34 @@ impl<P: ProxyHttp> Accepted<P> {
         client: ClientAddr,
     ) -> Pin<Box<dyn Future<Output = ()> + Send + '_>> {
         let every = &*self.server;
+        let stop = self.stop.clone();
+        if !stream.speaks_h2() {
+            let serving = Http1Serving {
+                proxy: &every.proxy,
+                shared: &every.shared,
+                settings: every.http1,
+                counts: &every.counts,
+            };
+            return Box::pin(http1::serve(serving, stream, client, stop));
+        }
         let (proxy, shared) = (Arc::clone(&every.proxy), Arc::clone(&every.shared));
         let activity = Arc::clone(&stream.activity);
-        let service = service_fn(move |request| {
+        let service = service_fn(move |request: http::Request<hyper::body::Incoming>| {
             let (proxy, shared) = (Arc::clone(&proxy), Arc::clone(&shared));
             let in_flight = activity.start_response();
             Serving {
-                handling: handle(proxy, shared, request, client.clone()),
+                handling: handle(
+                    proxy,
+                    shared,
+                    request.map(ClientBody::Http2),
+                    client.clone(),
+                ),
                 in_flight: Some(in_flight),
             }
         });
-        let stop = self.stop.clone();
-        if stream.speaks_h2() {
-            let (h2, counts) = (every.h2.clone(), every.counts.clone());
-            let idle = (Arc::clone(&stream.activity), every.h2_idle_timeout);
-            return Box::pin(h2::drive(h2, stream, service, idle, stop, counts));
-        }
-        Box::pin(connection::drive(
-            &every.builder,
-            stream,
-            service,
-            every.driving,
-            stop,
-            &every.counts,
-        ))
+        let (h2, counts) = (every.h2.clone(), every.counts.clone());
+        let idle = (Arc::clone(&stream.activity), every.h2_idle_timeout);
+        Box::pin(h2::drive(h2, stream, service, idle, stop, counts))
     }
 }
 
@@ -543,11 +533,6 @@ impl Future for Serving {
             // Polled again after it answered: hyper does not do that.
             return Poll::Ready(Err(ClientGone));
         };
-        if response.status() == http::StatusCode::SWITCHING_PROTOCOLS
-            && let Some(tunnel) = response.extensions().get::<TunnelSlot>()
-        {
-            in_flight.activity().expect_tunnel(tunnel.clone());
-        }
         Poll::Ready(Ok(response.map(|body| TrackedBody::new(body, in_flight))))
     }
 }

@@ -20,6 +20,7 @@ use hyper::body::Incoming;
 use hyper::client::conn::http2;
 
 use crate::body::ReplayBody;
+use crate::body::client::ClientBody;
 use crate::body::filter::FilteredBody;
 use crate::body::limit::LimitedBody;
 use crate::h1::body::BodyDecoder;
@@ -46,7 +47,7 @@ use crate::buffers::H2_SEND_BUFFER;
 pub(crate) const MAX_UNPROCESSED_HOLD: usize = 4 * 1024 * 1024;
 
 /// The downstream request body, cut off at its limit.
-pub(crate) type DownstreamBody = FilteredBody<LimitedBody<Incoming>>;
+pub(crate) type DownstreamBody = FilteredBody<LimitedBody<ClientBody>>;
 
 /// The request body type sent upstream: the replayable downstream body.
 pub(crate) type UpstreamBody = ReplayBody<DownstreamBody>;

@@ -1,0 +1,320 @@
+//! A client's HTTP/1.1 connection, served with Switchyard's own codec
+//! (`crate::h1`): read a request head, run the exchange (`exchange.rs`),
+//! and again while the connection is kept; hand the socket to the tunnel
+//! after a 101.
+//!
+//! A head that is malformed gets 400, one over the limits 431 (414 for a
+//! target over 65,534 bytes), and the connection closes. A client has
+//! `header_read_timeout` to send each head, counted from the moment the
+//! connection is ready for it, so an idle keep-alive connection closes
+//! after that long. A connection quiet for `park_idle_after` between
+//! requests gives its buffers back and waits for the socket to become
+//! readable with no buffer at all ("parked"). At shutdown, an idle
+//! connection closes at once and a busy one after its exchange.
+
+mod exchange;
+mod wire;
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use http::{Request, StatusCode};
+use tokio::io::AsyncWriteExt;
+use tokio::sync::watch;
+use tokio::time::{Instant, Sleep};
+use tracing::debug;
+
+use self::exchange::{Ended, Exchange, Inbound};
+use self::wire::Wire;
+use super::connection::{ClientStream, stopped};
+use super::counts::{ConnectionCounts, Counted};
+use crate::body::client::{ClientBody, Feed};
+use crate::h1::parse_request::{self, HeadLimits, ParsedRequest};
+use crate::h1::request::BodySize;
+use crate::h1::write_response::{Answering, encode_head};
+use crate::h1::{CodecError, CodecErrorKind};
+use crate::proxy::identity::ClientAddr;
+use crate::proxy::{EngineShared, ProxyHttp, handle};
+
+/// How a server treats its clients' HTTP/1.1 connections.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Http1Settings {
+    pub(super) limits: HeadLimits,
+    /// Time to send each request head, idle keep-alive time included.
+    pub(super) header_read_timeout: Duration,
+    /// Give the buffers back after this long without a request.
+    pub(super) park_idle_after: Option<Duration>,
+    /// How much to read at once.
+    pub(super) chunk: usize,
+}
+
+/// What serving a connection needs from its server.
+pub(super) struct Serving<'a, P> {
+    pub(super) proxy: &'a Arc<P>,
+    pub(super) shared: &'a Arc<EngineShared>,
+    pub(super) settings: Http1Settings,
+    pub(super) counts: &'a ConnectionCounts,
+}
+
+/// What waiting for a request head came to.
+enum NextHead {
+    Parsed(Box<ParsedRequest>),
+    /// The head is malformed or over the limits: answer, then close.
+    Refused(CodecError),
+    /// The client closed, idled out, or the server is stopping.
+    Over,
+}
+
+/// Serve `stream` until it closes, idles out, or `stop` is raised.
+///
+/// An `async` block rather than an `async fn`, so that the arguments are
+/// kept once (rust-lang/rust#62958): an idle connection's task holds this
+/// state for as long as the connection lives.
+#[allow(clippy::manual_async_fn)]
+pub(super) fn serve<'a, P: ProxyHttp>(
+    serving: Serving<'a, P>,
+    stream: ClientStream,
+    client: ClientAddr,
+    mut stop: watch::Receiver<bool>,
+) -> impl Future<Output = ()> + Send + 'a {
+    async move {
+        let _open = serving.counts.opened();
+        let mut wire = Wire::new(stream, serving.settings.chunk);
+        let mut waiting = Box::pin(Waiting::new(serving.settings, serving.counts, &mut stop));
+        loop {
+            let parsed =
+                match std::future::poll_fn(|cx| waiting.as_mut().poll_head(&mut wire, cx)).await {
+                    NextHead::Parsed(parsed) => parsed,
+                    NextHead::Refused(e) => return refuse(wire, &e).await,
+                    NextHead::Over => return close(wire).await,
+                };
+            let mut exchange = start(&serving, *parsed, &client);
+            let ended = std::future::poll_fn(|cx| {
+                let stopping = waiting.stopping();
+                exchange.poll(&mut wire, cx, stopping)
+            })
+            .await;
+            drop(exchange);
+            match ended {
+                Ended::Answered { keep_alive: true } if !waiting.stopping() => {}
+                Ended::Answered { .. } => return close(wire).await,
+                Ended::Closed => return,
+                Ended::Upgraded(tunnel) => {
+                    let (stream, unread) = wire.into_parts();
+                    if let Some(tunnel) = tunnel.take() {
+                        Box::pin(tunnel.run(stream.with_unread(unread))).await;
+                    }
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// Hand the request to its engine; the exchange that answers it.
+fn start<P: ProxyHttp>(
+    serving: &Serving<'_, P>,
+    parsed: ParsedRequest,
+    client: &ClientAddr,
+) -> Exchange {
+    let ParsedRequest {
+        head,
+        body,
+        keep_alive,
+        expect_continue,
+        accepts_trailers,
+    } = parsed;
+    let answering = Answering::new(&head.method, head.version, accepts_trailers);
+    let (body, inbound) = if body.is_end() {
+        (ClientBody::Empty, None)
+    } else {
+        let (feed, body_half) = Feed::new(body.size_hint().exact());
+        let inbound = Inbound {
+            feed,
+            decoder: body,
+            expect_continue,
+            done: false,
+        };
+        (ClientBody::Http1(body_half), Some(inbound))
+    };
+    let handling = handle(
+        Arc::clone(serving.proxy),
+        Arc::clone(serving.shared),
+        Request::from_parts(head, body),
+        client.clone(),
+    );
+    Exchange::new(handling, inbound, answering, keep_alive)
+}
+
+/// Answer a refused head (400, 431 or 414) and close.
+async fn refuse(mut wire: Wire, e: &CodecError) {
+    let status = match e.kind() {
+        CodecErrorKind::TooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+        CodecErrorKind::TargetTooLong => StatusCode::URI_TOO_LONG,
+        _ => StatusCode::BAD_REQUEST,
+    };
+    debug!(error = %e, %status, "refused a client's request head");
+    let (mut head, ()) = http::Response::new(()).into_parts();
+    head.status = status;
+    let answering = Answering::new(&http::Method::GET, http::Version::HTTP_11, false);
+    encode_head(&mut head, BodySize::Empty, answering, false, wire.out());
+    if std::future::poll_fn(|cx| wire.poll_write_out(cx))
+        .await
+        .is_ok()
+    {
+        close(wire).await;
+    }
+}
+
+/// Close the connection politely (TLS says `close_notify`).
+async fn close(wire: Wire) {
+    let (mut stream, _) = wire.into_parts();
+    let _ = stream.shutdown().await;
+}
+
+/// Waiting for a request head: the deadline, parking, and the server's stop.
+struct Waiting<'a> {
+    settings: Http1Settings,
+    counts: &'a ConnectionCounts,
+    stop: Pin<Box<dyn Future<Output = ()> + Send + 'a>>,
+    stop_seen: bool,
+    /// The head's deadline, or parking's before it.
+    timer: Pin<Box<Sleep>>,
+    /// When the current head's time is up.
+    head_deadline: Instant,
+    /// The timer is set for the current wait.
+    armed: bool,
+    /// Counts this connection as parked while it is.
+    parked: Option<Counted>,
+}
+
+impl<'a> Waiting<'a> {
+    fn new(
+        settings: Http1Settings,
+        counts: &'a ConnectionCounts,
+        stop: &'a mut watch::Receiver<bool>,
+    ) -> Self {
+        Waiting {
+            settings,
+            counts,
+            stop: Box::pin(stopped(stop)),
+            stop_seen: false,
+            timer: Box::pin(tokio::time::sleep_until(Instant::now())),
+            head_deadline: Instant::now(),
+            armed: false,
+            parked: None,
+        }
+    }
+
+    /// Whether the server is shutting down (polled without a waker: the
+    /// exchange is woken by its own work).
+    fn stopping(&mut self) -> bool {
+        if !self.stop_seen {
+            let mut cx = Context::from_waker(std::task::Waker::noop());
+            self.stop_seen = self.stop.as_mut().poll(&mut cx).is_ready();
+        }
+        self.stop_seen
+    }
+
+    /// Wait for the next request head on `wire`.
+    fn poll_head(self: Pin<&mut Self>, wire: &mut Wire, cx: &mut Context<'_>) -> Poll<NextHead> {
+        let this = self.get_mut();
+        loop {
+            if !wire.read.is_empty() {
+                match parse_request::parse(&mut wire.read, this.settings.limits) {
+                    Ok(Some(parsed)) => {
+                        this.done_waiting();
+                        return Poll::Ready(NextHead::Parsed(Box::new(parsed)));
+                    }
+                    Ok(None) => {}
+                    Err(e) => return Poll::Ready(NextHead::Refused(e)),
+                }
+            }
+            if wire.read.is_empty() && this.poll_stopped(cx) {
+                return Poll::Ready(NextHead::Over);
+            }
+            match this.poll_read(wire, cx) {
+                Poll::Ready(Some(())) => continue,
+                Poll::Ready(None) => return Poll::Ready(NextHead::Over),
+                Poll::Pending => {}
+            }
+            match this.poll_timer(wire, cx) {
+                Poll::Ready(true) => continue,
+                Poll::Ready(false) => return Poll::Ready(NextHead::Over),
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+    }
+
+    fn poll_stopped(&mut self, cx: &mut Context<'_>) -> bool {
+        if !self.stop_seen {
+            self.stop_seen = self.stop.as_mut().poll(cx).is_ready();
+        }
+        self.stop_seen
+    }
+
+    /// Read more of the head: `Some` when bytes came, `None` when the
+    /// client closed or the socket failed. A parked connection first waits
+    /// for the socket to be readable, so it takes a buffer only then (it
+    /// parked after a read found nothing, so nothing waits above the
+    /// socket, in TLS or in bytes read before the first head).
+    fn poll_read(&mut self, wire: &mut Wire, cx: &mut Context<'_>) -> Poll<Option<()>> {
+        if self.parked.is_some()
+            && wire.released()
+            && std::task::ready!(wire.stream.poll_read_ready(cx)).is_err()
+        {
+            return Poll::Ready(None);
+        }
+        match std::task::ready!(wire.poll_read_some(cx)) {
+            Ok(0) => {
+                if !wire.read.is_empty() {
+                    debug!("client closed the connection inside a request head");
+                }
+                Poll::Ready(None)
+            }
+            Ok(_) => Poll::Ready(Some(())),
+            Err(e) => {
+                debug!(error = %e, "reading a request head failed");
+                Poll::Ready(None)
+            }
+        }
+    }
+
+    /// Run the wait's timer: Ready(true) when it parked the connection and
+    /// was set again, Ready(false) when the head's time is up.
+    fn poll_timer(&mut self, wire: &mut Wire, cx: &mut Context<'_>) -> Poll<bool> {
+        let now = Instant::now();
+        if !self.armed {
+            self.armed = true;
+            let deadline = now + self.settings.header_read_timeout;
+            let first = match self.settings.park_idle_after {
+                Some(park) if self.parked.is_none() => deadline.min(now + park),
+                _ => deadline,
+            };
+            self.timer.as_mut().reset(first);
+            self.head_deadline = deadline;
+        }
+        std::task::ready!(self.timer.as_mut().poll(cx));
+        if self.timer.deadline() >= self.head_deadline {
+            return Poll::Ready(false);
+        }
+        // Quiet since the park time: give the buffers back, if nothing of
+        // a head has come, and wait for the rest of the head's time.
+        if wire.release() {
+            self.parked = Some(self.counts.parked_now());
+        }
+        self.counts.hand_back();
+        let deadline = self.head_deadline;
+        self.timer.as_mut().reset(deadline);
+        Poll::Ready(true)
+    }
+
+    /// A head came: the next wait starts afresh.
+    fn done_waiting(&mut self) {
+        self.armed = false;
+        self.parked = None;
+    }
+}
