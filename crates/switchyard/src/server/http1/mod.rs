@@ -78,12 +78,12 @@ pub(super) fn serve<'a, P: ProxyHttp>(
     serving: Serving<'a, P>,
     stream: ClientStream,
     client: ClientAddr,
-    mut stop: watch::Receiver<bool>,
+    stop: watch::Receiver<bool>,
 ) -> impl Future<Output = ()> + Send + 'a {
     async move {
         let _open = serving.counts.opened();
         let mut wire = Wire::new(stream, serving.settings.chunk);
-        let mut waiting = Box::pin(Waiting::new(serving.settings, serving.counts, &mut stop));
+        let mut waiting = Box::pin(Waiting::new(serving.settings, serving.counts, stop));
         loop {
             let parsed =
                 match std::future::poll_fn(|cx| waiting.as_mut().poll_head(&mut wire, cx)).await {
@@ -179,7 +179,12 @@ async fn close(wire: Wire) {
 struct Waiting<'a> {
     settings: Http1Settings,
     counts: &'a ConnectionCounts,
-    stop: Pin<Box<dyn Future<Output = ()> + Send + 'a>>,
+    /// Looked at for a change (a version number: cheaper than polling
+    /// the wait below at every wake-up of the connection).
+    stop: watch::Receiver<bool>,
+    /// Wakes the connection when the server stops; polled once.
+    stop_wait: Pin<Box<dyn Future<Output = ()> + Send>>,
+    stop_wait_polled: bool,
     stop_seen: bool,
     /// The head's deadline, or parking's before it.
     timer: Pin<Box<Sleep>>,
@@ -195,13 +200,18 @@ impl<'a> Waiting<'a> {
     fn new(
         settings: Http1Settings,
         counts: &'a ConnectionCounts,
-        stop: &'a mut watch::Receiver<bool>,
+        stop: watch::Receiver<bool>,
     ) -> Self {
+        let mut waiter = stop.clone();
+        // Stopped before this connection began: a change it will not see.
+        let stop_seen = *stop.borrow();
         Waiting {
             settings,
             counts,
-            stop: Box::pin(stopped(stop)),
-            stop_seen: false,
+            stop,
+            stop_wait: Box::pin(async move { stopped(&mut waiter).await }),
+            stop_wait_polled: false,
+            stop_seen,
             timer: Box::pin(tokio::time::sleep_until(Instant::now())),
             head_deadline: Instant::now(),
             armed: false,
@@ -209,12 +219,16 @@ impl<'a> Waiting<'a> {
         }
     }
 
-    /// Whether the server is shutting down (polled without a waker: the
-    /// exchange is woken by its own work).
+    /// Whether the server is shutting down (an exchange is woken by its
+    /// own work, and finishes before the connection closes).
     fn stopping(&mut self) -> bool {
         if !self.stop_seen {
-            let mut cx = Context::from_waker(std::task::Waker::noop());
-            self.stop_seen = self.stop.as_mut().poll(&mut cx).is_ready();
+            match self.stop.has_changed() {
+                Ok(false) => {}
+                Ok(true) => self.stop_seen = *self.stop.borrow_and_update(),
+                // The server is gone: as good as stopping.
+                Err(_) => self.stop_seen = true,
+            }
         }
         self.stop_seen
     }
@@ -249,11 +263,15 @@ impl<'a> Waiting<'a> {
         }
     }
 
+    /// Whether the server is stopping; if not, the connection's task is
+    /// woken when it does.
     fn poll_stopped(&mut self, cx: &mut Context<'_>) -> bool {
-        if !self.stop_seen {
-            self.stop_seen = self.stop.as_mut().poll(cx).is_ready();
+        if !self.stop_wait_polled {
+            // Its waker stays registered: the same task polls every time.
+            self.stop_wait_polled = true;
+            self.stop_seen |= self.stop_wait.as_mut().poll(cx).is_ready();
         }
-        self.stop_seen
+        self.stopping()
     }
 
     /// Read more of the head: `Some` when bytes came, `None` when the
