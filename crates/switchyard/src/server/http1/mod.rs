@@ -37,7 +37,7 @@ use crate::h1::request::BodySize;
 use crate::h1::write_response::{Answering, encode_head};
 use crate::h1::{CodecError, CodecErrorKind};
 use crate::proxy::identity::ClientAddr;
-use crate::proxy::{EngineShared, ProxyHttp, handle};
+use crate::proxy::{EngineShared, ProxyHttp, TunnelSlot, handle};
 
 /// How a server treats its clients' HTTP/1.1 connections.
 #[derive(Debug, Clone, Copy)]
@@ -80,18 +80,24 @@ pub(super) fn serve<'a, P: ProxyHttp>(
     client: ClientAddr,
     stop: watch::Receiver<bool>,
 ) -> impl Future<Output = ()> + Send + 'a {
+    // Made before the block, so that the block keeps them once (what a
+    // block captures keeps its room even after it is moved out).
+    let mut wire = Wire::new(stream, serving.settings.chunk);
+    let mut waiting = Box::pin(Waiting::new(serving.settings, serving.counts, stop));
     async move {
         let _open = serving.counts.opened();
-        let mut wire = Wire::new(stream, serving.settings.chunk);
-        let mut waiting = Box::pin(Waiting::new(serving.settings, serving.counts, stop));
         loop {
             let parsed =
                 match std::future::poll_fn(|cx| waiting.as_mut().poll_head(&mut wire, cx)).await {
                     NextHead::Parsed(parsed) => parsed,
-                    NextHead::Refused(e) => return refuse(wire, &e).await,
-                    NextHead::Over => return close(wire).await,
+                    // Boxed, as the closes below: each happens once, at the
+                    // end, and the task's state should keep no room for it.
+                    NextHead::Refused(e) => return Box::pin(refuse(wire, e)).await,
+                    NextHead::Over => return Box::pin(close(wire)).await,
                 };
-            let mut exchange = start(&serving, *parsed, &client);
+            // Boxed: an exchange is large, and the state of an idle
+            // connection's task must not keep room for one.
+            let mut exchange = Box::new(start(&serving, *parsed, &client));
             let ended = std::future::poll_fn(|cx| {
                 let stopping = waiting.stopping();
                 exchange.poll(&mut wire, cx, stopping)
@@ -100,15 +106,9 @@ pub(super) fn serve<'a, P: ProxyHttp>(
             drop(exchange);
             match ended {
                 Ended::Answered { keep_alive: true } if !waiting.stopping() => {}
-                Ended::Answered { .. } => return close(wire).await,
+                Ended::Answered { .. } => return Box::pin(close(wire)).await,
                 Ended::Closed => return,
-                Ended::Upgraded(tunnel) => {
-                    let (stream, unread) = wire.into_parts();
-                    if let Some(tunnel) = tunnel.take() {
-                        Box::pin(tunnel.run(stream.with_unread(unread))).await;
-                    }
-                    return;
-                }
+                Ended::Upgraded(tunnel) => return Box::pin(run_tunnel(wire, tunnel)).await,
             }
         }
     }
@@ -150,7 +150,7 @@ fn start<P: ProxyHttp>(
 }
 
 /// Answer a refused head (400, 431 or 414) and close.
-async fn refuse(mut wire: Wire, e: &CodecError) {
+async fn refuse(mut wire: Wire, e: CodecError) {
     let status = match e.kind() {
         CodecErrorKind::TooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
         CodecErrorKind::TargetTooLong => StatusCode::URI_TOO_LONG,
@@ -166,6 +166,15 @@ async fn refuse(mut wire: Wire, e: &CodecError) {
         .is_ok()
     {
         close(wire).await;
+    }
+}
+
+/// After a 101: join the client's connection to the upstream's, bytes the
+/// client sent past its request first (the new protocol's).
+async fn run_tunnel(wire: Wire, tunnel: TunnelSlot) {
+    let (stream, unread) = wire.into_parts();
+    if let Some(tunnel) = tunnel.take() {
+        tunnel.run(stream.with_unread(unread)).await;
     }
 }
 
@@ -336,3 +345,6 @@ impl<'a> Waiting<'a> {
         self.parked = None;
     }
 }
+
+#[cfg(test)]
+mod tests;
