@@ -539,9 +539,10 @@ where
     }
 }
 
-/// Whether a downstream body error is about its framing (hyper reports a bad
-/// chunk size or chunk end as `InvalidInput` or `InvalidData`) rather than
-/// the client going away.
+/// Whether a downstream body error is about its framing (the HTTP/1.1
+/// connection reports a malformed body as `InvalidData`, hyper's HTTP/2 a
+/// bad frame as `InvalidInput` or `InvalidData`) rather than the client
+/// going away.
 pub(crate) fn is_malformed(e: &(dyn std::error::Error + 'static)) -> bool {
     crate::error::find_cause::<std::io::Error>(e).is_some_and(|io| {
         matches!(

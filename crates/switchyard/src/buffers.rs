@@ -8,11 +8,12 @@
 //! stream windows and up to 1 MB queued per HTTP/2 stream). Here every buffer between the two sockets is
 //! bounded, so the body moves only as fast as the slower side takes it:
 //!
-//! - HTTP/1.1 client connections: hyper's read buffer and write queue
-//!   ([`HTTP1_CLIENT_BUFFER`]); the body pump reads from the upstream only when
-//!   hyper asks for the next chunk, which it does only while its write
-//!   queue has room.
-//! - HTTP/1.1 upstream connections: hyper's buffers again
+//! - HTTP/1.1 client connections (Switchyard's codec: `server/http1`): the
+//!   read buffer and the output waiting to be written
+//!   ([`HTTP1_CLIENT_BUFFER`]); the body pump reads from the upstream only
+//!   when the connection asks for the next piece, which it does only while
+//!   its output is below that.
+//! - HTTP/1.1 upstream connections: the codec's read size
 //!   ([`HTTP1_UPSTREAM_BUFFER`]).
 //! - HTTP/2, both sides: the stream window the proxy advertises
 //!   ([`H2_STREAM_WINDOW`], as nginx and HAProxy advertise by default)
@@ -22,10 +23,11 @@
 //!
 //! The kernel's socket buffers come on top, as for any proxy.
 
-/// hyper's HTTP/1.1 read buffer and write queue on a client connection
-/// (hyper's default is about 400 KB). A request head must fit in the read
-/// buffer: a client connection's is this or `max_header_bytes` plus 1 KiB,
-/// whichever is larger. The write queue takes one more chunk once below it.
+/// An HTTP/1.1 client connection's read size and output limit (hyper's
+/// default write queue, which served clients before, was about 400 KB). A
+/// request head must fit in the read buffer: it holds at most this or
+/// `max_header_bytes` plus 1 KiB, whichever is larger. The output takes one
+/// more piece of response body while below this.
 pub(crate) const HTTP1_CLIENT_BUFFER: usize = 16 * 1024;
 
 /// The most of a response body read at once on an HTTP/1.1 upstream

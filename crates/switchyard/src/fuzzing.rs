@@ -209,3 +209,45 @@ pub fn h1_response(data: &[u8]) {
         assert!(read.body.len() <= wire.len());
     }
 }
+
+/// A client's HTTP/1.1 request (head and body) read by the server side of
+/// the codec whole and cut into reads at the positions the first bytes
+/// pick: both read the same, or fail the same way; no body is longer than
+/// the input; and a head that was read can be answered (the response
+/// head written for it) without a panic.
+pub fn h1_request(data: &[u8]) {
+    let Some((&control, rest)) = data.split_first() else {
+        return;
+    };
+    let Some((&cut, wire)) = rest.split_first() else {
+        return;
+    };
+    let limits = crate::h1::parse_request::HeadLimits {
+        max_headers: usize::from(control % 8) * 16 + 1,
+        max_head: 64 * 1024,
+    };
+    let whole = crate::h1::read_request(&[wire], limits);
+    let first = usize::from(cut) * wire.len() / 256;
+    let second = first + (wire.len() - first) / 2;
+    let pieces = [&wire[..first], &wire[first..second], &wire[second..]];
+    let cut = crate::h1::read_request(&pieces, limits);
+    assert_eq!(whole, cut, "reads cut at {first} and {second}");
+    if let Ok(read) = whole {
+        assert!(read.body.len() <= wire.len());
+    }
+    let mut buf = bytes::BytesMut::from(wire);
+    if let Ok(Some(parsed)) = crate::h1::parse_request::parse(&mut buf, limits) {
+        use crate::h1::write_response::{Answering, encode_head};
+        let answering = Answering::new(
+            &parsed.head.method,
+            parsed.head.version,
+            parsed.accepts_trailers,
+        );
+        let (mut head, ()) = http::Response::new(()).into_parts();
+        head.headers = parsed.head.headers;
+        let size = crate::h1::request::BodySize::Unknown;
+        let mut out = bytes::BytesMut::new();
+        encode_head(&mut head, size, answering, parsed.keep_alive, &mut out);
+        assert!(out.ends_with(b"\r\n\r\n"));
+    }
+}

@@ -12,8 +12,10 @@
 //! - `upstream/`: connector, pool, connection acquisition and connect hedging,
 //!   and `upstream/http1/` the HTTP/1.1 connection to an upstream, on
 //!   Switchyard's own codec over `httparse` (`h1/`: heads, framing,
-//!   chunked); HTTP/2 upstreams and all clients are served by hyper.
-//!   [`server`]: listener and shutdown; [`tls`]: certificates and trust.
+//!   chunked); HTTP/2 upstreams are served by hyper.
+//!   [`server`]: listener, client connections (HTTP/1.1 on the same codec:
+//!   `server/http1/`; HTTP/2 on hyper) and shutdown; [`tls`]: certificates
+//!   and trust.
 //! - [`group`]: an upstream group (servers in tiers, health, retry policy and
 //!   budget, hedging, DNS following with `FollowDns`) answering the upstream
 //!   hooks; [`route`]: routes to groups,

@@ -18,9 +18,10 @@
 //! Cancel behaviour: if the client goes away while an attempt waits on the
 //! upstream, the attempt is abandoned (its upstream connection is closed),
 //! nothing is retried, and the request ends as `downstream-closed`, logged
-//! with status 499. hyper notices a closed client only once the request
-//! body was read: a client that leaves mid-body is noticed when reading the
-//! body fails, which ends the attempt the same way. A client that leaves
+//! with status 499. The client's connection watches for a close only once
+//! the request body was read (as hyper did): a client that leaves mid-body
+//! is noticed when reading the body fails, which ends the attempt the same
+//! way. A client that leaves
 //! during the response body makes the body pump stop and the upstream
 //! connection close.
 //!
@@ -261,7 +262,7 @@ async fn finish_body<P: ProxyHttp>(
     // load balancing and metrics) is not the tunnel's.
     let settled = settle_body(proxy, session, ctx, forwarded, filtered).await;
     if let Some(tunnel) = tunnel {
-        // Dropped unused when hyper never handed the client's socket back
+        // Dropped unused when the client's connection never ran the tunnel
         // (the client left before the 101 was written).
         let record = tunnel
             .await

@@ -36,14 +36,14 @@ impl ConnectionCounts {
         self.inner.open.load(Ordering::Relaxed)
     }
 
-    /// Idle keep-alive connections parked outside hyper now.
+    /// Idle HTTP/1.1 keep-alive connections parked now (holding no buffer).
     pub fn parked(&self) -> usize {
         self.inner.parked.load(Ordering::Relaxed)
     }
 
-    /// Times hyper handed a quiet connection back to be parked, since the
-    /// server started. One with bytes of a request head already read goes
-    /// straight back to hyper (with those bytes) instead of waiting parked.
+    /// Times an HTTP/1.1 connection waiting for a request reached its park
+    /// time, since the server started. One with bytes of a request head
+    /// already read keeps its buffer (and those bytes) instead of parking.
     pub fn handed_back(&self) -> usize {
         self.inner.handed_back.load(Ordering::Relaxed)
     }
@@ -89,7 +89,7 @@ impl ConnectionCounts {
         }
     }
 
-    /// Count one hand-back of a quiet connection.
+    /// Count one quiet connection reaching its park time.
     pub(super) fn hand_back(&self) {
         self.inner.handed_back.fetch_add(1, Ordering::Relaxed);
     }

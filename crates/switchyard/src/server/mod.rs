@@ -1,16 +1,16 @@
-//! The downstream side: a listener, one hyper connection per client
-//! (HTTP/1.1, or HTTP/2 by ALPN or its preface: `h2.rs`) with limits and
-//! timeouts on from the start, TLS (`tls/`) and the PROXY protocol
-//! (`proxy_protocol.rs`) when asked, and graceful shutdown.
+//! The downstream side: a listener, one connection per client (HTTP/1.1 on
+//! Switchyard's own codec: `http1/`; HTTP/2 by ALPN or its preface, on
+//! hyper: `h2.rs`) with limits and timeouts on from the start, TLS (`tls/`)
+//! and the PROXY protocol (`proxy_protocol.rs`) when asked, and graceful
+//! shutdown.
 //!
 //! Every request goes to the engine (`proxy/engine.rs`). A slow or malformed
-//! client gets a 4xx or a close, never a hang: hyper answers a malformed
-//! head with 400 and an oversized one with 431, and the header-read timeout
-//! (which hyper silently disables unless a timer is given, as here) closes a
-//! connection that does not finish its head in time, idle keep-alive
-//! connections included. A client that stops reading its response is cut
-//! off after the write timeout. A keep-alive connection that idles is
-//! parked outside hyper so it holds no buffers (`connection.rs`).
+//! client gets a 4xx or a close, never a hang: a malformed head gets 400 and
+//! an oversized one 431, and the header-read timeout closes a connection
+//! that does not finish its head in time, idle keep-alive connections
+//! included. A client that stops reading its response is cut off after the
+//! write timeout. A keep-alive connection that idles gives its buffers back
+//! (`http1/`).
 
 mod connection;
 mod counts;
@@ -98,10 +98,10 @@ pub struct ServerOptions {
     pub write_timeout: Duration,
     /// How long shutdown waits for in-flight requests before closing them.
     pub drain_timeout: Duration,
-    /// After this long with nothing to do, a keep-alive client connection
-    /// is taken out of hyper and parked as a bare socket until the client
-    /// speaks again, which frees hyper's two 8 KiB buffers (an idle
-    /// connection then costs about 1 KiB instead of 16). `None` never parks.
+    /// After this long without a request, an HTTP/1.1 client connection
+    /// gives its read and write buffers back and waits for the client with
+    /// none ("parked"; 16 KiB or more saved per idle connection). `None`
+    /// never parks.
     pub park_idle_after: Option<Duration>,
     /// Where retry backoff delays draw their random number: random, or a
     /// fixed number for tests and reproducible experiments.
@@ -364,7 +364,7 @@ impl<P: ProxyHttp> ProxyServer<P> {
 }
 
 /// The largest piece of request body an HTTP/1.1 client connection hands
-/// over at once: hyper's read buffer, [`HTTP1_CLIENT_BUFFER`](crate::buffers::HTTP1_CLIENT_BUFFER)
+/// over at once (the most its read buffer holds): [`HTTP1_CLIENT_BUFFER`](crate::buffers::HTTP1_CLIENT_BUFFER)
 /// or the largest head allowed (and 1 KiB) if that is more.
 pub(crate) fn client_chunk(options: &ServerOptions) -> usize {
     crate::buffers::HTTP1_CLIENT_BUFFER.max(options.max_header_bytes.saturating_add(1024))
@@ -514,10 +514,9 @@ impl<P: ProxyHttp> Accepted<P> {
     }
 }
 
-/// The future hyper awaits for one request's response: the engine's
-/// [`Handling`], with the response counted in flight until its body is
-/// done. `Unpin` without a box (hyper hands an idle connection back only
-/// when the service's future is `Unpin`).
+/// The future hyper's HTTP/2 server awaits for one request's response: the
+/// engine's [`Handling`], with the response counted in flight until its
+/// body is done (the idle timeout counts from the last one).
 struct Serving {
     handling: Handling,
     in_flight: Option<InFlight>,

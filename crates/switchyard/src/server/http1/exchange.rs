@@ -30,8 +30,9 @@ use crate::proxy::{ClientGone, Handling, ResponseBody, TunnelSlot};
 const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
 
 /// How much response body may wait in the output buffers before the
-/// exchange stops taking more and writes.
-const OUTPUT_HIGH_WATER: usize = 64 * 1024;
+/// exchange stops taking more and writes (one more piece is taken while
+/// below it, as hyper's write queue did).
+const OUTPUT_HIGH_WATER: usize = crate::buffers::HTTP1_CLIENT_BUFFER;
 
 /// How an exchange ended.
 pub(super) enum Ended {

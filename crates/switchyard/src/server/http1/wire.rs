@@ -12,10 +12,17 @@ use std::io::{self, IoSlice};
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::{Buf, BufMut, Bytes, BytesMut};
 use tokio::io::AsyncWrite;
 
 use crate::server::connection::ClientStream;
+
+/// How much room a read is given when the buffer runs out (hyper's read
+/// buffer on a client connection was as large).
+const READ_SIZE: usize = crate::buffers::HTTP1_CLIENT_BUFFER;
+
+/// Less room than this left in the read buffer: make more before reading.
+const READ_AT_LEAST: usize = 2048;
 
 /// Body pieces at most this long are copied into the output buffer.
 const COPY_AT_MOST: usize = 4096;
@@ -48,13 +55,22 @@ impl Wire {
         }
     }
 
-    /// Read what the socket has into the read buffer: the number of bytes
-    /// read, 0 at the end of the stream.
+    /// Read what the socket has into the read buffer, which never holds
+    /// more than `chunk` bytes (so no body piece handed on is larger): the
+    /// number of bytes read, 0 at the end of the stream.
     pub(crate) fn poll_read_some(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
-        if self.read.capacity() - self.read.len() < self.chunk / 2 {
-            self.read.reserve(self.chunk);
+        let room = self.chunk.saturating_sub(self.read.len());
+        if room == 0 {
+            // Full: whoever reads it must take from it first (a head over
+            // the limit is refused before this).
+            return Poll::Ready(Err(io::Error::other("read buffer full")));
         }
-        tokio_util::io::poll_read_buf(Pin::new(&mut self.stream), cx, &mut self.read)
+        let spare = self.read.capacity() - self.read.len();
+        if spare < READ_AT_LEAST {
+            self.read.reserve(room.min(READ_SIZE));
+        }
+        let mut into = (&mut self.read).limit(room);
+        tokio_util::io::poll_read_buf(Pin::new(&mut self.stream), cx, &mut into)
     }
 
     /// The output buffer, for heads and framing.
