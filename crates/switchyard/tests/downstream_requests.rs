@@ -271,3 +271,55 @@ fn any_head_gets_200_within_the_limits_and_431_beyond_them() {
         .unwrap();
     drop(origin);
 }
+
+/// A client that sends `Expect: 100-continue` waits for `100 Continue`
+/// before its body: it is sent once the body is wanted, and the body then
+/// goes upstream whole.
+#[tokio::test]
+async fn a_client_expecting_100_continue_gets_it_then_sends_its_body() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let origin = Origin::healthy("origin").await;
+    let proxy = start(TestProxy::new(&[origin.addr()])).await;
+    let mut stream = tokio::net::TcpStream::connect(proxy.addr).await.unwrap();
+    stream
+        .write_all(
+            b"PUT /upload HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n",
+        )
+        .await
+        .unwrap();
+    let mut got = Vec::new();
+    let mut chunk = [0u8; 1024];
+    within(5, "100 Continue", async {
+        while !got.windows(4).any(|w| w == b"\r\n\r\n") {
+            let n = stream.read(&mut chunk).await.unwrap();
+            assert!(n > 0, "closed before 100 Continue");
+            got.extend_from_slice(&chunk[..n]);
+        }
+    })
+    .await;
+    assert!(
+        got.starts_with(b"HTTP/1.1 100 Continue\r\n\r\n"),
+        "{}",
+        String::from_utf8_lossy(&got)
+    );
+    stream.write_all(b"hello").await.unwrap();
+    let rest = got.split_off(25);
+    got = rest;
+    within(5, "the final answer", async {
+        while !String::from_utf8_lossy(&got).ends_with("origin") {
+            let n = stream.read(&mut chunk).await.unwrap();
+            assert!(n > 0, "closed before the answer");
+            got.extend_from_slice(&chunk[..n]);
+        }
+    })
+    .await;
+    assert!(
+        got.starts_with(b"HTTP/1.1 200"),
+        "{}",
+        String::from_utf8_lossy(&got)
+    );
+    let seen = origin.requests();
+    assert_eq!(seen.len(), 1);
+    assert_eq!(seen[0].body_len, 5);
+    assert!(seen[0].body_complete);
+}
