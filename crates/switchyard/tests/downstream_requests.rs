@@ -323,3 +323,64 @@ async fn a_client_expecting_100_continue_gets_it_then_sends_its_body() {
     assert_eq!(seen[0].body_len, 5);
     assert!(seen[0].body_complete);
 }
+
+/// Answers every request itself (403) before reading its body.
+#[derive(Clone, Default)]
+struct Refusing {
+    logs: common::Logs,
+}
+
+impl common::HasLogs for Refusing {
+    fn logs(&self) -> common::Logs {
+        self.logs.clone()
+    }
+}
+
+impl switchyard::prelude::ProxyHttp for Refusing {
+    type CTX = ();
+    fn new_ctx(&self) {}
+    async fn request_filter(
+        &self,
+        session: &mut switchyard::prelude::Session,
+        _: &mut (),
+    ) -> switchyard::Result<bool> {
+        session.respond_status(http::StatusCode::FORBIDDEN);
+        Ok(true)
+    }
+    async fn upstream_peer(
+        &self,
+        _: &mut switchyard::prelude::Session,
+        _: &mut (),
+    ) -> switchyard::Result<Box<switchyard::HttpPeer>> {
+        Err(switchyard::Error::explain(
+            switchyard::ErrorKind::Internal,
+            "never asked",
+        ))
+    }
+    async fn logging(
+        &self,
+        session: &mut switchyard::prelude::Session,
+        e: Option<&switchyard::Error>,
+        _: &mut (),
+    ) {
+        self.logs.push(session, e);
+    }
+}
+
+/// After an answer given before the request body was read, the body is
+/// read and dropped so the connection can serve on; a body that turns out
+/// malformed then closes the connection, and its bytes are never read as
+/// a next request.
+#[tokio::test]
+async fn a_malformed_body_read_after_the_answer_closes_the_connection() {
+    let proxy = common::start_with(Refusing::default(), switchyard::ServerOptions::default()).await;
+    let request = b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n";
+    let raw = within(10, "raw", client::raw(proxy.addr, request, 5)).await;
+    let text = raw.text();
+    assert!(
+        status_line(&raw.bytes).starts_with("HTTP/1.1 403"),
+        "{text}"
+    );
+    assert_eq!(text.matches("HTTP/1.1 ").count(), 1, "one answer: {text}");
+    assert!(raw.closed_by_server, "the connection must close: {text}");
+}

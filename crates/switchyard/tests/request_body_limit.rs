@@ -146,3 +146,27 @@ async fn body_failing_after_the_head(rest: &str) -> common::Logged {
     );
     proxy.logs.wait(1).await.remove(0)
 }
+
+/// A body refused unread cannot be skipped: the connection closes after
+/// the 413, whatever the client asked, so its bytes are never read as a
+/// next request.
+#[tokio::test]
+async fn the_connection_closes_after_a_body_refused_unread() {
+    let origin = Origin::start("echo", Script::always(Behavior::Echo)).await;
+    let proxy = start_with(TestProxy::new(&[origin.addr()]), limited()).await;
+    let mut request = format!(
+        "POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n",
+        LIMIT + 1
+    )
+    .into_bytes();
+    request.resize(request.len() + LIMIT as usize + 1, b'a');
+    let raw = within(10, "raw", client::raw(proxy.addr, &request, 5)).await;
+    let text = raw.text();
+    assert!(status_line(&text).starts_with("HTTP/1.1 413"), "{text}");
+    assert!(
+        text.to_ascii_lowercase().contains("connection: close"),
+        "{text}"
+    );
+    assert_eq!(text.matches("HTTP/1.1 ").count(), 1, "one answer: {text}");
+    assert!(raw.closed_by_server, "the connection must close: {text}");
+}

@@ -242,7 +242,12 @@ impl Exchange {
     ) {
         let (mut head, body) = response.into_parts();
         let size = body_size(&body);
-        let keep_alive = self.keep_alive && !stopping;
+        // A request body given up unread (refused, or malformed) cannot be
+        // skipped: the answer says the connection closes.
+        let body_lost = self.inbound.as_ref().is_some_and(|inbound| {
+            !inbound.decoder.is_end() && (inbound.done || inbound.feed.abandoned())
+        });
+        let keep_alive = self.keep_alive && !stopping && !body_lost;
         let written = encode_head(&mut head, size, self.answering, keep_alive, wire.out());
         self.kept_by_head = written.keep_alive;
         if head.status == http::StatusCode::SWITCHING_PROTOCOLS {
