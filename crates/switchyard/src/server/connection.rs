@@ -100,10 +100,13 @@ impl<B: Body + Unpin> Body for TrackedBody<B> {
 /// PROXY header, replayed first).
 type Socket = Pin<Box<TimeoutStream<Prefixed>>>;
 
-/// What carries a client's bytes: the socket, or TLS over it.
+/// What carries a client's bytes: the socket with its write timeout, TLS
+/// over it, or the bare socket of a cleartext HTTP/1.1 connection (whose
+/// driver times its writes itself, with the one timer it has).
 enum Transport {
     Plain(Socket),
     Tls(Box<TlsStream<Socket>>),
+    Bare(Prefixed),
 }
 
 /// Forward one `AsyncRead`/`AsyncWrite` call to whichever transport it is.
@@ -112,13 +115,14 @@ macro_rules! on_transport {
         match $transport {
             Transport::Plain($io) => $call,
             Transport::Tls($io) => $call,
+            Transport::Bare($io) => $call,
         }
     };
 }
 
-/// The client socket as hyper sees it: no Nagle delay, a write timeout for
-/// clients that stop reading, TLS when the listener has it, bytes to
-/// replay after parking, and activity counting.
+/// A client's socket as the drivers see it: no Nagle delay, a write timeout
+/// for clients that stop reading (kept by the driver itself on a bare
+/// socket), TLS when the listener has it, and bytes to give first.
 pub(super) struct ClientStream {
     inner: Transport,
     unread: Bytes,
@@ -132,6 +136,17 @@ impl ClientStream {
     pub(super) fn new(stream: Prefixed, write_timeout: Duration, activity: Arc<Activity>) -> Self {
         ClientStream {
             inner: Transport::Plain(socket(stream, write_timeout)),
+            unread: Bytes::new(),
+            activity,
+            h2: false,
+        }
+    }
+
+    /// A cleartext client connection whose driver times its own writes.
+    pub(super) fn bare(stream: Prefixed, activity: Arc<Activity>) -> Self {
+        set_nodelay(&stream);
+        ClientStream {
+            inner: Transport::Bare(stream),
             unread: Bytes::new(),
             activity,
             h2: false,
@@ -184,7 +199,7 @@ impl ClientStream {
     /// Whether the client speaks HTTP/2: chosen by ALPN, or by its preface.
     pub(super) fn speaks_h2(&self) -> bool {
         match &self.inner {
-            Transport::Plain(_) => self.h2,
+            Transport::Plain(_) | Transport::Bare(_) => self.h2,
             Transport::Tls(tls) => tls.get_ref().1.alpn_protocol() == Some(b"h2"),
         }
     }
@@ -193,6 +208,7 @@ impl ClientStream {
     fn tcp(&self) -> &TcpStream {
         match &self.inner {
             Transport::Plain(socket) => socket.get_ref().tcp(),
+            Transport::Bare(socket) => socket.tcp(),
             Transport::Tls(tls) => tls.get_ref().0.get_ref().tcp(),
         }
     }
@@ -248,12 +264,16 @@ impl AsyncWrite for ClientStream {
     }
 }
 
-/// The socket with no Nagle delay and its write timeout.
-fn socket(stream: Prefixed, write_timeout: Duration) -> Socket {
-    // Small responses should leave at once, not wait for an ACK.
+/// Small responses should leave at once, not wait for an ACK.
+fn set_nodelay(stream: &Prefixed) {
     if let Err(e) = stream.tcp().set_nodelay(true) {
         debug!(error = %e, "setting TCP_NODELAY on a downstream connection");
     }
+}
+
+/// The socket with no Nagle delay and its write timeout.
+fn socket(stream: Prefixed, write_timeout: Duration) -> Socket {
+    set_nodelay(&stream);
     let mut inner = TimeoutStream::new(stream);
     inner.set_write_timeout(Some(write_timeout));
     Box::pin(inner)

@@ -358,6 +358,7 @@ impl<P: ProxyHttp> ProxyServer<P> {
             },
             header_read_timeout: self.options.header_read_timeout,
             park_idle_after: self.options.park_idle_after,
+            write_timeout: self.options.write_timeout,
             chunk: client_chunk(&self.options),
         }
     }
@@ -450,8 +451,12 @@ impl<P: ProxyHttp> Accepted<P> {
                         return None;
                     }
                 };
-                let stream = ClientStream::new(stream, every.write_timeout, activity);
-                (stream.with_h2(h2), false)
+                let stream = if h2 {
+                    ClientStream::new(stream, every.write_timeout, activity).with_h2(true)
+                } else {
+                    ClientStream::bare(stream, activity)
+                };
+                (stream, false)
             }
             Some(acceptor) => {
                 let handshake = ClientStream::tls(

@@ -47,6 +47,8 @@ pub(super) struct Http1Settings {
     pub(super) header_read_timeout: Duration,
     /// Give the buffers back after this long without a request.
     pub(super) park_idle_after: Option<Duration>,
+    /// Close a connection whose client takes no response bytes this long.
+    pub(super) write_timeout: Duration,
     /// How much to read at once.
     pub(super) chunk: usize,
 }
@@ -92,7 +94,10 @@ pub(super) fn serve<'a, P: ProxyHttp>(
                     NextHead::Parsed(parsed) => parsed,
                     // Boxed, as the closes below: each happens once, at the
                     // end, and the task's state should keep no room for it.
-                    NextHead::Refused(e) => return Box::pin(refuse(wire, e)).await,
+                    NextHead::Refused(e) => {
+                        let write_timeout = serving.settings.write_timeout;
+                        return Box::pin(refuse(wire, e, write_timeout)).await;
+                    }
                     NextHead::Over => return Box::pin(close(wire)).await,
                 };
             // Boxed: an exchange is large, and the state of an idle
@@ -100,9 +105,15 @@ pub(super) fn serve<'a, P: ProxyHttp>(
             let mut exchange = Box::new(start(&serving, *parsed, &client));
             let ended = std::future::poll_fn(|cx| {
                 let stopping = waiting.stopping();
-                exchange.poll(&mut wire, cx, stopping)
+                let polled = exchange.poll(&mut wire, cx, stopping);
+                if polled.is_pending() && waiting.poll_write_stall(wire.write_blocked(), cx) {
+                    debug!("the client took no response bytes within the write timeout");
+                    return Poll::Ready(Ended::Closed);
+                }
+                polled
             })
             .await;
+            waiting.write_armed = false;
             drop(exchange);
             match ended {
                 Ended::Answered { keep_alive: true } if !waiting.stopping() => {}
@@ -150,7 +161,7 @@ fn start<P: ProxyHttp>(
 }
 
 /// Answer a refused head (400, 431 or 414) and close.
-async fn refuse(mut wire: Wire, e: CodecError) {
+async fn refuse(mut wire: Wire, e: CodecError, write_timeout: Duration) {
     let status = match e.kind() {
         CodecErrorKind::TooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
         CodecErrorKind::TargetTooLong => StatusCode::URI_TOO_LONG,
@@ -161,10 +172,11 @@ async fn refuse(mut wire: Wire, e: CodecError) {
     head.status = status;
     let answering = Answering::new(&http::Method::GET, http::Version::HTTP_11, false);
     encode_head(&mut head, BodySize::Empty, answering, false, wire.out());
-    if std::future::poll_fn(|cx| wire.poll_write_out(cx))
-        .await
-        .is_ok()
-    {
+    let written = tokio::time::timeout(
+        write_timeout,
+        std::future::poll_fn(|cx| wire.poll_write_out(cx)),
+    );
+    if matches!(written.await, Ok(Ok(()))) {
         close(wire).await;
     }
 }
@@ -201,6 +213,8 @@ struct Waiting<'a> {
     head_deadline: Instant,
     /// The timer is set for the current wait.
     armed: bool,
+    /// The timer is set for a write the client does not take.
+    write_armed: bool,
     /// Counts this connection as parked while it is.
     parked: Option<Counted>,
 }
@@ -224,6 +238,7 @@ impl<'a> Waiting<'a> {
             timer: Box::pin(tokio::time::sleep_until(Instant::now())),
             head_deadline: Instant::now(),
             armed: false,
+            write_armed: false,
             parked: None,
         }
     }
@@ -337,6 +352,22 @@ impl<'a> Waiting<'a> {
         let deadline = self.head_deadline;
         self.timer.as_mut().reset(deadline);
         Poll::Ready(true)
+    }
+
+    /// Whether the client has taken nothing of a write for the write
+    /// timeout (the timer, free during an exchange, counts from the moment
+    /// a write found the socket full and is set again after any progress).
+    fn poll_write_stall(&mut self, blocked: bool, cx: &mut Context<'_>) -> bool {
+        if !blocked {
+            self.write_armed = false;
+            return false;
+        }
+        if !self.write_armed {
+            self.write_armed = true;
+            let deadline = Instant::now() + self.settings.write_timeout;
+            self.timer.as_mut().reset(deadline);
+        }
+        self.timer.as_mut().poll(cx).is_ready()
     }
 
     /// A head came: the next wait starts afresh.

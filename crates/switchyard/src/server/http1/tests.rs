@@ -60,6 +60,7 @@ async fn a_connection_keeps_little_state() {
             },
             header_read_timeout: Duration::from_secs(60),
             park_idle_after: Some(Duration::from_secs(1)),
+            write_timeout: Duration::from_secs(60),
             chunk: 8192,
         },
         counts: &counts,

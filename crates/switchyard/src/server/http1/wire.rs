@@ -41,6 +41,8 @@ pub(crate) struct Wire {
     queued: VecDeque<Bytes>,
     /// How much to read at once.
     chunk: usize,
+    /// The last write found the socket full (and nothing was written since).
+    write_blocked: bool,
 }
 
 impl Wire {
@@ -52,6 +54,7 @@ impl Wire {
             out: BytesMut::new(),
             queued: VecDeque::new(),
             chunk,
+            write_blocked: false,
         }
     }
 
@@ -104,13 +107,28 @@ impl Wire {
     /// until flushed).
     pub(crate) fn poll_write_out(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         while self.has_output() {
-            let written = std::task::ready!(self.poll_write_once(cx))?;
+            let written = match self.poll_write_once(cx) {
+                Poll::Pending => {
+                    self.write_blocked = true;
+                    return Poll::Pending;
+                }
+                Poll::Ready(written) => written?,
+            };
             if written == 0 {
                 return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
             }
+            self.write_blocked = false;
             self.consume(written);
         }
-        Pin::new(&mut self.stream).poll_flush(cx)
+        let flushed = Pin::new(&mut self.stream).poll_flush(cx);
+        self.write_blocked = flushed.is_pending();
+        flushed
+    }
+
+    /// Whether the client has taken nothing since the last write found its
+    /// socket full.
+    pub(crate) fn write_blocked(&self) -> bool {
+        self.write_blocked && self.has_output()
     }
 
     fn poll_write_once(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
