@@ -115,18 +115,22 @@ fn parse_one(buf: &mut BytesMut, to_head: bool) -> Result<Option<ParsedResponse>
         Version::HTTP_10
     };
     head.headers.reserve(at.len());
+    // The fields framing and keep-alive depend on are read as they pass,
+    // rather than looked up in the map afterwards.
+    let mut facts = Facts::default();
     for field in &at {
         let name = HeaderName::from_bytes(&bytes[field.name.0..field.name.1])
             .map_err(|_| CodecError::malformed("invalid response field name"))?;
         let value = HeaderValue::from_maybe_shared(bytes.slice(field.value.0..field.value.1))
             .map_err(|_| CodecError::malformed("invalid response field value"))?;
+        facts.note(&name, &value)?;
         head.headers.append(name, value);
     }
     if let Some((start, end)) = reason {
         keep_reason(&mut head, &bytes[start..end]);
     }
-    let keep_alive = keeps_alive(head.version, &head.headers);
-    let (body, upgrade) = framing(&head, to_head)?;
+    let keep_alive = facts.keeps_alive(head.version);
+    let (body, upgrade) = framing(&head, &facts, to_head)?;
     Ok(Some(ParsedResponse {
         keep_alive: keep_alive && !upgrade && body.delimited(),
         head,
@@ -153,17 +157,40 @@ fn keep_reason(head: &mut http::response::Parts, reason: &[u8]) {
     }
 }
 
-/// Whether the connection stays open after this response: HTTP/1.1 unless
-/// a `Connection` field says `close`; HTTP/1.0 only if one says `keep-alive`.
-fn keeps_alive(version: Version, headers: &HeaderMap) -> bool {
-    let mut keep_alive = version == Version::HTTP_11;
-    for value in headers.get_all(header::CONNECTION) {
-        if has_token(value, "close") {
-            return false;
+/// What the framing and connection fields of a head said.
+#[derive(Default)]
+struct Facts {
+    /// The `Content-Length` (every value the same number).
+    length: Option<u64>,
+    /// Whether the last `Transfer-Encoding` field ends in chunked, if any.
+    chunked: Option<bool>,
+    /// A `Connection` field said `close`.
+    close: bool,
+    /// A `Connection` field said `keep-alive`.
+    keep_alive: bool,
+}
+
+impl Facts {
+    /// Take in one field.
+    fn note(&mut self, name: &HeaderName, value: &HeaderValue) -> Result<(), CodecError> {
+        match *name {
+            header::CONTENT_LENGTH => add_length(value, &mut self.length)?,
+            header::TRANSFER_ENCODING => self.chunked = Some(ends_in_chunked(value)),
+            header::CONNECTION => {
+                self.close |= has_token(value, "close");
+                self.keep_alive |= has_token(value, "keep-alive");
+            }
+            _ => {}
         }
-        keep_alive |= has_token(value, "keep-alive");
+        Ok(())
     }
-    keep_alive
+
+    /// Whether the connection stays open after this response: HTTP/1.1
+    /// unless a `Connection` field says `close`; HTTP/1.0 only if one says
+    /// `keep-alive`.
+    fn keeps_alive(&self, version: Version) -> bool {
+        !self.close && (version == Version::HTTP_11 || self.keep_alive)
+    }
 }
 
 /// Whether the comma-separated `value` holds `token` (any case).
@@ -185,32 +212,31 @@ pub(crate) fn ends_in_chunked(value: &HeaderValue) -> bool {
 
 /// How the body of `head` is framed (answering a `HEAD` request when
 /// `to_head` is set), and whether it is a switch of protocols.
-fn framing(head: &http::response::Parts, to_head: bool) -> Result<(BodyDecoder, bool), CodecError> {
+fn framing(
+    head: &http::response::Parts,
+    facts: &Facts,
+    to_head: bool,
+) -> Result<(BodyDecoder, bool), CodecError> {
     match head.status.as_u16() {
         101 => return Ok((BodyDecoder::empty(), true)),
         100..=199 | 204 | 304 => return Ok((BodyDecoder::empty(), false)),
         _ if to_head => return Ok((BodyDecoder::empty(), false)),
         _ => {}
     }
-    let headers = &head.headers;
-    if let Some(last) = headers
-        .get_all(header::TRANSFER_ENCODING)
-        .iter()
-        .next_back()
-    {
+    if let Some(chunked) = facts.chunked {
         if head.version == Version::HTTP_10 {
             return Err(CodecError::malformed(
                 "HTTP/1.0 response with Transfer-Encoding",
             ));
         }
-        let body = if ends_in_chunked(last) {
+        let body = if chunked {
             BodyDecoder::Chunked(ChunkedDecoder::default())
         } else {
             BodyDecoder::UntilClose { ended: false }
         };
         return Ok((body, false));
     }
-    match content_length(headers)? {
+    match facts.length {
         Some(length) => Ok((BodyDecoder::Length(length), false)),
         None => Ok((BodyDecoder::UntilClose { ended: false }, false)),
     }
@@ -221,19 +247,25 @@ fn framing(head: &http::response::Parts, to_head: bool) -> Result<(BodyDecoder, 
 pub(crate) fn content_length(headers: &HeaderMap) -> Result<Option<u64>, CodecError> {
     let mut length = None;
     for value in headers.get_all(header::CONTENT_LENGTH) {
-        for part in value.as_bytes().split(|&b| b == b',') {
-            let part = part.trim_ascii();
-            let parsed =
-                digits(part).ok_or_else(|| CodecError::malformed("invalid Content-Length"))?;
-            match length {
-                Some(earlier) if earlier != parsed => {
-                    return Err(CodecError::malformed("differing Content-Length values"));
-                }
-                _ => length = Some(parsed),
-            }
-        }
+        add_length(value, &mut length)?;
     }
     Ok(length)
+}
+
+/// Take in one `Content-Length` field (a comma list allowed): every number
+/// must be the one seen before, if any.
+fn add_length(value: &HeaderValue, length: &mut Option<u64>) -> Result<(), CodecError> {
+    for part in value.as_bytes().split(|&b| b == b',') {
+        let parsed = digits(part.trim_ascii())
+            .ok_or_else(|| CodecError::malformed("invalid Content-Length"))?;
+        match *length {
+            Some(earlier) if earlier != parsed => {
+                return Err(CodecError::malformed("differing Content-Length values"));
+            }
+            _ => *length = Some(parsed),
+        }
+    }
+    Ok(())
 }
 
 /// A decimal number of digits only, that fits in 64 bits.

@@ -20,7 +20,9 @@ const HOPS: usize = 7;
 /// Headers that are hop-by-hop whatever `Connection` says. `HTTP2-Settings`
 /// belongs to the HTTP/1.1 upgrade to h2c (RFC 7540 section 3.2), which
 /// the proxy never forwards, so it never crosses either.
-const HOP_BY_HOP: [HeaderName; HOPS] = [
+/// A `static`, not a `const`: a `const` array of names is made and
+/// dropped again at every use.
+static HOP_BY_HOP: [HeaderName; HOPS] = [
     header::CONNECTION,
     header::TE,
     header::TRANSFER_ENCODING,
