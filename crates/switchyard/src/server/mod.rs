@@ -493,7 +493,7 @@ impl<P: ProxyHttp> Accepted<P> {
             let serving = Http1Serving {
                 proxy: &every.proxy,
                 shared: &every.shared,
-                settings: every.http1,
+                settings: &every.http1,
                 counts: &every.counts,
             };
             return Box::pin(http1::serve(serving, stream, client, stop));

@@ -57,7 +57,7 @@ pub(super) struct Http1Settings {
 pub(super) struct Serving<'a, P> {
     pub(super) proxy: &'a Arc<P>,
     pub(super) shared: &'a Arc<EngineShared>,
-    pub(super) settings: Http1Settings,
+    pub(super) settings: &'a Http1Settings,
     pub(super) counts: &'a ConnectionCounts,
 }
 
@@ -198,7 +198,7 @@ async fn close(wire: Wire) {
 
 /// Waiting for a request head: the deadline, parking, and the server's stop.
 struct Waiting<'a> {
-    settings: Http1Settings,
+    settings: &'a Http1Settings,
     counts: &'a ConnectionCounts,
     /// Looked at for a change (a version number: cheaper than polling
     /// the wait below at every wake-up of the connection).
@@ -221,7 +221,7 @@ struct Waiting<'a> {
 
 impl<'a> Waiting<'a> {
     fn new(
-        settings: Http1Settings,
+        settings: &'a Http1Settings,
         counts: &'a ConnectionCounts,
         stop: watch::Receiver<bool>,
     ) -> Self {
