@@ -56,6 +56,20 @@ pub(super) struct Inbound {
     pub(super) done: bool,
 }
 
+impl Drop for Inbound {
+    /// An exchange ended (the client left, a write timed out) with its body
+    /// unread: whoever still reads it (the engine, on a task of its own)
+    /// is told at once rather than left waiting.
+    fn drop(&mut self) {
+        if !self.done {
+            self.feed.fail(
+                io::ErrorKind::ConnectionAborted,
+                "the client's connection closed inside the request body",
+            );
+        }
+    }
+}
+
 /// Where the response is. Every exchange passes through `Body` (unless
 /// its answer has no body): boxing it would cost an allocation per request.
 #[allow(clippy::large_enum_variant)]
