@@ -85,38 +85,3 @@ async fn a_request_body_that_breaks_off_is_not_retried() {
         "the origin never got a complete body"
     );
 }
-
-/// A connection closed by the server while its request body is still
-/// being read (here: shutdown after the drain timeout) tells the request's
-/// engine at once, which ends the attempt as the client's going away,
-/// rather than leaving the upstream waiting for the rest of the body.
-#[tokio::test]
-async fn a_connection_closed_inside_the_request_body_ends_the_attempt_at_once() {
-    let origin = Origin::start("echo", Script::always(Behavior::Echo)).await;
-    let options = switchyard::ServerOptions {
-        drain_timeout: Duration::from_millis(100),
-        ..switchyard::ServerOptions::default()
-    };
-    let proxy = common::start_with(
-        TestProxy::new(&[origin.addr()])
-            .options(patient())
-            .on_proxy_error(OnFail::RetrySame),
-        options,
-    )
-    .await;
-    let mut client = TcpStream::connect(proxy.addr).await.unwrap();
-    client
-        .write_all(b"POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n")
-        .await
-        .unwrap();
-    client.write_all(&[b'a'; 1000]).await.unwrap();
-    switchyard_testkit::eventually(5, "the first body bytes reaching the upstream", || {
-        origin.stats().body_bytes >= 1000
-    })
-    .await;
-    proxy.shutdown.shutdown();
-    let logged = within(5, "the engine told the body is gone", proxy.logs.wait(1)).await;
-    assert_eq!(logged[0].error, Some(ErrorKind::DownstreamClosed));
-    assert_eq!(origin.stats().requests, 1, "nothing was retried");
-    drop(client);
-}

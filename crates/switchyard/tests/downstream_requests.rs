@@ -384,3 +384,47 @@ async fn a_malformed_body_read_after_the_answer_closes_the_connection() {
     assert_eq!(text.matches("HTTP/1.1 ").count(), 1, "one answer: {text}");
     assert!(raw.closed_by_server, "the connection must close: {text}");
 }
+
+/// A connection closed while its request body is still being read after
+/// the answer (here: shutdown past the drain timeout) tells whoever reads
+/// the body at once: the request's engine, draining it on a task of its
+/// own, ends and logs then, not after the drain's own 5 s limit.
+#[tokio::test]
+async fn a_connection_closed_while_its_body_drains_ends_the_drain_at_once() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let options = switchyard::ServerOptions {
+        drain_timeout: std::time::Duration::from_millis(100),
+        ..switchyard::ServerOptions::default()
+    };
+    let proxy = common::start_with(Refusing::default(), options).await;
+    let mut stream = tokio::net::TcpStream::connect(proxy.addr).await.unwrap();
+    stream
+        .write_all(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n")
+        .await
+        .unwrap();
+    stream.write_all(&[b'a'; 1000]).await.unwrap();
+    let mut got = Vec::new();
+    let mut chunk = [0u8; 1024];
+    within(5, "the answer", async {
+        while !String::from_utf8_lossy(&got).contains("403 Forbidden\n") {
+            let n = stream.read(&mut chunk).await.unwrap();
+            assert!(n > 0, "closed before the answer");
+            got.extend_from_slice(&chunk[..n]);
+        }
+    })
+    .await;
+    assert!(
+        got.starts_with(b"HTTP/1.1 403"),
+        "{}",
+        String::from_utf8_lossy(&got)
+    );
+    let closed = std::time::Instant::now();
+    proxy.shutdown.shutdown();
+    within(5, "the request logged", proxy.logs.wait(1)).await;
+    let waited = closed.elapsed();
+    assert!(
+        waited < std::time::Duration::from_secs(2),
+        "the drain went on for {waited:?} after its connection closed"
+    );
+    drop(stream);
+}
