@@ -264,7 +264,7 @@ struct Switched {
 }
 
 /// The upstream answered 101: send the switch downstream with the tunnel
-/// that will join the two connections once hyper hands the client's back.
+/// that will join the two connections once the 101 is written to the client.
 /// From here nothing is retried. A 101 the client did not ask for is an
 /// invalid response (nothing went downstream yet).
 async fn switch_protocols<P: ProxyHttp>(

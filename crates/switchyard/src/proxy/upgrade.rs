@@ -4,9 +4,9 @@
 //! joined as a byte stream (a [`Tunnel`]) until either side closes, the
 //! tunnel idles past its timeout, or the server's drain ends.
 //!
-//! The 101 goes to the client through hyper, which then hands the client's
-//! socket back to the connection driver (`server/connection.rs`); the
-//! driver finds the tunnel in the response's extensions and runs it there.
+//! The 101 goes to the client through its HTTP/1.1 connection
+//! (`server/http1/`), which finds the tunnel in the response's extensions
+//! and runs it on its socket once the 101 is written.
 
 use std::io;
 use std::pin::Pin;

@@ -126,29 +126,26 @@ macro_rules! on_transport {
 pub(super) struct ClientStream {
     inner: Transport,
     unread: Bytes,
-    pub(super) activity: Arc<Activity>,
     /// A cleartext connection that began with the HTTP/2 preface.
     h2: bool,
 }
 
 impl ClientStream {
     /// A cleartext client connection.
-    pub(super) fn new(stream: Prefixed, write_timeout: Duration, activity: Arc<Activity>) -> Self {
+    pub(super) fn new(stream: Prefixed, write_timeout: Duration) -> Self {
         ClientStream {
             inner: Transport::Plain(socket(stream, write_timeout)),
             unread: Bytes::new(),
-            activity,
             h2: false,
         }
     }
 
     /// A cleartext client connection whose driver times its own writes.
-    pub(super) fn bare(stream: Prefixed, activity: Arc<Activity>) -> Self {
+    pub(super) fn bare(stream: Prefixed) -> Self {
         set_nodelay(&stream);
         ClientStream {
             inner: Transport::Bare(stream),
             unread: Bytes::new(),
-            activity,
             h2: false,
         }
     }
@@ -158,7 +155,6 @@ impl ClientStream {
     pub(super) async fn tls(
         stream: Prefixed,
         write_timeout: Duration,
-        activity: Arc<Activity>,
         acceptor: TlsAcceptor,
         handshake_timeout: Duration,
     ) -> io::Result<Self> {
@@ -173,7 +169,6 @@ impl ClientStream {
         Ok(ClientStream {
             inner: Transport::Tls(Box::new(tls)),
             unread: Bytes::new(),
-            activity,
             h2: false,
         })
     }

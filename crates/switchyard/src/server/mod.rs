@@ -290,6 +290,7 @@ impl<P: ProxyHttp> ProxyServer<P> {
             proxy: Arc::clone(&self.proxy),
             shared,
             http1: self.http1_settings(),
+            stopping: tokio::sync::Notify::new(),
             h2: h2_builder,
             h2_idle_timeout: self.options.http2.idle_timeout,
             header_read_timeout: self.options.header_read_timeout,
@@ -336,6 +337,9 @@ impl<P: ProxyHttp> ProxyServer<P> {
             connections.spawn(accepted.serve(stream, client));
         }
         drop(self.listener);
+        // The stop is in the watch's value already: wake the idle HTTP/1.1
+        // connections to see it (busy ones see it after their exchange).
+        every.stopping.notify_waiters();
         let drained = tokio::time::timeout(self.options.drain_timeout, async {
             while connections.join_next().await.is_some() {}
         });
@@ -387,6 +391,8 @@ struct EveryConnection<P> {
     proxy: Arc<P>,
     shared: Arc<EngineShared>,
     http1: Http1Settings,
+    /// Wakes every waiting HTTP/1.1 connection when the server stops.
+    stopping: tokio::sync::Notify,
     h2: hyper::server::conn::http2::Builder<hyper_util::rt::TokioExecutor>,
     /// How long an HTTP/2 connection may have no stream open.
     h2_idle_timeout: Option<Duration>,
@@ -439,7 +445,6 @@ impl<P: ProxyHttp> Accepted<P> {
                 }
             },
         };
-        let activity = Arc::new(Activity::default());
         let (stream, secure) = match &self.tls {
             None => {
                 // HTTP/2 with prior knowledge starts with its preface.
@@ -452,9 +457,9 @@ impl<P: ProxyHttp> Accepted<P> {
                     }
                 };
                 let stream = if h2 {
-                    ClientStream::new(stream, every.write_timeout, activity).with_h2(true)
+                    ClientStream::new(stream, every.write_timeout).with_h2(true)
                 } else {
-                    ClientStream::bare(stream, activity)
+                    ClientStream::bare(stream)
                 };
                 (stream, false)
             }
@@ -462,7 +467,6 @@ impl<P: ProxyHttp> Accepted<P> {
                 let handshake = ClientStream::tls(
                     stream,
                     every.write_timeout,
-                    activity,
                     acceptor.clone(),
                     every.tls_handshake_timeout,
                 );
@@ -495,14 +499,17 @@ impl<P: ProxyHttp> Accepted<P> {
                 shared: &every.shared,
                 settings: &every.http1,
                 counts: &every.counts,
+                stopping: &every.stopping,
             };
             return Box::pin(http1::serve(serving, stream, client, stop));
         }
         let (proxy, shared) = (Arc::clone(&every.proxy), Arc::clone(&every.shared));
-        let activity = Arc::clone(&stream.activity);
+        // What the HTTP/2 driver counts to close an idle connection.
+        let activity = Arc::new(Activity::default());
+        let counted = Arc::clone(&activity);
         let service = service_fn(move |request: http::Request<hyper::body::Incoming>| {
             let (proxy, shared) = (Arc::clone(&proxy), Arc::clone(&shared));
-            let in_flight = activity.start_response();
+            let in_flight = counted.start_response();
             Serving {
                 handling: handle(
                     proxy,
@@ -514,7 +521,7 @@ impl<P: ProxyHttp> Accepted<P> {
             }
         });
         let (h2, counts) = (every.h2.clone(), every.counts.clone());
-        let idle = (Arc::clone(&stream.activity), every.h2_idle_timeout);
+        let idle = (activity, every.h2_idle_timeout);
         Box::pin(h2::drive(h2, stream, service, idle, stop, counts))
     }
 }

@@ -23,13 +23,14 @@ use std::time::Duration;
 
 use http::{Request, StatusCode};
 use tokio::io::AsyncWriteExt;
-use tokio::sync::watch;
+use tokio::sync::futures::Notified;
+use tokio::sync::{Notify, watch};
 use tokio::time::{Instant, Sleep};
 use tracing::debug;
 
 use self::exchange::{Ended, Exchange, Inbound};
 use self::wire::Wire;
-use super::connection::{ClientStream, stopped};
+use super::connection::ClientStream;
 use super::counts::{ConnectionCounts, Counted};
 use crate::body::client::{ClientBody, Feed};
 use crate::h1::parse_request::{self, HeadLimits, ParsedRequest};
@@ -59,11 +60,13 @@ pub(super) struct Serving<'a, P> {
     pub(super) shared: &'a Arc<EngineShared>,
     pub(super) settings: &'a Http1Settings,
     pub(super) counts: &'a ConnectionCounts,
+    /// Notified (all waiters at once) when the server stops.
+    pub(super) stopping: &'a Notify,
 }
 
 /// What waiting for a request head came to.
 enum NextHead {
-    Parsed(Box<ParsedRequest>),
+    Parsed(ParsedRequest),
     /// The head is malformed or over the limits: answer, then close.
     Refused(CodecError),
     /// The client closed, idled out, or the server is stopping.
@@ -82,27 +85,25 @@ pub(super) fn serve<'a, P: ProxyHttp>(
     client: ClientAddr,
     stop: watch::Receiver<bool>,
 ) -> impl Future<Output = ()> + Send + 'a {
-    // Made before the block, so that the block keeps them once (what a
-    // block captures keeps its room even after it is moved out).
+    // Made before the block, so that the block keeps it once (what a block
+    // captures keeps its room even after it is moved out).
     let mut wire = Wire::new(stream, serving.settings.chunk);
-    let mut waiting = Box::pin(Waiting::new(serving.settings, serving.counts, stop));
     async move {
         let _open = serving.counts.opened();
-        loop {
-            let parsed =
-                match std::future::poll_fn(|cx| waiting.as_mut().poll_head(&mut wire, cx)).await {
-                    NextHead::Parsed(parsed) => parsed,
-                    // Boxed, as the closes below: each happens once, at the
-                    // end, and the task's state should keep no room for it.
-                    NextHead::Refused(e) => {
-                        let write_timeout = serving.settings.write_timeout;
-                        return Box::pin(refuse(wire, e, write_timeout)).await;
-                    }
-                    NextHead::Over => return Box::pin(close(wire)).await,
-                };
+        // Created before the server could be seen running: a stop sent
+        // after this wakes it, one sent before is in `stop`'s value.
+        let stop_wait = std::pin::pin!(serving.stopping.notified());
+        let timer = std::pin::pin!(tokio::time::sleep_until(Instant::now()));
+        let mut waiting = Waiting::new(serving.settings, serving.counts, stop, stop_wait, timer);
+        let end = loop {
+            let parsed = match std::future::poll_fn(|cx| waiting.poll_head(&mut wire, cx)).await {
+                NextHead::Parsed(parsed) => parsed,
+                NextHead::Refused(e) => break End::Refuse(e),
+                NextHead::Over => break End::Close,
+            };
             // Boxed: an exchange is large, and the state of an idle
             // connection's task must not keep room for one.
-            let mut exchange = Box::new(start(&serving, *parsed, &client));
+            let mut exchange = Box::new(start(&serving, parsed, &client));
             let ended = std::future::poll_fn(|cx| {
                 let stopping = waiting.stopping();
                 let polled = exchange.poll(&mut wire, cx, stopping);
@@ -117,12 +118,35 @@ pub(super) fn serve<'a, P: ProxyHttp>(
             drop(exchange);
             match ended {
                 Ended::Answered { keep_alive: true } if !waiting.stopping() => {}
-                Ended::Answered { .. } => return Box::pin(close(wire)).await,
-                Ended::Closed => return,
-                Ended::Upgraded(tunnel) => return Box::pin(run_tunnel(wire, tunnel)).await,
+                Ended::Answered { .. } => break End::Close,
+                Ended::Closed => break End::Drop,
+                Ended::Upgraded(tunnel) => break End::Tunnel(tunnel),
             }
+        };
+        // Boxed: each happens once, at the end, and the task's state should
+        // keep no room for it meanwhile.
+        match end {
+            End::Refuse(e) => {
+                let write_timeout = serving.settings.write_timeout;
+                Box::pin(refuse(wire, e, write_timeout)).await;
+            }
+            End::Close => Box::pin(close(wire)).await,
+            End::Tunnel(tunnel) => Box::pin(run_tunnel(wire, tunnel)).await,
+            End::Drop => {}
         }
     }
+}
+
+/// How a connection ends.
+enum End {
+    /// Answer a refused head, then close.
+    Refuse(CodecError),
+    /// Close politely.
+    Close,
+    /// Run the tunnel a 101 opened.
+    Tunnel(TunnelSlot),
+    /// Just drop the socket (the client is gone, or a write failed).
+    Drop,
 }
 
 /// Hand the request to its engine; the exchange that answers it.
@@ -196,19 +220,20 @@ async fn close(wire: Wire) {
     let _ = stream.shutdown().await;
 }
 
-/// Waiting for a request head: the deadline, parking, and the server's stop.
-struct Waiting<'a> {
+/// Waiting for a request head: the deadline, parking, and the server's
+/// stop. It lives in the connection's task (no allocation of its own).
+struct Waiting<'a, 'w> {
     settings: &'a Http1Settings,
     counts: &'a ConnectionCounts,
     /// Looked at for a change (a version number: cheaper than polling
     /// the wait below at every wake-up of the connection).
     stop: watch::Receiver<bool>,
     /// Wakes the connection when the server stops; polled once.
-    stop_wait: Pin<Box<dyn Future<Output = ()> + Send>>,
+    stop_wait: Pin<&'w mut Notified<'a>>,
     stop_wait_polled: bool,
     stop_seen: bool,
-    /// The head's deadline, or parking's before it.
-    timer: Pin<Box<Sleep>>,
+    /// The head's deadline, or parking's before it; or a stalled write's.
+    timer: Pin<&'w mut Sleep>,
     /// When the current head's time is up.
     head_deadline: Instant,
     /// The timer is set for the current wait.
@@ -219,23 +244,24 @@ struct Waiting<'a> {
     parked: Option<Counted>,
 }
 
-impl<'a> Waiting<'a> {
+impl<'a, 'w> Waiting<'a, 'w> {
     fn new(
         settings: &'a Http1Settings,
         counts: &'a ConnectionCounts,
         stop: watch::Receiver<bool>,
+        stop_wait: Pin<&'w mut Notified<'a>>,
+        timer: Pin<&'w mut Sleep>,
     ) -> Self {
-        let mut waiter = stop.clone();
         // Stopped before this connection began: a change it will not see.
         let stop_seen = *stop.borrow();
         Waiting {
             settings,
             counts,
             stop,
-            stop_wait: Box::pin(async move { stopped(&mut waiter).await }),
+            stop_wait,
             stop_wait_polled: false,
             stop_seen,
-            timer: Box::pin(tokio::time::sleep_until(Instant::now())),
+            timer,
             head_deadline: Instant::now(),
             armed: false,
             write_armed: false,
@@ -258,14 +284,14 @@ impl<'a> Waiting<'a> {
     }
 
     /// Wait for the next request head on `wire`.
-    fn poll_head(self: Pin<&mut Self>, wire: &mut Wire, cx: &mut Context<'_>) -> Poll<NextHead> {
-        let this = self.get_mut();
+    fn poll_head(&mut self, wire: &mut Wire, cx: &mut Context<'_>) -> Poll<NextHead> {
+        let this = self;
         loop {
             if !wire.read.is_empty() {
                 match parse_request::parse(&mut wire.read, this.settings.limits) {
                     Ok(Some(parsed)) => {
                         this.done_waiting();
-                        return Poll::Ready(NextHead::Parsed(Box::new(parsed)));
+                        return Poll::Ready(NextHead::Parsed(parsed));
                     }
                     Ok(None) => {}
                     Err(e) => return Poll::Ready(NextHead::Refused(e)),
