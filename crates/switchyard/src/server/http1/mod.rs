@@ -64,7 +64,9 @@ pub(super) struct Serving<'a, P> {
     pub(super) stopping: &'a Notify,
 }
 
-/// What waiting for a request head came to.
+/// What waiting for a request head came to. Only ever returned, never
+/// kept across a wait: boxing the head would cost an allocation a request.
+#[allow(clippy::large_enum_variant)]
 enum NextHead {
     Parsed(ParsedRequest),
     /// The head is malformed or over the limits: answer, then close.
