@@ -272,12 +272,36 @@ fn any_head_gets_200_within_the_limits_and_431_beyond_them() {
     drop(origin);
 }
 
+/// Read from `stream` into `got` until `done` says so (5 s at most);
+/// panics if the proxy closes first.
+async fn read_until(
+    stream: &mut tokio::net::TcpStream,
+    got: &mut Vec<u8>,
+    what: &str,
+    done: impl Fn(&[u8]) -> bool,
+) {
+    use tokio::io::AsyncReadExt;
+    let mut chunk = [0u8; 1024];
+    within(5, what, async {
+        while !done(got) {
+            let n = stream.read(&mut chunk).await.unwrap();
+            assert!(
+                n > 0,
+                "closed before {what}: {}",
+                String::from_utf8_lossy(got)
+            );
+            got.extend_from_slice(&chunk[..n]);
+        }
+    })
+    .await;
+}
+
 /// A client that sends `Expect: 100-continue` waits for `100 Continue`
 /// before its body: it is sent once the body is wanted, and the body then
 /// goes upstream whole.
 #[tokio::test]
 async fn a_client_expecting_100_continue_gets_it_then_sends_its_body() {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::io::AsyncWriteExt;
     let origin = Origin::healthy("origin").await;
     let proxy = start(TestProxy::new(&[origin.addr()])).await;
     let mut stream = tokio::net::TcpStream::connect(proxy.addr).await.unwrap();
@@ -288,13 +312,8 @@ async fn a_client_expecting_100_continue_gets_it_then_sends_its_body() {
         .await
         .unwrap();
     let mut got = Vec::new();
-    let mut chunk = [0u8; 1024];
-    within(5, "100 Continue", async {
-        while !got.windows(4).any(|w| w == b"\r\n\r\n") {
-            let n = stream.read(&mut chunk).await.unwrap();
-            assert!(n > 0, "closed before 100 Continue");
-            got.extend_from_slice(&chunk[..n]);
-        }
+    read_until(&mut stream, &mut got, "100 Continue", |got| {
+        got.windows(4).any(|w| w == b"\r\n\r\n")
     })
     .await;
     assert!(
@@ -305,12 +324,8 @@ async fn a_client_expecting_100_continue_gets_it_then_sends_its_body() {
     stream.write_all(b"hello").await.unwrap();
     let rest = got.split_off(25);
     got = rest;
-    within(5, "the final answer", async {
-        while !String::from_utf8_lossy(&got).ends_with("origin") {
-            let n = stream.read(&mut chunk).await.unwrap();
-            assert!(n > 0, "closed before the answer");
-            got.extend_from_slice(&chunk[..n]);
-        }
+    read_until(&mut stream, &mut got, "the final answer", |got| {
+        got.ends_with(b"origin")
     })
     .await;
     assert!(
@@ -391,7 +406,7 @@ async fn a_malformed_body_read_after_the_answer_closes_the_connection() {
 /// own, ends and logs then, not after the drain's own 5 s limit.
 #[tokio::test]
 async fn a_connection_closed_while_its_body_drains_ends_the_drain_at_once() {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::io::AsyncWriteExt;
     let options = switchyard::ServerOptions {
         drain_timeout: std::time::Duration::from_millis(100),
         ..switchyard::ServerOptions::default()
@@ -404,13 +419,8 @@ async fn a_connection_closed_while_its_body_drains_ends_the_drain_at_once() {
         .unwrap();
     stream.write_all(&[b'a'; 1000]).await.unwrap();
     let mut got = Vec::new();
-    let mut chunk = [0u8; 1024];
-    within(5, "the answer", async {
-        while !String::from_utf8_lossy(&got).contains("403 Forbidden\n") {
-            let n = stream.read(&mut chunk).await.unwrap();
-            assert!(n > 0, "closed before the answer");
-            got.extend_from_slice(&chunk[..n]);
-        }
+    read_until(&mut stream, &mut got, "the answer", |got| {
+        got.ends_with(b"403 Forbidden\n")
     })
     .await;
     assert!(

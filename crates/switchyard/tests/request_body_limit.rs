@@ -23,16 +23,23 @@ fn status_line(text: &str) -> &str {
     text.lines().next().unwrap_or("")
 }
 
-#[tokio::test]
-async fn a_declared_length_over_the_limit_gets_413_and_nothing_goes_upstream() {
-    let origin = Origin::start("echo", Script::always(Behavior::Echo)).await;
-    let proxy = start_with(TestProxy::new(&[origin.addr()]), limited()).await;
+/// A POST whose declared length and body are one byte over the limit,
+/// with `extra` fields.
+fn post_over_the_limit(extra: &str) -> Vec<u8> {
     let mut request = format!(
-        "POST /upload HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: {}\r\n\r\n",
+        "POST /upload HTTP/1.1\r\nHost: x\r\n{extra}Content-Length: {}\r\n\r\n",
         LIMIT + 1
     )
     .into_bytes();
     request.resize(request.len() + LIMIT as usize + 1, b'a');
+    request
+}
+
+#[tokio::test]
+async fn a_declared_length_over_the_limit_gets_413_and_nothing_goes_upstream() {
+    let origin = Origin::start("echo", Script::always(Behavior::Echo)).await;
+    let proxy = start_with(TestProxy::new(&[origin.addr()]), limited()).await;
+    let request = post_over_the_limit("Connection: close\r\n");
     let raw = within(10, "raw", client::raw(proxy.addr, &request, 5)).await;
     let text = raw.text();
     assert!(status_line(&text).starts_with("HTTP/1.1 413"), "{text}");
@@ -154,12 +161,7 @@ async fn body_failing_after_the_head(rest: &str) -> common::Logged {
 async fn the_connection_closes_after_a_body_refused_unread() {
     let origin = Origin::start("echo", Script::always(Behavior::Echo)).await;
     let proxy = start_with(TestProxy::new(&[origin.addr()]), limited()).await;
-    let mut request = format!(
-        "POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n",
-        LIMIT + 1
-    )
-    .into_bytes();
-    request.resize(request.len() + LIMIT as usize + 1, b'a');
+    let request = post_over_the_limit("");
     let raw = within(10, "raw", client::raw(proxy.addr, &request, 5)).await;
     let text = raw.text();
     assert!(status_line(&text).starts_with("HTTP/1.1 413"), "{text}");

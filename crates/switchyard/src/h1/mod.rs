@@ -30,6 +30,14 @@ pub(crate) mod write_response;
 
 pub(crate) use error::{CodecError, CodecErrorKind};
 
+/// Where one field of a head sits in the bytes it was parsed from: offsets
+/// kept while httparse's borrow of the buffer lasts, turned into slices of
+/// the frozen head after.
+pub(crate) struct FieldAt {
+    pub(crate) name: (usize, usize),
+    pub(crate) value: (usize, usize),
+}
+
 /// The most header fields an upstream response head (or its trailers) may
 /// carry (hyper's default).
 pub(crate) const MAX_RESPONSE_HEADERS: usize = 100;

@@ -18,7 +18,7 @@ use http::{Method, Uri, Version};
 use super::body::BodyDecoder;
 use super::chunked::ChunkedDecoder;
 use super::response::{digits, ends_in_chunked, has_token};
-use super::{CodecError, CodecErrorKind};
+use super::{CodecError, CodecErrorKind, FieldAt};
 
 /// The longest request target accepted (hyper's limit).
 const MAX_TARGET: usize = u16::MAX as usize - 1;
@@ -49,12 +49,6 @@ pub(crate) struct ParsedRequest {
     pub(crate) expect_continue: bool,
     /// The client accepts trailer fields in a chunked response (`TE: trailers`).
     pub(crate) accepts_trailers: bool,
-}
-
-/// Where one field sits in the head.
-struct FieldAt {
-    name: (usize, usize),
-    value: (usize, usize),
 }
 
 /// The request line and fields found by httparse, as offsets into the head.

@@ -12,7 +12,7 @@ use http::{StatusCode, Version};
 
 use super::body::BodyDecoder;
 use super::chunked::ChunkedDecoder;
-use super::{CodecError, CodecErrorKind, MAX_RESPONSE_HEAD, MAX_RESPONSE_HEADERS};
+use super::{CodecError, CodecErrorKind, FieldAt, MAX_RESPONSE_HEAD, MAX_RESPONSE_HEADERS};
 
 /// A response head and what follows from it.
 #[derive(Debug)]
@@ -26,12 +26,6 @@ pub(crate) struct ParsedResponse {
     pub(crate) keep_alive: bool,
     /// A 101: the connection now belongs to the protocol switched to.
     pub(crate) upgrade: bool,
-}
-
-/// Where one field sits in the head.
-struct FieldAt {
-    name: (usize, usize),
-    value: (usize, usize),
 }
 
 /// Parse the response head at the start of `buf` (answering a `HEAD`
