@@ -192,22 +192,9 @@ pub fn goaway_frames(data: &[u8]) {
 /// both read the same, or fail the same way, and no body is longer than
 /// the input.
 pub fn h1_response(data: &[u8]) {
-    let Some((&control, rest)) = data.split_first() else {
-        return;
-    };
-    let Some((&cut, wire)) = rest.split_first() else {
-        return;
-    };
-    let to_head = control & 1 != 0;
-    let whole = crate::h1::read_response(&[wire], to_head);
-    let first = usize::from(cut) * wire.len() / 256;
-    let second = first + (wire.len() - first) / 2;
-    let pieces = [&wire[..first], &wire[first..second], &wire[second..]];
-    let cut = crate::h1::read_response(&pieces, to_head);
-    assert_eq!(whole, cut, "reads cut at {first} and {second}");
-    if let Ok(read) = whole {
-        assert!(read.body.len() <= wire.len());
-    }
+    reads_agree(data, |pieces, control| {
+        crate::h1::read_response(pieces, control & 1 != 0)
+    });
 }
 
 /// A client's HTTP/1.1 request (head and body) read by the server side of
@@ -216,27 +203,17 @@ pub fn h1_response(data: &[u8]) {
 /// the input; and a head that was read can be answered (the response
 /// head written for it) without a panic.
 pub fn h1_request(data: &[u8]) {
-    let Some((&control, rest)) = data.split_first() else {
-        return;
-    };
-    let Some((&cut, wire)) = rest.split_first() else {
-        return;
-    };
-    let limits = crate::h1::parse_request::HeadLimits {
+    let limits = |control: u8| crate::h1::parse_request::HeadLimits {
         max_headers: usize::from(control % 8) * 16 + 1,
         max_head: 64 * 1024,
     };
-    let whole = crate::h1::read_request(&[wire], limits);
-    let first = usize::from(cut) * wire.len() / 256;
-    let second = first + (wire.len() - first) / 2;
-    let pieces = [&wire[..first], &wire[first..second], &wire[second..]];
-    let cut = crate::h1::read_request(&pieces, limits);
-    assert_eq!(whole, cut, "reads cut at {first} and {second}");
-    if let Ok(read) = whole {
-        assert!(read.body.len() <= wire.len());
-    }
+    let Some((control, wire)) = reads_agree(data, |pieces, control| {
+        crate::h1::read_request(pieces, limits(control))
+    }) else {
+        return;
+    };
     let mut buf = bytes::BytesMut::from(wire);
-    if let Ok(Some(parsed)) = crate::h1::parse_request::parse(&mut buf, limits) {
+    if let Ok(Some(parsed)) = crate::h1::parse_request::parse(&mut buf, limits(control)) {
         use crate::h1::write_response::{Answering, encode_head};
         let answering = Answering::new(
             &parsed.head.method,
@@ -250,4 +227,30 @@ pub fn h1_request(data: &[u8]) {
         encode_head(&mut head, size, answering, parsed.keep_alive, &mut out);
         assert!(out.ends_with(b"\r\n\r\n"));
     }
+}
+
+/// Split `data` as both HTTP/1.1 targets take it (a control byte, a byte
+/// that picks where reads are cut, the bytes on the wire), then check that
+/// `read` reads the wire the same whole and cut into three reads, with no
+/// body longer than the wire. The control byte and the wire, if there
+/// were enough bytes.
+fn reads_agree(
+    data: &[u8],
+    read: impl Fn(&[&[u8]], u8) -> Result<crate::h1::ReadMessage, crate::h1::CodecErrorKind>,
+) -> Option<(u8, &[u8])> {
+    let (&control, rest) = data.split_first()?;
+    let (&cut, wire) = rest.split_first()?;
+    let whole = read(&[wire], control);
+    let first = usize::from(cut) * wire.len() / 256;
+    let second = first + (wire.len() - first) / 2;
+    let pieces = [&wire[..first], &wire[first..second], &wire[second..]];
+    assert_eq!(
+        whole,
+        read(&pieces, control),
+        "reads cut at {first} and {second}"
+    );
+    if let Ok(read) = whole {
+        assert!(read.body.len() <= wire.len());
+    }
+    Some((control, wire))
 }

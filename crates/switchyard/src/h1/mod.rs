@@ -38,6 +38,31 @@ pub(crate) struct FieldAt {
     pub(crate) value: (usize, usize),
 }
 
+impl FieldAt {
+    /// Where each of `fields` sits in `head` (the parsed head's bytes).
+    pub(crate) fn all(head: &[u8], fields: &[httparse::Header<'_>]) -> Vec<FieldAt> {
+        fields
+            .iter()
+            .map(|field| FieldAt {
+                name: span(head, field.name.as_bytes()),
+                value: span(head, field.value),
+            })
+            .collect()
+    }
+}
+
+/// Where `part`, a slice httparse returned, sits in `head`. An empty slice
+/// need not point into the head (httparse gives a static `""` for a missing
+/// reason phrase): it is the empty range, as is anything outside the head.
+pub(crate) fn span(head: &[u8], part: &[u8]) -> (usize, usize) {
+    match (part.as_ptr() as usize).checked_sub(head.as_ptr() as usize) {
+        Some(start) if !part.is_empty() && start + part.len() <= head.len() => {
+            (start, start + part.len())
+        }
+        _ => (0, 0),
+    }
+}
+
 /// The most header fields an upstream response head (or its trailers) may
 /// carry (hyper's default).
 pub(crate) const MAX_RESPONSE_HEADERS: usize = 100;

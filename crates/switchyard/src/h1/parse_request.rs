@@ -18,7 +18,7 @@ use http::{Method, Uri, Version};
 use super::body::BodyDecoder;
 use super::chunked::ChunkedDecoder;
 use super::response::{digits, ends_in_chunked, has_token};
-use super::{CodecError, CodecErrorKind, FieldAt};
+use super::{CodecError, CodecErrorKind, FieldAt, span};
 
 /// The longest request target accepted (hyper's limit).
 const MAX_TARGET: usize = u16::MAX as usize - 1;
@@ -111,11 +111,7 @@ fn find<'b>(
     if len > max_head {
         return Err(too_large());
     }
-    let base = buf.as_ptr() as usize;
-    let offset = |s: &[u8]| {
-        let start = (s.as_ptr() as usize).saturating_sub(base);
-        (start, start + s.len())
-    };
+    let head = &buf[..len];
     let (Some(method), Some(target), Some(version)) =
         (request.method, request.path, request.version)
     else {
@@ -127,20 +123,12 @@ fn find<'b>(
             "request target over its limit",
         ));
     }
-    let fields = request
-        .headers
-        .iter()
-        .map(|field| FieldAt {
-            name: offset(field.name.as_bytes()),
-            value: offset(field.value),
-        })
-        .collect();
     Ok(Some(Found {
         len,
-        method: offset(method.as_bytes()),
-        target: offset(target.as_bytes()),
+        method: span(head, method.as_bytes()),
+        target: span(head, target.as_bytes()),
         version,
-        fields,
+        fields: FieldAt::all(head, request.headers),
     }))
 }
 

@@ -27,6 +27,19 @@ pub(crate) enum BodySize {
     Unknown,
 }
 
+impl BodySize {
+    /// What `body` says of its size.
+    pub(crate) fn of<B: http_body::Body>(body: &B) -> BodySize {
+        if body.is_end_stream() {
+            return BodySize::Empty;
+        }
+        match body.size_hint().exact() {
+            Some(length) => BodySize::Known(length),
+            None => BodySize::Unknown,
+        }
+    }
+}
+
 /// The framing of a request body on its way out.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum BodyEncoder {
@@ -73,18 +86,8 @@ fn set_framing(method: &Method, headers: &mut HeaderMap, size: BodySize) -> Body
         headers.remove(header::TRANSFER_ENCODING);
         return BodyEncoder::Length(0);
     }
-    if let Some(last) = headers
-        .get_all(header::TRANSFER_ENCODING)
-        .iter()
-        .next_back()
-    {
-        if !ends_in_chunked(last) {
-            let mut value = last.as_bytes().to_vec();
-            value.extend_from_slice(b", chunked");
-            if let Ok(value) = HeaderValue::from_bytes(&value) {
-                headers.insert(header::TRANSFER_ENCODING, value);
-            }
-        }
+    if headers.contains_key(header::TRANSFER_ENCODING) {
+        make_chunked_last(headers);
         headers.remove(header::CONTENT_LENGTH);
         return chunked(headers);
     }
@@ -110,21 +113,35 @@ fn set_framing(method: &Method, headers: &mut HeaderMap, size: BodySize) -> Body
     }
 }
 
-/// A chunked encoder sending the trailer fields `Trailer` names.
-fn chunked(headers: &HeaderMap) -> BodyEncoder {
-    BodyEncoder::Chunked {
-        trailers: trailer_names(headers),
+/// Make `chunked` the last coding of the `Transfer-Encoding` fields (one
+/// field then holds them all), adding it if it is not.
+pub(crate) fn make_chunked_last(headers: &mut HeaderMap) {
+    let Some(last) = headers
+        .get_all(header::TRANSFER_ENCODING)
+        .iter()
+        .next_back()
+    else {
+        return;
+    };
+    if ends_in_chunked(last) {
+        return;
+    }
+    let mut value = last.as_bytes().to_vec();
+    value.extend_from_slice(b", chunked");
+    if let Ok(value) = HeaderValue::from_bytes(&value) {
+        headers.insert(header::TRANSFER_ENCODING, value);
     }
 }
 
-/// The fields the `Trailer` fields of `headers` announce.
-pub(crate) fn trailer_names(headers: &HeaderMap) -> Vec<HeaderName> {
-    headers
+/// A chunked encoder sending the trailer fields `Trailer` names.
+pub(crate) fn chunked(headers: &HeaderMap) -> BodyEncoder {
+    let trailers = headers
         .get_all(header::TRAILER)
         .iter()
         .flat_map(|value| value.as_bytes().split(|&b| b == b','))
         .filter_map(|name| HeaderName::from_bytes(name.trim_ascii()).ok())
-        .collect()
+        .collect();
+    BodyEncoder::Chunked { trailers }
 }
 
 /// What a body piece became on the wire: framing bytes (copied to the

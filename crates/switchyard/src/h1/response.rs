@@ -12,7 +12,7 @@ use http::{StatusCode, Version};
 
 use super::body::BodyDecoder;
 use super::chunked::ChunkedDecoder;
-use super::{CodecError, CodecErrorKind, FieldAt, MAX_RESPONSE_HEAD, MAX_RESPONSE_HEADERS};
+use super::{CodecError, CodecErrorKind, FieldAt, MAX_RESPONSE_HEAD, MAX_RESPONSE_HEADERS, span};
 
 /// A response head and what follows from it.
 #[derive(Debug)]
@@ -74,22 +74,9 @@ fn parse_one(buf: &mut BytesMut, to_head: bool) -> Result<Option<ParsedResponse>
         if len > MAX_RESPONSE_HEAD {
             return Err(too_large());
         }
-        let base = buf.as_ptr() as usize;
-        // An empty slice need not point into the buffer (httparse gives a
-        // static "" for a missing reason phrase): it is the empty range.
-        let offset = |s: &[u8]| match (s.as_ptr() as usize).checked_sub(base) {
-            Some(start) if !s.is_empty() && start + s.len() <= len => (start, start + s.len()),
-            _ => (0, 0),
-        };
-        let at: Vec<FieldAt> = response
-            .headers
-            .iter()
-            .map(|field| FieldAt {
-                name: offset(field.name.as_bytes()),
-                value: offset(field.value),
-            })
-            .collect();
-        let reason = response.reason.map(|r| offset(r.as_bytes()));
+        let head = &buf[..len];
+        let at = FieldAt::all(head, response.headers);
+        let reason = response.reason.map(|r| span(head, r.as_bytes()));
         (
             len,
             response.code.unwrap_or(0),

@@ -21,8 +21,8 @@ use bytes::{BufMut, BytesMut};
 use http::header::{self, HeaderMap, HeaderValue};
 use http::{Method, StatusCode, Version, response};
 
-use super::request::{BodyEncoder, BodySize, trailer_names};
-use super::response::{content_length, ends_in_chunked, has_token};
+use super::request::{BodyEncoder, BodySize, asks_close, chunked, make_chunked_last};
+use super::response::{content_length, has_token};
 
 /// What the request says about how its response may be written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -120,14 +120,6 @@ fn status_line(out: &mut BytesMut, status: StatusCode, http10: bool, response: &
     out.put_slice(b"\r\n");
 }
 
-/// Whether a `Connection` field asks to close.
-fn asks_close(headers: &HeaderMap) -> bool {
-    headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .any(|v| has_token(v, "close"))
-}
-
 /// Say in `Connection` whether the connection stays: `close` on an
 /// HTTP/1.1 connection that ends, `keep-alive` on an HTTP/1.0 one kept.
 fn set_connection(headers: &mut HeaderMap, keep_alive: bool, http10: bool) {
@@ -172,29 +164,22 @@ fn framing(
         return (body_of(request, BodyEncoder::Length(length)), false);
     }
     headers.remove(header::CONTENT_LENGTH);
-    let chunked_field = headers
-        .get_all(header::TRANSFER_ENCODING)
-        .iter()
-        .next_back()
-        .map(ends_in_chunked);
-    match (chunked_field, size, may_chunk) {
-        (Some(_), _, false) => {
+    if headers.contains_key(header::TRANSFER_ENCODING) {
+        if !may_chunk {
             headers.remove(header::TRANSFER_ENCODING);
             headers.remove(header::TRAILER);
-        }
-        (Some(true), _, true) => return (body_of(request, chunked(headers)), false),
-        (Some(false), _, true) => {
-            append_chunked(headers);
+        } else {
+            make_chunked_last(headers);
             return (body_of(request, chunked(headers)), false);
         }
-        (None, _, _) => {}
     }
     match size {
-        BodySize::Empty if !request.head => {
+        BodySize::Empty | BodySize::Known(0) if !request.head => {
             headers.insert(header::CONTENT_LENGTH, HeaderValue::from_static("0"));
             (BodyEncoder::Length(0), false)
         }
-        BodySize::Empty => (BodyEncoder::Length(0), false),
+        // A `HEAD` answer says no length it was not given.
+        BodySize::Empty | BodySize::Known(0) => (BodyEncoder::Length(0), false),
         // A `HEAD` answer of unknown length says nothing of its framing.
         BodySize::Unknown if request.head => (BodyEncoder::Length(0), false),
         BodySize::Known(length) => {
@@ -222,29 +207,6 @@ fn body_of(request: Answering, encoder: BodyEncoder) -> BodyEncoder {
         BodyEncoder::Length(0)
     } else {
         encoder
-    }
-}
-
-/// A chunked encoder sending the trailer fields `Trailer` names.
-fn chunked(headers: &HeaderMap) -> BodyEncoder {
-    BodyEncoder::Chunked {
-        trailers: trailer_names(headers),
-    }
-}
-
-/// Make the last transfer coding `chunked`.
-fn append_chunked(headers: &mut HeaderMap) {
-    let Some(last) = headers
-        .get_all(header::TRANSFER_ENCODING)
-        .iter()
-        .next_back()
-    else {
-        return;
-    };
-    let mut value = last.as_bytes().to_vec();
-    value.extend_from_slice(b", chunked");
-    if let Ok(value) = HeaderValue::from_bytes(&value) {
-        headers.insert(header::TRANSFER_ENCODING, value);
     }
 }
 

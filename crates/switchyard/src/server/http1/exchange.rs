@@ -255,7 +255,7 @@ impl Exchange {
         stopping: bool,
     ) {
         let (mut head, body) = response.into_parts();
-        let size = body_size(&body);
+        let size = BodySize::of(&body);
         // A request body given up unread (refused, or malformed) cannot be
         // skipped: the answer says the connection closes.
         let body_lost = self.inbound.as_ref().is_some_and(|inbound| {
@@ -278,18 +278,6 @@ impl Exchange {
                 encoder: written.encoder,
             };
         }
-    }
-}
-
-/// How big the body says it is.
-fn body_size(body: &ResponseBody) -> BodySize {
-    if body.is_end_stream() {
-        return BodySize::Empty;
-    }
-    match body.size_hint().exact() {
-        Some(0) => BodySize::Empty,
-        Some(length) => BodySize::Known(length),
-        None => BodySize::Unknown,
     }
 }
 
@@ -365,13 +353,9 @@ fn feed_body(
             inbound.feed.finish();
             inbound.done = true;
         }
-        Ok(Decoded::NeedMore) => {
-            // The `100 Continue` must go out before waiting for the body.
-            if wire.has_output() {
-                let _ = wire.poll_write_out(cx);
-            }
-            return read_body(inbound, wire, cx);
-        }
+        // A `100 Continue` just put in the output goes out in this same
+        // poll of the exchange, right after this.
+        Ok(Decoded::NeedMore) => return read_body(inbound, wire, cx),
         Err(e) => fail(inbound, &e),
     }
     Poll::Ready(())

@@ -287,27 +287,26 @@ impl<'a, 'w> Waiting<'a, 'w> {
 
     /// Wait for the next request head on `wire`.
     fn poll_head(&mut self, wire: &mut Wire, cx: &mut Context<'_>) -> Poll<NextHead> {
-        let this = self;
         loop {
             if !wire.read.is_empty() {
-                match parse_request::parse(&mut wire.read, this.settings.limits) {
+                match parse_request::parse(&mut wire.read, self.settings.limits) {
                     Ok(Some(parsed)) => {
-                        this.done_waiting();
+                        self.done_waiting();
                         return Poll::Ready(NextHead::Parsed(parsed));
                     }
                     Ok(None) => {}
                     Err(e) => return Poll::Ready(NextHead::Refused(e)),
                 }
             }
-            if wire.read.is_empty() && this.poll_stopped(cx) {
+            if wire.read.is_empty() && self.poll_stopped(cx) {
                 return Poll::Ready(NextHead::Over);
             }
-            match this.poll_read(wire, cx) {
+            match self.poll_read(wire, cx) {
                 Poll::Ready(Some(())) => continue,
                 Poll::Ready(None) => return Poll::Ready(NextHead::Over),
                 Poll::Pending => {}
             }
-            match this.poll_timer(wire, cx) {
+            match self.poll_timer(wire, cx) {
                 Poll::Ready(true) => continue,
                 Poll::Ready(false) => return Poll::Ready(NextHead::Over),
                 Poll::Pending => return Poll::Pending,
@@ -356,9 +355,9 @@ impl<'a, 'w> Waiting<'a, 'w> {
     /// Run the wait's timer: Ready(true) when it parked the connection and
     /// was set again, Ready(false) when the head's time is up.
     fn poll_timer(&mut self, wire: &mut Wire, cx: &mut Context<'_>) -> Poll<bool> {
-        let now = Instant::now();
         if !self.armed {
             self.armed = true;
+            let now = Instant::now();
             let deadline = now + self.settings.header_read_timeout;
             let first = match self.settings.park_idle_after {
                 Some(park) if self.parked.is_none() => deadline.min(now + park),

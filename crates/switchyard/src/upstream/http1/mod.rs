@@ -17,7 +17,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll, Waker};
 
 use bytes::{BufMut, Bytes, BytesMut};
-use http_body::{Body, Frame};
+use http_body::Frame;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio_util::io::poll_read_buf;
 
@@ -149,15 +149,7 @@ impl Http1Conn {
             return Err(Box::new(request));
         }
         let (mut head, body) = request.into_parts();
-        let size = if body.is_end_stream() {
-            BodySize::Empty
-        } else {
-            match body.size_hint().exact() {
-                Some(length) => BodySize::Known(length),
-                None => BodySize::Unknown,
-            }
-        };
-        let encoder = request::encode_head(&mut head, size, &mut self.out.buf);
+        let encoder = request::encode_head(&mut head, BodySize::of(&body), &mut self.out.buf);
         self.to_head = head.method == http::Method::HEAD;
         self.turn_before_read = false;
         self.keep_alive = !request::asks_close(&head.headers);
