@@ -17,9 +17,13 @@
 #                                                   by h2load: 10 connections x 10 streams)
 #   SERVER_EXTRA='normalize_path = false' bench/instructions.sh ...
 #                                                   (more keys for Switchyard's [server])
+#   PEERS=1 bench/instructions.sh ...               (also nginx and HAProxy as the proxy, one
+#                                                   worker or thread each, access logs off,
+#                                                   keep-alive to the backend; needs haproxy)
 #
 # Prints "switchyard requests N  instructions/request M", the same for the
-# floor, and "switchyard/floor R". Needs nginx, wrk, valgrind (h2load for h2c); builds the
+# floor, and "switchyard/floor R" (with PEERS=1 also nginx's and HAProxy's counts and
+# "switchyard/nginx R", "switchyard/haproxy R"). Needs nginx, wrk, valgrind (h2load for h2c); builds the
 # floor (release) when it is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -70,6 +74,37 @@ $UPSTREAM
 CONF
 nginx -c "$W/backend.conf" & NG=$!
 
+# The peers as proxies in front of the same backend (PEERS=1): settings as in
+# bench/bench.py, reduced to one process and the listeners this script uses.
+cat > "$W/nginx-proxy.conf" <<CONF
+worker_processes 1; daemon off; master_process off; pid $W/p.pid; error_log $W/p.log;
+events { worker_connections 4000; }
+http { access_log off; keepalive_requests 1000000; http2_max_requests 1000000;
+  client_body_temp_path $W/t; proxy_temp_path $W/t; fastcgi_temp_path $W/t; uwsgi_temp_path $W/t; scgi_temp_path $W/t;
+  upstream up { server 127.0.0.1:18180; keepalive 128; }
+  server { listen 127.0.0.1:18196; listen 127.0.0.1:18197 http2;
+    location / { proxy_pass http://up; proxy_http_version 1.1; proxy_set_header Connection ""; } } }
+CONF
+cat > "$W/haproxy.conf" <<CONF
+global
+    nbthread 1
+    pidfile $W/haproxy.pid
+defaults
+    mode http
+    timeout connect 5s
+    timeout client 300s
+    timeout server 300s
+    timeout http-keep-alive 300s
+    option http-keep-alive
+    http-reuse always
+frontend fe
+    bind 127.0.0.1:18198
+    bind 127.0.0.1:18199 proto h2
+    default_backend be
+backend be
+    server s1 127.0.0.1:18180
+CONF
+
 # load PORT SECONDS: the load for PROTO (wrk over HTTP/1.1 keep-alive, or
 # h2load over h2c: 10 connections x 10 streams); prints the requests done.
 load() {
@@ -116,4 +151,14 @@ if [ "${FLOOR:-1}" != 0 ]; then
         measure floor 18184 "${KEEP_PROFILE:+$KEEP_PROFILE.floor}" "$FLOOR_BIN" 127.0.0.1:18184 127.0.0.1:18180
     fi
     python3 -c "print(f'switchyard/floor {$SWITCHYARD / $PER_REQUEST:.3f}')"
+fi
+if [ "${PEERS:-0}" != 0 ]; then
+    for tool in haproxy; do
+        command -v "$tool" >/dev/null || { echo "instructions.sh: $tool is missing (apt-get install haproxy)" >&2; exit 2; }
+    done
+    if [ "${PROTO:-http1}" = h2c ]; then ports=(18197 18199); else ports=(18196 18198); fi
+    measure nginx "${ports[0]}" "${KEEP_PROFILE:+$KEEP_PROFILE.nginx}" nginx -c "$W/nginx-proxy.conf"
+    python3 -c "print(f'switchyard/nginx {$SWITCHYARD / $PER_REQUEST:.3f}')"
+    measure haproxy "${ports[1]}" "${KEEP_PROFILE:+$KEEP_PROFILE.haproxy}" haproxy -db -f "$W/haproxy.conf"
+    python3 -c "print(f'switchyard/haproxy {$SWITCHYARD / $PER_REQUEST:.3f}')"
 fi
