@@ -88,5 +88,9 @@ pub enum Command {
         /// Admin address for /metrics, /healthz, /config.
         #[arg(long)]
         admin: Option<SocketAddr>,
+        /// Write the access log to this file (reopened on SIGUSR1) instead
+        /// of standard output.
+        #[arg(long)]
+        access_log: Option<String>,
     },
 }

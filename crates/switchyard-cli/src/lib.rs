@@ -13,6 +13,7 @@ pub mod admin;
 pub mod cli;
 pub mod config;
 pub mod demo;
+pub mod diagnostics;
 pub mod limits;
 pub mod observe;
 pub mod proxy;
@@ -61,6 +62,8 @@ pub struct OneLiner {
     pub workers: Option<usize>,
     /// `--admin`.
     pub admin: Option<std::net::SocketAddr>,
+    /// `--access-log`: the access log's file.
+    pub access_log: Option<String>,
 }
 
 /// The config the `proxy` one-liner's flags describe, or which flag is wrong.
@@ -161,7 +164,10 @@ pub fn one_liner(args: &OneLiner) -> Result<FileConfig, String> {
             merge_slashes: false,
             escaped_slashes: Default::default(),
         },
-        log: LogSection::default(),
+        log: LogSection {
+            access_file: args.access_log.clone().map(spanned),
+            ..LogSection::default()
+        },
         upstreams: [("default".to_string(), upstream)].into_iter().collect(),
         routes: Vec::new(),
     })

@@ -10,10 +10,11 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::Parser;
+use switchyard::log_file::{LogTarget, LogWriter};
 use switchyard_cli::cli::{Cli, Command, LogFormatArg};
 use switchyard_cli::config::{self, Config, LogFormat};
-use switchyard_cli::observe::Observer;
-use switchyard_cli::{OneLiner, demo, one_liner, runtime, serve};
+use switchyard_cli::observe::{AccessLog, Observer};
+use switchyard_cli::{OneLiner, demo, diagnostics, one_liner, runtime, serve};
 
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -21,16 +22,17 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 /// Exit code for a bad config or command line.
 const BAD_INPUT: u8 = 2;
 
+/// At exit, the longest wait for log lines still queued.
+const LOG_FLUSH: std::time::Duration = std::time::Duration::from_secs(2);
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_diagnostics();
-    switchyard_cli::limits::raise_open_files();
     let log_format = cli.log_format.map(|f| match f {
         LogFormatArg::Text => LogFormat::Text,
         LogFormatArg::Json => LogFormat::Json,
     });
     match cli.command {
-        Command::Check { config } => match config::load(&config) {
+        Command::Check { config } => with_stderr_diagnostics(|| match config::load(&config) {
             Ok(c) => {
                 println!(
                     "{}: ok ({} listener(s), {} upstream group(s), {} route(s))",
@@ -42,7 +44,7 @@ fn main() -> ExitCode {
                 ExitCode::SUCCESS
             }
             Err(e) => bad_input(&e.to_string()),
-        },
+        }),
         Command::Run { config: path } => match config::load(&path) {
             Ok(c) => run(c, log_format, Some(&path)),
             Err(e) => bad_input(&e.to_string()),
@@ -59,6 +61,7 @@ fn main() -> ExitCode {
             read_timeout,
             workers,
             admin,
+            access_log,
         } => {
             let args = OneLiner {
                 listen,
@@ -71,6 +74,7 @@ fn main() -> ExitCode {
                 read_timeout,
                 workers,
                 admin,
+                access_log,
             };
             let file = match one_liner(&args) {
                 Ok(file) => file,
@@ -81,13 +85,15 @@ fn main() -> ExitCode {
                 Err(e) => bad_input(&e.to_string()),
             }
         }
-        Command::Demo { keep_running } => match demo::run(keep_running, log_format) {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(message) => {
-                eprintln!("switchyard demo: {message}");
-                ExitCode::FAILURE
-            }
-        },
+        Command::Demo { keep_running } => {
+            with_stderr_diagnostics(|| match demo::run(keep_running, log_format) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(message) => {
+                    eprintln!("switchyard demo: {message}");
+                    ExitCode::FAILURE
+                }
+            })
+        }
     }
 }
 
@@ -96,20 +102,50 @@ fn bad_input(message: &str) -> ExitCode {
     ExitCode::from(BAD_INPUT)
 }
 
-/// Diagnostics go to standard error; `RUST_LOG` sets the level (default warn).
-fn init_diagnostics() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
+/// Run `command` with diagnostics on standard error (`RUST_LOG` sets the
+/// level, default warn), written out before returning.
+fn with_stderr_diagnostics(command: impl FnOnce() -> ExitCode) -> ExitCode {
+    let errors = match diagnostics::init(LogTarget::Stderr) {
+        Ok(errors) => errors,
+        Err(message) => {
+            eprintln!("switchyard: {message}");
+            return ExitCode::FAILURE;
+        }
+    };
+    switchyard_cli::limits::raise_open_files();
+    let code = command();
+    errors.flush(LOG_FLUSH);
+    code
+}
+
+/// The access log `config` and `--log-format` ask for (`None`: off), its
+/// file opened now.
+fn access_log(config: &Config, log_format: Option<LogFormat>) -> Result<Option<AccessLog>, String> {
+    if !config.log.access {
+        return Ok(None);
+    }
+    let writer = LogWriter::open(config.access_log.clone())
+        .map_err(|e| format!("cannot open the access log: {e}"))?;
+    Ok(Some(AccessLog {
+        format: log_format.unwrap_or(config.log.format),
+        writer,
+    }))
 }
 
 /// Serve `config` until SIGTERM or SIGINT; on SIGHUP, reload it from
 /// `reload_from` (a config that does not check is refused and the running
 /// one kept).
 fn run(config: Config, log_format: Option<LogFormat>, reload_from: Option<&Path>) -> ExitCode {
+    let (errors, access_log) = match diagnostics::init(config.error_log.clone())
+        .and_then(|errors| Ok((errors, access_log(&config, log_format)?)))
+    {
+        Ok(logs) => logs,
+        Err(message) => {
+            eprintln!("switchyard: {message}");
+            return ExitCode::FAILURE;
+        }
+    };
+    switchyard_cli::limits::raise_open_files();
     let runtime = match runtime() {
         Ok(runtime) => runtime,
         Err(e) => {
@@ -117,17 +153,17 @@ fn run(config: Config, log_format: Option<LogFormat>, reload_from: Option<&Path>
             return ExitCode::FAILURE;
         }
     };
-    let access_log = config
-        .log
-        .access
-        .then(|| log_format.unwrap_or(config.log.format));
+    let mut logs = vec![errors.clone()];
+    logs.extend(access_log.as_ref().map(|access| access.writer.clone()));
+    let observer = Arc::new(Observer::new(access_log));
+    observer.watch_log(errors.clone());
     let result = runtime.block_on(async {
-        let observer = Arc::new(Observer::new(access_log));
-        let running = serve::start(config, observer).await?;
+        let running = serve::start(config, Arc::clone(&observer)).await?;
         // Catch the signals before saying "ready": a script that signals
         // as soon as it reads that line must not meet their default action.
         let stop = serve::stop_signal();
         let hangups = serve::reload_signals();
+        let _reopening = serve::reopen_logs_on_sigusr1(logs);
         running.announce();
         running
             .serve_until(stop, hangups, reload_from.map(Path::to_path_buf))
@@ -135,6 +171,8 @@ fn run(config: Config, log_format: Option<LogFormat>, reload_from: Option<&Path>
     });
     // A name lookup still blocked in the resolver must not hold up the exit.
     runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+    observer.flush_access_log(LOG_FLUSH);
+    errors.flush(LOG_FLUSH);
     match result {
         Ok(()) => {
             eprintln!("switchyard: stopped");

@@ -2,8 +2,7 @@
 //! carrying its attempt trace, and Prometheus metrics counted by outcome,
 //! by retry reason, and by the reason a retry was *not* taken.
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use prometheus_client::encoding::EncodeLabelSet;
@@ -21,6 +20,7 @@ mod dry_run;
 mod grpc;
 mod handles;
 mod hedges;
+mod log_drops;
 mod pushback;
 mod report;
 mod upgrades;
@@ -30,7 +30,9 @@ use dry_run::DryRunMetrics;
 use grpc::GrpcMetrics;
 use handles::HandleCache;
 use hedges::HedgeMetrics;
+use log_drops::LogDropMetrics;
 use pushback::PushbackMetrics;
+use switchyard::log_file::LogWriter;
 use switchyard::policy::dry_run::WouldHave;
 use switchyard::proxy::UpgradeRecord;
 use switchyard::proxy::grpc::GrpcStatus;
@@ -67,13 +69,22 @@ pub struct Finished {
     pub dry_runs: Vec<WouldHave>,
 }
 
+/// The access log: its format and where its lines go.
+#[derive(Debug, Clone)]
+pub struct AccessLog {
+    /// One line of text, or one JSON object, per request.
+    pub format: LogFormat,
+    /// The writer (standard output or a file), off the request path.
+    pub writer: LogWriter,
+}
+
 /// An extra consumer of finished requests.
 type Sink = Box<dyn Fn(&Finished) + Send + Sync>;
 
 /// Where finished requests go: the access log, the metrics, and an optional
 /// extra sink (the demo prints from it).
 pub struct Observer {
-    access_log: Option<LogFormat>,
+    access_log: Option<AccessLog>,
     metrics: Metrics,
     connections: ConnectionMetrics,
     upgrades: UpgradeMetrics,
@@ -81,9 +92,9 @@ pub struct Observer {
     pushback: PushbackMetrics,
     hedges: HedgeMetrics,
     dry_runs: DryRunMetrics,
+    log_drops: LogDropMetrics,
     registry: Registry,
     sink: Option<Sink>,
-    out: Mutex<std::io::Stdout>,
 }
 
 impl std::fmt::Debug for Observer {
@@ -95,8 +106,8 @@ impl std::fmt::Debug for Observer {
 }
 
 impl Observer {
-    /// An observer writing access logs in `access_log` format (none if `None`).
-    pub fn new(access_log: Option<LogFormat>) -> Self {
+    /// An observer writing the access log to `access_log` (none if `None`).
+    pub fn new(access_log: Option<AccessLog>) -> Self {
         let mut registry = Registry::with_prefix("switchyard");
         let metrics = Metrics::register(&mut registry);
         let connections = ConnectionMetrics::register(&mut registry);
@@ -105,6 +116,10 @@ impl Observer {
         let pushback = PushbackMetrics::register(&mut registry);
         let hedges = HedgeMetrics::register(&mut registry);
         let dry_runs = DryRunMetrics::register(&mut registry);
+        let log_drops = LogDropMetrics::register(&mut registry);
+        if let Some(access) = &access_log {
+            log_drops.watch(access.writer.clone());
+        }
         Observer {
             access_log,
             metrics,
@@ -114,9 +129,9 @@ impl Observer {
             pushback,
             hedges,
             dry_runs,
+            log_drops,
             registry,
             sink: None,
-            out: Mutex::new(std::io::stdout()),
         }
     }
 
@@ -166,17 +181,30 @@ impl Observer {
 
     /// Write one finished request to the access log and the sink.
     pub fn log(&self, request: &Finished) {
-        if let Some(format) = self.access_log {
-            let line = match format {
+        if let Some(access) = &self.access_log {
+            let line = match access.format {
                 LogFormat::Text => text_line(request),
                 LogFormat::Json => json_line(request),
             };
-            let mut out = self.out.lock().unwrap_or_else(|p| p.into_inner());
-            // A closed stdout must not take the proxy down.
-            let _ = writeln!(out, "{line}");
+            // Queued, never waited for: a slow or full disk drops lines.
+            access.writer.write_line(line);
         }
         if let Some(sink) = &self.sink {
             sink(request);
+        }
+    }
+
+    /// Count `writer`'s dropped lines in `switchyard_log_lines_dropped_total`
+    /// (the access log's writer is counted already).
+    pub fn watch_log(&self, writer: LogWriter) {
+        self.log_drops.watch(writer);
+    }
+
+    /// Write what the access log has queued, waiting at most `within`
+    /// (at exit).
+    pub fn flush_access_log(&self, within: Duration) {
+        if let Some(access) = &self.access_log {
+            access.writer.flush(within);
         }
     }
 
@@ -188,6 +216,7 @@ impl Observer {
     /// The metrics in Prometheus text format.
     pub fn metrics_text(&self) -> String {
         self.connections.refresh();
+        self.log_drops.refresh();
         let mut text = String::new();
         if prometheus_client::encoding::text::encode(&mut text, &self.registry).is_err() {
             text = "# metrics could not be encoded\n".to_string();

@@ -33,6 +33,7 @@ pub mod group;
 mod h1;
 pub mod health;
 pub mod lb;
+pub mod log_file;
 pub mod path;
 pub mod peer;
 pub mod policy;

@@ -4,6 +4,7 @@
 
 use std::collections::{BTreeMap, HashSet};
 use std::net::SocketAddr;
+use std::path::Path;
 use std::sync::Arc;
 
 use switchyard::discovery::{Answers, ServerName};
@@ -12,6 +13,7 @@ use switchyard::group::{
     HashKey, MIN_RESOLVE_EVERY, ServerAt, ServerSpec, ServerSpecs, UpstreamGroup,
 };
 use switchyard::lb::Selection;
+use switchyard::log_file::LogTarget;
 use switchyard::route::Route;
 use switchyard::{PeerOptions, ServerOptions};
 use toml::Spanned;
@@ -42,6 +44,10 @@ pub struct Config {
     pub server: ServerOptions,
     /// Access log settings.
     pub log: LogSection,
+    /// Where the access log goes.
+    pub access_log: LogTarget,
+    /// Where diagnostics go.
+    pub error_log: LogTarget,
     /// Whether to add `x-switchyard-attempts` to responses.
     pub attempt_count_header: bool,
     /// Upstream groups by name.
@@ -133,6 +139,18 @@ pub(super) fn build(
         Some(addr) => Some(socket_addr(source, addr, "server.admin")?),
         None => None,
     };
+    let access_log = log_target(
+        source,
+        &file.log.access_file,
+        "log.access_file",
+        LogTarget::Stdout,
+    )?;
+    let error_log = log_target(
+        source,
+        &file.log.error_file,
+        "log.error_file",
+        LogTarget::Stderr,
+    )?;
     if !(1..=1024).contains(&server.workers) {
         return Err(source.error(None, "server.workers", "must be between 1 and 1024"));
     }
@@ -199,6 +217,8 @@ pub(super) fn build(
         admin,
         server: options,
         log: file.log.clone(),
+        access_log,
+        error_log,
         attempt_count_header: server.attempt_count_header,
         groups,
         routes,
@@ -221,6 +241,40 @@ fn socket_addr(
         );
         source.error(Some(text.span()), key, message)
     })
+}
+
+/// Where a log goes: the file at `path` (whose directory must exist; the
+/// file is created when the proxy starts), else `default`.
+fn log_target(
+    source: &Source<'_>,
+    path: &Option<Spanned<String>>,
+    key: &str,
+    default: LogTarget,
+) -> Result<LogTarget, ConfigError> {
+    let Some(path) = path else {
+        return Ok(default);
+    };
+    let file = Path::new(path.get_ref());
+    let problem = if path.get_ref().trim().is_empty() {
+        Some("must be a file's path".to_string())
+    } else if file.is_dir() {
+        Some(format!("{:?} is a directory, not a file", path.get_ref()))
+    } else {
+        let dir = file
+            .parent()
+            .filter(|dir| !dir.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        (!dir.is_dir()).then(|| {
+            format!(
+                "the directory {:?} does not exist",
+                dir.display().to_string()
+            )
+        })
+    };
+    match problem {
+        Some(message) => Err(source.error(Some(path.span()), key, message)),
+        None => Ok(LogTarget::File(file.to_path_buf())),
+    }
 }
 
 /// An upstream group; `workers` share out its per-server connection limit

@@ -12,9 +12,10 @@ use bytes::Bytes;
 use http::{Method, Request};
 use http_body_util::{BodyExt, Full};
 use hyper_util::rt::TokioIo;
+use switchyard::log_file::{LogTarget, LogWriter};
 
 use crate::config::{self, LogFormat};
-use crate::observe::{Finished, Observer, not_taken_reason};
+use crate::observe::{AccessLog, Finished, Observer, not_taken_reason};
 use crate::{DEMO_PATIENCE, serve};
 
 mod upstreams;
@@ -97,7 +98,14 @@ async fn demo(keep_running: bool, log_format: Option<LogFormat>) -> Result<(), S
 
     let (sender, finished) = mpsc::channel::<Finished>();
     let sender = std::sync::Mutex::new(sender);
-    let access_log = keep_running.then(|| log_format.unwrap_or(LogFormat::Text));
+    let access_log = match keep_running.then(|| log_format.unwrap_or(LogFormat::Text)) {
+        Some(format) => Some(AccessLog {
+            format,
+            writer: LogWriter::open(LogTarget::Stdout)
+                .map_err(|e| format!("cannot start the access log: {e}"))?,
+        }),
+        None => None,
+    };
     let observer = Observer::new(access_log).with_sink(move |request| {
         if let Ok(sender) = sender.lock() {
             let _ = sender.send(request.clone());

@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use switchyard::discovery::{Resolve, SystemResolver};
 use switchyard::health::checker::Checker;
+use switchyard::log_file::LogWriter;
 use switchyard::server::Workers;
 use switchyard::tls::ServerTls;
 use switchyard::{ProxyServer, ServerOptions, ShutdownHandle, UpstreamPool};
@@ -206,6 +207,8 @@ impl Running {
         let groups = config.groups.len();
         let routes = config.routes.len();
         let same_server = fixed_part(&config) == self.fixed;
+        let same_logs = (&config.access_log, &config.error_log)
+            == (&self.config.access_log, &self.config.error_log);
         let certificates = self.reload_certificates(&config);
         let closed = self.swap(config);
         let mut note = format!("reloaded: {groups} upstream group(s), {routes} route(s)");
@@ -217,6 +220,9 @@ impl Running {
         }
         if !same_server {
             note += "; [server] changes (listen, workers, admin, limits) need a restart and were not applied";
+        }
+        if !same_logs {
+            note += "; [log] file changes need a restart and were not applied";
         }
         note
     }
@@ -312,6 +318,28 @@ pub fn reload_signals() -> Option<tokio::signal::unix::Signal> {
         Ok(hangups) => Some(hangups),
         Err(e) => {
             tracing::warn!(error = %e, "cannot listen for SIGHUP; reload needs a restart");
+            None
+        }
+    }
+}
+
+/// Reopen `logs` (their files, at their paths) on each SIGUSR1, the
+/// logrotate convention: the old file was renamed, the proxy writes a new
+/// one at the path. Caught from this call on; the task ends when dropped
+/// with the runtime.
+pub fn reopen_logs_on_sigusr1(logs: Vec<LogWriter>) -> Option<JoinHandle<()>> {
+    use tokio::signal::unix::{SignalKind, signal};
+    match signal(SignalKind::user_defined1()) {
+        Ok(mut usr1) => Some(tokio::spawn(async move {
+            while usr1.recv().await.is_some() {
+                for log in &logs {
+                    log.reopen();
+                }
+                eprintln!("switchyard: SIGUSR1: reopening the log files");
+            }
+        })),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot listen for SIGUSR1; log files cannot be reopened");
             None
         }
     }

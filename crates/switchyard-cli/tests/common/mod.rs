@@ -169,6 +169,11 @@ impl Running {
         self.signal("HUP");
     }
 
+    /// Send SIGUSR1: reopen the log files.
+    pub fn reopen_logs(&self) {
+        self.signal("USR1");
+    }
+
     fn signal(&self, name: &str) {
         let command = format!("kill -{name} {}", self.child.id());
         let status = Command::new("sh").arg("-c").arg(command).status().unwrap();

@@ -190,12 +190,21 @@ pub enum ForwardedName {
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct LogSection {
-    /// Write one access log line per request to standard output.
+    /// Write one access log line per request (to standard output, or to
+    /// `access_file`).
     #[serde(default = "defaults::yes")]
     pub access: bool,
     /// `text` or `json`.
     #[serde(default)]
     pub format: LogFormat,
+    /// The access log's file (appended to; reopened on SIGUSR1), instead of
+    /// standard output.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub access_file: Option<Spanned<String>>,
+    /// The diagnostics' file (appended to; reopened on SIGUSR1), instead of
+    /// standard error.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error_file: Option<Spanned<String>>,
 }
 
 impl Default for LogSection {
@@ -203,6 +212,8 @@ impl Default for LogSection {
         LogSection {
             access: true,
             format: LogFormat::Text,
+            access_file: None,
+            error_file: None,
         }
     }
 }
