@@ -17,6 +17,10 @@
 #                                                   by h2load: 10 connections x 10 streams)
 #   SERVER_EXTRA='normalize_path = false' bench/instructions.sh ...
 #                                                   (more keys for Switchyard's [server])
+#   ACCESS_LOG=stdout|PATH bench/instructions.sh ...
+#                                                   (Switchyard's access log on, to standard output
+#                                                   (sent to /dev/null) or to the file PATH;
+#                                                   default off)
 #   PEERS=1 bench/instructions.sh ...               (also nginx and HAProxy as the proxy, one
 #                                                   worker or thread each, access logs off,
 #                                                   keep-alive to the backend; needs haproxy)
@@ -62,13 +66,19 @@ else
     UPSTREAM='servers = ["127.0.0.1:18180"]
 pool_size = 128'
 fi
+case "${ACCESS_LOG:-}" in
+    "") ACCESS_KEYS='access = false' ;;
+    stdout) ACCESS_KEYS='access = true' ;;
+    *) ACCESS_KEYS="access = true
+access_file = \"$ACCESS_LOG\"" ;;
+esac
 cat > "$W/switchyard.toml" <<CONF
 [server]
 listen = ["127.0.0.1:18183"]
 workers = 1
 ${SERVER_EXTRA:-}
 [log]
-access = false
+$ACCESS_KEYS
 [upstreams.backend]
 $UPSTREAM
 CONF
@@ -121,7 +131,7 @@ load() {
 measure() {
     local name=$1 port=$2 keep=$3 out="$W/cg-$1.out"
     shift 3
-    valgrind --tool=callgrind --callgrind-out-file="$out" "$@" 2>/dev/null & PROXY=$!
+    valgrind --tool=callgrind --callgrind-out-file="$out" "$@" >/dev/null 2>&1 & PROXY=$!
     local prior=
     if [ "${PROTO:-http1}" = h2c ]; then prior=--http2-prior-knowledge; fi
     for _ in $(seq 100); do curl -s $prior -o /dev/null "http://127.0.0.1:$port/" && break; sleep 0.1; done
