@@ -112,7 +112,11 @@ fn answer(admin: &Admin, request: &Request<Incoming>) -> Response<Full<Bytes>> {
             "text/plain",
         );
     }
-    match request.uri().path() {
+    let path = request.uri().path();
+    if let Some(id) = path.strip_prefix("/requests/") {
+        return request_story(admin, &decode(id));
+    }
+    match path {
         "/metrics" => text(
             StatusCode::OK,
             admin.observer.metrics_text(),
@@ -131,10 +135,62 @@ fn answer(admin: &Admin, request: &Request<Incoming>) -> Response<Full<Bytes>> {
         ),
         _ => text(
             StatusCode::NOT_FOUND,
-            "try /metrics, /healthz, /upstreams or /config\n".to_string(),
+            "try /metrics, /healthz, /upstreams, /config or /requests/ID\n".to_string(),
             "text/plain",
         ),
     }
+}
+
+/// `/requests/ID`: the story of the request `id` (its `X-Request-Id`) as
+/// JSON, or 404 when no ring keeps it (any more).
+fn request_story(admin: &Admin, id: &str) -> Response<Full<Bytes>> {
+    match admin.observer.story(id) {
+        Some(story) => text(
+            StatusCode::OK,
+            format!("{}\n", crate::observe::story_json(&story)),
+            "application/json",
+        ),
+        None => {
+            let ((recent, failed), (keep, keep_failed)) = admin.observer.stories_kept();
+            let why = format!(
+                "no request {id:?} is kept: the proxy keeps the last {keep} requests \
+                 ([server] keep_traces, {recent} held now) and the last {keep_failed} failed \
+                 or retried ones (keep_failed_traces, {failed} held now)"
+            );
+            text(
+                StatusCode::NOT_FOUND,
+                format!("{}\n", serde_json::json!({ "error": why })),
+                "application/json",
+            )
+        }
+    }
+}
+
+/// A request ID from the path: `%XX` escapes decoded (`switchyard why`
+/// escapes all but unreserved characters); a malformed escape stays as
+/// written.
+fn decode(id: &str) -> String {
+    let bytes = id.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let escaped = (bytes[i] == b'%')
+            .then(|| bytes.get(i + 1..i + 3))
+            .flatten()
+            .and_then(|hex| std::str::from_utf8(hex).ok())
+            .and_then(|hex| u8::from_str_radix(hex, 16).ok());
+        match escaped {
+            Some(byte) => {
+                out.push(byte);
+                i += 3;
+            }
+            None => {
+                out.push(bytes[i]);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// `/upstreams`: every group's servers with their health, and the

@@ -50,6 +50,19 @@ pub enum Command {
         #[arg(short, long)]
         config: PathBuf,
     },
+    /// Print a request's story (every attempt, each decision and why) from
+    /// a running proxy's admin listener, by its request ID (the
+    /// X-Request-Id in the access log and sent upstream).
+    Why {
+        /// The request's ID.
+        id: String,
+        /// The running proxy's admin address (`[server] admin`).
+        #[arg(long, default_value = "127.0.0.1:9901")]
+        admin: SocketAddr,
+        /// Print the JSON the admin listener sent.
+        #[arg(long)]
+        json: bool,
+    },
     /// A one-line reverse proxy with the default failure policy.
     Proxy {
         /// Address to listen on (HTTPS with --tls-cert and --tls-key).

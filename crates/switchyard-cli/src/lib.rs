@@ -18,6 +18,7 @@ pub mod limits;
 pub mod observe;
 pub mod proxy;
 pub mod serve;
+pub mod why;
 
 use config::file::{
     FileConfig, ListenerTlsSection, LogSection, OutlierSection, RetrySection, SelectionName,
@@ -163,6 +164,8 @@ pub fn one_liner(args: &OneLiner) -> Result<FileConfig, String> {
             normalize_path: defaults::normalize_path(),
             merge_slashes: false,
             escaped_slashes: Default::default(),
+            keep_traces: defaults::keep_traces(),
+            keep_failed_traces: defaults::keep_traces(),
         },
         log: LogSection {
             access_file: args.access_log.clone().map(spanned),

@@ -85,6 +85,16 @@ fn main() -> ExitCode {
                 Err(e) => bad_input(&e.to_string()),
             }
         }
+        Command::Why { id, admin, json } => match switchyard_cli::why::run(&id, admin, json) {
+            Ok(story) => {
+                print!("{story}");
+                ExitCode::SUCCESS
+            }
+            Err(message) => {
+                eprintln!("switchyard why: {message}");
+                ExitCode::FAILURE
+            }
+        },
         Command::Demo { keep_running } => {
             with_stderr_diagnostics(|| match demo::run(keep_running, log_format) {
                 Ok(()) => ExitCode::SUCCESS,
@@ -155,7 +165,12 @@ fn run(config: Config, log_format: Option<LogFormat>, reload_from: Option<&Path>
     };
     let mut logs = vec![errors.clone()];
     logs.extend(access_log.as_ref().map(|access| access.writer.clone()));
-    let observer = Arc::new(Observer::new(access_log));
+    // Stories are read only through the admin listener.
+    let (recent, failed) = match config.admin {
+        Some(_) => config.keep_traces,
+        None => (0, 0),
+    };
+    let observer = Arc::new(Observer::new(access_log).with_traces(recent, failed));
     observer.watch_log(errors.clone());
     let result = runtime.block_on(async {
         let running = serve::start(config, Arc::clone(&observer)).await?;

@@ -23,6 +23,7 @@ mod hedges;
 mod log_drops;
 mod pushback;
 mod report;
+mod traces;
 mod upgrades;
 
 use connections::ConnectionMetrics;
@@ -36,6 +37,8 @@ use switchyard::log_file::LogWriter;
 use switchyard::policy::dry_run::WouldHave;
 use switchyard::proxy::UpgradeRecord;
 use switchyard::proxy::grpc::GrpcStatus;
+use traces::TraceRing;
+pub use traces::{MAX_KEPT_PATH, approx_bytes, story_json};
 use upgrades::UpgradeMetrics;
 
 /// One finished request, as the proxy's `logging` hook saw it.
@@ -67,6 +70,8 @@ pub struct Finished {
     pub grpc: Option<GrpcStatus>,
     /// What policies in dry-run mode would have done.
     pub dry_runs: Vec<WouldHave>,
+    /// The `Proxy-Status` of the failure, when the request failed.
+    pub proxy_status: Option<String>,
 }
 
 /// The access log: its format and where its lines go.
@@ -93,6 +98,7 @@ pub struct Observer {
     hedges: HedgeMetrics,
     dry_runs: DryRunMetrics,
     log_drops: LogDropMetrics,
+    traces: TraceRing,
     registry: Registry,
     sink: Option<Sink>,
 }
@@ -130,9 +136,29 @@ impl Observer {
             hedges,
             dry_runs,
             log_drops,
+            traces: TraceRing::default(),
             registry,
             sink: None,
         }
+    }
+
+    /// Keep the stories of the last `recent` requests, and of the last
+    /// `failed` ones that failed or were retried, for
+    /// [`story`](Self::story) (the admin listener's `/requests/ID`).
+    pub fn with_traces(mut self, recent: usize, failed: usize) -> Self {
+        self.traces = TraceRing::new(recent, failed);
+        self
+    }
+
+    /// The story of the request with ID `id`, while it is kept.
+    pub fn story(&self, id: &str) -> Option<Arc<Finished>> {
+        self.traces.find(id)
+    }
+
+    /// How many stories are kept now (recent, failed or retried), and
+    /// the most each ring keeps.
+    pub fn stories_kept(&self) -> ((usize, usize), (usize, usize)) {
+        (self.traces.held(), self.traces.sizes())
     }
 
     /// Also hand every finished request to `sink`.
@@ -176,7 +202,7 @@ impl Observer {
     /// Whether [`log`](Self::log) has anywhere to write, so the caller can
     /// skip building a [`Finished`].
     pub fn wants_details(&self) -> bool {
-        self.access_log.is_some() || self.sink.is_some()
+        self.access_log.is_some() || self.sink.is_some() || self.traces.is_on()
     }
 
     /// Write one finished request to the access log and the sink.

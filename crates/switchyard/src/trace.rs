@@ -174,6 +174,12 @@ impl AttemptLog {
         }
     }
 
+    /// A log of `records` for a request that started at `start`: for code
+    /// that keeps or rebuilds traces (tests of a `logging` hook, replays).
+    pub fn from_records(start: Instant, records: Vec<AttemptRecord>) -> Self {
+        AttemptLog { start, records }
+    }
+
     /// When the request started.
     pub fn start(&self) -> Instant {
         self.start

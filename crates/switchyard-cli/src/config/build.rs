@@ -29,6 +29,10 @@ use super::tls::{ListenerTls, group_tls, listener_tls};
 use super::units::limit_of;
 use super::{ConfigError, Source};
 
+/// The most request stories `keep_traces` or `keep_failed_traces` may keep
+/// (about 0.6 KB each: docs/config.md).
+const MAX_KEPT_TRACES: usize = 1_000_000;
+
 /// A checked configuration, ready to serve.
 #[derive(Debug)]
 pub struct Config {
@@ -50,6 +54,9 @@ pub struct Config {
     pub error_log: LogTarget,
     /// Whether to add `x-switchyard-attempts` to responses.
     pub attempt_count_header: bool,
+    /// How many recent requests' stories, and how many failed or retried
+    /// ones besides, are kept for the admin listener's `/requests/ID`.
+    pub keep_traces: (usize, usize),
     /// Upstream groups by name.
     pub groups: BTreeMap<String, Arc<UpstreamGroup>>,
     /// Routes, first match wins.
@@ -154,6 +161,14 @@ pub(super) fn build(
     if !(1..=1024).contains(&server.workers) {
         return Err(source.error(None, "server.workers", "must be between 1 and 1024"));
     }
+    for (key, kept) in [
+        ("server.keep_traces", server.keep_traces),
+        ("server.keep_failed_traces", server.keep_failed_traces),
+    ] {
+        if kept > MAX_KEPT_TRACES {
+            return Err(source.error(None, key, format!("must be at most {MAX_KEPT_TRACES}")));
+        }
+    }
     if server.max_headers == 0 {
         return Err(source.error(None, "server.max_headers", "must be at least 1"));
     }
@@ -220,6 +235,7 @@ pub(super) fn build(
         access_log,
         error_log,
         attempt_count_header: server.attempt_count_header,
+        keep_traces: (server.keep_traces, server.keep_failed_traces),
         groups,
         routes,
         effective: file,

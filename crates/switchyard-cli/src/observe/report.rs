@@ -5,6 +5,7 @@ use std::time::Instant;
 use switchyard::Error;
 use switchyard::policy::dry_run::WouldHave;
 use switchyard::proxy::Session;
+use switchyard::proxy::respond::proxy_status;
 use switchyard::route::RouteCtx;
 
 use super::{Finished, Observer};
@@ -59,7 +60,9 @@ impl Observer {
             upgrade: session.upgrade().cloned(),
             dry_runs,
             grpc: session.grpc_status().cloned(),
+            proxy_status: e.and_then(|e| proxy_status(e).to_str().ok().map(str::to_string)),
         };
         self.log(&finished);
+        self.traces.keep(finished);
     }
 }

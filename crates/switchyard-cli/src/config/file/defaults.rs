@@ -61,6 +61,9 @@ pub(crate) fn max_connections_per_server() -> usize {
 pub(crate) fn max_pending() -> usize {
     1024
 }
+pub(crate) fn keep_traces() -> usize {
+    10_000
+}
 pub(crate) fn pool_size() -> usize {
     64
 }

@@ -111,6 +111,14 @@ pub struct ServerSection {
     /// `%2F` and `%5C` in a path: refused (400), kept or decoded.
     #[serde(default)]
     pub escaped_slashes: EscapedSlashesName,
+    /// How many recent requests' stories are kept for `GET /requests/ID`
+    /// on the admin listener (`0`: none).
+    #[serde(default = "defaults::keep_traces")]
+    pub keep_traces: usize,
+    /// How many failed or retried requests' stories are kept besides
+    /// (`0`: none).
+    #[serde(default = "defaults::keep_traces")]
+    pub keep_failed_traces: usize,
 }
 
 /// `escaped_slashes`: `"reject"`, `"keep"` or `"decode"`.
