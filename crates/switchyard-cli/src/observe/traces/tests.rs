@@ -73,11 +73,16 @@ fn a_retried_request_outlives_the_ordinary_ones_after_it() {
 }
 
 #[test]
-fn nothing_is_kept_when_both_rings_are_off() {
-    let ring = TraceRing::new(0, 0);
-    assert!(!ring.is_on());
-    ring.keep(story("one", "/", true));
-    assert!(ring.find("one").is_none());
+fn a_ring_of_size_zero_keeps_nothing() {
+    let off = TraceRing::new(0, 0);
+    assert!(!off.is_on());
+    off.keep(story("one", "/", true));
+    assert!(off.find("one").is_none());
+    let failed_only = TraceRing::new(0, 2);
+    failed_only.keep(story("plain", "/", false));
+    failed_only.keep(story("retried", "/", true));
+    assert!(failed_only.find("plain").is_none());
+    assert!(failed_only.find("retried").is_some());
 }
 
 #[test]
