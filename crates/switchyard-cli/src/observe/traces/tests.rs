@@ -79,8 +79,8 @@ fn a_ring_of_size_zero_keeps_nothing() {
     off.keep(story("one", "/", true));
     assert!(off.find("one").is_none());
     let failed_only = TraceRing::new(0, 2);
-    failed_only.keep(story("plain", "/", false));
     failed_only.keep(story("retried", "/", true));
+    failed_only.keep(story("plain", "/", false));
     assert!(failed_only.find("plain").is_none());
     assert!(failed_only.find("retried").is_some());
 }
