@@ -7,7 +7,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 
 /// A reverse proxy that does the right thing when an upstream fails, and says why.
 #[derive(Debug, Parser)]
-#[command(name = "switchyard", version, about)]
+#[command(name = "switchyard", version, about, after_long_help = SIGNALS)]
 pub struct Cli {
     /// Access log format (overrides the config file's `[log] format`).
     #[arg(long, global = true, value_enum)]
@@ -16,6 +16,20 @@ pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
 }
+
+/// Signals, files and exit codes, at the end of `--help` and the man page.
+const SIGNALS: &str = "\
+Signals: SIGHUP reloads the config file (routes, upstreams, certificates); \
+SIGUSR1 reopens the log files ([log] access_file, error_file) after log rotation; \
+SIGTERM and SIGINT stop accepting, let requests in flight finish, and exit.
+
+Under systemd (Type=notify) the proxy sends READY=1, RELOADING=1 and STOPPING=1 \
+to NOTIFY_SOCKET. RUST_LOG sets the diagnostics' level (default warn).
+
+Exit codes: 0 success; 1 the proxy failed while running (cannot bind, a server task failed); \
+2 a bad config or command line.
+
+Config reference: docs/config.md; `switchyard check -c FILE` validates a file.";
 
 /// `--log-format`.
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -63,6 +77,15 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Print a shell completion script: `switchyard completions bash >
+    /// /etc/bash_completion.d/switchyard` (also zsh, fish, elvish,
+    /// powershell).
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff): `switchyard man > switchyard.1`.
+    Man,
     /// A one-line reverse proxy with the default failure policy.
     Proxy {
         /// Address to listen on (HTTPS with --tls-cert and --tls-key).

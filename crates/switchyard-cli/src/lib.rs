@@ -18,6 +18,7 @@ pub mod limits;
 pub mod observe;
 pub mod proxy;
 pub mod serve;
+pub mod systemd;
 pub mod why;
 
 use config::file::{

@@ -9,7 +9,7 @@ use std::path::Path;
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use clap::Parser;
+use clap::{CommandFactory, Parser};
 use switchyard::log_file::{LogTarget, LogWriter};
 use switchyard_cli::cli::{Cli, Command, LogFormatArg};
 use switchyard_cli::config::{self, Config, LogFormat};
@@ -83,6 +83,21 @@ fn main() -> ExitCode {
             match config::from_file_config(file, "command line") {
                 Ok(c) => run(c, log_format, None),
                 Err(e) => bad_input(&e.to_string()),
+            }
+        }
+        Command::Completions { shell } => {
+            let mut command = Cli::command();
+            clap_complete::generate(shell, &mut command, "switchyard", &mut std::io::stdout());
+            ExitCode::SUCCESS
+        }
+        Command::Man => {
+            let page = clap_mangen::Man::new(Cli::command());
+            match page.render(&mut std::io::stdout()) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("switchyard man: {e}");
+                    ExitCode::FAILURE
+                }
             }
         }
         Command::Why { id, admin, json } => match switchyard_cli::why::run(&id, admin, json) {

@@ -283,3 +283,36 @@ fn check_refuses_http1_for_h2c_servers() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("upstreams.a.protocol"), "{stderr}");
 }
+
+#[test]
+fn the_packaged_config_passes_check() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../dist/switchyard.toml");
+    let out = run(&["check", "-c", path.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn completions_and_the_man_page_are_printed() {
+    for shell in ["bash", "zsh", "fish"] {
+        let out = run(&["completions", shell]);
+        assert!(out.status.success(), "{shell}");
+        let script = String::from_utf8_lossy(&out.stdout);
+        assert!(script.contains("switchyard"), "{shell}: {script}");
+        assert!(
+            script.contains("why"),
+            "{shell}: the subcommands are completed"
+        );
+    }
+    let out = run(&["man"]);
+    assert!(out.status.success());
+    let page = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        page.starts_with(".ie") || page.contains(".TH switchyard 1"),
+        "{page}"
+    );
+    assert!(page.contains("SIGUSR1"), "the signals are in the page");
+}

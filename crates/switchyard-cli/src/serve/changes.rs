@@ -45,12 +45,17 @@ impl Running {
                         (None, None) => eprintln!(
                             "switchyard: SIGHUP ignored: there is no config file to reload (switchyard proxy)"
                         ),
-                        (None, Some(path)) => loading = Some(self.load_in_background(path)),
+                        (None, Some(path)) => {
+                            crate::systemd::reloading();
+                            loading = Some(self.load_in_background(path));
+                        }
                     }
                 }
                 loaded = finished(&mut loading) => {
                     loading = None;
                     self.finish_reload(loaded);
+                    // Serving again, the new config or the old one.
+                    crate::systemd::ready();
                 }
                 Some(()) = async { tokio::time::sleep_until(resolve_due?).await; Some(()) } => {
                     let names = self.due_names(Instant::now());
@@ -77,6 +82,7 @@ impl Running {
             task.inspect(|t| t.abort());
         }
         eprintln!("switchyard: stopping; letting in-flight requests finish");
+        crate::systemd::stopping();
         self.stop().await
     }
 

@@ -287,6 +287,7 @@ impl Running {
             eprintln!("switchyard: admin on {addr}");
         }
         eprintln!("switchyard: ready");
+        crate::systemd::ready();
     }
 
     /// Stop accepting, let in-flight requests finish, and return when done.
