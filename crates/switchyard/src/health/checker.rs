@@ -122,8 +122,11 @@ pub fn spawn_for(
         let peer = peer_for(address);
         tasks.spawn(async move {
             loop {
-                let (passed, detail) = check_peer(&peer, &options).await;
-                health.record_check(address, passed, detail, Instant::now());
+                // In maintenance: no checks until an operator says ready.
+                if health.wants_checks(address) {
+                    let (passed, detail) = check_peer(&peer, &options).await;
+                    health.record_check(address, passed, detail, Instant::now());
+                }
                 let base = if health.is_down(address) {
                     options.down_interval
                 } else {

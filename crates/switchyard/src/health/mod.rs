@@ -30,6 +30,7 @@
 //! assert_eq!(health.avoid(now), vec![a]);
 //! ```
 
+mod admin;
 pub mod checker;
 mod latency;
 mod passive;
@@ -43,6 +44,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+pub use admin::{AdminState, UnknownAdminState};
 pub use passive::outcome_of;
 
 use crate::policy::dry_run::{Mode, WouldHave};
@@ -88,6 +90,8 @@ pub struct PeerStatus {
     /// Its share of traffic while it ramps up after coming back, in per
     /// mille (`None`: a full share).
     pub slow_start_permille: Option<u16>,
+    /// What an operator set: ready, drain or maint.
+    pub admin: AdminState,
 }
 
 #[derive(Debug, Default)]
@@ -101,11 +105,24 @@ struct Peer {
     came_back: Option<Instant>,
     /// Its latest successful response times (`latency.rs`).
     latency: latency::Samples,
+    /// What an operator set (`admin.rs`).
+    admin: AdminState,
 }
 
 impl Peer {
     fn usable(&self, now: Instant) -> bool {
-        self.active.verdict() != CheckVerdict::Down && !self.outlier.ejected(now) && !self.held(now)
+        self.admin == AdminState::Ready
+            && self.active.verdict() != CheckVerdict::Down
+            && !self.outlier.ejected(now)
+            && !self.held(now)
+    }
+
+    /// What selection and the panic judgement see of it at `now`.
+    fn look(&self, now: Instant) -> Look {
+        Look {
+            usable: self.usable(now),
+            in_service: self.admin == AdminState::Ready,
+        }
     }
 
     fn held(&self, now: Instant) -> bool {
@@ -127,6 +144,16 @@ impl Peer {
         let since = now.saturating_duration_since(self.back_since(now)?);
         crate::policy::slow_start::share(since, slow_start)
     }
+}
+
+/// One peer as selection sees it at one moment.
+#[derive(Debug, Clone, Copy)]
+struct Look {
+    /// Selection may use it.
+    usable: bool,
+    /// An operator has not taken it out (drain, maint): only such peers
+    /// count for panic, and only they are spread over in panic.
+    in_service: bool,
 }
 
 /// The health of one group's peers. Cheap when all is well: selection
@@ -225,21 +252,21 @@ impl UpstreamHealth {
         if self.impaired.load(Ordering::Relaxed) == 0 {
             return Vec::new();
         }
-        let usable = {
+        let looks = {
             // Recounted under the lock that every change of a peer's state
             // takes before it raises the count, so no raise is lost.
             let peers = lock(&self.peers);
-            let usable: Vec<bool> = peers.iter().map(|p| p.usable(now)).collect();
-            let unusable = usable.iter().filter(|u| !**u).count();
+            let looks: Vec<Look> = peers.iter().map(|p| p.look(now)).collect();
+            let unusable = looks.iter().filter(|l| !l.usable).count();
             self.impaired.store(unusable, Ordering::Relaxed);
-            usable
+            looks
         };
-        let spread = self.tiers_in_panic(&usable);
+        let spread = self.tiers_in_panic(&looks);
         self.addrs
             .iter()
-            .zip(&usable)
+            .zip(&looks)
             .enumerate()
-            .filter(|(i, (_, usable))| !**usable && !spread[self.tier_of(*i)])
+            .filter(|(i, (_, look))| !look.usable && !(spread[self.tier_of(*i)] && look.in_service))
             .map(|(_, (addr, _))| *addr)
             .collect()
     }
@@ -247,28 +274,28 @@ impl UpstreamHealth {
     /// Whether some tier is in panic at `now`: it spreads its traffic over
     /// its peers marked down (see the module docs).
     pub fn in_panic(&self, now: Instant) -> bool {
-        self.tiers_in_panic(&self.usable_at(now)).contains(&true)
+        self.tiers_in_panic(&self.looks_at(now)).contains(&true)
     }
 
-    /// Whether each peer is usable at `now`, in `addrs` order.
-    fn usable_at(&self, now: Instant) -> Vec<bool> {
-        lock(&self.peers).iter().map(|p| p.usable(now)).collect()
+    /// Each peer as selection sees it at `now`, in `addrs` order.
+    fn looks_at(&self, now: Instant) -> Vec<Look> {
+        lock(&self.peers).iter().map(|p| p.look(now)).collect()
     }
 
     /// For the primary and the backup tier, whether it is in panic given
-    /// which peers are `usable`: below the threshold, and no other tier has
-    /// a usable peer.
-    fn tiers_in_panic(&self, usable: &[bool]) -> [bool; 2] {
-        let (primaries, backups) = usable.split_at(self.backups_from.min(usable.len()));
-        let count = |tier: &[bool]| tier.iter().filter(|u| **u).count();
-        let (p, b) = (count(primaries), count(backups));
+    /// each peer's look: fewer usable than the threshold of its peers in
+    /// service, and no other tier has a usable peer.
+    fn tiers_in_panic(&self, looks: &[Look]) -> [bool; 2] {
+        let (primaries, backups) = looks.split_at(self.backups_from.min(looks.len()));
+        let count = |tier: &[Look]| {
+            let usable = tier.iter().filter(|l| l.usable).count();
+            (usable, tier.iter().filter(|l| l.in_service).count())
+        };
+        let ((p, p_len), (b, b_len)) = (count(primaries), count(backups));
         let below = |usable: usize, len: usize| {
             len > 0 && usable * 100 < len * usize::from(self.policy.panic_threshold_percent)
         };
-        [
-            below(p, primaries.len()) && b == 0,
-            below(b, backups.len()) && p == 0,
-        ]
+        [below(p, p_len) && b == 0, below(b, b_len) && p == 0]
     }
 
     /// 0 for a primary's index in `addrs`, 1 for a backup's.
@@ -432,6 +459,7 @@ impl UpstreamHealth {
                 peers[index].held = old_peers[was].held.clone();
                 peers[index].came_back = old_peers[was].came_back;
                 peers[index].latency = old_peers[was].latency.clone();
+                peers[index].admin = old_peers[was].admin;
                 impaired += 1;
             } else {
                 // New in DNS or in the config: it ramps up.
@@ -480,6 +508,7 @@ impl UpstreamHealth {
                 slow_start_permille: p
                     .ramp(now, self.policy.slow_start)
                     .map(|share| (share * 1000.0) as u16),
+                admin: p.admin,
             })
             .collect()
     }
