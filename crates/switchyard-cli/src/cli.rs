@@ -128,5 +128,9 @@ pub enum Command {
         /// of standard output.
         #[arg(long)]
         access_log: Option<String>,
+        /// A file holding the token admin writes must carry; required
+        /// with a non-loopback --admin.
+        #[arg(long, requires = "admin")]
+        admin_token_file: Option<String>,
     },
 }

@@ -66,6 +66,8 @@ pub struct OneLiner {
     pub admin: Option<std::net::SocketAddr>,
     /// `--access-log`: the access log's file.
     pub access_log: Option<String>,
+    /// `--admin-token-file`: the admin writes' token.
+    pub admin_token_file: Option<String>,
 }
 
 /// The config the `proxy` one-liner's flags describe, or which flag is wrong.
@@ -149,6 +151,7 @@ pub fn one_liner(args: &OneLiner) -> Result<FileConfig, String> {
             tls,
             workers: workers.unwrap_or_else(defaults::workers),
             admin: admin.map(|a| spanned(a.to_string())),
+            admin_token_file: args.admin_token_file.clone().map(spanned),
             header_read_timeout: defaults::header_read_timeout(),
             write_timeout: defaults::client_write_timeout(),
             max_headers: defaults::max_headers(),

@@ -62,6 +62,7 @@ fn main() -> ExitCode {
             workers,
             admin,
             access_log,
+            admin_token_file,
         } => {
             let args = OneLiner {
                 listen,
@@ -75,6 +76,7 @@ fn main() -> ExitCode {
                 workers,
                 admin,
                 access_log,
+                admin_token_file,
             };
             let file = match one_liner(&args) {
                 Ok(file) => file,

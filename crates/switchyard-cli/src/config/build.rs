@@ -44,6 +44,8 @@ pub struct Config {
     pub workers: usize,
     /// The admin listener, if any.
     pub admin: Option<SocketAddr>,
+    /// The token admin writes must carry, read from `admin_token_file`.
+    pub admin_token: Option<AdminToken>,
     /// Options for the proxy server.
     pub server: ServerOptions,
     /// Access log settings.
@@ -146,6 +148,19 @@ pub(super) fn build(
         Some(addr) => Some(socket_addr(source, addr, "server.admin")?),
         None => None,
     };
+    let admin_token = admin_token(source, server)?;
+    if let (Some(addr), None, Some(text)) = (admin, &admin_token, &server.admin)
+        && !addr.ip().is_loopback()
+    {
+        return Err(source.error(
+            Some(text.span()),
+            "server.admin",
+            format!(
+                "{addr} is not a loopback address: set [server] admin_token_file too, \
+                 or anyone who reaches it could drain your servers"
+            ),
+        ));
+    }
     let access_log = log_target(
         source,
         &file.log.access_file,
@@ -230,6 +245,7 @@ pub(super) fn build(
         tls,
         workers: server.workers,
         admin,
+        admin_token,
         server: options,
         log: file.log.clone(),
         access_log,
@@ -257,6 +273,63 @@ fn socket_addr(
         );
         source.error(Some(text.span()), key, message)
     })
+}
+
+/// The token of admin writes, kept out of `Debug` output.
+#[derive(Clone, PartialEq, Eq)]
+pub struct AdminToken(String);
+
+impl AdminToken {
+    /// Whether `presented` (an `Authorization` value) carries this token,
+    /// as `Bearer TOKEN`; compared in time independent of where they differ.
+    pub fn admits(&self, presented: &[u8]) -> bool {
+        let expected = format!("Bearer {}", self.0);
+        let expected = expected.as_bytes();
+        presented.len() == expected.len()
+            && presented
+                .iter()
+                .zip(expected)
+                .fold(0u8, |differ, (a, b)| differ | (a ^ b))
+                == 0
+    }
+}
+
+impl std::fmt::Debug for AdminToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AdminToken(redacted)")
+    }
+}
+
+/// The token in `admin_token_file`, if set: the file's content, trimmed
+/// (at least 16 characters, printable ASCII).
+fn admin_token(
+    source: &Source<'_>,
+    server: &super::file::ServerSection,
+) -> Result<Option<AdminToken>, ConfigError> {
+    let Some(path) = &server.admin_token_file else {
+        return Ok(None);
+    };
+    let key = "server.admin_token_file";
+    if server.admin.is_none() {
+        return Err(source.error(Some(path.span()), key, "needs [server] admin"));
+    }
+    let text = std::fs::read_to_string(path.get_ref()).map_err(|e| {
+        source.error(
+            Some(path.span()),
+            key,
+            format!("cannot read {:?}: {e}", path.get_ref()),
+        )
+    })?;
+    let token = text.trim();
+    if token.len() < 16 || !token.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(source.error(
+            Some(path.span()),
+            key,
+            "the token must be at least 16 printable characters without spaces \
+             (e.g. `openssl rand -hex 24 > FILE`)",
+        ));
+    }
+    Ok(Some(AdminToken(token.to_string())))
 }
 
 /// Where a log goes: the file at `path` (whose directory must exist; the

@@ -24,7 +24,7 @@ mod server;
 pub mod tls;
 pub mod units;
 
-pub use build::Config;
+pub use build::{AdminToken, Config};
 pub use file::{FileConfig, LogFormat};
 pub use tls::{GroupTls, ListenerTls};
 

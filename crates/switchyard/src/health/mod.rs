@@ -266,7 +266,11 @@ impl UpstreamHealth {
             .iter()
             .zip(&looks)
             .enumerate()
-            .filter(|(i, (_, look))| !look.usable && !(spread[self.tier_of(*i)] && look.in_service))
+            .filter(|(i, (_, look))| {
+                // Spread over in panic: the down ones still in service.
+                let spread_over = spread[self.tier_of(*i)] && look.in_service;
+                !look.usable && !spread_over
+            })
             .map(|(_, (addr, _))| *addr)
             .collect()
     }

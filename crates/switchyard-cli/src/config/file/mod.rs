@@ -57,6 +57,10 @@ pub struct ServerSection {
     /// The admin listener (`/metrics`, `/healthz`, `/config`); off unless set.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub admin: Option<Spanned<String>>,
+    /// A file holding the token every admin write must carry
+    /// (`Authorization: Bearer TOKEN`); required for a non-loopback admin.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub admin_token_file: Option<Spanned<String>>,
     /// Time a client has to send a request head, and to idle between requests.
     #[serde(default = "defaults::header_read_timeout")]
     pub header_read_timeout: Dur,

@@ -1,8 +1,10 @@
 //! The admin listener (off unless `[server] admin` or `--admin` is set):
 //! `/metrics` in Prometheus text format, `/healthz`, `/upstreams` (each
-//! server's health, ejection and why, as JSON), and `/config`, the
-//! effective configuration with every default filled in. No key of the
-//! config holds a secret today; one that does must be redacted here.
+//! server's state, health, ejection and why, as JSON), `/config`, the
+//! effective configuration with every default filled in, `/requests/ID`
+//! (a kept request's story), and one write, `PUT
+//! /upstreams/NAME/servers/ADDR/state` (`servers.rs`). The admin token is
+//! in a file the config names, so `/config` shows only its path.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -20,9 +22,11 @@ use tracing::{debug, warn};
 
 use switchyard::discovery::Answers;
 
-use crate::config::Config;
+use crate::config::{AdminToken, Config};
 use crate::observe::Observer;
 use switchyard::group::UpstreamGroup;
+
+mod servers;
 
 /// What the admin endpoints serve.
 #[derive(Debug)]
@@ -31,6 +35,8 @@ pub struct Admin {
     pub observer: Arc<Observer>,
     /// What the config views show; replaced on reload.
     current: RwLock<Arc<View>>,
+    /// The admin address is a loopback one (writes need no token there).
+    loopback: bool,
 }
 
 /// The parts of a config the admin endpoints show.
@@ -42,6 +48,8 @@ struct View {
     groups: Vec<Arc<UpstreamGroup>>,
     /// What server names resolved to (`/upstreams`).
     answers: Answers,
+    /// The token writes must carry, if one is set.
+    token: Option<AdminToken>,
 }
 
 impl Admin {
@@ -50,6 +58,7 @@ impl Admin {
         Admin {
             observer,
             current: RwLock::new(Self::view(config)),
+            loopback: config.admin.is_some_and(|a| a.ip().is_loopback()),
         }
     }
 
@@ -65,6 +74,7 @@ impl Admin {
             toml,
             groups: config.groups.values().cloned().collect(),
             answers: config.answers.clone(),
+            token: config.admin_token.clone(),
         })
     }
 
@@ -86,9 +96,16 @@ pub async fn serve(listener: TcpListener, admin: Arc<Admin>) {
         };
         let admin = Arc::clone(&admin);
         tokio::spawn(async move {
-            let service = service_fn(move |request| {
+            let service = service_fn(move |request: Request<Incoming>| {
                 let admin = Arc::clone(&admin);
-                async move { Ok::<_, Infallible>(answer(&admin, &request)) }
+                async move {
+                    let response = if request.method() == Method::PUT {
+                        servers::put(&admin, request, client).await
+                    } else {
+                        answer(&admin, &request)
+                    };
+                    Ok::<_, Infallible>(response)
+                }
             });
             let mut builder = http1::Builder::new();
             builder
@@ -108,7 +125,7 @@ fn answer(admin: &Admin, request: &Request<Incoming>) -> Response<Full<Bytes>> {
     if request.method() != Method::GET {
         return text(
             StatusCode::METHOD_NOT_ALLOWED,
-            "only GET\n".to_string(),
+            "GET, or PUT /upstreams/NAME/servers/ADDR/state\n".to_string(),
             "text/plain",
         );
     }
@@ -208,6 +225,8 @@ fn upstreams(view: &View) -> String {
                 .map(|s| {
                     serde_json::json!({
                         "addr": s.peer.to_string(),
+                        "state": state_word(&s),
+                        "admin_state": s.admin.as_str(),
                         "backup": group.backends().backups().iter().any(|b| b.addr == s.peer),
                         "usable": s.usable,
                         "check": s.verdict.as_str(),
@@ -246,6 +265,21 @@ fn upstreams(view: &View) -> String {
         .unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"));
     body.push('\n');
     body
+}
+
+/// One word for where a server stands: the operator's `drain` or
+/// `maint`, else `down` (checks), `ejected`, `held` (it asked to wait),
+/// `slow-start` (ramping up), or `ready`.
+fn state_word(s: &switchyard::health::PeerStatus) -> &'static str {
+    use switchyard::health::{AdminState, CheckVerdict};
+    match s.admin {
+        AdminState::Drain | AdminState::Maint => s.admin.as_str(),
+        AdminState::Ready if s.verdict == CheckVerdict::Down => "down",
+        AdminState::Ready if s.ejected_for.is_some() => "ejected",
+        AdminState::Ready if s.held_for.is_some() => "held",
+        AdminState::Ready if s.slow_start_permille.is_some() => "slow-start",
+        AdminState::Ready => "ready",
+    }
 }
 
 fn text(status: StatusCode, body: String, content_type: &'static str) -> Response<Full<Bytes>> {
