@@ -5,10 +5,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use prometheus_client::encoding::EncodeLabelSet;
-use prometheus_client::metrics::counter::Counter;
-use prometheus_client::metrics::family::Family;
-use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 use serde_json::json;
 use switchyard::{AttemptLog, AttemptRecord, Decision};
@@ -23,16 +19,19 @@ mod hedges;
 mod log_drops;
 mod pushback;
 mod report;
+mod servers;
 mod traces;
 mod upgrades;
+mod upstream_metrics;
 
 use connections::ConnectionMetrics;
 use dry_run::DryRunMetrics;
 use grpc::GrpcMetrics;
-use handles::HandleCache;
 use hedges::HedgeMetrics;
 use log_drops::LogDropMetrics;
 use pushback::PushbackMetrics;
+use servers::ServerGauges;
+pub use servers::state_word;
 use switchyard::log_file::LogWriter;
 use switchyard::policy::dry_run::WouldHave;
 use switchyard::proxy::UpgradeRecord;
@@ -40,6 +39,7 @@ use switchyard::proxy::grpc::GrpcStatus;
 use traces::TraceRing;
 pub use traces::{MAX_KEPT_PATH, approx_bytes, story_json};
 use upgrades::UpgradeMetrics;
+use upstream_metrics::Metrics;
 
 /// One finished request, as the proxy's `logging` hook saw it.
 #[derive(Debug, Clone)]
@@ -98,6 +98,7 @@ pub struct Observer {
     hedges: HedgeMetrics,
     dry_runs: DryRunMetrics,
     log_drops: LogDropMetrics,
+    servers: ServerGauges,
     traces: TraceRing,
     registry: Registry,
     sink: Option<Sink>,
@@ -123,6 +124,7 @@ impl Observer {
         let hedges = HedgeMetrics::register(&mut registry);
         let dry_runs = DryRunMetrics::register(&mut registry);
         let log_drops = LogDropMetrics::register(&mut registry);
+        let servers = ServerGauges::register(&mut registry);
         if let Some(access) = &access_log {
             log_drops.watch(access.writer.clone());
         }
@@ -136,6 +138,7 @@ impl Observer {
             hedges,
             dry_runs,
             log_drops,
+            servers,
             traces: TraceRing::default(),
             registry,
             sink: None,
@@ -168,11 +171,21 @@ impl Observer {
     }
 
     /// Count one finished request in the metrics: its upstream group's
-    /// label (`None`: no route matched), final status and trace. Allocates
-    /// nothing once the label sets exist.
-    pub fn count(&self, upstream: Option<&Arc<String>>, status: u16, trace: &AttemptLog) {
-        let upstream = upstream.unwrap_or(&self.metrics.no_upstream);
-        self.metrics.record(upstream, status, trace);
+    /// label and its route's name (`None`: no route matched), final status
+    /// and trace. Allocates nothing once the label sets exist.
+    pub fn count(
+        &self,
+        route: Option<(&Arc<String>, &Arc<String>)>,
+        status: u16,
+        trace: &AttemptLog,
+    ) {
+        let (upstream, route) =
+            route.unwrap_or((&self.metrics.no_upstream, &self.metrics.no_route));
+        self.metrics.record(
+            upstream_metrics::RequestKey { upstream, route },
+            status,
+            trace,
+        );
         self.hedges.record(upstream, trace);
     }
 
@@ -234,6 +247,17 @@ impl Observer {
         }
     }
 
+    /// Show the gauges of `groups`' servers from now on (at start and
+    /// after each reload).
+    pub fn watch_groups(&self, groups: Vec<Arc<switchyard::group::UpstreamGroup>>) {
+        self.servers.set_groups(groups);
+    }
+
+    /// Count `pool`'s connections in `switchyard_upstream_connections`.
+    pub fn watch_pool(&self, pool: switchyard::UpstreamPool) {
+        self.servers.watch_pool(pool);
+    }
+
     /// Report a server's client connection counts in the metrics.
     pub fn watch_connections(&self, counts: switchyard::server::ConnectionCounts) {
         self.connections.watch(counts);
@@ -243,6 +267,7 @@ impl Observer {
     pub fn metrics_text(&self) -> String {
         self.connections.refresh();
         self.log_drops.refresh();
+        self.servers.refresh();
         let mut text = String::new();
         if prometheus_client::encoding::text::encode(&mut text, &self.registry).is_err() {
             text = "# metrics could not be encoded\n".to_string();
@@ -360,162 +385,5 @@ pub fn not_taken_reason(a: &AttemptRecord) -> Option<(&'static str, &'static str
             Some((reason.as_str(), a.note.unwrap_or("")))
         }
         _ => None,
-    }
-}
-
-#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct RequestLabels {
-    upstream: Arc<String>,
-    status: u16,
-}
-
-#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct UpstreamReason {
-    upstream: Arc<String>,
-    reason: &'static str,
-}
-
-#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct ReasonNote {
-    upstream: Arc<String>,
-    reason: &'static str,
-    note: &'static str,
-}
-
-#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct UpstreamLabel {
-    upstream: Arc<String>,
-}
-
-type LatencyFamily = Family<UpstreamLabel, Histogram, fn() -> Histogram>;
-
-struct Metrics {
-    no_upstream: Arc<String>,
-    requests: Family<RequestLabels, Counter>,
-    attempts: Family<UpstreamReason, Counter>,
-    retries: Family<ReasonNote, Counter>,
-    retries_not_taken: Family<ReasonNote, Counter>,
-    upstream_errors: Family<UpstreamReason, Counter>,
-    latency: LatencyFamily,
-    /// What a successful request counts, looked up without the families.
-    handles: HandleCache,
-}
-
-impl Metrics {
-    fn register(registry: &mut Registry) -> Self {
-        let metrics = Metrics {
-            no_upstream: Arc::new("-".to_string()),
-            requests: Family::default(),
-            attempts: Family::default(),
-            retries: Family::default(),
-            retries_not_taken: Family::default(),
-            upstream_errors: Family::default(),
-            latency: Family::new_with_constructor(|| {
-                Histogram::new(exponential_buckets(0.0005, 2.0, 16))
-            }),
-            handles: HandleCache::default(),
-        };
-        registry.register(
-            "requests",
-            "Requests by upstream group and final status",
-            metrics.requests.clone(),
-        );
-        registry.register(
-            "attempts",
-            "Upstream attempts by outcome (done, retry, stop)",
-            metrics.attempts.clone(),
-        );
-        registry.register(
-            "retries",
-            "Retries taken, by the failure that caused them and the hook's note (next-peer, same-peer, idempotency-key, ...)",
-            metrics.retries.clone(),
-        );
-        registry.register(
-            "retries_not_taken",
-            "Failed attempts not retried, by reason (attempt-cap, deadline, body-not-replayable, response-started, hook-declined, ...) and the hook's note",
-            metrics.retries_not_taken.clone(),
-        );
-        registry.register(
-            "upstream_errors",
-            "Upstream attempt failures by error kind",
-            metrics.upstream_errors.clone(),
-        );
-        registry.register(
-            "upstream_attempt_seconds",
-            "Duration of attempts that completed, per upstream group",
-            metrics.latency.clone(),
-        );
-        metrics
-    }
-
-    fn record(&self, upstream: &Arc<String>, status: u16, trace: &AttemptLog) {
-        let labels = |reason: &'static str| UpstreamReason {
-            upstream: Arc::clone(upstream),
-            reason,
-        };
-        self.handles
-            .requests(upstream, status, || {
-                let labels = RequestLabels {
-                    upstream: Arc::clone(upstream),
-                    status,
-                };
-                self.requests.get_or_create(&labels).clone()
-            })
-            .inc();
-        for attempt in trace.records() {
-            if attempt.decision == Decision::Done && attempt.error.is_none() {
-                let (done, latency) = self.handles.done(upstream, || self.done_handles(upstream));
-                done.inc();
-                latency.observe(attempt.duration.as_secs_f64());
-                continue;
-            }
-            let outcome = match attempt.decision {
-                Decision::Done => "done",
-                Decision::Retry => "retry",
-                Decision::Stop(_) => "stop",
-                Decision::InFlight => "in-flight",
-            };
-            self.attempts.get_or_create(&labels(outcome)).inc();
-            if let Some(kind) = attempt.error {
-                self.upstream_errors
-                    .get_or_create(&labels(kind.as_str()))
-                    .inc();
-                if attempt.decision == Decision::Retry {
-                    let key = ReasonNote {
-                        upstream: Arc::clone(upstream),
-                        reason: kind.as_str(),
-                        note: attempt.note.unwrap_or(""),
-                    };
-                    self.retries.get_or_create(&key).inc();
-                }
-            }
-            if let Some((reason, note)) = not_taken_reason(attempt) {
-                let key = ReasonNote {
-                    upstream: Arc::clone(upstream),
-                    reason,
-                    note,
-                };
-                self.retries_not_taken.get_or_create(&key).inc();
-            }
-            if attempt.decision == Decision::Done {
-                let (_, latency) = self.handles.done(upstream, || self.done_handles(upstream));
-                latency.observe(attempt.duration.as_secs_f64());
-            }
-        }
-    }
-
-    /// The series [`HandleCache::done`] keeps for `upstream`.
-    fn done_handles(&self, upstream: &Arc<String>) -> (Counter, Histogram) {
-        let done = UpstreamReason {
-            upstream: Arc::clone(upstream),
-            reason: "done",
-        };
-        let label = UpstreamLabel {
-            upstream: Arc::clone(upstream),
-        };
-        (
-            self.attempts.get_or_create(&done).clone(),
-            self.latency.get_or_create(&label).clone(),
-        )
     }
 }

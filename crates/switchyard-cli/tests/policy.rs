@@ -88,17 +88,24 @@ async fn retries_go_to_servers_not_yet_tried_and_post_is_not_sent_twice() {
     assert_eq!(posts, 1, "the POST reached one server, once");
 
     let metrics = common::admin_get(proxy.admin.unwrap(), "/metrics").await;
+    // A retry is counted on the server whose failure caused it.
+    for dropped in [&drop_a, &drop_b] {
+        let line = format!(
+            "switchyard_retries_total{{upstream=\"app\",server=\"{}\",reason=\"closed-before-head\",note=\"next-peer\"}} 1",
+            dropped.addr()
+        );
+        assert!(metrics.contains(&line), "{line} missing from\n{metrics}");
+    }
     assert!(
-        metrics
-            .contains("switchyard_retries_total{upstream=\"app\",reason=\"closed-before-head\",note=\"next-peer\"} 2"),
+        metrics.lines().any(|l| l
+            .starts_with("switchyard_retries_not_taken_total{upstream=\"app\",server=\"")
+            && l.ends_with("reason=\"hook-declined\",note=\"not-idempotent\"} 1")),
         "{metrics}"
     );
     assert!(
-        metrics.contains("switchyard_retries_not_taken_total{upstream=\"app\",reason=\"hook-declined\",note=\"not-idempotent\"} 1"),
-        "{metrics}"
-    );
-    assert!(
-        metrics.contains("switchyard_requests_total{upstream=\"app\",status=\"502\"} 1"),
+        metrics.lines().any(|l| l
+            .starts_with("switchyard_requests_total{upstream=\"app\",route=\"\",server=\"")
+            && l.ends_with("status=\"502\"} 1")),
         "{metrics}"
     );
 }
@@ -290,7 +297,7 @@ async fn metrics_count_each_group_and_status_apart() {
     let text = format!(
         "[server]\nlisten = [\"127.0.0.1:0\"]\nadmin = \"127.0.0.1:0\"\n\
          [upstreams.a]\nservers = [\"{}\"]\n[upstreams.b]\nservers = [\"{}\"]\n\
-         [[routes]]\npath_prefix = \"/a\"\nupstream = \"a\"\n\
+         [[routes]]\nname = \"api\"\npath_prefix = \"/a\"\nupstream = \"a\"\n\
          [[routes]]\nupstream = \"b\"\n",
         a.addr(),
         b.addr()
@@ -304,15 +311,23 @@ async fn metrics_count_each_group_and_status_apart() {
     }
     proxy.wait_for_log(5).await;
     let metrics = common::admin_get(proxy.admin.unwrap(), "/metrics").await;
+    // Named routes label their requests; unnamed ones share route="".
+    let (a, b) = (a.addr(), b.addr());
     for line in [
-        "switchyard_requests_total{upstream=\"a\",status=\"200\"} 2",
-        "switchyard_requests_total{upstream=\"a\",status=\"404\"} 1",
-        "switchyard_requests_total{upstream=\"b\",status=\"200\"} 2",
-        "switchyard_attempts_total{upstream=\"a\",reason=\"done\"} 3",
-        "switchyard_attempts_total{upstream=\"b\",reason=\"done\"} 2",
-        "switchyard_upstream_attempt_seconds_count{upstream=\"a\"} 3",
-        "switchyard_upstream_attempt_seconds_count{upstream=\"b\"} 2",
+        format!(
+            "switchyard_requests_total{{upstream=\"a\",route=\"api\",server=\"{a}\",status=\"200\"}} 2"
+        ),
+        format!(
+            "switchyard_requests_total{{upstream=\"a\",route=\"api\",server=\"{a}\",status=\"404\"}} 1"
+        ),
+        format!(
+            "switchyard_requests_total{{upstream=\"b\",route=\"\",server=\"{b}\",status=\"200\"}} 2"
+        ),
+        format!("switchyard_attempts_total{{upstream=\"a\",server=\"{a}\",reason=\"done\"}} 3"),
+        format!("switchyard_attempts_total{{upstream=\"b\",server=\"{b}\",reason=\"done\"}} 2"),
+        format!("switchyard_upstream_attempt_seconds_count{{upstream=\"a\",server=\"{a}\"}} 3"),
+        format!("switchyard_upstream_attempt_seconds_count{{upstream=\"b\",server=\"{b}\"}} 2"),
     ] {
-        assert!(metrics.contains(line), "{line} missing from\n{metrics}");
+        assert!(metrics.contains(&line), "{line} missing from\n{metrics}");
     }
 }

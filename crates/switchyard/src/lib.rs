@@ -50,7 +50,7 @@ pub use peer::{HttpPeer, PeerOptions, UpstreamProtocol};
 pub use proxy::{ProxyHttp, RequestHeader, ResponseHeader, Session};
 pub use server::{ProxyServer, ServerOptions, ShutdownHandle};
 pub use trace::{AttemptLog, AttemptRecord, Decision, Phase, RequestHedge};
-pub use upstream::pool::UpstreamPool;
+pub use upstream::pool::{ServerConnections, UpstreamPool};
 
 /// Everything a proxy implementation usually needs, in one `use`.
 pub mod prelude {

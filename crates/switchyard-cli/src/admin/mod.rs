@@ -225,7 +225,7 @@ fn upstreams(view: &View) -> String {
                 .map(|s| {
                     serde_json::json!({
                         "addr": s.peer.to_string(),
-                        "state": state_word(&s),
+                        "state": crate::observe::state_word(&s),
                         "admin_state": s.admin.as_str(),
                         "backup": group.backends().backups().iter().any(|b| b.addr == s.peer),
                         "usable": s.usable,
@@ -265,21 +265,6 @@ fn upstreams(view: &View) -> String {
         .unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"));
     body.push('\n');
     body
-}
-
-/// One word for where a server stands: the operator's `drain` or
-/// `maint`, else `down` (checks), `ejected`, `held` (it asked to wait),
-/// `slow-start` (ramping up), or `ready`.
-fn state_word(s: &switchyard::health::PeerStatus) -> &'static str {
-    use switchyard::health::{AdminState, CheckVerdict};
-    match s.admin {
-        AdminState::Drain | AdminState::Maint => s.admin.as_str(),
-        AdminState::Ready if s.verdict == CheckVerdict::Down => "down",
-        AdminState::Ready if s.ejected_for.is_some() => "ejected",
-        AdminState::Ready if s.held_for.is_some() => "held",
-        AdminState::Ready if s.slow_start_permille.is_some() => "slow-start",
-        AdminState::Ready => "ready",
-    }
 }
 
 fn text(status: StatusCode, body: String, content_type: &'static str) -> Response<Full<Bytes>> {

@@ -46,6 +46,7 @@ pub(super) fn routes(
         let mut only = groups.values();
         return match (only.next(), only.next()) {
             (Some(group), None) => Ok(vec![Route {
+                name: Arc::default(),
                 matcher: RouteMatch {
                     path_prefix: "/".to_string(),
                     ..RouteMatch::default()
@@ -117,6 +118,7 @@ fn route(
         _ => Arc::clone(group.policy()),
     };
     Ok(Route {
+        name: Arc::new(section.name.clone().unwrap_or_default()),
         matcher,
         rewrite,
         group: Arc::clone(group),

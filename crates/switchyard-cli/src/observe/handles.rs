@@ -7,6 +7,7 @@
 //! atomic), so what is counted here is what the registry encodes. A series
 //! is created only when it is first counted, as with `Family` alone.
 
+use std::net::SocketAddr;
 use std::sync::{Arc, RwLock};
 
 use prometheus_client::metrics::counter::Counter;
@@ -16,48 +17,56 @@ use rustc_hash::FxHashMap;
 /// One upstream group's handles.
 #[derive(Default)]
 struct GroupHandles {
-    /// `requests{upstream, status}`, by status.
-    requests: FxHashMap<u16, Counter>,
-    /// `attempts{upstream, outcome="done"}` and the group's latency histogram.
-    done: Option<(Counter, Histogram)>,
+    /// `requests{upstream, route, server, status}`, by route, answering
+    /// server and status.
+    requests: FxHashMap<(Arc<String>, Option<SocketAddr>, u16), Counter>,
+    /// `attempts{upstream, server, outcome="done"}` and the server's
+    /// latency histogram, by server.
+    done: FxHashMap<SocketAddr, (Counter, Histogram)>,
 }
 
 /// Handles by upstream group label. The labels come from the config (and
-/// `-` for no route), statuses from upstreams: the cache holds no more
-/// series than the families it mirrors.
+/// `-` for no route), servers from the config or DNS, statuses from
+/// upstreams: the cache holds no more series than the families it mirrors.
 #[derive(Default)]
 pub(super) struct HandleCache {
     groups: RwLock<FxHashMap<Arc<String>, GroupHandles>>,
 }
 
 impl HandleCache {
-    /// The `requests` counter of `upstream` and `status`, made by `make`
-    /// the first time.
+    /// The `requests` counter of `upstream`, `route`, the answering
+    /// `server` and `status`, made by `make` the first time.
     pub(super) fn requests(
         &self,
         upstream: &Arc<String>,
+        route: &Arc<String>,
+        server: Option<SocketAddr>,
         status: u16,
         make: impl FnOnce() -> Counter,
     ) -> Counter {
-        if let Some(counter) = self.read(upstream, |g| g.requests.get(&status).cloned()) {
+        let key = (Arc::clone(route), server, status);
+        if let Some(counter) = self.read(upstream, |g| g.requests.get(&key).cloned()) {
             return counter;
         }
         self.write(upstream, |g| {
-            g.requests.entry(status).or_insert_with(make).clone()
+            g.requests.entry(key).or_insert_with(make).clone()
         })
     }
 
     /// The `attempts{outcome="done"}` counter and the latency histogram of
-    /// `upstream`, made by `make` the first time.
+    /// `server` in `upstream`, made by `make` the first time.
     pub(super) fn done(
         &self,
         upstream: &Arc<String>,
+        server: SocketAddr,
         make: impl FnOnce() -> (Counter, Histogram),
     ) -> (Counter, Histogram) {
-        if let Some(done) = self.read(upstream, |g| g.done.clone()) {
+        if let Some(done) = self.read(upstream, |g| g.done.get(&server).cloned()) {
             return done;
         }
-        self.write(upstream, |g| g.done.get_or_insert_with(make).clone())
+        self.write(upstream, |g| {
+            g.done.entry(server).or_insert_with(make).clone()
+        })
     }
 
     fn read<T>(

@@ -30,7 +30,8 @@ impl Observer {
             self.count_dry_runs(&dry_runs);
         }
         let status = session.response_status().map_or(0, |s| s.as_u16());
-        self.count(label, status, session.attempts());
+        let route = ctx.route().map(|r| (r.group.label(), &r.name));
+        self.count(route, status, session.attempts());
         if let Some(grpc) = session.grpc_status() {
             self.count_grpc(label, grpc.code);
         }

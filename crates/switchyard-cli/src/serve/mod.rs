@@ -56,6 +56,8 @@ pub struct Running {
     /// The worker threads beyond this one (`workers` - 1), each serving
     /// every listener; they stop when this is dropped.
     workers: Workers,
+    /// Where the metrics go: told of the groups after a reload.
+    observer: Arc<Observer>,
 }
 
 /// The settings a reload cannot change: listeners (HTTPS ones too),
@@ -81,6 +83,7 @@ pub async fn start_with_resolver(
     resolver: Arc<dyn Resolve>,
 ) -> Result<Running, String> {
     let proxy = ConfigProxy::new(&config, Arc::clone(&observer));
+    observer.watch_groups(config.groups.values().cloned().collect());
     let workers = Workers::start(config.workers.saturating_sub(1))
         .map_err(|e| format!("cannot start the workers: {e}"))?;
     let mut running = Running {
@@ -100,6 +103,7 @@ pub async fn start_with_resolver(
         config,
         resolver,
         workers,
+        observer: Arc::clone(&observer),
     };
     let config = &running.config;
     let cleartext = config.listen.iter().map(|addr| (addr, None));
@@ -119,6 +123,7 @@ pub async fn start_with_resolver(
         }
         running.shutdowns.push(server.shutdown_handle());
         running.pools.push(server.upstream_pool());
+        observer.watch_pool(server.upstream_pool());
         observer.watch_connections(server.connection_counts());
         // The other workers listen on the port this one got.
         let bound = server.local_addr();
@@ -130,6 +135,7 @@ pub async fn start_with_resolver(
             .map_err(|e| format!("cannot listen on {addr} in every worker: {e}"))?;
         for started in others {
             running.shutdowns.push(started.shutdown);
+            observer.watch_pool(started.pool.clone());
             running.pools.push(started.pool);
             observer.watch_connections(started.counts);
             running.servers.push(started.task);
@@ -259,6 +265,8 @@ impl Running {
         }
         drop(old_checkers);
         self.proxy.reload(&config);
+        self.observer
+            .watch_groups(config.groups.values().cloned().collect());
         if let Some(admin) = &self.admin_state {
             admin.update(&config);
         }

@@ -112,6 +112,14 @@ impl RetryBudget {
         counts.requests[slot] += 1;
     }
 
+    /// How many retries the budget would allow at `now` (for metrics).
+    pub fn available(&self, now: Instant) -> u64 {
+        let counts = self.counts_at(now);
+        let requests: u64 = counts.requests.iter().sum();
+        let retries: u64 = counts.retries.iter().sum();
+        self.allowed(requests).saturating_sub(retries)
+    }
+
     /// A retry wants to go at `now`: spend one if the budget allows it.
     pub fn try_withdraw(&self, now: Instant) -> bool {
         let mut counts = self.counts_at(now);

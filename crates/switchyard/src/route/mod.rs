@@ -30,6 +30,8 @@ pub use rewrite::{HeaderEdits, HostHeader, PathRewrite, Rewrite};
 /// A route: which requests go to which group, with which policy.
 #[derive(Debug, Clone)]
 pub struct Route {
+    /// Its name, for metrics (`route` label) and logs; empty if unnamed.
+    pub name: Arc<String>,
     /// Which requests it takes.
     pub matcher: RouteMatch,
     /// How it changes what it forwards.
@@ -55,6 +57,7 @@ impl Route {
     /// them unchanged under the group's policy and the server's limits.
     pub fn new(matcher: RouteMatch, group: Arc<UpstreamGroup>) -> Route {
         Route {
+            name: Arc::default(),
             matcher,
             rewrite: Rewrite::default(),
             policy: Arc::clone(group.policy()),

@@ -29,6 +29,18 @@ use super::slots::{ServerSlots, Slot};
 use super::{UpstreamConn, connector};
 use crate::peer::PoolKey;
 
+/// One server's connections in a pool (see
+/// [`UpstreamPool::connections_by_server`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ServerConnections {
+    /// The server.
+    pub server: SocketAddr,
+    /// Connections waiting for a request.
+    pub idle: usize,
+    /// Connections serving requests (or being made).
+    pub busy: usize,
+}
+
 /// How often the reaper looks for expired idle connections.
 const REAP_EVERY: Duration = Duration::from_secs(1);
 
@@ -61,6 +73,19 @@ impl Inner {
         let shared = self.shared.values().flatten();
         self.idle.values().map(Vec::len).sum::<usize>()
             + shared.filter(|conn| conn.streams() == 0).count()
+    }
+
+    /// Idle connections by server, as [`idle_count`](Self::idle_count) counts them.
+    fn idle_by_server(&self) -> FxHashMap<SocketAddr, usize> {
+        let mut idle: FxHashMap<SocketAddr, usize> = FxHashMap::default();
+        for (key, conns) in &self.idle {
+            *idle.entry(key.address()).or_default() += conns.len();
+        }
+        for (key, conns) in &self.shared {
+            *idle.entry(key.address()).or_default() +=
+                conns.iter().filter(|conn| conn.streams() == 0).count();
+        }
+        idle
     }
 
     fn keeps(&self, key: &PoolKey) -> bool {
@@ -285,6 +310,29 @@ impl UpstreamPool {
     /// Idle connections held now (those the reaper has yet to close included).
     pub fn idle_connections(&self) -> usize {
         self.pool.idle_count()
+    }
+
+    /// Each server's connections now: idle ones (in the pool, or HTTP/2
+    /// ones with no stream in use) and busy ones (the rest of those open,
+    /// connections being made included), for metrics.
+    pub fn connections_by_server(&self) -> Vec<ServerConnections> {
+        let idle = self.pool.inner().idle_by_server();
+        let mut servers: Vec<ServerConnections> = self
+            .pool
+            .slots
+            .open_by_server()
+            .into_iter()
+            .map(|(server, open)| {
+                let idle = idle.get(&server).copied().unwrap_or(0);
+                ServerConnections {
+                    server,
+                    idle,
+                    busy: open.saturating_sub(idle),
+                }
+            })
+            .collect();
+        servers.sort_by_key(|s| s.server);
+        servers
     }
 }
 

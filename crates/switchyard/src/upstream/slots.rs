@@ -34,6 +34,18 @@ pub(crate) struct ServerSlots {
     servers: Mutex<HashMap<SocketAddr, Arc<Server>>>,
 }
 
+impl ServerSlots {
+    /// Every server's open connections now (its place-holders included:
+    /// connections being made).
+    pub(crate) fn open_by_server(&self) -> Vec<(SocketAddr, usize)> {
+        let servers = self.servers.lock().unwrap_or_else(|p| p.into_inner());
+        servers
+            .iter()
+            .map(|(addr, server)| (*addr, server.open.load(Ordering::Acquire)))
+            .collect()
+    }
+}
+
 /// What a waiting request is handed.
 #[derive(Debug)]
 pub(crate) enum Handed {

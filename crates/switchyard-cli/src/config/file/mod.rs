@@ -350,6 +350,10 @@ pub enum SelectionName {
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RouteSection {
+    /// The route's name: the `route` label of its metrics (unnamed routes
+    /// share `route=""`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
     /// Match this Host (case-insensitive, port ignored), or any name under
     /// a wildcard (`*.example.com`); any host if unset.
     #[serde(default, skip_serializing_if = "Option::is_none")]
