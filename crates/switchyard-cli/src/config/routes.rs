@@ -77,6 +77,19 @@ pub(super) fn routes(
                 message,
             ));
         }
+        if !route.name.is_empty()
+            && let Some(j) = built.iter().position(|earlier| earlier.name == route.name)
+        {
+            let message = format!(
+                "routes[{j}] has the name {:?} already: names label metrics, so each is used once",
+                route.name
+            );
+            return Err(source.error(
+                Some(section.upstream.span()),
+                &format!("{key}.name"),
+                message,
+            ));
+        }
         if let Some(j) = built
             .iter()
             .position(|earlier| earlier.matcher.covers(&route.matcher))

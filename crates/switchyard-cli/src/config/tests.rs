@@ -540,3 +540,15 @@ fn workers_default_to_the_cores_and_share_out_the_connection_limits() {
         assert_eq!(group.peer_options().max_connections, Some(1024));
     }
 }
+
+#[test]
+fn a_route_name_is_used_once() {
+    let text = "[server]\nlisten = [\"127.0.0.1:0\"]\n\n[upstreams.app]\nservers = [\"127.0.0.1:9001\"]\n\n\
+                [[routes]]\nname = \"api\"\npath_prefix = \"/api\"\nupstream = \"app\"\n\n\
+                [[routes]]\nname = \"api\"\nupstream = \"app\"\n";
+    let e = error_of(text);
+    assert!(e.contains("routes[1].name"), "{e}");
+    assert!(e.contains("routes[0] has the name \"api\" already"), "{e}");
+    let named = text.replacen("name = \"api\"\nupstream", "name = \"rest\"\nupstream", 1);
+    assert!(parse(&named, "ok.toml").is_ok());
+}
