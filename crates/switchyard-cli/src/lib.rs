@@ -177,5 +177,6 @@ pub fn one_liner(args: &OneLiner) -> Result<FileConfig, String> {
         },
         upstreams: [("default".to_string(), upstream)].into_iter().collect(),
         routes: Vec::new(),
+        tracing: Default::default(),
     })
 }

@@ -72,6 +72,8 @@ pub struct Finished {
     pub dry_runs: Vec<WouldHave>,
     /// The `Proxy-Status` of the failure, when the request failed.
     pub proxy_status: Option<String>,
+    /// Its W3C trace ID, when it has a trace.
+    pub trace_id: Option<String>,
 }
 
 /// The access log: its format and where its lines go.
@@ -293,6 +295,9 @@ pub fn text_line(r: &Finished) -> String {
         r.trace.len(),
         r.trace
     );
+    if let Some(trace_id) = &r.trace_id {
+        line.push_str(&format!(" trace={trace_id}"));
+    }
     if let Some(u) = &r.upgrade {
         line.push_str(&format!(
             " upgrade={} up={}B down={}B for={:.1}ms ended={}",
@@ -328,6 +333,7 @@ pub fn json_line(r: &Finished) -> String {
         "duration_ms": millis(r.duration),
         "upstream": r.upstream,
         "request_id": r.request_id,
+        "trace_id": r.trace_id,
         "error": r.error,
         "attempts": attempts,
         "grpc_status": r.grpc.as_ref().map(|g| g.code),
@@ -368,6 +374,7 @@ fn attempt_json(a: &AttemptRecord) -> serde_json::Value {
             "copy_won": h.copy_won,
             "after_ms": millis(h.after),
         })),
+        "span_id": a.span_id.map(|span| format!("{span:016x}")),
         "request_body_bytes": a.request_body_bytes,
         "response_body_bytes": a.response_body_bytes,
     })

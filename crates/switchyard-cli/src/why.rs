@@ -44,6 +44,9 @@ pub fn in_words(story: &serde_json::Value) -> String {
         text("client"),
         text("request_id"),
     );
+    if let Some(trace) = story["trace_id"].as_str() {
+        out.push_str(&format!("  trace {trace}\n"));
+    }
     for line in story["story"].as_array().into_iter().flatten() {
         out.push_str(&format!("    {}\n", line.as_str().unwrap_or("")));
     }

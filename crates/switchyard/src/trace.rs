@@ -109,6 +109,9 @@ pub struct AttemptRecord {
     /// A copy of the request sent to another server because this one was
     /// slow to answer (request hedging), and which copy's answer was used.
     pub request_hedge: Option<RequestHedge>,
+    /// Its W3C span ID (the parent in the `traceparent` sent upstream),
+    /// when the request has a trace.
+    pub span_id: Option<u64>,
 }
 
 /// A request hedge within one attempt: the copy sent to another server.
@@ -228,6 +231,7 @@ impl AttemptLog {
             hedged: None,
             hedge_won: false,
             request_hedge: None,
+            span_id: None,
         });
     }
 

@@ -208,6 +208,7 @@ pub(super) fn build(
         proxy_protocol: server.proxy_protocol,
         http2: http2_options(source, &server.http2)?,
         paths: path_rules(server),
+        start_traces: file.tracing.start_traces,
         tls_handshake_timeout: tls
             .as_ref()
             .map_or(defaults::tls_handshake_timeout().0, |tls| {

@@ -62,6 +62,7 @@ impl Observer {
             dry_runs,
             grpc: session.grpc_status().cloned(),
             proxy_status: e.and_then(|e| proxy_status(e).to_str().ok().map(str::to_string)),
+            trace_id: session.trace_context().map(|t| t.trace_id_hex()),
         };
         self.log(&finished);
         self.traces.keep(finished);

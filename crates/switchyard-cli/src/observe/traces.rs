@@ -130,7 +130,8 @@ pub fn approx_bytes(story: &Finished) -> usize {
         .sum::<usize>()
         + story.upstream.as_ref().map_or(0, String::capacity)
         + story.error.as_ref().map_or(0, String::capacity)
-        + story.proxy_status.as_ref().map_or(0, String::capacity);
+        + story.proxy_status.as_ref().map_or(0, String::capacity)
+        + story.trace_id.as_ref().map_or(0, String::capacity);
     std::mem::size_of::<Finished>()
         + strings
         + std::mem::size_of_val(story.trace.records())
@@ -154,6 +155,7 @@ pub fn story_json(story: &Finished) -> serde_json::Value {
         .collect();
     json!({
         "request_id": story.request_id,
+        "trace_id": story.trace_id,
         "client": story.client,
         "method": story.method,
         "path": story.path,

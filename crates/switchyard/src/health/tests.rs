@@ -296,6 +296,7 @@ fn attempt(error: Option<ErrorKind>, status: Option<u16>, reused: bool) -> Attem
         hedged: None,
         hedge_won: false,
         request_hedge: None,
+        span_id: None,
     }
 }
 

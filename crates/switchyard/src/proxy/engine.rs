@@ -48,6 +48,7 @@ use super::reply::Reply;
 use super::respond::{CLIENT_CLOSED, error_response, status_for};
 use super::retries::Retries;
 use super::shared::EngineShared;
+use super::trace_context::TraceContext;
 use super::upgrade::UpgradeRecord;
 use super::{ProxyHttp, Session};
 use crate::body::ReplaySource;
@@ -93,12 +94,14 @@ async fn run<P: ProxyHttp>(
 ) {
     let start = Instant::now();
     let (head, body) = request.into_parts();
+    let trace = TraceContext::of_request(&head.headers, shared.start_traces);
     let limit = BodyLimit::new(shared.max_request_body);
     let body = FilteredBody::new(LimitedBody::new(body, limit.clone()));
     let source = ReplaySource::new(body, shared.replay_buffer);
     let log = AttemptLog::new(start);
     let mut session = Session::new(head, client, source, limit, request_id, log);
     session.set_allowed_upgrades(shared.upgrades.clone());
+    session.set_trace_context(trace);
     let mut ctx = proxy.new_ctx();
     let served = {
         let serving = std::pin::pin!(serve(&*proxy, &shared, &mut session, &mut ctx, &mut reply));

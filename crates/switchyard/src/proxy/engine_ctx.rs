@@ -3,6 +3,7 @@
 //! shares, and the session. Passed whole, as one context, to the attempt,
 //! the hedged exchange and the retry judgement.
 
+use super::trace_context;
 use std::sync::Arc;
 
 use super::forward;
@@ -30,7 +31,17 @@ impl<P: ProxyHttp> EngineCtx<'_, P> {
     /// [`filter_head`](Self::filter_head) and [`request`](Self::request).
     /// An attempt and its hedged copy are prepared alike, by these three.
     pub(super) fn upstream_head(&mut self, peer: &HttpPeer) -> RequestHeader {
-        forward::upstream_head(self.session, peer, &self.shared.identity)
+        let mut head = forward::upstream_head(self.session, peer, &self.shared.identity);
+        if let Some(trace) = self.session.trace_context() {
+            // Each attempt is a span: the upstream's parent.
+            let span = trace_context::new_span_id();
+            head.headers
+                .insert(trace_context::TRACEPARENT, trace.traceparent(span));
+            if let Some(attempt) = self.session.attempts_mut().current() {
+                attempt.span_id.get_or_insert(span);
+            }
+        }
+        head
     }
 
     /// `head` through `upstream_request_filter`; the method it sends is

@@ -48,6 +48,7 @@ mod retries;
 mod session;
 mod shared;
 mod target;
+pub mod trace_context;
 mod upgrade;
 
 pub use crate::body::filter::RequestBodyFilter;

@@ -1,6 +1,7 @@
 //! [`Session`]: the downstream request as hooks see it, with the attempt
 //! trace and what has been sent downstream so far.
 
+use super::trace_context::TraceContext;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
@@ -60,6 +61,8 @@ pub struct Session {
     request_body_filter: Option<Arc<FilterStatus>>,
     /// ...which changes the request's framing (no `Content-Length`).
     request_body_reframed: bool,
+    /// Its W3C trace, continued or started.
+    trace: Option<TraceContext>,
 }
 
 impl Session {
@@ -95,7 +98,19 @@ impl Session {
             filter_response_body: false,
             request_body_filter: None,
             request_body_reframed: false,
+            trace: None,
         }
+    }
+
+    /// The request's W3C trace: the one its `traceparent` carries, or one
+    /// the proxy started (`ServerOptions::start_traces`); `None` otherwise.
+    pub fn trace_context(&self) -> Option<&TraceContext> {
+        self.trace.as_ref()
+    }
+
+    /// Set the request's trace (the engine does, when the request arrives).
+    pub(crate) fn set_trace_context(&mut self, trace: Option<TraceContext>) {
+        self.trace = trace;
     }
 
     /// Pass this response's body through

@@ -31,6 +31,8 @@ pub(crate) struct EngineShared {
     pub(crate) client_chunk: usize,
     /// How request paths are normalized before routing.
     pub(crate) paths: crate::path::PathRules,
+    /// Start a trace for a request that brings none.
+    pub(crate) start_traces: bool,
     /// The server's retry budget, for requests whose hook gives none.
     pub(crate) budget: Option<Arc<RetryBudget>>,
     /// Recent connect times per peer, for connect hedging.

@@ -151,6 +151,10 @@ pub struct ServerOptions {
     /// encoded slashes refused, by default. The normalized path is also the
     /// one sent upstream.
     pub paths: crate::path::PathRules,
+    /// Start a W3C trace for a request that comes without a valid
+    /// `traceparent` (one that comes with it is always continued; see
+    /// [`trace_context`](crate::proxy::trace_context)).
+    pub start_traces: bool,
 }
 
 impl Default for ServerOptions {
@@ -175,6 +179,7 @@ impl Default for ServerOptions {
             reuse_port: false,
             upgrades: crate::proxy::AllowedUpgrades::default(),
             paths: crate::path::PathRules::default(),
+            start_traces: false,
         }
     }
 }
@@ -574,6 +579,7 @@ fn engine_shared(pool: Arc<Pool>, options: &ServerOptions) -> Arc<EngineShared> 
         identity: options.client_identity.clone(),
         upgrades: options.upgrades.clone(),
         paths: options.paths,
+        start_traces: options.start_traces,
         client_chunk: client_chunk(options),
         budget: options
             .retry_budget

@@ -38,6 +38,19 @@ pub struct FileConfig {
     /// Host and path prefix to upstream group; first match wins.
     #[serde(default)]
     pub routes: Vec<RouteSection>,
+    /// W3C trace context.
+    #[serde(default)]
+    pub tracing: TracingSection,
+}
+
+/// `[tracing]`.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct TracingSection {
+    /// Start a trace for a request that brings no valid `traceparent`
+    /// (one that brings it is always continued).
+    #[serde(default)]
+    pub start_traces: bool,
 }
 
 /// `[server]`.

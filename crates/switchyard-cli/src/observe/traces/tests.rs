@@ -27,6 +27,7 @@ fn attempt(port: u16, status: Option<u16>, decision: Decision) -> AttemptRecord 
         hedged: None,
         hedge_won: false,
         request_hedge: None,
+        span_id: None,
     }
 }
 
@@ -52,6 +53,7 @@ fn story(id: &str, path: &str, retried: bool) -> Finished {
         grpc: None,
         dry_runs: Vec::new(),
         proxy_status: None,
+        trace_id: None,
     }
 }
 
