@@ -323,6 +323,11 @@ pub fn text_line(r: &Finished) -> String {
 
 /// The same as one JSON object.
 pub fn json_line(r: &Finished) -> String {
+    json_value(r).to_string()
+}
+
+/// The fields of [`json_line`], as a value to add to.
+pub fn json_value(r: &Finished) -> serde_json::Value {
     let attempts: Vec<_> = r.trace.records().iter().map(attempt_json).collect();
     json!({
         "client": r.client,
@@ -347,7 +352,6 @@ pub fn json_line(r: &Finished) -> String {
             "ended": u.ended.as_str(),
         })),
     })
-    .to_string()
 }
 
 fn attempt_json(a: &AttemptRecord) -> serde_json::Value {

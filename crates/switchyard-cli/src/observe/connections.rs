@@ -83,7 +83,7 @@ impl ConnectionMetrics {
 }
 
 /// Raise `counter` to the servers' running total `total`.
-fn catch_up(counter: &Counter, total: i64) {
+pub(super) fn catch_up(counter: &Counter, total: i64) {
     let total = u64::try_from(total).unwrap_or(0);
     let counted = counter.get();
     if total > counted {

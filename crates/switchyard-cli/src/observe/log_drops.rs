@@ -34,10 +34,7 @@ impl LogDropMetrics {
     /// Bring the counter up to the writers' total.
     pub(super) fn refresh(&self) {
         let total: u64 = self.lock().iter().map(LogWriter::dropped).sum();
-        let counted = self.dropped.get();
-        if total > counted {
-            self.dropped.inc_by(total - counted);
-        }
+        super::connections::catch_up(&self.dropped, i64::try_from(total).unwrap_or(i64::MAX));
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Vec<LogWriter>> {

@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex};
 
 use serde_json::json;
 
-use super::{Finished, attempt_json, millis};
+use super::{Finished, json_value};
 
 /// The most bytes of a request's path and query kept in its story.
 pub const MAX_KEPT_PATH: usize = 1024;
@@ -144,7 +144,6 @@ pub fn approx_bytes(story: &Finished) -> usize {
 /// The whole story as JSON: the access log's fields, the `Proxy-Status`
 /// of a failure, and each attempt in words as the demo prints it.
 pub fn story_json(story: &Finished) -> serde_json::Value {
-    let attempts: Vec<_> = story.trace.records().iter().map(attempt_json).collect();
     // Each attempt as the access log and the demo put it: peer, outcome,
     // and the decision with its reason.
     let lines: Vec<String> = story
@@ -153,30 +152,10 @@ pub fn story_json(story: &Finished) -> serde_json::Value {
         .iter()
         .map(ToString::to_string)
         .collect();
-    json!({
-        "request_id": story.request_id,
-        "trace_id": story.trace_id,
-        "client": story.client,
-        "method": story.method,
-        "path": story.path,
-        "upstream": story.upstream,
-        "status": story.status,
-        "bytes": story.bytes,
-        "duration_ms": millis(story.duration),
-        "error": story.error,
-        "proxy_status": story.proxy_status,
-        "attempts": attempts,
-        "story": lines,
-        "grpc_status": story.grpc.as_ref().map(|g| g.code),
-        "dry_run": story.dry_runs.iter().map(|w| json!({ "policy": w.policy, "would": w.would })).collect::<Vec<_>>(),
-        "upgrade": story.upgrade.as_ref().map(|u| json!({
-            "protocol": u.protocol,
-            "to_upstream_bytes": u.to_upstream,
-            "to_client_bytes": u.to_client,
-            "duration_ms": millis(u.duration),
-            "ended": u.ended.as_str(),
-        })),
-    })
+    let mut value = json_value(story);
+    value["proxy_status"] = json!(story.proxy_status);
+    value["story"] = json!(lines);
+    value
 }
 
 #[cfg(test)]
