@@ -36,7 +36,7 @@ impl ProxyHttp for Proxy {
     }
 
     async fn upstream_peer(&self, s: &mut Session, ctx: &mut GroupCtx) -> Result<Box<HttpPeer>> {
-        Ok(self.0.upstream_peer(s, ctx))
+        self.0.upstream_peer(s, ctx)
     }
 
     fn fail_to_connect(

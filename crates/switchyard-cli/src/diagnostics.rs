@@ -25,6 +25,20 @@ pub fn init(target: LogTarget) -> Result<LogWriter, String> {
     Ok(writer)
 }
 
+/// Run `load` (reading the config, before the error log's file is known)
+/// with its diagnostics written to standard error directly, so that a
+/// warning while loading (an insecure upstream TLS setting, say) is seen.
+pub fn during_startup<T>(load: impl FnOnce() -> T) -> T {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let subscriber = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(io::stderr().is_terminal())
+        .with_writer(io::stderr)
+        .finish();
+    tracing::subscriber::with_default(subscriber, load)
+}
+
 /// Each event the subscriber formats, as one queued line.
 #[derive(Clone)]
 struct Events(LogWriter);

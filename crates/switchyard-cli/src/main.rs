@@ -45,10 +45,12 @@ fn main() -> ExitCode {
             }
             Err(e) => bad_input(&e.to_string()),
         }),
-        Command::Run { config: path } => match config::load(&path) {
-            Ok(c) => run(c, log_format, Some(&path)),
-            Err(e) => bad_input(&e.to_string()),
-        },
+        Command::Run { config: path } => {
+            match diagnostics::during_startup(|| config::load(&path)) {
+                Ok(c) => run(c, log_format, Some(&path)),
+                Err(e) => bad_input(&e.to_string()),
+            }
+        }
         Command::Proxy {
             listen,
             to,
@@ -82,7 +84,7 @@ fn main() -> ExitCode {
                 Ok(file) => file,
                 Err(message) => return bad_input(&message),
             };
-            match config::from_file_config(file, "command line") {
+            match diagnostics::during_startup(|| config::from_file_config(file, "command line")) {
                 Ok(c) => run(c, log_format, None),
                 Err(e) => bad_input(&e.to_string()),
             }
@@ -190,12 +192,14 @@ fn run(config: Config, log_format: Option<LogFormat>, reload_from: Option<&Path>
     let observer = Arc::new(Observer::new(access_log).with_traces(recent, failed));
     observer.watch_log(errors.clone());
     let result = runtime.block_on(async {
+        // Caught from the start: log rotation may signal at any time, and
+        // SIGUSR1's default action ends the process.
+        let _reopening = serve::reopen_logs_on_sigusr1(logs);
         let running = serve::start(config, Arc::clone(&observer)).await?;
         // Catch the signals before saying "ready": a script that signals
         // as soon as it reads that line must not meet their default action.
         let stop = serve::stop_signal();
         let hangups = serve::reload_signals();
-        let _reopening = serve::reopen_logs_on_sigusr1(logs);
         running.announce();
         running
             .serve_until(stop, hangups, reload_from.map(Path::to_path_buf))
@@ -203,8 +207,10 @@ fn run(config: Config, log_format: Option<LogFormat>, reload_from: Option<&Path>
     });
     // A name lookup still blocked in the resolver must not hold up the exit.
     runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+    // One deadline for both logs' queued lines.
+    let deadline = std::time::Instant::now() + LOG_FLUSH;
     observer.flush_access_log(LOG_FLUSH);
-    errors.flush(LOG_FLUSH);
+    errors.flush(deadline.saturating_duration_since(std::time::Instant::now()));
     match result {
         Ok(()) => {
             eprintln!("switchyard: stopped");

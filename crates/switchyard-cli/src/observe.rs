@@ -104,6 +104,8 @@ pub struct Observer {
     traces: TraceRing,
     registry: Registry,
     sink: Option<Sink>,
+    /// One scrape at a time: the gauges are cleared and refilled for each.
+    scraping: std::sync::Mutex<()>,
 }
 
 impl std::fmt::Debug for Observer {
@@ -144,6 +146,7 @@ impl Observer {
             traces: TraceRing::default(),
             registry,
             sink: None,
+            scraping: std::sync::Mutex::new(()),
         }
     }
 
@@ -267,6 +270,7 @@ impl Observer {
 
     /// The metrics in Prometheus text format.
     pub fn metrics_text(&self) -> String {
+        let _one_at_a_time = self.scraping.lock().unwrap_or_else(|p| p.into_inner());
         self.connections.refresh();
         self.log_drops.refresh();
         self.servers.refresh();

@@ -22,7 +22,7 @@ async fn put_state(
     token: Option<&str>,
 ) -> client::Collected {
     let mut request = http::Request::put(format!("/upstreams/app/servers/{server}/state"))
-        .header("host", "admin");
+        .header("host", admin.to_string());
     if let Some(token) = token {
         request = request.header("authorization", format!("Bearer {token}"));
     }
@@ -102,6 +102,25 @@ async fn drain_sends_no_new_requests_and_ready_brings_the_server_back() {
 }
 
 #[tokio::test]
+async fn with_every_server_drained_none_gets_a_request() {
+    let a = Origin::healthy("a").await;
+    let b = Origin::healthy("b").await;
+    let file = TempConfig::new("all-drained", &config(a.addr(), b.addr(), "", false));
+    let proxy = Running::start(&["run", "-c", file.path.to_str().unwrap()]);
+    let admin = proxy.admin.unwrap();
+    assert_eq!(put_state(admin, a.addr(), "drain", None).await.status, 200);
+    assert_eq!(put_state(admin, b.addr(), "maint", None).await.status, 200);
+    let reply = within(10, "GET", client::get(proxy.addr, "/x"))
+        .await
+        .unwrap();
+    assert_eq!(reply.status, 502);
+    assert_eq!(served(&a) + served(&b), 0, "an operator's choice stands");
+    assert_eq!(put_state(admin, b.addr(), "ready", None).await.status, 200);
+    get_n(proxy.addr, 2).await;
+    assert_eq!(served(&b), 2);
+}
+
+#[tokio::test]
 async fn a_request_in_flight_on_a_drained_server_finishes() {
     let slow = Script::always(Behavior::ok().after(Duration::from_millis(500)));
     let a = Origin::start("slow", slow).await;
@@ -110,7 +129,9 @@ async fn a_request_in_flight_on_a_drained_server_finishes() {
     let file = TempConfig::new("drain-in-flight", &config(a.addr(), b.addr(), "", false));
     let proxy = Running::start(&["run", "-c", file.path.to_str().unwrap()]);
     let admin = proxy.admin.unwrap();
-    let in_flight = tokio::spawn(client::get(proxy.addr, "/x"));
+    // A POST: were it cut off by the drain, it would not be retried
+    // elsewhere, and the client would see 502.
+    let in_flight = tokio::spawn(client::post(proxy.addr, "/x", "order=1"));
     a.wait_for_requests(1, 10).await;
     assert_eq!(put_state(admin, a.addr(), "drain", None).await.status, 200);
     let reply = within(10, "the request in flight", in_flight)
@@ -195,6 +216,15 @@ async fn with_a_token_file_every_write_needs_the_token() {
         200
     );
     assert_eq!(state_of(admin, a.addr()).await, "drain");
+    // The scheme's name in any case (RFC 9110).
+    let request = http::Request::put(format!("/upstreams/app/servers/{}/state", a.addr()))
+        .header("authorization", format!("bearer {token}"))
+        .body(Full::new(Bytes::from_static(b"ready")))
+        .unwrap();
+    let lower = within(10, "PUT", client::send(admin, request))
+        .await
+        .unwrap();
+    assert_eq!(lower.status, 200);
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -218,6 +248,27 @@ async fn a_reload_keeps_a_servers_admin_state() {
     let before = served(&a);
     get_n(proxy.addr, 4).await;
     assert_eq!(served(&a), before);
+}
+
+#[tokio::test]
+async fn a_tokenless_write_under_another_host_name_is_refused() {
+    // A page served from evil.example that rebinds its name to 127.0.0.1.
+    let a = Origin::healthy("a").await;
+    let b = Origin::healthy("b").await;
+    let file = TempConfig::new("rebinding", &config(a.addr(), b.addr(), "", false));
+    let proxy = Running::start(&["run", "-c", file.path.to_str().unwrap()]);
+    let admin = proxy.admin.unwrap();
+    let request = http::Request::put(format!("/upstreams/app/servers/{}/state", a.addr()))
+        .header("host", format!("evil.example:{}", admin.port()))
+        .body(Full::new(Bytes::from_static(b"drain")))
+        .unwrap();
+    let reply = within(10, "PUT", client::send(admin, request))
+        .await
+        .unwrap();
+    assert_eq!(reply.status, 403);
+    assert_eq!(state_of(admin, a.addr()).await, "ready");
+    let local = put_state(admin, a.addr(), "drain", None).await;
+    assert_eq!(local.status, 200);
 }
 
 #[test]

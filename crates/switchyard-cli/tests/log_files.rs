@@ -209,3 +209,19 @@ fn check_refuses_a_log_file_in_a_missing_directory() {
     assert!(message.contains("log.access_file"), "{message}");
     assert!(message.contains("does not exist"), "{message}");
 }
+
+#[tokio::test]
+async fn a_warning_while_the_config_loads_reaches_standard_error() {
+    // Written before the error log's file is known: it goes to stderr.
+    let logs = LogDir::new("startup-warning");
+    let errors = logs.file("error.log");
+    let text = format!(
+        "[server]\nlisten = [\"127.0.0.1:0\"]\nworkers = 1\n\n[log]\nerror_file = {errors:?}\n\n\
+         [upstreams.app]\nservers = [\"https://127.0.0.1:9\"]\n\n\
+         [upstreams.app.tls]\ninsecure_skip_verify = true\n"
+    );
+    let file = TempConfig::new("startup-warning", &text);
+    let proxy = Running::start(&["run", "-c", file.path.to_str().unwrap()]);
+    let line = proxy.wait_for_stderr("insecure_skip_verify").await;
+    assert!(line.contains("WARN"), "{line}");
+}

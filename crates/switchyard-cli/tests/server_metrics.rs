@@ -46,7 +46,7 @@ async fn each_server_has_a_state_and_its_connections() {
             .unwrap();
     }
     let request = http::Request::put(format!("/upstreams/app/servers/{}/state", a.addr()))
-        .header("host", "admin")
+        .header("host", admin.to_string())
         .body(Full::new(Bytes::from_static(b"drain")))
         .unwrap();
     assert_eq!(

@@ -107,6 +107,18 @@ async fn a_trace_is_started_when_asked() {
     let line: serde_json::Value = serde_json::from_str(&log[0]).unwrap();
     assert_eq!(line["trace_id"], parts[1]);
     assert_eq!(line["attempts"][0]["span_id"], parts[2]);
+
+    // An invalid traceparent is replaced, and its tracestate not passed on.
+    let invalid = format!("00-{}-{CLIENT_SPAN}-01", TRACE.to_uppercase());
+    let reply = get(
+        proxy.addr,
+        &[("traceparent", &invalid), ("tracestate", "vendor=stale")],
+    )
+    .await;
+    assert_eq!(reply.status, 200);
+    let replaced = traceparents(&good)[1].clone().unwrap();
+    assert!(!replaced.to_lowercase().contains(TRACE), "{replaced}");
+    assert!(good.requests()[1].headers.get("tracestate").is_none());
 }
 
 #[tokio::test]

@@ -30,12 +30,17 @@ use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TrySendError};
 use std::time::{Duration, Instant};
 
 /// Lines the queue holds by default before new ones are dropped.
 pub const DEFAULT_QUEUE_LINES: usize = 16 * 1024;
+
+/// Bytes the queue holds at most, whatever the number of lines (long
+/// lines from long request paths would otherwise let a stalled disk hold
+/// gigabytes).
+pub const MAX_QUEUED_BYTES: usize = 16 * 1024 * 1024;
 
 /// Where a [`LogWriter`] writes.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -83,8 +88,11 @@ struct Shared {
     dropped: Arc<AtomicU64>,
     /// A reopen was asked while the queue was full.
     reopen_pending: Arc<AtomicBool>,
-    /// The queue was found full, and that was said on standard error.
-    overflow_said: AtomicBool,
+    /// The queue was found full, and that was said on standard error
+    /// (the thread clears it, and says so, once it has caught up).
+    overflow_said: Arc<AtomicBool>,
+    /// Bytes of the lines queued now.
+    queued_bytes: Arc<AtomicUsize>,
 }
 
 impl std::fmt::Debug for LogWriter {
@@ -110,11 +118,15 @@ impl LogWriter {
         let (queue, receiver) = mpsc::sync_channel(lines.max(1));
         let dropped = Arc::new(AtomicU64::new(0));
         let reopen_pending = Arc::new(AtomicBool::new(false));
+        let overflow_said = Arc::new(AtomicBool::new(false));
+        let queued_bytes = Arc::new(AtomicUsize::new(0));
         let mut thread = WriterThread {
             sink,
             target: target.clone(),
             dropped: Arc::clone(&dropped),
             reopen_pending: Arc::clone(&reopen_pending),
+            overflow_said: Arc::clone(&overflow_said),
+            queued_bytes: Arc::clone(&queued_bytes),
             failing: false,
             batch: Vec::new(),
             lines_in_batch: 0,
@@ -128,7 +140,8 @@ impl LogWriter {
                 target,
                 dropped,
                 reopen_pending,
-                overflow_said: AtomicBool::new(false),
+                overflow_said,
+                queued_bytes,
             }),
         })
     }
@@ -139,28 +152,43 @@ impl LogWriter {
     }
 
     /// Queue one line (a newline is added unless it ends with one). Never
-    /// blocks: when the queue is full the line is dropped and counted.
+    /// blocks: when the queue is full (in lines, or [`MAX_QUEUED_BYTES`])
+    /// the line is dropped and counted.
     pub fn write_line(&self, line: impl Into<Vec<u8>>) {
         let mut line = line.into();
         if line.last() != Some(&b'\n') {
             line.push(b'\n');
         }
+        let len = line.len();
+        let queued = self.shared.queued_bytes.fetch_add(len, Ordering::Relaxed);
+        if queued + len > MAX_QUEUED_BYTES {
+            self.shared.queued_bytes.fetch_sub(len, Ordering::Relaxed);
+            self.overflow();
+            return;
+        }
         match self.shared.queue.try_send(Message::Line(line)) {
             Ok(()) => {}
             Err(TrySendError::Full(_)) => {
-                self.shared.dropped.fetch_add(1, Ordering::Relaxed);
-                if !self.shared.overflow_said.swap(true, Ordering::Relaxed) {
-                    eprintln!(
-                        "switchyard: the log to {} falls behind (its queue of lines is full); \
-                         dropping lines while it is (counted in switchyard_log_lines_dropped_total)",
-                        self.shared.target
-                    );
-                }
+                self.shared.queued_bytes.fetch_sub(len, Ordering::Relaxed);
+                self.overflow();
             }
             // The thread is gone (it cannot be, short of a panic): count it.
             Err(TrySendError::Disconnected(_)) => {
+                self.shared.queued_bytes.fetch_sub(len, Ordering::Relaxed);
                 self.shared.dropped.fetch_add(1, Ordering::Relaxed);
             }
+        }
+    }
+
+    /// A line dropped for a full queue: counted, and said once per episode.
+    fn overflow(&self) {
+        self.shared.dropped.fetch_add(1, Ordering::Relaxed);
+        if !self.shared.overflow_said.swap(true, Ordering::Relaxed) {
+            eprintln!(
+                "switchyard: the log to {} falls behind (its queue is full); dropping lines \
+                 until it catches up (counted in switchyard_log_lines_dropped_total)",
+                self.shared.target
+            );
         }
     }
 
@@ -182,8 +210,9 @@ impl LogWriter {
         self.shared.dropped.load(Ordering::Relaxed)
     }
 
-    /// Wait, at most `within`, until every line queued before this call is
-    /// written; whether it was. For the end of the process (lines still
+    /// Wait, at most `within`, until the writer got through every line
+    /// queued before this call (written, or dropped and counted because
+    /// the write failed); whether it did in time. For the end of the process (lines still
     /// queued then would be lost); a file that cannot be written in time
     /// does not hold the exit up.
     pub fn flush(&self, within: Duration) -> bool {
@@ -267,6 +296,8 @@ struct WriterThread {
     target: LogTarget,
     dropped: Arc<AtomicU64>,
     reopen_pending: Arc<AtomicBool>,
+    overflow_said: Arc<AtomicBool>,
+    queued_bytes: Arc<AtomicUsize>,
     /// The last write failed (said once on standard error).
     failing: bool,
     batch: Vec<u8>,
@@ -292,14 +323,21 @@ impl WriterThread {
             };
             self.take(first);
             // Gather what else is queued into this write.
+            let mut caught_up = false;
             while self.batch.len() < BATCH_BYTES {
                 match queue.try_recv() {
                     Ok(message) => self.take(message),
-                    Err(_) => break,
+                    Err(_) => {
+                        caught_up = true;
+                        break;
+                    }
                 }
             }
             self.write_batch();
             self.reopen_if_pending();
+            if caught_up && self.overflow_said.swap(false, Ordering::Relaxed) {
+                eprintln!("switchyard: the log to {} caught up", self.target);
+            }
         }
         self.write_batch();
     }
@@ -307,6 +345,7 @@ impl WriterThread {
     fn take(&mut self, message: Message) {
         match message {
             Message::Line(line) => {
+                self.queued_bytes.fetch_sub(line.len(), Ordering::Relaxed);
                 self.batch.extend_from_slice(&line);
                 self.lines_in_batch += 1;
             }

@@ -70,7 +70,7 @@ impl ProxyHttp for Followed {
     }
 
     async fn upstream_peer(&self, s: &mut Session, c: &mut Ctx) -> Result<Box<HttpPeer>> {
-        Ok(c.group.upstream_peer(s, &mut c.ctx))
+        c.group.upstream_peer(s, &mut c.ctx)
     }
 }
 

@@ -62,7 +62,7 @@ impl ProxyHttp for GroupProxy {
     }
 
     async fn upstream_peer(&self, s: &mut Session, ctx: &mut GroupCtx) -> Result<Box<HttpPeer>> {
-        Ok(self.group.upstream_peer(s, ctx))
+        self.group.upstream_peer(s, ctx)
     }
 
     fn fail_to_connect(

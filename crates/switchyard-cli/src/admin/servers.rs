@@ -6,7 +6,9 @@
 //! `Authorization: Bearer TOKEN` (a missing or wrong one gets 401 and a
 //! warning naming the client); without it, writes are allowed only when
 //! the admin address is a loopback one (`switchyard check` refuses a
-//! non-loopback admin address without a token file).
+//! non-loopback admin address without a token file) and the request's
+//! `Host` names a loopback address (a browser page that reached the
+//! listener through DNS rebinding sends its own name).
 
 use std::net::SocketAddr;
 use std::time::Instant;
@@ -113,12 +115,38 @@ fn refuse_unauthorized(
             );
             Some(refused)
         }
-        None if admin.loopback => None,
+        None if admin.loopback && names_loopback(request) => None,
+        // A browser page can reach a loopback listener through DNS
+        // rebinding, under its own name in Host.
+        None if admin.loopback => Some(json_answer(
+            StatusCode::FORBIDDEN,
+            json!({ "error": "admin writes without a token need a Host naming a loopback address (127.0.0.1, [::1] or localhost)" }),
+        )),
         None => Some(json_answer(
             StatusCode::FORBIDDEN,
             json!({ "error": "admin writes on a non-loopback address need [server] admin_token_file" }),
         )),
     }
+}
+
+/// Whether the request's `Host` names a loopback address (with or
+/// without a port): `127.x.x.x`, `[::1]` or `localhost`.
+fn names_loopback(request: &Request<Incoming>) -> bool {
+    let Some(host) = request
+        .headers()
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+    else {
+        return false;
+    };
+    let name = match host.strip_prefix('[') {
+        Some(bracketed) => bracketed.split(']').next().unwrap_or(""),
+        None => host.split(':').next().unwrap_or(""),
+    };
+    name.eq_ignore_ascii_case("localhost")
+        || name
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }
 
 /// `NAME` and `ADDR` of `/upstreams/NAME/servers/ADDR/state`.

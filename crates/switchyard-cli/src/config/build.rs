@@ -30,8 +30,10 @@ use super::units::limit_of;
 use super::{ConfigError, Source};
 
 /// The most request stories `keep_traces` or `keep_failed_traces` may keep
-/// (about 0.6 KB each: docs/config.md).
-const MAX_KEPT_TRACES: usize = 1_000_000;
+/// (about 0.7 KB each: docs/config.md). `GET /requests/ID` searches them
+/// under the lock every finished request takes, so they stay few enough
+/// for that search to be short (about a millisecond at this size).
+const MAX_KEPT_TRACES: usize = 100_000;
 
 /// A checked configuration, ready to serve.
 #[derive(Debug)]
@@ -282,12 +284,16 @@ pub struct AdminToken(String);
 
 impl AdminToken {
     /// Whether `presented` (an `Authorization` value) carries this token,
-    /// as `Bearer TOKEN`; compared in time independent of where they differ.
+    /// as `Bearer TOKEN` (the scheme in any case, RFC 9110 section 11.1);
+    /// the token compared in time independent of where they differ.
     pub fn admits(&self, presented: &[u8]) -> bool {
-        let expected = format!("Bearer {}", self.0);
-        let expected = expected.as_bytes();
-        presented.len() == expected.len()
-            && presented
+        let Some((scheme, token)) = presented.split_at_checked(7) else {
+            return false;
+        };
+        let expected = self.0.as_bytes();
+        scheme.eq_ignore_ascii_case(b"bearer ")
+            && token.len() == expected.len()
+            && token
                 .iter()
                 .zip(expected)
                 .fold(0u8, |differ, (a, b)| differ | (a ^ b))

@@ -5,7 +5,9 @@
 //!
 //! Every label value comes from the config (group and route names) or
 //! from the servers it names (addresses, DNS answers included), never from
-//! a request, so the number of series is bounded by the config.
+//! a request, so the number of series is bounded by the config and its
+//! DNS answers. A server gone from both keeps its series (and its label
+//! text) until the process restarts.
 
 use std::net::SocketAddr;
 use std::sync::{Arc, RwLock};

@@ -225,7 +225,7 @@ impl Running {
             note += &format!("; closed {closed} idle connection(s) to removed servers");
         }
         if !same_server {
-            note += "; [server] changes (listen, workers, admin, limits) need a restart and were not applied";
+            note += "; [server] and [tracing] changes (listen, workers, admin, limits, start_traces) need a restart and were not applied";
         }
         if !same_logs {
             note += "; [log] file changes need a restart and were not applied";

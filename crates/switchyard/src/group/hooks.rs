@@ -13,6 +13,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use super::{RetryPolicy, UpstreamGroup};
 use crate::error::{Error, ErrorKind};
+use crate::health::AdminState;
 use crate::peer::HttpPeer;
 use crate::policy::budget::RetryBudget;
 use crate::policy::dry_run::WouldHave;
@@ -79,7 +80,16 @@ impl UpstreamGroup {
     /// hedging is on. Picking one counts it as loaded until
     /// [`logging`](Self::logging). Before the first attempt, the request
     /// keeps as much of its body for a replay as the policy says.
-    pub fn upstream_peer(&self, session: &mut Session, ctx: &mut GroupCtx) -> Box<HttpPeer> {
+    ///
+    /// When no server is usable, an avoided one is chosen rather than none
+    /// (down or ejected servers may have recovered), except one an operator
+    /// took out (`drain`, `maint`): then the request fails with a
+    /// `ConnectError` that says so, and nothing is sent.
+    pub fn upstream_peer(
+        &self,
+        session: &mut Session,
+        ctx: &mut GroupCtx,
+    ) -> crate::Result<Box<HttpPeer>> {
         if session.attempts().is_empty() {
             session.set_retry_buffer_size(self.policy_for(ctx).replay_buffer);
         }
@@ -104,6 +114,15 @@ impl UpstreamGroup {
                 }
             },
         };
+        if avoid.contains(&addr) && self.health.admin_state(addr) != AdminState::Ready {
+            return Err(Error::explain(
+                ErrorKind::ConnectError,
+                format!(
+                    "no server of upstream {} is in service: every usable one is drained or in maintenance",
+                    self.name()
+                ),
+            ));
+        }
         if let Some(load) = self.backends.load(addr) {
             load.begin();
             ctx.begun.push((addr, session.attempts().len()));
@@ -114,7 +133,7 @@ impl UpstreamGroup {
         {
             peer = peer.with_hedge(self.peer(hedge));
         }
-        Box::new(peer)
+        Ok(Box::new(peer))
     }
 
     /// For `fail_to_connect`: the rules' verdict on a connect failure.

@@ -26,7 +26,7 @@
 //!         GroupCtx::default()
 //!     }
 //!     async fn upstream_peer(&self, s: &mut Session, ctx: &mut GroupCtx) -> Result<Box<HttpPeer>> {
-//!         Ok(self.group.upstream_peer(s, ctx))
+//!         self.group.upstream_peer(s, ctx)
 //!     }
 //!     fn fail_to_connect(&self, _s: &mut Session, p: &HttpPeer, ctx: &mut GroupCtx, e: Box<Error>) -> Box<Error> {
 //!         self.group.fail_to_connect(p, ctx, e)

@@ -124,3 +124,35 @@ fn a_writer_stuck_on_a_pipe_nobody_reads_drops_lines_instead_of_blocking() {
     assert!(log.dropped() > 4000, "dropped {}", log.dropped());
     assert!(!log.flush(Duration::from_millis(100)));
 }
+
+#[test]
+fn the_queue_holds_a_bounded_number_of_bytes_whatever_its_lines() {
+    use std::os::unix::fs::OpenOptionsExt;
+    let dir = Scratch::new("bytes");
+    let fifo = dir.0.join("stuck");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    const O_NONBLOCK: i32 = 0o4000;
+    let _reader = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(O_NONBLOCK)
+        .open(&fifo)
+        .unwrap();
+    let mut filler = std::fs::OpenOptions::new()
+        .write(true)
+        .custom_flags(O_NONBLOCK)
+        .open(&fifo)
+        .unwrap();
+    let block = [b'f'; 4096];
+    while std::io::Write::write(&mut filler, &block).is_ok() {}
+    // Room for 1,000 lines, but 20 lines of 1 MiB are over the byte bound.
+    let log = LogWriter::with_queue(LogTarget::File(fifo), 1000).unwrap();
+    let line = "x".repeat(1 << 20);
+    for _ in 0..20 {
+        log.write_line(line.as_str());
+    }
+    assert!(log.dropped() >= 4, "dropped {}", log.dropped());
+}

@@ -37,6 +37,9 @@ impl<P: ProxyHttp> EngineCtx<'_, P> {
             let span = trace_context::new_span_id();
             head.headers
                 .insert(trace_context::TRACEPARENT, trace.traceparent(span));
+            if trace.started() {
+                head.headers.remove(trace_context::TRACESTATE);
+            }
             if let Some(attempt) = self.session.attempts_mut().current() {
                 attempt.span_id.get_or_insert(span);
             }

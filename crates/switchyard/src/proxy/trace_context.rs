@@ -9,7 +9,8 @@
 //! its own `traceparent` (so an upstream's spans hang under the attempt
 //! that reached it, a retry under the retry), with the sampled flag as it
 //! came (set, for a trace the proxy started). `tracestate` passes through
-//! untouched. The trace ID is in the access log; each attempt's span ID is
+//! untouched with a continued trace, and is dropped when the proxy starts
+//! one (it belonged to the trace the client's invalid `traceparent` named). The trace ID is in the access log; each attempt's span ID is
 //! in its [`AttemptRecord`](crate::AttemptRecord).
 //!
 //! ```
@@ -28,6 +29,10 @@ use http::header::{HeaderMap, HeaderName};
 /// `traceparent`.
 pub const TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
 
+/// `tracestate`: passed on with a continued trace, dropped when the proxy
+/// starts one (W3C Trace Context, section 3.3).
+pub const TRACESTATE: HeaderName = HeaderName::from_static("tracestate");
+
 /// A request's trace: its ID and flags (the client's parent span is not
 /// kept: each attempt is the parent of what it reaches).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -36,6 +41,8 @@ pub struct TraceContext {
     // request's `Session`.
     trace_id: [u64; 2],
     flags: u8,
+    /// The proxy started it (the request brought no valid one).
+    started: bool,
 }
 
 /// The `sampled` bit of the trace flags.
@@ -69,6 +76,7 @@ impl TraceContext {
         Some(TraceContext {
             trace_id: halves(trace_id),
             flags,
+            started: false,
         })
     }
 
@@ -79,6 +87,7 @@ impl TraceContext {
         TraceContext {
             trace_id: halves(trace_id),
             flags: SAMPLED,
+            started: true,
         }
     }
 
@@ -95,6 +104,12 @@ impl TraceContext {
     /// The trace ID as 32 lower-case hex digits.
     pub fn trace_id_hex(&self) -> String {
         format!("{:016x}{:016x}", self.trace_id[0], self.trace_id[1])
+    }
+
+    /// Whether the proxy started this trace (then a `tracestate` the client
+    /// sent belongs to another trace and is not passed on).
+    pub fn started(&self) -> bool {
+        self.started
     }
 
     /// Whether the trace is sampled (the flag as it came).

@@ -98,7 +98,7 @@ impl RouteCtx {
         let Some(route) = &self.route else {
             return Err(no_route());
         };
-        Ok(route.group.upstream_peer(session, &mut self.group))
+        route.group.upstream_peer(session, &mut self.group)
     }
 
     /// For `fail_to_connect`: see [`UpstreamGroup::fail_to_connect`](crate::group::UpstreamGroup::fail_to_connect).

@@ -79,6 +79,7 @@ pub const DEFAULT_MAX_REQUEST_BODY: u64 = 1 << 30;
 /// | `tls_handshake_timeout` | 10 s for a client's TLS handshake (with [`ProxyServer::with_tls`]) |
 /// | `proxy_protocol` | off |
 /// | `http2` | on (ALPN `h2`, or the preface on cleartext), see [`Http2Options`] |
+/// | `start_traces` | off: an incoming `traceparent` is continued, none is started |
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServerOptions {
     /// Hard cap on retries per request, whatever the hooks say.
