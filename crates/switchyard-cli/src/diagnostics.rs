@@ -14,11 +14,9 @@ pub fn init(target: LogTarget) -> Result<LogWriter, String> {
     let writer =
         LogWriter::open(target.clone()).map_err(|e| format!("cannot open the error log: {e}"))?;
     let colour = target == LogTarget::Stderr && io::stderr().is_terminal();
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
     // A second call (tests, the demo after a failed start) keeps the first.
     let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+        .with_env_filter(level())
         .with_ansi(colour)
         .with_writer(Events(writer.clone()))
         .try_init();
@@ -29,14 +27,18 @@ pub fn init(target: LogTarget) -> Result<LogWriter, String> {
 /// with its diagnostics written to standard error directly, so that a
 /// warning while loading (an insecure upstream TLS setting, say) is seen.
 pub fn during_startup<T>(load: impl FnOnce() -> T) -> T {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
     let subscriber = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+        .with_env_filter(level())
         .with_ansi(io::stderr().is_terminal())
         .with_writer(io::stderr)
         .finish();
     tracing::subscriber::with_default(subscriber, load)
+}
+
+/// The level `RUST_LOG` sets, `warn` without it.
+fn level() -> tracing_subscriber::EnvFilter {
+    tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"))
 }
 
 /// Each event the subscriber formats, as one queued line.

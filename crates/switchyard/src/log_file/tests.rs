@@ -24,6 +24,34 @@ impl Drop for Scratch {
     }
 }
 
+/// A FIFO `stuck` in a fresh directory, with a reader that never reads
+/// (kept open by the caller, so a writer's open finds it) and a pipe
+/// buffer already full, so a writer's first write blocks.
+fn full_pipe(name: &str) -> (Scratch, std::fs::File) {
+    use std::os::unix::fs::OpenOptionsExt;
+    const O_NONBLOCK: i32 = 0o4000;
+    let dir = Scratch::new(name);
+    let fifo = dir.0.join("stuck");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let reader = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(O_NONBLOCK)
+        .open(&fifo)
+        .unwrap();
+    let mut filler = std::fs::OpenOptions::new()
+        .write(true)
+        .custom_flags(O_NONBLOCK)
+        .open(&fifo)
+        .unwrap();
+    let block = [b'f'; 4096];
+    while std::io::Write::write(&mut filler, &block).is_ok() {}
+    (dir, reader)
+}
+
 #[test]
 fn lines_reach_the_file_in_order_with_newlines() {
     let dir = Scratch::new("order");
@@ -84,30 +112,8 @@ fn a_full_disk_drops_and_counts_lines() {
 
 #[test]
 fn a_writer_stuck_on_a_pipe_nobody_reads_drops_lines_instead_of_blocking() {
-    use std::os::unix::fs::OpenOptionsExt;
-    let dir = Scratch::new("fifo");
+    let (dir, _reader) = full_pipe("fifo");
     let fifo = dir.0.join("stuck");
-    let made = std::process::Command::new("mkfifo")
-        .arg(&fifo)
-        .status()
-        .unwrap();
-    assert!(made.success());
-    // A reader that never reads: opened without blocking, so the writer's
-    // open finds it.
-    const O_NONBLOCK: i32 = 0o4000;
-    let _reader = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(O_NONBLOCK)
-        .open(&fifo)
-        .unwrap();
-    // The pipe filled first, so the writer's first write blocks.
-    let mut filler = std::fs::OpenOptions::new()
-        .write(true)
-        .custom_flags(O_NONBLOCK)
-        .open(&fifo)
-        .unwrap();
-    let block = [b'f'; 4096];
-    while std::io::Write::write(&mut filler, &block).is_ok() {}
     let log = LogWriter::with_queue(LogTarget::File(fifo), 16).unwrap();
     let line = "x".repeat(200);
     let started = Instant::now();
@@ -127,27 +133,8 @@ fn a_writer_stuck_on_a_pipe_nobody_reads_drops_lines_instead_of_blocking() {
 
 #[test]
 fn the_queue_holds_a_bounded_number_of_bytes_whatever_its_lines() {
-    use std::os::unix::fs::OpenOptionsExt;
-    let dir = Scratch::new("bytes");
+    let (dir, _reader) = full_pipe("bytes");
     let fifo = dir.0.join("stuck");
-    let made = std::process::Command::new("mkfifo")
-        .arg(&fifo)
-        .status()
-        .unwrap();
-    assert!(made.success());
-    const O_NONBLOCK: i32 = 0o4000;
-    let _reader = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(O_NONBLOCK)
-        .open(&fifo)
-        .unwrap();
-    let mut filler = std::fs::OpenOptions::new()
-        .write(true)
-        .custom_flags(O_NONBLOCK)
-        .open(&fifo)
-        .unwrap();
-    let block = [b'f'; 4096];
-    while std::io::Write::write(&mut filler, &block).is_ok() {}
     // Room for 1,000 lines, but 20 lines of 1 MiB are over the byte bound.
     let log = LogWriter::with_queue(LogTarget::File(fifo), 1000).unwrap();
     let line = "x".repeat(1 << 20);
