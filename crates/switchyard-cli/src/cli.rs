@@ -21,6 +21,9 @@ pub struct Cli {
 const SIGNALS: &str = "\
 Signals: SIGHUP reloads the config file (routes, upstreams, certificates); \
 SIGUSR1 reopens the log files ([log] access_file, error_file) after log rotation; \
+SIGUSR2 upgrades the binary: the proxy starts the binary at its path again with its \
+listening sockets, and once the new process serves, stops accepting, lets requests in \
+flight finish, and exits (`switchyard upgrade --pid-file PATH` signals and waits); \
 SIGTERM and SIGINT stop accepting, let requests in flight finish, and exit.
 
 Under systemd (Type=notify) the proxy sends READY=1, RELOADING=1 and STOPPING=1 \
@@ -132,5 +135,21 @@ pub enum Command {
         /// with a non-loopback --admin.
         #[arg(long, requires = "admin")]
         admin_token_file: Option<String>,
+        /// Write the process ID here once serving (for `switchyard upgrade`).
+        #[arg(long)]
+        pid_file: Option<String>,
+    },
+    /// Upgrade the running proxy's binary without dropping a connection:
+    /// signal the process the pid file names (SIGUSR2), which starts the
+    /// binary at its path again with its listening sockets, and wait for
+    /// the outcome. Exits 1 if the new process did not start (the old one
+    /// keeps serving).
+    Upgrade {
+        /// The running proxy's pid file (`[server] pid_file`, `--pid-file`).
+        #[arg(long)]
+        pid_file: PathBuf,
+        /// How long to wait for the outcome.
+        #[arg(long, default_value = "90s")]
+        timeout: String,
     },
 }

@@ -10,12 +10,15 @@ use std::time::Duration;
 use toml::Spanned;
 
 pub mod admin;
+pub mod binary_upgrade;
 pub mod cli;
 pub mod config;
 pub mod demo;
 pub mod diagnostics;
+pub mod handover;
 pub mod limits;
 pub mod observe;
+pub mod pid_file;
 pub mod proxy;
 pub mod serve;
 pub mod systemd;
@@ -68,6 +71,8 @@ pub struct OneLiner {
     pub access_log: Option<String>,
     /// `--admin-token-file`: the admin writes' token.
     pub admin_token_file: Option<String>,
+    /// `--pid-file`.
+    pub pid_file: Option<String>,
 }
 
 /// The config the `proxy` one-liner's flags describe, or which flag is wrong.
@@ -152,6 +157,7 @@ pub fn one_liner(args: &OneLiner) -> Result<FileConfig, String> {
             workers: workers.unwrap_or_else(defaults::workers),
             admin: admin.map(|a| spanned(a.to_string())),
             admin_token_file: args.admin_token_file.clone().map(spanned),
+            pid_file: args.pid_file.clone().map(spanned),
             header_read_timeout: defaults::header_read_timeout(),
             write_timeout: defaults::client_write_timeout(),
             max_headers: defaults::max_headers(),

@@ -14,7 +14,9 @@ use switchyard::log_file::{LogTarget, LogWriter};
 use switchyard_cli::cli::{Cli, Command, LogFormatArg};
 use switchyard_cli::config::{self, Config, LogFormat};
 use switchyard_cli::observe::{AccessLog, Observer};
-use switchyard_cli::{OneLiner, demo, diagnostics, one_liner, runtime, serve};
+use switchyard_cli::handover::Inherited;
+use switchyard_cli::serve::Relaunch;
+use switchyard_cli::{OneLiner, demo, diagnostics, one_liner, pid_file, runtime, serve};
 
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -46,9 +48,12 @@ fn main() -> ExitCode {
             Err(e) => bad_input(&e.to_string()),
         }),
         Command::Run { config: path } => {
+            let Some(mut inherited) = inherited() else {
+                return ExitCode::FAILURE;
+            };
             match diagnostics::during_startup(|| config::load(&path)) {
-                Ok(c) => run(c, log_format, Some(&path)),
-                Err(e) => bad_input(&e.to_string()),
+                Ok(c) => run(c, log_format, Some(&path), inherited),
+                Err(e) => refused(&mut inherited, &e.to_string()),
             }
         }
         Command::Proxy {
@@ -65,7 +70,11 @@ fn main() -> ExitCode {
             admin,
             access_log,
             admin_token_file,
+            pid_file,
         } => {
+            let Some(mut inherited) = inherited() else {
+                return ExitCode::FAILURE;
+            };
             let args = OneLiner {
                 listen,
                 to,
@@ -79,14 +88,31 @@ fn main() -> ExitCode {
                 admin,
                 access_log,
                 admin_token_file,
+                pid_file,
             };
             let file = match one_liner(&args) {
                 Ok(file) => file,
-                Err(message) => return bad_input(&message),
+                Err(message) => return refused(&mut inherited, &message),
             };
             match diagnostics::during_startup(|| config::from_file_config(file, "command line")) {
-                Ok(c) => run(c, log_format, None),
-                Err(e) => bad_input(&e.to_string()),
+                Ok(c) => run(c, log_format, None, inherited),
+                Err(e) => refused(&mut inherited, &e.to_string()),
+            }
+        }
+        Command::Upgrade { pid_file, timeout } => {
+            let wait = match humantime::parse_duration(&timeout) {
+                Ok(wait) => wait,
+                Err(e) => return bad_input(&format!("--timeout {timeout:?}: {e}")),
+            };
+            match switchyard_cli::binary_upgrade::run(&pid_file, wait) {
+                Ok(outcome) => {
+                    println!("switchyard upgrade: {outcome}");
+                    ExitCode::SUCCESS
+                }
+                Err(message) => {
+                    eprintln!("switchyard upgrade: {message}");
+                    ExitCode::FAILURE
+                }
             }
         }
         Command::Completions { shell } => {
@@ -126,6 +152,25 @@ fn main() -> ExitCode {
     }
 }
 
+/// The sockets handed over when this process was started by an upgrade
+/// (none otherwise); `None` (after saying why) if they could not be read.
+fn inherited() -> Option<Inherited> {
+    match Inherited::from_parent() {
+        Ok(inherited) => Some(inherited),
+        Err(message) => {
+            eprintln!("switchyard: {message}");
+            None
+        }
+    }
+}
+
+/// A config or command line that cannot be served: said on stderr, and to
+/// the process this one was to replace.
+fn refused(inherited: &mut Inherited, message: &str) -> ExitCode {
+    inherited.failed(message);
+    bad_input(message)
+}
+
 fn bad_input(message: &str) -> ExitCode {
     eprintln!("{message}");
     ExitCode::from(BAD_INPUT)
@@ -147,6 +192,14 @@ fn with_stderr_diagnostics(command: impl FnOnce() -> ExitCode) -> ExitCode {
     code
 }
 
+/// The proxy could not start: said on stderr, and to the process this one
+/// was to replace.
+fn failed(inherited: &mut Inherited, message: &str) -> ExitCode {
+    inherited.failed(message);
+    eprintln!("switchyard: {message}");
+    ExitCode::FAILURE
+}
+
 /// The access log `config` and `--log-format` ask for (`None`: off), its
 /// file opened now.
 fn access_log(config: &Config, log_format: Option<LogFormat>) -> Result<Option<AccessLog>, String> {
@@ -164,24 +217,25 @@ fn access_log(config: &Config, log_format: Option<LogFormat>) -> Result<Option<A
 /// Serve `config` until SIGTERM or SIGINT; on SIGHUP, reload it from
 /// `reload_from` (a config that does not check is refused and the running
 /// one kept).
-fn run(config: Config, log_format: Option<LogFormat>, reload_from: Option<&Path>) -> ExitCode {
+fn run(
+    config: Config,
+    log_format: Option<LogFormat>,
+    reload_from: Option<&Path>,
+    mut inherited: Inherited,
+) -> ExitCode {
     let (errors, access_log) = match diagnostics::init(config.error_log.clone())
         .and_then(|errors| Ok((errors, access_log(&config, log_format)?)))
     {
         Ok(logs) => logs,
-        Err(message) => {
-            eprintln!("switchyard: {message}");
-            return ExitCode::FAILURE;
-        }
+        Err(message) => return failed(&mut inherited, &message),
     };
     switchyard_cli::limits::raise_open_files();
     let runtime = match runtime() {
         Ok(runtime) => runtime,
-        Err(e) => {
-            eprintln!("switchyard: cannot start the runtime: {e}");
-            return ExitCode::FAILURE;
-        }
+        Err(e) => return failed(&mut inherited, &format!("cannot start the runtime: {e}")),
     };
+    let relaunch = Relaunch::this_process();
+    let pid_file = config.pid_file.clone();
     let mut logs = vec![errors.clone()];
     logs.extend(access_log.as_ref().map(|access| access.writer.clone()));
     // Stories are read only through the admin listener.
@@ -195,16 +249,41 @@ fn run(config: Config, log_format: Option<LogFormat>, reload_from: Option<&Path>
         // Caught from the start: log rotation may signal at any time, and
         // SIGUSR1's default action ends the process.
         let _reopening = serve::reopen_logs_on_sigusr1(logs);
-        let running = serve::start(config, Arc::clone(&observer)).await?;
+        let started = serve::start_inheriting(config, Arc::clone(&observer), &mut inherited).await;
+        let mut running = started.inspect_err(|message| inherited.failed(message))?;
         // Catch the signals before saying "ready": a script that signals
         // as soon as it reads that line must not meet their default action.
         let stop = serve::stop_signal();
         let hangups = serve::reload_signals();
-        running.announce();
+        let upgrades = match relaunch {
+            Ok(relaunch) => {
+                running.allow_upgrades(relaunch);
+                serve::upgrade_signals()
+            }
+            Err(message) => {
+                eprintln!("switchyard: {message}");
+                None
+            }
+        };
+        running.announce(&inherited);
+        if let Some(path) = &pid_file
+            && let Err(e) = pid_file::write(path)
+        {
+            eprintln!("switchyard: cannot write the pid file {}: {e}", path.display());
+        }
+        inherited.ready();
+        let signals = serve::Signals {
+            stop,
+            hangups,
+            upgrades,
+        };
         running
-            .serve_until(stop, hangups, reload_from.map(Path::to_path_buf))
+            .serve_until(signals, reload_from.map(Path::to_path_buf))
             .await
     });
+    if let Some(path) = &pid_file {
+        pid_file::remove_if_ours(path);
+    }
     // A name lookup still blocked in the resolver must not hold up the exit.
     runtime.shutdown_timeout(std::time::Duration::from_secs(1));
     // One deadline for both logs' queued lines.

@@ -14,6 +14,7 @@ use std::time::Duration;
 use switchyard::discovery::{Lookup, Resolve, ServerName};
 use switchyard_cli::config;
 use switchyard_cli::observe::Observer;
+use switchyard_cli::handover::Inherited;
 use switchyard_cli::serve;
 use switchyard_testkit::{Behavior, Origin, Script, client, within};
 use tokio::sync::oneshot;
@@ -67,18 +68,21 @@ async fn proxy_for(
          [upstreams.app]\nservers = [\"{name}\"]\nresolve_every = \"100ms\"\n"
     );
     let config = config::parse(&text, "discovery.toml").unwrap();
-    let running = serve::start_with_resolver(config, Arc::new(Observer::new(None)), table)
+    let observer = Arc::new(Observer::new(None));
+    let mut inherited = Inherited::default();
+    let running = serve::start_with_resolver(config, observer, table, &mut inherited)
         .await
         .unwrap();
     let addr = running.listening[0];
     let (stop, stopped) = oneshot::channel();
-    let task = tokio::spawn(running.serve_until(
-        async {
+    let signals = serve::Signals {
+        stop: async {
             stopped.await.ok();
         },
-        None,
-        None,
-    ));
+        hangups: None,
+        upgrades: None,
+    };
+    let task = tokio::spawn(running.serve_until(signals, None));
     (addr, stop, task)
 }
 

@@ -282,3 +282,10 @@ fn text(status: StatusCode, body: String, content_type: &'static str) -> Respons
 pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
     TcpListener::bind(addr).await
 }
+
+/// Serve an admin socket already listening (one a binary upgrade handed
+/// over). Call it on the runtime that will serve it.
+pub fn adopt(socket: std::net::TcpListener) -> std::io::Result<TcpListener> {
+    socket.set_nonblocking(true)?;
+    TcpListener::from_std(socket)
+}

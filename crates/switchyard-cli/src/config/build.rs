@@ -50,6 +50,8 @@ pub struct Config {
     pub admin_token: Option<AdminToken>,
     /// Options for the proxy server.
     pub server: ServerOptions,
+    /// Where the process ID is written once serving (`pid_file`).
+    pub pid_file: Option<std::path::PathBuf>,
     /// Access log settings.
     pub log: LogSection,
     /// Where the access log goes.
@@ -250,6 +252,10 @@ pub(super) fn build(
         admin,
         admin_token,
         server: options,
+        pid_file: server
+            .pid_file
+            .as_ref()
+            .map(|path| std::path::PathBuf::from(path.get_ref())),
         log: file.log.clone(),
         access_log,
         error_log,

@@ -16,29 +16,66 @@ use tokio::time::Instant;
 
 use super::Running;
 use crate::config::{self, Config, ConfigError};
+use crate::handover::Outcome;
 
 /// A reload's outcome: the config with notes on names that kept their
 /// previous addresses, or why it was refused.
 type Loaded = Result<(Config, Vec<String>), ConfigError>;
+
+/// What a running proxy answers to, besides time: see
+/// [`stop_signal`](super::stop_signal), [`reload_signals`](super::reload_signals)
+/// and [`upgrade_signals`](super::upgrade_signals).
+#[derive(Debug)]
+pub struct Signals<Stop> {
+    /// Resolves when the proxy should stop.
+    pub stop: Stop,
+    /// SIGHUPs: reload the config file.
+    pub hangups: Option<Signal>,
+    /// SIGUSR2s: upgrade the binary (if [`Running::allow_upgrades`] was called).
+    pub upgrades: Option<Signal>,
+}
 
 impl Running {
     /// Serve until `stop` resolves. On each of `hangups` (SIGHUPs, see
     /// [`reload_signals`](super::reload_signals)), reload the config from
     /// `reload_from`; server names are re-resolved as their groups say.
     /// What happens is reported on standard error.
-    pub async fn serve_until(
+    pub async fn serve_until<Stop: Future<Output = ()>>(
         mut self,
-        stop: impl Future<Output = ()>,
-        mut hangups: Option<Signal>,
+        signals: Signals<Stop>,
         reload_from: Option<PathBuf>,
     ) -> Result<(), String> {
+        let Signals {
+            stop,
+            mut hangups,
+            mut upgrades,
+        } = signals;
         let mut loading: Option<JoinHandle<Loaded>> = None;
         let mut resolving: Option<JoinHandle<Refresh>> = None;
+        let mut upgrading: Option<JoinHandle<Outcome>> = None;
+        let mut upgraded = false;
         tokio::pin!(stop);
         loop {
             let resolve_due = self.resolve_at.values().min().copied();
             tokio::select! {
                 () = &mut stop => break,
+                Some(()) = async { upgrades.as_mut()?.recv().await } => {
+                    if upgrading.is_some() {
+                        eprintln!("switchyard: SIGUSR2 ignored: an upgrade is already in progress");
+                        continue;
+                    }
+                    match self.start_upgrade() {
+                        Ok(task) => upgrading = Some(task),
+                        Err(message) => eprintln!("switchyard: SIGUSR2 ignored: {message}"),
+                    }
+                }
+                outcome = finished(&mut upgrading) => {
+                    upgrading = None;
+                    if self.finish_upgrade(outcome) {
+                        upgraded = true;
+                        break;
+                    }
+                }
                 Some(()) = async { hangups.as_mut()?.recv().await } => {
                     match (&loading, &reload_from) {
                         (Some(_), _) => eprintln!("switchyard: SIGHUP ignored: a reload is already in progress"),
@@ -81,8 +118,11 @@ impl Running {
         ] {
             task.inspect(|t| t.abort());
         }
-        eprintln!("switchyard: stopping; letting in-flight requests finish");
-        crate::systemd::stopping();
+        if !upgraded {
+            // After an upgrade the new process is systemd's main process.
+            eprintln!("switchyard: stopping; letting in-flight requests finish");
+            crate::systemd::stopping();
+        }
         self.stop().await
     }
 

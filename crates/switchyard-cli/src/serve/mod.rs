@@ -12,16 +12,22 @@ use switchyard::health::checker::Checker;
 use switchyard::log_file::LogWriter;
 use switchyard::server::Workers;
 use switchyard::tls::ServerTls;
-use switchyard::{ProxyServer, ServerOptions, ShutdownHandle, UpstreamPool};
+use switchyard::{ServerOptions, ShutdownHandle, UpstreamPool};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-use crate::admin::{self, Admin};
+use crate::admin::Admin;
 use crate::config::Config;
+use crate::handover::{Inherited, Socket};
 use crate::observe::Observer;
 use crate::proxy::ConfigProxy;
 
 mod changes;
+mod listeners;
+mod binary_upgrade;
+
+pub use binary_upgrade::{Relaunch, upgrade_signals};
+pub use changes::Signals;
 
 /// A config being served.
 #[derive(Debug)]
@@ -58,6 +64,10 @@ pub struct Running {
     workers: Workers,
     /// Where the metrics go: told of the groups after a reload.
     observer: Arc<Observer>,
+    /// A duplicate of every listening socket, for an upgrade to hand over.
+    sockets: Vec<Socket>,
+    /// How to start this binary again for an upgrade (SIGUSR2), if allowed.
+    relaunch: Option<Relaunch>,
 }
 
 /// The settings a reload cannot change: listeners (HTTPS ones too),
@@ -73,14 +83,26 @@ type FixedPart = (
 /// Bind every listener of `config` and start serving; server names are
 /// re-resolved with the operating system's resolver.
 pub async fn start(config: Config, observer: Arc<Observer>) -> Result<Running, String> {
-    start_with_resolver(config, observer, Arc::new(SystemResolver::default())).await
+    start_inheriting(config, observer, &mut Inherited::default()).await
 }
 
-/// [`start`], with server names re-resolved by `resolver`.
+/// [`start`], serving each listen address on the sockets `inherited` holds
+/// for it (handed over by the process this one replaces), if any.
+pub async fn start_inheriting(
+    config: Config,
+    observer: Arc<Observer>,
+    inherited: &mut Inherited,
+) -> Result<Running, String> {
+    let resolver = Arc::new(SystemResolver::default());
+    start_with_resolver(config, observer, resolver, inherited).await
+}
+
+/// [`start_inheriting`], with server names re-resolved by `resolver`.
 pub async fn start_with_resolver(
     config: Config,
     observer: Arc<Observer>,
     resolver: Arc<dyn Resolve>,
+    inherited: &mut Inherited,
 ) -> Result<Running, String> {
     let proxy = ConfigProxy::new(&config, Arc::clone(&observer));
     observer.watch_groups(config.groups.values().cloned().collect());
@@ -95,7 +117,7 @@ pub async fn start_with_resolver(
         pools: Vec::new(),
         admin_task: None,
         checkers: start_checks(&config),
-        proxy: proxy.clone(),
+        proxy,
         admin_state: None,
         fixed: fixed_part(&config),
         resolve_at: resolve_schedule(&config, &BTreeMap::new()),
@@ -103,53 +125,11 @@ pub async fn start_with_resolver(
         config,
         resolver,
         workers,
-        observer: Arc::clone(&observer),
+        observer,
+        sockets: Vec::new(),
+        relaunch: None,
     };
-    let config = &running.config;
-    let cleartext = config.listen.iter().map(|addr| (addr, None));
-    let tls = config.tls.iter().flat_map(|tls| {
-        tls.listen
-            .iter()
-            .map(|addr| (addr, Some(tls.loaded.clone())))
-    });
-    for (addr, tls) in cleartext.chain(tls) {
-        let mut server = ProxyServer::bind(*addr, proxy.clone(), config.server.clone())
-            .await
-            .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
-        running.listening.push(server.local_addr());
-        running.secure.push(tls.is_some());
-        if let Some(tls) = &tls {
-            server = server.with_tls(tls.clone());
-        }
-        running.shutdowns.push(server.shutdown_handle());
-        running.pools.push(server.upstream_pool());
-        observer.watch_pool(server.upstream_pool());
-        observer.watch_connections(server.connection_counts());
-        // The other workers listen on the port this one got.
-        let bound = server.local_addr();
-        running.servers.push(tokio::spawn(server.serve()));
-        let others = running
-            .workers
-            .serve(bound, &proxy, &config.server, tls.as_ref())
-            .await
-            .map_err(|e| format!("cannot listen on {addr} in every worker: {e}"))?;
-        for started in others {
-            running.shutdowns.push(started.shutdown);
-            observer.watch_pool(started.pool.clone());
-            running.pools.push(started.pool);
-            observer.watch_connections(started.counts);
-            running.servers.push(started.task);
-        }
-    }
-    if let Some(addr) = config.admin {
-        let listener = admin::bind(addr)
-            .await
-            .map_err(|e| format!("cannot listen on admin address {addr}: {e}"))?;
-        running.admin = listener.local_addr().ok();
-        let admin = Arc::new(Admin::new(observer, config));
-        running.admin_state = Some(Arc::clone(&admin));
-        running.admin_task = Some(tokio::spawn(admin::serve(listener, admin)));
-    }
+    running.listen(inherited).await?;
     Ok(running)
 }
 
@@ -285,8 +265,10 @@ impl Running {
         closed
     }
 
-    /// Print where we listen, on standard error (scripts read these lines).
-    pub fn announce(&self) {
+    /// Print where we listen, on standard error (scripts read these lines),
+    /// and tell systemd, unless this process is taking over from another
+    /// (the old one names this one the service's main process instead).
+    pub fn announce(&self, inherited: &Inherited) {
         for (addr, secure) in self.listening.iter().zip(&self.secure) {
             let tls = if *secure { " (https)" } else { "" };
             eprintln!("switchyard: listening on {addr}{tls}");
@@ -295,11 +277,17 @@ impl Running {
             eprintln!("switchyard: admin on {addr}");
         }
         eprintln!("switchyard: ready");
-        crate::systemd::ready();
+        if !inherited.is_upgrade() {
+            crate::systemd::ready();
+        }
     }
 
     /// Stop accepting, let in-flight requests finish, and return when done.
-    pub async fn stop(self) -> Result<(), String> {
+    pub async fn stop(mut self) -> Result<(), String> {
+        // Our copies of the listening sockets: closed now, so that a new
+        // connection is refused rather than left waiting in a backlog
+        // nobody accepts from (unless a new process holds them).
+        self.sockets.clear();
         for handle in &self.shutdowns {
             handle.shutdown();
         }

@@ -237,12 +237,32 @@ impl<P: ProxyHttp> ProxyServer<P> {
     /// Bind `addr` for `proxy`. Port 0 picks a free port; see [`local_addr`](Self::local_addr).
     pub async fn bind(addr: SocketAddr, proxy: P, options: ServerOptions) -> Result<Self> {
         let bound = if options.reuse_port {
-            bind_reusing_port(addr)
+            reusing_port(addr)
         } else {
             TcpListener::bind(addr).await
         };
         let listener =
             bound.map_err(|e| Error::because(ErrorKind::Internal, format!("binding {addr}"), e))?;
+        Self::serving(listener, proxy, options)
+    }
+
+    /// Serve a socket already listening: one inherited from the process
+    /// this one replaces (a binary upgrade), or bound by a supervisor. Call
+    /// it on the runtime that will serve it.
+    pub fn from_listener(
+        listener: std::net::TcpListener,
+        proxy: P,
+        options: ServerOptions,
+    ) -> Result<Self> {
+        let adopted = listener
+            .set_nonblocking(true)
+            .and_then(|()| TcpListener::from_std(listener));
+        let listener = adopted
+            .map_err(|e| Error::because(ErrorKind::Internal, "adopting a listening socket", e))?;
+        Self::serving(listener, proxy, options)
+    }
+
+    fn serving(listener: TcpListener, proxy: P, options: ServerOptions) -> Result<Self> {
         let local_addr = listener
             .local_addr()
             .map_err(|e| Error::because(ErrorKind::Internal, "reading the bound address", e))?;
@@ -256,6 +276,17 @@ impl<P: ProxyHttp> ProxyServer<P> {
             counts: ConnectionCounts::default(),
             tls: None,
         })
+    }
+
+    /// A duplicate of the listening socket (the same socket, another file
+    /// descriptor), to hand to a process that takes over from this one:
+    /// connections waiting in its backlog are then accepted by whichever
+    /// process still serves it. Close it when done: while it is open the
+    /// port stays bound.
+    pub fn listening_socket(&self) -> std::io::Result<std::net::TcpListener> {
+        use std::os::fd::AsFd;
+        let duplicate = self.listener.as_fd().try_clone_to_owned()?;
+        Ok(std::net::TcpListener::from(duplicate))
     }
 
     /// Serve HTTPS: every connection begins with a TLS handshake under
@@ -554,9 +585,15 @@ impl Future for Serving {
     }
 }
 
-/// A listener on `addr` that other sockets with `SO_REUSEPORT` may share
-/// (`SO_REUSEADDR` too, as `TcpListener::bind` sets it).
-fn bind_reusing_port(addr: SocketAddr) -> std::io::Result<TcpListener> {
+/// A listening socket on `addr` that other sockets with `SO_REUSEPORT`
+/// may share (`SO_REUSEADDR` too, as `TcpListener::bind` sets it): one
+/// more for a worker thread, to serve with [`ProxyServer::from_listener`]
+/// or [`Workers::serve_listeners`]. Call it on a runtime.
+pub fn bind_reusing_port(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
+    reusing_port(addr)?.into_std()
+}
+
+fn reusing_port(addr: SocketAddr) -> std::io::Result<TcpListener> {
     let socket = if addr.is_ipv4() {
         tokio::net::TcpSocket::new_v4()?
     } else {

@@ -113,13 +113,69 @@ impl Workers {
         let mut started = Vec::with_capacity(self.threads.len());
         for worker in &self.threads {
             let proxy = proxy.clone();
+            let listen = Listen::Bind(addr);
             started.push(
                 worker
-                    .serve(addr, proxy, options.clone(), tls.cloned())
+                    .serve(listen, proxy, options.clone(), tls.cloned())
                     .await?,
             );
         }
         Ok(started)
+    }
+
+    /// Serve sockets already listening, one per worker thread in order
+    /// (for example those inherited from the process this one replaces;
+    /// see [`bind_reusing_port`](super::bind_reusing_port) to make more).
+    /// Fails if there are more sockets than workers.
+    pub async fn serve_listeners<P: ProxyHttp + Clone>(
+        &self,
+        listeners: Vec<std::net::TcpListener>,
+        proxy: &P,
+        options: &ServerOptions,
+        tls: Option<&ServerTls>,
+    ) -> Result<Vec<Started>> {
+        if listeners.len() > self.threads.len() {
+            let context = format!(
+                "{} listening sockets for {} worker threads",
+                listeners.len(),
+                self.threads.len()
+            );
+            return Err(Error::explain(ErrorKind::Internal, context));
+        }
+        let mut started = Vec::with_capacity(listeners.len());
+        for (worker, listener) in self.threads.iter().zip(listeners) {
+            let listen = Listen::Socket(listener);
+            let server = worker.serve(listen, proxy.clone(), options.clone(), tls.cloned());
+            started.push(server.await?);
+        }
+        Ok(started)
+    }
+}
+
+/// What a worker's server listens on.
+#[derive(Debug)]
+enum Listen {
+    /// Bind this address (with `SO_REUSEPORT`).
+    Bind(SocketAddr),
+    /// Serve this socket, already listening.
+    Socket(std::net::TcpListener),
+}
+
+impl Listen {
+    fn describe(&self) -> String {
+        match self {
+            Listen::Bind(addr) => addr.to_string(),
+            Listen::Socket(socket) => socket
+                .local_addr()
+                .map_or_else(|_| "a listening socket".to_string(), |a| a.to_string()),
+        }
+    }
+
+    async fn server<P: ProxyHttp>(self, proxy: P, options: ServerOptions) -> Result<ProxyServer<P>> {
+        match self {
+            Listen::Bind(addr) => ProxyServer::bind(addr, proxy, options).await,
+            Listen::Socket(socket) => ProxyServer::from_listener(socket, proxy, options),
+        }
     }
 }
 
@@ -166,17 +222,18 @@ impl Worker {
         })
     }
 
-    /// Bind `addr` on this worker's runtime and serve it there.
+    /// Bind or adopt `listen` on this worker's runtime and serve it there.
     async fn serve<P: ProxyHttp>(
         &self,
-        addr: SocketAddr,
+        listen: Listen,
         proxy: P,
         options: ServerOptions,
         tls: Option<ServerTls>,
     ) -> Result<Started> {
+        let addr = listen.describe();
         let (bound, handles) = oneshot::channel();
         let task = self.runtime.spawn(async move {
-            let mut server = match ProxyServer::bind(addr, proxy, options).await {
+            let mut server = match listen.server(proxy, options).await {
                 Ok(server) => server,
                 Err(e) => {
                     let _ = bound.send(Err(e));

@@ -74,6 +74,10 @@ pub struct ServerSection {
     /// (`Authorization: Bearer TOKEN`); required for a non-loopback admin.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub admin_token_file: Option<Spanned<String>>,
+    /// Where the proxy writes its process ID once it serves (for
+    /// `switchyard upgrade --pid-file`); removed at exit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pid_file: Option<Spanned<String>>,
     /// Time a client has to send a request head, and to idle between requests.
     #[serde(default = "defaults::header_read_timeout")]
     pub header_read_timeout: Dur,

@@ -1,0 +1,149 @@
+//! The listening sockets of a config: bound here, or adopted from the
+//! process this one replaces (a binary upgrade, `crate::handover`), each
+//! served by this runtime or a worker thread. A duplicate of every socket
+//! is kept to hand to the next upgrade; [`Running::stop`] closes them.
+
+use std::net::SocketAddr;
+use std::os::fd::AsFd;
+use std::sync::Arc;
+
+use switchyard::ProxyServer;
+use switchyard::server::bind_reusing_port;
+use switchyard::tls::ServerTls;
+
+use super::Running;
+use crate::admin::{self, Admin};
+use crate::handover::{Inherited, Role, Socket};
+
+impl Running {
+    /// Serve every listen address of the config (HTTP, HTTPS, admin), on
+    /// the sockets `inherited` holds for it or on new ones.
+    pub(super) async fn listen(&mut self, inherited: &mut Inherited) -> Result<(), String> {
+        let cleartext = self.config.listen.iter().map(|addr| (*addr, None));
+        let tls = self.config.tls.iter().flat_map(|tls| {
+            tls.listen
+                .iter()
+                .map(|addr| (*addr, Some(tls.loaded.clone())))
+        });
+        let addresses: Vec<_> = cleartext.chain(tls).collect();
+        for (configured, tls) in addresses {
+            self.serve_address(configured, tls, inherited).await?;
+        }
+        self.serve_admin(inherited).await?;
+        let unused = inherited.close_unused();
+        if unused > 0 {
+            eprintln!(
+                "switchyard: closed {unused} inherited listening socket(s) of addresses this config does not list"
+            );
+        }
+        Ok(())
+    }
+
+    /// Serve `configured` here and on every worker thread.
+    async fn serve_address(
+        &mut self,
+        configured: SocketAddr,
+        tls: Option<ServerTls>,
+        inherited: &mut Inherited,
+    ) -> Result<(), String> {
+        let role = if tls.is_some() { Role::Https } else { Role::Http };
+        let cannot = |e: &dyn std::fmt::Display| format!("cannot listen on {configured}: {e}");
+        let mut sockets = inherited.take(role, configured).into_iter();
+        let options = self.config.server.clone();
+        let first = match sockets.next() {
+            Some(socket) => ProxyServer::from_listener(socket, self.proxy.clone(), options.clone()),
+            None => ProxyServer::bind(configured, self.proxy.clone(), options.clone()).await,
+        }
+        .map_err(|e| cannot(&e))?;
+        let bound = first.local_addr();
+        self.listening.push(bound);
+        self.secure.push(tls.is_some());
+        // The worker threads' sockets: inherited ones first, then new ones
+        // on the port the first got.
+        let mut for_workers = Vec::with_capacity(self.workers.len());
+        for _ in 0..self.workers.len() {
+            let socket = match sockets.next() {
+                Some(socket) => socket,
+                None => bind_reusing_port(bound).map_err(|e| cannot(&e))?,
+            };
+            let duplicate = socket.try_clone().map_err(|e| cannot(&e))?;
+            self.keep(role, configured, duplicate);
+            for_workers.push(socket);
+        }
+        // More inherited sockets than worker threads (the old process had
+        // more): served here too, or the connections waiting in them would
+        // be refused when the old process closes its copies.
+        let mut here = vec![first];
+        for socket in sockets {
+            here.push(
+                ProxyServer::from_listener(socket, self.proxy.clone(), options.clone())
+                    .map_err(|e| cannot(&e))?,
+            );
+        }
+        for server in here {
+            self.run_here(server, role, configured, tls.clone())
+                .map_err(|e| cannot(&e))?;
+        }
+        let started = self
+            .workers
+            .serve_listeners(for_workers, &self.proxy, &options, tls.as_ref())
+            .await
+            .map_err(|e| format!("cannot listen on {configured} in every worker: {e}"))?;
+        for started in started {
+            self.shutdowns.push(started.shutdown);
+            self.observer.watch_pool(started.pool.clone());
+            self.pools.push(started.pool);
+            self.observer.watch_connections(started.counts);
+            self.servers.push(started.task);
+        }
+        Ok(())
+    }
+
+    /// Serve `server` on this runtime.
+    fn run_here(
+        &mut self,
+        server: ProxyServer<crate::proxy::ConfigProxy>,
+        role: Role,
+        configured: SocketAddr,
+        tls: Option<ServerTls>,
+    ) -> std::io::Result<()> {
+        self.keep(role, configured, server.listening_socket()?);
+        let server = match tls {
+            Some(tls) => server.with_tls(tls),
+            None => server,
+        };
+        self.shutdowns.push(server.shutdown_handle());
+        self.pools.push(server.upstream_pool());
+        self.observer.watch_pool(server.upstream_pool());
+        self.observer.watch_connections(server.connection_counts());
+        self.servers.push(tokio::spawn(server.serve()));
+        Ok(())
+    }
+
+    async fn serve_admin(&mut self, inherited: &mut Inherited) -> Result<(), String> {
+        let Some(addr) = self.config.admin else {
+            return Ok(());
+        };
+        let cannot = |e: std::io::Error| format!("cannot listen on admin address {addr}: {e}");
+        let listener = match inherited.take(Role::Admin, addr).into_iter().next() {
+            Some(socket) => admin::adopt(socket),
+            None => admin::bind(addr).await,
+        }
+        .map_err(cannot)?;
+        let duplicate = listener.as_fd().try_clone_to_owned().map_err(cannot)?;
+        self.keep(Role::Admin, addr, duplicate.into());
+        self.admin = listener.local_addr().ok();
+        let admin = Arc::new(Admin::new(Arc::clone(&self.observer), &self.config));
+        self.admin_state = Some(Arc::clone(&admin));
+        self.admin_task = Some(tokio::spawn(admin::serve(listener, admin)));
+        Ok(())
+    }
+
+    fn keep(&mut self, role: Role, configured: SocketAddr, listener: std::net::TcpListener) {
+        self.sockets.push(Socket {
+            role,
+            configured,
+            listener,
+        });
+    }
+}
