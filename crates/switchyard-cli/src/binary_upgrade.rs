@@ -26,7 +26,12 @@ pub fn run(pid_file: &Path, wait: Duration) -> Result<String, String> {
     match std::fs::remove_file(&status) {
         Ok(()) => {}
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => return Err(format!("cannot remove the last outcome {}: {e}", status.display())),
+        Err(e) => {
+            return Err(format!(
+                "cannot remove the last outcome {}: {e}",
+                status.display()
+            ));
+        }
     }
     kill_process(pid, Signal::USR2).map_err(|e| format!("cannot signal process {old}: {e}"))?;
     let deadline = Instant::now() + wait;
@@ -39,11 +44,15 @@ pub fn run(pid_file: &Path, wait: Duration) -> Result<String, String> {
                 ));
             }
             if let Some(reason) = text.strip_prefix("failed ") {
-                return Err(format!("the upgrade failed; process {old} still serves: {reason}"));
+                return Err(format!(
+                    "the upgrade failed; process {old} still serves: {reason}"
+                ));
             }
         }
         if test_kill_process(pid) == Err(Errno::SRCH) {
-            return Err(format!("process {old} exited before saying how the upgrade went"));
+            return Err(format!(
+                "process {old} exited before saying how the upgrade went"
+            ));
         }
         if Instant::now() >= deadline {
             return Err(format!(

@@ -13,8 +13,8 @@ use clap::{CommandFactory, Parser};
 use switchyard::log_file::{LogTarget, LogWriter};
 use switchyard_cli::cli::{Cli, Command, LogFormatArg};
 use switchyard_cli::config::{self, Config, LogFormat};
-use switchyard_cli::observe::{AccessLog, Observer};
 use switchyard_cli::handover::Inherited;
+use switchyard_cli::observe::{AccessLog, Observer};
 use switchyard_cli::serve::Relaunch;
 use switchyard_cli::{OneLiner, demo, diagnostics, one_liner, pid_file, runtime, serve};
 
@@ -269,7 +269,10 @@ fn run(
         if let Some(path) = &pid_file
             && let Err(e) = pid_file::write(path)
         {
-            eprintln!("switchyard: cannot write the pid file {}: {e}", path.display());
+            eprintln!(
+                "switchyard: cannot write the pid file {}: {e}",
+                path.display()
+            );
         }
         inherited.ready();
         let signals = serve::Signals {

@@ -13,8 +13,8 @@ use std::time::Duration;
 
 use switchyard::discovery::{Lookup, Resolve, ServerName};
 use switchyard_cli::config;
-use switchyard_cli::observe::Observer;
 use switchyard_cli::handover::Inherited;
+use switchyard_cli::observe::Observer;
 use switchyard_cli::serve;
 use switchyard_testkit::{Behavior, Origin, Script, client, within};
 use tokio::sync::oneshot;

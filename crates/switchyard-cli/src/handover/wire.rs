@@ -71,7 +71,9 @@ pub(super) fn send(mut channel: &UnixStream, sockets: &[Socket]) -> io::Result<(
             SendFlags::empty(),
         )?;
         if sent != 1 {
-            return Err(io::Error::other("a descriptor's message was not sent whole"));
+            return Err(io::Error::other(
+                "a descriptor's message was not sent whole",
+            ));
         }
     }
     Ok(())

@@ -101,7 +101,10 @@ impl Running {
         if let Some(path) = &self.config.pid_file
             && let Err(e) = pid_file::write_status(path, &status)
         {
-            eprintln!("switchyard: cannot write the upgrade's outcome beside {}: {e}", path.display());
+            eprintln!(
+                "switchyard: cannot write the upgrade's outcome beside {}: {e}",
+                path.display()
+            );
         }
         stop
     }

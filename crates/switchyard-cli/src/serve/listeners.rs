@@ -46,7 +46,11 @@ impl Running {
         tls: Option<ServerTls>,
         inherited: &mut Inherited,
     ) -> Result<(), String> {
-        let role = if tls.is_some() { Role::Https } else { Role::Http };
+        let role = if tls.is_some() {
+            Role::Https
+        } else {
+            Role::Http
+        };
         let cannot = |e: &dyn std::fmt::Display| format!("cannot listen on {configured}: {e}");
         let mut sockets = inherited.take(role, configured).into_iter();
         let options = self.config.server.clone();

@@ -22,9 +22,9 @@ use crate::handover::{Inherited, Socket};
 use crate::observe::Observer;
 use crate::proxy::ConfigProxy;
 
+mod binary_upgrade;
 mod changes;
 mod listeners;
-mod binary_upgrade;
 
 pub use binary_upgrade::{Relaunch, upgrade_signals};
 pub use changes::Signals;

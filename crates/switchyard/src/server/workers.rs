@@ -171,7 +171,11 @@ impl Listen {
         }
     }
 
-    async fn server<P: ProxyHttp>(self, proxy: P, options: ServerOptions) -> Result<ProxyServer<P>> {
+    async fn server<P: ProxyHttp>(
+        self,
+        proxy: P,
+        options: ServerOptions,
+    ) -> Result<ProxyServer<P>> {
         match self {
             Listen::Bind(addr) => ProxyServer::bind(addr, proxy, options).await,
             Listen::Socket(socket) => ProxyServer::from_listener(socket, proxy, options),
