@@ -11,6 +11,7 @@ use std::sync::Arc;
 
 use clap::{CommandFactory, Parser};
 use switchyard::log_file::{LogTarget, LogWriter};
+use switchyard::otlp::OtlpExporter;
 use switchyard_cli::cli::{Cli, Command, LogFormatArg};
 use switchyard_cli::config::{self, Config, LogFormat};
 use switchyard_cli::handover::Inherited;
@@ -239,11 +240,18 @@ fn run(
     let mut logs = vec![errors.clone()];
     logs.extend(access_log.as_ref().map(|access| access.writer.clone()));
     // Stories are read only through the admin listener.
-    let (recent, failed) = match config.admin {
+    let (recent, failed_too) = match config.admin {
         Some(_) => config.keep_traces,
         None => (0, 0),
     };
-    let observer = Arc::new(Observer::new(access_log).with_traces(recent, failed));
+    let mut observer = Observer::new(access_log).with_traces(recent, failed_too);
+    if let Some(options) = config.otlp.clone() {
+        match OtlpExporter::start(options) {
+            Ok(exporter) => observer = observer.with_otlp(exporter),
+            Err(message) => return failed(&mut inherited, &message),
+        }
+    }
+    let observer = Arc::new(observer);
     observer.watch_log(errors.clone());
     let result = runtime.block_on(async {
         // Caught from the start: log rotation may signal at any time, and
@@ -289,9 +297,10 @@ fn run(
     }
     // A name lookup still blocked in the resolver must not hold up the exit.
     runtime.shutdown_timeout(std::time::Duration::from_secs(1));
-    // One deadline for both logs' queued lines.
+    // One deadline for the queued spans and both logs' queued lines.
     let deadline = std::time::Instant::now() + LOG_FLUSH;
-    observer.flush_access_log(LOG_FLUSH);
+    observer.flush_spans(LOG_FLUSH);
+    observer.flush_access_log(deadline.saturating_duration_since(std::time::Instant::now()));
     errors.flush(deadline.saturating_duration_since(std::time::Instant::now()));
     match result {
         Ok(()) => {

@@ -17,6 +17,7 @@ mod grpc;
 mod handles;
 mod hedges;
 mod log_drops;
+mod otlp;
 mod pushback;
 mod report;
 mod servers;
@@ -29,6 +30,7 @@ use dry_run::DryRunMetrics;
 use grpc::GrpcMetrics;
 use hedges::HedgeMetrics;
 use log_drops::LogDropMetrics;
+use otlp::OtlpMetrics;
 use pushback::PushbackMetrics;
 use servers::ServerGauges;
 pub use servers::state_word;
@@ -100,6 +102,7 @@ pub struct Observer {
     hedges: HedgeMetrics,
     dry_runs: DryRunMetrics,
     log_drops: LogDropMetrics,
+    otlp: OtlpMetrics,
     servers: ServerGauges,
     traces: TraceRing,
     registry: Registry,
@@ -128,6 +131,7 @@ impl Observer {
         let hedges = HedgeMetrics::register(&mut registry);
         let dry_runs = DryRunMetrics::register(&mut registry);
         let log_drops = LogDropMetrics::register(&mut registry);
+        let otlp = OtlpMetrics::register(&mut registry);
         let servers = ServerGauges::register(&mut registry);
         if let Some(access) = &access_log {
             log_drops.watch(access.writer.clone());
@@ -142,6 +146,7 @@ impl Observer {
             hedges,
             dry_runs,
             log_drops,
+            otlp,
             servers,
             traces: TraceRing::default(),
             registry,
@@ -156,6 +161,18 @@ impl Observer {
     pub fn with_traces(mut self, recent: usize, failed: usize) -> Self {
         self.traces = TraceRing::new(recent, failed);
         self
+    }
+
+    /// Export each finished request's spans (a sampled trace's) through
+    /// `exporter`.
+    pub fn with_otlp(mut self, exporter: switchyard::otlp::OtlpExporter) -> Self {
+        self.otlp.set_exporter(exporter);
+        self
+    }
+
+    /// Send the spans queued for export, waiting at most `within` (at exit).
+    pub fn flush_spans(&self, within: Duration) {
+        self.otlp.flush(within);
     }
 
     /// The story of the request with ID `id`, while it is kept.
@@ -273,6 +290,7 @@ impl Observer {
         let _one_at_a_time = self.scraping.lock().unwrap_or_else(|p| p.into_inner());
         self.connections.refresh();
         self.log_drops.refresh();
+        self.otlp.refresh();
         self.servers.refresh();
         let mut text = String::new();
         if prometheus_client::encoding::text::encode(&mut text, &self.registry).is_err() {

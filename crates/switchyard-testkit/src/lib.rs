@@ -24,6 +24,7 @@ pub mod faults;
 pub mod h2;
 pub mod h2_origin;
 pub mod origin;
+pub mod otlp;
 pub mod tls;
 pub mod upgrade;
 

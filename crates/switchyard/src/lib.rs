@@ -34,6 +34,7 @@ mod h1;
 pub mod health;
 pub mod lb;
 pub mod log_file;
+pub mod otlp;
 pub mod path;
 pub mod peer;
 pub mod policy;

@@ -52,6 +52,8 @@ pub struct Config {
     pub server: ServerOptions,
     /// Where the process ID is written once serving (`pid_file`).
     pub pid_file: Option<std::path::PathBuf>,
+    /// Span export (`[tracing] otlp_endpoint`), if configured.
+    pub otlp: Option<switchyard::otlp::OtlpOptions>,
     /// Access log settings.
     pub log: LogSection,
     /// Where the access log goes.
@@ -256,6 +258,7 @@ pub(super) fn build(
             .pid_file
             .as_ref()
             .map(|path| std::path::PathBuf::from(path.get_ref())),
+        otlp: otlp_options(source, &file.tracing)?,
         log: file.log.clone(),
         access_log,
         error_log,
@@ -267,6 +270,23 @@ pub(super) fn build(
         origin: source.file.to_string(),
         answers,
     })
+}
+
+/// `[tracing] otlp_endpoint`'s exporter options, checked.
+fn otlp_options(
+    source: &Source<'_>,
+    tracing: &super::file::TracingSection,
+) -> Result<Option<switchyard::otlp::OtlpOptions>, ConfigError> {
+    let Some(endpoint) = &tracing.otlp_endpoint else {
+        return Ok(None);
+    };
+    let mut options = switchyard::otlp::OtlpOptions::new(endpoint.get_ref().trim());
+    options.service_name = tracing.service_name.clone();
+    options.queue = tracing.otlp_queue.max(1);
+    options
+        .check()
+        .map_err(|why| source.error(Some(endpoint.span()), "tracing.otlp_endpoint", why))?;
+    Ok(Some(options))
 }
 
 /// `ip:port`, or an error located at the text.

@@ -38,6 +38,7 @@ impl Observer {
         if let Some(upgrade) = session.upgrade() {
             self.count_upgrade(label, upgrade);
         }
+        self.otlp.export(session, e, ctx);
         if !self.wants_details() {
             return;
         }

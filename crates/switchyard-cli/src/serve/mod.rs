@@ -78,6 +78,7 @@ type FixedPart = (
     usize,
     Option<SocketAddr>,
     switchyard::ServerOptions,
+    Option<switchyard::otlp::OtlpOptions>,
 );
 
 /// Bind every listener of `config` and start serving; server names are
@@ -158,6 +159,7 @@ fn fixed_part(config: &Config) -> FixedPart {
             max_request_body: None,
             ..config.server.clone()
         },
+        config.otlp.clone(),
     )
 }
 
@@ -205,7 +207,7 @@ impl Running {
             note += &format!("; closed {closed} idle connection(s) to removed servers");
         }
         if !same_server {
-            note += "; [server] and [tracing] changes (listen, workers, admin, limits, start_traces) need a restart and were not applied";
+            note += "; [server] and [tracing] changes (listen, workers, admin, limits, start_traces, otlp_endpoint) need a restart and were not applied";
         }
         if !same_logs {
             note += "; [log] file changes need a restart and were not applied";

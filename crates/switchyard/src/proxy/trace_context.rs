@@ -33,16 +33,17 @@ pub const TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
 /// starts one (W3C Trace Context, section 3.3).
 pub const TRACESTATE: HeaderName = HeaderName::from_static("tracestate");
 
-/// A request's trace: its ID and flags (the client's parent span is not
-/// kept: each attempt is the parent of what it reaches).
+/// A request's trace: its ID, the client's span it continues, and flags.
+/// Each attempt is the parent of what it reaches.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TraceContext {
     // Two halves, not a `u128`: its 16-byte alignment would widen every
     // request's `Session`.
     trace_id: [u64; 2],
+    /// The client's span (the `traceparent`'s parent-id); 0 when the proxy
+    /// started the trace (the request brought no valid one).
+    parent_id: u64,
     flags: u8,
-    /// The proxy started it (the request brought no valid one).
-    started: bool,
 }
 
 /// The `sampled` bit of the trace flags.
@@ -75,8 +76,8 @@ impl TraceContext {
         }
         Some(TraceContext {
             trace_id: halves(trace_id),
+            parent_id,
             flags,
-            started: false,
         })
     }
 
@@ -86,8 +87,8 @@ impl TraceContext {
         let trace_id = (high | u128::from(crate::random::next_u64())).max(1);
         TraceContext {
             trace_id: halves(trace_id),
+            parent_id: 0,
             flags: SAMPLED,
-            started: true,
         }
     }
 
@@ -109,7 +110,24 @@ impl TraceContext {
     /// Whether the proxy started this trace (then a `tracestate` the client
     /// sent belongs to another trace and is not passed on).
     pub fn started(&self) -> bool {
-        self.started
+        self.parent_id == 0
+    }
+
+    /// The trace ID's 16 bytes, as OTLP carries it.
+    pub fn trace_id_bytes(&self) -> [u8; 16] {
+        let [high, low] = self.trace_id;
+        (u128::from(high) << 64 | u128::from(low)).to_be_bytes()
+    }
+
+    /// The client's span this request continues (the incoming
+    /// `traceparent`'s parent-id); `None` when the proxy started the trace.
+    pub fn parent_span_id(&self) -> Option<u64> {
+        (self.parent_id != 0).then_some(self.parent_id)
+    }
+
+    /// The trace flags as they came (`0x01`: sampled).
+    pub fn flags(&self) -> u8 {
+        self.flags
     }
 
     /// Whether the trace is sampled (the flag as it came).

@@ -100,3 +100,9 @@ pub(crate) fn budget_window() -> Dur {
 pub(crate) fn path_prefix() -> String {
     "/".to_string()
 }
+pub(crate) fn service_name() -> String {
+    "switchyard".to_string()
+}
+pub(crate) fn otlp_queue() -> usize {
+    switchyard::otlp::OtlpOptions::new("").queue
+}

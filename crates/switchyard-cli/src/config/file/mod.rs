@@ -44,13 +44,35 @@ pub struct FileConfig {
 }
 
 /// `[tracing]`.
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct TracingSection {
     /// Start a trace for a request that brings no valid `traceparent`
     /// (one that brings it is always continued).
     #[serde(default)]
     pub start_traces: bool,
+    /// Where to export spans over OTLP/HTTP (`http://HOST:PORT`); none
+    /// are exported when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub otlp_endpoint: Option<Spanned<String>>,
+    /// The `service.name` of the exported spans.
+    #[serde(default = "defaults::service_name")]
+    pub service_name: String,
+    /// The most requests whose spans wait to be exported; more are dropped
+    /// and counted.
+    #[serde(default = "defaults::otlp_queue")]
+    pub otlp_queue: usize,
+}
+
+impl Default for TracingSection {
+    fn default() -> Self {
+        TracingSection {
+            start_traces: false,
+            otlp_endpoint: None,
+            service_name: defaults::service_name(),
+            otlp_queue: defaults::otlp_queue(),
+        }
+    }
 }
 
 /// `[server]`.
