@@ -12,7 +12,6 @@ use std::time::Duration;
 use bytes::{Buf, Bytes};
 use http_body::{Body, Frame, SizeHint};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tokio_io_timeout::TimeoutStream;
 use tokio_rustls::TlsAcceptor;
@@ -20,6 +19,7 @@ use tokio_rustls::server::TlsStream;
 use tracing::debug;
 
 use super::proxy_protocol::Prefixed;
+use super::socket::ClientSocket;
 
 /// The responses of a client's HTTP/2 connection, shared by its service
 /// and its driver (which closes a connection idle for too long).
@@ -188,7 +188,7 @@ impl ClientStream {
 
     /// Wait until the socket is readable (without reading).
     pub(super) fn poll_read_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        self.tcp().poll_read_ready(cx)
+        self.socket().poll_read_ready(cx)
     }
 
     /// Whether the client speaks HTTP/2: chosen by ALPN, or by its preface.
@@ -199,12 +199,12 @@ impl ClientStream {
         }
     }
 
-    /// The TCP socket under any TLS.
-    fn tcp(&self) -> &TcpStream {
+    /// The socket under any TLS.
+    fn socket(&self) -> &ClientSocket {
         match &self.inner {
-            Transport::Plain(socket) => socket.get_ref().tcp(),
-            Transport::Bare(socket) => socket.tcp(),
-            Transport::Tls(tls) => tls.get_ref().0.get_ref().tcp(),
+            Transport::Plain(socket) => socket.get_ref().socket(),
+            Transport::Bare(socket) => socket.socket(),
+            Transport::Tls(tls) => tls.get_ref().0.get_ref().socket(),
         }
     }
 }
@@ -261,7 +261,7 @@ impl AsyncWrite for ClientStream {
 
 /// Small responses should leave at once, not wait for an ACK.
 fn set_nodelay(stream: &Prefixed) {
-    if let Err(e) = stream.tcp().set_nodelay(true) {
+    if let Err(e) = stream.socket().set_nodelay() {
         debug!(error = %e, "setting TCP_NODELAY on a downstream connection");
     }
 }

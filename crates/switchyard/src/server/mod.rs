@@ -17,10 +17,12 @@ mod counts;
 mod h2;
 mod http1;
 mod proxy_protocol;
+mod socket;
 mod workers;
 
 pub use counts::ConnectionCounts;
 pub use h2::Http2Options;
+pub use socket::{ListenAddr, Listening, UNIX_CLIENT, bind_unix};
 pub use workers::{Started, Workers};
 
 use std::future::Future;
@@ -32,7 +34,6 @@ use std::time::Duration;
 
 use hyper::service::service_fn;
 use tokio::net::TcpListener;
-use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
@@ -41,6 +42,7 @@ use tracing::{debug, warn};
 use self::connection::{Activity, ClientStream, InFlight, TrackedBody};
 use self::http1::{Http1Settings, Serving as Http1Serving};
 use self::proxy_protocol::Prefixed;
+use self::socket::{ClientSocket, ServerListener};
 
 use crate::body::DEFAULT_REPLAY_BUFFER;
 use crate::body::client::ClientBody;
@@ -209,7 +211,7 @@ impl Default for ServerOptions {
 /// ```
 #[derive(Debug)]
 pub struct ProxyServer<P> {
-    listener: TcpListener,
+    listener: ServerListener,
     local_addr: SocketAddr,
     proxy: Arc<P>,
     options: ServerOptions,
@@ -243,29 +245,33 @@ impl<P: ProxyHttp> ProxyServer<P> {
         };
         let listener =
             bound.map_err(|e| Error::because(ErrorKind::Internal, format!("binding {addr}"), e))?;
-        Self::serving(listener, proxy, options)
+        Self::serving(ServerListener::Tcp(listener), proxy, options)
     }
 
-    /// Serve a socket already listening: one inherited from the process
-    /// this one replaces (a binary upgrade), or bound by a supervisor. Call
-    /// it on the runtime that will serve it.
+    /// Serve a socket already listening (TCP or Unix): one inherited from
+    /// the process this one replaces (a binary upgrade), or bound by a
+    /// supervisor or by [`bind_unix`]. Call it on the runtime that will
+    /// serve it.
     pub fn from_listener(
-        listener: std::net::TcpListener,
+        listener: impl Into<Listening>,
         proxy: P,
         options: ServerOptions,
     ) -> Result<Self> {
-        let adopted = listener
-            .set_nonblocking(true)
-            .and_then(|()| TcpListener::from_std(listener));
-        let listener = adopted
+        let listener = listener
+            .into()
+            .into_tokio()
             .map_err(|e| Error::because(ErrorKind::Internal, "adopting a listening socket", e))?;
         Self::serving(listener, proxy, options)
     }
 
-    fn serving(listener: TcpListener, proxy: P, options: ServerOptions) -> Result<Self> {
-        let local_addr = listener
-            .local_addr()
-            .map_err(|e| Error::because(ErrorKind::Internal, "reading the bound address", e))?;
+    fn serving(listener: ServerListener, proxy: P, options: ServerOptions) -> Result<Self> {
+        let local_addr = match listener.listen_addr() {
+            Ok(ListenAddr::Tcp(addr)) => addr,
+            Ok(ListenAddr::Unix(_)) => UNIX_CLIENT,
+            Err(e) => {
+                return Err(Error::because(ErrorKind::Internal, "reading the bound address", e));
+            }
+        };
         Ok(ProxyServer {
             listener,
             local_addr,
@@ -283,10 +289,14 @@ impl<P: ProxyHttp> ProxyServer<P> {
     /// connections waiting in its backlog are then accepted by whichever
     /// process still serves it. Close it when done: while it is open the
     /// port stays bound.
-    pub fn listening_socket(&self) -> std::io::Result<std::net::TcpListener> {
-        use std::os::fd::AsFd;
-        let duplicate = self.listener.as_fd().try_clone_to_owned()?;
-        Ok(std::net::TcpListener::from(duplicate))
+    pub fn listening_socket(&self) -> std::io::Result<Listening> {
+        self.listener.duplicate()
+    }
+
+    /// Where the server listens: its TCP address (see
+    /// [`local_addr`](Self::local_addr)) or its Unix socket's path.
+    pub fn listen_addr(&self) -> std::io::Result<ListenAddr> {
+        self.listener.listen_addr()
     }
 
     /// Serve HTTPS: every connection begins with a TLS handshake under
@@ -296,7 +306,8 @@ impl<P: ProxyHttp> ProxyServer<P> {
         self
     }
 
-    /// The address the server listens on.
+    /// The TCP address the server listens on (`127.0.0.1:0` for a Unix
+    /// socket: see [`listen_addr`](Self::listen_addr)).
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
     }
@@ -450,7 +461,7 @@ impl<P: ProxyHttp> Accepted<P> {
     /// The task keeps this future for as long as the connection lives,
     /// parked or not, so it holds little: the opening is boxed and gone
     /// once done, and the driver is boxed.
-    async fn serve(self, stream: TcpStream, client: SocketAddr) {
+    async fn serve(self, stream: ClientSocket, client: SocketAddr) {
         // Made within one statement, so that nothing but the driver is
         // kept across the wait.
         let driver = match Box::pin(self.open(stream, client)).await {
@@ -464,7 +475,7 @@ impl<P: ProxyHttp> Accepted<P> {
     /// PROXY header names, if any); `None` if it failed or went quiet first.
     async fn open(
         &self,
-        stream: TcpStream,
+        stream: ClientSocket,
         mut client: SocketAddr,
     ) -> Option<(ClientStream, ClientAddr)> {
         let every = &*self.server;

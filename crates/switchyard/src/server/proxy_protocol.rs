@@ -18,22 +18,23 @@ use std::time::Duration;
 use bytes::{Buf, Bytes, BytesMut};
 use ppp::{HeaderResult, PartialResult, v1, v2};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
-use tokio::net::TcpStream;
+
+use super::socket::ClientSocket;
 
 /// The longest header accepted: a v1 header is at most 107 bytes; a v2
 /// header's TLVs (balancer metadata) rarely take more than a few hundred.
 const MAX_HEADER: usize = 16 * 1024;
 
-/// A TCP stream with bytes already read from it to be read again first.
+/// A client's socket with bytes already read from it to be read again first.
 #[derive(Debug)]
 pub(super) struct Prefixed {
     prefix: Bytes,
-    inner: TcpStream,
+    inner: ClientSocket,
 }
 
 impl Prefixed {
     /// `inner` with nothing to replay.
-    pub(super) fn new(inner: TcpStream) -> Self {
+    pub(super) fn new(inner: ClientSocket) -> Self {
         Prefixed {
             prefix: Bytes::new(),
             inner,
@@ -52,8 +53,8 @@ impl Prefixed {
         }
     }
 
-    /// The TCP stream itself.
-    pub(super) fn tcp(&self) -> &TcpStream {
+    /// The socket itself.
+    pub(super) fn socket(&self) -> &ClientSocket {
         &self.inner
     }
 }
@@ -108,7 +109,7 @@ impl AsyncWrite for Prefixed {
 /// client it names (`None`: the balancer's own connection, keep the
 /// socket's address) and the stream with what followed the header.
 pub(super) async fn read_header(
-    mut stream: TcpStream,
+    mut stream: ClientSocket,
     timeout: Duration,
 ) -> io::Result<(Option<SocketAddr>, Prefixed)> {
     let mut buf = BytesMut::with_capacity(256);

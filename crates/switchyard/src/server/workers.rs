@@ -15,7 +15,7 @@ use std::time::Duration;
 use tokio::runtime::Handle;
 use tokio::sync::oneshot;
 
-use super::{ConnectionCounts, ProxyServer, ServerOptions, ShutdownHandle};
+use super::{ConnectionCounts, Listening, ProxyServer, ServerOptions, ShutdownHandle};
 use crate::error::{Error, ErrorKind, Result};
 use crate::proxy::ProxyHttp;
 use crate::tls::ServerTls;
@@ -129,7 +129,7 @@ impl Workers {
     /// Fails if there are more sockets than workers.
     pub async fn serve_listeners<P: ProxyHttp + Clone>(
         &self,
-        listeners: Vec<std::net::TcpListener>,
+        listeners: Vec<Listening>,
         proxy: &P,
         options: &ServerOptions,
         tls: Option<&ServerTls>,
@@ -158,16 +158,21 @@ enum Listen {
     /// Bind this address (with `SO_REUSEPORT`).
     Bind(SocketAddr),
     /// Serve this socket, already listening.
-    Socket(std::net::TcpListener),
+    Socket(Listening),
 }
 
 impl Listen {
     fn describe(&self) -> String {
         match self {
             Listen::Bind(addr) => addr.to_string(),
-            Listen::Socket(socket) => socket
+            Listen::Socket(Listening::Tcp(socket)) => socket
                 .local_addr()
                 .map_or_else(|_| "a listening socket".to_string(), |a| a.to_string()),
+            Listen::Socket(Listening::Unix(socket)) => socket
+                .local_addr()
+                .ok()
+                .and_then(|a| a.as_pathname().map(|p| format!("unix:{}", p.display())))
+                .unwrap_or_else(|| "a Unix socket".to_string()),
         }
     }
 

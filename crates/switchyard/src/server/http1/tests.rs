@@ -17,6 +17,7 @@ use crate::proxy::{ProxyHttp, Session};
 use crate::server::connection::ClientStream;
 use crate::server::counts::ConnectionCounts;
 use crate::server::proxy_protocol::Prefixed;
+use crate::server::socket::ClientSocket;
 use crate::server::{ServerOptions, engine_shared};
 use crate::upstream::pool::Pool;
 
@@ -46,7 +47,7 @@ async fn a_connection_keeps_little_state() {
     let addr = listener.local_addr().unwrap();
     let _client = TcpStream::connect(addr).await.unwrap();
     let (tcp, peer) = listener.accept().await.unwrap();
-    let stream = ClientStream::bare(Prefixed::new(tcp));
+    let stream = ClientStream::bare(Prefixed::new(ClientSocket::Tcp(tcp)));
     let (proxy, shared) = (
         Arc::new(Nowhere),
         engine_shared(Pool::start(), &ServerOptions::default()),
