@@ -91,9 +91,10 @@ pub enum Command {
     Man,
     /// A one-line reverse proxy with the default failure policy.
     Proxy {
-        /// Address to listen on (HTTPS with --tls-cert and --tls-key).
+        /// Address to listen on, ip:port (HTTPS with --tls-cert and
+        /// --tls-key) or unix:/path (a Unix socket, mode 0660).
         #[arg(long)]
-        listen: SocketAddr,
+        listen: switchyard::server::ListenAddr,
         /// Upstream server, ip:port or host:port; https://HOST:PORT is
         /// reached over TLS (HTTP/2 if it offers h2), h2c://HOST:PORT over
         /// cleartext HTTP/2 (repeat for several; round robin).

@@ -46,8 +46,8 @@ pub fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
 /// The `proxy` one-liner's flags.
 #[derive(Debug, Clone)]
 pub struct OneLiner {
-    /// `--listen`.
-    pub listen: std::net::SocketAddr,
+    /// `--listen`: `ip:port` or `unix:/path`.
+    pub listen: switchyard::server::ListenAddr,
     /// `--to`: `ip:port`, `host:port`, or either after `https://` (TLS,
     /// HTTP/2 when the server offers it) or `h2c://` (cleartext HTTP/2).
     pub to: Vec<String>,
@@ -117,6 +117,11 @@ pub fn one_liner(args: &OneLiner) -> Result<FileConfig, String> {
     };
     let (listen, tls) = match &args.tls {
         None => (vec![spanned(listen.to_string())], None),
+        Some(_) if matches!(listen, switchyard::server::ListenAddr::Unix(_)) => {
+            return Err(format!(
+                "--listen {listen}: HTTPS (--tls-cert) is served on TCP addresses only"
+            ));
+        }
         Some((cert, key)) => (
             Vec::new(),
             Some(ListenerTlsSection {
@@ -158,6 +163,7 @@ pub fn one_liner(args: &OneLiner) -> Result<FileConfig, String> {
             admin: admin.map(|a| spanned(a.to_string())),
             admin_token_file: args.admin_token_file.clone().map(spanned),
             pid_file: args.pid_file.clone().map(spanned),
+            unix_mode: None,
             header_read_timeout: defaults::header_read_timeout(),
             write_timeout: defaults::client_write_timeout(),
             max_headers: defaults::max_headers(),

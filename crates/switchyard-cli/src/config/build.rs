@@ -15,6 +15,7 @@ use switchyard::group::{
 use switchyard::lb::Selection;
 use switchyard::log_file::LogTarget;
 use switchyard::route::Route;
+use switchyard::server::ListenAddr;
 use switchyard::{PeerOptions, ServerOptions};
 use toml::Spanned;
 
@@ -35,11 +36,17 @@ use super::{ConfigError, Source};
 /// for that search to be short (about a millisecond at this size).
 const MAX_KEPT_TRACES: usize = 100_000;
 
+/// The mode of Unix socket files unless `unix_mode` says otherwise:
+/// read and write for the owner and the group.
+const DEFAULT_UNIX_MODE: u32 = 0o660;
+
 /// A checked configuration, ready to serve.
 #[derive(Debug)]
 pub struct Config {
-    /// Addresses to listen on for cleartext HTTP.
-    pub listen: Vec<SocketAddr>,
+    /// Addresses to listen on for cleartext HTTP: TCP, or Unix sockets.
+    pub listen: Vec<ListenAddr>,
+    /// The mode of the Unix socket files created (`unix_mode`).
+    pub unix_mode: u32,
     /// HTTPS listeners and their certificates.
     pub tls: Option<ListenerTls>,
     /// Worker threads.
@@ -141,8 +148,9 @@ pub(super) fn build(
         .listen
         .iter()
         .enumerate()
-        .map(|(i, addr)| socket_addr(source, addr, &format!("server.listen[{i}]")))
+        .map(|(i, addr)| listen_addr(source, addr, &format!("server.listen[{i}]")))
         .collect::<Result<Vec<_>, _>>()?;
+    let unix_mode = unix_mode(source, server.unix_mode.as_ref())?;
     let tls = match (&server.tls, keep_tls) {
         (Some(_), Some(kept)) => Some(kept.clone()),
         (Some(section), None) => Some(listener_tls(source, section, |addr, key| {
@@ -249,6 +257,7 @@ pub(super) fn build(
     )?;
     Ok(Config {
         listen,
+        unix_mode,
         tls,
         workers: server.workers,
         admin,
@@ -287,6 +296,35 @@ fn otlp_options(
         .check()
         .map_err(|why| source.error(Some(endpoint.span()), "tracing.otlp_endpoint", why))?;
     Ok(Some(options))
+}
+
+/// `ip:port` or `unix:/path`, or an error located at the text.
+fn listen_addr(
+    source: &Source<'_>,
+    text: &Spanned<String>,
+    key: &str,
+) -> Result<ListenAddr, ConfigError> {
+    text.get_ref()
+        .trim()
+        .parse()
+        .map_err(|why: String| source.error(Some(text.span()), key, why))
+}
+
+/// The mode for Unix socket files: octal digits such as `"0660"`.
+fn unix_mode(source: &Source<'_>, text: Option<&Spanned<String>>) -> Result<u32, ConfigError> {
+    let Some(text) = text else {
+        return Ok(DEFAULT_UNIX_MODE);
+    };
+    u32::from_str_radix(text.get_ref().trim(), 8)
+        .ok()
+        .filter(|mode| *mode <= 0o777)
+        .ok_or_else(|| {
+            let why = format!(
+                "{:?} is not a file mode in octal (e.g. \"0660\")",
+                text.get_ref()
+            );
+            source.error(Some(text.span()), "server.unix_mode", why)
+        })
 }
 
 /// `ip:port`, or an error located at the text.

@@ -21,10 +21,10 @@ mod spawn;
 mod wire;
 
 use std::io::Write;
-use std::net::SocketAddr;
 use std::os::unix::net::UnixStream;
 
 use serde::{Deserialize, Serialize};
+use switchyard::server::{ListenAddr, Listening};
 
 pub use spawn::{Outcome, hand_over};
 
@@ -51,9 +51,9 @@ pub struct Socket {
     pub role: Role,
     /// Its address as the config wrote it (port 0 included), by which the
     /// new process finds it.
-    pub configured: SocketAddr,
+    pub configured: ListenAddr,
     /// The socket.
-    pub listener: std::net::TcpListener,
+    pub listener: Listening,
 }
 
 impl Socket {
@@ -61,7 +61,7 @@ impl Socket {
     pub fn try_clone(&self) -> std::io::Result<Socket> {
         Ok(Socket {
             role: self.role,
-            configured: self.configured,
+            configured: self.configured.clone(),
             listener: self.listener.try_clone()?,
         })
     }
@@ -99,10 +99,10 @@ impl Inherited {
     }
 
     /// The sockets inherited for `configured` in `role`, removed from here.
-    pub fn take(&mut self, role: Role, configured: SocketAddr) -> Vec<std::net::TcpListener> {
+    pub fn take(&mut self, role: Role, configured: &ListenAddr) -> Vec<Listening> {
         let (taken, kept) = std::mem::take(&mut self.sockets)
             .into_iter()
-            .partition(|s| s.role == role && s.configured == configured);
+            .partition(|s| s.role == role && s.configured == *configured);
         self.sockets = kept;
         taken.into_iter().map(|s| s.listener).collect()
     }

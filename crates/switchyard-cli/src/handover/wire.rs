@@ -7,7 +7,6 @@
 
 use std::io::{self, IoSlice, IoSliceMut, Read, Write};
 use std::mem::MaybeUninit;
-use std::net::SocketAddr;
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::time::Duration;
@@ -17,6 +16,7 @@ use rustix::net::{
     SendAncillaryMessage, SendFlags, recvmsg, sendmsg,
 };
 use serde::{Deserialize, Serialize};
+use switchyard::server::{ListenAddr, Listening};
 
 use super::{Role, Socket};
 
@@ -32,7 +32,8 @@ const RECEIVE_TIMEOUT: Duration = Duration::from_secs(10);
 #[derive(Debug, Serialize, Deserialize)]
 struct Entry {
     role: Role,
-    configured: SocketAddr,
+    /// `ip:port` or `unix:/path`.
+    configured: String,
 }
 
 /// The new process's end of the channel: its standard input.
@@ -50,7 +51,7 @@ pub(super) fn send(mut channel: &UnixStream, sockets: &[Socket]) -> io::Result<(
         .iter()
         .map(|s| Entry {
             role: s.role,
-            configured: s.configured,
+            configured: s.configured.to_string(),
         })
         .collect();
     let json = serde_json::to_vec(&listing).map_err(io::Error::other)?;
@@ -96,10 +97,15 @@ pub(super) fn receive(mut channel: &UnixStream) -> io::Result<Vec<Socket>> {
         .into_iter()
         .map(|entry| {
             let fd = receive_descriptor(channel)?;
+            let configured: ListenAddr = entry.configured.parse().map_err(io::Error::other)?;
+            let listener = match configured {
+                ListenAddr::Tcp(_) => Listening::Tcp(fd.into()),
+                ListenAddr::Unix(_) => Listening::Unix(fd.into()),
+            };
             Ok(Socket {
                 role: entry.role,
-                configured: entry.configured,
-                listener: std::net::TcpListener::from(fd),
+                configured,
+                listener,
             })
         })
         .collect()

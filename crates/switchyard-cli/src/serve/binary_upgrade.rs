@@ -82,7 +82,7 @@ impl Running {
 
     /// Say how the upgrade went (standard error, the status file beside the
     /// pid file, systemd); whether this process should now stop.
-    pub(super) fn finish_upgrade(&self, outcome: Result<Outcome, JoinError>) -> bool {
+    pub(super) fn finish_upgrade(&mut self, outcome: Result<Outcome, JoinError>) -> bool {
         let outcome = outcome.unwrap_or_else(|e| Outcome::Failed(format!("the upgrade task: {e}")));
         let (status, stop) = match outcome {
             Outcome::Ready { pid } => {
@@ -91,6 +91,8 @@ impl Running {
                     std::process::id()
                 );
                 crate::systemd::notify(&format!("MAINPID={pid}\nSTATUS=upgraded"));
+                // The new process serves the Unix sockets' files now.
+                self.handed_over = true;
                 (format!("ready {pid}"), true)
             }
             Outcome::Failed(reason) => {

@@ -3,12 +3,11 @@
 //! served by this runtime or a worker thread. A duplicate of every socket
 //! is kept to hand to the next upgrade; [`Running::stop`] closes them.
 
-use std::net::SocketAddr;
 use std::os::fd::AsFd;
 use std::sync::Arc;
 
 use switchyard::ProxyServer;
-use switchyard::server::bind_reusing_port;
+use switchyard::server::{ListenAddr, Listening, bind_reusing_port, bind_unix};
 use switchyard::tls::ServerTls;
 
 use super::Running;
@@ -19,11 +18,11 @@ impl Running {
     /// Serve every listen address of the config (HTTP, HTTPS, admin), on
     /// the sockets `inherited` holds for it or on new ones.
     pub(super) async fn listen(&mut self, inherited: &mut Inherited) -> Result<(), String> {
-        let cleartext = self.config.listen.iter().map(|addr| (*addr, None));
+        let cleartext = self.config.listen.iter().map(|addr| (addr.clone(), None));
         let tls = self.config.tls.iter().flat_map(|tls| {
             tls.listen
                 .iter()
-                .map(|addr| (*addr, Some(tls.loaded.clone())))
+                .map(|addr| (ListenAddr::Tcp(*addr), Some(tls.loaded.clone())))
         });
         let addresses: Vec<_> = cleartext.chain(tls).collect();
         for (configured, tls) in addresses {
@@ -42,7 +41,7 @@ impl Running {
     /// Serve `configured` here and on every worker thread.
     async fn serve_address(
         &mut self,
-        configured: SocketAddr,
+        configured: ListenAddr,
         tls: Option<ServerTls>,
         inherited: &mut Inherited,
     ) -> Result<(), String> {
@@ -52,26 +51,34 @@ impl Running {
             Role::Http
         };
         let cannot = |e: &dyn std::fmt::Display| format!("cannot listen on {configured}: {e}");
-        let mut sockets = inherited.take(role, configured).into_iter();
+        let mut sockets = inherited.take(role, &configured).into_iter();
         let options = self.config.server.clone();
         let first = match sockets.next() {
             Some(socket) => ProxyServer::from_listener(socket, self.proxy.clone(), options.clone()),
-            None => ProxyServer::bind(configured, self.proxy.clone(), options.clone()).await,
+            None => self.bind(&configured).await,
         }
         .map_err(|e| cannot(&e))?;
         let bound = first.local_addr();
-        self.listening.push(bound);
-        self.secure.push(tls.is_some());
+        match &configured {
+            ListenAddr::Tcp(_) => {
+                self.listening.push(bound);
+                self.secure.push(tls.is_some());
+            }
+            // HTTPS listeners are TCP ones.
+            ListenAddr::Unix(path) => self.listening_unix.push(path.clone()),
+        }
         // The worker threads' sockets: inherited ones first, then new ones
-        // on the port the first got.
+        // on the port the first got (for a Unix socket, the same socket).
         let mut for_workers = Vec::with_capacity(self.workers.len());
         for _ in 0..self.workers.len() {
-            let socket = match sockets.next() {
-                Some(socket) => socket,
-                None => bind_reusing_port(bound).map_err(|e| cannot(&e))?,
-            };
+            let socket = match (sockets.next(), &configured) {
+                (Some(socket), _) => Ok(socket),
+                (None, ListenAddr::Tcp(_)) => bind_reusing_port(bound).map(Listening::Tcp),
+                (None, ListenAddr::Unix(_)) => first.listening_socket(),
+            }
+            .map_err(|e| cannot(&e))?;
             let duplicate = socket.try_clone().map_err(|e| cannot(&e))?;
-            self.keep(role, configured, duplicate);
+            self.keep(role, &configured, duplicate);
             for_workers.push(socket);
         }
         // More inherited sockets than worker threads (the old process had
@@ -85,7 +92,7 @@ impl Running {
             );
         }
         for server in here {
-            self.run_here(server, role, configured, tls.clone())
+            self.run_here(server, role, &configured, tls.clone())
                 .map_err(|e| cannot(&e))?;
         }
         let started = self
@@ -103,12 +110,34 @@ impl Running {
         Ok(())
     }
 
+    /// A new server on `configured`: a Unix socket file is made with
+    /// `unix_mode` (replacing one a crashed process left).
+    async fn bind(
+        &self,
+        configured: &ListenAddr,
+    ) -> switchyard::Result<ProxyServer<crate::proxy::ConfigProxy>> {
+        let options = self.config.server.clone();
+        match configured {
+            ListenAddr::Tcp(addr) => ProxyServer::bind(*addr, self.proxy.clone(), options).await,
+            ListenAddr::Unix(path) => {
+                let listener = bind_unix(path, Some(self.config.unix_mode)).map_err(|e| {
+                    switchyard::Error::because(
+                        switchyard::ErrorKind::Internal,
+                        format!("binding {}", path.display()),
+                        e,
+                    )
+                })?;
+                ProxyServer::from_listener(listener, self.proxy.clone(), options)
+            }
+        }
+    }
+
     /// Serve `server` on this runtime.
     fn run_here(
         &mut self,
         server: ProxyServer<crate::proxy::ConfigProxy>,
         role: Role,
-        configured: SocketAddr,
+        configured: &ListenAddr,
         tls: Option<ServerTls>,
     ) -> std::io::Result<()> {
         self.keep(role, configured, server.listening_socket()?);
@@ -129,13 +158,16 @@ impl Running {
             return Ok(());
         };
         let cannot = |e: std::io::Error| format!("cannot listen on admin address {addr}: {e}");
-        let listener = match inherited.take(Role::Admin, addr).into_iter().next() {
-            Some(socket) => admin::adopt(socket),
+        let configured = ListenAddr::Tcp(addr);
+        let listener = match inherited.take(Role::Admin, &configured).into_iter().next() {
+            Some(Listening::Tcp(socket)) => admin::adopt(socket),
+            Some(Listening::Unix(_)) => Err(std::io::Error::other("a Unix socket for admin")),
             None => admin::bind(addr).await,
         }
         .map_err(cannot)?;
         let duplicate = listener.as_fd().try_clone_to_owned().map_err(cannot)?;
-        self.keep(Role::Admin, addr, duplicate.into());
+        let duplicate = Listening::Tcp(duplicate.into());
+        self.keep(Role::Admin, &configured, duplicate);
         self.admin = listener.local_addr().ok();
         let admin = Arc::new(Admin::new(Arc::clone(&self.observer), &self.config));
         self.admin_state = Some(Arc::clone(&admin));
@@ -143,10 +175,10 @@ impl Running {
         Ok(())
     }
 
-    fn keep(&mut self, role: Role, configured: SocketAddr, listener: std::net::TcpListener) {
+    fn keep(&mut self, role: Role, configured: &ListenAddr, listener: Listening) {
         self.sockets.push(Socket {
             role,
-            configured,
+            configured: configured.clone(),
             listener,
         });
     }

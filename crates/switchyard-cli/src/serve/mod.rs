@@ -34,6 +34,9 @@ pub use changes::Signals;
 pub struct Running {
     /// The addresses the proxy listens on (ports resolved).
     pub listening: Vec<SocketAddr>,
+    /// The Unix sockets the proxy listens on (their files are removed at
+    /// exit, unless handed to a new process).
+    pub listening_unix: Vec<std::path::PathBuf>,
     /// Whether each of `listening` serves HTTPS.
     pub secure: Vec<bool>,
     /// The admin address, if any.
@@ -68,12 +71,14 @@ pub struct Running {
     sockets: Vec<Socket>,
     /// How to start this binary again for an upgrade (SIGUSR2), if allowed.
     relaunch: Option<Relaunch>,
+    /// The listening sockets went to a new process (an upgrade).
+    handed_over: bool,
 }
 
 /// The settings a reload cannot change: listeners (HTTPS ones too),
 /// workers, admin, `[server]`. Certificates can change.
 type FixedPart = (
-    Vec<SocketAddr>,
+    Vec<switchyard::server::ListenAddr>,
     Vec<SocketAddr>,
     usize,
     Option<SocketAddr>,
@@ -111,6 +116,7 @@ pub async fn start_with_resolver(
         .map_err(|e| format!("cannot start the workers: {e}"))?;
     let mut running = Running {
         listening: Vec::new(),
+        listening_unix: Vec::new(),
         secure: Vec::new(),
         admin: None,
         shutdowns: Vec::new(),
@@ -129,6 +135,7 @@ pub async fn start_with_resolver(
         observer,
         sockets: Vec::new(),
         relaunch: None,
+        handed_over: false,
     };
     running.listen(inherited).await?;
     Ok(running)
@@ -275,6 +282,9 @@ impl Running {
             let tls = if *secure { " (https)" } else { "" };
             eprintln!("switchyard: listening on {addr}{tls}");
         }
+        for path in &self.listening_unix {
+            eprintln!("switchyard: listening on unix:{}", path.display());
+        }
         if let Some(addr) = self.admin {
             eprintln!("switchyard: admin on {addr}");
         }
@@ -290,6 +300,11 @@ impl Running {
         // connection is refused rather than left waiting in a backlog
         // nobody accepts from (unless a new process holds them).
         self.sockets.clear();
+        if !self.handed_over {
+            for path in &self.listening_unix {
+                let _ = std::fs::remove_file(path);
+            }
+        }
         for handle in &self.shutdowns {
             handle.shutdown();
         }

@@ -269,7 +269,11 @@ impl<P: ProxyHttp> ProxyServer<P> {
             Ok(ListenAddr::Tcp(addr)) => addr,
             Ok(ListenAddr::Unix(_)) => UNIX_CLIENT,
             Err(e) => {
-                return Err(Error::because(ErrorKind::Internal, "reading the bound address", e));
+                return Err(Error::because(
+                    ErrorKind::Internal,
+                    "reading the bound address",
+                    e,
+                ));
             }
         };
         Ok(ProxyServer {

@@ -96,6 +96,10 @@ pub struct ServerSection {
     /// (`Authorization: Bearer TOKEN`); required for a non-loopback admin.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub admin_token_file: Option<Spanned<String>>,
+    /// The mode of the Unix socket files `listen` creates, in octal
+    /// (default `"0660"`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unix_mode: Option<Spanned<String>>,
     /// Where the proxy writes its process ID once it serves (for
     /// `switchyard upgrade --pid-file`); removed at exit.
     #[serde(default, skip_serializing_if = "Option::is_none")]
