@@ -22,6 +22,7 @@ pub fn run(pid_file: &Path, wait: Duration) -> Result<String, String> {
         .ok()
         .and_then(Pid::from_raw)
         .ok_or_else(|| format!("{old} in {} is not a process ID", pid_file.display()))?;
+    runs_switchyard(old)?;
     let status = pid_file::status_path(pid_file);
     match std::fs::remove_file(&status) {
         Ok(()) => {}
@@ -62,5 +63,27 @@ pub fn run(pid_file: &Path, wait: Duration) -> Result<String, String> {
             ));
         }
         std::thread::sleep(POLL);
+    }
+}
+
+/// Refuse to signal a process that does not run a binary named
+/// `switchyard…`: the pid file is written by the service, so a stale or
+/// tampered one must not make whoever runs `upgrade` (often root) send
+/// SIGUSR2, whose default action is to end a process, to another one.
+fn runs_switchyard(pid: u32) -> Result<(), String> {
+    let link = format!("/proc/{pid}/exe");
+    let exe = std::fs::read_link(&link).map_err(|e| {
+        format!("cannot tell what process {pid} runs ({link}: {e}); not signalling it")
+    })?;
+    // After the binary was replaced the link reads "switchyard (deleted)".
+    let named = exe
+        .file_name()
+        .is_some_and(|name| name.to_string_lossy().starts_with("switchyard"));
+    match named {
+        true => Ok(()),
+        false => Err(format!(
+            "process {pid} runs {}, not switchyard; not signalling it (a stale pid file?)",
+            exe.display()
+        )),
     }
 }

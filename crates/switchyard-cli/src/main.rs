@@ -28,6 +28,10 @@ const BAD_INPUT: u8 = 2;
 /// At exit, the longest wait for log lines still queued.
 const LOG_FLUSH: std::time::Duration = std::time::Duration::from_secs(2);
 
+/// At exit, the longest wait for spans still queued for export (within
+/// `LOG_FLUSH`, after the access log's lines).
+const SPAN_FLUSH: std::time::Duration = std::time::Duration::from_secs(1);
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let log_format = cli.log_format.map(|f| match f {
@@ -273,7 +277,7 @@ fn run(
                 None
             }
         };
-        running.announce(&inherited);
+        // Before "ready": a script that reads that line finds the file.
         if let Some(path) = &pid_file
             && let Err(e) = pid_file::write(path)
         {
@@ -282,6 +286,7 @@ fn run(
                 path.display()
             );
         }
+        running.announce(&inherited);
         inherited.ready();
         let signals = serve::Signals {
             stop,
@@ -299,8 +304,10 @@ fn run(
     runtime.shutdown_timeout(std::time::Duration::from_secs(1));
     // One deadline for the queued spans and both logs' queued lines.
     let deadline = std::time::Instant::now() + LOG_FLUSH;
-    observer.flush_spans(LOG_FLUSH);
-    observer.flush_access_log(deadline.saturating_duration_since(std::time::Instant::now()));
+    // The access log first: a collector that is down must not cost lines.
+    observer.flush_access_log(LOG_FLUSH);
+    let left = deadline.saturating_duration_since(std::time::Instant::now());
+    observer.flush_spans(left.min(SPAN_FLUSH));
     errors.flush(deadline.saturating_duration_since(std::time::Instant::now()));
     match result {
         Ok(()) => {

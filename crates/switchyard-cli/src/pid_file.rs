@@ -48,11 +48,21 @@ pub fn write_status(pid_file: &Path, status: &str) -> io::Result<()> {
     replace(&status_path(pid_file), &format!("{status}\n"))
 }
 
+/// Write `text` to a new file beside `path` and rename it into place. The
+/// new file is created exclusively (never through a link someone put at
+/// its name); one a crash left is removed first.
 fn replace(path: &Path, text: &str) -> io::Result<()> {
+    use std::io::Write;
     let mut temporary = path.as_os_str().to_owned();
     temporary.push(format!(".{}.tmp", std::process::id()));
     let temporary = PathBuf::from(temporary);
-    std::fs::write(&temporary, text)?;
+    let _ = std::fs::remove_file(&temporary);
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&temporary)?;
+    file.write_all(text.as_bytes())?;
+    drop(file);
     std::fs::rename(&temporary, path).inspect_err(|_| {
         let _ = std::fs::remove_file(&temporary);
     })

@@ -18,8 +18,12 @@ use switchyard_testkit::client::{self, RawConn};
 use switchyard_testkit::{Origin, within};
 
 fn config_for(origin: SocketAddr, pid_file: &Path) -> String {
+    config_with(origin, pid_file, "\"127.0.0.1:0\"", 2)
+}
+
+fn config_with(origin: SocketAddr, pid_file: &Path, listen: &str, workers: usize) -> String {
     format!(
-        "[server]\nlisten = [\"127.0.0.1:0\"]\nadmin = \"127.0.0.1:0\"\nworkers = 2\n\
+        "[server]\nlisten = [{listen}]\nadmin = \"127.0.0.1:0\"\nworkers = {workers}\n\
          pid_file = \"{}\"\n[upstreams.app]\nservers = [\"{origin}\"]\n",
         pid_file.display()
     )
@@ -194,14 +198,22 @@ async fn an_upgrade_under_load_loses_no_request_and_refuses_no_connection() {
     assert!(!admin.is_empty());
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_new_process_that_cannot_start_leaves_the_old_one_serving() {
     let origin = Origin::healthy("origin").await;
     let file = TempConfig::new("upgrade-bad", "");
     let pid_file = pid_file_beside(&file);
-    std::fs::write(&file.path, config_for(origin.addr(), &pid_file)).unwrap();
+    let one_worker = config_with(origin.addr(), &pid_file, "\"127.0.0.1:0\"", 1);
+    std::fs::write(&file.path, &one_worker).unwrap();
     let proxy = Running::start(&["run", "-c", file.path.to_str().unwrap()]);
+    let stop = Arc::new(AtomicBool::new(false));
+    let tally = Arc::new(Tally::default());
+    let load = vec![
+        tokio::spawn(new_connections(proxy.addr, stop.clone(), tally.clone())),
+        tokio::spawn(keep_alive(proxy.addr, stop.clone(), tally.clone())),
+    ];
 
+    // A config that does not check.
     std::fs::write(
         &file.path,
         "[server]\nlisten = [\"127.0.0.1:0\"]\nbogus = 1\n",
@@ -218,13 +230,45 @@ async fn a_new_process_that_cannot_start_leaves_the_old_one_serving() {
     assert!(line.contains("bogus"), "{line}");
     assert_eq!(pid_in(&pid_file), proxy.pid());
 
-    let reply = within(10, "GET", client::get(proxy.addr, "/"))
-        .await
-        .unwrap();
-    assert_eq!(reply.status, 200);
-    // And a later upgrade, with the config mended, goes through.
+    // One that checks, but names an address the new process cannot bind,
+    // after it took over the old one's sockets: it must accept nothing.
+    let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let listen = format!("\"127.0.0.1:0\", \"{}\"", busy.local_addr().unwrap());
+    std::fs::write(
+        &file.path,
+        config_with(origin.addr(), &pid_file, &listen, 1),
+    )
+    .unwrap();
+    let (succeeded, said) = upgrade(&pid_file).await;
+    assert!(!succeeded, "{said}");
+    assert!(said.contains("cannot listen on"), "{said}");
+    assert_eq!(
+        pid_in(&pid_file),
+        proxy.pid(),
+        "the pid file names the old process again"
+    );
+    tokio::time::sleep(Duration::from_millis(200)).await;
+
+    // And a later upgrade, with the config mended (and a second worker,
+    // which the old process's one socket must serve), goes through.
     std::fs::write(&file.path, config_for(origin.addr(), &pid_file)).unwrap();
     let (succeeded, said) = upgrade(&pid_file).await;
     let _new = KillOnDrop(pid_in(&pid_file));
     assert!(succeeded, "{said}");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    stop.store(true, Ordering::Relaxed);
+    for task in load {
+        within(10, "the load to stop", task).await.unwrap();
+    }
+    let failures = tally.failures.lock().unwrap().clone();
+    assert!(
+        failures.is_empty(),
+        "{} failed: {failures:?}",
+        failures.len()
+    );
+    assert!(tally.closed_idle.load(Ordering::Relaxed) <= 1);
+    let reply = within(10, "GET", client::get(proxy.addr, "/"))
+        .await
+        .unwrap();
+    assert_eq!(reply.status, 200);
 }

@@ -108,9 +108,15 @@ impl Inherited {
     }
 
     /// Close the sockets no configured address took (the new config dropped
-    /// their addresses); how many.
+    /// their addresses), and remove the files of such Unix sockets; how many.
     pub fn close_unused(&mut self) -> usize {
-        std::mem::take(&mut self.sockets).len()
+        let unused = std::mem::take(&mut self.sockets);
+        for socket in &unused {
+            if let ListenAddr::Unix(path) = &socket.configured {
+                let _ = std::fs::remove_file(path);
+            }
+        }
+        unused.len()
     }
 
     /// Tell the old process this one serves: it stops accepting now.

@@ -59,7 +59,7 @@ pub fn hand_over(exe: &Path, args: &[OsString], sockets: &[Socket], wait: Durati
                 "the new process ({pid}) exited before it was ready ({status})"
             ))
         }
-        Word::Silent => give_up(
+        Word::Silent => stop_silent(
             child,
             format!(
                 "the new process ({pid}) was not ready within {}",
@@ -70,15 +70,27 @@ pub fn hand_over(exe: &Path, args: &[OsString], sockets: &[Socket], wait: Durati
     }
 }
 
+/// How long a new process that will not serve has to exit by itself
+/// (writing out its logs) before it is killed.
+const EXIT_WAIT: Duration = Duration::from_secs(5);
+
 /// Stop (if it still runs) and reap a new process that will not serve.
 fn give_up(mut child: Child, reason: String) -> Outcome {
-    if let Ok(None) = child.try_wait() {
-        // A process that said it failed exits by itself; give it a moment.
-        std::thread::sleep(Duration::from_millis(200));
-        if let Ok(None) = child.try_wait() {
+    let deadline = Instant::now() + EXIT_WAIT;
+    while let Ok(None) = child.try_wait() {
+        if Instant::now() >= deadline {
             let _ = child.kill();
+            break;
         }
+        std::thread::sleep(Duration::from_millis(20));
     }
+    let _ = child.wait();
+    Outcome::Failed(reason)
+}
+
+/// Kill and reap a new process that said nothing in time.
+fn stop_silent(mut child: Child, reason: String) -> Outcome {
+    let _ = child.kill();
     let _ = child.wait();
     Outcome::Failed(reason)
 }

@@ -26,11 +26,22 @@ pub struct Relaunch {
 }
 
 impl Relaunch {
-    /// This process's binary and arguments.
+    /// This process's binary and arguments. The binary is the path it was
+    /// started by (`argv[0]`, made absolute), so that a symbolic link
+    /// switched to a new release is followed; a bare name (found in `PATH`)
+    /// is the file the process runs.
     pub fn this_process() -> Result<Relaunch, String> {
-        let exe = std::env::current_exe()
-            .map_err(|e| format!("cannot tell this binary's path, so upgrades are off: {e}"))?;
-        Ok(Relaunch::new(exe, std::env::args_os().skip(1).collect()))
+        let mut args = std::env::args_os();
+        let started_as = args.next().map(PathBuf::from);
+        let exe = match started_as {
+            Some(path) if path.is_absolute() => path,
+            Some(path) if path.components().count() > 1 => std::env::current_dir()
+                .map(|dir| dir.join(path))
+                .map_err(|e| format!("cannot tell this binary's path, so upgrades are off: {e}"))?,
+            _ => std::env::current_exe()
+                .map_err(|e| format!("cannot tell this binary's path, so upgrades are off: {e}"))?,
+        };
+        Ok(Relaunch::new(exe, args.collect()))
     }
 
     /// Start `exe` with `args`.
@@ -97,10 +108,19 @@ impl Running {
             }
             Outcome::Failed(reason) => {
                 eprintln!("switchyard: upgrade failed, still serving: {reason}");
+                // The new process may have written its ID before it failed.
+                if let Some(path) = &self.pid_file
+                    && let Err(e) = pid_file::write(path)
+                {
+                    eprintln!(
+                        "switchyard: cannot write the pid file {}: {e}",
+                        path.display()
+                    );
+                }
                 (format!("failed {reason}"), false)
             }
         };
-        if let Some(path) = &self.config.pid_file
+        if let Some(path) = &self.pid_file
             && let Err(e) = pid_file::write_status(path, &status)
         {
             eprintln!(

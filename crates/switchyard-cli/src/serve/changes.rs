@@ -118,6 +118,12 @@ impl Running {
         ] {
             task.inspect(|t| t.abort());
         }
+        if let Some(task) = upgrading.take() {
+            // The new process may be about to serve: the sockets' files and
+            // systemd must know who serves them.
+            eprintln!("switchyard: stopping during an upgrade: waiting for its outcome first");
+            upgraded = self.finish_upgrade(task.await);
+        }
         if !upgraded {
             // After an upgrade the new process is systemd's main process.
             eprintln!("switchyard: stopping; letting in-flight requests finish");

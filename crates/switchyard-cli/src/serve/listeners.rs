@@ -2,6 +2,11 @@
 //! process this one replaces (a binary upgrade, `crate::handover`), each
 //! served by this runtime or a worker thread. A duplicate of every socket
 //! is kept to hand to the next upgrade; [`Running::stop`] closes them.
+//!
+//! Every socket is bound or adopted before any is served: a process that
+//! takes over and then fails to bind one address has accepted nothing, so
+//! the connections waiting on the sockets it shares stay with the old
+//! process.
 
 use std::os::fd::AsFd;
 use std::sync::Arc;
@@ -9,10 +14,23 @@ use std::sync::Arc;
 use switchyard::ProxyServer;
 use switchyard::server::{ListenAddr, Listening, bind_reusing_port, bind_unix};
 use switchyard::tls::ServerTls;
+use tokio::net::TcpListener;
 
 use super::Running;
 use crate::admin::{self, Admin};
 use crate::handover::{Inherited, Role, Socket};
+use crate::proxy::ConfigProxy;
+
+/// One listen address, its sockets bound or adopted, not yet served.
+struct Prepared {
+    configured: ListenAddr,
+    tls: Option<ServerTls>,
+    /// Served on this runtime: the first socket, and any inherited beyond
+    /// one per worker thread.
+    here: Vec<ProxyServer<ConfigProxy>>,
+    /// One per worker thread.
+    for_workers: Vec<Listening>,
+}
 
 impl Running {
     /// Serve every listen address of the config (HTTP, HTTPS, admin), on
@@ -25,10 +43,18 @@ impl Running {
                 .map(|addr| (ListenAddr::Tcp(*addr), Some(tls.loaded.clone())))
         });
         let addresses: Vec<_> = cleartext.chain(tls).collect();
+        let mut prepared = Vec::with_capacity(addresses.len());
         for (configured, tls) in addresses {
-            self.serve_address(configured, tls, inherited).await?;
+            prepared.push(self.prepare(configured, tls, inherited).await?);
         }
-        self.serve_admin(inherited).await?;
+        let admin = self.prepare_admin(inherited).await?;
+        // Every socket is ours: only now does anything accept.
+        for address in prepared {
+            self.serve(address).await?;
+        }
+        if let Some(listener) = admin {
+            self.serve_admin(listener);
+        }
         let unused = inherited.close_unused();
         if unused > 0 {
             eprintln!(
@@ -38,13 +64,13 @@ impl Running {
         Ok(())
     }
 
-    /// Serve `configured` here and on every worker thread.
-    async fn serve_address(
+    /// Bind or adopt the sockets of `configured`: one here, one per worker.
+    async fn prepare(
         &mut self,
         configured: ListenAddr,
         tls: Option<ServerTls>,
         inherited: &mut Inherited,
-    ) -> Result<(), String> {
+    ) -> Result<Prepared, String> {
         let role = if tls.is_some() {
             Role::Https
         } else {
@@ -52,6 +78,7 @@ impl Running {
         };
         let cannot = |e: &dyn std::fmt::Display| format!("cannot listen on {configured}: {e}");
         let mut sockets = inherited.take(role, &configured).into_iter();
+        let adopted = sockets.len() > 0;
         let options = self.config.server.clone();
         let first = match sockets.next() {
             Some(socket) => ProxyServer::from_listener(socket, self.proxy.clone(), options.clone()),
@@ -67,14 +94,17 @@ impl Running {
             // HTTPS listeners are TCP ones.
             ListenAddr::Unix(path) => self.listening_unix.push(path.clone()),
         }
-        // The worker threads' sockets: inherited ones first, then new ones
-        // on the port the first got (for a Unix socket, the same socket).
+        // The worker threads' sockets: inherited ones first; then new ones
+        // on the port the first got, or, for a Unix socket or one inherited
+        // (perhaps bound without SO_REUSEPORT), the same socket again.
         let mut for_workers = Vec::with_capacity(self.workers.len());
         for _ in 0..self.workers.len() {
             let socket = match (sockets.next(), &configured) {
                 (Some(socket), _) => Ok(socket),
-                (None, ListenAddr::Tcp(_)) => bind_reusing_port(bound).map(Listening::Tcp),
-                (None, ListenAddr::Unix(_)) => first.listening_socket(),
+                (None, ListenAddr::Tcp(_)) if !adopted => {
+                    bind_reusing_port(bound).map(Listening::Tcp)
+                }
+                (None, _) => first.listening_socket(),
             }
             .map_err(|e| cannot(&e))?;
             let duplicate = socket.try_clone().map_err(|e| cannot(&e))?;
@@ -91,10 +121,51 @@ impl Running {
                     .map_err(|e| cannot(&e))?,
             );
         }
-        for server in here {
-            self.run_here(server, role, &configured, tls.clone())
-                .map_err(|e| cannot(&e))?;
+        for server in &here {
+            let duplicate = server.listening_socket().map_err(|e| cannot(&e))?;
+            self.keep(role, &configured, duplicate);
         }
+        Ok(Prepared {
+            configured,
+            tls,
+            here,
+            for_workers,
+        })
+    }
+
+    /// A new server on `configured`: a Unix socket file is made with
+    /// `unix_mode` (replacing one a crashed process left).
+    async fn bind(&self, configured: &ListenAddr) -> switchyard::Result<ProxyServer<ConfigProxy>> {
+        let options = self.config.server.clone();
+        match configured {
+            ListenAddr::Tcp(addr) => ProxyServer::bind(*addr, self.proxy.clone(), options).await,
+            ListenAddr::Unix(path) => {
+                let listener = bind_unix(path, Some(self.config.unix_mode))
+                    .await
+                    .map_err(|e| {
+                        switchyard::Error::because(
+                            switchyard::ErrorKind::Internal,
+                            format!("binding {}", path.display()),
+                            e,
+                        )
+                    })?;
+                ProxyServer::from_listener(listener, self.proxy.clone(), options)
+            }
+        }
+    }
+
+    /// Start serving a prepared address, here and on every worker thread.
+    async fn serve(&mut self, prepared: Prepared) -> Result<(), String> {
+        let Prepared {
+            configured,
+            tls,
+            here,
+            for_workers,
+        } = prepared;
+        for server in here {
+            self.run_here(server, tls.clone());
+        }
+        let options = self.config.server.clone();
         let started = self
             .workers
             .serve_listeners(for_workers, &self.proxy, &options, tls.as_ref())
@@ -110,37 +181,8 @@ impl Running {
         Ok(())
     }
 
-    /// A new server on `configured`: a Unix socket file is made with
-    /// `unix_mode` (replacing one a crashed process left).
-    async fn bind(
-        &self,
-        configured: &ListenAddr,
-    ) -> switchyard::Result<ProxyServer<crate::proxy::ConfigProxy>> {
-        let options = self.config.server.clone();
-        match configured {
-            ListenAddr::Tcp(addr) => ProxyServer::bind(*addr, self.proxy.clone(), options).await,
-            ListenAddr::Unix(path) => {
-                let listener = bind_unix(path, Some(self.config.unix_mode)).map_err(|e| {
-                    switchyard::Error::because(
-                        switchyard::ErrorKind::Internal,
-                        format!("binding {}", path.display()),
-                        e,
-                    )
-                })?;
-                ProxyServer::from_listener(listener, self.proxy.clone(), options)
-            }
-        }
-    }
-
     /// Serve `server` on this runtime.
-    fn run_here(
-        &mut self,
-        server: ProxyServer<crate::proxy::ConfigProxy>,
-        role: Role,
-        configured: &ListenAddr,
-        tls: Option<ServerTls>,
-    ) -> std::io::Result<()> {
-        self.keep(role, configured, server.listening_socket()?);
+    fn run_here(&mut self, server: ProxyServer<ConfigProxy>, tls: Option<ServerTls>) {
         let server = match tls {
             Some(tls) => server.with_tls(tls),
             None => server,
@@ -150,12 +192,15 @@ impl Running {
         self.observer.watch_pool(server.upstream_pool());
         self.observer.watch_connections(server.connection_counts());
         self.servers.push(tokio::spawn(server.serve()));
-        Ok(())
     }
 
-    async fn serve_admin(&mut self, inherited: &mut Inherited) -> Result<(), String> {
+    /// Bind or adopt the admin listener, if the config has one.
+    async fn prepare_admin(
+        &mut self,
+        inherited: &mut Inherited,
+    ) -> Result<Option<TcpListener>, String> {
         let Some(addr) = self.config.admin else {
-            return Ok(());
+            return Ok(None);
         };
         let cannot = |e: std::io::Error| format!("cannot listen on admin address {addr}: {e}");
         let configured = ListenAddr::Tcp(addr);
@@ -166,13 +211,15 @@ impl Running {
         }
         .map_err(cannot)?;
         let duplicate = listener.as_fd().try_clone_to_owned().map_err(cannot)?;
-        let duplicate = Listening::Tcp(duplicate.into());
-        self.keep(Role::Admin, &configured, duplicate);
+        self.keep(Role::Admin, &configured, Listening::Tcp(duplicate.into()));
+        Ok(Some(listener))
+    }
+
+    fn serve_admin(&mut self, listener: TcpListener) {
         self.admin = listener.local_addr().ok();
         let admin = Arc::new(Admin::new(Arc::clone(&self.observer), &self.config));
         self.admin_state = Some(Arc::clone(&admin));
         self.admin_task = Some(tokio::spawn(admin::serve(listener, admin)));
-        Ok(())
     }
 
     fn keep(&mut self, role: Role, configured: &ListenAddr, listener: Listening) {

@@ -73,6 +73,9 @@ pub struct Running {
     relaunch: Option<Relaunch>,
     /// The listening sockets went to a new process (an upgrade).
     handed_over: bool,
+    /// The pid file as the process started with it (a reload does not
+    /// move it): an upgrade's outcome is written beside it.
+    pid_file: Option<std::path::PathBuf>,
 }
 
 /// The settings a reload cannot change: listeners (HTTPS ones too),
@@ -84,6 +87,7 @@ type FixedPart = (
     Option<SocketAddr>,
     switchyard::ServerOptions,
     Option<switchyard::otlp::OtlpOptions>,
+    (u32, Option<std::path::PathBuf>),
 );
 
 /// Bind every listener of `config` and start serving; server names are
@@ -129,6 +133,7 @@ pub async fn start_with_resolver(
         fixed: fixed_part(&config),
         resolve_at: resolve_schedule(&config, &BTreeMap::new()),
         listener_tls: config.tls.as_ref().map(|tls| tls.loaded.clone()),
+        pid_file: config.pid_file.clone(),
         config,
         resolver,
         workers,
@@ -167,6 +172,7 @@ fn fixed_part(config: &Config) -> FixedPart {
             ..config.server.clone()
         },
         config.otlp.clone(),
+        (config.unix_mode, config.pid_file.clone()),
     )
 }
 
@@ -214,7 +220,7 @@ impl Running {
             note += &format!("; closed {closed} idle connection(s) to removed servers");
         }
         if !same_server {
-            note += "; [server] and [tracing] changes (listen, workers, admin, limits, start_traces, otlp_endpoint) need a restart and were not applied";
+            note += "; [server] and [tracing] changes (listen, workers, admin, limits, unix_mode, pid_file, start_traces, otlp_endpoint) need a restart and were not applied";
         }
         if !same_logs {
             note += "; [log] file changes need a restart and were not applied";

@@ -168,6 +168,9 @@ fn parse_endpoint(text: &str) -> Result<Endpoint, String> {
         ));
     }
     let authority = uri.authority().ok_or_else(|| bad("no host"))?;
+    if authority.as_str().contains('@') {
+        return Err(bad("credentials in the URL are not supported"));
+    }
     let host = authority
         .host()
         .trim_start_matches('[')
@@ -345,5 +348,6 @@ mod tests {
         );
         assert!(parse_endpoint("https://collector:4318").is_err());
         assert!(parse_endpoint("collector:4318").is_err());
+        assert!(parse_endpoint("http://user:secret@collector:4318").is_err());
     }
 }

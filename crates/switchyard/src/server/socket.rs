@@ -111,12 +111,18 @@ impl std::os::fd::AsFd for Listening {
 }
 
 /// Bind a Unix domain socket at `path`, with `mode` (e.g. `0o660`) if
-/// given. A socket file left there by a process that is gone (a crash) is
-/// replaced; one a live process still listens on is not (the bind fails).
-/// The file stays after the listener closes: remove it when done. Call it
-/// on a runtime.
-pub fn bind_unix(path: &Path, mode: Option<u32>) -> io::Result<std::os::unix::net::UnixListener> {
-    remove_stale(path)?;
+/// given. A socket file left there by a process that is gone (a crash:
+/// connecting is refused) is replaced; one a live process listens on is
+/// not, nor one this process may not connect to (the bind fails). The file
+/// stays after the listener closes: remove it when done.
+///
+/// The mode is set right after the bind; until then the file has the
+/// process's umask (with the usual `022`, nobody else may connect).
+pub async fn bind_unix(
+    path: &Path,
+    mode: Option<u32>,
+) -> io::Result<std::os::unix::net::UnixListener> {
+    remove_stale(path).await?;
     let listener = std::os::unix::net::UnixListener::bind(path)?;
     if let Some(mode) = mode {
         std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))?;
@@ -125,7 +131,7 @@ pub fn bind_unix(path: &Path, mode: Option<u32>) -> io::Result<std::os::unix::ne
 }
 
 /// Remove the socket file at `path` if nothing listens on it.
-fn remove_stale(path: &Path) -> io::Result<()> {
+async fn remove_stale(path: &Path) -> io::Result<()> {
     let Ok(metadata) = std::fs::symlink_metadata(path) else {
         return Ok(());
     };
@@ -135,12 +141,17 @@ fn remove_stale(path: &Path) -> io::Result<()> {
             format!("{} exists and is not a socket", path.display()),
         ));
     }
-    match std::os::unix::net::UnixStream::connect(path) {
+    // Not blocking: a live listener with a full backlog answers at once.
+    match UnixStream::connect(path).await {
+        Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => std::fs::remove_file(path),
         Ok(_) => Err(io::Error::new(
             io::ErrorKind::AddrInUse,
             format!("another process listens on {}", path.display()),
         )),
-        Err(_) => std::fs::remove_file(path),
+        Err(e) => Err(io::Error::new(
+            e.kind(),
+            format!("{} is there and may be in use: {e}", path.display()),
+        )),
     }
 }
 
