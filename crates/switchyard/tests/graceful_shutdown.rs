@@ -74,3 +74,39 @@ async fn an_idle_keep_alive_connection_closes_when_shutdown_begins() {
         .unwrap()
         .unwrap();
 }
+
+/// A client that connected before the stop is answered: a connection that
+/// has not sent its first request yet is not idle (its client is about to
+/// send it), so the stop waits for that request, answers it and closes.
+/// Without this, a binary upgrade (or any graceful stop) would drop the
+/// requests of clients that connected just before it.
+#[tokio::test]
+async fn a_client_that_connected_before_the_stop_is_answered() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let origin = Origin::start("ok", Script::always(Behavior::ok())).await;
+    let proxy = start(TestProxy::new(&[origin.addr()])).await;
+    let mut stream = tokio::net::TcpStream::connect(proxy.addr).await.unwrap();
+    // Let the server accept it.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    proxy.shutdown.shutdown();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    stream
+        .write_all(b"GET /late HTTP/1.1\r\nhost: test\r\n\r\n")
+        .await
+        .unwrap();
+    let mut got = Vec::new();
+    within(5, "the answer and the close", stream.read_to_end(&mut got))
+        .await
+        .unwrap();
+    let text = String::from_utf8_lossy(&got);
+    assert!(text.starts_with("HTTP/1.1 200"), "{text:?}");
+    assert!(
+        text.to_ascii_lowercase().contains("connection: close"),
+        "{text}"
+    );
+    within(3, "server drain", proxy.task)
+        .await
+        .unwrap()
+        .unwrap();
+}

@@ -234,6 +234,10 @@ struct Waiting<'a, 'w> {
     stop_wait: Pin<&'w mut Notified<'a>>,
     stop_wait_polled: bool,
     stop_seen: bool,
+    /// A request came on this connection. Until one has, a stop does not
+    /// close it: the client connected before the server stopped accepting
+    /// and is answered (within the head's deadline and the drain's).
+    had_request: bool,
     /// The head's deadline, or parking's before it; or a stalled write's.
     timer: Pin<&'w mut Sleep>,
     /// When the current head's time is up.
@@ -263,6 +267,7 @@ impl<'a, 'w> Waiting<'a, 'w> {
             stop_wait,
             stop_wait_polled: false,
             stop_seen,
+            had_request: false,
             timer,
             head_deadline: Instant::now(),
             armed: false,
@@ -292,19 +297,22 @@ impl<'a, 'w> Waiting<'a, 'w> {
                 match parse_request::parse(&mut wire.read, self.settings.limits) {
                     Ok(Some(parsed)) => {
                         self.done_waiting();
+                        self.had_request = true;
                         return Poll::Ready(NextHead::Parsed(parsed));
                     }
                     Ok(None) => {}
                     Err(e) => return Poll::Ready(NextHead::Refused(e)),
                 }
             }
-            if wire.read.is_empty() && self.poll_stopped(cx) {
-                return Poll::Ready(NextHead::Over);
-            }
+            // Read before looking at the stop: a request already sent is
+            // answered, not cut off.
             match self.poll_read(wire, cx) {
                 Poll::Ready(Some(())) => continue,
                 Poll::Ready(None) => return Poll::Ready(NextHead::Over),
                 Poll::Pending => {}
+            }
+            if wire.read.is_empty() && self.had_request && self.poll_stopped(cx) {
+                return Poll::Ready(NextHead::Over);
             }
             match self.poll_timer(wire, cx) {
                 Poll::Ready(true) => continue,
