@@ -110,3 +110,47 @@ async fn a_client_that_connected_before_the_stop_is_answered() {
         .unwrap()
         .unwrap();
 }
+
+/// The same over TLS, where nothing is read before the HTTP/1.1 driver
+/// starts: a client whose handshake finished before the stop, and whose
+/// first request comes after it, is answered.
+#[tokio::test]
+async fn a_tls_client_that_connected_before_the_stop_is_answered() {
+    use std::sync::Arc;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    use switchyard_testkit::tls::{TestCa, client_config};
+
+    let ca = TestCa::new("shutdown CA");
+    let cert = ca.issue(&["proxy.test"]);
+    let origin = Origin::start("ok", Script::always(Behavior::ok())).await;
+    let tls = common::serving(&cert);
+    let proxy = common::start_serving(
+        TestProxy::new(&[origin.addr()]),
+        switchyard::ServerOptions::default(),
+        Some(tls),
+    )
+    .await;
+    let tcp = tokio::net::TcpStream::connect(proxy.addr).await.unwrap();
+    let name = rustls_pki_types::ServerName::try_from("proxy.test").unwrap();
+    let connector = tokio_rustls::TlsConnector::from(Arc::clone(&client_config(&ca, None)));
+    let mut stream = within(5, "TLS handshake", connector.connect(name, tcp))
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    proxy.shutdown.shutdown();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    stream
+        .write_all(b"GET /late HTTP/1.1\r\nhost: proxy.test\r\n\r\n")
+        .await
+        .unwrap();
+    let mut got = Vec::new();
+    // The server may end TLS without close_notify after its answer.
+    let _ = within(5, "the answer and the close", stream.read_to_end(&mut got)).await;
+    let text = String::from_utf8_lossy(&got);
+    assert!(text.starts_with("HTTP/1.1 200"), "{text:?}");
+    within(3, "server drain", proxy.task)
+        .await
+        .unwrap()
+        .unwrap();
+}
