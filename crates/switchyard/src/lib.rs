@@ -37,6 +37,7 @@ pub mod log_file;
 pub mod otlp;
 pub mod path;
 pub mod peer;
+mod peer_addr;
 pub mod policy;
 pub mod proxy;
 mod random;
@@ -48,6 +49,7 @@ mod upstream;
 
 pub use error::{Error, ErrorKind, OrErr, Result, Side};
 pub use peer::{HttpPeer, PeerOptions, UpstreamProtocol};
+pub use peer_addr::{PeerAddr, UnixPath};
 pub use proxy::{ProxyHttp, RequestHeader, ResponseHeader, Session};
 pub use server::{ProxyServer, ServerOptions, ShutdownHandle};
 pub use trace::{AttemptLog, AttemptRecord, Decision, Phase, RequestHedge};

@@ -6,10 +6,10 @@
 //! [`HttpPeer::pool_key`].
 
 use std::fmt;
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use crate::error::{Error, ErrorKind, Result};
+use crate::peer_addr::PeerAddr;
 use crate::tls::UpstreamTls;
 
 /// Timeouts for talking to one peer.
@@ -125,16 +125,20 @@ impl UpstreamProtocol {
 /// ```
 /// use switchyard::HttpPeer;
 ///
-/// let peer = HttpPeer::new("127.0.0.1:8000".parse().unwrap(), false, String::new());
+/// let addr: std::net::SocketAddr = "127.0.0.1:8000".parse().unwrap();
+/// let peer = HttpPeer::new(addr, false, String::new());
 /// assert_eq!(peer.to_string(), "127.0.0.1:8000");
 /// let parsed = HttpPeer::parse("127.0.0.1:8000").unwrap();
 /// assert_eq!(parsed.address, peer.address);
+/// // An app server on this host, on a Unix domain socket:
+/// let local = HttpPeer::parse("unix:/run/app.sock").unwrap();
+/// assert_eq!(local.to_string(), "unix:/run/app.sock");
 /// assert!(HttpPeer::parse("not an address").is_err());
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct HttpPeer {
-    /// The socket address to connect to.
-    pub address: SocketAddr,
+    /// Where to connect: a TCP address or a Unix socket.
+    pub address: PeerAddr,
     /// Whether to speak TLS to this peer.
     pub tls: bool,
     /// The TLS server name, sent as SNI and verified against the
@@ -156,11 +160,12 @@ pub struct HttpPeer {
 impl HttpPeer {
     /// A peer at `address` with default [`PeerOptions`].
     ///
-    /// Unlike Pingora's, this takes a parsed [`SocketAddr`], so it cannot
-    /// panic on a bad address; use [`HttpPeer::parse`] for text.
-    pub fn new(address: SocketAddr, tls: bool, sni: String) -> Self {
+    /// Unlike Pingora's, this takes a parsed [`SocketAddr`] (or a
+    /// [`PeerAddr`]), so it cannot panic on a bad address; use
+    /// [`HttpPeer::parse`] for text.
+    pub fn new(address: impl Into<PeerAddr>, tls: bool, sni: String) -> Self {
         HttpPeer {
-            address,
+            address: address.into(),
             tls,
             sni,
             tls_settings: None,
@@ -170,15 +175,12 @@ impl HttpPeer {
         }
     }
 
-    /// A plain-HTTP peer from `ip:port` text, or a clear error.
+    /// A plain-HTTP peer from `ip:port` or `unix:/path` text, or a clear
+    /// error.
     pub fn parse(address: &str) -> Result<Self> {
-        let address: SocketAddr = address.trim().parse().map_err(|e| {
-            Error::because(
-                ErrorKind::Internal,
-                format!("peer address {address:?} is not ip:port"),
-                e,
-            )
-        })?;
+        let address: PeerAddr = address
+            .parse()
+            .map_err(|why: String| Error::explain(ErrorKind::Internal, why))?;
         Ok(HttpPeer::new(address, false, String::new()))
     }
 
@@ -216,7 +218,7 @@ impl HttpPeer {
     /// # use switchyard::HttpPeer;
     /// let primary = HttpPeer::parse("127.0.0.1:8001").unwrap();
     /// let peer = primary.with_hedge(HttpPeer::parse("127.0.0.1:8002").unwrap());
-    /// assert_eq!(peer.hedge.unwrap().address.port(), 8002);
+    /// assert_eq!(peer.hedge.unwrap().address.to_string(), "127.0.0.1:8002");
     /// ```
     pub fn with_hedge(mut self, other: HttpPeer) -> Self {
         self.hedge = Some(Box::new(other));
@@ -257,7 +259,7 @@ impl fmt::Display for HttpPeer {
 /// the TLS settings it was verified under, and the HTTP version asked for.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct PoolKey {
-    address: SocketAddr,
+    address: PeerAddr,
     /// [`PLAIN`], [`SYSTEM_TLS`], or the id of the peer's TLS settings.
     tls: u64,
     sni: Box<str>,
@@ -271,7 +273,7 @@ const SYSTEM_TLS: u64 = u64::MAX;
 
 impl PoolKey {
     /// The server's address.
-    pub fn address(&self) -> SocketAddr {
+    pub fn address(&self) -> PeerAddr {
         self.address
     }
 

@@ -10,8 +10,8 @@
 //! 127.0.0.1:9001 connect-refused -> retry; 127.0.0.1:9002 200 -> done
 //! ```
 
+use crate::peer_addr::PeerAddr;
 use std::fmt;
-use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use http::StatusCode;
@@ -75,7 +75,7 @@ impl fmt::Display for Decision {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AttemptRecord {
     /// The peer the attempt went to.
-    pub peer: SocketAddr,
+    pub peer: PeerAddr,
     /// Whether the connection came from the pool.
     pub reused: bool,
     /// Pooled connections found closed before the request was written and
@@ -103,7 +103,7 @@ pub struct AttemptRecord {
     pub backoff: Duration,
     /// The peer raced against `peer` by connect hedging, which lost (when
     /// the hedge won, `peer` is the hedge and this is the slow first choice).
-    pub hedged: Option<SocketAddr>,
+    pub hedged: Option<PeerAddr>,
     /// Whether the hedge won the race (then `hedged` is the slow first choice).
     pub hedge_won: bool,
     /// A copy of the request sent to another server because this one was
@@ -119,7 +119,7 @@ pub struct AttemptRecord {
 pub struct RequestHedge {
     /// The other server: the copy's when the first answered first, the
     /// first's when the copy won (`AttemptRecord::peer` is the winner).
-    pub other: SocketAddr,
+    pub other: PeerAddr,
     /// Whether the copy's answer was the one used.
     pub copy_won: bool,
     /// How long after the request went to the first server the copy went.
@@ -213,7 +213,7 @@ impl AttemptLog {
         self.records.last()
     }
 
-    pub(crate) fn begin(&mut self, peer: SocketAddr, now: Instant) {
+    pub(crate) fn begin(&mut self, peer: PeerAddr, now: Instant) {
         self.records.push(AttemptRecord {
             peer,
             reused: false,

@@ -50,7 +50,7 @@ async fn a_blackholed_peer_costs_the_hedge_delay_not_the_connect_timeout() {
     let logged = proxy.logs.wait(10).await;
     let first = &logged[0].trace.records()[0];
     assert_eq!(first.peer, good.addr(), "the hedge carried the attempt");
-    assert_eq!(first.hedged, Some(dead.addr()));
+    assert_eq!(first.hedged, Some(dead.addr().into()));
     assert!(first.hedge_won);
     assert_eq!(logged[0].trace.len(), 1, "one attempt, not a retry");
     assert!(

@@ -154,7 +154,7 @@ async fn keep_only_closes_idle_connections_to_removed_servers_and_pools_none_aft
     wait_idle(&proxy.pool, 1).await;
 
     // The server is removed: its idle connection closes at once.
-    assert_eq!(proxy.pool.keep_only([]), 1);
+    assert_eq!(proxy.pool.keep_only::<switchyard::PeerAddr>([]), 1);
     assert_eq!(proxy.pool.idle_connections(), 0);
     wait_ended(&origin, 1).await;
 

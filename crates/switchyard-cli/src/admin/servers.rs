@@ -64,10 +64,10 @@ pub(super) async fn put(
             json!({ "error": format!("no upstream group {group:?}") }),
         );
     };
-    let Ok(addr) = server.parse::<SocketAddr>() else {
+    let Ok(addr) = server.parse::<switchyard::PeerAddr>() else {
         return json_answer(
             StatusCode::NOT_FOUND,
-            json!({ "error": format!("{server:?} is not a server address (ip:port)") }),
+            json!({ "error": format!("{server:?} is not a server address (ip:port or unix:/path)") }),
         );
     };
     let health = found.health();

@@ -16,7 +16,7 @@ use switchyard::lb::Selection;
 use switchyard::log_file::LogTarget;
 use switchyard::route::Route;
 use switchyard::server::ListenAddr;
-use switchyard::{PeerOptions, ServerOptions};
+use switchyard::{PeerAddr, PeerOptions, ServerOptions};
 use toml::Spanned;
 
 use super::file::{FileConfig, LogSection, SelectionName, ServerEntry, UpstreamSection, defaults};
@@ -548,7 +548,7 @@ fn group(
 struct Servers<'a> {
     answers: &'a Answers,
     /// Each `ip:port` given so far.
-    seen: HashSet<SocketAddr>,
+    seen: HashSet<PeerAddr>,
     /// How the entries so far were written (all must agree).
     scheme: Option<Scheme>,
 }
@@ -573,7 +573,13 @@ impl Servers<'_> {
                 let message = "a group's servers are all http://, all https:// or all h2c://; put the others in a group of their own";
                 return Err(source.error(span(), &key, message));
             }
-            let at = match ServerAddr::parse(text).map_err(|why| source.error(span(), &key, why))? {
+            let parsed = ServerAddr::parse(text).map_err(|why| source.error(span(), &key, why))?;
+            if scheme == Scheme::Https && matches!(parsed, ServerAddr::Ip(PeerAddr::Unix(_))) {
+                let message =
+                    "TLS is not spoken over a Unix socket: write the server without https://";
+                return Err(source.error(span(), &key, message));
+            }
+            let at = match parsed {
                 ServerAddr::Ip(addr) if !self.seen.insert(addr) => {
                     let message = format!("{addr} is listed twice in this group");
                     return Err(source.error(span(), &key, message));

@@ -5,31 +5,36 @@
 
 use std::net::{SocketAddr, ToSocketAddrs};
 
+use switchyard::PeerAddr;
 use switchyard::discovery::{Answers, ServerName};
 
 use super::file::{FileConfig, ServerEntry};
 use super::protocol::Scheme;
 use super::{ConfigError, Source};
 
-/// A server entry's address: an IP address or a name to resolve.
+/// A server entry's address: an IP address or Unix socket, or a name to
+/// resolve.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) enum ServerAddr {
-    /// `ip:port`.
-    Ip(SocketAddr),
+    /// `ip:port` or `unix:/path`.
+    Ip(PeerAddr),
     /// `host:port`.
     Name(ServerName),
 }
 
 impl ServerAddr {
-    /// Read `text` as `ip:port`, else as `host:port`.
+    /// Read `text` as `ip:port` or `unix:/path`, else as `host:port`.
     pub(super) fn parse(text: &str) -> Result<ServerAddr, String> {
         if text.contains("://") {
             return Err(format!(
                 "{text:?}: only http://, https:// and h2c:// servers are supported"
             ));
         }
-        if let Ok(addr) = text.trim().parse() {
-            return Ok(ServerAddr::Ip(addr));
+        if text.trim().starts_with("unix:") {
+            return text.parse().map(ServerAddr::Ip);
+        }
+        if let Ok(addr) = text.trim().parse::<SocketAddr>() {
+            return Ok(ServerAddr::Ip(addr.into()));
         }
         ServerName::parse(text)
             .map(ServerAddr::Name)

@@ -176,7 +176,7 @@ mod tests {
         let config = parse(&text, "tls.toml").unwrap();
         let app = &config.groups["app"];
         assert!(app.uses_tls());
-        let ip = app.peer("127.0.0.1:9444".parse().unwrap());
+        let ip = app.peer("127.0.0.1:9444".parse::<std::net::SocketAddr>().unwrap());
         assert!(ip.tls);
         assert_eq!(ip.sni, "", "an ip:port server is verified by its address");
         let named = app.backends().primaries()[0].addr;
@@ -194,7 +194,7 @@ mod tests {
         let plain = parse(&group(r#""http://127.0.0.1:9000""#, ""), "plain.toml").unwrap();
         assert!(
             !plain.groups["app"]
-                .peer("127.0.0.1:9000".parse().unwrap())
+                .peer("127.0.0.1:9000".parse::<std::net::SocketAddr>().unwrap())
                 .tls
         );
     }

@@ -7,8 +7,8 @@
 //! atomic), so what is counted here is what the registry encodes. A series
 //! is created only when it is first counted, as with `Family` alone.
 
-use std::net::SocketAddr;
 use std::sync::{Arc, RwLock};
+use switchyard::PeerAddr;
 
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::histogram::Histogram;
@@ -19,10 +19,10 @@ use rustc_hash::FxHashMap;
 struct GroupHandles {
     /// `requests{upstream, route, server, status}`, by route, answering
     /// server and status.
-    requests: FxHashMap<(Arc<String>, Option<SocketAddr>, u16), Counter>,
+    requests: FxHashMap<(Arc<String>, Option<PeerAddr>, u16), Counter>,
     /// `attempts{upstream, server, outcome="done"}` and the server's
     /// latency histogram, by server.
-    done: FxHashMap<SocketAddr, (Counter, Histogram)>,
+    done: FxHashMap<PeerAddr, (Counter, Histogram)>,
 }
 
 /// Handles by upstream group label. The labels come from the config (and
@@ -40,7 +40,7 @@ impl HandleCache {
         &self,
         upstream: &Arc<String>,
         route: &Arc<String>,
-        server: Option<SocketAddr>,
+        server: Option<PeerAddr>,
         status: u16,
         make: impl FnOnce() -> Counter,
     ) -> Counter {
@@ -58,7 +58,7 @@ impl HandleCache {
     pub(super) fn done(
         &self,
         upstream: &Arc<String>,
-        server: SocketAddr,
+        server: PeerAddr,
         make: impl FnOnce() -> (Counter, Histogram),
     ) -> (Counter, Histogram) {
         if let Some(done) = self.read(upstream, |g| g.done.get(&server).cloned()) {

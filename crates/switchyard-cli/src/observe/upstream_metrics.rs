@@ -9,8 +9,8 @@
 //! DNS answers. A server gone from both keeps its series (and its label
 //! text) until the process restarts.
 
-use std::net::SocketAddr;
 use std::sync::{Arc, RwLock};
+use switchyard::PeerAddr;
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -78,7 +78,7 @@ pub(super) struct Metrics {
     /// What a successful request counts, looked up without the families.
     handles: HandleCache,
     /// Each server's address as a label value, made once.
-    server_labels: RwLock<FxHashMap<SocketAddr, Arc<String>>>,
+    server_labels: RwLock<FxHashMap<PeerAddr, Arc<String>>>,
 }
 
 impl Metrics {
@@ -131,7 +131,7 @@ impl Metrics {
     }
 
     /// `server` as a label value.
-    pub(super) fn server_label(&self, server: SocketAddr) -> Arc<String> {
+    pub(super) fn server_label(&self, server: PeerAddr) -> Arc<String> {
         if let Some(label) = self
             .server_labels
             .read()
@@ -226,7 +226,7 @@ impl Metrics {
     }
 
     /// The series [`HandleCache::done`] keeps for `server` of `upstream`.
-    fn done_handles(&self, upstream: &Arc<String>, server: SocketAddr) -> (Counter, Histogram) {
+    fn done_handles(&self, upstream: &Arc<String>, server: PeerAddr) -> (Counter, Histogram) {
         let server = self.server_label(server);
         let done = ServerReason {
             upstream: Arc::clone(upstream),

@@ -265,7 +265,7 @@ impl Running {
         if let Some(admin) = &self.admin_state {
             admin.update(&config);
         }
-        let servers: Vec<SocketAddr> = config
+        let servers: Vec<switchyard::PeerAddr> = config
             .groups
             .values()
             .flat_map(|g| g.health().peers().iter().copied())

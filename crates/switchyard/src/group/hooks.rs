@@ -7,7 +7,7 @@
 //! reason) so the access log and the metrics can say why a retry was or was
 //! not taken.
 
-use std::net::SocketAddr;
+use crate::peer_addr::PeerAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -31,10 +31,10 @@ pub struct GroupCtx {
     /// The policy in force instead of the group's (a route's override).
     policy: Option<Arc<RetryPolicy>>,
     /// A rule asked for the same server again.
-    same_peer_next: Option<SocketAddr>,
+    same_peer_next: Option<PeerAddr>,
     /// Servers whose load count this request raised, each with the index
     /// of its attempt in the trace.
-    begun: Vec<(SocketAddr, usize)>,
+    begun: Vec<(PeerAddr, usize)>,
     /// The statuses whose `Retry-After` held a server.
     holds: Vec<u16>,
 }
@@ -94,7 +94,7 @@ impl UpstreamGroup {
             session.set_retry_buffer_size(self.policy_for(ctx).replay_buffer);
         }
         // The servers earlier attempts went to (a hedge that won included).
-        let tried: Vec<SocketAddr> = session
+        let tried: Vec<PeerAddr> = session
             .attempts()
             .records()
             .iter()
@@ -278,11 +278,11 @@ impl UpstreamGroup {
     /// to pick again: then another usable server, if there is one.
     fn slow_start(
         &self,
-        addr: SocketAddr,
-        tried: &[SocketAddr],
-        avoid: &[SocketAddr],
+        addr: PeerAddr,
+        tried: &[PeerAddr],
+        avoid: &[PeerAddr],
         session: &mut Session,
-    ) -> SocketAddr {
+    ) -> PeerAddr {
         if self.health.slow_start_admits(addr, Instant::now()) {
             return addr;
         }
@@ -312,7 +312,7 @@ impl UpstreamGroup {
     /// that never started (a retry skipped for want of time), or for a
     /// hedge's copy (which shares its attempt's record), gives no latency
     /// sample.
-    fn end_loads(&self, attempts: &AttemptLog, begun: &[(SocketAddr, usize)]) {
+    fn end_loads(&self, attempts: &AttemptLog, begun: &[(PeerAddr, usize)]) {
         for &(addr, attempt) in begun {
             let Some(load) = self.backends.load(addr) else {
                 continue;
@@ -329,7 +329,7 @@ impl UpstreamGroup {
 fn apply(
     judgement: Judgement,
     ctx: &mut GroupCtx,
-    peer: Option<SocketAddr>,
+    peer: Option<PeerAddr>,
     mut e: Box<Error>,
 ) -> Box<Error> {
     match judgement {

@@ -37,8 +37,8 @@
 //!
 //! `docs/library.md` builds a whole proxy this way.
 
+use crate::peer_addr::PeerAddr;
 use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -83,7 +83,7 @@ pub struct UpstreamGroup {
     peer_options: PeerOptions,
     protocol: UpstreamProtocol,
     tls: Option<GroupTls>,
-    hosts: HashMap<SocketAddr, String>,
+    hosts: HashMap<PeerAddr, String>,
     policy: Arc<RetryPolicy>,
     budget: Arc<RetryBudget>,
     connect_hedging: bool,
@@ -199,7 +199,8 @@ impl UpstreamGroup {
 
     /// The peer for one of its servers: its timeouts and pooling, its
     /// protocol, and TLS if the group's servers are reached over TLS.
-    pub fn peer(&self, address: SocketAddr) -> HttpPeer {
+    pub fn peer(&self, address: impl Into<PeerAddr>) -> HttpPeer {
+        let address = address.into();
         let peer = HttpPeer::new(address, false, String::new())
             .with_options(self.peer_options.clone())
             .with_protocol(self.protocol);
@@ -216,9 +217,15 @@ impl UpstreamGroup {
 
     /// The `Host` naming a server as written: `name:port` (no port when it
     /// is the scheme's default), else its `ip:port`.
-    pub fn host_of(&self, address: SocketAddr) -> String {
+    pub fn host_of(&self, address: impl Into<PeerAddr>) -> String {
+        let address = address.into();
         let default_port = if self.tls.is_some() { 443 } else { 80 };
-        match self.hosts.get(&address) {
+        let address = match address {
+            PeerAddr::Inet(address) => address,
+            // A Unix socket has no host name: the app sees a local one.
+            PeerAddr::Unix(_) => return "localhost".to_string(),
+        };
+        match self.hosts.get(&PeerAddr::Inet(address)) {
             Some(name) if address.port() == default_port => name.clone(),
             Some(name) => format!("{name}:{}", address.port()),
             None => address.to_string(),
@@ -258,9 +265,9 @@ impl UpstreamGroup {
     pub fn with_servers(
         &self,
         backends: Backends,
-        hosts: impl IntoIterator<Item = (SocketAddr, String)>,
+        hosts: impl IntoIterator<Item = (PeerAddr, String)>,
     ) -> UpstreamGroup {
-        let addrs = |tier: &[Backend]| tier.iter().map(|b| b.addr).collect::<Vec<SocketAddr>>();
+        let addrs = |tier: &[Backend]| tier.iter().map(|b| b.addr).collect::<Vec<PeerAddr>>();
         let health = UpstreamHealth::tiered(
             &addrs(backends.primaries()),
             &addrs(backends.backups()),
@@ -317,7 +324,7 @@ pub struct UpstreamGroupBuilder {
     peer_options: PeerOptions,
     protocol: UpstreamProtocol,
     tls: Option<GroupTls>,
-    hosts: HashMap<SocketAddr, String>,
+    hosts: HashMap<PeerAddr, String>,
     policy: RetryPolicy,
     budget: BudgetPolicy,
     connect_hedging: bool,
@@ -370,14 +377,15 @@ impl UpstreamGroupBuilder {
 
     /// The host name a server's address came from (its TLS name and its
     /// [`host_of`](UpstreamGroup::host_of)).
-    pub fn host(mut self, address: SocketAddr, name: impl Into<String>) -> Self {
+    pub fn host(mut self, address: impl Into<PeerAddr>, name: impl Into<String>) -> Self {
+        let address = address.into();
         self.hosts.insert(address, name.into());
         self
     }
 
     /// The host names addresses came from, as [`host`](Self::host) for each
     /// (what [`ServerSpecs::expand`] found).
-    pub fn hosts(mut self, hosts: impl IntoIterator<Item = (SocketAddr, String)>) -> Self {
+    pub fn hosts(mut self, hosts: impl IntoIterator<Item = (PeerAddr, String)>) -> Self {
         self.hosts.extend(hosts);
         self
     }
@@ -419,7 +427,7 @@ impl UpstreamGroupBuilder {
 
     /// The group.
     pub fn build(self) -> UpstreamGroup {
-        let addrs = |tier: &[Backend]| tier.iter().map(|b| b.addr).collect::<Vec<SocketAddr>>();
+        let addrs = |tier: &[Backend]| tier.iter().map(|b| b.addr).collect::<Vec<PeerAddr>>();
         let health = UpstreamHealth::tiered(
             &addrs(self.backends.primaries()),
             &addrs(self.backends.backups()),

@@ -4,9 +4,9 @@
 //! how a group is built and how it follows its names when their answers
 //! change ([`UpstreamGroup::with_answers`](super::UpstreamGroup::with_answers)).
 
+use crate::peer_addr::PeerAddr;
 use std::collections::{HashMap, HashSet};
 use std::fmt;
-use std::net::SocketAddr;
 
 use crate::discovery::{Answers, ServerName};
 use crate::lb::{Backend, Backends, BackendsError, Selection};
@@ -15,7 +15,7 @@ use crate::lb::{Backend, Backends, BackendsError, Selection};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ServerAt {
     /// `ip:port`.
-    Addr(SocketAddr),
+    Addr(PeerAddr),
     /// `host:port`, one backend per address it resolves to.
     Name(ServerName),
 }
@@ -31,7 +31,8 @@ pub struct ServerSpec {
 
 impl ServerSpec {
     /// A server at `address`, of weight 1.
-    pub fn addr(address: SocketAddr) -> Self {
+    pub fn addr(address: impl Into<PeerAddr>) -> Self {
+        let address = address.into();
         ServerSpec {
             at: ServerAt::Addr(address),
             weight: 1,
@@ -68,7 +69,7 @@ pub enum ExpandError {
     /// A name has no addresses in the answers given.
     Unresolved(ServerName),
     /// The same `ip:port` is given twice.
-    Repeated(SocketAddr),
+    Repeated(PeerAddr),
     /// The backends are not a valid group (no primary, a zero weight).
     Backends(BackendsError),
 }
@@ -92,7 +93,7 @@ pub struct Expanded {
     /// The servers, one per address.
     pub backends: Backends,
     /// The name each resolved address came from.
-    pub hosts: HashMap<SocketAddr, String>,
+    pub hosts: HashMap<PeerAddr, String>,
 }
 
 impl ServerSpecs {
@@ -124,7 +125,7 @@ impl ServerSpecs {
     /// `ip:port` anywhere in the group (that entry's weight and tier
     /// stand, whatever DNS says) or came from a name before.
     pub fn expand(&self, answers: &Answers) -> Result<Expanded, ExpandError> {
-        let explicit: HashSet<SocketAddr> = self
+        let explicit: HashSet<PeerAddr> = self
             .primaries
             .iter()
             .chain(&self.backups)
@@ -153,9 +154,9 @@ impl ServerSpecs {
 /// The expansion's progress across both tiers.
 struct Tiers<'a> {
     answers: &'a Answers,
-    explicit: HashSet<SocketAddr>,
-    seen: HashSet<SocketAddr>,
-    hosts: HashMap<SocketAddr, String>,
+    explicit: HashSet<PeerAddr>,
+    seen: HashSet<PeerAddr>,
+    hosts: HashMap<PeerAddr, String>,
 }
 
 impl Tiers<'_> {
@@ -179,6 +180,7 @@ impl Tiers<'_> {
                         .get(name)
                         .ok_or_else(|| ExpandError::Unresolved(name.clone()))?;
                     for &addr in addresses {
+                        let addr = PeerAddr::Inet(addr);
                         if !self.explicit.contains(&addr) && self.seen.insert(addr) {
                             backends.push(Backend { addr, weight });
                             self.hosts.insert(addr, name.host().to_string());

@@ -2,6 +2,8 @@
 //! stay; servers given by name expand to their answers and follow them.
 
 use std::net::SocketAddr;
+
+use crate::peer_addr::PeerAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -10,8 +12,12 @@ use crate::discovery::{Answers, ServerName};
 use crate::health::{Outcome, OutlierPolicy};
 use crate::lb::{Backend, Backends, Selection};
 
-fn addr(port: u16) -> SocketAddr {
+fn sock(port: u16) -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], port))
+}
+
+fn addr(port: u16) -> PeerAddr {
+    PeerAddr::from(SocketAddr::from(([127, 0, 0, 1], port)))
 }
 
 fn backends(ports: &[u16]) -> Backends {
@@ -34,7 +40,7 @@ fn new_servers_keep_the_health_of_those_that_stay() {
 
     let moved = group.with_servers(backends(&[1, 3]), [(addr(3), "three.test".to_string())]);
     assert_eq!(moved.health().avoid(now), [addr(1)], "still ejected");
-    let servers: Vec<SocketAddr> = moved
+    let servers: Vec<PeerAddr> = moved
         .backends()
         .primaries()
         .iter()
@@ -60,7 +66,7 @@ fn name(text: &str) -> ServerName {
 #[test]
 fn names_expand_to_their_addresses_and_an_address_given_wins() {
     let mut answers = Answers::default();
-    answers.insert(name("app.test:80"), vec![addr(1), addr(2)]);
+    answers.insert(name("app.test:80"), vec![sock(1), sock(2)]);
     let specs = ServerSpecs::new(
         vec![ServerSpec::name(name("app.test:80")).weight(3)],
         vec![ServerSpec::addr(addr(2)).weight(1)],
@@ -68,7 +74,7 @@ fn names_expand_to_their_addresses_and_an_address_given_wins() {
     );
     assert_eq!(specs.names(), [name("app.test:80")]);
     let found = specs.expand(&answers).unwrap();
-    let primaries: Vec<(SocketAddr, u32)> = found
+    let primaries: Vec<(PeerAddr, u32)> = found
         .backends
         .primaries()
         .iter()
@@ -113,14 +119,14 @@ fn a_group_follows_new_answers_with_its_settings_and_budget() {
         Selection::RoundRobin,
     );
     let mut answers = Answers::default();
-    answers.insert(app.clone(), vec![addr(1)]);
+    answers.insert(app.clone(), vec![sock(1)]);
     let found = specs.expand(&answers).unwrap();
     let group = UpstreamGroup::builder("app", found.backends)
         .hosts(found.hosts)
         .servers(specs, std::time::Duration::from_secs(5))
         .build();
     assert_eq!(group.names(), std::slice::from_ref(&app));
-    answers.insert(app.clone(), vec![addr(1), addr(4)]);
+    answers.insert(app.clone(), vec![sock(1), sock(4)]);
     let moved = group.with_answers(&answers).unwrap().unwrap();
     assert_eq!(moved.health().peers(), [addr(1), addr(4)]);
     assert_eq!(moved.host_of(addr(4)), "app.test:4");

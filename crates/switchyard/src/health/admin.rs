@@ -22,8 +22,8 @@
 //! assert!(health.avoid(now).is_empty());
 //! ```
 
+use crate::peer_addr::PeerAddr;
 use std::fmt;
-use std::net::SocketAddr;
 use std::str::FromStr;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
@@ -91,7 +91,13 @@ impl FromStr for AdminState {
 impl UpstreamHealth {
     /// Set `peer`'s administrative state (see the module docs); false for
     /// a peer this health does not cover.
-    pub fn set_admin_state(&self, peer: SocketAddr, state: AdminState, now: Instant) -> bool {
+    pub fn set_admin_state(
+        &self,
+        peer: impl Into<PeerAddr>,
+        state: AdminState,
+        now: Instant,
+    ) -> bool {
+        let peer = peer.into();
         let Some(index) = self.index(peer) else {
             return false;
         };
@@ -122,13 +128,15 @@ impl UpstreamHealth {
     }
 
     /// `peer`'s administrative state (`Ready` for a peer not covered).
-    pub fn admin_state(&self, peer: SocketAddr) -> AdminState {
+    pub fn admin_state(&self, peer: impl Into<PeerAddr>) -> AdminState {
+        let peer = peer.into();
         self.index(peer)
             .map_or(AdminState::Ready, |i| lock(&self.peers)[i].admin)
     }
 
     /// Whether `peer` is to be health-checked now (not in `maint`).
-    pub fn wants_checks(&self, peer: SocketAddr) -> bool {
+    pub fn wants_checks(&self, peer: impl Into<PeerAddr>) -> bool {
+        let peer = peer.into();
         self.admin_state(peer) != AdminState::Maint
     }
 }

@@ -3,7 +3,7 @@
 //! whose status must be in the expected set. Verdicts go to
 //! [`UpstreamHealth::record_check`], which applies rise/fall thresholds.
 
-use std::net::SocketAddr;
+use crate::peer_addr::PeerAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -114,7 +114,7 @@ pub fn spawn(health: Arc<UpstreamHealth>, options: CheckOptions) -> Checker {
 pub fn spawn_for(
     health: Arc<UpstreamHealth>,
     options: CheckOptions,
-    peer_for: impl Fn(SocketAddr) -> HttpPeer,
+    peer_for: impl Fn(PeerAddr) -> HttpPeer,
 ) -> Checker {
     let mut tasks = JoinSet::new();
     for &address in health.peers() {
@@ -141,7 +141,7 @@ pub fn spawn_for(
 
 /// One check of the cleartext server at `address`: whether it passed, and
 /// what it saw.
-pub async fn check(address: SocketAddr, options: &CheckOptions) -> (bool, String) {
+pub async fn check(address: PeerAddr, options: &CheckOptions) -> (bool, String) {
     check_peer(&HttpPeer::new(address, false, String::new()), options).await
 }
 
@@ -156,6 +156,12 @@ pub async fn check_peer(peer: &HttpPeer, options: &CheckOptions) -> (bool, Strin
 }
 
 async fn probe(peer: &HttpPeer, probe: &Probe) -> Result<String, String> {
+    if let Some(path) = peer.address.unix_path() {
+        let stream = tokio::net::UnixStream::connect(path)
+            .await
+            .map_err(|e| format!("connect: {e}"))?;
+        return http_probe(peer, stream, probe).await;
+    }
     let stream = connector::tcp_connect(peer)
         .await
         .map_err(|e| format!("connect: {e}"))?;
@@ -180,9 +186,10 @@ where
         .await
         .map_err(|e| format!("handshake: {e}"))?;
     let driving = tokio::spawn(connection);
-    let host = match peer.sni.as_str() {
-        "" => peer.address.to_string(),
-        name => name.to_string(),
+    let host = match (peer.sni.as_str(), peer.address) {
+        ("", crate::PeerAddr::Unix(_)) => "localhost".to_string(),
+        ("", address) => address.to_string(),
+        (name, _) => name.to_string(),
     };
     let request = http::Request::get(path.as_str())
         .header(http::header::HOST, host)

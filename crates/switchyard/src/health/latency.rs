@@ -52,7 +52,7 @@ impl UpstreamHealth {
     /// In a dry run, the ejection is not made but returned, and logged.
     pub fn report_latency(
         &self,
-        peer: std::net::SocketAddr,
+        peer: crate::peer_addr::PeerAddr,
         took: Duration,
         now: Instant,
     ) -> Option<WouldHave> {

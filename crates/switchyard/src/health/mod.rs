@@ -38,8 +38,8 @@ mod state;
 #[cfg(test)]
 mod tests;
 
+use crate::peer_addr::PeerAddr;
 use std::fmt;
-use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -56,7 +56,7 @@ pub use state::{
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HealthChange {
     /// The peer.
-    pub peer: SocketAddr,
+    pub peer: PeerAddr,
     /// Whether it is now used.
     pub usable: bool,
     /// Why, in words (e.g. `2 consecutive failures, the last a timeout`).
@@ -70,7 +70,7 @@ pub type HealthListener = Arc<dyn Fn(&HealthChange) + Send + Sync>;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PeerStatus {
     /// The peer.
-    pub peer: SocketAddr,
+    pub peer: PeerAddr,
     /// Whether selection uses it now (panic mode aside).
     pub usable: bool,
     /// The active checks' verdict.
@@ -160,7 +160,7 @@ struct Look {
 /// takes a lock only while some peer is down or ejected.
 pub struct UpstreamHealth {
     /// The primaries, then the backups.
-    addrs: Vec<SocketAddr>,
+    addrs: Vec<PeerAddr>,
     /// Where the backups start in `addrs` (its length when there are none).
     backups_from: usize,
     peers: Mutex<Vec<Peer>>,
@@ -188,7 +188,7 @@ impl fmt::Debug for UpstreamHealth {
 
 impl UpstreamHealth {
     /// Health for `addrs`, one tier, every peer unknown and not ejected.
-    pub fn new(addrs: &[SocketAddr], policy: OutlierPolicy, thresholds: Thresholds) -> Self {
+    pub fn new(addrs: &[PeerAddr], policy: OutlierPolicy, thresholds: Thresholds) -> Self {
         UpstreamHealth::tiered(addrs, &[], policy, thresholds)
     }
 
@@ -213,12 +213,12 @@ impl UpstreamHealth {
     /// assert!(!health.in_panic(now));
     /// ```
     pub fn tiered(
-        primaries: &[SocketAddr],
-        backups: &[SocketAddr],
+        primaries: &[PeerAddr],
+        backups: &[PeerAddr],
         policy: OutlierPolicy,
         thresholds: Thresholds,
     ) -> Self {
-        let addrs: Vec<SocketAddr> = primaries.iter().chain(backups).copied().collect();
+        let addrs: Vec<PeerAddr> = primaries.iter().chain(backups).copied().collect();
         UpstreamHealth {
             backups_from: primaries.len(),
             peers: Mutex::new(addrs.iter().map(|_| Peer::default()).collect()),
@@ -232,7 +232,7 @@ impl UpstreamHealth {
     }
 
     /// The peers this health covers.
-    pub fn peers(&self) -> &[SocketAddr] {
+    pub fn peers(&self) -> &[PeerAddr] {
         &self.addrs
     }
 
@@ -248,7 +248,7 @@ impl UpstreamHealth {
 
     /// Peers selection should avoid at `now`: down or ejected, less those
     /// of a tier in panic (see the module docs).
-    pub fn avoid(&self, now: Instant) -> Vec<SocketAddr> {
+    pub fn avoid(&self, now: Instant) -> Vec<PeerAddr> {
         if self.impaired.load(Ordering::Relaxed) == 0 {
             return Vec::new();
         }
@@ -310,7 +310,13 @@ impl UpstreamHealth {
     /// Record an attempt's outcome on `peer` (unknown peers are ignored).
     /// In a dry run (`OutlierPolicy::mode`), an ejection by success rate is
     /// not made but returned, and logged.
-    pub fn report(&self, peer: SocketAddr, outcome: Outcome, now: Instant) -> Option<WouldHave> {
+    pub fn report(
+        &self,
+        peer: impl Into<PeerAddr>,
+        outcome: Outcome,
+        now: Instant,
+    ) -> Option<WouldHave> {
+        let peer = peer.into();
         let index = self.index(peer)?;
         let mut peers = lock(&self.peers);
         match peers[index].outlier.record(outcome, now, &self.policy) {
@@ -386,7 +392,8 @@ impl UpstreamHealth {
     /// assert_eq!(health.avoid(now), vec![a]);
     /// assert!(health.avoid(now + Duration::from_secs(5)).is_empty());
     /// ```
-    pub fn hold(&self, peer: SocketAddr, until: Instant, why: String, now: Instant) {
+    pub fn hold(&self, peer: impl Into<PeerAddr>, until: Instant, why: String, now: Instant) {
+        let peer = peer.into();
         let Some(index) = self.index(peer) else {
             return;
         };
@@ -412,7 +419,14 @@ impl UpstreamHealth {
     }
 
     /// Record an active check of `peer`; `detail` says what it saw.
-    pub fn record_check(&self, peer: SocketAddr, passed: bool, detail: String, now: Instant) {
+    pub fn record_check(
+        &self,
+        peer: impl Into<PeerAddr>,
+        passed: bool,
+        detail: String,
+        now: Instant,
+    ) {
+        let peer = peer.into();
         let Some(index) = self.index(peer) else {
             return;
         };
@@ -476,7 +490,8 @@ impl UpstreamHealth {
     }
 
     /// Whether `peer` is down by active checks (so checks come faster).
-    pub fn is_down(&self, peer: SocketAddr) -> bool {
+    pub fn is_down(&self, peer: impl Into<PeerAddr>) -> bool {
+        let peer = peer.into();
         self.index(peer)
             .is_some_and(|i| lock(&self.peers)[i].active.verdict() == CheckVerdict::Down)
     }
@@ -521,7 +536,8 @@ impl UpstreamHealth {
     /// ramping up after coming back (`policy::slow_start`) and a random
     /// draw above its share says to pick again among the others. Cheap
     /// while no peer ramps.
-    pub fn slow_start_admits(&self, peer: SocketAddr, now: Instant) -> bool {
+    pub fn slow_start_admits(&self, peer: impl Into<PeerAddr>, now: Instant) -> bool {
+        let peer = peer.into();
         if self.policy.slow_start.is_zero() || self.ramping.load(Ordering::Relaxed) == 0 {
             return true;
         }
@@ -538,7 +554,7 @@ impl UpstreamHealth {
         share.is_none_or(|share| crate::policy::slow_start::admit(share, crate::random::unit()))
     }
 
-    fn index(&self, peer: SocketAddr) -> Option<usize> {
+    fn index(&self, peer: PeerAddr) -> Option<usize> {
         self.addrs.iter().position(|a| *a == peer)
     }
 
@@ -552,7 +568,7 @@ impl UpstreamHealth {
 }
 
 /// A dry run's ejection: logged, and returned for the caller to count.
-fn would_eject(peer: SocketAddr, reason: &str) -> Option<WouldHave> {
+fn would_eject(peer: PeerAddr, reason: &str) -> Option<WouldHave> {
     tracing::info!(%peer, reason, "dry run: outlier detection would eject this server");
     Some(WouldHave {
         policy: "outlier",

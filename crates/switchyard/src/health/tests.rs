@@ -2,6 +2,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::net::SocketAddr;
+
+use crate::peer_addr::PeerAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -9,13 +11,13 @@ use super::*;
 use crate::error::ErrorKind;
 use crate::trace::{AttemptLog, AttemptRecord, Decision, Phase};
 
-fn addrs(n: u16) -> Vec<SocketAddr> {
+fn addrs(n: u16) -> Vec<PeerAddr> {
     (0..n)
-        .map(|i| SocketAddr::from(([127, 0, 0, 1], 9000 + i)))
+        .map(|i| PeerAddr::from(SocketAddr::from(([127, 0, 0, 1], 9000 + i))))
         .collect()
 }
 
-fn health(n: u16) -> (UpstreamHealth, Vec<SocketAddr>) {
+fn health(n: u16) -> (UpstreamHealth, Vec<PeerAddr>) {
     let a = addrs(n);
     (
         UpstreamHealth::new(&a, OutlierPolicy::default(), Thresholds::default()),
@@ -145,7 +147,7 @@ fn one_peer_can_always_be_ejected() {
 }
 
 /// Take `peer` down by three failed active checks (the default fall).
-fn check_down(h: &UpstreamHealth, peer: SocketAddr, now: Instant) {
+fn check_down(h: &UpstreamHealth, peer: PeerAddr, now: Instant) {
     for _ in 0..3 {
         h.record_check(peer, false, "refused".into(), now);
     }
@@ -259,7 +261,7 @@ fn a_new_health_adopts_what_the_old_one_knew_of_shared_peers() {
         old.record_check(a[1], false, "refused".into(), now);
     }
     // The new config keeps a[0] and a[1], drops a[2], adds another.
-    let other = SocketAddr::from(([127, 0, 0, 1], 9100));
+    let other = PeerAddr::from(SocketAddr::from(([127, 0, 0, 1], 9100)));
     let new = UpstreamHealth::new(
         &[a[0], a[1], other],
         OutlierPolicy {

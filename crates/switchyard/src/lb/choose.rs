@@ -2,7 +2,7 @@
 //! choices on load, and a consistent-hash ring (ketama). Each takes the
 //! eligible primaries and never panics on an empty set: it returns `None`.
 
-use std::net::SocketAddr;
+use crate::peer_addr::PeerAddr;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
@@ -117,7 +117,7 @@ impl Ring {
     }
 }
 
-fn point(addr: SocketAddr, i: u32) -> u64 {
+fn point(addr: PeerAddr, i: u32) -> u64 {
     hash_bytes(format!("{addr}-{i}").as_bytes())
 }
 

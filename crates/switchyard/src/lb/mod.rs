@@ -21,8 +21,8 @@
 //! peers again; and only when every usable peer was tried, the avoided
 //! ones, as a last resort rather than an error.
 
+use crate::peer_addr::PeerAddr;
 use std::fmt;
-use std::net::SocketAddr;
 
 mod algorithm;
 mod choose;
@@ -38,14 +38,15 @@ pub use choose::{PeerLoad, hash_bytes};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Backend {
     /// Where it listens.
-    pub addr: SocketAddr,
+    pub addr: PeerAddr,
     /// Its share of requests under weighted selection (at least 1).
     pub weight: u32,
 }
 
 impl Backend {
     /// A server with weight 1.
-    pub fn new(addr: SocketAddr) -> Self {
+    pub fn new(addr: impl Into<PeerAddr>) -> Self {
+        let addr = addr.into();
         Backend { addr, weight: 1 }
     }
 }
@@ -98,7 +99,7 @@ pub enum Tier {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Pick {
     /// The server's address.
-    pub addr: SocketAddr,
+    pub addr: PeerAddr,
     /// Primary or backup.
     pub tier: Tier,
     /// True when every server was already tried by this request, so this
@@ -112,7 +113,7 @@ pub enum BackendsError {
     /// No primary server.
     NoPrimaries,
     /// A server with weight 0.
-    ZeroWeight(SocketAddr),
+    ZeroWeight(PeerAddr),
 }
 
 impl fmt::Display for BackendsError {
@@ -192,7 +193,8 @@ impl Backends {
     /// ([`Selection::LeastLoaded`]; none for other algorithms, backups and
     /// strangers): call `begin` when a request goes to it and `end` when it
     /// is done.
-    pub fn load(&self, addr: SocketAddr) -> Option<&PeerLoad> {
+    pub fn load(&self, addr: impl Into<PeerAddr>) -> Option<&PeerLoad> {
+        let addr = addr.into();
         // Most algorithms keep no load: no search through the primaries then.
         self.algorithm.load(0)?;
         let index = self.primaries.iter().position(|b| b.addr == addr)?;
@@ -202,24 +204,24 @@ impl Backends {
     /// Like [`select_avoiding`](Self::select_avoiding), placing the request
     /// by `key` on the hash ring when the selection is [`Selection::Hash`]
     /// (use [`hash_bytes`] on a header, cookie, path or client address).
-    pub fn select_keyed(&self, tried: &[SocketAddr], avoid: &[SocketAddr], key: u64) -> Pick {
+    pub fn select_keyed(&self, tried: &[PeerAddr], avoid: &[PeerAddr], key: u64) -> Pick {
         self.select_by(tried, avoid, Some(key))
     }
 
     /// The server for the next attempt of a request that already tried `tried`.
-    pub fn select(&self, tried: &[SocketAddr]) -> Pick {
+    pub fn select(&self, tried: &[PeerAddr]) -> Pick {
         self.select_avoiding(tried, &[])
     }
 
     /// Like [`select`](Self::select), skipping the peers in `avoid` (down
     /// or ejected) unless nothing else is left.
-    pub fn select_avoiding(&self, tried: &[SocketAddr], avoid: &[SocketAddr]) -> Pick {
+    pub fn select_avoiding(&self, tried: &[PeerAddr], avoid: &[PeerAddr]) -> Pick {
         self.select_by(tried, avoid, None)
     }
 
     /// The tier rule (see the module docs), the request's `key` placing its
     /// first choice among the usable untried primaries.
-    fn select_by(&self, tried: &[SocketAddr], avoid: &[SocketAddr], key: Option<u64>) -> Pick {
+    fn select_by(&self, tried: &[PeerAddr], avoid: &[PeerAddr], key: Option<u64>) -> Pick {
         let usable = |b: &Backend| !avoid.contains(&b.addr);
         let usable_untried = |b: &Backend| fresh(b.addr, tried, avoid);
         // Only a request's first pick moves the rotation on; its retries
@@ -250,10 +252,10 @@ impl Backends {
     /// untried backup. Moves no selection state.
     pub fn hedge_for(
         &self,
-        chosen: SocketAddr,
-        tried: &[SocketAddr],
-        avoid: &[SocketAddr],
-    ) -> Option<SocketAddr> {
+        chosen: PeerAddr,
+        tried: &[PeerAddr],
+        avoid: &[PeerAddr],
+    ) -> Option<PeerAddr> {
         let candidate = |b: &&Backend| b.addr != chosen && fresh(b.addr, tried, avoid);
         let after = self
             .primaries
@@ -273,7 +275,7 @@ impl Backends {
         first: bool,
         eligible: impl Fn(&Backend) -> bool,
         key: Option<u64>,
-    ) -> Option<SocketAddr> {
+    ) -> Option<PeerAddr> {
         let primaries = &self.primaries;
         let eligible = |i: usize| primaries.get(i).is_some_and(&eligible);
         // An algorithm of a user's own cannot break the tier rules.
@@ -283,10 +285,10 @@ impl Backends {
 }
 
 /// Neither tried by this request nor to be avoided.
-fn fresh(addr: SocketAddr, tried: &[SocketAddr], avoid: &[SocketAddr]) -> bool {
+fn fresh(addr: PeerAddr, tried: &[PeerAddr], avoid: &[PeerAddr]) -> bool {
     !tried.contains(&addr) && !avoid.contains(&addr)
 }
 
-fn pick(addr: SocketAddr, tier: Tier, again: bool) -> Pick {
+fn pick(addr: PeerAddr, tier: Tier, again: bool) -> Pick {
     Pick { addr, tier, again }
 }

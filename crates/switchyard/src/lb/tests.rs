@@ -3,10 +3,12 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 
+use crate::peer_addr::PeerAddr;
+
 use super::{Backend, Backends, BackendsError, Selection, SelectionAlgorithm, Tier};
 
-fn addr(port: u16) -> SocketAddr {
-    SocketAddr::from(([127, 0, 0, 1], port))
+fn addr(port: u16) -> PeerAddr {
+    PeerAddr::from(SocketAddr::from(([127, 0, 0, 1], port)))
 }
 
 fn group(weights: &[u32], backups: &[u16], selection: Selection) -> Backends {
@@ -25,7 +27,9 @@ fn group(weights: &[u32], backups: &[u16], selection: Selection) -> Backends {
 #[test]
 fn round_robin_takes_each_in_turn() {
     let g = group(&[1, 1, 1], &[], Selection::RoundRobin);
-    let picks: Vec<u16> = (0..6).map(|_| g.select(&[]).addr.port()).collect();
+    let picks: Vec<u16> = (0..6)
+        .map(|_| g.select(&[]).addr.inet().unwrap().port())
+        .collect();
     assert_eq!(picks, [9001, 9002, 9003, 9001, 9002, 9003]);
 }
 
@@ -33,11 +37,15 @@ fn round_robin_takes_each_in_turn() {
 fn weighted_is_smooth_like_nginx() {
     // nginx's example: weights 5, 1, 1 give a a b a c a a.
     let g = group(&[5, 1, 1], &[], Selection::Weighted);
-    let picks: Vec<u16> = (0..7).map(|_| g.select(&[]).addr.port()).collect();
+    let picks: Vec<u16> = (0..7)
+        .map(|_| g.select(&[]).addr.inet().unwrap().port())
+        .collect();
     assert_eq!(picks, [9001, 9001, 9002, 9001, 9003, 9001, 9001]);
     let mut counts = HashMap::new();
     for _ in 0..700 {
-        *counts.entry(g.select(&[]).addr.port()).or_insert(0) += 1;
+        *counts
+            .entry(g.select(&[]).addr.inet().unwrap().port())
+            .or_insert(0) += 1;
     }
     assert_eq!(
         (counts[&9001], counts[&9002], counts[&9003]),
@@ -110,7 +118,7 @@ fn retries_do_not_stall_the_rotation() {
                 .len(),
             3
         );
-        firsts.push(first.port());
+        firsts.push(first.inet().unwrap().port());
     }
     assert_eq!(firsts, [9001, 9002, 9003]);
 }
@@ -163,7 +171,9 @@ fn random_reaches_every_eligible_server() {
     let g = group(&[1, 1, 1], &[], Selection::Random);
     let mut seen: HashMap<u16, usize> = HashMap::new();
     for _ in 0..3000 {
-        *seen.entry(g.select(&[]).addr.port()).or_default() += 1;
+        *seen
+            .entry(g.select(&[]).addr.inet().unwrap().port())
+            .or_default() += 1;
     }
     assert_eq!(seen.len(), 3);
     assert!(seen.values().all(|&n| n > 700), "{seen:?}");
@@ -196,11 +206,11 @@ fn consistent_hashing_keeps_keys_on_their_server_when_another_leaves() {
     let keys: Vec<u64> = (0..2000)
         .map(|i| super::hash_bytes(format!("user-{i}").as_bytes()))
         .collect();
-    let before: Vec<SocketAddr> = keys
+    let before: Vec<PeerAddr> = keys
         .iter()
         .map(|&k| g.select_keyed(&[], &[], k).addr)
         .collect();
-    let mut per: HashMap<SocketAddr, usize> = HashMap::new();
+    let mut per: HashMap<PeerAddr, usize> = HashMap::new();
     for a in &before {
         *per.entry(*a).or_default() += 1;
     }

@@ -152,12 +152,14 @@ impl RequestSpans {
 
     fn attempt_span(&self, n: usize, record: &AttemptRecord) -> Span {
         let mut attributes = vec![
-            KeyValue::text("server.address", record.peer.ip().to_string()),
-            KeyValue::int("server.port", i64::from(record.peer.port())),
+            KeyValue::text("server.address", server_address(record.peer)),
             KeyValue::int("switchyard.attempt", n as i64),
             KeyValue::text("switchyard.attempt.outcome", outcome(record)),
             KeyValue::flag("switchyard.attempt.reused_connection", record.reused),
         ];
+        if let Some(addr) = record.peer.inet() {
+            attributes.push(KeyValue::int("server.port", i64::from(addr.port())));
+        }
         if let Some(status) = record.status {
             attributes.push(KeyValue::int(
                 "http.response.status_code",
@@ -198,6 +200,15 @@ impl RequestSpans {
                 .map(|kind| error_status(kind.as_str().to_string())),
             flags: u32::from(self.trace.flags()),
         }
+    }
+}
+
+/// A server's address as OpenTelemetry writes it: the IP (the port is an
+/// attribute of its own), or a Unix socket's path.
+fn server_address(peer: crate::PeerAddr) -> String {
+    match peer {
+        crate::PeerAddr::Inet(addr) => addr.ip().to_string(),
+        crate::PeerAddr::Unix(path) => path.path().display().to_string(),
     }
 }
 

@@ -350,7 +350,11 @@ mod tests {
     }
 
     fn peer(port: u16) -> HttpPeer {
-        let mut peer = HttpPeer::new(([127, 0, 0, 1], port).into(), false, String::new());
+        let mut peer = HttpPeer::new(
+            std::net::SocketAddr::from(([127, 0, 0, 1], port)),
+            false,
+            String::new(),
+        );
         peer.options.connect_timeout = ms(10_000);
         peer.options.read_timeout = ms(10_000);
         peer.options.write_timeout = ms(50);

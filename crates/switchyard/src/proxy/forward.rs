@@ -8,7 +8,6 @@
 
 use std::borrow::Cow;
 use std::io;
-use std::net::SocketAddr;
 
 use http::header::{self, HeaderValue};
 use http::{HeaderMap, Request, Uri, Version};
@@ -134,7 +133,7 @@ const ADDED_HEADERS: usize = 8;
 /// peer's address.
 fn head_for_upstream(
     downstream: &RequestHeader,
-    peer: SocketAddr,
+    peer: crate::PeerAddr,
     routed: Option<&HeaderValue>,
 ) -> RequestHeader {
     let (mut head, ()) = Request::new(()).into_parts();
@@ -157,9 +156,11 @@ fn head_for_upstream(
     // RFC 9112 section 3.2.2: an absolute-form target's authority wins over Host.
     let host = match downstream.uri.authority() {
         Some(_) => routed.cloned(),
-        None if !head.headers.contains_key(header::HOST) => {
-            HeaderValue::from_str(&peer.to_string()).ok()
-        }
+        None if !head.headers.contains_key(header::HOST) => match peer {
+            crate::PeerAddr::Inet(addr) => HeaderValue::from_str(&addr.to_string()).ok(),
+            // A Unix socket has no host name: the app sees a local one.
+            crate::PeerAddr::Unix(_) => Some(HeaderValue::from_static("localhost")),
+        },
         None => None,
     };
     if let Some(host) = host {

@@ -152,7 +152,7 @@ pub(super) async fn exchange<P: ProxyHttp>(
 /// has nothing but `first` to offer, or the copy cannot be made ready.
 async fn prepare_copy<P: ProxyHttp>(
     e: &mut EngineCtx<'_, P>,
-    first: std::net::SocketAddr,
+    first: crate::PeerAddr,
     deadline: Option<Instant>,
 ) -> Option<Copy> {
     let mut peer = e.proxy.upstream_peer(e.session, e.ctx).await.ok()?;
@@ -182,7 +182,7 @@ async fn prepare_copy<P: ProxyHttp>(
 
 /// The attempt's record names `first` again (preparing the copy named the
 /// copy's server for the hook, and may have been cut short).
-fn restore_peer(session: &mut Session, first: std::net::SocketAddr) {
+fn restore_peer(session: &mut Session, first: crate::PeerAddr) {
     if let Some(record) = session.attempts_mut().current() {
         record.peer = first;
     }

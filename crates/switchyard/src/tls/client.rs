@@ -206,8 +206,14 @@ fn system_roots() -> &'static RootCertStore {
 
 /// The name to send as SNI and to verify the certificate against: the
 /// given name, or the peer's IP address when none is given.
-pub(crate) fn server_name(sni: &str, address: std::net::SocketAddr) -> Result<ServerName<'static>> {
+pub(crate) fn server_name(sni: &str, address: crate::PeerAddr) -> Result<ServerName<'static>> {
     if sni.is_empty() {
+        let Some(address) = address.inet() else {
+            return Err(Error::explain(
+                ErrorKind::TlsHandshake,
+                format!("{address} has no IP address to verify: give a server name"),
+            ));
+        };
         return Ok(ServerName::IpAddress(address.ip().into()));
     }
     ServerName::try_from(sni.to_string()).map_err(|e| {

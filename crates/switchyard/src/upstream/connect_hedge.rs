@@ -6,9 +6,9 @@
 //! until a few connects were seen (a peer that never answers, such as a
 //! blackholed one, never gets samples and so is raced after 50 ms).
 
+use crate::peer_addr::PeerAddr;
 use std::collections::{HashMap, VecDeque};
 use std::future::Future;
-use std::net::SocketAddr;
 use std::pin::{Pin, pin};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -32,12 +32,12 @@ const WARM: usize = 4;
 /// Recent connect times per peer.
 #[derive(Debug, Default)]
 pub(crate) struct ConnectTimes {
-    peers: Mutex<HashMap<SocketAddr, VecDeque<Duration>>>,
+    peers: Mutex<HashMap<PeerAddr, VecDeque<Duration>>>,
 }
 
 impl ConnectTimes {
     /// Record a completed connect to `peer`.
-    pub(crate) fn record(&self, peer: SocketAddr, took: Duration) {
+    pub(crate) fn record(&self, peer: PeerAddr, took: Duration) {
         let mut peers = self.peers.lock().unwrap_or_else(|p| p.into_inner());
         let times = peers.entry(peer).or_default();
         if times.len() == WINDOW {
@@ -47,7 +47,7 @@ impl ConnectTimes {
     }
 
     /// How long to wait for `peer` before racing its hedge.
-    pub(crate) fn delay(&self, peer: SocketAddr, connect_timeout: Duration) -> Duration {
+    pub(crate) fn delay(&self, peer: PeerAddr, connect_timeout: Duration) -> Duration {
         let peers = self.peers.lock().unwrap_or_else(|p| p.into_inner());
         let samples: Vec<Duration> = peers
             .get(&peer)
@@ -182,7 +182,7 @@ mod tests {
     #[test]
     fn connect_times_keep_a_window() {
         let times = ConnectTimes::default();
-        let peer = SocketAddr::from(([127, 0, 0, 1], 1));
+        let peer = PeerAddr::from(std::net::SocketAddr::from(([127, 0, 0, 1], 1)));
         for _ in 0..WINDOW {
             times.record(peer, ms(100));
         }

@@ -10,7 +10,7 @@ use std::time::Duration;
 use hyper::client::conn::http2;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::net::TcpStream;
+use tokio::net::{TcpStream, UnixStream};
 use tokio_rustls::client::TlsStream;
 use tracing::debug;
 
@@ -21,6 +21,7 @@ use super::slots::Slot;
 use super::{Link, UpstreamConn};
 use crate::error::{Error, ErrorKind, Result};
 use crate::peer::{HttpPeer, UpstreamProtocol};
+use crate::peer_addr::PeerAddr;
 use crate::tls::{self, ALPN_H2, UpstreamTls};
 
 /// The streams a new HTTP/2 connection may open before the upstream's
@@ -35,6 +36,14 @@ const KEEP_ALIVE: Duration = Duration::from_secs(20);
 /// the peer's HTTP version on its own task. A new HTTP/2 connection comes
 /// with its first stream leased.
 pub(crate) async fn connect(peer: &HttpPeer, slot: Slot) -> Result<UpstreamConn> {
+    if let PeerAddr::Unix(path) = peer.address {
+        let stream = unix_connect(peer, path.path()).await?;
+        let link = match peer.protocol {
+            UpstreamProtocol::Http2 => http2_handshake(peer, stream, slot).await?,
+            _ => http1_link(UpstreamIo::Unix(stream), slot),
+        };
+        return Ok(new_conn(peer, link));
+    }
     let stream = tcp_connect(peer).await?;
     let link = if peer.tls {
         // Boxed: a TLS handshake's state is tens of KB, and every request's
@@ -57,7 +66,12 @@ pub(crate) async fn connect(peer: &HttpPeer, slot: Slot) -> Result<UpstreamConn>
     } else {
         http1_link(UpstreamIo::Tcp(stream), slot)
     };
-    Ok(UpstreamConn {
+    Ok(new_conn(peer, link))
+}
+
+/// A new connection's pool entry.
+fn new_conn(peer: &HttpPeer, link: Link) -> UpstreamConn {
+    UpstreamConn {
         link,
         key: peer.pool_key(),
         idle_timeout: peer.options.idle_timeout,
@@ -65,7 +79,34 @@ pub(crate) async fn connect(peer: &HttpPeer, slot: Slot) -> Result<UpstreamConn>
         reused: false,
         reusable: true,
         tls: peer.tls,
-    })
+    }
+}
+
+/// A new connection to the Unix socket at `path`, within the peer's
+/// connect timeout. A missing socket file is a refused connect (nothing
+/// listens there): retried like one, for any method. TLS is not spoken
+/// over a Unix socket.
+async fn unix_connect(peer: &HttpPeer, path: &std::path::Path) -> Result<UnixStream> {
+    if peer.tls {
+        return Err(Error::explain(
+            ErrorKind::ConnectError,
+            format!("TLS to a Unix socket ({}) is not supported", path.display()),
+        ));
+    }
+    let timeout = peer.options.connect_timeout;
+    match tokio::time::timeout(timeout, UnixStream::connect(path)).await {
+        Ok(Ok(stream)) => Ok(stream),
+        Ok(Err(e)) if e.kind() == io::ErrorKind::NotFound => Err(Error::because(
+            ErrorKind::ConnectRefused,
+            format!("no socket file at {}", path.display()),
+            e,
+        )),
+        Ok(Err(e)) => Err(connect_error(e)),
+        Err(_) => Err(Error::explain(
+            ErrorKind::ConnectTimedOut,
+            format!("no connection within {timeout:?}"),
+        )),
+    }
 }
 
 /// The same connection, for the next request: a new stream of a shared
@@ -182,7 +223,13 @@ pub(crate) async fn tls_handshake(
 /// A new TCP connection to `peer`, within its connect timeout.
 pub(crate) async fn tcp_connect(peer: &HttpPeer) -> Result<TcpStream> {
     let timeout = peer.options.connect_timeout;
-    let stream = match tokio::time::timeout(timeout, TcpStream::connect(peer.address)).await {
+    let Some(address) = peer.address.inet() else {
+        return Err(Error::explain(
+            ErrorKind::ConnectError,
+            format!("{} is not a TCP address", peer.address),
+        ));
+    };
+    let stream = match tokio::time::timeout(timeout, TcpStream::connect(address)).await {
         Ok(Ok(stream)) => stream,
         Ok(Err(e)) => return Err(connect_error(e)),
         Err(_) => {
@@ -209,5 +256,5 @@ pub(crate) fn connect_error(e: io::Error) -> Box<Error> {
         }
         _ => ErrorKind::ConnectError,
     };
-    Error::because(kind, "TCP connect", e)
+    Error::because(kind, "connect", e)
 }

@@ -19,8 +19,8 @@
 
 use std::collections::HashSet;
 
+use crate::peer_addr::PeerAddr;
 use rustc_hash::FxHashMap;
-use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::{Duration, Instant};
 
@@ -34,7 +34,7 @@ use crate::peer::PoolKey;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ServerConnections {
     /// The server.
-    pub server: SocketAddr,
+    pub server: PeerAddr,
     /// Connections waiting for a request.
     pub idle: usize,
     /// Connections serving requests (or being made).
@@ -64,7 +64,7 @@ struct Inner {
     /// Shared HTTP/2 connections, busy or idle.
     shared: FxHashMap<PoolKey, Vec<Arc<Multiplexed>>>,
     /// When set, the only addresses whose connections are kept.
-    only: Option<HashSet<SocketAddr>>,
+    only: Option<HashSet<PeerAddr>>,
 }
 
 impl Inner {
@@ -76,8 +76,8 @@ impl Inner {
     }
 
     /// Idle connections by server, as [`idle_count`](Self::idle_count) counts them.
-    fn idle_by_server(&self) -> FxHashMap<SocketAddr, usize> {
-        let mut idle: FxHashMap<SocketAddr, usize> = FxHashMap::default();
+    fn idle_by_server(&self) -> FxHashMap<PeerAddr, usize> {
+        let mut idle: FxHashMap<PeerAddr, usize> = FxHashMap::default();
         for (key, conns) in &self.idle {
             *idle.entry(key.address()).or_default() += conns.len();
         }
@@ -253,7 +253,7 @@ impl Pool {
         inner.shared.retain(|_, list| !list.is_empty());
     }
 
-    fn keep_only(&self, addresses: HashSet<SocketAddr>) -> usize {
+    fn keep_only(&self, addresses: HashSet<PeerAddr>) -> usize {
         self.slots.keep_only(&addresses);
         let mut inner = self.inner();
         let before = inner.idle_count();
@@ -284,7 +284,8 @@ impl Pool {
 /// # async fn f(server: ProxyServer<impl ProxyHttp>) {
 /// let pool = server.upstream_pool();
 /// // The servers are now these two: close pooled connections to any other.
-/// let closed = pool.keep_only(["127.0.0.1:8081".parse().unwrap(), "127.0.0.1:8082".parse().unwrap()]);
+/// let servers: [switchyard::PeerAddr; 2] = ["127.0.0.1:8081".parse().unwrap(), "unix:/run/app.sock".parse().unwrap()];
+/// let closed = pool.keep_only(servers);
 /// println!("closed {closed} idle connection(s) to removed servers");
 /// # }
 /// ```
@@ -303,8 +304,9 @@ impl UpstreamPool {
     /// busy now closes when its exchange ends instead of returning to the
     /// pool. Returns how many idle connections were closed. Each call
     /// replaces the last; until the first, every address is kept.
-    pub fn keep_only(&self, addresses: impl IntoIterator<Item = SocketAddr>) -> usize {
-        self.pool.keep_only(addresses.into_iter().collect())
+    pub fn keep_only<A: Into<PeerAddr>>(&self, addresses: impl IntoIterator<Item = A>) -> usize {
+        self.pool
+            .keep_only(addresses.into_iter().map(Into::into).collect())
     }
 
     /// Idle connections held now (those the reaper has yet to close included).

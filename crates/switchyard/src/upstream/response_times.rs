@@ -7,7 +7,7 @@
 //! answered below [`WARM`] samples, so a server nobody has heard from yet
 //! is never judged by a guess.
 
-use std::net::SocketAddr;
+use crate::peer_addr::PeerAddr;
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -22,19 +22,19 @@ pub(crate) const WARM: usize = 8;
 /// The last [`WINDOW`] response times of each server.
 #[derive(Debug, Default)]
 pub(crate) struct ResponseTimes {
-    peers: Mutex<FxHashMap<SocketAddr, RecentTimes<WINDOW>>>,
+    peers: Mutex<FxHashMap<PeerAddr, RecentTimes<WINDOW>>>,
 }
 
 impl ResponseTimes {
     /// Learn that `peer` answered with a head after `took`.
-    pub(crate) fn record(&self, peer: SocketAddr, took: Duration) {
+    pub(crate) fn record(&self, peer: PeerAddr, took: Duration) {
         let mut peers = self.peers.lock().unwrap_or_else(|p| p.into_inner());
         peers.entry(peer).or_default().push(took);
     }
 
     /// `peer`'s `q`-quantile (0.5: the median) of its recent response
     /// times, by nearest rank; `None` below [`WARM`] samples.
-    pub(crate) fn quantile(&self, peer: SocketAddr, q: f64) -> Option<Duration> {
+    pub(crate) fn quantile(&self, peer: PeerAddr, q: f64) -> Option<Duration> {
         let peers = self.peers.lock().unwrap_or_else(|p| p.into_inner());
         let times = peers.get(&peer).filter(|t| t.len() >= WARM)?;
         let rank = (q.clamp(0.0, 1.0) * times.len() as f64).ceil() as usize;
@@ -95,7 +95,7 @@ mod tests {
     #[test]
     fn nothing_is_answered_before_enough_samples() {
         let times = ResponseTimes::default();
-        let peer: SocketAddr = "127.0.0.1:9001".parse().unwrap();
+        let peer: PeerAddr = "127.0.0.1:9001".parse().unwrap();
         assert_eq!(times.quantile(peer, 0.5), None);
         for _ in 0..WARM - 1 {
             times.record(peer, ms(10));
@@ -108,8 +108,8 @@ mod tests {
     #[test]
     fn the_median_and_p95_are_nearest_rank_per_server() {
         let times = ResponseTimes::default();
-        let a: SocketAddr = "127.0.0.1:9001".parse().unwrap();
-        let b: SocketAddr = "127.0.0.1:9002".parse().unwrap();
+        let a: PeerAddr = "127.0.0.1:9001".parse().unwrap();
+        let b: PeerAddr = "127.0.0.1:9002".parse().unwrap();
         for n in 1..=20 {
             times.record(a, ms(n));
             times.record(b, ms(100));
@@ -122,7 +122,7 @@ mod tests {
     #[test]
     fn old_samples_give_way_to_new_ones() {
         let times = ResponseTimes::default();
-        let peer: SocketAddr = "127.0.0.1:9001".parse().unwrap();
+        let peer: PeerAddr = "127.0.0.1:9001".parse().unwrap();
         for _ in 0..WINDOW {
             times.record(peer, ms(500));
         }

@@ -15,9 +15,9 @@
 //! 2,000 clients over 1,024 connections the p99 latency was 341 ms and the
 //! slowest request 1.0 s, against 170 ms and 0.2 s handed over in order.)
 
+use crate::peer_addr::PeerAddr;
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::fmt;
-use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -31,13 +31,13 @@ use crate::peer::{PeerOptions, PoolKey};
 /// The connections and waiting requests of every server.
 #[derive(Debug, Default)]
 pub(crate) struct ServerSlots {
-    servers: Mutex<HashMap<SocketAddr, Arc<Server>>>,
+    servers: Mutex<HashMap<PeerAddr, Arc<Server>>>,
 }
 
 impl ServerSlots {
     /// Every server's open connections now (its place-holders included:
     /// connections being made).
-    pub(crate) fn open_by_server(&self) -> Vec<(SocketAddr, usize)> {
+    pub(crate) fn open_by_server(&self) -> Vec<(PeerAddr, usize)> {
         let servers = self.servers.lock().unwrap_or_else(|p| p.into_inner());
         servers
             .iter()
@@ -218,7 +218,7 @@ impl Drop for Slot {
 /// the caller's last look and [`Waiter::wait`] is handed to it.
 pub(crate) struct Waiter {
     server: Arc<Server>,
-    addr: SocketAddr,
+    addr: PeerAddr,
     handed: oneshot::Receiver<Handed>,
 }
 
@@ -256,14 +256,14 @@ impl Drop for Waiter {
 }
 
 impl ServerSlots {
-    fn server(&self, addr: SocketAddr) -> Arc<Server> {
+    fn server(&self, addr: PeerAddr) -> Arc<Server> {
         let mut servers = self.servers.lock().unwrap_or_else(|p| p.into_inner());
         Arc::clone(servers.entry(addr).or_default())
     }
 
     /// A place for a new connection to `addr` now, if it is under
     /// `options.max_connections` (a limit of 0 counts as 1).
-    pub(crate) fn try_take(&self, addr: SocketAddr, options: &PeerOptions) -> Option<Slot> {
+    pub(crate) fn try_take(&self, addr: PeerAddr, options: &PeerOptions) -> Option<Slot> {
         let server = self.server(addr);
         let max = options.max_connections.map_or(usize::MAX, |max| max.max(1));
         server
@@ -281,7 +281,7 @@ impl ServerSlots {
     /// once more after this, then [`Waiter::wait`].
     pub(crate) fn queue(
         &self,
-        addr: SocketAddr,
+        addr: PeerAddr,
         key: Option<&PoolKey>,
         options: &PeerOptions,
     ) -> Result<Waiter> {
@@ -309,19 +309,19 @@ impl ServerSlots {
     /// Forget the servers not in `addresses` that nothing holds a place at
     /// any more (after a reload or a DNS change), so the map does not grow
     /// with every address ever dialled.
-    pub(crate) fn keep_only(&self, addresses: &HashSet<SocketAddr>) {
+    pub(crate) fn keep_only(&self, addresses: &HashSet<PeerAddr>) {
         let mut servers = self.servers.lock().unwrap_or_else(|p| p.into_inner());
         servers.retain(|addr, server| addresses.contains(addr) || Arc::strong_count(server) > 1);
     }
 
     /// Connections to `addr` open now.
     #[cfg(test)]
-    pub(crate) fn open(&self, addr: SocketAddr) -> usize {
+    pub(crate) fn open(&self, addr: PeerAddr) -> usize {
         self.server(addr).open.load(Ordering::Acquire)
     }
 }
 
-fn limit_reached(addr: SocketAddr, options: &PeerOptions, why: &str) -> Box<Error> {
+fn limit_reached(addr: PeerAddr, options: &PeerOptions, why: &str) -> Box<Error> {
     let max = options.max_connections.unwrap_or(usize::MAX);
     Error::explain(
         ErrorKind::ConnectionLimitReached,
@@ -347,7 +347,7 @@ mod tests {
     #[tokio::test]
     async fn at_most_max_connections_and_a_freed_place_goes_to_the_waiter() {
         let slots = ServerSlots::default();
-        let addr = SocketAddr::from(([127, 0, 0, 1], 1));
+        let addr = PeerAddr::from(std::net::SocketAddr::from(([127, 0, 0, 1], 1)));
         let opts = options(2, 1);
         let a = slots.try_take(addr, &opts).unwrap();
         let _b = slots.try_take(addr, &opts).unwrap();
@@ -374,7 +374,7 @@ mod tests {
         // place freed goes to the first waiter, the second to the second,
         // even when the second is the first to wait.
         let slots = ServerSlots::default();
-        let addr = SocketAddr::from(([127, 0, 0, 1], 1));
+        let addr = PeerAddr::from(std::net::SocketAddr::from(([127, 0, 0, 1], 1)));
         let opts = options(2, 2);
         let (a, b) = (
             slots.try_take(addr, &opts).unwrap(),
@@ -399,7 +399,7 @@ mod tests {
     #[tokio::test]
     async fn a_place_handed_to_a_waiter_that_then_leaves_goes_to_the_next() {
         let slots = ServerSlots::default();
-        let addr = SocketAddr::from(([127, 0, 0, 1], 1));
+        let addr = PeerAddr::from(std::net::SocketAddr::from(([127, 0, 0, 1], 1)));
         let opts = options(1, 2);
         let only = slots.try_take(addr, &opts).unwrap();
         let gone = slots.queue(addr, None, &opts).unwrap();
@@ -416,7 +416,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_full_queue_and_a_long_wait_fail_with_the_limit() {
         let slots = ServerSlots::default();
-        let addr = SocketAddr::from(([127, 0, 0, 1], 1));
+        let addr = PeerAddr::from(std::net::SocketAddr::from(([127, 0, 0, 1], 1)));
         let opts = PeerOptions {
             max_connections: Some(1),
             max_pending: 1,
@@ -440,7 +440,7 @@ mod tests {
     #[test]
     fn a_limit_of_0_counts_as_1_and_unlisted_idle_servers_are_forgotten() {
         let slots = ServerSlots::default();
-        let addr = SocketAddr::from(([127, 0, 0, 1], 1));
+        let addr = PeerAddr::from(std::net::SocketAddr::from(([127, 0, 0, 1], 1)));
         let held = slots.try_take(addr, &options(0, 0));
         assert!(held.is_some(), "0 would refuse every connection");
         assert!(slots.try_take(addr, &options(0, 0)).is_none());
@@ -455,7 +455,7 @@ mod tests {
     #[test]
     fn no_limit_means_no_limit() {
         let slots = ServerSlots::default();
-        let addr = SocketAddr::from(([127, 0, 0, 1], 1));
+        let addr = PeerAddr::from(std::net::SocketAddr::from(([127, 0, 0, 1], 1)));
         let opts = PeerOptions::default();
         let held: Vec<Slot> = (0..1000)
             .map(|_| slots.try_take(addr, &opts).unwrap())

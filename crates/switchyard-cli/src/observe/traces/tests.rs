@@ -11,7 +11,7 @@ use crate::observe::Finished;
 
 fn attempt(port: u16, status: Option<u16>, decision: Decision) -> AttemptRecord {
     AttemptRecord {
-        peer: ([127, 0, 0, 1], port).into(),
+        peer: std::net::SocketAddr::from(([127, 0, 0, 1], port)).into(),
         reused: true,
         stale_replaced: 0,
         phase: Phase::Complete,

@@ -1,17 +1,19 @@
 #![allow(clippy::unwrap_used)]
 
 use std::net::SocketAddr;
+
+use crate::peer_addr::PeerAddr;
 use std::time::{Duration, Instant};
 
 use crate::health::{AdminState, OutlierPolicy, Thresholds, UpstreamHealth};
 
-fn addrs(n: u16) -> Vec<SocketAddr> {
+fn addrs(n: u16) -> Vec<PeerAddr> {
     (0..n)
-        .map(|i| SocketAddr::from(([127, 0, 0, 1], 9100 + i)))
+        .map(|i| PeerAddr::from(SocketAddr::from(([127, 0, 0, 1], 9100 + i))))
         .collect()
 }
 
-fn take_down(health: &UpstreamHealth, peer: SocketAddr, now: Instant) {
+fn take_down(health: &UpstreamHealth, peer: PeerAddr, now: Instant) {
     for _ in 0..Thresholds::default().fall {
         health.record_check(peer, false, "refused".into(), now);
     }
@@ -99,6 +101,6 @@ fn a_reload_keeps_the_state_of_a_server_that_stays() {
 fn an_unknown_server_is_refused() {
     let a = addrs(1);
     let health = UpstreamHealth::new(&a, OutlierPolicy::default(), Thresholds::default());
-    let other = SocketAddr::from(([127, 0, 0, 1], 1));
+    let other = PeerAddr::from(SocketAddr::from(([127, 0, 0, 1], 1)));
     assert!(!health.set_admin_state(other, AdminState::Drain, Instant::now()));
 }

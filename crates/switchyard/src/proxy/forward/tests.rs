@@ -78,7 +78,7 @@ proptest! {
         };
         let (downstream, ()) = request.into_parts();
         let peer: SocketAddr = "127.0.0.1:9000".parse().unwrap();
-        let up = head_for_upstream(&downstream, peer, routed_host(&downstream).as_ref());
+        let up = head_for_upstream(&downstream, peer.into(), routed_host(&downstream).as_ref());
 
         let named: Vec<String> = super::super::headers::connection_tokens(&downstream.headers)
             .map(str::to_ascii_lowercase)

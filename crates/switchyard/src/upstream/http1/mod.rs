@@ -115,6 +115,10 @@ impl Http1Conn {
                 tcp.try_read(&mut probe),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock
             ),
+            UpstreamIo::Unix(unix) => matches!(
+                unix.try_read(&mut probe),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock
+            ),
             UpstreamIo::Tls(tls) => {
                 let mut cx = Context::from_waker(Waker::noop());
                 let mut buf = ReadBuf::new(&mut probe);

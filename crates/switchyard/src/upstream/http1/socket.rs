@@ -1,11 +1,12 @@
-//! The socket under an HTTP/1.1 upstream connection: plain TCP or TLS.
+//! The socket under an HTTP/1.1 upstream connection: plain TCP, TLS, or
+//! a Unix domain socket.
 
 use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::TcpStream;
+use tokio::net::{TcpStream, UnixStream};
 use tokio_rustls::client::TlsStream;
 
 /// A connection to an upstream, over TCP or TLS.
@@ -15,6 +16,8 @@ pub(crate) enum UpstreamIo {
     Tcp(TcpStream),
     /// TLS over TCP (boxed: its state is large).
     Tls(Box<TlsStream<TcpStream>>),
+    /// A Unix domain socket.
+    Unix(UnixStream),
 }
 
 impl AsyncRead for UpstreamIo {
@@ -26,6 +29,7 @@ impl AsyncRead for UpstreamIo {
         match self.get_mut() {
             UpstreamIo::Tcp(tcp) => Pin::new(tcp).poll_read(cx, buf),
             UpstreamIo::Tls(tls) => Pin::new(tls.as_mut()).poll_read(cx, buf),
+            UpstreamIo::Unix(unix) => Pin::new(unix).poll_read(cx, buf),
         }
     }
 }
@@ -39,6 +43,7 @@ impl AsyncWrite for UpstreamIo {
         match self.get_mut() {
             UpstreamIo::Tcp(tcp) => Pin::new(tcp).poll_write(cx, buf),
             UpstreamIo::Tls(tls) => Pin::new(tls.as_mut()).poll_write(cx, buf),
+            UpstreamIo::Unix(unix) => Pin::new(unix).poll_write(cx, buf),
         }
     }
 
@@ -50,6 +55,7 @@ impl AsyncWrite for UpstreamIo {
         match self.get_mut() {
             UpstreamIo::Tcp(tcp) => Pin::new(tcp).poll_write_vectored(cx, bufs),
             UpstreamIo::Tls(tls) => Pin::new(tls.as_mut()).poll_write_vectored(cx, bufs),
+            UpstreamIo::Unix(unix) => Pin::new(unix).poll_write_vectored(cx, bufs),
         }
     }
 
@@ -57,6 +63,7 @@ impl AsyncWrite for UpstreamIo {
         match self {
             UpstreamIo::Tcp(tcp) => tcp.is_write_vectored(),
             UpstreamIo::Tls(tls) => tls.is_write_vectored(),
+            UpstreamIo::Unix(unix) => unix.is_write_vectored(),
         }
     }
 
@@ -64,6 +71,7 @@ impl AsyncWrite for UpstreamIo {
         match self.get_mut() {
             UpstreamIo::Tcp(tcp) => Pin::new(tcp).poll_flush(cx),
             UpstreamIo::Tls(tls) => Pin::new(tls.as_mut()).poll_flush(cx),
+            UpstreamIo::Unix(unix) => Pin::new(unix).poll_flush(cx),
         }
     }
 
@@ -71,6 +79,7 @@ impl AsyncWrite for UpstreamIo {
         match self.get_mut() {
             UpstreamIo::Tcp(tcp) => Pin::new(tcp).poll_shutdown(cx),
             UpstreamIo::Tls(tls) => Pin::new(tls.as_mut()).poll_shutdown(cx),
+            UpstreamIo::Unix(unix) => Pin::new(unix).poll_shutdown(cx),
         }
     }
 }

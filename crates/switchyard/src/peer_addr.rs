@@ -1,0 +1,131 @@
+//! Where an upstream server is: a TCP address, or a Unix domain socket's
+//! path (an app server on the same host). [`PeerAddr`] is what servers are
+//! known by everywhere a TCP address was: the pool, health, selection,
+//! metrics, the attempt trace. It is `Copy` like a `SocketAddr`: a path is
+//! interned once (the paths come from the config, so they are few) and
+//! kept for the life of the process.
+
+use std::collections::BTreeSet;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::str::FromStr;
+use std::sync::Mutex;
+
+/// An upstream server's address: `ip:port`, or `unix:/path`.
+///
+/// ```
+/// use switchyard::PeerAddr;
+///
+/// let tcp: PeerAddr = "127.0.0.1:8000".parse().unwrap();
+/// assert_eq!(tcp, "127.0.0.1:8000".parse::<std::net::SocketAddr>().unwrap());
+/// let unix: PeerAddr = "unix:/run/app.sock".parse().unwrap();
+/// assert_eq!(unix.to_string(), "unix:/run/app.sock");
+/// assert_eq!(unix.unix_path().unwrap().to_str(), Some("/run/app.sock"));
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum PeerAddr {
+    /// A TCP address.
+    Inet(SocketAddr),
+    /// A Unix domain socket.
+    Unix(UnixPath),
+}
+
+/// A Unix socket's path, interned: copying it copies a reference.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct UnixPath(&'static Path);
+
+/// Every path interned so far (each kept once, for the process's life).
+static INTERNED: Mutex<BTreeSet<&'static Path>> = Mutex::new(BTreeSet::new());
+
+impl UnixPath {
+    /// `path`, interned.
+    pub fn new(path: &Path) -> UnixPath {
+        let mut interned = INTERNED.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(kept) = interned.get(path) {
+            return UnixPath(kept);
+        }
+        let kept: &'static Path = Box::leak(path.to_path_buf().into_boxed_path());
+        interned.insert(kept);
+        UnixPath(kept)
+    }
+
+    /// The path.
+    pub fn path(self) -> &'static Path {
+        self.0
+    }
+}
+
+impl PeerAddr {
+    /// The TCP address, if it is one.
+    pub fn inet(self) -> Option<SocketAddr> {
+        match self {
+            PeerAddr::Inet(addr) => Some(addr),
+            PeerAddr::Unix(_) => None,
+        }
+    }
+
+    /// The Unix socket's path, if it is one.
+    pub fn unix_path(self) -> Option<&'static Path> {
+        match self {
+            PeerAddr::Inet(_) => None,
+            PeerAddr::Unix(path) => Some(path.path()),
+        }
+    }
+}
+
+impl From<SocketAddr> for PeerAddr {
+    fn from(addr: SocketAddr) -> Self {
+        PeerAddr::Inet(addr)
+    }
+}
+
+impl PartialEq<SocketAddr> for PeerAddr {
+    fn eq(&self, other: &SocketAddr) -> bool {
+        *self == PeerAddr::Inet(*other)
+    }
+}
+
+impl FromStr for PeerAddr {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let text = text.trim();
+        match text.strip_prefix("unix:") {
+            Some(path) if path.starts_with('/') => {
+                Ok(PeerAddr::Unix(UnixPath::new(Path::new(path))))
+            }
+            Some(_) => Err(format!("{text:?}: a Unix socket's path must be absolute")),
+            None => text
+                .parse()
+                .map(PeerAddr::Inet)
+                .map_err(|_| format!("{text:?} is not ip:port or unix:/path")),
+        }
+    }
+}
+
+impl fmt::Display for PeerAddr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PeerAddr::Inet(addr) => write!(f, "{addr}"),
+            PeerAddr::Unix(path) => write!(f, "unix:{}", path.path().display()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::PeerAddr;
+
+    #[test]
+    fn a_path_is_interned_once() {
+        let a: PeerAddr = "unix:/tmp/one.sock".parse().unwrap();
+        let b: PeerAddr = "unix:/tmp/one.sock".parse().unwrap();
+        assert_eq!(a, b);
+        let (Some(pa), Some(pb)) = (a.unix_path(), b.unix_path()) else {
+            panic!("unix addresses");
+        };
+        assert!(std::ptr::eq(pa, pb), "the same interned path");
+        assert!("unix:tmp/one.sock".parse::<PeerAddr>().is_err());
+    }
+}
