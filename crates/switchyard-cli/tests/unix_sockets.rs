@@ -1,7 +1,9 @@
-//! Listening on Unix domain sockets (`listen = ["unix:/path"]`): the file
-//! is made with `unix_mode`, a stale one a crash left is replaced, a live
-//! one is not, and the file goes at exit (but not when an upgrade handed
-//! the socket to a new process).
+//! Unix domain sockets. Listening (`listen = ["unix:/path"]`): the file is
+//! made with `unix_mode`, a stale one a crash left is replaced, a live one
+//! is not, and the file goes at exit (but not when an upgrade handed the
+//! socket to a new process). Upstream servers (`servers = ["unix:/path"]`,
+//! `--to unix:PATH`): proxied to, and a missing socket file is a connect
+//! failure, retried for any method.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
@@ -12,7 +14,7 @@ use std::process::Command;
 
 use common::{BIN, Running, TempConfig};
 use switchyard_testkit::client::KeepAlive;
-use switchyard_testkit::{Origin, within};
+use switchyard_testkit::{Origin, client, within};
 
 fn config_for(origin: std::net::SocketAddr, socket: &Path, extra: &str) -> String {
     format!(
@@ -133,4 +135,113 @@ impl Drop for KillOnDrop {
     fn drop(&mut self) {
         let _ = Command::new("kill").arg(&self.0).status();
     }
+}
+
+/// An app server on a Unix socket at `path`: answers every request with
+/// `name`. Stops when dropped.
+struct UnixApp {
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl UnixApp {
+    fn start(path: &Path, name: &'static str) -> UnixApp {
+        use http_body_util::Full;
+        use hyper::service::service_fn;
+        let listener = tokio::net::UnixListener::bind(path).unwrap();
+        let task = tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                tokio::spawn(async move {
+                    let service =
+                        service_fn(move |request: http::Request<hyper::body::Incoming>| {
+                            let host = request
+                                .headers()
+                                .get("host")
+                                .and_then(|v| v.to_str().ok())
+                                .unwrap_or("")
+                                .to_string();
+                            async move {
+                                let mut response =
+                                    http::Response::new(Full::new(bytes::Bytes::from(name)));
+                                response
+                                    .headers_mut()
+                                    .insert("x-host", host.parse().unwrap());
+                                Ok::<_, std::convert::Infallible>(response)
+                            }
+                        });
+                    let io = hyper_util::rt::TokioIo::new(stream);
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(io, service)
+                        .await;
+                });
+            }
+        });
+        UnixApp { task }
+    }
+}
+
+impl Drop for UnixApp {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+#[tokio::test]
+async fn a_server_on_a_unix_socket_is_proxied_to_from_the_file_and_the_one_liner() {
+    let file = TempConfig::new("unix-upstream", "");
+    let socket = socket_beside(&file, "app.sock");
+    let _app = UnixApp::start(&socket, "unix app");
+    let text = format!(
+        "[server]\nlisten = [\"127.0.0.1:0\"]\nadmin = \"127.0.0.1:0\"\n\
+         [upstreams.app]\nservers = [\"unix:{}\"]\n",
+        socket.display()
+    );
+    std::fs::write(&file.path, text).unwrap();
+    let proxy = Running::start(&["run", "-c", file.path.to_str().unwrap()]);
+    let reply = within(10, "GET", client::get(proxy.addr, "/"))
+        .await
+        .unwrap();
+    assert_eq!(reply.status, 200);
+    assert_eq!(reply.body, "unix app");
+    let line = &proxy.wait_for_log(1).await[0];
+    assert!(
+        line.contains(&format!("unix:{} 200 -> done", socket.display())),
+        "{line}"
+    );
+    let metrics = common::wait_for_metric(proxy.admin.unwrap(), "switchyard_requests_total").await;
+    let label = format!("server=\"unix:{}\"", socket.display());
+    assert!(metrics.contains(&label), "{metrics}");
+
+    let to = format!("unix:{}", socket.display());
+    let one_liner = Running::start(&["proxy", "--listen", "127.0.0.1:0", "--to", &to]);
+    let request = http::Request::get("/")
+        .body(http_body_util::Full::new(bytes::Bytes::new()))
+        .unwrap();
+    let reply = within(10, "GET", client::send(one_liner.addr, request))
+        .await
+        .unwrap();
+    assert_eq!(reply.body, "unix app");
+}
+
+#[tokio::test]
+async fn a_missing_socket_file_is_a_connect_failure_retried_for_any_method() {
+    let origin = Origin::healthy("tcp origin").await;
+    let file = TempConfig::new("unix-missing", "");
+    let missing = socket_beside(&file, "gone.sock");
+    let text = format!(
+        "[server]\nlisten = [\"127.0.0.1:0\"]\nworkers = 1\n\
+         [upstreams.app]\nservers = [\"unix:{}\", \"{}\"]\nconnect_hedging = false\n",
+        missing.display(),
+        origin.addr()
+    );
+    std::fs::write(&file.path, text).unwrap();
+    let proxy = Running::start(&["run", "-c", file.path.to_str().unwrap()]);
+    // A POST, which is not retried after it may have reached a server.
+    let reply = within(10, "POST", client::post(proxy.addr, "/pay", "{}"))
+        .await
+        .unwrap();
+    assert_eq!(reply.status, 200);
+    assert_eq!(reply.body, "tcp origin");
+    let line = &proxy.wait_for_log(1).await[0];
+    let tried = format!("unix:{} connect-refused -> retry", missing.display());
+    assert!(line.contains(&tried), "{line}");
 }
