@@ -95,7 +95,8 @@ pub enum Command {
         /// --tls-key) or unix:/path (a Unix socket, mode 0660).
         #[arg(long)]
         listen: switchyard::server::ListenAddr,
-        /// Upstream server, ip:port or host:port; https://HOST:PORT is
+        /// Upstream server, ip:port, host:port or unix:/path (an app server
+        /// on this host, on a Unix socket); https://HOST:PORT is
         /// reached over TLS (HTTP/2 if it offers h2), h2c://HOST:PORT over
         /// cleartext HTTP/2 (repeat for several; round robin).
         #[arg(long = "to", required = true)]

@@ -552,3 +552,26 @@ fn a_route_name_is_used_once() {
     let named = text.replacen("name = \"api\"\nupstream", "name = \"rest\"\nupstream", 1);
     assert!(parse(&named, "ok.toml").is_ok());
 }
+
+#[test]
+fn unix_socket_servers_build_and_tls_to_one_is_refused() {
+    let unix = GOOD.replace("\"127.0.0.1:9001\"", "\"unix:/run/app.sock\"");
+    let config = parse(&unix, "unix.toml").unwrap();
+    let servers: Vec<String> = config.groups["app"]
+        .health()
+        .peers()
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    assert!(
+        servers.contains(&"unix:/run/app.sock".to_string()),
+        "{servers:?}"
+    );
+
+    let tls = "[server]\nlisten = [\"127.0.0.1:8080\"]\n\
+               [upstreams.app]\nservers = [\"https://unix:/run/app.sock\"]\n";
+    let e = error_of(tls);
+    assert!(e.contains("TLS is not spoken over a Unix socket"), "{e}");
+    let relative = GOOD.replace("\"127.0.0.1:9001\"", "\"unix:run/app.sock\"");
+    assert!(error_of(&relative).contains("must be absolute"));
+}
