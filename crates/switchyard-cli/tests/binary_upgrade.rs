@@ -92,6 +92,20 @@ async fn keep_alive(addr: SocketAddr, stop: Arc<AtomicBool>, tally: Arc<Tally>) 
     }
 }
 
+/// Stop the load and check that every request it sent was answered.
+async fn stop_and_check(stop: &AtomicBool, load: Vec<tokio::task::JoinHandle<()>>, tally: &Tally) {
+    stop.store(true, Ordering::Relaxed);
+    for task in load {
+        within(10, "the load to stop", task).await.unwrap();
+    }
+    let failures = tally.failures.lock().unwrap().clone();
+    assert!(
+        failures.is_empty(),
+        "{} failed: {failures:?}",
+        failures.len()
+    );
+}
+
 /// `switchyard upgrade --pid-file PID_FILE`: whether it succeeded, and
 /// what it printed.
 async fn upgrade(pid_file: &Path) -> (bool, String) {
@@ -169,16 +183,7 @@ async fn an_upgrade_under_load_loses_no_request_and_refuses_no_connection() {
 
     // The load goes on against the new process alone.
     tokio::time::sleep(Duration::from_millis(300)).await;
-    stop.store(true, Ordering::Relaxed);
-    for task in load {
-        within(10, "the load to stop", task).await.unwrap();
-    }
-    let failures = tally.failures.lock().unwrap().clone();
-    assert!(
-        failures.is_empty(),
-        "{} failed: {failures:?}",
-        failures.len()
-    );
+    stop_and_check(&stop, load, &tally).await;
     let answered = tally.answered.load(Ordering::Relaxed);
     let closed_idle = tally.closed_idle.load(Ordering::Relaxed);
     eprintln!(
@@ -260,16 +265,7 @@ async fn a_new_process_that_cannot_start_leaves_the_old_one_serving() {
     let _new = KillOnDrop(pid_in(&pid_file));
     assert!(succeeded, "{said}");
     tokio::time::sleep(Duration::from_millis(200)).await;
-    stop.store(true, Ordering::Relaxed);
-    for task in load {
-        within(10, "the load to stop", task).await.unwrap();
-    }
-    let failures = tally.failures.lock().unwrap().clone();
-    assert!(
-        failures.is_empty(),
-        "{} failed: {failures:?}",
-        failures.len()
-    );
+    stop_and_check(&stop, load, &tally).await;
     assert!(tally.closed_idle.load(Ordering::Relaxed) <= 1);
     let reply = within(10, "GET", client::get(proxy.addr, "/"))
         .await
