@@ -38,8 +38,13 @@ pub struct UnixPath(&'static Path);
 /// Every path interned so far (each kept once, for the process's life).
 static INTERNED: Mutex<BTreeSet<&'static Path>> = Mutex::new(BTreeSet::new());
 
+/// The longest Unix socket path the kernel takes (`sun_path` is 108 bytes
+/// with its terminating NUL).
+pub(crate) const MAX_UNIX_PATH: usize = 107;
+
 impl UnixPath {
-    /// `path`, interned.
+    /// `path`, interned: kept for the life of the process. Intern paths
+    /// from a config, never ones a request could name.
     pub fn new(path: &Path) -> UnixPath {
         let mut interned = INTERNED.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(kept) = interned.get(path) {
@@ -50,6 +55,12 @@ impl UnixPath {
         UnixPath(kept)
     }
 
+    /// `path` if it was interned already (nothing is kept otherwise).
+    pub fn find(path: &Path) -> Option<UnixPath> {
+        let interned = INTERNED.lock().unwrap_or_else(|p| p.into_inner());
+        interned.get(path).map(|kept| UnixPath(kept))
+    }
+
     /// The path.
     pub fn path(self) -> &'static Path {
         self.0
@@ -57,6 +68,17 @@ impl UnixPath {
 }
 
 impl PeerAddr {
+    /// `text` as [`FromStr`] reads it, but only a Unix path interned
+    /// already (one some config named): for text that comes from a
+    /// request, which must not grow the interned set.
+    pub fn find(text: &str) -> Option<PeerAddr> {
+        let text = text.trim();
+        match text.strip_prefix("unix:") {
+            Some(path) => UnixPath::find(Path::new(path)).map(PeerAddr::Unix),
+            None => text.parse().ok().map(PeerAddr::Inet),
+        }
+    }
+
     /// The TCP address, if it is one.
     pub fn inet(self) -> Option<SocketAddr> {
         match self {
@@ -92,6 +114,9 @@ impl FromStr for PeerAddr {
     fn from_str(text: &str) -> Result<Self, Self::Err> {
         let text = text.trim();
         match text.strip_prefix("unix:") {
+            Some(path) if path.len() > MAX_UNIX_PATH || path.contains('\0') => Err(format!(
+                "{text:?}: a Unix socket's path is at most {MAX_UNIX_PATH} bytes, without NUL"
+            )),
             Some(path) if path.starts_with('/') => {
                 Ok(PeerAddr::Unix(UnixPath::new(Path::new(path))))
             }
@@ -127,5 +152,9 @@ mod tests {
         };
         assert!(std::ptr::eq(pa, pb), "the same interned path");
         assert!("unix:tmp/one.sock".parse::<PeerAddr>().is_err());
+        let long = format!("unix:/{}", "x".repeat(120));
+        assert!(long.parse::<PeerAddr>().is_err());
+        assert_eq!(PeerAddr::find("unix:/tmp/one.sock"), Some(a));
+        assert_eq!(PeerAddr::find("unix:/tmp/never-named.sock"), None);
     }
 }

@@ -154,3 +154,43 @@ async fn a_tls_client_that_connected_before_the_stop_is_answered() {
         .unwrap()
         .unwrap();
 }
+
+/// But a connection quiet for `park_idle_after` without a request is idle:
+/// a stop closes it at once, rather than letting it hold the drain.
+#[tokio::test]
+async fn a_quiet_connection_without_a_request_closes_at_the_stop() {
+    use std::sync::Arc;
+    use tokio::io::AsyncReadExt;
+
+    use switchyard_testkit::tls::{TestCa, client_config};
+
+    let ca = TestCa::new("shutdown CA");
+    let cert = ca.issue(&["proxy.test"]);
+    let origin = Origin::start("ok", Script::always(Behavior::ok())).await;
+    let options = switchyard::ServerOptions {
+        park_idle_after: Some(Duration::from_millis(200)),
+        ..switchyard::ServerOptions::default()
+    };
+    let tls = common::serving(&cert);
+    let proxy = common::start_serving(TestProxy::new(&[origin.addr()]), options, Some(tls)).await;
+    let tcp = tokio::net::TcpStream::connect(proxy.addr).await.unwrap();
+    let name = rustls_pki_types::ServerName::try_from("proxy.test").unwrap();
+    let connector = tokio_rustls::TlsConnector::from(Arc::clone(&client_config(&ca, None)));
+    let mut stream = within(5, "TLS handshake", connector.connect(name, tcp))
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    proxy.shutdown.shutdown();
+    let mut got = Vec::new();
+    let _ = within(
+        3,
+        "the quiet connection to close",
+        stream.read_to_end(&mut got),
+    )
+    .await;
+    assert!(got.is_empty(), "{:?}", String::from_utf8_lossy(&got));
+    within(3, "server drain", proxy.task)
+        .await
+        .unwrap()
+        .unwrap();
+}

@@ -64,7 +64,8 @@ pub(super) async fn put(
             json!({ "error": format!("no upstream group {group:?}") }),
         );
     };
-    let Ok(addr) = server.parse::<switchyard::PeerAddr>() else {
+    // Only a Unix path some config named: a request must not intern one.
+    let Some(addr) = switchyard::PeerAddr::find(&server) else {
         return json_answer(
             StatusCode::NOT_FOUND,
             json!({ "error": format!("{server:?} is not a server address (ip:port or unix:/path)") }),

@@ -157,6 +157,9 @@ pub async fn check_peer(peer: &HttpPeer, options: &CheckOptions) -> (bool, Strin
 
 async fn probe(peer: &HttpPeer, probe: &Probe) -> Result<String, String> {
     if let Some(path) = peer.address.unix_path() {
+        if peer.tls {
+            return Err("TLS to a Unix socket is not supported".to_string());
+        }
         let stream = tokio::net::UnixStream::connect(path)
             .await
             .map_err(|e| format!("connect: {e}"))?;

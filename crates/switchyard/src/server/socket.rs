@@ -35,6 +35,12 @@ impl FromStr for ListenAddr {
 
     fn from_str(text: &str) -> Result<Self, Self::Err> {
         match text.strip_prefix("unix:") {
+            Some(path) if path.len() > crate::peer_addr::MAX_UNIX_PATH || path.contains('\0') => {
+                Err(format!(
+                    "{text:?}: a Unix socket's path is at most {} bytes, without NUL",
+                    crate::peer_addr::MAX_UNIX_PATH
+                ))
+            }
             Some(path) if path.starts_with('/') => Ok(ListenAddr::Unix(PathBuf::from(path))),
             Some(_) => Err(format!("{text:?}: a Unix socket's path must be absolute")),
             None => text.parse().map(ListenAddr::Tcp).map_err(|_| {

@@ -88,13 +88,14 @@ fn new_conn(peer: &HttpPeer, link: Link) -> UpstreamConn {
 /// over a Unix socket.
 async fn unix_connect(peer: &HttpPeer, path: &std::path::Path) -> Result<UnixStream> {
     if peer.tls {
+        // Not a failure of the server: nothing to retry or count.
         return Err(Error::explain(
-            ErrorKind::ConnectError,
+            ErrorKind::Internal,
             format!("TLS to a Unix socket ({}) is not supported", path.display()),
         ));
     }
     let timeout = peer.options.connect_timeout;
-    match tokio::time::timeout(timeout, UnixStream::connect(path)).await {
+    match tokio::time::timeout(timeout, unix_connect_waiting(path)).await {
         Ok(Ok(stream)) => Ok(stream),
         Ok(Err(e)) if e.kind() == io::ErrorKind::NotFound => Err(Error::because(
             ErrorKind::ConnectRefused,
@@ -217,6 +218,23 @@ pub(crate) async fn tls_handshake(
             ErrorKind::ConnectTimedOut,
             format!("no TLS handshake within {timeout:?}"),
         )),
+    }
+}
+
+/// Connect to the Unix socket at `path`. A socket whose backlog is full
+/// answers a non-blocking connect at once (`EAGAIN`), where TCP would wait
+/// for a SYN retransmit: wait and try again, as TCP does, until the caller's
+/// timeout.
+async fn unix_connect_waiting(path: &std::path::Path) -> io::Result<UnixStream> {
+    let mut wait = Duration::from_millis(1);
+    loop {
+        match UnixStream::connect(path).await {
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                tokio::time::sleep(wait).await;
+                wait = (wait * 2).min(Duration::from_millis(50));
+            }
+            connected => return connected,
+        }
     }
 }
 

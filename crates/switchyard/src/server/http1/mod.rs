@@ -234,9 +234,9 @@ struct Waiting<'a, 'w> {
     stop_wait: Pin<&'w mut Notified<'a>>,
     stop_wait_polled: bool,
     stop_seen: bool,
-    /// A request came on this connection. Until one has, a stop does not
-    /// close it: the client connected before the server stopped accepting
-    /// and is answered (within the head's deadline and the drain's).
+    /// A request came on this connection. Until one has (or it parks), a
+    /// stop does not close it: the client connected before the server
+    /// stopped accepting and is about to send its request.
     had_request: bool,
     /// The head's deadline, or parking's before it; or a stalled write's.
     timer: Pin<&'w mut Sleep>,
@@ -311,7 +311,10 @@ impl<'a, 'w> Waiting<'a, 'w> {
                 Poll::Ready(None) => return Poll::Ready(NextHead::Over),
                 Poll::Pending => {}
             }
-            if wire.read.is_empty() && self.had_request && self.poll_stopped(cx) {
+            // A connection that has had no request is about to send one,
+            // unless it has been quiet long enough to park.
+            let idle = self.had_request || self.parked.is_some();
+            if wire.read.is_empty() && idle && self.poll_stopped(cx) {
                 return Poll::Ready(NextHead::Over);
             }
             match self.poll_timer(wire, cx) {
