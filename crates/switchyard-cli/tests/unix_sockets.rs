@@ -245,3 +245,40 @@ async fn a_missing_socket_file_is_a_connect_failure_retried_for_any_method() {
     let tried = format!("unix:{} connect-refused -> retry", missing.display());
     assert!(line.contains(&tried), "{line}");
 }
+
+#[tokio::test]
+async fn a_unix_socket_with_a_full_backlog_is_waited_on_as_tcp_is() {
+    let origin = Origin::healthy("tcp origin").await;
+    let file = TempConfig::new("unix-backlog", "");
+    let busy = socket_beside(&file, "busy.sock");
+    // Nobody accepts, and the backlog is filled: a connect gets EAGAIN.
+    let _listener = std::os::unix::net::UnixListener::bind(&busy).unwrap();
+    let mut fillers = Vec::new();
+    loop {
+        let socket = tokio::net::UnixStream::connect(&busy).await;
+        match socket {
+            Ok(socket) => fillers.push(socket),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+            Err(e) => panic!("filling the backlog: {e}"),
+        }
+        assert!(fillers.len() < 10_000, "the backlog never filled");
+    }
+    let text = format!(
+        "[server]\nlisten = [\"127.0.0.1:0\"]\nworkers = 1\n\
+         [upstreams.app]\nservers = [\"unix:{}\", \"{}\"]\nconnect_hedging = false\n\
+         connect_timeout = \"300ms\"\n",
+        busy.display(),
+        origin.addr()
+    );
+    std::fs::write(&file.path, text).unwrap();
+    let proxy = Running::start(&["run", "-c", file.path.to_str().unwrap()]);
+    let started = std::time::Instant::now();
+    let reply = within(10, "GET", client::get(proxy.addr, "/"))
+        .await
+        .unwrap();
+    assert_eq!(reply.body, "tcp origin");
+    assert!(started.elapsed() >= std::time::Duration::from_millis(250));
+    let line = &proxy.wait_for_log(1).await[0];
+    let tried = format!("unix:{} connect-timed-out -> retry", busy.display());
+    assert!(line.contains(&tried), "{line}");
+}
