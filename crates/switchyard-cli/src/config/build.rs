@@ -254,6 +254,7 @@ pub(super) fn build(
         &groups,
         body_limit,
         decoded,
+        &options.client_identity.trusted_proxies,
     )?;
     Ok(Config {
         listen,

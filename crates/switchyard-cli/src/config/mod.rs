@@ -13,6 +13,7 @@ use std::path::Path;
 
 use switchyard::discovery::Answers;
 
+mod access;
 mod build;
 pub mod file;
 pub mod health;

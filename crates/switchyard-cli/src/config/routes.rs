@@ -10,6 +10,7 @@ use http::Method;
 use http::header::{self, HeaderName, HeaderValue};
 use switchyard::proxy::AllowedUpgrades;
 
+use super::access::access_control;
 use super::file::{EscapedSlashesName, HeaderEditsSection, RouteSection, UpstreamSection};
 use super::retry::{retry_policy, with_overrides};
 use super::units::limit_of;
@@ -41,6 +42,7 @@ pub(super) fn routes(
     groups: &BTreeMap<String, Arc<UpstreamGroup>>,
     body_limit: Option<u64>,
     slashes_decoded: bool,
+    trusted: &[ipnet::IpNet],
 ) -> Result<Vec<Route>, ConfigError> {
     if sections.is_empty() {
         let mut only = groups.values();
@@ -57,6 +59,7 @@ pub(super) fn routes(
                 max_request_body: Some(body_limit),
                 upgrades: Some(AllowedUpgrades::default()),
                 keep_escaped_slashes: None,
+                access: None,
             }]),
             _ => Err(source.error(
                 None,
@@ -69,6 +72,14 @@ pub(super) fn routes(
     for (i, section) in sections.iter().enumerate() {
         let key = format!("routes[{i}]");
         let route = route(source, section, upstreams, groups, body_limit, &key)?;
+        let at = Some(section.upstream.span());
+        let located = |field: &str, message: String| {
+            source.error(at.clone(), &format!("{key}.{field}"), message)
+        };
+        let route = Route {
+            access: access_control(section, trusted, &located)?,
+            ..route
+        };
         if section.escaped_slashes.is_some() && slashes_decoded {
             let message = "[server] escaped_slashes = \"decode\" turns them into / before routing: a route cannot keep or refuse them";
             return Err(source.error(
@@ -138,6 +149,7 @@ fn route(
         policy,
         max_request_body: Some(section.max_request_body.map_or(body_limit, limit_of)),
         upgrades: Some(upgrades(section, &error)?),
+        access: None,
         keep_escaped_slashes: match section.escaped_slashes {
             None => None,
             Some(EscapedSlashesName::Reject) => Some(false),

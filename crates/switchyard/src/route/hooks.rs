@@ -18,6 +18,10 @@ use crate::proxy::{RequestHeader, ResponseHeader, Session};
 /// The `Proxy-Status` of the answer to a request no route takes.
 const NO_ROUTE: &str = "switchyard; error=destination_not_found; details=\"no route\"";
 
+/// The `Proxy-Status` of the answer to a client the route's `allow` and
+/// `deny` lists refuse.
+const DENIED: &str = "switchyard; error=http_request_denied; details=\"access-denied\"";
+
 /// The `Proxy-Status` of the answer to a request whose rewritten path is
 /// refused.
 const BAD_REWRITE: &str = "switchyard; error=http_request_error; details=\"path-rewrite\"";
@@ -41,14 +45,23 @@ impl RouteCtx {
 
     /// For `request_filter`: choose the request's route in `router` and
     /// apply its settings to the session. A request no route takes is
-    /// answered 404, one whose rewritten path would bring back a dot
-    /// segment 400 (`details="path-rewrite"`); `true` then: the request is
-    /// answered.
+    /// answered 404, one from a client the route's access control refuses
+    /// 403 (`error=http_request_denied`), one whose rewritten path would
+    /// bring back a dot segment 400 (`details="path-rewrite"`); `true`
+    /// then: the request is answered.
     pub fn request_filter(&mut self, router: &Router, session: &mut Session) -> bool {
         let Some(route) = router.find(session.req_header()).cloned() else {
             session.respond(own_answer(StatusCode::NOT_FOUND, "no route", NO_ROUTE));
             return true;
         };
+        if let Some(access) = &route.access {
+            let client =
+                access.client_ip(session.client_addr().ip(), &session.req_header().headers);
+            if !access.permits(client) {
+                session.respond(own_answer(StatusCode::FORBIDDEN, "not allowed", DENIED));
+                return true;
+            }
+        }
         let prefix = &route.matcher.path_prefix;
         match route
             .rewrite

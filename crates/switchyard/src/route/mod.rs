@@ -17,12 +17,14 @@ use std::sync::Arc;
 use crate::group::{RetryPolicy, UpstreamGroup};
 use crate::proxy::{AllowedUpgrades, RequestHeader};
 
+mod access;
 mod hooks;
 mod matching;
 mod rewrite;
 #[cfg(test)]
 mod tests;
 
+pub use access::AccessControl;
 pub use hooks::RouteCtx;
 pub use matching::{HeaderCondition, HostPattern, RouteMatch, routing_host};
 pub use rewrite::{HeaderEdits, HostHeader, PathRewrite, Rewrite};
@@ -50,6 +52,8 @@ pub struct Route {
     /// Whether an encoded slash in its paths is forwarded (`Some(true)`) or
     /// refused (`Some(false)`); `None`: as the server's path rules say.
     pub keep_escaped_slashes: Option<bool>,
+    /// Which clients may use it; `None`: everyone.
+    pub access: Option<AccessControl>,
 }
 
 impl Route {
@@ -65,6 +69,7 @@ impl Route {
             max_request_body: None,
             upgrades: None,
             keep_escaped_slashes: None,
+            access: None,
         }
     }
 }

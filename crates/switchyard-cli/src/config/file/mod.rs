@@ -442,4 +442,10 @@ pub struct RouteSection {
     /// (`[server]`'s when unset).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub escaped_slashes: Option<EscapedSlashesName>,
+    /// Only clients in these addresses or ranges may use the route.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allow: Vec<String>,
+    /// Clients in these addresses or ranges may not use the route.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub deny: Vec<String>,
 }

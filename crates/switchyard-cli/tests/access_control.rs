@@ -1,0 +1,96 @@
+//! A route's `allow` and `deny` lists: a refused client gets 403 with
+//! `Proxy-Status: ...; error=http_request_denied` and nothing goes
+//! upstream; behind a trusted proxy the client is the one
+//! `X-Forwarded-For` names; contradictions are refused by `check`.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use bytes::Bytes;
+use http_body_util::Full;
+use switchyard_testkit::{Origin, client, within};
+
+use common::{Running, TempConfig};
+
+fn config(origin: std::net::SocketAddr, routes: &str) -> String {
+    format!(
+        "[server]\nlisten = [\"127.0.0.1:0\"]\ntrusted_proxies = [\"127.0.0.1\"]\n\
+         [upstreams.app]\nservers = [\"{origin}\"]\n{routes}"
+    )
+}
+
+const ROUTES: &str = r#"
+[[routes]]
+path_prefix = "/staff"
+upstream = "app"
+allow = ["127.0.0.1", "10.0.0.0/8"]
+
+[[routes]]
+path_prefix = "/private"
+upstream = "app"
+deny = ["127.0.0.0/8"]
+
+[[routes]]
+path_prefix = "/"
+upstream = "app"
+"#;
+
+async fn get(
+    addr: std::net::SocketAddr,
+    path: &str,
+    forwarded_for: Option<&str>,
+) -> client::Collected {
+    let mut request = http::Request::get(path).header("host", "app");
+    if let Some(client) = forwarded_for {
+        request = request.header("x-forwarded-for", client);
+    }
+    let request = request.body(Full::new(Bytes::new())).unwrap();
+    within(10, "GET", client::send(addr, request))
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn refused_clients_get_403_and_nothing_goes_upstream() {
+    let origin = Origin::healthy("origin").await;
+    let file = TempConfig::new("access", &config(origin.addr(), ROUTES));
+    let proxy = Running::start(&["run", "-c", file.path.to_str().unwrap()]);
+
+    // The connection's own address (the trusted proxy sent no header).
+    assert_eq!(get(proxy.addr, "/staff/a", None).await.status, 200);
+    let denied = get(proxy.addr, "/private/a", None).await;
+    assert_eq!(denied.status, 403);
+    let status = denied.headers["proxy-status"].to_str().unwrap();
+    assert!(status.contains("error=http_request_denied"), "{status}");
+    // Through the trusted proxy, the client it names is judged.
+    let named = Some("198.51.100.7");
+    assert_eq!(get(proxy.addr, "/staff/b", named).await.status, 403);
+    assert_eq!(get(proxy.addr, "/private/b", named).await.status, 200);
+    assert_eq!(
+        get(proxy.addr, "/staff/c", Some("10.1.2.3")).await.status,
+        200
+    );
+    assert_eq!(get(proxy.addr, "/open", named).await.status, 200);
+
+    let paths: Vec<String> = origin.requests().iter().map(|r| r.path.clone()).collect();
+    assert_eq!(paths, ["/staff/a", "/private/b", "/staff/c", "/open"]);
+}
+
+#[test]
+fn an_allow_inside_a_deny_is_refused_by_check() {
+    let routes = "[[routes]]\npath_prefix = \"/\"\nupstream = \"app\"\n\
+                  allow = [\"10.1.0.0/16\"]\ndeny = [\"10.0.0.0/8\"]\n";
+    let file = TempConfig::new(
+        "access-bad",
+        &config("127.0.0.1:9".parse().unwrap(), routes),
+    );
+    let out = common::run(&["check", "-c", file.path.to_str().unwrap()]);
+    assert!(!out.status.success());
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(said.contains("routes[0].allow[0]"), "{said}");
+    assert!(said.contains("can never be allowed"), "{said}");
+    let garbled = routes.replace("10.1.0.0/16", "ten");
+    std::fs::write(&file.path, config("127.0.0.1:9".parse().unwrap(), &garbled)).unwrap();
+    let out = common::run(&["check", "-c", file.path.to_str().unwrap()]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("is not an address or a range"));
+}
