@@ -94,3 +94,99 @@ fn an_allow_inside_a_deny_is_refused_by_check() {
     let out = common::run(&["check", "-c", file.path.to_str().unwrap()]);
     assert!(String::from_utf8_lossy(&out.stderr).contains("is not an address or a range"));
 }
+
+fn basic(user: &str, password: &str) -> String {
+    use base64::Engine;
+    let encoded = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+    format!("Basic {encoded}")
+}
+
+async fn get_as(
+    addr: std::net::SocketAddr,
+    path: &str,
+    authorization: Option<&str>,
+) -> client::Collected {
+    let mut request = http::Request::get(path).header("host", "app");
+    if let Some(value) = authorization {
+        request = request.header("authorization", value);
+    }
+    let request = request.body(Full::new(Bytes::new())).unwrap();
+    within(10, "GET", client::send(addr, request))
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn basic_auth_lets_known_users_in_and_keeps_their_credentials_from_upstream() {
+    let origin = Origin::healthy("origin").await;
+    let file = TempConfig::new("basic-auth", "");
+    let users = file.path.with_file_name("users.htpasswd");
+    let hash = bcrypt::hash("s3cret", 4).unwrap();
+    std::fs::write(&users, format!("# staff\nann:{hash}\n")).unwrap();
+    let routes = format!(
+        "[[routes]]\npath_prefix = \"/staff\"\nupstream = \"app\"\n\
+         basic_auth = {{ realm = \"staff\", users_file = \"{0}\" }}\n\
+         [[routes]]\npath_prefix = \"/pass\"\nupstream = \"app\"\n\
+         basic_auth = {{ realm = \"pass\", users_file = \"{0}\", forward_credentials = true }}\n",
+        users.display()
+    );
+    std::fs::write(&file.path, config(origin.addr(), &routes)).unwrap();
+    let proxy = Running::start(&["run", "-c", file.path.to_str().unwrap()]);
+
+    let none = get_as(proxy.addr, "/staff/a", None).await;
+    assert_eq!(none.status, 401);
+    let challenge = none.headers["www-authenticate"].to_str().unwrap();
+    assert!(
+        challenge.starts_with("Basic realm=\"staff\""),
+        "{challenge}"
+    );
+    assert!(
+        none.headers["proxy-status"]
+            .to_str()
+            .unwrap()
+            .contains("http_request_denied")
+    );
+    let wrong = get_as(proxy.addr, "/staff/b", Some(&basic("ann", "guess"))).await;
+    assert_eq!(wrong.status, 401);
+    let nobody = get_as(proxy.addr, "/staff/c", Some(&basic("eve", "s3cret"))).await;
+    assert_eq!(nobody.status, 401);
+    let right = get_as(proxy.addr, "/staff/d", Some(&basic("ann", "s3cret"))).await;
+    assert_eq!(right.status, 200);
+    let forwarded = get_as(proxy.addr, "/pass/e", Some(&basic("ann", "s3cret"))).await;
+    assert_eq!(forwarded.status, 200);
+
+    let seen = origin.requests();
+    let paths: Vec<&str> = seen.iter().map(|r| r.path.as_str()).collect();
+    assert_eq!(paths, ["/staff/d", "/pass/e"]);
+    assert!(
+        seen[0].headers.get("authorization").is_none(),
+        "not forwarded"
+    );
+    assert!(
+        seen[1].headers.get("authorization").is_some(),
+        "forward_credentials"
+    );
+    let said = proxy.wait_for_stderr("basic authentication failed").await;
+    assert!(!proxy.stderr().join("\n").contains("guess"), "{said}");
+}
+
+#[test]
+fn a_users_file_without_bcrypt_hashes_is_refused_by_check() {
+    let file = TempConfig::new("basic-auth-bad", "");
+    let users = file.path.with_file_name("users.htpasswd");
+    std::fs::write(&users, "ann:$apr1$abcdefgh$0123456789abcdefghijkl\n").unwrap();
+    let routes = format!(
+        "[[routes]]\npath_prefix = \"/\"\nupstream = \"app\"\n\
+         basic_auth = {{ realm = \"staff\", users_file = \"{}\" }}\n",
+        users.display()
+    );
+    std::fs::write(&file.path, config("127.0.0.1:9".parse().unwrap(), &routes)).unwrap();
+    let out = common::run(&["check", "-c", file.path.to_str().unwrap()]);
+    assert!(!out.status.success());
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(said.contains("routes[0].basic_auth.users_file"), "{said}");
+    assert!(
+        said.contains("line 1") && said.contains("htpasswd -B"),
+        "{said}"
+    );
+}

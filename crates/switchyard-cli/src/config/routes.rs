@@ -10,7 +10,7 @@ use http::Method;
 use http::header::{self, HeaderName, HeaderValue};
 use switchyard::proxy::AllowedUpgrades;
 
-use super::access::access_control;
+use super::access::{access_control, basic_auth};
 use super::file::{EscapedSlashesName, HeaderEditsSection, RouteSection, UpstreamSection};
 use super::retry::{retry_policy, with_overrides};
 use super::units::limit_of;
@@ -60,6 +60,7 @@ pub(super) fn routes(
                 upgrades: Some(AllowedUpgrades::default()),
                 keep_escaped_slashes: None,
                 access: None,
+                basic_auth: None,
             }]),
             _ => Err(source.error(
                 None,
@@ -78,6 +79,7 @@ pub(super) fn routes(
         };
         let route = Route {
             access: access_control(section, trusted, &located)?,
+            basic_auth: basic_auth(section, &located)?,
             ..route
         };
         if section.escaped_slashes.is_some() && slashes_decoded {
@@ -150,6 +152,7 @@ fn route(
         max_request_body: Some(section.max_request_body.map_or(body_limit, limit_of)),
         upgrades: Some(upgrades(section, &error)?),
         access: None,
+        basic_auth: None,
         keep_escaped_slashes: match section.escaped_slashes {
             None => None,
             Some(EscapedSlashesName::Reject) => Some(false),

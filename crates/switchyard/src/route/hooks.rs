@@ -22,6 +22,10 @@ const NO_ROUTE: &str = "switchyard; error=destination_not_found; details=\"no ro
 /// `deny` lists refuse.
 const DENIED: &str = "switchyard; error=http_request_denied; details=\"access-denied\"";
 
+/// The `Proxy-Status` of the answer to a request without a known user's
+/// password, on a route with Basic authentication.
+const UNAUTHORIZED: &str = "switchyard; error=http_request_denied; details=\"unauthorized\"";
+
 /// The `Proxy-Status` of the answer to a request whose rewritten path is
 /// refused.
 const BAD_REWRITE: &str = "switchyard; error=http_request_error; details=\"path-rewrite\"";
@@ -61,6 +65,11 @@ impl RouteCtx {
                 session.respond(own_answer(StatusCode::FORBIDDEN, "not allowed", DENIED));
                 return true;
             }
+        }
+        if let Some(auth) = &route.basic_auth
+            && !authenticated(auth, &route.name, session)
+        {
+            return true;
         }
         let prefix = &route.matcher.path_prefix;
         match route
@@ -200,4 +209,39 @@ impl RouteCtx {
 /// The error for a hook that needs a route called before one was chosen.
 fn no_route() -> Box<Error> {
     Error::explain(ErrorKind::Internal, "no route chosen for this request")
+}
+
+/// Check `session`'s credentials against `auth`: answer 401 (and say why,
+/// never with the password) when they fail; drop them from what goes
+/// upstream unless the route forwards them. Whether the request goes on.
+fn authenticated(auth: &crate::route::BasicAuth, route: &str, session: &mut Session) -> bool {
+    match auth.check(&session.req_header().headers) {
+        Ok(()) => {
+            if !auth.forward_credentials {
+                session
+                    .req_header_mut()
+                    .headers
+                    .remove(header::AUTHORIZATION);
+            }
+            true
+        }
+        Err(failure) => {
+            tracing::warn!(
+                route,
+                client = %session.client_addr(),
+                reason = failure.as_str(),
+                "basic authentication failed"
+            );
+            let mut answer = own_answer(
+                StatusCode::UNAUTHORIZED,
+                "authentication needed",
+                UNAUTHORIZED,
+            );
+            answer
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, auth.challenge());
+            session.respond(answer);
+            false
+        }
+    }
 }

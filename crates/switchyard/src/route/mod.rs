@@ -18,6 +18,7 @@ use crate::group::{RetryPolicy, UpstreamGroup};
 use crate::proxy::{AllowedUpgrades, RequestHeader};
 
 mod access;
+mod basic_auth;
 mod hooks;
 mod matching;
 mod rewrite;
@@ -25,6 +26,7 @@ mod rewrite;
 mod tests;
 
 pub use access::AccessControl;
+pub use basic_auth::{AuthFailure, BasicAuth};
 pub use hooks::RouteCtx;
 pub use matching::{HeaderCondition, HostPattern, RouteMatch, routing_host};
 pub use rewrite::{HeaderEdits, HostHeader, PathRewrite, Rewrite};
@@ -54,6 +56,8 @@ pub struct Route {
     pub keep_escaped_slashes: Option<bool>,
     /// Which clients may use it; `None`: everyone.
     pub access: Option<AccessControl>,
+    /// The users who may use it; `None`: no authentication.
+    pub basic_auth: Option<BasicAuth>,
 }
 
 impl Route {
@@ -70,6 +74,7 @@ impl Route {
             upgrades: None,
             keep_escaped_slashes: None,
             access: None,
+            basic_auth: None,
         }
     }
 }

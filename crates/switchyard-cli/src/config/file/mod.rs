@@ -448,4 +448,20 @@ pub struct RouteSection {
     /// Clients in these addresses or ranges may not use the route.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub deny: Vec<String>,
+    /// HTTP Basic authentication against an htpasswd file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub basic_auth: Option<BasicAuthSection>,
+}
+
+/// A route's `basic_auth`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct BasicAuthSection {
+    /// The realm named in `WWW-Authenticate`.
+    pub realm: String,
+    /// An htpasswd file with bcrypt entries (`htpasswd -B`).
+    pub users_file: String,
+    /// Send `Authorization` upstream too.
+    #[serde(default)]
+    pub forward_credentials: bool,
 }
