@@ -160,7 +160,7 @@ pub struct HttpPeer {
 impl HttpPeer {
     /// A peer at `address` with default [`PeerOptions`].
     ///
-    /// Unlike Pingora's, this takes a parsed [`SocketAddr`] (or a
+    /// Unlike Pingora's, this takes a parsed [`SocketAddr`](std::net::SocketAddr) (or a
     /// [`PeerAddr`]), so it cannot panic on a bad address; use
     /// [`HttpPeer::parse`] for text.
     pub fn new(address: impl Into<PeerAddr>, tls: bool, sni: String) -> Self {
