@@ -35,19 +35,30 @@ path_prefix = "/"
 upstream = "app"
 "#;
 
+/// `GET path` with `header` (name and value) if given.
 async fn get(
     addr: std::net::SocketAddr,
     path: &str,
-    forwarded_for: Option<&str>,
+    header: Option<(&str, &str)>,
 ) -> client::Collected {
     let mut request = http::Request::get(path).header("host", "app");
-    if let Some(client) = forwarded_for {
-        request = request.header("x-forwarded-for", client);
+    if let Some((name, value)) = header {
+        request = request.header(name, value);
     }
     let request = request.body(Full::new(Bytes::new())).unwrap();
     within(10, "GET", client::send(addr, request))
         .await
         .unwrap()
+}
+
+/// `X-Forwarded-For: client`.
+fn forwarded_for(client: &str) -> Option<(&'static str, &str)> {
+    Some(("x-forwarded-for", client))
+}
+
+/// `Authorization: value`.
+fn authorization(value: &str) -> Option<(&'static str, &str)> {
+    Some(("authorization", value))
 }
 
 #[tokio::test]
@@ -63,11 +74,13 @@ async fn refused_clients_get_403_and_nothing_goes_upstream() {
     let status = denied.headers["proxy-status"].to_str().unwrap();
     assert!(status.contains("error=http_request_denied"), "{status}");
     // Through the trusted proxy, the client it names is judged.
-    let named = Some("198.51.100.7");
+    let named = forwarded_for("198.51.100.7");
     assert_eq!(get(proxy.addr, "/staff/b", named).await.status, 403);
     assert_eq!(get(proxy.addr, "/private/b", named).await.status, 200);
     assert_eq!(
-        get(proxy.addr, "/staff/c", Some("10.1.2.3")).await.status,
+        get(proxy.addr, "/staff/c", forwarded_for("10.1.2.3"))
+            .await
+            .status,
         200
     );
     assert_eq!(get(proxy.addr, "/open", named).await.status, 200);
@@ -101,21 +114,6 @@ fn basic(user: &str, password: &str) -> String {
     format!("Basic {encoded}")
 }
 
-async fn get_as(
-    addr: std::net::SocketAddr,
-    path: &str,
-    authorization: Option<&str>,
-) -> client::Collected {
-    let mut request = http::Request::get(path).header("host", "app");
-    if let Some(value) = authorization {
-        request = request.header("authorization", value);
-    }
-    let request = request.body(Full::new(Bytes::new())).unwrap();
-    within(10, "GET", client::send(addr, request))
-        .await
-        .unwrap()
-}
-
 #[tokio::test]
 async fn basic_auth_lets_known_users_in_and_keeps_their_credentials_from_upstream() {
     let origin = Origin::healthy("origin").await;
@@ -133,7 +131,7 @@ async fn basic_auth_lets_known_users_in_and_keeps_their_credentials_from_upstrea
     std::fs::write(&file.path, config(origin.addr(), &routes)).unwrap();
     let proxy = Running::start(&["run", "-c", file.path.to_str().unwrap()]);
 
-    let none = get_as(proxy.addr, "/staff/a", None).await;
+    let none = get(proxy.addr, "/staff/a", None).await;
     assert_eq!(none.status, 401);
     let challenge = none.headers["www-authenticate"].to_str().unwrap();
     assert!(
@@ -146,13 +144,33 @@ async fn basic_auth_lets_known_users_in_and_keeps_their_credentials_from_upstrea
             .unwrap()
             .contains("http_request_denied")
     );
-    let wrong = get_as(proxy.addr, "/staff/b", Some(&basic("ann", "guess"))).await;
+    let wrong = get(
+        proxy.addr,
+        "/staff/b",
+        authorization(&basic("ann", "guess")),
+    )
+    .await;
     assert_eq!(wrong.status, 401);
-    let nobody = get_as(proxy.addr, "/staff/c", Some(&basic("eve", "s3cret"))).await;
+    let nobody = get(
+        proxy.addr,
+        "/staff/c",
+        authorization(&basic("eve", "s3cret")),
+    )
+    .await;
     assert_eq!(nobody.status, 401);
-    let right = get_as(proxy.addr, "/staff/d", Some(&basic("ann", "s3cret"))).await;
+    let right = get(
+        proxy.addr,
+        "/staff/d",
+        authorization(&basic("ann", "s3cret")),
+    )
+    .await;
     assert_eq!(right.status, 200);
-    let forwarded = get_as(proxy.addr, "/pass/e", Some(&basic("ann", "s3cret"))).await;
+    let forwarded = get(
+        proxy.addr,
+        "/pass/e",
+        authorization(&basic("ann", "s3cret")),
+    )
+    .await;
     assert_eq!(forwarded.status, 200);
 
     let seen = origin.requests();

@@ -27,6 +27,14 @@ fn config(servers: &str, tracing: &str) -> String {
     )
 }
 
+/// The proxy `switchyard run` serves with `servers` and `tracing` (and
+/// its config file, removed when dropped).
+fn start(name: &str, servers: &str, tracing: &str) -> (TempConfig, Running) {
+    let file = TempConfig::new(name, &config(servers, tracing));
+    let proxy = Running::start(&["run", "-c", file.path.to_str().unwrap()]);
+    (file, proxy)
+}
+
 async fn get(addr: SocketAddr, traceparent: Option<&str>) -> client::Collected {
     let mut request = http::Request::get("/orders?page=2").header("host", "app");
     if let Some(value) = traceparent {
@@ -52,8 +60,7 @@ async fn a_request_is_one_span_with_a_child_span_per_attempt() {
         "otlp_endpoint = \"{}\"\nservice_name = \"edge-proxy\"",
         collector.endpoint()
     );
-    let file = TempConfig::new("otlp", &config(&servers, &tracing));
-    let proxy = Running::start(&["run", "-c", file.path.to_str().unwrap()]);
+    let (_file, proxy) = start("otlp", &servers, &tracing);
 
     let traceparent = format!("00-{TRACE}-{CLIENT_SPAN}-01");
     let reply = get(proxy.addr, Some(&traceparent)).await;
@@ -125,11 +132,7 @@ async fn only_sampled_traces_are_exported() {
         "otlp_endpoint = \"{}\"\nstart_traces = true",
         collector.endpoint()
     );
-    let file = TempConfig::new(
-        "otlp-sampled",
-        &config(&format!("\"{}\"", good.addr()), &tracing),
-    );
-    let proxy = Running::start(&["run", "-c", file.path.to_str().unwrap()]);
+    let (_file, proxy) = start("otlp-sampled", &format!("\"{}\"", good.addr()), &tracing);
 
     let unsampled = format!("00-{TRACE}-{CLIENT_SPAN}-00");
     assert_eq!(get(proxy.addr, Some(&unsampled)).await.status, 200);
@@ -158,11 +161,7 @@ async fn a_collector_that_is_down_costs_requests_nothing_and_drops_are_counted()
     let good = Origin::healthy("good").await;
     let down = refused_addr().await;
     let tracing = format!("otlp_endpoint = \"http://{down}\"\nstart_traces = true");
-    let file = TempConfig::new(
-        "otlp-down",
-        &config(&format!("\"{}\"", good.addr()), &tracing),
-    );
-    let proxy = Running::start(&["run", "-c", file.path.to_str().unwrap()]);
+    let (_file, proxy) = start("otlp-down", &format!("\"{}\"", good.addr()), &tracing);
     for _ in 0..5 {
         assert_eq!(get(proxy.addr, None).await.status, 200);
     }
@@ -182,11 +181,7 @@ async fn a_stuck_collector_fills_the_bounded_queue_and_the_rest_are_dropped() {
         "otlp_endpoint = \"http://{}\"\nstart_traces = true\notlp_queue = 1",
         stuck.addr()
     );
-    let file = TempConfig::new(
-        "otlp-stuck",
-        &config(&format!("\"{}\"", good.addr()), &tracing),
-    );
-    let proxy = Running::start(&["run", "-c", file.path.to_str().unwrap()]);
+    let (_file, proxy) = start("otlp-stuck", &format!("\"{}\"", good.addr()), &tracing);
     // The first request's spans go out within a second, to a collector
     // that never answers: the export hangs (for its 10 s timeout). Meanwhile
     // one request's spans wait in the queue and the others are dropped.

@@ -79,6 +79,15 @@ impl PeerAddr {
         }
     }
 
+    /// The `Host` that names this server when nothing better does: its
+    /// `ip:port`, or `localhost` for a Unix socket (which has no name).
+    pub fn host(self) -> String {
+        match self {
+            PeerAddr::Inet(addr) => addr.to_string(),
+            PeerAddr::Unix(_) => "localhost".to_string(),
+        }
+    }
+
     /// The TCP address, if it is one.
     pub fn inet(self) -> Option<SocketAddr> {
         match self {
@@ -113,20 +122,30 @@ impl FromStr for PeerAddr {
 
     fn from_str(text: &str) -> Result<Self, Self::Err> {
         let text = text.trim();
-        match text.strip_prefix("unix:") {
-            Some(path) if path.len() > MAX_UNIX_PATH || path.contains('\0') => Err(format!(
-                "{text:?}: a Unix socket's path is at most {MAX_UNIX_PATH} bytes, without NUL"
-            )),
-            Some(path) if path.starts_with('/') => {
-                Ok(PeerAddr::Unix(UnixPath::new(Path::new(path))))
-            }
-            Some(_) => Err(format!("{text:?}: a Unix socket's path must be absolute")),
+        match unix_path(text) {
+            Some(path) => Ok(PeerAddr::Unix(UnixPath::new(path?))),
             None => text
                 .parse()
                 .map(PeerAddr::Inet)
                 .map_err(|_| format!("{text:?} is not ip:port or unix:/path")),
         }
     }
+}
+
+/// The path of `unix:/path` text: `None` if the text does not start with
+/// `unix:`, an error if the path is not absolute, too long for a socket
+/// address (over 107 bytes) or holds a NUL.
+pub(crate) fn unix_path(text: &str) -> Option<Result<&Path, String>> {
+    let path = text.strip_prefix("unix:")?;
+    Some(if path.len() > MAX_UNIX_PATH || path.contains('\0') {
+        Err(format!(
+            "{text:?}: a Unix socket's path is at most {MAX_UNIX_PATH} bytes, without NUL"
+        ))
+    } else if path.starts_with('/') {
+        Ok(Path::new(path))
+    } else {
+        Err(format!("{text:?}: a Unix socket's path must be absolute"))
+    })
 }
 
 impl fmt::Display for PeerAddr {

@@ -116,27 +116,10 @@ async fn a_client_that_connected_before_the_stop_is_answered() {
 /// first request comes after it, is answered.
 #[tokio::test]
 async fn a_tls_client_that_connected_before_the_stop_is_answered() {
-    use std::sync::Arc;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-    use switchyard_testkit::tls::{TestCa, client_config};
-
-    let ca = TestCa::new("shutdown CA");
-    let cert = ca.issue(&["proxy.test"]);
-    let origin = Origin::start("ok", Script::always(Behavior::ok())).await;
-    let tls = common::serving(&cert);
-    let proxy = common::start_serving(
-        TestProxy::new(&[origin.addr()]),
-        switchyard::ServerOptions::default(),
-        Some(tls),
-    )
-    .await;
-    let tcp = tokio::net::TcpStream::connect(proxy.addr).await.unwrap();
-    let name = rustls_pki_types::ServerName::try_from("proxy.test").unwrap();
-    let connector = tokio_rustls::TlsConnector::from(Arc::clone(&client_config(&ca, None)));
-    let mut stream = within(5, "TLS handshake", connector.connect(name, tcp))
-        .await
-        .unwrap();
+    let (_origin, proxy, mut stream) =
+        tls_client_connected(switchyard::ServerOptions::default()).await;
     tokio::time::sleep(Duration::from_millis(100)).await;
     proxy.shutdown.shutdown();
     tokio::time::sleep(Duration::from_millis(100)).await;
@@ -159,26 +142,13 @@ async fn a_tls_client_that_connected_before_the_stop_is_answered() {
 /// a stop closes it at once, rather than letting it hold the drain.
 #[tokio::test]
 async fn a_quiet_connection_without_a_request_closes_at_the_stop() {
-    use std::sync::Arc;
     use tokio::io::AsyncReadExt;
 
-    use switchyard_testkit::tls::{TestCa, client_config};
-
-    let ca = TestCa::new("shutdown CA");
-    let cert = ca.issue(&["proxy.test"]);
-    let origin = Origin::start("ok", Script::always(Behavior::ok())).await;
     let options = switchyard::ServerOptions {
         park_idle_after: Some(Duration::from_millis(200)),
         ..switchyard::ServerOptions::default()
     };
-    let tls = common::serving(&cert);
-    let proxy = common::start_serving(TestProxy::new(&[origin.addr()]), options, Some(tls)).await;
-    let tcp = tokio::net::TcpStream::connect(proxy.addr).await.unwrap();
-    let name = rustls_pki_types::ServerName::try_from("proxy.test").unwrap();
-    let connector = tokio_rustls::TlsConnector::from(Arc::clone(&client_config(&ca, None)));
-    let mut stream = within(5, "TLS handshake", connector.connect(name, tcp))
-        .await
-        .unwrap();
+    let (_origin, proxy, mut stream) = tls_client_connected(options).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     proxy.shutdown.shutdown();
     let mut got = Vec::new();
@@ -193,4 +163,29 @@ async fn a_quiet_connection_without_a_request_closes_at_the_stop() {
         .await
         .unwrap()
         .unwrap();
+}
+
+/// An HTTPS proxy (`options`) in front of an origin answering `ok`, and a
+/// client whose TLS handshake with it is done, no request sent yet.
+async fn tls_client_connected(
+    options: switchyard::ServerOptions,
+) -> (
+    Origin,
+    common::Running,
+    tokio_rustls::client::TlsStream<tokio::net::TcpStream>,
+) {
+    use switchyard_testkit::tls::{TestCa, client_config};
+
+    let ca = TestCa::new("shutdown CA");
+    let cert = ca.issue(&["proxy.test"]);
+    let origin = Origin::start("ok", Script::always(Behavior::ok())).await;
+    let tls = common::serving(&cert);
+    let proxy = common::start_serving(TestProxy::new(&[origin.addr()]), options, Some(tls)).await;
+    let tcp = tokio::net::TcpStream::connect(proxy.addr).await.unwrap();
+    let name = rustls_pki_types::ServerName::try_from("proxy.test").unwrap();
+    let connector = tokio_rustls::TlsConnector::from(client_config(&ca, None));
+    let stream = within(5, "TLS handshake", connector.connect(name, tcp))
+        .await
+        .unwrap();
+    (origin, proxy, stream)
 }

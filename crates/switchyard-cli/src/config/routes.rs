@@ -10,7 +10,7 @@ use http::Method;
 use http::header::{self, HeaderName, HeaderValue};
 use switchyard::proxy::AllowedUpgrades;
 
-use super::access::{access_control, basic_auth};
+use super::access::{Located, access_control, basic_auth};
 use super::file::{EscapedSlashesName, HeaderEditsSection, RouteSection, UpstreamSection};
 use super::retry::{retry_policy, with_overrides};
 use super::units::limit_of;
@@ -174,8 +174,6 @@ fn upgrades(section: &RouteSection, error: &Located<'_>) -> Result<AllowedUpgrad
         Some(names) => AllowedUpgrades::new(names).map_err(|e| error("upgrades", e.to_string())),
     }
 }
-
-type Located<'a> = dyn Fn(&str, String) -> ConfigError + 'a;
 
 fn route_match(section: &RouteSection, error: &Located<'_>) -> Result<RouteMatch, ConfigError> {
     if !section.path_prefix.starts_with('/') {

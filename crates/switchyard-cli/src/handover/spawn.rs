@@ -46,11 +46,15 @@ pub fn hand_over(exe: &Path, args: &[OsString], sockets: &[Socket], wait: Durati
     };
     let pid = child.id();
     if let Err(e) = wire::send(&ours, sockets) {
-        return give_up(child, format!("cannot send the listening sockets: {e}"));
+        return give_up(
+            child,
+            format!("cannot send the listening sockets: {e}"),
+            EXIT_WAIT,
+        );
     }
     match read_word(&ours, deadline) {
         Word::Ready => Outcome::Ready { pid },
-        Word::Failed(reason) => give_up(child, reason),
+        Word::Failed(reason) => give_up(child, reason, EXIT_WAIT),
         Word::Closed => {
             let status = child
                 .wait()
@@ -59,14 +63,20 @@ pub fn hand_over(exe: &Path, args: &[OsString], sockets: &[Socket], wait: Durati
                 "the new process ({pid}) exited before it was ready ({status})"
             ))
         }
-        Word::Silent => stop_silent(
+        Word::Silent => give_up(
             child,
             format!(
                 "the new process ({pid}) was not ready within {}",
                 humantime::format_duration(wait)
             ),
+            // Silent all along: no need to wait for it to exit by itself.
+            Duration::ZERO,
         ),
-        Word::Garbled(e) => give_up(child, format!("reading the new process's answer: {e}")),
+        Word::Garbled(e) => give_up(
+            child,
+            format!("reading the new process's answer: {e}"),
+            EXIT_WAIT,
+        ),
     }
 }
 
@@ -74,9 +84,10 @@ pub fn hand_over(exe: &Path, args: &[OsString], sockets: &[Socket], wait: Durati
 /// (writing out its logs) before it is killed.
 const EXIT_WAIT: Duration = Duration::from_secs(5);
 
-/// Stop (if it still runs) and reap a new process that will not serve.
-fn give_up(mut child: Child, reason: String) -> Outcome {
-    let deadline = Instant::now() + EXIT_WAIT;
+/// Stop (if it still runs, after `wait`) and reap a new process that will
+/// not serve.
+fn give_up(mut child: Child, reason: String, wait: Duration) -> Outcome {
+    let deadline = Instant::now() + wait;
     while let Ok(None) = child.try_wait() {
         if Instant::now() >= deadline {
             let _ = child.kill();
@@ -84,13 +95,6 @@ fn give_up(mut child: Child, reason: String) -> Outcome {
         }
         std::thread::sleep(Duration::from_millis(20));
     }
-    let _ = child.wait();
-    Outcome::Failed(reason)
-}
-
-/// Kill and reap a new process that said nothing in time.
-fn stop_silent(mut child: Child, reason: String) -> Outcome {
-    let _ = child.kill();
     let _ = child.wait();
     Outcome::Failed(reason)
 }

@@ -220,10 +220,8 @@ impl UpstreamGroup {
     pub fn host_of(&self, address: impl Into<PeerAddr>) -> String {
         let address = address.into();
         let default_port = if self.tls.is_some() { 443 } else { 80 };
-        let address = match address {
-            PeerAddr::Inet(address) => address,
-            // A Unix socket has no host name: the app sees a local one.
-            PeerAddr::Unix(_) => return "localhost".to_string(),
+        let Some(address) = address.inet() else {
+            return address.host();
         };
         match self.hosts.get(&PeerAddr::Inet(address)) {
             Some(name) if address.port() == default_port => name.clone(),

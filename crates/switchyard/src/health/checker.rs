@@ -189,10 +189,9 @@ where
         .await
         .map_err(|e| format!("handshake: {e}"))?;
     let driving = tokio::spawn(connection);
-    let host = match (peer.sni.as_str(), peer.address) {
-        ("", crate::PeerAddr::Unix(_)) => "localhost".to_string(),
-        ("", address) => address.to_string(),
-        (name, _) => name.to_string(),
+    let host = match peer.sni.as_str() {
+        "" => peer.address.host(),
+        name => name.to_string(),
     };
     let request = http::Request::get(path.as_str())
         .header(http::header::HOST, host)

@@ -156,11 +156,9 @@ fn head_for_upstream(
     // RFC 9112 section 3.2.2: an absolute-form target's authority wins over Host.
     let host = match downstream.uri.authority() {
         Some(_) => routed.cloned(),
-        None if !head.headers.contains_key(header::HOST) => match peer {
-            crate::PeerAddr::Inet(addr) => HeaderValue::from_str(&addr.to_string()).ok(),
-            // A Unix socket has no host name: the app sees a local one.
-            crate::PeerAddr::Unix(_) => Some(HeaderValue::from_static("localhost")),
-        },
+        None if !head.headers.contains_key(header::HOST) => {
+            HeaderValue::from_str(&peer.host()).ok()
+        }
         None => None,
     };
     if let Some(host) = host {

@@ -64,12 +64,7 @@ impl AuthFailure {
 impl BasicAuth {
     /// Authentication in `realm` against `users` (name to bcrypt hash).
     pub fn new(realm: impl Into<String>, users: HashMap<String, String>) -> BasicAuth {
-        let cost = users
-            .values()
-            .filter_map(|hash| hash.parse::<bcrypt::HashParts>().ok())
-            .map(|parts| parts.get_cost())
-            .max()
-            .unwrap_or(bcrypt::DEFAULT_COST);
+        let cost = max_cost(&users).unwrap_or(bcrypt::DEFAULT_COST);
         let mut salt = [0u8; 16];
         salt[..8].copy_from_slice(&crate::random::next_u64().to_le_bytes());
         salt[8..].copy_from_slice(&crate::random::next_u64().to_le_bytes());
@@ -112,12 +107,7 @@ impl BasicAuth {
 
     /// The highest bcrypt cost among the users' hashes.
     pub fn max_cost(&self) -> u32 {
-        self.users
-            .values()
-            .filter_map(|hash| hash.parse::<bcrypt::HashParts>().ok())
-            .map(|parts| parts.get_cost())
-            .max()
-            .unwrap_or(0)
+        max_cost(&self.users).unwrap_or(0)
     }
 
     /// Whether `headers` carry a known user's password.
@@ -160,6 +150,15 @@ impl BasicAuth {
     fn lock(&self) -> std::sync::MutexGuard<'_, Passed> {
         self.passed.lock().unwrap_or_else(|p| p.into_inner())
     }
+}
+
+/// The highest bcrypt cost among `users`' hashes.
+fn max_cost(users: &HashMap<String, String>) -> Option<u32> {
+    users
+        .values()
+        .filter_map(|hash| hash.parse::<bcrypt::HashParts>().ok())
+        .map(|parts| parts.get_cost())
+        .max()
 }
 
 /// `Basic base64(user:password)`, decoded.

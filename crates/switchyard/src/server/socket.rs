@@ -34,15 +34,8 @@ impl FromStr for ListenAddr {
     type Err = String;
 
     fn from_str(text: &str) -> Result<Self, Self::Err> {
-        match text.strip_prefix("unix:") {
-            Some(path) if path.len() > crate::peer_addr::MAX_UNIX_PATH || path.contains('\0') => {
-                Err(format!(
-                    "{text:?}: a Unix socket's path is at most {} bytes, without NUL",
-                    crate::peer_addr::MAX_UNIX_PATH
-                ))
-            }
-            Some(path) if path.starts_with('/') => Ok(ListenAddr::Unix(PathBuf::from(path))),
-            Some(_) => Err(format!("{text:?}: a Unix socket's path must be absolute")),
+        match crate::peer_addr::unix_path(text) {
+            Some(path) => Ok(ListenAddr::Unix(path?.to_path_buf())),
             None => text.parse().map(ListenAddr::Tcp).map_err(|_| {
                 format!("{text:?} is not ip:port or unix:/path (e.g. \"127.0.0.1:8080\")")
             }),
