@@ -182,6 +182,7 @@ pub fn one_liner(args: &OneLiner) -> Result<FileConfig, String> {
             escaped_slashes: Default::default(),
             keep_traces: defaults::keep_traces(),
             keep_failed_traces: defaults::keep_traces(),
+            rate_limit_keys: defaults::rate_limit_keys(),
         },
         log: LogSection {
             access_file: args.access_log.clone().map(spanned),

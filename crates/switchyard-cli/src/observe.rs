@@ -19,6 +19,7 @@ mod hedges;
 mod log_drops;
 mod otlp;
 mod pushback;
+mod refusals;
 mod report;
 mod servers;
 mod traces;
@@ -32,6 +33,7 @@ use hedges::HedgeMetrics;
 use log_drops::LogDropMetrics;
 use otlp::OtlpMetrics;
 use pushback::PushbackMetrics;
+use refusals::RefusalMetrics;
 use servers::ServerGauges;
 pub use servers::state_word;
 use switchyard::log_file::LogWriter;
@@ -76,6 +78,9 @@ pub struct Finished {
     pub proxy_status: Option<String>,
     /// Its W3C trace ID, when it has a trace.
     pub trace_id: Option<String>,
+    /// Why its route refused it (`rate-limited`, `access-denied`,
+    /// `unauthorized`), if it did.
+    pub refused: Option<&'static str>,
 }
 
 /// The access log: its format and where its lines go.
@@ -101,6 +106,7 @@ pub struct Observer {
     pushback: PushbackMetrics,
     hedges: HedgeMetrics,
     dry_runs: DryRunMetrics,
+    refusals: RefusalMetrics,
     log_drops: LogDropMetrics,
     otlp: OtlpMetrics,
     servers: ServerGauges,
@@ -130,6 +136,7 @@ impl Observer {
         let pushback = PushbackMetrics::register(&mut registry);
         let hedges = HedgeMetrics::register(&mut registry);
         let dry_runs = DryRunMetrics::register(&mut registry);
+        let refusals = RefusalMetrics::register(&mut registry);
         let log_drops = LogDropMetrics::register(&mut registry);
         let otlp = OtlpMetrics::register(&mut registry);
         let servers = ServerGauges::register(&mut registry);
@@ -145,6 +152,7 @@ impl Observer {
             pushback,
             hedges,
             dry_runs,
+            refusals,
             log_drops,
             otlp,
             servers,
@@ -221,6 +229,11 @@ impl Observer {
     pub fn count_grpc(&self, upstream: Option<&Arc<String>>, code: u32) {
         self.grpc
             .record(upstream.unwrap_or(&self.metrics.no_upstream), code);
+    }
+
+    /// Count a request `route` refused for `why`.
+    pub fn count_refusal(&self, route: &Arc<String>, why: switchyard::route::Refusal) {
+        self.refusals.record(route, why);
     }
 
     /// Count what policies in dry-run mode would have done.
@@ -302,7 +315,8 @@ impl Observer {
 
 /// `127.0.0.1:5000 "GET /x" 200 5B 3.1ms upstream=app id=5f0c...e1 attempts=2: 127.0.0.1:9001 connect-refused -> retry; 127.0.0.1:9002 200 -> done`,
 /// then, after a 101, `upgrade=websocket up=12B down=40B for=1530.2ms ended=closed`,
-/// for a gRPC call `grpc=14`, and with dry-run policies `dry-run=hedge:send-copy,...`.
+/// for a gRPC call `grpc=14`, with dry-run policies `dry-run=hedge:send-copy,...`,
+/// and for a request its route refused `refused=rate-limited`.
 pub fn text_line(r: &Finished) -> String {
     let mut line = format!(
         "{} \"{} {}\" {} {}B {:.1}ms upstream={} id={} attempts={}: {}",
@@ -337,6 +351,9 @@ pub fn text_line(r: &Finished) -> String {
         let would: Vec<String> = r.dry_runs.iter().map(ToString::to_string).collect();
         line.push_str(&format!(" dry-run={}", would.join(",")));
     }
+    if let Some(refused) = r.refused {
+        line.push_str(&format!(" refused={refused}"));
+    }
     if let Some(error) = &r.error {
         line.push_str(&format!(" error=\"{}\"", error.replace('"', "'")));
     }
@@ -362,6 +379,7 @@ pub fn json_value(r: &Finished) -> serde_json::Value {
         "request_id": r.request_id,
         "trace_id": r.trace_id,
         "error": r.error,
+        "refused": r.refused,
         "attempts": attempts,
         "grpc_status": r.grpc.as_ref().map(|g| g.code),
         "grpc_message": r.grpc.as_ref().and_then(|g| g.message.as_deref()),

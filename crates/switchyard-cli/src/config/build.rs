@@ -24,9 +24,10 @@ use super::health::{check_options, outlier_policy};
 use super::protocol::{Scheme, group_protocol};
 use super::resolve::{ServerAddr, entry_parts, entry_scheme};
 use super::retry::{budget_policy, retry_policy};
-use super::routes::routes;
+use super::routes::{RouteDefaults, routes};
 use super::server::{client_identity, http2_options, max_connections, path_rules};
 use super::tls::{ListenerTls, group_tls, listener_tls};
+use super::traffic::shared_buckets;
 use super::units::limit_of;
 use super::{ConfigError, Source};
 
@@ -198,6 +199,10 @@ pub(super) fn build(
             return Err(source.error(None, key, format!("must be at most {MAX_KEPT_TRACES}")));
         }
     }
+    if server.rate_limit_keys == 0 {
+        let message = "must be at least 1 (rate limits need somewhere to count)";
+        return Err(source.error(None, "server.rate_limit_keys", message));
+    }
     if server.max_headers == 0 {
         return Err(source.error(None, "server.max_headers", "must be at least 1"));
     }
@@ -252,9 +257,12 @@ pub(super) fn build(
         &file.routes,
         &file.upstreams,
         &groups,
-        body_limit,
-        decoded,
-        &options.client_identity.trusted_proxies,
+        &RouteDefaults {
+            body_limit,
+            slashes_decoded: decoded,
+            trusted: &options.client_identity.trusted_proxies,
+            buckets: shared_buckets(server.rate_limit_keys),
+        },
     )?;
     Ok(Config {
         listen,

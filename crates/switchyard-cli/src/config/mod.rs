@@ -23,6 +23,7 @@ mod retry;
 pub mod routes;
 mod server;
 pub mod tls;
+mod traffic;
 pub mod units;
 
 pub use build::{AdminToken, Config};

@@ -13,6 +13,7 @@ use switchyard::proxy::AllowedUpgrades;
 use super::access::{Located, access_control, basic_auth};
 use super::file::{EscapedSlashesName, HeaderEditsSection, RouteSection, UpstreamSection};
 use super::retry::{retry_policy, with_overrides};
+use super::traffic::rate_limit;
 use super::units::limit_of;
 use super::{ConfigError, Source};
 use switchyard::group::UpstreamGroup;
@@ -33,6 +34,19 @@ const NOT_EDITABLE: [HeaderName; 8] = [
     HeaderName::from_static("proxy-connection"),
 ];
 
+/// What every route is built with: the server's settings it falls back
+/// on or shares.
+pub(super) struct RouteDefaults<'a> {
+    /// `[server] max_request_body`.
+    pub(super) body_limit: Option<u64>,
+    /// Whether `[server] escaped_slashes = "decode"`.
+    pub(super) slashes_decoded: bool,
+    /// `[server] trusted_proxies`.
+    pub(super) trusted: &'a [ipnet::IpNet],
+    /// The buckets rate limits count in.
+    pub(super) buckets: Arc<switchyard::route::RateLimitBuckets>,
+}
+
 /// The routes of `sections` (or the one implied route to the only group),
 /// each checked, and none unreachable.
 pub(super) fn routes(
@@ -40,10 +54,9 @@ pub(super) fn routes(
     sections: &[RouteSection],
     upstreams: &BTreeMap<String, UpstreamSection>,
     groups: &BTreeMap<String, Arc<UpstreamGroup>>,
-    body_limit: Option<u64>,
-    slashes_decoded: bool,
-    trusted: &[ipnet::IpNet],
+    shared: &RouteDefaults<'_>,
 ) -> Result<Vec<Route>, ConfigError> {
+    let body_limit = shared.body_limit;
     if sections.is_empty() {
         let mut only = groups.values();
         return match (only.next(), only.next()) {
@@ -61,6 +74,7 @@ pub(super) fn routes(
                 keep_escaped_slashes: None,
                 access: None,
                 basic_auth: None,
+                rate_limit: None,
             }]),
             _ => Err(source.error(
                 None,
@@ -77,12 +91,20 @@ pub(super) fn routes(
         let located = |field: &str, message: String| {
             source.error(at.clone(), &format!("{key}.{field}"), message)
         };
+        let limit_name = section.name.clone().unwrap_or_else(|| key.clone());
         let route = Route {
-            access: access_control(section, trusted, &located)?,
+            access: access_control(section, shared.trusted, &located)?,
             basic_auth: basic_auth(section, &located)?,
+            rate_limit: rate_limit(
+                section.rate_limit.as_ref(),
+                &limit_name,
+                shared.trusted,
+                &shared.buckets,
+                &located,
+            )?,
             ..route
         };
-        if section.escaped_slashes.is_some() && slashes_decoded {
+        if section.escaped_slashes.is_some() && shared.slashes_decoded {
             let message = "[server] escaped_slashes = \"decode\" turns them into / before routing: a route cannot keep or refuse them";
             return Err(source.error(
                 Some(section.upstream.span()),
@@ -153,6 +175,7 @@ fn route(
         upgrades: Some(upgrades(section, &error)?),
         access: None,
         basic_auth: None,
+        rate_limit: None,
         keep_escaped_slashes: match section.escaped_slashes {
             None => None,
             Some(EscapedSlashesName::Reject) => Some(false),

@@ -29,6 +29,9 @@ impl Observer {
         if !dry_runs.is_empty() {
             self.count_dry_runs(&dry_runs);
         }
+        if let (Some(route), Some(why)) = (ctx.route(), ctx.refusal()) {
+            self.count_refusal(&route.name, why);
+        }
         let status = session.response_status().map_or(0, |s| s.as_u16());
         let route = ctx.route().map(|r| (r.group.label(), &r.name));
         self.count(route, status, session.attempts());
@@ -64,6 +67,7 @@ impl Observer {
             grpc: session.grpc_status().cloned(),
             proxy_status: e.and_then(|e| proxy_status(e).to_str().ok().map(str::to_string)),
             trace_id: session.trace_context().map(|t| t.trace_id_hex()),
+            refused: ctx.refusal().map(|why| why.as_str()),
         };
         self.log(&finished);
         self.traces.keep(finished);

@@ -42,10 +42,10 @@ impl Mode {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct WouldHave {
     /// The policy: `idempotency-key`, `deadline`, `pushback`,
-    /// `one-layer-retries`, `hedge`, `outlier`, `slow-start`.
+    /// `one-layer-retries`, `hedge`, `outlier`, `slow-start`, `rate-limit`.
     pub policy: &'static str,
     /// What it would have done: `retry`, `skip-retry`, `hold`, `wait`,
-    /// `not-retry`, `send-copy`, `eject`, `pick-again`.
+    /// `not-retry`, `send-copy`, `eject`, `pick-again`, `refuse`.
     pub would: &'static str,
 }
 

@@ -59,31 +59,34 @@ impl AccessControl {
     /// are). An entry that is not an address ends the walk at the last
     /// trusted one: nothing left of it can be believed.
     pub fn client_ip(&self, peer: IpAddr, headers: &HeaderMap) -> IpAddr {
-        let mut client = peer.to_canonical();
-        if !self.trusts(client) {
-            return client;
-        }
-        let chain: Vec<&str> = headers
-            .get_all(&X_FORWARDED_FOR)
-            .iter()
-            .filter_map(|value| value.to_str().ok())
-            .flat_map(|value| value.split(','))
-            .collect();
-        for entry in chain.iter().rev() {
-            let Ok(ip) = entry.trim().parse::<IpAddr>() else {
-                break;
-            };
-            client = ip.to_canonical();
-            if !self.trusts(client) {
-                break;
-            }
-        }
-        client
+        client_behind(peer, headers, &self.trusted_proxies)
     }
+}
 
-    fn trusts(&self, ip: IpAddr) -> bool {
-        self.trusted_proxies.iter().any(|net| net.contains(&ip))
+/// The client of a request that came from `peer` with `headers`, read
+/// past `trusted` proxies: see [`AccessControl::client_ip`].
+pub(super) fn client_behind(peer: IpAddr, headers: &HeaderMap, trusted: &[IpNet]) -> IpAddr {
+    let trusts = |ip: &IpAddr| trusted.iter().any(|net| net.contains(ip));
+    let mut client = peer.to_canonical();
+    if !trusts(&client) {
+        return client;
     }
+    let chain: Vec<&str> = headers
+        .get_all(&X_FORWARDED_FOR)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .collect();
+    for entry in chain.iter().rev() {
+        let Ok(ip) = entry.trim().parse::<IpAddr>() else {
+            break;
+        };
+        client = ip.to_canonical();
+        if !trusts(&client) {
+            break;
+        }
+    }
+    client
 }
 
 #[cfg(test)]

@@ -34,6 +34,8 @@ const BAD_REWRITE: &str = "switchyard; error=http_request_error; details=\"path-
 #[derive(Debug, Default)]
 pub struct RouteCtx {
     route: Option<Arc<Route>>,
+    /// Why the route's guards refused the request, if they did.
+    refused: Option<Refusal>,
     /// The path and query the route rewrote the request's to, if it did.
     rewritten: Option<Uri>,
     /// The request's state in its route's group.
@@ -47,20 +49,32 @@ impl RouteCtx {
         self.route.as_ref()
     }
 
+    /// Why the route refused the request, if it did.
+    #[inline]
+    pub fn refusal(&self) -> Option<Refusal> {
+        self.refused
+    }
+
     /// For `request_filter`: choose the request's route in `router` and
     /// apply its settings to the session. A request no route takes is
     /// answered 404, one from a client the route's access control refuses
-    /// 403 (`error=http_request_denied`), one whose rewritten path would
+    /// 403 (`error=http_request_denied`), one over its rate limit 429, one
+    /// without a known user's password 401, one whose rewritten path would
     /// bring back a dot segment 400 (`details="path-rewrite"`); `true`
-    /// then: the request is answered.
+    /// then: the request is answered (and [`refusal`](Self::refusal) says
+    /// why, for the three guards).
     pub fn request_filter(&mut self, router: &Router, session: &mut Session) -> bool {
         let Some(route) = router.find(session.req_header()).cloned() else {
             session.respond(own_answer(StatusCode::NOT_FOUND, "no route", NO_ROUTE));
             return true;
         };
-        // Out of line: a route without either costs one test.
-        if (route.access.is_some() || route.basic_auth.is_some()) && refused(&route, session) {
-            return true;
+        // Out of line: a route without guards costs these tests.
+        if route.access.is_some() || route.rate_limit.is_some() || route.basic_auth.is_some() {
+            self.refused = refused(&route, session);
+            if self.refused.is_some() {
+                self.route = Some(route);
+                return true;
+            }
         }
         let prefix = &route.matcher.path_prefix;
         match route
@@ -202,20 +216,56 @@ fn no_route() -> Box<Error> {
     Error::explain(ErrorKind::Internal, "no route chosen for this request")
 }
 
-/// Whether `route`'s access control or Basic authentication refused the
-/// request (it is answered then).
+/// Why a route's guards refused a request: the `details` of its
+/// `Proxy-Status`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// The route's `allow` and `deny` lists refused the client (403).
+    AccessDenied,
+    /// The route's rate limit was reached (429).
+    RateLimited,
+    /// No known user's password (401).
+    Unauthorized,
+}
+
+impl Refusal {
+    /// Its name in metrics and logs: `access-denied`, `rate-limited`,
+    /// `unauthorized`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Refusal::AccessDenied => "access-denied",
+            Refusal::RateLimited => "rate-limited",
+            Refusal::Unauthorized => "unauthorized",
+        }
+    }
+}
+
+/// Whether `route`'s access control, rate limit or Basic authentication
+/// refused the request (it is answered then), and why. A rate limit in
+/// dry-run mode records what it would have done and lets it pass.
 #[inline(never)]
-fn refused(route: &Route, session: &mut Session) -> bool {
+fn refused(route: &Route, session: &mut Session) -> Option<Refusal> {
     if let Some(access) = &route.access {
         let client = access.client_ip(session.client_addr().ip(), &session.req_header().headers);
         if !access.permits(client) {
             session.respond(own_answer(StatusCode::FORBIDDEN, "not allowed", DENIED));
-            return true;
+            return Some(Refusal::AccessDenied);
+        }
+    }
+    if let Some(limit) = &route.rate_limit {
+        let client = session.client_addr().ip();
+        if let Some(over) = limit.check(client, &session.req_header().headers) {
+            if limit.mode.is_dry_run() {
+                session.note_dry_run("rate-limit", "refuse");
+            } else {
+                session.respond(limit.answer(over));
+                return Some(Refusal::RateLimited);
+            }
         }
     }
     match &route.basic_auth {
-        Some(auth) => !authenticated(auth, &route.name, session),
-        None => false,
+        Some(auth) if !authenticated(auth, &route.name, session) => Some(Refusal::Unauthorized),
+        _ => None,
     }
 }
 

@@ -21,14 +21,16 @@ mod access;
 mod basic_auth;
 mod hooks;
 mod matching;
+mod rate_limit;
 mod rewrite;
 #[cfg(test)]
 mod tests;
 
 pub use access::AccessControl;
 pub use basic_auth::{AuthFailure, BasicAuth};
-pub use hooks::RouteCtx;
+pub use hooks::{Refusal, RouteCtx};
 pub use matching::{HeaderCondition, HostPattern, RouteMatch, routing_host};
+pub use rate_limit::{RateLimit, RateLimitBuckets, RateLimitKey, RateLimited};
 pub use rewrite::{HeaderEdits, HostHeader, PathRewrite, Rewrite};
 
 /// A route: which requests go to which group, with which policy.
@@ -58,6 +60,8 @@ pub struct Route {
     pub access: Option<AccessControl>,
     /// The users who may use it; `None`: no authentication.
     pub basic_auth: Option<BasicAuth>,
+    /// How often each client (or key) may use it; `None`: no limit.
+    pub rate_limit: Option<RateLimit>,
 }
 
 impl Route {
@@ -75,6 +79,7 @@ impl Route {
             keep_escaped_slashes: None,
             access: None,
             basic_auth: None,
+            rate_limit: None,
         }
     }
 }

@@ -106,3 +106,7 @@ pub(crate) fn service_name() -> String {
 pub(crate) fn otlp_queue() -> usize {
     switchyard::otlp::OtlpOptions::new("").queue
 }
+
+pub(crate) fn rate_limit_keys() -> usize {
+    switchyard::route::RateLimitBuckets::DEFAULT_CAPACITY
+}

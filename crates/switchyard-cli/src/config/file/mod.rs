@@ -18,11 +18,13 @@ mod health;
 mod retry;
 mod routes;
 mod tls;
+mod traffic;
 
 pub use health::{HealthCheckSection, OutlierSection};
 pub use retry::{BackoffSection, ModeName, RetryOnEntry, RetryOverride, RetrySection};
 pub use routes::{HeaderEditsSection, HeaderMatchEntry};
 pub use tls::{CertificateEntry, ListenerTlsSection, UpstreamTlsSection};
+pub use traffic::RateLimitSection;
 
 /// The whole file.
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -166,6 +168,10 @@ pub struct ServerSection {
     /// (`0`: none).
     #[serde(default = "defaults::keep_traces")]
     pub keep_failed_traces: usize,
+    /// The most rate-limit buckets (keys) kept across every route; the
+    /// least recently used go first.
+    #[serde(default = "defaults::rate_limit_keys")]
+    pub rate_limit_keys: usize,
 }
 
 /// `escaped_slashes`: `"reject"`, `"keep"` or `"decode"`.
@@ -451,6 +457,9 @@ pub struct RouteSection {
     /// HTTP Basic authentication against an htpasswd file.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub basic_auth: Option<BasicAuthSection>,
+    /// A token bucket per client (or header value, or for the route).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_limit: Option<RateLimitSection>,
 }
 
 /// A route's `basic_auth`.

@@ -54,6 +54,7 @@ fn story(id: &str, path: &str, retried: bool) -> Finished {
         dry_runs: Vec::new(),
         proxy_status: None,
         trace_id: None,
+        refused: None,
     }
 }
 
