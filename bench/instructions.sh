@@ -17,6 +17,9 @@
 #                                                   by h2load: 10 connections x 10 streams)
 #   SERVER_EXTRA='normalize_path = false' bench/instructions.sh ...
 #                                                   (more keys for Switchyard's [server])
+#   CONFIG_EXTRA=$'[[routes]]\nupstream = "backend"\nrate_limit = ...' bench/instructions.sh ...
+#                                                   (appended to Switchyard's config, after the
+#                                                   [upstreams.backend] table: routes, say)
 #   ACCESS_LOG=stdout|PATH bench/instructions.sh ...
 #                                                   (Switchyard's access log on, to standard output
 #                                                   (sent to /dev/null) or to the file PATH;
@@ -81,6 +84,7 @@ ${SERVER_EXTRA:-}
 $ACCESS_KEYS
 [upstreams.backend]
 $UPSTREAM
+${CONFIG_EXTRA:-}
 CONF
 nginx -c "$W/backend.conf" & NG=$!
 
