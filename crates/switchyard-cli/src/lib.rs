@@ -183,6 +183,9 @@ pub fn one_liner(args: &OneLiner) -> Result<FileConfig, String> {
             keep_traces: defaults::keep_traces(),
             keep_failed_traces: defaults::keep_traces(),
             rate_limit_keys: defaults::rate_limit_keys(),
+            https_redirect: false,
+            https_redirect_except: Vec::new(),
+            error_pages: Default::default(),
         },
         log: LogSection {
             access_file: args.access_log.clone().map(spanned),

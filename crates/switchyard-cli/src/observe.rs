@@ -201,16 +201,17 @@ impl Observer {
     }
 
     /// Count one finished request in the metrics: its upstream group's
-    /// label and its route's name (`None`: no route matched), final status
-    /// and trace. Allocates nothing once the label sets exist.
+    /// label (`None`: no group) and its route's name (`None`: no route
+    /// matched), final status and trace. Allocates nothing once the label sets exist.
     pub fn count(
         &self,
-        route: Option<(&Arc<String>, &Arc<String>)>,
+        upstream: Option<&Arc<String>>,
+        route: Option<&Arc<String>>,
         status: u16,
         trace: &AttemptLog,
     ) {
-        let (upstream, route) =
-            route.unwrap_or((&self.metrics.no_upstream, &self.metrics.no_route));
+        let upstream = upstream.unwrap_or(&self.metrics.no_upstream);
+        let route = route.unwrap_or(&self.metrics.no_route);
         self.metrics.record(
             upstream_metrics::RequestKey { upstream, route },
             status,

@@ -13,7 +13,7 @@ use http::HeaderValue;
 use switchyard::policy::budget::RetryBudget;
 use switchyard::policy::limits::RetryLimits;
 use switchyard::prelude::*;
-use switchyard::proxy::respond;
+use switchyard::proxy::{ErrorPages, respond};
 use switchyard::route::{RouteCtx, Router};
 
 use crate::config::Config;
@@ -25,6 +25,7 @@ use crate::observe::Observer;
 #[derive(Debug, Clone)]
 pub struct ConfigProxy {
     router: Arc<RwLock<Router>>,
+    error_pages: Arc<RwLock<Arc<ErrorPages>>>,
     attempt_count_header: bool,
     observer: Arc<Observer>,
 }
@@ -38,6 +39,7 @@ impl ConfigProxy {
     pub fn new(config: &Config, observer: Arc<Observer>) -> Self {
         ConfigProxy {
             router: Arc::new(RwLock::new(router_of(config))),
+            error_pages: Arc::new(RwLock::new(Arc::new(config.error_pages.clone()))),
             attempt_count_header: config.attempt_count_header,
             observer,
         }
@@ -47,6 +49,8 @@ impl ConfigProxy {
     /// keep the route they matched.
     pub fn reload(&self, config: &Config) {
         *self.router.write().unwrap_or_else(|p| p.into_inner()) = router_of(config);
+        *self.error_pages.write().unwrap_or_else(|p| p.into_inner()) =
+            Arc::new(config.error_pages.clone());
     }
 
     /// `x-switchyard-attempts: N` on a response, when configured.
@@ -56,8 +60,12 @@ impl ConfigProxy {
         }
     }
 
-    /// The same on an answer the proxy made itself.
+    /// The same on an answer the proxy made itself, and its error page.
     fn tell_attempts_on_own_answer(&self, session: &mut Session) {
+        let pages = Arc::clone(&self.error_pages.read().unwrap_or_else(|p| p.into_inner()));
+        if !pages.is_empty() {
+            pages.apply(session);
+        }
         let attempts = session.attempts().len();
         if let Some(response) = session.prepared_response_mut() {
             self.tell_attempts(attempts, response.headers_mut());
@@ -66,7 +74,11 @@ impl ConfigProxy {
 }
 
 fn router_of(config: &Config) -> Router {
-    Router::new(config.routes.iter().cloned())
+    let router = Router::new(config.routes.iter().cloned());
+    match &config.https_redirect {
+        Some(redirect) => router.with_https_redirect(redirect.clone()),
+        None => router,
+    }
 }
 
 impl ProxyHttp for ConfigProxy {

@@ -19,6 +19,7 @@ use switchyard::server::ListenAddr;
 use switchyard::{PeerAddr, PeerOptions, ServerOptions};
 use toml::Spanned;
 
+use super::answers;
 use super::file::{FileConfig, LogSection, SelectionName, ServerEntry, UpstreamSection, defaults};
 use super::health::{check_options, outlier_policy};
 use super::protocol::{Scheme, group_protocol};
@@ -77,6 +78,10 @@ pub struct Config {
     pub groups: BTreeMap<String, Arc<UpstreamGroup>>,
     /// Routes, first match wins.
     pub routes: Vec<Route>,
+    /// The redirect of cleartext requests to HTTPS (`https_redirect`).
+    pub https_redirect: Option<switchyard::route::HttpsRedirect>,
+    /// Bodies for the proxy's own error answers (`[server.error_pages]`).
+    pub error_pages: switchyard::proxy::ErrorPages,
     /// The file as parsed, defaults filled in (for `/config`).
     pub effective: FileConfig,
     /// What the config came from (a file name), for errors.
@@ -264,6 +269,8 @@ pub(super) fn build(
             buckets: shared_buckets(server.rate_limit_keys),
         },
     )?;
+    let https_redirect = answers::https_redirect(source, server, tls.as_ref())?;
+    let error_pages = answers::error_pages(source, &server.error_pages)?;
     Ok(Config {
         listen,
         unix_mode,
@@ -284,6 +291,8 @@ pub(super) fn build(
         keep_traces: (server.keep_traces, server.keep_failed_traces),
         groups,
         routes,
+        https_redirect,
+        error_pages,
         effective: file,
         origin: source.file.to_string(),
         answers,

@@ -14,6 +14,7 @@ use std::path::Path;
 use switchyard::discovery::Answers;
 
 mod access;
+mod answers;
 mod build;
 pub mod file;
 pub mod health;

@@ -13,12 +13,13 @@ use switchyard::proxy::AllowedUpgrades;
 use super::access::{Located, access_control, basic_auth};
 use super::file::{EscapedSlashesName, HeaderEditsSection, RouteSection, UpstreamSection};
 use super::retry::{retry_policy, with_overrides};
-use super::traffic::rate_limit;
+use super::traffic::{answer, rate_limit};
 use super::units::limit_of;
 use super::{ConfigError, Source};
 use switchyard::group::UpstreamGroup;
 use switchyard::route::{
     HeaderCondition, HeaderEdits, HostHeader, HostPattern, PathRewrite, Rewrite, Route, RouteMatch,
+    RouteTarget,
 };
 
 /// Headers a route may not edit: the message's framing and connection,
@@ -67,8 +68,8 @@ pub(super) fn routes(
                     ..RouteMatch::default()
                 },
                 rewrite: Rewrite::default(),
-                group: Arc::clone(group),
-                policy: Arc::clone(group.policy()),
+                target: RouteTarget::Group(Arc::clone(group)),
+                policy: None,
                 max_request_body: Some(body_limit),
                 upgrades: Some(AllowedUpgrades::default()),
                 keep_escaped_slashes: None,
@@ -87,7 +88,7 @@ pub(super) fn routes(
     for (i, section) in sections.iter().enumerate() {
         let key = format!("routes[{i}]");
         let route = route(source, section, upstreams, groups, body_limit, &key)?;
-        let at = Some(section.upstream.span());
+        let at = route_span(section);
         let located = |field: &str, message: String| {
             source.error(at.clone(), &format!("{key}.{field}"), message)
         };
@@ -107,7 +108,7 @@ pub(super) fn routes(
         if section.escaped_slashes.is_some() && shared.slashes_decoded {
             let message = "[server] escaped_slashes = \"decode\" turns them into / before routing: a route cannot keep or refuse them";
             return Err(source.error(
-                Some(section.upstream.span()),
+                route_span(section),
                 &format!("{key}.escaped_slashes"),
                 message,
             ));
@@ -119,11 +120,7 @@ pub(super) fn routes(
                 "routes[{j}] has the name {:?} already: names label metrics, so each is used once",
                 route.name
             );
-            return Err(source.error(
-                Some(section.upstream.span()),
-                &format!("{key}.name"),
-                message,
-            ));
+            return Err(source.error(route_span(section), &format!("{key}.name"), message));
         }
         if let Some(j) = built
             .iter()
@@ -132,7 +129,7 @@ pub(super) fn routes(
             let message = format!(
                 "can never match: routes[{j}] comes first and takes every request this one would (order the more specific route first)"
             );
-            return Err(source.error(Some(section.upstream.span()), &key, message));
+            return Err(source.error(route_span(section), &key, message));
         }
         built.push(route);
     }
@@ -147,29 +144,45 @@ fn route(
     body_limit: Option<u64>,
     key: &str,
 ) -> Result<Route, ConfigError> {
-    let at = Some(section.upstream.span());
+    let at = route_span(section);
     let error =
         |field: &str, message: String| source.error(at.clone(), &format!("{key}.{field}"), message);
-    let name = section.upstream.get_ref();
-    let Some(group) = groups.get(name) else {
-        let known: Vec<&str> = groups.keys().map(String::as_str).collect();
-        let message = format!("no upstream group {name:?}; defined: {}", known.join(", "));
-        return Err(error("upstream", message));
+    let answer = answer(section, &error)?;
+    let (target, policy) = match (&section.upstream, answer) {
+        (Some(name), None) => {
+            let name = name.get_ref();
+            let Some(group) = groups.get(name) else {
+                let known: Vec<&str> = groups.keys().map(String::as_str).collect();
+                let message = format!("no upstream group {name:?}; defined: {}", known.join(", "));
+                return Err(error("upstream", message));
+            };
+            let policy = match (&section.retry, upstreams.get(name)) {
+                (Some(overrides), Some(upstream)) => {
+                    let merged = with_overrides(&upstream.retry, overrides);
+                    let policy = retry_policy(source, &merged, &format!("{key}.retry"))?;
+                    Some(Arc::new(policy))
+                }
+                _ => None,
+            };
+            (RouteTarget::Group(Arc::clone(group)), policy)
+        }
+        (None, Some(answer)) => (RouteTarget::Answer(Arc::new(answer)), None),
+        (Some(_), Some(_)) => {
+            let message = "a route goes upstream or answers itself (redirect, respond), not both";
+            return Err(error("upstream", message.to_string()));
+        }
+        (None, None) => {
+            let message = "a route needs upstream (or redirect, or respond)";
+            return Err(source.error(None, key, message));
+        }
     };
     let matcher = route_match(section, &error)?;
     let rewrite = rewrite(section, &error)?;
-    let policy = match (&section.retry, upstreams.get(name)) {
-        (Some(overrides), Some(upstream)) => {
-            let merged = with_overrides(&upstream.retry, overrides);
-            Arc::new(retry_policy(source, &merged, &format!("{key}.retry"))?)
-        }
-        _ => Arc::clone(group.policy()),
-    };
     Ok(Route {
         name: Arc::new(section.name.clone().unwrap_or_default()),
         matcher,
         rewrite,
-        group: Arc::clone(group),
+        target,
         policy,
         max_request_body: Some(section.max_request_body.map_or(body_limit, limit_of)),
         upgrades: Some(upgrades(section, &error)?),
@@ -188,6 +201,15 @@ fn route(
             }
         },
     })
+}
+
+/// Where in the file a route is: at its `upstream`, `redirect` or
+/// `respond`.
+fn route_span(section: &RouteSection) -> Option<std::ops::Range<usize>> {
+    let upstream = section.upstream.as_ref().map(toml::Spanned::span);
+    let redirect = || section.redirect.as_ref().map(toml::Spanned::span);
+    let respond = || section.respond.as_ref().map(toml::Spanned::span);
+    upstream.or_else(redirect).or_else(respond)
 }
 
 /// `upgrades`: websocket alone unless the route lists others.

@@ -35,13 +35,16 @@ fn a_good_config_builds() {
     assert_eq!(app.policy().replay_buffer, 128 * 1024);
     assert!(app.policy().rules.retry_on.timeout);
     assert_eq!(app.policy().rules.retry_on.statuses, [503]);
-    assert_eq!(config.routes[0].policy.limits.max_retries, Some(0));
+    let overridden = config.routes[0].policy.as_ref().unwrap();
+    assert_eq!(overridden.limits.max_retries, Some(0));
     assert_eq!(
-        config.routes[0].policy.rules.retry_on,
+        overridden.rules.retry_on,
         app.policy().rules.retry_on,
         "not overridden: inherited"
     );
-    assert_eq!(config.routes[1].policy.limits.max_retries, Some(2));
+    assert!(config.routes[1].policy.is_none(), "the group's own");
+    let group = config.routes[1].group().unwrap();
+    assert_eq!(group.policy().limits.max_retries, Some(2));
 }
 
 fn error_of(text: &str) -> String {
@@ -212,7 +215,7 @@ fn a_changed_answer_rebuilds_only_the_groups_that_use_the_name() {
         addr("127.0.0.1:9003")
     );
     assert!(std::sync::Arc::ptr_eq(
-        &moved.routes[1].group,
+        moved.routes[1].group().unwrap(),
         &config.groups["fixed"]
     ));
 }

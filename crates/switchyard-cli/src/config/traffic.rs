@@ -12,6 +12,8 @@ use super::ConfigError;
 use super::access::Located;
 use super::file::RateLimitSection;
 
+pub(super) use super::answers::answer;
+
 /// The buckets every route's rate limit counts in, for the life of the
 /// process: a reload that keeps a limit as it was keeps its counts.
 /// `capacity` (`[server] rate_limit_keys`) applies from now on.

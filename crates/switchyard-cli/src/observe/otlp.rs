@@ -58,7 +58,7 @@ impl OtlpMetrics {
             return;
         };
         let spans = match ctx.route() {
-            Some(route) => spans.with_route(&route.name, route.group.name()),
+            Some(route) => spans.with_route(&route.name, ctx.upstream().map_or("", |g| g.name())),
             None => spans,
         };
         exporter.export(spans);

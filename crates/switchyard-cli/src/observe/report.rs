@@ -20,7 +20,7 @@ impl Observer {
         ctx: &RouteCtx,
         dry_runs: Vec<WouldHave>,
     ) {
-        let label = ctx.route().map(|r| r.group.label());
+        let label = ctx.upstream().map(|group| group.label());
         if let Some(label) = label {
             for &status in ctx.group.holds() {
                 self.count_held(label, status);
@@ -33,8 +33,8 @@ impl Observer {
             self.count_refusal(&route.name, why);
         }
         let status = session.response_status().map_or(0, |s| s.as_u16());
-        let route = ctx.route().map(|r| (r.group.label(), &r.name));
-        self.count(route, status, session.attempts());
+        let route = ctx.route().map(|r| &r.name);
+        self.count(label, route, status, session.attempts());
         if let Some(grpc) = session.grpc_status() {
             self.count_grpc(label, grpc.code);
         }
@@ -58,7 +58,7 @@ impl Observer {
             status,
             bytes: trace.last().map_or(0, |a| a.response_body_bytes),
             duration: Instant::now().saturating_duration_since(trace.start()),
-            upstream: ctx.route().map(|r| r.group.name().to_string()),
+            upstream: ctx.upstream().map(|group| group.name().to_string()),
             error: e.map(|e| e.to_string()),
             trace,
             request_id: session.request_id().to_str().unwrap_or("-").to_string(),

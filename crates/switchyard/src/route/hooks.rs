@@ -5,9 +5,10 @@ use std::sync::Arc;
 
 use http::{HeaderValue, StatusCode, Uri, header};
 
-use super::{HostHeader, Route, Router};
+use super::{HostHeader, Route, RouteTarget, Router};
 use crate::error::{Error, ErrorKind, Result};
 use crate::group::GroupCtx;
+use crate::group::UpstreamGroup;
 use crate::peer::HttpPeer;
 use crate::policy::budget::RetryBudget;
 use crate::policy::dry_run::WouldHave;
@@ -64,6 +65,13 @@ impl RouteCtx {
     /// then: the request is answered (and [`refusal`](Self::refusal) says
     /// why, for the three guards).
     pub fn request_filter(&mut self, router: &Router, session: &mut Session) -> bool {
+        if let Some(redirect) = router.https_redirect()
+            && !session.client_ip().is_tls()
+            && let Some(answer) = redirect.response(session.req_header())
+        {
+            session.respond(answer);
+            return true;
+        }
         let Some(route) = router.find(session.req_header()).cloned() else {
             session.respond(own_answer(StatusCode::NOT_FOUND, "no route", NO_ROUTE));
             return true;
@@ -75,6 +83,12 @@ impl RouteCtx {
                 self.route = Some(route);
                 return true;
             }
+        }
+        if let RouteTarget::Answer(answer) = &route.target {
+            let tls = session.client_ip().is_tls();
+            session.respond(answer.response(session.req_header(), tls));
+            self.route = Some(route);
+            return true;
         }
         let prefix = &route.matcher.path_prefix;
         match route
@@ -96,9 +110,8 @@ impl RouteCtx {
         if let Some(keep) = route.keep_escaped_slashes {
             session.keep_escaped_slashes(keep);
         }
-        // The group's own policy needs no override (nor its clone).
-        if !Arc::ptr_eq(&route.policy, route.group.policy()) {
-            self.group = GroupCtx::with_policy(Arc::clone(&route.policy));
+        if let Some(policy) = &route.policy {
+            self.group = GroupCtx::with_policy(Arc::clone(policy));
         }
         self.route = Some(route);
         false
@@ -107,32 +120,38 @@ impl RouteCtx {
     /// For `retry_limits`: the route's policy's (the defaults with no route).
     #[inline]
     pub fn retry_limits(&self) -> RetryLimits {
-        self.route
-            .as_ref()
-            .map(|route| route.group.retry_limits(&self.group))
+        self.upstream()
+            .map(|group| group.retry_limits(&self.group))
             .unwrap_or_default()
+    }
+
+    /// The group the request goes to: its route's, once
+    /// [`request_filter`](Self::request_filter) chose one that has a group.
+    #[inline]
+    pub fn upstream(&self) -> Option<&Arc<UpstreamGroup>> {
+        self.route.as_ref()?.group()
     }
 
     /// For `retry_budget`: the route's group's.
     #[inline]
     pub fn retry_budget(&self) -> Option<Arc<RetryBudget>> {
-        self.route.as_ref()?.group.retry_budget()
+        self.upstream()?.retry_budget()
     }
 
     /// For `upstream_peer`: see [`UpstreamGroup::upstream_peer`](crate::group::UpstreamGroup::upstream_peer).
     #[inline]
     pub fn upstream_peer(&mut self, session: &mut Session) -> Result<Box<HttpPeer>> {
-        let Some(route) = &self.route else {
+        let Some(group) = self.route.as_ref().and_then(|r| r.group()) else {
             return Err(no_route());
         };
-        route.group.upstream_peer(session, &mut self.group)
+        group.upstream_peer(session, &mut self.group)
     }
 
     /// For `fail_to_connect`: see [`UpstreamGroup::fail_to_connect`](crate::group::UpstreamGroup::fail_to_connect).
     #[inline]
     pub fn fail_to_connect(&mut self, peer: &HttpPeer, e: Box<Error>) -> Box<Error> {
-        match &self.route {
-            Some(route) => route.group.fail_to_connect(peer, &mut self.group, e),
+        match self.route.as_ref().and_then(|r| r.group()) {
+            Some(group) => group.fail_to_connect(peer, &mut self.group, e),
             None => e,
         }
     }
@@ -146,10 +165,8 @@ impl RouteCtx {
         e: Box<Error>,
         reused: bool,
     ) -> Box<Error> {
-        match &self.route {
-            Some(route) => route
-                .group
-                .error_while_proxy(peer, session, e, &mut self.group, reused),
+        match self.route.as_ref().and_then(|r| r.group()) {
+            Some(group) => group.error_while_proxy(peer, session, e, &mut self.group, reused),
             None => e,
         }
     }
@@ -161,10 +178,8 @@ impl RouteCtx {
         session: &mut Session,
         head: &ResponseHeader,
     ) -> Option<Box<Error>> {
-        let route = self.route.as_ref()?;
-        route
-            .group
-            .upstream_response_failure(session, head, &mut self.group)
+        let group = self.route.as_ref()?.group()?;
+        group.upstream_response_failure(session, head, &mut self.group)
     }
 
     /// For `upstream_request_filter`: the route's path, `Host` and request
@@ -184,7 +199,8 @@ impl RouteCtx {
             HostHeader::Upstream => {
                 // The server this attempt reached: a hedge that won included.
                 let peer = session.attempts().last().map(|a| a.peer);
-                let host = peer.map(|addr| route.group.host_of(addr));
+                let group = route.group();
+                let host = peer.zip(group).map(|(addr, group)| group.host_of(addr));
                 if let Some(value) = host.and_then(|h| HeaderValue::from_str(&h).ok()) {
                     request.headers.insert(header::HOST, value);
                 }
@@ -204,8 +220,8 @@ impl RouteCtx {
     /// For `logging`: see [`UpstreamGroup::logging`](crate::group::UpstreamGroup::logging);
     /// with no route, the session's dry runs alone.
     pub fn logging(&self, session: &Session) -> Vec<WouldHave> {
-        match &self.route {
-            Some(route) => route.group.logging(session, &self.group),
+        match self.upstream() {
+            Some(group) => group.logging(session, &self.group),
             None => session.dry_runs().to_vec(),
         }
     }

@@ -2,9 +2,10 @@
 //! changed on the way.
 //!
 //! A [`Route`] is a [`RouteMatch`] (host, path prefix, methods, headers), a
-//! [`Rewrite`] (path prefix, `Host`, header edits), a group, and the
-//! request settings that go with it (the retry policy, the body limit, the
-//! upgrades allowed, what becomes of encoded slashes). A [`Router`] holds
+//! [`Rewrite`] (path prefix, `Host`, header edits), a [`RouteTarget`] (a
+//! group, or an [`Answer`] the proxy gives itself), and the request
+//! settings that go with it (the retry policy, the body limit, the
+//! upgrades allowed, what becomes of encoded slashes, its guards). A [`Router`] holds
 //! routes in order; the first that matches takes the request. A proxy keeps
 //! a [`RouteCtx`] as its `CTX` (or in it) and delegates each hook to it:
 //! the binary's proxy is built this way, and `docs/library.md` shows how.
@@ -18,6 +19,7 @@ use crate::group::{RetryPolicy, UpstreamGroup};
 use crate::proxy::{AllowedUpgrades, RequestHeader};
 
 mod access;
+mod answer;
 mod basic_auth;
 mod hooks;
 mod matching;
@@ -27,6 +29,7 @@ mod rewrite;
 mod tests;
 
 pub use access::AccessControl;
+pub use answer::{Answer, FixedResponse, HttpsRedirect, Redirect};
 pub use basic_auth::{AuthFailure, BasicAuth};
 pub use hooks::{Refusal, RouteCtx};
 pub use matching::{HeaderCondition, HostPattern, RouteMatch, routing_host};
@@ -42,10 +45,10 @@ pub struct Route {
     pub matcher: RouteMatch,
     /// How it changes what it forwards.
     pub rewrite: Rewrite,
-    /// The group its requests go to.
-    pub group: Arc<UpstreamGroup>,
-    /// The retry policy: the group's, unless the route overrides it.
-    pub policy: Arc<RetryPolicy>,
+    /// Where its requests go.
+    pub target: RouteTarget,
+    /// Its own retry policy, overriding its group's; `None`: the group's.
+    pub policy: Option<Arc<RetryPolicy>>,
     /// The request body limit: `Some(Some(bytes))` this route's,
     /// `Some(None)` none at all; `None`: the server's
     /// (`ServerOptions::max_request_body`).
@@ -68,12 +71,23 @@ impl Route {
     /// A route taking the requests `matcher` matches to `group`, forwarding
     /// them unchanged under the group's policy and the server's limits.
     pub fn new(matcher: RouteMatch, group: Arc<UpstreamGroup>) -> Route {
+        Route::with_target(matcher, RouteTarget::Group(group))
+    }
+
+    /// A route answering the requests `matcher` matches itself, with
+    /// `answer`.
+    pub fn answering(matcher: RouteMatch, answer: Answer) -> Route {
+        Route::with_target(matcher, RouteTarget::Answer(Arc::new(answer)))
+    }
+
+    /// A route taking the requests `matcher` matches to `target`.
+    pub fn with_target(matcher: RouteMatch, target: RouteTarget) -> Route {
         Route {
             name: Arc::default(),
             matcher,
             rewrite: Rewrite::default(),
-            policy: Arc::clone(group.policy()),
-            group,
+            policy: None,
+            target,
             max_request_body: None,
             upgrades: None,
             keep_escaped_slashes: None,
@@ -82,12 +96,31 @@ impl Route {
             rate_limit: None,
         }
     }
+
+    /// The group its requests go to, if it has one.
+    #[inline]
+    pub fn group(&self) -> Option<&Arc<UpstreamGroup>> {
+        match &self.target {
+            RouteTarget::Group(group) => Some(group),
+            RouteTarget::Answer(_) => None,
+        }
+    }
+}
+
+/// Where a route's requests go.
+#[derive(Debug, Clone)]
+pub enum RouteTarget {
+    /// To this upstream group.
+    Group(Arc<UpstreamGroup>),
+    /// Nowhere: the proxy answers them itself.
+    Answer(Arc<Answer>),
 }
 
 /// Routes in order: the first that matches a request takes it.
 #[derive(Debug, Clone, Default)]
 pub struct Router {
     routes: Vec<Arc<Route>>,
+    https_redirect: Option<HttpsRedirect>,
 }
 
 impl Router {
@@ -95,7 +128,21 @@ impl Router {
     pub fn new(routes: impl IntoIterator<Item = Route>) -> Router {
         Router {
             routes: routes.into_iter().map(Arc::new).collect(),
+            https_redirect: None,
         }
+    }
+
+    /// The same router, answering every request that did not come over
+    /// TLS with `redirect` (but for the paths it excepts) before any
+    /// route sees it.
+    pub fn with_https_redirect(mut self, redirect: HttpsRedirect) -> Router {
+        self.https_redirect = Some(redirect);
+        self
+    }
+
+    /// The redirect of cleartext requests, if any.
+    pub fn https_redirect(&self) -> Option<&HttpsRedirect> {
+        self.https_redirect.as_ref()
     }
 
     /// The routes, in order.

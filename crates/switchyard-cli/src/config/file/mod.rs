@@ -24,7 +24,7 @@ pub use health::{HealthCheckSection, OutlierSection};
 pub use retry::{BackoffSection, ModeName, RetryOnEntry, RetryOverride, RetrySection};
 pub use routes::{HeaderEditsSection, HeaderMatchEntry};
 pub use tls::{CertificateEntry, ListenerTlsSection, UpstreamTlsSection};
-pub use traffic::RateLimitSection;
+pub use traffic::{ErrorPagesSection, RateLimitSection, RedirectSection, RespondSection};
 
 /// The whole file.
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -172,6 +172,17 @@ pub struct ServerSection {
     /// least recently used go first.
     #[serde(default = "defaults::rate_limit_keys")]
     pub rate_limit_keys: usize,
+    /// Answer every request on a cleartext listener with a redirect to
+    /// HTTPS (`[server.tls]` must listen).
+    #[serde(default)]
+    pub https_redirect: bool,
+    /// Path prefixes `https_redirect` leaves alone.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub https_redirect_except: Vec<String>,
+    /// Files whose bodies replace the proxy's own error answers', by
+    /// status (`502`, `503`, `504`) or `default`.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub error_pages: ErrorPagesSection,
 }
 
 /// `escaped_slashes`: `"reject"`, `"keep"` or `"decode"`.
@@ -432,8 +443,15 @@ pub struct RouteSection {
     /// Edits to the upstream's response.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub response_headers: Option<HeaderEditsSection>,
-    /// The upstream group.
-    pub upstream: Spanned<String>,
+    /// The upstream group (or `redirect`, or `respond`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upstream: Option<Spanned<String>>,
+    /// Answer with a redirect instead of going upstream.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub redirect: Option<Spanned<RedirectSection>>,
+    /// Answer with a fixed response instead of going upstream.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub respond: Option<Spanned<RespondSection>>,
     /// Overrides of the group's retry policy for this route.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retry: Option<RetryOverride>,

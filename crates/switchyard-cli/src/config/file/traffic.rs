@@ -30,3 +30,41 @@ pub struct RateLimitSection {
 fn client_key() -> String {
     "client".to_string()
 }
+
+/// `redirect = { to = "https://{host}/new{path}", status = 308 }`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RedirectSection {
+    /// The URL (or path) to send the client to, with `{scheme}`, `{host}`,
+    /// `{path}` and `{uri}` filled in.
+    pub to: String,
+    /// 301, 302, 303, 307 or 308.
+    #[serde(default = "permanent")]
+    pub status: u16,
+}
+
+fn permanent() -> u16 {
+    308
+}
+
+/// `respond = { status = 200, body = "ok\n", content_type = "text/plain" }`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RespondSection {
+    /// The status.
+    #[serde(default = "ok")]
+    pub status: u16,
+    /// The body.
+    #[serde(default)]
+    pub body: String,
+    /// The `Content-Type`; `text/plain; charset=utf-8` when there is a body.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content_type: Option<String>,
+}
+
+fn ok() -> u16 {
+    200
+}
+
+/// `[server.error_pages]`: `502 = "PATH"`, `503`, `504`, `default`.
+pub type ErrorPagesSection = std::collections::BTreeMap<String, toml::Spanned<String>>;

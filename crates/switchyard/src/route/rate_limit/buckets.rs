@@ -91,7 +91,8 @@ impl RateLimitBuckets {
     /// Run `take` on `key`'s bucket (`None`: a new key, full): it returns
     /// the bucket's new `full_at`, or `None` to leave it as it was.
     pub(super) fn update(&self, key: u64, take: impl FnOnce(Option<u64>) -> Option<u64>) {
-        let index = (key >> 56) as usize % SHARDS;
+        // Keys may differ in their low bits only: mix them for the shard.
+        let index = (key.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 60) as usize % SHARDS;
         let mut shard = lock(&self.shards[index]);
         if let Some(bucket) = shard.buckets.get_mut(&key) {
             bucket.used = true;

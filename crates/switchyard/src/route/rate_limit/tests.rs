@@ -94,3 +94,23 @@ fn the_refusal_carries_the_drafts_fields() {
     let fast = super::policy_header("x", 5, Duration::from_millis(100));
     assert_eq!(fast, "\"x\";q=50;w=1");
 }
+
+#[test]
+fn an_ipv6_client_is_counted_by_its_64_network() {
+    let limit = limit(1, Duration::from_secs(60), 1, RateLimitKey::Client);
+    let none = HeaderMap::new();
+    assert_eq!(passed(&limit, "2001:db8:0:1::1", &none, 1), 1);
+    assert_eq!(
+        passed(&limit, "2001:db8:0:1::2", &none, 1),
+        0,
+        "the same /64"
+    );
+    assert_eq!(
+        passed(&limit, "2001:db8:0:2::1", &none, 1),
+        1,
+        "another /64"
+    );
+    // An IPv4 client seen as IPv4-mapped IPv6 is the IPv4 client.
+    assert_eq!(passed(&limit, "10.0.0.1", &none, 1), 1);
+    assert_eq!(passed(&limit, "::ffff:10.0.0.1", &none, 1), 0);
+}
