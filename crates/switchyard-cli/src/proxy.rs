@@ -7,6 +7,7 @@
 //! own is reporting: the access log and metrics ([`Observer`]), and the
 //! `x-switchyard-attempts` header (`[server] attempt_count_header`).
 
+use std::sync::atomic::{AtomicU16, Ordering};
 use std::sync::{Arc, RwLock};
 
 use http::HeaderValue;
@@ -26,6 +27,9 @@ use crate::observe::Observer;
 pub struct ConfigProxy {
     router: Arc<RwLock<Router>>,
     error_pages: Arc<RwLock<Arc<ErrorPages>>>,
+    /// The port the first HTTPS listener got, for `https_redirect` when
+    /// the config says port 0 (`0`: not known yet).
+    https_port: Arc<AtomicU16>,
     attempt_count_header: bool,
     observer: Arc<Observer>,
 }
@@ -38,8 +42,9 @@ impl ConfigProxy {
     /// A proxy for `config`, reporting to `observer`.
     pub fn new(config: &Config, observer: Arc<Observer>) -> Self {
         ConfigProxy {
-            router: Arc::new(RwLock::new(router_of(config))),
+            router: Arc::new(RwLock::new(router_of(config, 0))),
             error_pages: Arc::new(RwLock::new(Arc::new(config.error_pages.clone()))),
+            https_port: Arc::default(),
             attempt_count_header: config.attempt_count_header,
             observer,
         }
@@ -48,9 +53,17 @@ impl ConfigProxy {
     /// Serve `config`'s routes and groups from now on. Requests in flight
     /// keep the route they matched.
     pub fn reload(&self, config: &Config) {
-        *self.router.write().unwrap_or_else(|p| p.into_inner()) = router_of(config);
+        let https_port = self.https_port.load(Ordering::Relaxed);
+        *self.router.write().unwrap_or_else(|p| p.into_inner()) = router_of(config, https_port);
         *self.error_pages.write().unwrap_or_else(|p| p.into_inner()) =
             Arc::new(config.error_pages.clone());
+    }
+
+    /// The first HTTPS listener got `port`: `https_redirect` sends clients
+    /// there when the config asked for port 0.
+    pub fn listening_https_on(&self, port: u16, config: &Config) {
+        self.https_port.store(port, Ordering::Relaxed);
+        self.reload(config);
     }
 
     /// `x-switchyard-attempts: N` on a response, when configured.
@@ -73,10 +86,18 @@ impl ConfigProxy {
     }
 }
 
-fn router_of(config: &Config) -> Router {
+/// `config`'s router; `https_port` stands in for a port 0 in the
+/// redirect to HTTPS.
+fn router_of(config: &Config, https_port: u16) -> Router {
     let router = Router::new(config.routes.iter().cloned());
     match &config.https_redirect {
-        Some(redirect) => router.with_https_redirect(redirect.clone()),
+        Some(redirect) => {
+            let mut redirect = redirect.clone();
+            if redirect.port == 0 {
+                redirect.port = https_port;
+            }
+            router.with_https_redirect(redirect)
+        }
         None => router,
     }
 }

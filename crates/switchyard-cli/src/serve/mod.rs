@@ -143,6 +143,12 @@ pub async fn start_with_resolver(
         handed_over: false,
     };
     running.listen(inherited).await?;
+    let mut https = running.listening.iter().zip(&running.secure);
+    if let Some((addr, _)) = https.find(|(_, secure)| **secure) {
+        running
+            .proxy
+            .listening_https_on(addr.port(), &running.config);
+    }
     Ok(running)
 }
 
