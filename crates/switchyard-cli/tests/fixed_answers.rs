@@ -150,13 +150,12 @@ async fn error_pages_replace_the_proxys_own_error_bodies_but_not_for_grpc() {
     assert_eq!(missing.status, 404);
     assert_eq!(missing.body, "something went wrong\n");
     // A gRPC call's failure is told in its own way, never with a page.
-    let grpc = send(
-        proxy.addr,
-        "/api/svc/Method",
-        &[("content-type", "application/grpc")],
-    )
-    .await;
-    assert!(!grpc.body.starts_with(b"<h1>"), "{:?}", grpc.body);
+    let grpc = [("content-type", "application/grpc")];
+    let failed = send(proxy.addr, "/api/svc/Method", &grpc).await;
+    assert!(!failed.body.starts_with(b"<h1>"), "{:?}", failed.body);
+    let unrouted = send(proxy.addr, "/svc/Method", &grpc).await;
+    assert_eq!(unrouted.status, 404);
+    assert_ne!(unrouted.body, "something went wrong\n");
     std::fs::remove_dir_all(&dir).ok();
 }
 
