@@ -81,6 +81,9 @@ pub struct Finished {
     /// Why its route refused it (`rate-limited`, `access-denied`,
     /// `unauthorized`), if it did.
     pub refused: Option<&'static str>,
+    /// The side of its route's split it went to, and the side it was
+    /// meant for when that one had no usable server.
+    pub split: Option<(String, Option<String>)>,
 }
 
 /// The access log: its format and where its lines go.
@@ -317,7 +320,9 @@ impl Observer {
 /// `127.0.0.1:5000 "GET /x" 200 5B 3.1ms upstream=app id=5f0c...e1 attempts=2: 127.0.0.1:9001 connect-refused -> retry; 127.0.0.1:9002 200 -> done`,
 /// then, after a 101, `upgrade=websocket up=12B down=40B for=1530.2ms ended=closed`,
 /// for a gRPC call `grpc=14`, with dry-run policies `dry-run=hedge:send-copy,...`,
-/// and for a request its route refused `refused=rate-limited`.
+/// on a split route `split=canary` (and `split-moved-from=canary` when that
+/// side had no usable server), and for a request its route refused
+/// `refused=rate-limited`.
 pub fn text_line(r: &Finished) -> String {
     let mut line = format!(
         "{} \"{} {}\" {} {}B {:.1}ms upstream={} id={} attempts={}: {}",
@@ -352,6 +357,12 @@ pub fn text_line(r: &Finished) -> String {
         let would: Vec<String> = r.dry_runs.iter().map(ToString::to_string).collect();
         line.push_str(&format!(" dry-run={}", would.join(",")));
     }
+    if let Some((side, moved_from)) = &r.split {
+        line.push_str(&format!(" split={side}"));
+        if let Some(from) = moved_from {
+            line.push_str(&format!(" split-moved-from={from}"));
+        }
+    }
     if let Some(refused) = r.refused {
         line.push_str(&format!(" refused={refused}"));
     }
@@ -381,6 +392,7 @@ pub fn json_value(r: &Finished) -> serde_json::Value {
         "trace_id": r.trace_id,
         "error": r.error,
         "refused": r.refused,
+        "split": r.split.as_ref().map(|(side, from)| json!({ "side": side, "moved_from": from })),
         "attempts": attempts,
         "grpc_status": r.grpc.as_ref().map(|g| g.code),
         "grpc_message": r.grpc.as_ref().and_then(|g| g.message.as_deref()),

@@ -191,7 +191,7 @@ fn check_refuses_answers_that_cannot_work() {
             "",
             "upstream = \"app\"\nrespond = { status = 200 }",
             "routes[0].upstream",
-            "not both",
+            "one of upstream",
         ),
         (
             "",

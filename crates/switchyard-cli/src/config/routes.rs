@@ -13,7 +13,7 @@ use switchyard::proxy::AllowedUpgrades;
 use super::access::{Located, access_control, basic_auth};
 use super::file::{EscapedSlashesName, HeaderEditsSection, RouteSection, UpstreamSection};
 use super::retry::{retry_policy, with_overrides};
-use super::traffic::{answer, rate_limit};
+use super::traffic::{answer, rate_limit, split};
 use super::units::limit_of;
 use super::{ConfigError, Source};
 use switchyard::group::UpstreamGroup;
@@ -148,8 +148,9 @@ fn route(
     let error =
         |field: &str, message: String| source.error(at.clone(), &format!("{key}.{field}"), message);
     let answer = answer(section, &error)?;
-    let (target, policy) = match (&section.upstream, answer) {
-        (Some(name), None) => {
+    let split = split(section, groups, &error)?;
+    let (target, policy) = match (&section.upstream, answer, split) {
+        (Some(name), None, None) => {
             let name = name.get_ref();
             let Some(group) = groups.get(name) else {
                 let known: Vec<&str> = groups.keys().map(String::as_str).collect();
@@ -166,14 +167,15 @@ fn route(
             };
             (RouteTarget::Group(Arc::clone(group)), policy)
         }
-        (None, Some(answer)) => (RouteTarget::Answer(Arc::new(answer)), None),
-        (Some(_), Some(_)) => {
-            let message = "a route goes upstream or answers itself (redirect, respond), not both";
-            return Err(error("upstream", message.to_string()));
-        }
-        (None, None) => {
-            let message = "a route needs upstream (or redirect, or respond)";
+        (None, Some(answer), None) => (RouteTarget::Answer(Arc::new(answer)), None),
+        (None, None, Some(split)) => (RouteTarget::Split(Arc::new(split)), None),
+        (None, None, None) => {
+            let message = "a route needs upstream (or split, redirect, or respond)";
             return Err(source.error(None, key, message));
+        }
+        _ => {
+            let message = "a route has one of upstream, split, redirect and respond";
+            return Err(error("upstream", message.to_string()));
         }
     };
     let matcher = route_match(section, &error)?;
@@ -207,9 +209,10 @@ fn route(
 /// `respond`.
 fn route_span(section: &RouteSection) -> Option<std::ops::Range<usize>> {
     let upstream = section.upstream.as_ref().map(toml::Spanned::span);
+    let split = || section.split.as_ref().map(toml::Spanned::span);
     let redirect = || section.redirect.as_ref().map(toml::Spanned::span);
     let respond = || section.respond.as_ref().map(toml::Spanned::span);
-    upstream.or_else(redirect).or_else(respond)
+    upstream.or_else(split).or_else(redirect).or_else(respond)
 }
 
 /// `upgrades`: websocket alone unless the route lists others.

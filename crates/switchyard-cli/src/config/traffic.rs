@@ -6,11 +6,14 @@ use std::sync::{Arc, OnceLock};
 
 use http::header::HeaderName;
 use ipnet::IpNet;
-use switchyard::route::{RateLimit, RateLimitBuckets, RateLimitKey};
+use std::collections::BTreeMap;
+
+use switchyard::group::UpstreamGroup;
+use switchyard::route::{RateLimit, RateLimitBuckets, RateLimitKey, Split, SplitSide};
 
 use super::ConfigError;
 use super::access::Located;
-use super::file::RateLimitSection;
+use super::file::{RateLimitSection, RouteSection};
 
 pub(super) use super::answers::answer;
 
@@ -79,4 +82,67 @@ fn rate_limit_key(text: &str) -> Result<RateLimitKey, String> {
             )),
         },
     }
+}
+
+/// The route's split between groups, if it has `split`.
+pub(super) fn split(
+    section: &RouteSection,
+    groups: &BTreeMap<String, Arc<UpstreamGroup>>,
+    error: &Located<'_>,
+) -> Result<Option<Split>, ConfigError> {
+    let Some(entries) = &section.split else {
+        if section.split_sticky.is_some() {
+            let message = "only means something with split".to_string();
+            return Err(error("split_sticky", message));
+        }
+        return Ok(None);
+    };
+    if section.retry.is_some() {
+        let message = "a split's sides retry as their groups say: set retry in each group";
+        return Err(error("retry", message.to_string()));
+    }
+    let mut sides = Vec::with_capacity(entries.get_ref().len());
+    for (i, entry) in entries.get_ref().iter().enumerate() {
+        let Some(group) = groups.get(&entry.upstream) else {
+            let known: Vec<&str> = groups.keys().map(String::as_str).collect();
+            let message = format!(
+                "no upstream group {:?}; defined: {}",
+                entry.upstream,
+                known.join(", ")
+            );
+            return Err(error(&format!("split[{i}].upstream"), message));
+        };
+        if sides
+            .iter()
+            .any(|side: &SplitSide| side.group.name() == entry.upstream)
+        {
+            let message = format!("{:?} is a side already", entry.upstream);
+            return Err(error(&format!("split[{i}].upstream"), message));
+        }
+        sides.push(SplitSide {
+            group: Arc::clone(group),
+            weight: entry.weight,
+        });
+    }
+    let mut split = Split::new(sides).map_err(|why| error("split", why))?;
+    if let Some(sticky) = &section.split_sticky {
+        let name = sticky
+            .strip_prefix("cookie:")
+            .filter(|name| is_cookie_name(name))
+            .ok_or_else(|| {
+                error(
+                    "split_sticky",
+                    format!("{sticky:?}: write \"cookie:NAME\" with a cookie name (letters, digits, - and _)"),
+                )
+            })?;
+        split = split.sticky(name);
+    }
+    Ok(Some(split))
+}
+
+fn is_cookie_name(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }

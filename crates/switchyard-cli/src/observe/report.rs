@@ -68,8 +68,21 @@ impl Observer {
             proxy_status: e.and_then(|e| proxy_status(e).to_str().ok().map(str::to_string)),
             trace_id: session.trace_context().map(|t| t.trace_id_hex()),
             refused: ctx.refusal().map(|why| why.as_str()),
+            split: split_of(ctx),
         };
         self.log(&finished);
         self.traces.keep(finished);
     }
+}
+
+/// The side of the request's split, by group name, and the side it was
+/// meant for if it moved.
+fn split_of(ctx: &RouteCtx) -> Option<(String, Option<String>)> {
+    let choice = ctx.split()?;
+    let route = ctx.route()?;
+    let switchyard::route::RouteTarget::Split(split) = &route.target else {
+        return None;
+    };
+    let name = |side: usize| split.sides().get(side).map(|s| s.group.name().to_string());
+    Some((name(choice.side)?, choice.moved_from.and_then(name)))
 }

@@ -275,6 +275,15 @@ impl UpstreamHealth {
             .collect()
     }
 
+    /// Whether some peer is usable at `now` (neither down nor ejected):
+    /// no lock taken while none is impaired.
+    pub fn has_usable(&self, now: Instant) -> bool {
+        if self.impaired.load(Ordering::Relaxed) == 0 {
+            return !self.addrs.is_empty();
+        }
+        self.looks_at(now).iter().any(|look| look.usable)
+    }
+
     /// Whether some tier is in panic at `now`: it spreads its traffic over
     /// its peers marked down (see the module docs).
     pub fn in_panic(&self, now: Instant) -> bool {

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use http::{HeaderValue, StatusCode, Uri, header};
 
-use super::{HostHeader, Route, RouteTarget, Router};
+use super::{HostHeader, Route, RouteTarget, Router, SplitChoice};
 use crate::error::{Error, ErrorKind, Result};
 use crate::group::GroupCtx;
 use crate::group::UpstreamGroup;
@@ -37,6 +37,8 @@ pub struct RouteCtx {
     route: Option<Arc<Route>>,
     /// Why the route's guards refused the request, if they did.
     refused: Option<Refusal>,
+    /// The side of the route's split the request went to, if it has one.
+    split: Option<SplitChoice>,
     /// The path and query the route rewrote the request's to, if it did.
     rewritten: Option<Uri>,
     /// The request's state in its route's group.
@@ -84,11 +86,17 @@ impl RouteCtx {
                 return true;
             }
         }
-        if let RouteTarget::Answer(answer) = &route.target {
-            let tls = session.client_ip().is_tls();
-            session.respond(answer.response(session.req_header(), tls));
-            self.route = Some(route);
-            return true;
+        match &route.target {
+            RouteTarget::Group(_) => {}
+            RouteTarget::Split(split) => {
+                self.split = Some(split.choose(&session.req_header().headers))
+            }
+            RouteTarget::Answer(answer) => {
+                let tls = session.client_ip().is_tls();
+                session.respond(answer.response(session.req_header(), tls));
+                self.route = Some(route);
+                return true;
+            }
         }
         let prefix = &route.matcher.path_prefix;
         match route
@@ -125,11 +133,19 @@ impl RouteCtx {
             .unwrap_or_default()
     }
 
-    /// The group the request goes to: its route's, once
-    /// [`request_filter`](Self::request_filter) chose one that has a group.
+    /// The group the request goes to: its route's (or the side of its
+    /// split it went to), once [`request_filter`](Self::request_filter)
+    /// chose a route that has one.
     #[inline]
     pub fn upstream(&self) -> Option<&Arc<UpstreamGroup>> {
-        self.route.as_ref()?.group()
+        group_of(self.route.as_ref(), self.split)
+    }
+
+    /// The side of its route's split the request went to, if the route
+    /// splits.
+    #[inline]
+    pub fn split(&self) -> Option<SplitChoice> {
+        self.split
     }
 
     /// For `retry_budget`: the route's group's.
@@ -141,7 +157,7 @@ impl RouteCtx {
     /// For `upstream_peer`: see [`UpstreamGroup::upstream_peer`](crate::group::UpstreamGroup::upstream_peer).
     #[inline]
     pub fn upstream_peer(&mut self, session: &mut Session) -> Result<Box<HttpPeer>> {
-        let Some(group) = self.route.as_ref().and_then(|r| r.group()) else {
+        let Some(group) = group_of(self.route.as_ref(), self.split) else {
             return Err(no_route());
         };
         group.upstream_peer(session, &mut self.group)
@@ -150,7 +166,7 @@ impl RouteCtx {
     /// For `fail_to_connect`: see [`UpstreamGroup::fail_to_connect`](crate::group::UpstreamGroup::fail_to_connect).
     #[inline]
     pub fn fail_to_connect(&mut self, peer: &HttpPeer, e: Box<Error>) -> Box<Error> {
-        match self.route.as_ref().and_then(|r| r.group()) {
+        match group_of(self.route.as_ref(), self.split) {
             Some(group) => group.fail_to_connect(peer, &mut self.group, e),
             None => e,
         }
@@ -165,7 +181,7 @@ impl RouteCtx {
         e: Box<Error>,
         reused: bool,
     ) -> Box<Error> {
-        match self.route.as_ref().and_then(|r| r.group()) {
+        match group_of(self.route.as_ref(), self.split) {
             Some(group) => group.error_while_proxy(peer, session, e, &mut self.group, reused),
             None => e,
         }
@@ -178,7 +194,7 @@ impl RouteCtx {
         session: &mut Session,
         head: &ResponseHeader,
     ) -> Option<Box<Error>> {
-        let group = self.route.as_ref()?.group()?;
+        let group = group_of(self.route.as_ref(), self.split)?;
         group.upstream_response_failure(session, head, &mut self.group)
     }
 
@@ -199,7 +215,7 @@ impl RouteCtx {
             HostHeader::Upstream => {
                 // The server this attempt reached: a hedge that won included.
                 let peer = session.attempts().last().map(|a| a.peer);
-                let group = route.group();
+                let group = self.upstream();
                 let host = peer.zip(group).map(|(addr, group)| group.host_of(addr));
                 if let Some(value) = host.and_then(|h| HeaderValue::from_str(&h).ok()) {
                     request.headers.insert(header::HOST, value);
@@ -209,11 +225,18 @@ impl RouteCtx {
         route.rewrite.request_headers.apply(&mut request.headers);
     }
 
-    /// For `response_filter`: the route's response header edits.
+    /// For `response_filter`: the route's response header edits, and a
+    /// sticky split's cookie for a client that did not name its side.
     #[inline]
     pub fn response_filter(&self, response: &mut ResponseHeader) {
         if let Some(route) = self.route.as_deref() {
             route.rewrite.response_headers.apply(&mut response.headers);
+            if let (RouteTarget::Split(split), Some(choice)) = (&route.target, self.split)
+                && (!choice.from_cookie || choice.moved_from.is_some())
+                && let Some(cookie) = split.set_cookie(choice.side)
+            {
+                response.headers.append(header::SET_COOKIE, cookie);
+            }
         }
     }
 
@@ -224,6 +247,17 @@ impl RouteCtx {
             Some(group) => group.logging(session, &self.group),
             None => session.dry_runs().to_vec(),
         }
+    }
+}
+
+/// The group `route` sends the request to: its own, or the side of its
+/// split the request went to.
+#[inline]
+fn group_of(route: Option<&Arc<Route>>, split: Option<SplitChoice>) -> Option<&Arc<UpstreamGroup>> {
+    match &route?.target {
+        RouteTarget::Group(group) => Some(group),
+        RouteTarget::Split(sides) => Some(&sides.sides()[split?.side].group),
+        RouteTarget::Answer(_) => None,
     }
 }
 

@@ -25,6 +25,7 @@ mod hooks;
 mod matching;
 mod rate_limit;
 mod rewrite;
+mod split;
 #[cfg(test)]
 mod tests;
 
@@ -35,6 +36,7 @@ pub use hooks::{Refusal, RouteCtx};
 pub use matching::{HeaderCondition, HostPattern, RouteMatch, routing_host};
 pub use rate_limit::{RateLimit, RateLimitBuckets, RateLimitKey, RateLimited};
 pub use rewrite::{HeaderEdits, HostHeader, PathRewrite, Rewrite};
+pub use split::{Split, SplitChoice, SplitSide};
 
 /// A route: which requests go to which group, with which policy.
 #[derive(Debug, Clone)]
@@ -97,12 +99,13 @@ impl Route {
         }
     }
 
-    /// The group its requests go to, if it has one.
+    /// The group its requests go to, if it has one (a split has several:
+    /// see [`RouteCtx::upstream`]).
     #[inline]
     pub fn group(&self) -> Option<&Arc<UpstreamGroup>> {
         match &self.target {
             RouteTarget::Group(group) => Some(group),
-            RouteTarget::Answer(_) => None,
+            RouteTarget::Split(_) | RouteTarget::Answer(_) => None,
         }
     }
 }
@@ -112,6 +115,8 @@ impl Route {
 pub enum RouteTarget {
     /// To this upstream group.
     Group(Arc<UpstreamGroup>),
+    /// To several groups, by weight.
+    Split(Arc<Split>),
     /// Nowhere: the proxy answers them itself.
     Answer(Arc<Answer>),
 }

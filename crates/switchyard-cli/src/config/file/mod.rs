@@ -24,7 +24,9 @@ pub use health::{HealthCheckSection, OutlierSection};
 pub use retry::{BackoffSection, ModeName, RetryOnEntry, RetryOverride, RetrySection};
 pub use routes::{HeaderEditsSection, HeaderMatchEntry};
 pub use tls::{CertificateEntry, ListenerTlsSection, UpstreamTlsSection};
-pub use traffic::{ErrorPagesSection, RateLimitSection, RedirectSection, RespondSection};
+pub use traffic::{
+    ErrorPagesSection, RateLimitSection, RedirectSection, RespondSection, SplitEntry,
+};
 
 /// The whole file.
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -446,6 +448,12 @@ pub struct RouteSection {
     /// The upstream group (or `redirect`, or `respond`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub upstream: Option<Spanned<String>>,
+    /// Share the requests between groups by weight instead.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub split: Option<Spanned<Vec<SplitEntry>>>,
+    /// `"cookie:NAME"`: keep each client on the side of `split` it got.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub split_sticky: Option<String>,
     /// Answer with a redirect instead of going upstream.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub redirect: Option<Spanned<RedirectSection>>,

@@ -68,3 +68,13 @@ fn ok() -> u16 {
 
 /// `[server.error_pages]`: `502 = "PATH"`, `503`, `504`, `default`.
 pub type ErrorPagesSection = std::collections::BTreeMap<String, toml::Spanned<String>>;
+
+/// One side of `split = [{ upstream = "stable", weight = 95 }, ...]`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct SplitEntry {
+    /// The upstream group.
+    pub upstream: String,
+    /// Its share, against the other sides' weights.
+    pub weight: u32,
+}

@@ -55,6 +55,7 @@ fn story(id: &str, path: &str, retried: bool) -> Finished {
         proxy_status: None,
         trace_id: None,
         refused: None,
+        split: None,
     }
 }
 
