@@ -154,6 +154,7 @@ pub fn one_liner(args: &OneLiner) -> Result<FileConfig, String> {
         tls: upstream_tls,
         // https:// negotiates HTTP/2; h2c:// is HTTP/2 over cleartext.
         protocol: config::protocol::ProtocolName::Auto,
+        sticky: None,
     };
     Ok(FileConfig {
         server: ServerSection {

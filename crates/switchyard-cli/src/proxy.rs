@@ -183,7 +183,7 @@ impl ProxyHttp for ConfigProxy {
         response: &mut ResponseHeader,
         ctx: &mut RouteCtx,
     ) -> Result<()> {
-        ctx.response_filter(response);
+        ctx.response_filter(session, response);
         self.tell_attempts(session.attempts().len(), &mut response.headers);
         Ok(())
     }

@@ -28,7 +28,7 @@ use super::retry::{budget_policy, retry_policy};
 use super::routes::{RouteDefaults, routes};
 use super::server::{client_identity, http2_options, max_connections, path_rules};
 use super::tls::{ListenerTls, group_tls, listener_tls};
-use super::traffic::shared_buckets;
+use super::traffic::{shared_buckets, sticky};
 use super::units::limit_of;
 use super::{ConfigError, Source};
 
@@ -555,6 +555,11 @@ fn group(
     }
     if let Some(hash_key) = hash_key {
         built = built.hash_key(hash_key);
+    }
+    if let Some(sticky) = sticky(section, &|field, message| {
+        source.error(None, &format!("{key}.{field}"), message)
+    })? {
+        built = built.sticky(sticky);
     }
     Ok(built.build())
 }

@@ -8,12 +8,12 @@ use http::header::HeaderName;
 use ipnet::IpNet;
 use std::collections::BTreeMap;
 
-use switchyard::group::UpstreamGroup;
+use switchyard::group::{StickySessions, UpstreamGroup};
 use switchyard::route::{RateLimit, RateLimitBuckets, RateLimitKey, Split, SplitSide};
 
 use super::ConfigError;
 use super::access::Located;
-use super::file::{RateLimitSection, RouteSection};
+use super::file::{RateLimitSection, RouteSection, UpstreamSection};
 
 pub(super) use super::answers::answer;
 
@@ -145,4 +145,32 @@ fn is_cookie_name(name: &str) -> bool {
         && name
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+/// The group's sticky sessions, if it has `sticky`.
+pub(super) fn sticky(
+    section: &UpstreamSection,
+    error: &Located<'_>,
+) -> Result<Option<StickySessions>, ConfigError> {
+    let Some(sticky) = &section.sticky else {
+        return Ok(None);
+    };
+    if !is_cookie_name(&sticky.cookie) {
+        let message = format!(
+            "{:?} is not a cookie name (letters, digits, - and _)",
+            sticky.cookie
+        );
+        return Err(error("sticky.cookie", message));
+    }
+    if sticky.max_age.is_some_and(|age| age.0.as_secs() == 0) {
+        let message =
+            "must be at least 1s (leave it out for a cookie kept until the browser closes)";
+        return Err(error("sticky.max_age", message.to_string()));
+    }
+    Ok(Some(StickySessions {
+        cookie: sticky.cookie.clone(),
+        max_age: sticky.max_age.map(|age| age.0),
+        secure: sticky.secure,
+        http_only: sticky.http_only,
+    }))
 }

@@ -101,7 +101,12 @@ impl UpstreamGroup {
             .map(|r| r.peer)
             .collect();
         let avoid = self.health.avoid(Instant::now());
-        let addr = match ctx.same_peer_next.take() {
+        // A sticky cookie's server first, on the first attempt only.
+        let sticky = match tried.is_empty() {
+            true => self.sticky_server(session, &avoid),
+            false => None,
+        };
+        let addr = match ctx.same_peer_next.take().or(sticky) {
             Some(addr) => addr,
             None => match &self.hash_key {
                 Some(key) => {

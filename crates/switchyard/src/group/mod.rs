@@ -55,6 +55,7 @@ mod hash_key;
 mod hooks;
 mod policy;
 mod servers;
+mod sticky;
 #[cfg(test)]
 mod tests;
 
@@ -63,6 +64,7 @@ pub use hash_key::HashKey;
 pub use hooks::GroupCtx;
 pub use policy::{DEFAULT_REPLAY_BUFFER, RetryPolicy};
 pub use servers::{ExpandError, Expanded, ServerAt, ServerSpec, ServerSpecs};
+pub use sticky::StickySessions;
 
 /// How often server names are resolved again, unless set.
 pub const DEFAULT_RESOLVE_EVERY: Duration = Duration::from_secs(30);
@@ -88,6 +90,8 @@ pub struct UpstreamGroup {
     budget: Arc<RetryBudget>,
     connect_hedging: bool,
     hash_key: Option<HashKey>,
+    /// The cookie that brings a client back to its server, if any.
+    sticky: Option<StickySessions>,
     /// The servers as given, when the builder was told them
     /// ([`UpstreamGroupBuilder::servers`]).
     servers: Option<Arc<ServerSpecs>>,
@@ -125,6 +129,7 @@ impl UpstreamGroup {
             budget: BudgetPolicy::default(),
             connect_hedging: false,
             hash_key: None,
+            sticky: None,
             servers: None,
             resolve_every: DEFAULT_RESOLVE_EVERY,
         }
@@ -287,6 +292,7 @@ impl UpstreamGroup {
             budget: Arc::clone(&self.budget),
             connect_hedging: self.connect_hedging,
             hash_key: self.hash_key.clone(),
+            sticky: self.sticky.clone(),
             servers: self.servers.clone(),
             names: self.names.clone(),
             resolve_every: self.resolve_every,
@@ -327,6 +333,7 @@ pub struct UpstreamGroupBuilder {
     budget: BudgetPolicy,
     connect_hedging: bool,
     hash_key: Option<HashKey>,
+    sticky: Option<StickySessions>,
     servers: Option<Arc<ServerSpecs>>,
     resolve_every: Duration,
 }
@@ -423,6 +430,14 @@ impl UpstreamGroupBuilder {
         self
     }
 
+    /// Bring each client back to the server that answered it first, by
+    /// the cookie `sticky` describes, while that server is usable (the
+    /// first choice, before the selection algorithm's).
+    pub fn sticky(mut self, sticky: StickySessions) -> Self {
+        self.sticky = Some(sticky);
+        self
+    }
+
     /// The group.
     pub fn build(self) -> UpstreamGroup {
         let addrs = |tier: &[Backend]| tier.iter().map(|b| b.addr).collect::<Vec<PeerAddr>>();
@@ -446,6 +461,7 @@ impl UpstreamGroupBuilder {
             budget: Arc::new(RetryBudget::new(self.budget, Instant::now())),
             connect_hedging: self.connect_hedging,
             hash_key: self.hash_key,
+            sticky: self.sticky,
             names: self.servers.as_ref().map(|s| s.names()).unwrap_or_default(),
             servers: self.servers,
             resolve_every: self.resolve_every,

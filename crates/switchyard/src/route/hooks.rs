@@ -223,14 +223,21 @@ impl RouteCtx {
             }
         }
         route.rewrite.request_headers.apply(&mut request.headers);
+        if let Some(group) = self.upstream() {
+            group.strip_sticky_cookie(request);
+        }
     }
 
-    /// For `response_filter`: the route's response header edits, and a
-    /// sticky split's cookie for a client that did not name its side.
+    /// For `response_filter`: the route's response header edits, the
+    /// group's sticky-session cookie, and a sticky split's cookie for a
+    /// client that did not name its side.
     #[inline]
-    pub fn response_filter(&self, response: &mut ResponseHeader) {
+    pub fn response_filter(&self, session: &Session, response: &mut ResponseHeader) {
         if let Some(route) = self.route.as_deref() {
             route.rewrite.response_headers.apply(&mut response.headers);
+            if let Some(group) = self.upstream() {
+                group.sticky_response(session, response);
+            }
             if let (RouteTarget::Split(split), Some(choice)) = (&route.target, self.split)
                 && (!choice.from_cookie || choice.moved_from.is_some())
                 && let Some(cookie) = split.set_cookie(choice.side)

@@ -147,12 +147,15 @@ pub(crate) fn cookie<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> 
     headers
         .get_all(COOKIE)
         .iter()
-        .filter_map(|value| value.to_str().ok())
-        .flat_map(|value| value.split(';'))
-        .find_map(|pair| {
-            let (key, value) = pair.trim().split_once('=')?;
-            (key == name).then_some(value.trim_matches('"'))
-        })
+        .find_map(|value| cookie_in(value, name))
+}
+
+/// The value of the cookie `name` in one `Cookie` field.
+pub(crate) fn cookie_in<'v>(value: &'v HeaderValue, name: &str) -> Option<&'v str> {
+    value.to_str().ok()?.split(';').find_map(|pair| {
+        let (key, value) = pair.trim().split_once('=')?;
+        (key == name).then_some(value.trim_matches('"'))
+    })
 }
 
 #[cfg(test)]

@@ -25,7 +25,7 @@ pub use retry::{BackoffSection, ModeName, RetryOnEntry, RetryOverride, RetrySect
 pub use routes::{HeaderEditsSection, HeaderMatchEntry};
 pub use tls::{CertificateEntry, ListenerTlsSection, UpstreamTlsSection};
 pub use traffic::{
-    ErrorPagesSection, RateLimitSection, RedirectSection, RespondSection, SplitEntry,
+    ErrorPagesSection, RateLimitSection, RedirectSection, RespondSection, SplitEntry, StickySection,
 };
 
 /// The whole file.
@@ -364,6 +364,10 @@ pub struct UpstreamSection {
     /// offers it), `http1` or `h2`.
     #[serde(default)]
     pub protocol: ProtocolName,
+    /// A cookie that brings each client back to the server that answered
+    /// it first.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sticky: Option<StickySection>,
 }
 
 /// A server: `"ip:port"`, `"host:port"` (every address the name resolves

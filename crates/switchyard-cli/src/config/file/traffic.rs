@@ -78,3 +78,24 @@ pub struct SplitEntry {
     /// Its share, against the other sides' weights.
     pub weight: u32,
 }
+
+/// `sticky = { cookie = "sy_srv", max_age = "1h", secure = true, http_only = true }`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct StickySection {
+    /// The cookie's name.
+    pub cookie: String,
+    /// How long the browser keeps it; until it closes if unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_age: Option<Dur>,
+    /// Sent over HTTPS only.
+    #[serde(default)]
+    pub secure: bool,
+    /// Hidden from the page's scripts.
+    #[serde(default = "yes")]
+    pub http_only: bool,
+}
+
+fn yes() -> bool {
+    true
+}
