@@ -17,6 +17,7 @@ mod access;
 mod answers;
 mod build;
 pub mod file;
+mod groups;
 pub mod health;
 pub mod protocol;
 mod resolve;
