@@ -187,6 +187,8 @@ pub fn one_liner(args: &OneLiner) -> Result<FileConfig, String> {
             https_redirect: false,
             https_redirect_except: Vec::new(),
             error_pages: Default::default(),
+            compress_types: defaults::compress_types(),
+            compress_min_size: defaults::compress_min_size(),
         },
         log: LogSection {
             access_file: args.access_log.clone().map(spanned),

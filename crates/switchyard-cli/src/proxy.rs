@@ -188,6 +188,16 @@ impl ProxyHttp for ConfigProxy {
         Ok(())
     }
 
+    fn response_body_filter(
+        &self,
+        _session: &mut Session,
+        body: &mut Option<bytes::Bytes>,
+        end_of_stream: bool,
+        ctx: &mut RouteCtx,
+    ) -> Result<()> {
+        ctx.response_body_filter(body, end_of_stream)
+    }
+
     async fn fail_to_proxy(&self, session: &mut Session, e: &Error, _ctx: &mut RouteCtx) -> u16 {
         let status = respond::default_fail_to_proxy(session, e);
         // The proxy's own answers carry what every response does.

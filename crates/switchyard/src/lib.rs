@@ -24,6 +24,7 @@
 
 pub mod body;
 mod buffers;
+pub mod compress;
 pub mod discovery;
 pub mod error;
 #[cfg(feature = "fuzzing")]

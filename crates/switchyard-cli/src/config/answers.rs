@@ -41,6 +41,7 @@ pub(super) fn answer(
         ("request_headers", section.request_headers.is_some()),
         ("response_headers", section.response_headers.is_some()),
         ("upgrades", section.upgrades.is_some()),
+        ("compress", section.compress.is_some()),
     ];
     if let Some((key, _)) = upstream_only.iter().find(|(_, set)| *set) {
         let message = "only means something for a route with upstream: this route answers itself";

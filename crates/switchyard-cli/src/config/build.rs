@@ -22,7 +22,7 @@ use super::groups::group;
 use super::routes::{RouteDefaults, routes};
 use super::server::{client_identity, http2_options, max_connections, path_rules};
 use super::tls::{ListenerTls, listener_tls};
-use super::traffic::shared_buckets;
+use super::traffic::{check_compress_types, shared_buckets};
 use super::units::limit_of;
 use super::{ConfigError, Source};
 
@@ -198,6 +198,7 @@ pub(super) fn build(
             return Err(source.error(None, key, format!("must be at most {MAX_KEPT_TRACES}")));
         }
     }
+    check_compress_types(source, server)?;
     if server.rate_limit_keys == 0 {
         let message = "must be at least 1 (rate limits need somewhere to count)";
         return Err(source.error(None, "server.rate_limit_keys", message));
@@ -261,6 +262,7 @@ pub(super) fn build(
             slashes_decoded: decoded,
             trusted: &options.client_identity.trusted_proxies,
             buckets: shared_buckets(server.rate_limit_keys),
+            server,
         },
     )?;
     let https_redirect = answers::https_redirect(source, server, tls.as_ref())?;

@@ -13,7 +13,7 @@ use switchyard::proxy::AllowedUpgrades;
 use super::access::{Located, access_control, basic_auth};
 use super::file::{EscapedSlashesName, HeaderEditsSection, RouteSection, UpstreamSection};
 use super::retry::{retry_policy, with_overrides};
-use super::traffic::{answer, rate_limit, split};
+use super::traffic::{answer, compression, rate_limit, split};
 use super::units::limit_of;
 use super::{ConfigError, Source};
 use switchyard::group::UpstreamGroup;
@@ -46,6 +46,8 @@ pub(super) struct RouteDefaults<'a> {
     pub(super) trusted: &'a [ipnet::IpNet],
     /// The buckets rate limits count in.
     pub(super) buckets: Arc<switchyard::route::RateLimitBuckets>,
+    /// `[server]`, for its compression settings.
+    pub(super) server: &'a super::file::ServerSection,
 }
 
 /// The routes of `sections` (or the one implied route to the only group),
@@ -76,6 +78,7 @@ pub(super) fn routes(
                 access: None,
                 basic_auth: None,
                 rate_limit: None,
+                compress: None,
             }]),
             _ => Err(source.error(
                 None,
@@ -103,6 +106,7 @@ pub(super) fn routes(
                 &shared.buckets,
                 &located,
             )?,
+            compress: compression(section, shared.server, &located)?,
             ..route
         };
         if section.escaped_slashes.is_some() && shared.slashes_decoded {
@@ -191,6 +195,7 @@ fn route(
         access: None,
         basic_auth: None,
         rate_limit: None,
+        compress: None,
         keep_escaped_slashes: match section.escaped_slashes {
             None => None,
             Some(EscapedSlashesName::Reject) => Some(false),

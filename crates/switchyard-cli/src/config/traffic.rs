@@ -13,7 +13,10 @@ use switchyard::route::{RateLimit, RateLimitBuckets, RateLimitKey, Split, SplitS
 
 use super::ConfigError;
 use super::access::Located;
-use super::file::{RateLimitSection, RouteSection, UpstreamSection};
+use super::file::{
+    CompressSetting, RateLimitSection, RouteSection, ServerSection, UpstreamSection,
+};
+use switchyard::compress::{Codec, Compression};
 
 pub(super) use super::answers::answer;
 
@@ -173,4 +176,72 @@ pub(super) fn sticky(
         secure: sticky.secure,
         http_only: sticky.http_only,
     }))
+}
+
+/// The route's compression, if `compress` is on: its codecs, with
+/// `[server]`'s types and smallest size.
+pub(super) fn compression(
+    section: &RouteSection,
+    server: &ServerSection,
+    error: &Located<'_>,
+) -> Result<Option<Arc<Compression>>, ConfigError> {
+    let codecs = match &section.compress {
+        None | Some(CompressSetting::On(false)) => return Ok(None),
+        Some(CompressSetting::On(true)) => vec![Codec::Zstd, Codec::Brotli, Codec::Gzip],
+        Some(CompressSetting::Codecs(names)) => {
+            codecs(names).map_err(|why| error("compress", why))?
+        }
+    };
+    Ok(Some(Arc::new(Compression {
+        codecs,
+        types: server
+            .compress_types
+            .iter()
+            .map(|t| t.to_ascii_lowercase())
+            .collect(),
+        min_size: server.compress_min_size.0 as u64,
+    })))
+}
+
+fn codecs(names: &[String]) -> Result<Vec<Codec>, String> {
+    if names.is_empty() {
+        return Err("an empty list compresses nothing: write false, or name codecs".to_string());
+    }
+    let mut codecs = Vec::with_capacity(names.len());
+    for name in names {
+        let codec = Codec::from_token(name)
+            .filter(|_| name != "x-gzip")
+            .ok_or_else(|| format!("{name:?} is not a codec: use \"zstd\", \"br\" or \"gzip\""))?;
+        if codecs.contains(&codec) {
+            return Err(format!("{name:?} is listed twice"));
+        }
+        codecs.push(codec);
+    }
+    Ok(codecs)
+}
+
+/// `[server] compress_types`: each `type/subtype` or `type/*`.
+pub(super) fn check_compress_types(
+    source: &super::Source<'_>,
+    server: &ServerSection,
+) -> Result<(), ConfigError> {
+    for (i, kind) in server.compress_types.iter().enumerate() {
+        let fine = kind.split_once('/').is_some_and(|(top, sub)| {
+            let token = |t: &str| {
+                !t.is_empty()
+                    && t.bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b"!#$&-^_.+".contains(&b))
+            };
+            token(top) && (sub == "*" || token(sub))
+        });
+        if !fine {
+            let key = format!("server.compress_types[{i}]");
+            return Err(source.error(
+                None,
+                &key,
+                format!("{kind:?} is not a media type such as \"text/html\" or \"text/*\""),
+            ));
+        }
+    }
+    Ok(())
 }

@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 
+use bytes::Bytes;
 use http::{HeaderValue, StatusCode, Uri, header};
 
 use super::{HostHeader, Route, RouteTarget, Router, SplitChoice};
@@ -39,6 +40,8 @@ pub struct RouteCtx {
     refused: Option<Refusal>,
     /// The side of the route's split the request went to, if it has one.
     split: Option<SplitChoice>,
+    /// The response body's encoder, when the route compresses it.
+    encoder: Option<crate::compress::Encoder>,
     /// The path and query the route rewrote the request's to, if it did.
     rewritten: Option<Uri>,
     /// The request's state in its route's group.
@@ -229,12 +232,20 @@ impl RouteCtx {
     }
 
     /// For `response_filter`: the route's response header edits, the
-    /// group's sticky-session cookie, and a sticky split's cookie for a
-    /// client that did not name its side.
+    /// group's sticky-session cookie, a sticky split's cookie for a client
+    /// that did not name its side, and the start of compression when the
+    /// route compresses this response (its body then goes through
+    /// [`response_body_filter`](Self::response_body_filter)).
     #[inline]
-    pub fn response_filter(&self, session: &Session, response: &mut ResponseHeader) {
+    pub fn response_filter(&mut self, session: &mut Session, response: &mut ResponseHeader) {
         if let Some(route) = self.route.as_deref() {
             route.rewrite.response_headers.apply(&mut response.headers);
+            if let Some(compression) = &route.compress
+                && let Some(encoder) = compression.start(session.req_header(), response)
+            {
+                session.filter_response_body();
+                self.encoder = Some(encoder);
+            }
             if let Some(group) = self.upstream() {
                 group.sticky_response(session, response);
             }
@@ -245,6 +256,27 @@ impl RouteCtx {
                 response.headers.append(header::SET_COOKIE, cookie);
             }
         }
+    }
+
+    /// For `response_body_filter`: the body compressed as it streams, when
+    /// [`response_filter`](Self::response_filter) started compressing.
+    pub fn response_body_filter(
+        &mut self,
+        body: &mut Option<Bytes>,
+        end_of_stream: bool,
+    ) -> Result<()> {
+        let Some(encoder) = &mut self.encoder else {
+            return Ok(());
+        };
+        let chunk = body.take().unwrap_or_default();
+        let out = encoder.encode(&chunk, end_of_stream).map_err(|e| {
+            Error::explain(
+                ErrorKind::Internal,
+                format!("compressing the response body: {e}"),
+            )
+        })?;
+        *body = (!out.is_empty()).then_some(out);
+        Ok(())
     }
 
     /// For `logging`: see [`UpstreamGroup::logging`](crate::group::UpstreamGroup::logging);

@@ -68,6 +68,8 @@ pub struct Route {
     pub basic_auth: Option<BasicAuth>,
     /// How often each client (or key) may use it; `None`: no limit.
     pub rate_limit: Option<RateLimit>,
+    /// Which responses it compresses; `None`: none.
+    pub compress: Option<Arc<crate::compress::Compression>>,
 }
 
 impl Route {
@@ -97,6 +99,7 @@ impl Route {
             access: None,
             basic_auth: None,
             rate_limit: None,
+            compress: None,
         }
     }
 

@@ -110,3 +110,12 @@ pub(crate) fn otlp_queue() -> usize {
 pub(crate) fn rate_limit_keys() -> usize {
     switchyard::route::RateLimitBuckets::DEFAULT_CAPACITY
 }
+pub(crate) fn compress_types() -> Vec<String> {
+    switchyard::compress::DEFAULT_TYPES
+        .iter()
+        .map(|t| t.to_string())
+        .collect()
+}
+pub(crate) fn compress_min_size() -> Size {
+    Size(switchyard::compress::DEFAULT_MIN_SIZE as usize)
+}

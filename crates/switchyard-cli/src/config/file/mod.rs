@@ -25,7 +25,8 @@ pub use retry::{BackoffSection, ModeName, RetryOnEntry, RetryOverride, RetrySect
 pub use routes::{HeaderEditsSection, HeaderMatchEntry};
 pub use tls::{CertificateEntry, ListenerTlsSection, UpstreamTlsSection};
 pub use traffic::{
-    ErrorPagesSection, RateLimitSection, RedirectSection, RespondSection, SplitEntry, StickySection,
+    CompressSetting, ErrorPagesSection, RateLimitSection, RedirectSection, RespondSection,
+    SplitEntry, StickySection,
 };
 
 /// The whole file.
@@ -181,6 +182,13 @@ pub struct ServerSection {
     /// Path prefixes `https_redirect` leaves alone.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub https_redirect_except: Vec<String>,
+    /// The media types routes with `compress` compress.
+    #[serde(default = "defaults::compress_types")]
+    pub compress_types: Vec<String>,
+    /// The smallest body routes with `compress` compress (a body of
+    /// unknown length is compressed).
+    #[serde(default = "defaults::compress_min_size")]
+    pub compress_min_size: Size,
     /// Files whose bodies replace the proxy's own error answers', by
     /// status (`502`, `503`, `504`) or `default`.
     #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
@@ -487,6 +495,9 @@ pub struct RouteSection {
     /// HTTP Basic authentication against an htpasswd file.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub basic_auth: Option<BasicAuthSection>,
+    /// Compress responses: `true`, or the codecs in order.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compress: Option<CompressSetting>,
     /// A token bucket per client (or header value, or for the route).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rate_limit: Option<RateLimitSection>,

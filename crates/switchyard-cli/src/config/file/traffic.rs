@@ -99,3 +99,14 @@ pub struct StickySection {
 fn yes() -> bool {
     true
 }
+
+/// `compress = true` (zstd, br, gzip, in this order) or `compress =
+/// ["br", "gzip"]` (these, in this order).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(untagged)]
+pub enum CompressSetting {
+    /// On with every codec, or off.
+    On(bool),
+    /// These codecs, preferred first.
+    Codecs(Vec<String>),
+}
