@@ -36,6 +36,8 @@ while size < 1 << 20:
     rows.append(row); size += len(row); i += 1
 open(sys.argv[1], "w").write("".join(rows)[: 1 << 20])
 PY
+# nginx workers run as nobody: let them read the page.
+chmod 755 "$W" "$W/www"; chmod 644 "$W/www/page.html"
 PAGE_BYTES=$(stat -c %s "$W/www/page.html")
 cat > "$W/backend.conf" <<CONF
 worker_processes 1; daemon off; pid $W/b.pid; error_log $W/b.log;
@@ -49,7 +51,7 @@ worker_processes 1; daemon off; master_process off; pid $W/p.pid; error_log $W/p
 events { worker_connections 1024; }
 http { access_log off; keepalive_requests 1000000;
   client_body_temp_path $W/t; proxy_temp_path $W/t; fastcgi_temp_path $W/t; uwsgi_temp_path $W/t; scgi_temp_path $W/t;
-  gzip on; gzip_comp_level 5; gzip_types text/html; gzip_proxied any; gzip_vary on; gzip_min_length 1024;
+  gzip on; gzip_comp_level 5; gzip_proxied any; gzip_vary on; gzip_min_length 1024;
   upstream up { server 127.0.0.1:18280; keepalive 16; }
   server { listen 127.0.0.1:18281;
     location / { proxy_pass http://up; proxy_http_version 1.1; proxy_set_header Connection ""; } } }
@@ -71,8 +73,12 @@ nginx -c "$W/backend.conf" & PIDS+=($!)
 nginx -c "$W/nginx-proxy.conf" & PIDS+=($!); NGINX=$!
 "$BIN" run -c "$W/switchyard.toml" 2>"$W/switchyard.err" & PIDS+=($!); SY=$!
 sleep 1
-curl -sf -H 'Accept-Encoding: gzip' -o "$W/check.gz" http://127.0.0.1:18282/page.html
+curl -s -D "$W/check.head" -H "Accept-Encoding: gzip" -o "$W/check.gz" http://127.0.0.1:18282/page.html; grep -q "^HTTP/1.1 200" "$W/check.head" || { echo "compression.sh: Switchyard did not answer:" >&2; cat "$W/check.head" "$W/switchyard.err" >&2; exit 1; }
 gunzip -c "$W/check.gz" | cmp -s - "$W/www/page.html" || { echo "compression.sh: Switchyard's gzip does not decode to the page" >&2; exit 1; }
+for port in 18281 18282; do
+    curl -s -D - -o /dev/null -H 'Accept-Encoding: gzip' "http://127.0.0.1:$port/page.html" | grep -qi '^content-encoding: gzip' \
+        || { echo "compression.sh: the proxy on $port did not compress" >&2; exit 1; }
+done
 
 cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
 # One run: "ms-of-cpu-per-MiB requests".
