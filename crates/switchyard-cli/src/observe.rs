@@ -17,6 +17,7 @@ mod grpc;
 mod handles;
 mod hedges;
 mod log_drops;
+mod mirrors;
 mod otlp;
 mod pushback;
 mod refusals;
@@ -31,6 +32,7 @@ use dry_run::DryRunMetrics;
 use grpc::GrpcMetrics;
 use hedges::HedgeMetrics;
 use log_drops::LogDropMetrics;
+use mirrors::MirrorMetrics;
 use otlp::OtlpMetrics;
 use pushback::PushbackMetrics;
 use refusals::RefusalMetrics;
@@ -110,6 +112,7 @@ pub struct Observer {
     hedges: HedgeMetrics,
     dry_runs: DryRunMetrics,
     refusals: RefusalMetrics,
+    mirrors: MirrorMetrics,
     log_drops: LogDropMetrics,
     otlp: OtlpMetrics,
     servers: ServerGauges,
@@ -140,6 +143,7 @@ impl Observer {
         let hedges = HedgeMetrics::register(&mut registry);
         let dry_runs = DryRunMetrics::register(&mut registry);
         let refusals = RefusalMetrics::register(&mut registry);
+        let mirrors = MirrorMetrics::register(&mut registry);
         let log_drops = LogDropMetrics::register(&mut registry);
         let otlp = OtlpMetrics::register(&mut registry);
         let servers = ServerGauges::register(&mut registry);
@@ -156,6 +160,7 @@ impl Observer {
             hedges,
             dry_runs,
             refusals,
+            mirrors,
             log_drops,
             otlp,
             servers,
@@ -292,6 +297,25 @@ impl Observer {
         self.servers.set_groups(groups);
     }
 
+    /// Read these routes' mirrors into the metrics from now on (at start
+    /// and after each reload), each labelled with its route's name (else
+    /// its place, `routes[3]`).
+    pub fn watch_mirrors(&self, routes: &[switchyard::route::Route]) {
+        let mirrors = routes
+            .iter()
+            .enumerate()
+            .filter_map(|(i, route)| {
+                let mirror = route.mirror.as_ref()?;
+                let name = match route.name.as_str() {
+                    "" => Arc::new(format!("routes[{i}]")),
+                    _ => Arc::clone(&route.name),
+                };
+                Some((name, Arc::clone(mirror)))
+            })
+            .collect();
+        self.mirrors.watch(mirrors);
+    }
+
     /// Count `pool`'s connections in `switchyard_upstream_connections`.
     pub fn watch_pool(&self, pool: switchyard::UpstreamPool) {
         self.servers.watch_pool(pool);
@@ -308,6 +332,7 @@ impl Observer {
         self.connections.refresh();
         self.log_drops.refresh();
         self.otlp.refresh();
+        self.mirrors.refresh();
         self.servers.refresh();
         let mut text = String::new();
         if prometheus_client::encoding::text::encode(&mut text, &self.registry).is_err() {

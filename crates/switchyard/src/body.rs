@@ -84,6 +84,30 @@ struct Shared<B> {
     source_malformed: AtomicBool,
     /// The body's filter, once one is set.
     filter: OnceLock<Arc<filter::FilterStatus>>,
+    /// Keep a copy of the body up to this many bytes (`0`: none), apart
+    /// from the replay buffer (which is freed once the response starts).
+    copy_max: AtomicUsize,
+    copy: Mutex<CopyBuf>,
+}
+
+/// The copy of the body kept for [`ReplaySource::copied`].
+#[derive(Debug, Default)]
+struct CopyBuf {
+    chunks: Vec<Bytes>,
+    size: usize,
+    /// The body grew past `copy_max`: nothing is kept.
+    over: bool,
+}
+
+/// What became of a request body's copy ([`ReplaySource::copied`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BodyCopy {
+    /// The whole body, read to its end.
+    Complete(Bytes),
+    /// The body was longer than the copy may be.
+    TooLarge,
+    /// The body was not read to its end (yet), or partly past the copy.
+    Unfinished,
 }
 
 /// The source, when no attempt's body holds it, and who waits for it.
@@ -152,6 +176,8 @@ where
                 source_failed: AtomicBool::new(false),
                 source_malformed: AtomicBool::new(false),
                 filter: OnceLock::new(),
+                copy_max: AtomicUsize::new(0),
+                copy: Mutex::default(),
             }),
         }
     }
@@ -276,6 +302,34 @@ impl<B> ReplaySource<B> {
         !self.shared.truncated.load(Ordering::Acquire)
     }
 
+    /// Keep a copy of the body, up to `max` bytes, whatever becomes of the
+    /// replay buffer; possible only before any body byte was read.
+    /// Returns whether it took effect.
+    pub fn copy_up_to(&self, max: usize) -> bool {
+        if self.bytes_read() > 0 {
+            return false;
+        }
+        self.shared.copy_max.store(max, Ordering::Release);
+        true
+    }
+
+    /// The copy [`copy_up_to`](Self::copy_up_to) asked for.
+    pub fn copied(&self) -> BodyCopy {
+        let copy = self.shared.copy.lock().unwrap_or_else(|p| p.into_inner());
+        if copy.over {
+            return BodyCopy::TooLarge;
+        }
+        let whole = copy.size as u64 == self.bytes_read();
+        if !self.shared.ended.load(Ordering::Acquire) || !whole {
+            return BodyCopy::Unfinished;
+        }
+        let mut body = bytes::BytesMut::with_capacity(copy.size);
+        for chunk in &copy.chunks {
+            body.extend_from_slice(chunk);
+        }
+        BodyCopy::Complete(body.freeze())
+    }
+
     /// Change the capacity, possible only before any body byte was read.
     /// Returns whether it took effect.
     pub fn set_capacity(&self, cap: usize) -> bool {
@@ -390,6 +444,10 @@ where
         shared
             .bytes_read
             .fetch_add(data.len() as u64, Ordering::AcqRel);
+        let copy_max = shared.copy_max.load(Ordering::Acquire);
+        if copy_max > 0 {
+            copy_chunk(shared, copy_max, data);
+        }
         if shared.truncated.load(Ordering::Acquire) {
             return;
         }
@@ -536,6 +594,23 @@ where
             hint.set_upper(upper + replay);
         }
         hint
+    }
+}
+
+/// Add `data` to the body's copy while it stays within `max` bytes.
+fn copy_chunk<B>(shared: &Shared<B>, max: usize, data: &Bytes) {
+    let mut copy = shared.copy.lock().unwrap_or_else(|p| p.into_inner());
+    if copy.over {
+        return;
+    }
+    if copy.size + data.len() <= max {
+        copy.size += data.len();
+        copy.chunks.push(data.clone());
+    } else {
+        *copy = CopyBuf {
+            over: true,
+            ..CopyBuf::default()
+        };
     }
 }
 

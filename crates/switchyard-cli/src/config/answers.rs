@@ -42,6 +42,7 @@ pub(super) fn answer(
         ("response_headers", section.response_headers.is_some()),
         ("upgrades", section.upgrades.is_some()),
         ("compress", section.compress.is_some()),
+        ("mirror", section.mirror.is_some()),
     ];
     if let Some((key, _)) = upstream_only.iter().find(|(_, set)| *set) {
         let message = "only means something for a route with upstream: this route answers itself";

@@ -13,7 +13,7 @@ use switchyard::proxy::AllowedUpgrades;
 use super::access::{Located, access_control, basic_auth};
 use super::file::{EscapedSlashesName, HeaderEditsSection, RouteSection, UpstreamSection};
 use super::retry::{retry_policy, with_overrides};
-use super::traffic::{answer, compression, rate_limit, split};
+use super::traffic::{answer, compression, mirror, rate_limit, split};
 use super::units::limit_of;
 use super::{ConfigError, Source};
 use switchyard::group::UpstreamGroup;
@@ -79,6 +79,7 @@ pub(super) fn routes(
                 basic_auth: None,
                 rate_limit: None,
                 compress: None,
+                mirror: None,
             }]),
             _ => Err(source.error(
                 None,
@@ -107,6 +108,7 @@ pub(super) fn routes(
                 &located,
             )?,
             compress: compression(section, shared.server, &located)?,
+            mirror: mirror(section, groups, &located)?,
             ..route
         };
         if section.escaped_slashes.is_some() && shared.slashes_decoded {
@@ -196,6 +198,7 @@ fn route(
         basic_auth: None,
         rate_limit: None,
         compress: None,
+        mirror: None,
         keep_escaped_slashes: match section.escaped_slashes {
             None => None,
             Some(EscapedSlashesName::Reject) => Some(false),

@@ -9,7 +9,7 @@ use ipnet::IpNet;
 use std::collections::BTreeMap;
 
 use switchyard::group::{StickySessions, UpstreamGroup};
-use switchyard::route::{RateLimit, RateLimitBuckets, RateLimitKey, Split, SplitSide};
+use switchyard::route::{Mirror, RateLimit, RateLimitBuckets, RateLimitKey, Split, SplitSide};
 
 use super::ConfigError;
 use super::access::Located;
@@ -244,4 +244,50 @@ pub(super) fn check_compress_types(
         }
     }
     Ok(())
+}
+
+/// The route's mirror, if it has `mirror`.
+pub(super) fn mirror(
+    section: &RouteSection,
+    groups: &BTreeMap<String, Arc<UpstreamGroup>>,
+    error: &Located<'_>,
+) -> Result<Option<Arc<Mirror>>, ConfigError> {
+    let Some(mirror) = &section.mirror else {
+        return Ok(None);
+    };
+    let Some(group) = groups.get(&mirror.upstream) else {
+        let known: Vec<&str> = groups.keys().map(String::as_str).collect();
+        let message = format!(
+            "no upstream group {:?}; defined: {}",
+            mirror.upstream,
+            known.join(", ")
+        );
+        return Err(error("mirror.upstream", message));
+    };
+    let primary = section.upstream.as_ref().map(|u| u.get_ref().as_str());
+    if primary == Some(mirror.upstream.as_str()) {
+        let message = "the route's own group: every mirrored request would reach it twice";
+        return Err(error("mirror.upstream", message.to_string()));
+    }
+    if mirror.max_body.0 == 0 {
+        let message = "must be at least 1 byte (a request with a body over it is not mirrored)";
+        return Err(error("mirror.max_body", message.to_string()));
+    }
+    let built = Mirror::new(
+        Arc::clone(group),
+        mirror.percent,
+        mirror.max_body.0,
+        mirror.max_in_flight,
+    )
+    .map_err(|why| {
+        let key = if why.contains("max_in_flight") {
+            "mirror.max_in_flight"
+        } else {
+            "mirror.percent"
+        };
+        error(key, why)
+    })?;
+    let mut built = built;
+    built.keep_host = mirror.keep_host;
+    Ok(Some(Arc::new(built)))
 }

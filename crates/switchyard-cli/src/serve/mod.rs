@@ -116,6 +116,7 @@ pub async fn start_with_resolver(
 ) -> Result<Running, String> {
     let proxy = ConfigProxy::new(&config, Arc::clone(&observer));
     observer.watch_groups(config.groups.values().cloned().collect());
+    observer.watch_mirrors(&config.routes);
     let workers = Workers::start(config.workers.saturating_sub(1))
         .map_err(|e| format!("cannot start the workers: {e}"))?;
     let mut running = Running {
@@ -268,6 +269,7 @@ impl Running {
         self.proxy.reload(&config);
         self.observer
             .watch_groups(config.groups.values().cloned().collect());
+        self.observer.watch_mirrors(&config.routes);
         if let Some(admin) = &self.admin_state {
             admin.update(&config);
         }

@@ -307,6 +307,31 @@ impl Session {
         self.body.set_capacity(bytes)
     }
 
+    /// Keep a copy of the request body, up to `max` bytes, for use after
+    /// the response (a mirror's copy of the request): from
+    /// `request_filter`, before the body is read. Returns whether it took
+    /// effect. The replay buffer is freed once the response starts; this
+    /// copy is kept to the end of the request.
+    pub fn copy_request_body(&mut self, max: usize) -> bool {
+        self.body.copy_up_to(max)
+    }
+
+    /// The copy [`copy_request_body`](Self::copy_request_body) asked for:
+    /// the whole body once it was read to its end (an empty one for a
+    /// request that has no body), else why not.
+    pub fn request_body_copy(&self) -> crate::body::BodyCopy {
+        let headers = &self.req_header().headers;
+        let declared = headers
+            .get(http::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+        let bodiless = !headers.contains_key(http::header::TRANSFER_ENCODING)
+            && declared.is_none_or(|length| length == 0);
+        if bodiless {
+            return crate::body::BodyCopy::Complete(Bytes::new());
+        }
+        self.body.copied()
+    }
+
     /// Request body bytes read from the client so far (with a
     /// `request_body_filter`: the bytes it passed on).
     pub fn request_body_bytes(&self) -> u64 {

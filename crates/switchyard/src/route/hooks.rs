@@ -42,6 +42,8 @@ pub struct RouteCtx {
     split: Option<SplitChoice>,
     /// The response body's encoder, when the route compresses it.
     encoder: Option<crate::compress::Encoder>,
+    /// Whether a copy of the request goes to the route's mirror.
+    mirrored: bool,
     /// The path and query the route rewrote the request's to, if it did.
     rewritten: Option<Uri>,
     /// The request's state in its route's group.
@@ -114,6 +116,11 @@ impl RouteCtx {
         }
         if let Some(limit) = route.max_request_body {
             session.set_max_request_body(limit);
+        }
+        if let Some(mirror) = &route.mirror
+            && mirror.samples()
+        {
+            self.mirrored = session.copy_request_body(mirror.max_body);
         }
         if let Some(upgrades) = &route.upgrades {
             session.set_allowed_upgrades(upgrades.clone());
@@ -281,7 +288,15 @@ impl RouteCtx {
 
     /// For `logging`: see [`UpstreamGroup::logging`](crate::group::UpstreamGroup::logging);
     /// with no route, the session's dry runs alone.
+    ///
+    /// A request the route mirrors has its copy sent now, in the
+    /// background (see [`Mirror`](crate::route::Mirror)).
     pub fn logging(&self, session: &Session) -> Vec<WouldHave> {
+        if self.mirrored
+            && let Some(mirror) = self.route.as_ref().and_then(|r| r.mirror.as_ref())
+        {
+            mirror.send(session.req_header(), session.request_body_copy());
+        }
         match self.upstream() {
             Some(group) => group.logging(session, &self.group),
             None => session.dry_runs().to_vec(),

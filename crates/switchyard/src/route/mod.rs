@@ -23,6 +23,7 @@ mod answer;
 mod basic_auth;
 mod hooks;
 mod matching;
+mod mirror;
 mod rate_limit;
 mod rewrite;
 mod split;
@@ -34,6 +35,7 @@ pub use answer::{Answer, FixedResponse, HttpsRedirect, Redirect};
 pub use basic_auth::{AuthFailure, BasicAuth};
 pub use hooks::{Refusal, RouteCtx};
 pub use matching::{HeaderCondition, HostPattern, RouteMatch, routing_host};
+pub use mirror::{Mirror, MirrorStats};
 pub use rate_limit::{RateLimit, RateLimitBuckets, RateLimitKey, RateLimited};
 pub use rewrite::{HeaderEdits, HostHeader, PathRewrite, Rewrite};
 pub use split::{Split, SplitChoice, SplitSide};
@@ -70,6 +72,8 @@ pub struct Route {
     pub rate_limit: Option<RateLimit>,
     /// Which responses it compresses; `None`: none.
     pub compress: Option<Arc<crate::compress::Compression>>,
+    /// Where copies of a share of its requests go; `None`: nowhere.
+    pub mirror: Option<Arc<Mirror>>,
 }
 
 impl Route {
@@ -100,6 +104,7 @@ impl Route {
             basic_auth: None,
             rate_limit: None,
             compress: None,
+            mirror: None,
         }
     }
 

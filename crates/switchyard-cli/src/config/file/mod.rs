@@ -25,8 +25,8 @@ pub use retry::{BackoffSection, ModeName, RetryOnEntry, RetryOverride, RetrySect
 pub use routes::{HeaderEditsSection, HeaderMatchEntry};
 pub use tls::{CertificateEntry, ListenerTlsSection, UpstreamTlsSection};
 pub use traffic::{
-    CompressSetting, ErrorPagesSection, RateLimitSection, RedirectSection, RespondSection,
-    SplitEntry, StickySection,
+    CompressSetting, ErrorPagesSection, MirrorSection, RateLimitSection, RedirectSection,
+    RespondSection, SplitEntry, StickySection,
 };
 
 /// The whole file.
@@ -495,6 +495,9 @@ pub struct RouteSection {
     /// HTTP Basic authentication against an htpasswd file.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub basic_auth: Option<BasicAuthSection>,
+    /// Send copies of a share of its requests to a shadow group.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mirror: Option<MirrorSection>,
     /// Compress responses: `true`, or the codecs in order.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub compress: Option<CompressSetting>,

@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::ModeName;
-use crate::config::units::Dur;
+use crate::config::units::{Dur, Size};
 
 /// `rate_limit = { requests = 100, per = "1s", burst = 20, key = "client" }`.
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -109,4 +109,36 @@ pub enum CompressSetting {
     On(bool),
     /// These codecs, preferred first.
     Codecs(Vec<String>),
+}
+
+/// `mirror = { upstream = "shadow", percent = 10, max_body = "64KiB" }`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct MirrorSection {
+    /// The shadow group.
+    pub upstream: String,
+    /// The share of requests copied, above 0 and at most 100.
+    #[serde(default = "all")]
+    pub percent: f64,
+    /// The largest request body copied.
+    #[serde(default = "max_body")]
+    pub max_body: Size,
+    /// The most copies in flight at once.
+    #[serde(default = "max_in_flight")]
+    pub max_in_flight: usize,
+    /// Send `Host` as the client did (else with `-shadow` added).
+    #[serde(default)]
+    pub keep_host: bool,
+}
+
+fn all() -> f64 {
+    100.0
+}
+
+fn max_body() -> Size {
+    Size(64 * 1024)
+}
+
+fn max_in_flight() -> usize {
+    64
 }
