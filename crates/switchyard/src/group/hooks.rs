@@ -102,7 +102,7 @@ impl UpstreamGroup {
             .collect();
         let avoid = self.health.avoid(Instant::now());
         // A sticky cookie's server first, on the first attempt only.
-        let sticky = match tried.is_empty() {
+        let sticky = match tried.is_empty() && self.sticky.is_some() {
             true => self.sticky_server(session, &avoid),
             false => None,
         };

@@ -135,6 +135,12 @@ impl UpstreamGroup {
         }
     }
 
+    /// Its sticky sessions, if it has them.
+    #[inline]
+    pub fn sticky(&self) -> Option<&StickySessions> {
+        self.sticky.as_ref()
+    }
+
     /// Its name.
     #[inline]
     pub fn name(&self) -> &str {

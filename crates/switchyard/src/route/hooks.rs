@@ -41,7 +41,7 @@ pub struct RouteCtx {
     /// The side of the route's split the request went to, if it has one.
     split: Option<SplitChoice>,
     /// The response body's encoder, when the route compresses it.
-    encoder: Option<crate::compress::Encoder>,
+    encoder: Option<Box<crate::compress::Encoder>>,
     /// Whether a copy of the request goes to the route's mirror.
     mirrored: bool,
     /// The path and query the route rewrote the request's to, if it did.
@@ -233,7 +233,9 @@ impl RouteCtx {
             }
         }
         route.rewrite.request_headers.apply(&mut request.headers);
-        if let Some(group) = self.upstream() {
+        if let Some(group) = self.upstream()
+            && group.sticky().is_some()
+        {
             group.strip_sticky_cookie(request);
         }
     }
@@ -245,23 +247,39 @@ impl RouteCtx {
     /// [`response_body_filter`](Self::response_body_filter)).
     #[inline]
     pub fn response_filter(&mut self, session: &mut Session, response: &mut ResponseHeader) {
-        if let Some(route) = self.route.as_deref() {
-            route.rewrite.response_headers.apply(&mut response.headers);
-            if let Some(compression) = &route.compress
-                && let Some(encoder) = compression.start(session.req_header(), response)
-            {
-                session.filter_response_body();
-                self.encoder = Some(encoder);
-            }
-            if let Some(group) = self.upstream() {
-                group.sticky_response(session, response);
-            }
-            if let (RouteTarget::Split(split), Some(choice)) = (&route.target, self.split)
-                && (!choice.from_cookie || choice.moved_from.is_some())
-                && let Some(cookie) = split.set_cookie(choice.side)
-            {
-                response.headers.append(header::SET_COOKIE, cookie);
-            }
+        let Some(route) = self.route.as_deref() else {
+            return;
+        };
+        route.rewrite.response_headers.apply(&mut response.headers);
+        // Out of line: a plain route's response costs these tests.
+        let sticky = self
+            .upstream()
+            .is_some_and(|group| group.sticky().is_some());
+        if route.compress.is_some() || sticky || self.split.is_some() {
+            self.response_extras(session, response);
+        }
+    }
+
+    /// Compression, and the sticky cookies of the group and the split.
+    #[inline(never)]
+    fn response_extras(&mut self, session: &mut Session, response: &mut ResponseHeader) {
+        let Some(route) = self.route.as_deref() else {
+            return;
+        };
+        if let Some(compression) = &route.compress
+            && let Some(encoder) = compression.start(session.req_header(), response)
+        {
+            session.filter_response_body();
+            self.encoder = Some(Box::new(encoder));
+        }
+        if let Some(group) = self.upstream() {
+            group.sticky_response(session, response);
+        }
+        if let (RouteTarget::Split(split), Some(choice)) = (&route.target, self.split)
+            && (!choice.from_cookie || choice.moved_from.is_some())
+            && let Some(cookie) = split.set_cookie(choice.side)
+        {
+            response.headers.append(header::SET_COOKIE, cookie);
         }
     }
 
