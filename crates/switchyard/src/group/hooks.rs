@@ -101,23 +101,16 @@ impl UpstreamGroup {
             .map(|r| r.peer)
             .collect();
         let avoid = self.health.avoid(Instant::now());
-        // A sticky cookie's server first, on the first attempt only.
-        let sticky = match tried.is_empty() && self.sticky.is_some() {
-            true => self.sticky_server(session, &avoid),
-            false => None,
-        };
-        let addr = match ctx.same_peer_next.take().or(sticky) {
+        let addr = match ctx.same_peer_next.take() {
             Some(addr) => addr,
-            None => match &self.hash_key {
-                Some(key) => {
-                    let place = key.place(session.req_header(), session.client_addr());
-                    self.backends.select_keyed(&tried, &avoid, place).addr
+            // A sticky cookie's server first, on the first attempt only.
+            None if tried.is_empty() && self.sticky.is_some() => {
+                match self.sticky_server(session, &avoid) {
+                    Some(addr) => addr,
+                    None => self.select(session, &tried, &avoid),
                 }
-                None => {
-                    let addr = self.backends.select_avoiding(&tried, &avoid).addr;
-                    self.slow_start(addr, &tried, &avoid, session)
-                }
-            },
+            }
+            None => self.select(session, &tried, &avoid),
         };
         if avoid.contains(&addr) && self.health.admin_state(addr) != AdminState::Ready {
             return Err(Error::explain(
@@ -139,6 +132,22 @@ impl UpstreamGroup {
             peer = peer.with_hedge(self.peer(hedge));
         }
         Ok(Box::new(peer))
+    }
+
+    /// The selection's server for the request: by its hash key, or by the
+    /// algorithm (a server warming up may be passed over).
+    #[inline]
+    fn select(&self, session: &mut Session, tried: &[PeerAddr], avoid: &[PeerAddr]) -> PeerAddr {
+        match &self.hash_key {
+            Some(key) => {
+                let place = key.place(session.req_header(), session.client_addr());
+                self.backends.select_keyed(tried, avoid, place).addr
+            }
+            None => {
+                let addr = self.backends.select_avoiding(tried, avoid).addr;
+                self.slow_start(addr, tried, avoid, session)
+            }
+        }
     }
 
     /// For `fail_to_connect`: the rules' verdict on a connect failure.

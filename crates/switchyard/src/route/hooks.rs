@@ -36,18 +36,28 @@ const BAD_REWRITE: &str = "switchyard; error=http_request_error; details=\"path-
 #[derive(Debug, Default)]
 pub struct RouteCtx {
     route: Option<Arc<Route>>,
-    /// Why the route's guards refused the request, if they did.
-    refused: Option<Refusal>,
-    /// The side of the route's split the request went to, if it has one.
-    split: Option<SplitChoice>,
-    /// The response body's encoder, when the route compresses it.
-    encoder: Option<Box<crate::compress::Encoder>>,
-    /// Whether a copy of the request goes to the route's mirror.
-    mirrored: bool,
     /// The path and query the route rewrote the request's to, if it did.
     rewritten: Option<Uri>,
     /// The request's state in its route's group.
     pub group: GroupCtx,
+    /// What only a route with guards, a split, sticky sessions,
+    /// compression or a mirror needs: nothing for a plain route.
+    extras: Option<Box<Extras>>,
+}
+
+/// A request's state for its route's optional features.
+#[derive(Debug, Default)]
+struct Extras {
+    /// Why the route's guards refused the request, if they did.
+    refused: Option<Refusal>,
+    /// The side of the route's split the request went to, if it has one.
+    split: Option<SplitChoice>,
+    /// Whether the request's group has sticky sessions.
+    sticky: bool,
+    /// The response body's encoder, when the route compresses it.
+    encoder: Option<crate::compress::Encoder>,
+    /// Whether a copy of the request goes to the route's mirror.
+    mirrored: bool,
 }
 
 impl RouteCtx {
@@ -60,7 +70,13 @@ impl RouteCtx {
     /// Why the route refused the request, if it did.
     #[inline]
     pub fn refusal(&self) -> Option<Refusal> {
-        self.refused
+        self.extras.as_ref()?.refused
+    }
+
+    /// The request's state for its route's optional features, made when
+    /// first needed.
+    fn extras_mut(&mut self) -> &mut Extras {
+        self.extras.get_or_insert_with(Box::default)
     }
 
     /// For `request_filter`: choose the request's route in `router` and
@@ -85,16 +101,24 @@ impl RouteCtx {
         };
         // Out of line: a route without guards costs these tests.
         if route.access.is_some() || route.rate_limit.is_some() || route.basic_auth.is_some() {
-            self.refused = refused(&route, session);
-            if self.refused.is_some() {
+            if let Some(why) = refused(&route, session) {
+                self.extras_mut().refused = Some(why);
                 self.route = Some(route);
                 return true;
             }
         }
         match &route.target {
-            RouteTarget::Group(_) => {}
+            RouteTarget::Group(group) => {
+                if group.sticky().is_some() {
+                    self.extras_mut().sticky = true;
+                }
+            }
             RouteTarget::Split(split) => {
-                self.split = Some(split.choose(&session.req_header().headers))
+                let choice = split.choose(&session.req_header().headers);
+                let sticky = split.sides()[choice.side].group.sticky().is_some();
+                let extras = self.extras_mut();
+                extras.split = Some(choice);
+                extras.sticky = sticky;
             }
             RouteTarget::Answer(answer) => {
                 let tls = session.client_ip().is_tls();
@@ -120,7 +144,7 @@ impl RouteCtx {
         if let Some(mirror) = &route.mirror
             && mirror.samples()
         {
-            self.mirrored = session.copy_request_body(mirror.max_body);
+            self.extras_mut().mirrored = session.copy_request_body(mirror.max_body);
         }
         if let Some(upgrades) = &route.upgrades {
             session.set_allowed_upgrades(upgrades.clone());
@@ -148,14 +172,14 @@ impl RouteCtx {
     /// chose a route that has one.
     #[inline]
     pub fn upstream(&self) -> Option<&Arc<UpstreamGroup>> {
-        group_of(self.route.as_ref(), self.split)
+        group_of(self.route.as_ref(), self.extras.as_deref())
     }
 
     /// The side of its route's split the request went to, if the route
     /// splits.
     #[inline]
     pub fn split(&self) -> Option<SplitChoice> {
-        self.split
+        self.extras.as_ref()?.split
     }
 
     /// For `retry_budget`: the route's group's.
@@ -167,7 +191,7 @@ impl RouteCtx {
     /// For `upstream_peer`: see [`UpstreamGroup::upstream_peer`](crate::group::UpstreamGroup::upstream_peer).
     #[inline]
     pub fn upstream_peer(&mut self, session: &mut Session) -> Result<Box<HttpPeer>> {
-        let Some(group) = group_of(self.route.as_ref(), self.split) else {
+        let Some(group) = group_of(self.route.as_ref(), self.extras.as_deref()) else {
             return Err(no_route());
         };
         group.upstream_peer(session, &mut self.group)
@@ -176,7 +200,7 @@ impl RouteCtx {
     /// For `fail_to_connect`: see [`UpstreamGroup::fail_to_connect`](crate::group::UpstreamGroup::fail_to_connect).
     #[inline]
     pub fn fail_to_connect(&mut self, peer: &HttpPeer, e: Box<Error>) -> Box<Error> {
-        match group_of(self.route.as_ref(), self.split) {
+        match group_of(self.route.as_ref(), self.extras.as_deref()) {
             Some(group) => group.fail_to_connect(peer, &mut self.group, e),
             None => e,
         }
@@ -191,7 +215,7 @@ impl RouteCtx {
         e: Box<Error>,
         reused: bool,
     ) -> Box<Error> {
-        match group_of(self.route.as_ref(), self.split) {
+        match group_of(self.route.as_ref(), self.extras.as_deref()) {
             Some(group) => group.error_while_proxy(peer, session, e, &mut self.group, reused),
             None => e,
         }
@@ -204,7 +228,7 @@ impl RouteCtx {
         session: &mut Session,
         head: &ResponseHeader,
     ) -> Option<Box<Error>> {
-        let group = group_of(self.route.as_ref(), self.split)?;
+        let group = group_of(self.route.as_ref(), self.extras.as_deref())?;
         group.upstream_response_failure(session, head, &mut self.group)
     }
 
@@ -233,8 +257,8 @@ impl RouteCtx {
             }
         }
         route.rewrite.request_headers.apply(&mut request.headers);
-        if let Some(group) = self.upstream()
-            && group.sticky().is_some()
+        if self.extras.as_ref().is_some_and(|extras| extras.sticky)
+            && let Some(group) = self.upstream()
         {
             group.strip_sticky_cookie(request);
         }
@@ -252,10 +276,7 @@ impl RouteCtx {
         };
         route.rewrite.response_headers.apply(&mut response.headers);
         // Out of line: a plain route's response costs these tests.
-        let sticky = self
-            .upstream()
-            .is_some_and(|group| group.sticky().is_some());
-        if route.compress.is_some() || sticky || self.split.is_some() {
+        if route.compress.is_some() || self.extras.is_some() {
             self.response_extras(session, response);
         }
     }
@@ -263,19 +284,19 @@ impl RouteCtx {
     /// Compression, and the sticky cookies of the group and the split.
     #[inline(never)]
     fn response_extras(&mut self, session: &mut Session, response: &mut ResponseHeader) {
-        let Some(route) = self.route.as_deref() else {
+        let Some(route) = self.route.clone() else {
             return;
         };
         if let Some(compression) = &route.compress
             && let Some(encoder) = compression.start(session.req_header(), response)
         {
             session.filter_response_body();
-            self.encoder = Some(Box::new(encoder));
+            self.extras_mut().encoder = Some(encoder);
         }
         if let Some(group) = self.upstream() {
             group.sticky_response(session, response);
         }
-        if let (RouteTarget::Split(split), Some(choice)) = (&route.target, self.split)
+        if let (RouteTarget::Split(split), Some(choice)) = (&route.target, self.split())
             && (!choice.from_cookie || choice.moved_from.is_some())
             && let Some(cookie) = split.set_cookie(choice.side)
         {
@@ -290,7 +311,7 @@ impl RouteCtx {
         body: &mut Option<Bytes>,
         end_of_stream: bool,
     ) -> Result<()> {
-        let Some(encoder) = &mut self.encoder else {
+        let Some(encoder) = self.extras.as_mut().and_then(|x| x.encoder.as_mut()) else {
             return Ok(());
         };
         let chunk = body.take().unwrap_or_default();
@@ -310,7 +331,7 @@ impl RouteCtx {
     /// A request the route mirrors has its copy sent now, in the
     /// background (see [`Mirror`](crate::route::Mirror)).
     pub fn logging(&self, session: &Session) -> Vec<WouldHave> {
-        if self.mirrored
+        if self.extras.as_ref().is_some_and(|extras| extras.mirrored)
             && let Some(mirror) = self.route.as_ref().and_then(|r| r.mirror.as_ref())
         {
             mirror.send(session.req_header(), session.request_body_copy());
@@ -325,10 +346,13 @@ impl RouteCtx {
 /// The group `route` sends the request to: its own, or the side of its
 /// split the request went to.
 #[inline]
-fn group_of(route: Option<&Arc<Route>>, split: Option<SplitChoice>) -> Option<&Arc<UpstreamGroup>> {
+fn group_of<'r>(
+    route: Option<&'r Arc<Route>>,
+    extras: Option<&Extras>,
+) -> Option<&'r Arc<UpstreamGroup>> {
     match &route?.target {
         RouteTarget::Group(group) => Some(group),
-        RouteTarget::Split(sides) => Some(&sides.sides()[split?.side].group),
+        RouteTarget::Split(sides) => Some(&sides.sides()[extras?.split?.side].group),
         RouteTarget::Answer(_) => None,
     }
 }
