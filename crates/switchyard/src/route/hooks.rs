@@ -100,12 +100,12 @@ impl RouteCtx {
             return true;
         };
         // Out of line: a route without guards costs these tests.
-        if route.access.is_some() || route.rate_limit.is_some() || route.basic_auth.is_some() {
-            if let Some(why) = refused(&route, session) {
-                self.extras_mut().refused = Some(why);
-                self.route = Some(route);
-                return true;
-            }
+        if (route.access.is_some() || route.rate_limit.is_some() || route.basic_auth.is_some())
+            && let Some(why) = refused(&route, session)
+        {
+            self.extras_mut().refused = Some(why);
+            self.route = Some(route);
+            return true;
         }
         match &route.target {
             RouteTarget::Group(group) => {
