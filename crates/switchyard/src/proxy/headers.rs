@@ -56,12 +56,29 @@ fn hop_by_hop_present(headers: &HeaderMap) -> Option<[bool; HOPS]> {
     let mut present = [false; HOPS];
     let mut any = false;
     for name in headers.keys() {
-        if let Some(i) = HOP_BY_HOP.iter().position(|hop| hop == name) {
+        if let Some(i) = hop_index(name) {
             present[i] = true;
             any = true;
         }
     }
     any.then_some(present)
+}
+
+/// `name`'s place in [`HOP_BY_HOP`], if it is there: one match on the
+/// name's text (a jump on its length, then one comparison), where a search
+/// of the list compared it with each of the seven in turn.
+#[inline]
+fn hop_index(name: &HeaderName) -> Option<usize> {
+    match name.as_str() {
+        "connection" => Some(0),
+        "te" => Some(1),
+        "transfer-encoding" => Some(2),
+        "upgrade" => Some(3),
+        "keep-alive" => Some(4),
+        "proxy-connection" => Some(5),
+        "http2-settings" => Some(6),
+        _ => None,
+    }
 }
 
 /// [`strip_hop_by_hop`] for a request going upstream, except that a `TE`
@@ -133,6 +150,17 @@ fn remove_connection_named(headers: &mut HeaderMap) {
 mod tests {
     use super::strip_hop_by_hop;
     use http::HeaderMap;
+
+    #[test]
+    fn each_hop_by_hop_name_is_found_at_its_place() {
+        for (i, name) in super::HOP_BY_HOP.iter().enumerate() {
+            assert_eq!(super::hop_index(name), Some(i), "{name}");
+        }
+        for other in ["host", "content-length", "trailer", "x-te", "connections"] {
+            let name = http::header::HeaderName::from_static(other);
+            assert_eq!(super::hop_index(&name), None, "{other}");
+        }
+    }
 
     #[test]
     fn drops_fixed_and_connection_named_headers_and_keeps_the_rest() {
