@@ -6,9 +6,7 @@
 
 mod common;
 
-use bytes::Bytes;
-use http_body_util::Full;
-use switchyard_testkit::{Origin, client, within};
+use switchyard_testkit::{Origin, client};
 
 use common::{Running, TempConfig};
 
@@ -41,14 +39,7 @@ async fn get(
     path: &str,
     header: Option<(&str, &str)>,
 ) -> client::Collected {
-    let mut request = http::Request::get(path).header("host", "app");
-    if let Some((name, value)) = header {
-        request = request.header(name, value);
-    }
-    let request = request.body(Full::new(Bytes::new())).unwrap();
-    within(10, "GET", client::send(addr, request))
-        .await
-        .unwrap()
+    common::get_with(addr, path, header.as_slice()).await
 }
 
 /// `X-Forwarded-For: client`.

@@ -6,10 +6,8 @@
 
 mod common;
 
-use bytes::Bytes;
-use http_body_util::Full;
 use switchyard_testkit::tls::TestCa;
-use switchyard_testkit::{Origin, client, refused_addr, within};
+use switchyard_testkit::{Origin, client, refused_addr};
 
 use common::{Running, TempConfig, run_refused};
 
@@ -19,14 +17,9 @@ async fn send(
     path: &str,
     headers: &[(&str, &str)],
 ) -> client::Collected {
-    let mut request = http::Request::get(path).header("host", "app.test:8080");
-    for (name, value) in headers {
-        request = request.header(*name, *value);
-    }
-    let request = request.body(Full::new(Bytes::new())).unwrap();
-    within(10, "GET", client::send(addr, request))
-        .await
-        .unwrap()
+    let mut all = vec![("host", "app.test:8080")];
+    all.extend_from_slice(headers);
+    common::get_with(addr, path, &all).await
 }
 
 const ROUTES: &str = r#"

@@ -7,9 +7,7 @@
 
 mod common;
 
-use bytes::Bytes;
-use http_body_util::Full;
-use switchyard_testkit::{Origin, client, within};
+use switchyard_testkit::{Origin, client};
 
 use common::{Running, TempConfig};
 
@@ -51,14 +49,7 @@ async fn get(
     path: &str,
     headers: &[(&str, &str)],
 ) -> client::Collected {
-    let mut request = http::Request::get(path).header("host", "app");
-    for (name, value) in headers {
-        request = request.header(*name, *value);
-    }
-    let request = request.body(Full::new(Bytes::new())).unwrap();
-    within(10, "GET", client::send(addr, request))
-        .await
-        .unwrap()
+    common::get_with(addr, path, headers).await
 }
 
 async fn statuses(

@@ -9,8 +9,6 @@ mod common;
 
 use std::net::SocketAddr;
 
-use bytes::Bytes;
-use http_body_util::Full;
 use switchyard_testkit::{Origin, client, refused_addr, within};
 
 use common::{Running, TempConfig, run_refused, wait_for_upstreams};
@@ -30,14 +28,8 @@ const WEIGHTS_80_20: &str =
     "split = [{ upstream = \"stable\", weight = 80 }, { upstream = \"canary\", weight = 20 }]";
 
 async fn get(addr: SocketAddr, cookie: Option<&str>) -> client::Collected {
-    let mut request = http::Request::get("/").header("host", "app");
-    if let Some(cookie) = cookie {
-        request = request.header("cookie", cookie);
-    }
-    let request = request.body(Full::new(Bytes::new())).unwrap();
-    within(10, "GET", client::send(addr, request))
-        .await
-        .unwrap()
+    let cookie: Vec<(&str, &str)> = cookie.map(|c| ("cookie", c)).into_iter().collect();
+    common::get_with(addr, "/", &cookie).await
 }
 
 #[tokio::test]

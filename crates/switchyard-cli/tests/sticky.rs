@@ -25,14 +25,8 @@ fn config(a: SocketAddr, b: SocketAddr, sticky: &str) -> String {
 const STICKY: &str = "{ cookie = \"sy_srv\", max_age = \"1h\", secure = true, http_only = true }";
 
 async fn get(addr: SocketAddr, cookie: Option<&str>) -> client::Collected {
-    let mut request = http::Request::get("/").header("host", "app");
-    if let Some(cookie) = cookie {
-        request = request.header("cookie", cookie);
-    }
-    let request = request.body(Full::new(Bytes::new())).unwrap();
-    within(10, "GET", client::send(addr, request))
-        .await
-        .unwrap()
+    let cookie: Vec<(&str, &str)> = cookie.map(|c| ("cookie", c)).into_iter().collect();
+    common::get_with(addr, "/", &cookie).await
 }
 
 /// The `name=value` of a response's `Set-Cookie`.

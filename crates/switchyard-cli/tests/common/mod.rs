@@ -261,6 +261,31 @@ pub fn two_servers(
     (proxy, file)
 }
 
+/// `GET path` with `headers` (and `Host: app` unless they name a host),
+/// answered within 10 s.
+pub async fn get_with(
+    addr: SocketAddr,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> switchyard_testkit::client::Collected {
+    let mut request = http::Request::get(path);
+    if !headers
+        .iter()
+        .any(|(name, _)| name.eq_ignore_ascii_case("host"))
+    {
+        request = request.header("host", "app");
+    }
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    let request = request
+        .body(http_body_util::Full::new(bytes::Bytes::new()))
+        .unwrap();
+    switchyard_testkit::within(10, "GET", switchyard_testkit::client::send(addr, request))
+        .await
+        .unwrap()
+}
+
 /// `n` GETs of `/`, one after the other, each answered within 10 s.
 pub async fn get_n(addr: SocketAddr, n: usize) {
     for _ in 0..n {
