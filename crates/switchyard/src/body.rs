@@ -27,10 +27,13 @@ use http_body::{Body, Frame, SizeHint};
 use filter::FilteredBody;
 
 pub(crate) mod client;
+mod copy;
 pub mod filter;
 pub mod limit;
 mod progress;
 
+pub use copy::BodyCopy;
+use copy::{CopyBuf, copy_chunk};
 pub use progress::Progress;
 #[cfg(test)]
 mod tests;
@@ -88,26 +91,6 @@ struct Shared<B> {
     /// from the replay buffer (which is freed once the response starts).
     copy_max: AtomicUsize,
     copy: Mutex<CopyBuf>,
-}
-
-/// The copy of the body kept for [`ReplaySource::copied`].
-#[derive(Debug, Default)]
-struct CopyBuf {
-    chunks: Vec<Bytes>,
-    size: usize,
-    /// The body grew past `copy_max`: nothing is kept.
-    over: bool,
-}
-
-/// What became of a request body's copy ([`ReplaySource::copied`]).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum BodyCopy {
-    /// The whole body, read to its end.
-    Complete(Bytes),
-    /// The body was longer than the copy may be.
-    TooLarge,
-    /// The body was not read to its end (yet), or partly past the copy.
-    Unfinished,
 }
 
 /// The source, when no attempt's body holds it, and who waits for it.
@@ -300,34 +283,6 @@ impl<B> ReplaySource<B> {
     pub fn raise_capacity(&self, cap: usize) -> bool {
         self.shared.cap.fetch_max(cap, Ordering::AcqRel);
         !self.shared.truncated.load(Ordering::Acquire)
-    }
-
-    /// Keep a copy of the body, up to `max` bytes, whatever becomes of the
-    /// replay buffer; possible only before any body byte was read.
-    /// Returns whether it took effect.
-    pub fn copy_up_to(&self, max: usize) -> bool {
-        if self.bytes_read() > 0 {
-            return false;
-        }
-        self.shared.copy_max.store(max, Ordering::Release);
-        true
-    }
-
-    /// The copy [`copy_up_to`](Self::copy_up_to) asked for.
-    pub fn copied(&self) -> BodyCopy {
-        let copy = self.shared.copy.lock().unwrap_or_else(|p| p.into_inner());
-        if copy.over {
-            return BodyCopy::TooLarge;
-        }
-        let whole = copy.size as u64 == self.bytes_read();
-        if !self.shared.ended.load(Ordering::Acquire) || !whole {
-            return BodyCopy::Unfinished;
-        }
-        let mut body = bytes::BytesMut::with_capacity(copy.size);
-        for chunk in &copy.chunks {
-            body.extend_from_slice(chunk);
-        }
-        BodyCopy::Complete(body.freeze())
     }
 
     /// Change the capacity, possible only before any body byte was read.
@@ -594,23 +549,6 @@ where
             hint.set_upper(upper + replay);
         }
         hint
-    }
-}
-
-/// Add `data` to the body's copy while it stays within `max` bytes.
-fn copy_chunk<B>(shared: &Shared<B>, max: usize, data: &Bytes) {
-    let mut copy = shared.copy.lock().unwrap_or_else(|p| p.into_inner());
-    if copy.over {
-        return;
-    }
-    if copy.size + data.len() <= max {
-        copy.size += data.len();
-        copy.chunks.push(data.clone());
-    } else {
-        *copy = CopyBuf {
-            over: true,
-            ..CopyBuf::default()
-        };
     }
 }
 
