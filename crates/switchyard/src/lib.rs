@@ -25,6 +25,7 @@
 pub mod body;
 mod buffers;
 pub mod compress;
+mod cookie;
 pub mod discovery;
 pub mod error;
 #[cfg(feature = "fuzzing")]

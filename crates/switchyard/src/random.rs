@@ -32,6 +32,27 @@ pub(crate) fn below(n: usize) -> usize {
     (next_u64() % n as u64) as usize
 }
 
+/// Points spread evenly over `[0, total)`, one per call, shared between
+/// threads: the golden ratio's multiples modulo 1, scaled. Not random:
+/// over any run of calls each stretch of the range gets its share to
+/// within a few points, without a lock or a draw (a split's sides, a
+/// mirror's share).
+#[derive(Debug, Default)]
+pub(crate) struct EvenSpread {
+    next: std::sync::atomic::AtomicU64,
+}
+
+/// The golden ratio's fractional part, in 64-bit fixed point.
+const GOLDEN: u64 = 0x9e37_79b9_7f4a_7c15;
+
+impl EvenSpread {
+    /// The next point, below `total`.
+    pub(crate) fn next_below(&self, total: u64) -> u64 {
+        let n = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        ((u128::from(n.wrapping_mul(GOLDEN)) * u128::from(total)) >> 64) as u64
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::{below, next_u64, unit};

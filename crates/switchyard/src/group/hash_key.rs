@@ -3,7 +3,7 @@
 
 use std::net::SocketAddr;
 
-use http::{HeaderName, header};
+use http::HeaderName;
 
 use crate::lb::hash_bytes;
 use crate::proxy::RequestHeader;
@@ -55,15 +55,8 @@ impl HashKey {
                 .headers
                 .get(name)
                 .map_or(0, |v| hash_bytes(v.as_bytes())),
-            HashKey::Cookie(name) => head
-                .headers
-                .get_all(header::COOKIE)
-                .iter()
-                .filter_map(|v| v.to_str().ok())
-                .flat_map(|v| v.split(';'))
-                .filter_map(|pair| pair.trim().split_once('='))
-                .find(|(n, _)| n == name)
-                .map_or(0, |(_, value)| hash_bytes(value.as_bytes())),
+            HashKey::Cookie(name) => crate::cookie::value(&head.headers, name)
+                .map_or(0, |value| hash_bytes(value.as_bytes())),
             HashKey::Path => hash_bytes(head.uri.path().as_bytes()),
             HashKey::Client => hash_bytes(client.ip().to_string().as_bytes()),
         }

@@ -60,7 +60,7 @@ impl StickySessions {
 
     /// The id the request's cookie holds, if it holds one.
     fn requested(&self, headers: &HeaderMap) -> Option<u64> {
-        let value = crate::route::cookie(headers, &self.cookie)?;
+        let value = crate::cookie::value(headers, &self.cookie)?.trim_matches('"');
         u64::from_str_radix(value, 16).ok()
     }
 }
@@ -97,7 +97,7 @@ impl UpstreamGroup {
         let values: Vec<HeaderValue> = request.headers.get_all(COOKIE).iter().cloned().collect();
         if !values
             .iter()
-            .any(|v| crate::route::cookie_in(v, name).is_some())
+            .any(|v| crate::cookie::value_in(v, name).is_some())
         {
             return;
         }

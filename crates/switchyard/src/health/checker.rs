@@ -156,24 +156,7 @@ pub async fn check_peer(peer: &HttpPeer, options: &CheckOptions) -> (bool, Strin
 }
 
 async fn probe(peer: &HttpPeer, probe: &Probe) -> Result<String, String> {
-    if let Some(path) = peer.address.unix_path() {
-        if peer.tls {
-            return Err("TLS to a Unix socket is not supported".to_string());
-        }
-        let stream = tokio::net::UnixStream::connect(path)
-            .await
-            .map_err(|e| format!("connect: {e}"))?;
-        return http_probe(peer, stream, probe).await;
-    }
-    let stream = connector::tcp_connect(peer)
-        .await
-        .map_err(|e| format!("connect: {e}"))?;
-    if !peer.tls {
-        return http_probe(peer, stream, probe).await;
-    }
-    let stream = connector::tls_handshake(peer, stream)
-        .await
-        .map_err(|e| format!("TLS: {e}"))?;
+    let stream = connector::connect_once(peer).await?;
     http_probe(peer, stream, probe).await
 }
 

@@ -23,11 +23,8 @@ use crate::body::BodyCopy;
 use crate::group::UpstreamGroup;
 use crate::peer::HttpPeer;
 use crate::proxy::RequestHeader;
+use crate::random::EvenSpread;
 use crate::upstream::connector;
-
-/// The golden ratio's fractional part, in 64-bit fixed point: the share
-/// mirrored is dealt out evenly, without a random draw.
-const GOLDEN: u64 = 0x9e37_79b9_7f4a_7c15;
 
 /// Headers of the client's request that belong to its connection, not to
 /// the copy.
@@ -53,7 +50,8 @@ pub struct Mirror {
     /// Send the client's `Host` as it is (by default `-shadow` is added to
     /// its name, as Envoy does, so the shadow can tell copies apart).
     pub keep_host: bool,
-    next: AtomicU64,
+    /// The share mirrored is dealt out evenly, without a random draw.
+    next: EvenSpread,
     in_flight: Arc<AtomicUsize>,
     stats: Arc<MirrorStats>,
 }
@@ -95,7 +93,7 @@ impl Mirror {
             max_body,
             max_in_flight,
             keep_host: false,
-            next: AtomicU64::new(0),
+            next: EvenSpread::default(),
             in_flight: Arc::default(),
             stats: Arc::default(),
         })
@@ -118,9 +116,7 @@ impl Mirror {
 
     /// Whether the next request is one of the share mirrored.
     pub fn samples(&self) -> bool {
-        let n = self.next.fetch_add(1, Ordering::Relaxed);
-        let point = (u128::from(n.wrapping_mul(GOLDEN)) * 10_000) >> 64;
-        (point as u64) < self.share
+        self.next.next_below(10_000) < self.share
     }
 
     /// Send a copy of `head` with the body `body` in the background, or
@@ -219,21 +215,7 @@ fn shadow_host(host: &str) -> String {
 
 /// Send `request` to `peer` and wait for the head of its answer.
 async fn deliver(peer: &HttpPeer, request: http::Request<Full<Bytes>>) -> Result<(), String> {
-    if let Some(path) = peer.address.unix_path() {
-        let stream = tokio::net::UnixStream::connect(path)
-            .await
-            .map_err(|e| e.to_string())?;
-        return exchange(stream, request).await;
-    }
-    let stream = connector::tcp_connect(peer)
-        .await
-        .map_err(|e| e.to_string())?;
-    if !peer.tls {
-        return exchange(stream, request).await;
-    }
-    let stream = connector::tls_handshake(peer, stream)
-        .await
-        .map_err(|e| e.to_string())?;
+    let stream = connector::connect_once(peer).await?;
     exchange(stream, request).await
 }
 

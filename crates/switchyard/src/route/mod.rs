@@ -39,7 +39,6 @@ pub use mirror::{Mirror, MirrorStats};
 pub use rate_limit::{RateLimit, RateLimitBuckets, RateLimitKey, RateLimited};
 pub use rewrite::{HeaderEdits, HostHeader, PathRewrite, Rewrite};
 pub use split::{Split, SplitChoice, SplitSide};
-pub(crate) use split::{cookie, cookie_in};
 
 /// A route: which requests go to which group, with which policy.
 #[derive(Debug, Clone)]

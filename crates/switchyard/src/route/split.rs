@@ -9,17 +9,14 @@
 //! the next side that has one. With a sticky cookie, a client that names
 //! a side keeps it while its group has a usable server.
 
+use crate::random::EvenSpread;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use http::HeaderMap;
-use http::header::{COOKIE, HeaderValue};
+use http::header::HeaderValue;
 
 use crate::group::UpstreamGroup;
-
-/// The golden ratio's fractional part, in 64-bit fixed point.
-const GOLDEN: u64 = 0x9e37_79b9_7f4a_7c15;
 
 /// Groups sharing a route's requests by weight.
 #[derive(Debug)]
@@ -27,7 +24,7 @@ pub struct Split {
     sides: Vec<SplitSide>,
     /// The sum of the weights.
     total: u64,
-    next: AtomicU64,
+    next: EvenSpread,
     /// The cookie that keeps a client on its side, if any.
     sticky_cookie: Option<String>,
 }
@@ -69,7 +66,7 @@ impl Split {
         Ok(Split {
             sides,
             total,
-            next: AtomicU64::new(0),
+            next: EvenSpread::default(),
             sticky_cookie: None,
         })
     }
@@ -118,9 +115,7 @@ impl Split {
 
     /// The next side by weight.
     fn next_side(&self) -> usize {
-        let n = self.next.fetch_add(1, Ordering::Relaxed);
-        let fraction = n.wrapping_mul(GOLDEN);
-        let point = ((u128::from(fraction) * u128::from(self.total)) >> 64) as u64;
+        let point = self.next.next_below(self.total);
         let mut below = 0;
         for (i, side) in self.sides.iter().enumerate() {
             below += u64::from(side.weight);
@@ -135,27 +130,11 @@ impl Split {
     /// request carries it with a side's group name.
     fn named_side(&self, headers: &HeaderMap) -> Option<usize> {
         let name = self.sticky_cookie.as_deref()?;
-        let value = cookie(headers, name)?;
+        let value = crate::cookie::value(headers, name)?.trim_matches('"');
         self.sides
             .iter()
             .position(|side| side.group.name() == value)
     }
-}
-
-/// The value of the cookie `name` in `headers`' `Cookie` fields.
-pub(crate) fn cookie<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
-    headers
-        .get_all(COOKIE)
-        .iter()
-        .find_map(|value| cookie_in(value, name))
-}
-
-/// The value of the cookie `name` in one `Cookie` field.
-pub(crate) fn cookie_in<'v>(value: &'v HeaderValue, name: &str) -> Option<&'v str> {
-    value.to_str().ok()?.split(';').find_map(|pair| {
-        let (key, value) = pair.trim().split_once('=')?;
-        (key == name).then_some(value.trim_matches('"'))
-    })
 }
 
 #[cfg(test)]

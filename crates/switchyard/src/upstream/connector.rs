@@ -194,6 +194,39 @@ fn http1_link(io: UpstreamIo, slot: Slot) -> Link {
     }
 }
 
+/// A connection outside the pool, whatever carries it.
+pub(crate) trait OneOffIo: AsyncRead + AsyncWrite + Unpin + Send + 'static {}
+
+impl<T: AsyncRead + AsyncWrite + Unpin + Send + 'static> OneOffIo for T {}
+
+/// A fresh connection to `peer`, over TCP (with its TLS handshake done) or
+/// a Unix socket, for one exchange outside the pool: a health check's, a
+/// mirror's copy. The error says which step failed (`connect: ...`,
+/// `TLS: ...`).
+pub(crate) async fn connect_once(
+    peer: &HttpPeer,
+) -> std::result::Result<Box<dyn OneOffIo>, String> {
+    if let Some(path) = peer.address.unix_path() {
+        if peer.tls {
+            return Err("TLS to a Unix socket is not supported".to_string());
+        }
+        let stream = UnixStream::connect(path)
+            .await
+            .map_err(|e| format!("connect: {e}"))?;
+        return Ok(Box::new(stream));
+    }
+    let stream = tcp_connect(peer)
+        .await
+        .map_err(|e| format!("connect: {e}"))?;
+    if !peer.tls {
+        return Ok(Box::new(stream));
+    }
+    let stream = tls_handshake(peer, stream)
+        .await
+        .map_err(|e| format!("TLS: {e}"))?;
+    Ok(Box::new(stream))
+}
+
 /// The TLS handshake over a new TCP connection, within the connect
 /// timeout (counted again from the end of the TCP connect).
 pub(crate) async fn tls_handshake(
