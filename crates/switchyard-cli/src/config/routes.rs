@@ -13,7 +13,7 @@ use switchyard::proxy::AllowedUpgrades;
 use super::access::{Located, access_control, basic_auth};
 use super::file::{EscapedSlashesName, HeaderEditsSection, RouteSection, UpstreamSection};
 use super::retry::{retry_policy, with_overrides};
-use super::traffic::{answer, compression, mirror, rate_limit, split};
+use super::traffic::{answer, compression, group_named, mirror, rate_limit, split};
 use super::units::limit_of;
 use super::{ConfigError, Source};
 use switchyard::group::UpstreamGroup;
@@ -158,11 +158,7 @@ fn route(
     let (target, policy) = match (&section.upstream, answer, split) {
         (Some(name), None, None) => {
             let name = name.get_ref();
-            let Some(group) = groups.get(name) else {
-                let known: Vec<&str> = groups.keys().map(String::as_str).collect();
-                let message = format!("no upstream group {name:?}; defined: {}", known.join(", "));
-                return Err(error("upstream", message));
-            };
+            let group = group_named(groups, name, "upstream", &error)?;
             let policy = match (&section.retry, upstreams.get(name)) {
                 (Some(overrides), Some(upstream)) => {
                     let merged = with_overrides(&upstream.retry, overrides);

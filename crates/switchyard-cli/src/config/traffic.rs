@@ -106,15 +106,12 @@ pub(super) fn split(
     }
     let mut sides = Vec::with_capacity(entries.get_ref().len());
     for (i, entry) in entries.get_ref().iter().enumerate() {
-        let Some(group) = groups.get(&entry.upstream) else {
-            let known: Vec<&str> = groups.keys().map(String::as_str).collect();
-            let message = format!(
-                "no upstream group {:?}; defined: {}",
-                entry.upstream,
-                known.join(", ")
-            );
-            return Err(error(&format!("split[{i}].upstream"), message));
-        };
+        let group = group_named(
+            groups,
+            &entry.upstream,
+            &format!("split[{i}].upstream"),
+            error,
+        )?;
         if sides
             .iter()
             .any(|side: &SplitSide| side.group.name() == entry.upstream)
@@ -255,15 +252,7 @@ pub(super) fn mirror(
     let Some(mirror) = &section.mirror else {
         return Ok(None);
     };
-    let Some(group) = groups.get(&mirror.upstream) else {
-        let known: Vec<&str> = groups.keys().map(String::as_str).collect();
-        let message = format!(
-            "no upstream group {:?}; defined: {}",
-            mirror.upstream,
-            known.join(", ")
-        );
-        return Err(error("mirror.upstream", message));
-    };
+    let group = group_named(groups, &mirror.upstream, "mirror.upstream", error)?;
     let primary = section.upstream.as_ref().map(|u| u.get_ref().as_str());
     if primary == Some(mirror.upstream.as_str()) {
         let message = "the route's own group: every mirrored request would reach it twice";
@@ -290,4 +279,18 @@ pub(super) fn mirror(
     let mut built = built;
     built.keep_host = mirror.keep_host;
     Ok(Some(Arc::new(built)))
+}
+
+/// The group `name`, or an error at `key` that lists the groups there are.
+pub(super) fn group_named<'g>(
+    groups: &'g BTreeMap<String, Arc<UpstreamGroup>>,
+    name: &str,
+    key: &str,
+    error: &Located<'_>,
+) -> Result<&'g Arc<UpstreamGroup>, ConfigError> {
+    groups.get(name).ok_or_else(|| {
+        let known: Vec<&str> = groups.keys().map(String::as_str).collect();
+        let message = format!("no upstream group {name:?}; defined: {}", known.join(", "));
+        error(key, message)
+    })
 }
