@@ -16,7 +16,7 @@ use switchyard_testkit::{Behavior, Origin, Script, client, within};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
-use common::{Running, TempConfig, run_refused};
+use common::{Running, TempConfig};
 
 fn config(origin: SocketAddr, compress: &str) -> String {
     format!(
@@ -215,9 +215,7 @@ fn check_refuses_unknown_codecs_and_types() {
         ),
     ] {
         let text = config(origin, compress).replace("[upstreams", &format!("{server}[upstreams"));
-        let file = TempConfig::new("compress-bad", &text);
-        let out = run_refused(&["check", "-c", file.path.to_str().unwrap()]);
-        let stderr = String::from_utf8_lossy(&out.stderr);
+        let stderr = common::check_refusal("compress-bad", &text);
         assert!(
             stderr.contains(key) && stderr.contains(says),
             "{compress}: {stderr}"

@@ -9,7 +9,7 @@ mod common;
 use switchyard_testkit::tls::TestCa;
 use switchyard_testkit::{Origin, client, refused_addr};
 
-use common::{Running, TempConfig, run_refused};
+use common::{Running, TempConfig};
 
 /// `method path` with `Host: app.test:8080` and `headers`.
 async fn send(
@@ -214,9 +214,7 @@ fn check_refuses_answers_that_cannot_work() {
     ] {
         let text =
             format!("[server]\nlisten = [\"127.0.0.1:0\"]\n{server}{group}[[routes]]\n{routes}\n");
-        let file = TempConfig::new("answers-bad", &text);
-        let out = run_refused(&["check", "-c", file.path.to_str().unwrap()]);
-        let stderr = String::from_utf8_lossy(&out.stderr);
+        let stderr = common::check_refusal("answers-bad", &text);
         assert!(
             stderr.contains(key) && stderr.contains(says),
             "{routes}: {stderr}"

@@ -13,7 +13,7 @@ use bytes::Bytes;
 use http_body_util::Full;
 use switchyard_testkit::{Blackhole, Origin, client, within};
 
-use common::{Running, TempConfig, run_refused, wait_for_metric};
+use common::{Running, TempConfig, wait_for_metric};
 
 fn config(primary: SocketAddr, shadow: SocketAddr, mirror: &str) -> String {
     format!(
@@ -165,9 +165,7 @@ fn check_refuses_mirrors_that_cannot_work() {
             "at least 1 byte",
         ),
     ] {
-        let file = TempConfig::new("mirror-bad", &config(addr, other, mirror));
-        let out = run_refused(&["check", "-c", file.path.to_str().unwrap()]);
-        let stderr = String::from_utf8_lossy(&out.stderr);
+        let stderr = common::check_refusal("mirror-bad", &config(addr, other, mirror));
         assert!(
             stderr.contains(key) && stderr.contains(says),
             "{mirror}: {stderr}"

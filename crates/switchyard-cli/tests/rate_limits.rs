@@ -7,9 +7,9 @@
 
 mod common;
 
-use switchyard_testkit::{Origin, client};
+use switchyard_testkit::Origin;
 
-use common::{Running, TempConfig};
+use common::{Running, TempConfig, get_with as get};
 
 fn config(origin: std::net::SocketAddr, routes: &str) -> String {
     format!(
@@ -42,15 +42,6 @@ rate_limit = { requests = 1, per = "1h", key = "route", mode = "dry-run" }
 path_prefix = "/"
 upstream = "app"
 "#;
-
-/// `GET path` with `headers`.
-async fn get(
-    addr: std::net::SocketAddr,
-    path: &str,
-    headers: &[(&str, &str)],
-) -> client::Collected {
-    common::get_with(addr, path, headers).await
-}
 
 async fn statuses(
     addr: std::net::SocketAddr,
@@ -176,19 +167,15 @@ fn check_refuses_limits_that_cannot_work() {
     ] {
         let routes =
             format!("[[routes]]\npath_prefix = \"/\"\nupstream = \"app\"\nrate_limit = {limit}\n");
-        let file = TempConfig::new("rate-limit-bad", &config(origin, &routes));
-        let out = common::run_refused(&["check", "-c", file.path.to_str().unwrap()]);
-        let stderr = String::from_utf8_lossy(&out.stderr);
+        let stderr = common::check_refusal("rate-limit-bad", &config(origin, &routes));
         assert!(
             stderr.contains(&format!("routes[0].{key}")) && stderr.contains(says),
             "{limit}: {stderr}"
         );
     }
-    let file = TempConfig::new(
+    let stderr = common::check_refusal(
         "rate-limit-keys-zero",
         &config(origin, "").replace("[upstreams", "rate_limit_keys = 0\n[upstreams"),
     );
-    let out = common::run_refused(&["check", "-c", file.path.to_str().unwrap()]);
-    let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("server.rate_limit_keys"), "{stderr}");
 }

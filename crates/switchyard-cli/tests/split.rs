@@ -11,7 +11,7 @@ use std::net::SocketAddr;
 
 use switchyard_testkit::{Origin, client, refused_addr, within};
 
-use common::{Running, TempConfig, run_refused, wait_for_upstreams};
+use common::{Running, TempConfig, wait_for_upstreams};
 
 fn config(stable: SocketAddr, canary: SocketAddr, route: &str) -> String {
     format!(
@@ -160,9 +160,7 @@ fn check_refuses_splits_that_cannot_work() {
         ("upstream = \"stable\"\nsplit_sticky = \"cookie:a\"".into(), "routes[0].split_sticky", "only means something with split"),
         (format!("{WEIGHTS_80_20}\nretry = {{ max_attempts = 1 }}"), "routes[0].retry", "each group"),
     ] {
-        let file = TempConfig::new("split-bad", &config(stable, stable, &route));
-        let out = run_refused(&["check", "-c", file.path.to_str().unwrap()]);
-        let stderr = String::from_utf8_lossy(&out.stderr);
+        let stderr = common::check_refusal("split-bad", &config(stable, stable, &route));
         assert!(stderr.contains(key) && stderr.contains(says), "{route}: {stderr}");
     }
 }

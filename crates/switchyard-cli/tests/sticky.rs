@@ -13,7 +13,7 @@ use bytes::Bytes;
 use http_body_util::Full;
 use switchyard_testkit::{Origin, client, within};
 
-use common::{Running, TempConfig, run_refused};
+use common::{Running, TempConfig};
 
 fn config(a: SocketAddr, b: SocketAddr, sticky: &str) -> String {
     format!(
@@ -106,9 +106,7 @@ fn check_refuses_a_bad_sticky_cookie() {
             "at least 1s",
         ),
     ] {
-        let file = TempConfig::new("sticky-bad", &config(addr, other, sticky));
-        let out = run_refused(&["check", "-c", file.path.to_str().unwrap()]);
-        let stderr = String::from_utf8_lossy(&out.stderr);
+        let stderr = common::check_refusal("sticky-bad", &config(addr, other, sticky));
         assert!(
             stderr.contains(key) && stderr.contains(says),
             "{sticky}: {stderr}"

@@ -74,6 +74,15 @@ pub fn run_refused(args: &[&str]) -> Output {
     child.wait_with_output().expect("switchyard's output")
 }
 
+/// `switchyard check` of a config file holding `text` (in a fresh
+/// temporary directory named after `name`), which should refuse it: its
+/// standard error.
+pub fn check_refusal(name: &str, text: &str) -> String {
+    let file = TempConfig::new(name, text);
+    let out = run_refused(&["check", "-c", file.path.to_str().unwrap()]);
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
 /// A running `switchyard run` or `switchyard proxy`.
 pub struct Running {
     child: Child,
