@@ -182,10 +182,7 @@ fn redirect_to(status: StatusCode, location: HeaderValue) -> Response<Bytes> {
 /// The request's host without its port, if it names one that is a host
 /// name or an address (`[::1]` kept in brackets).
 pub(super) fn request_host(head: &RequestHeader) -> Option<&str> {
-    let authority = match head.uri.authority() {
-        Some(authority) => authority.as_str(),
-        None => head.headers.get(header::HOST)?.to_str().ok()?,
-    };
+    let authority = sent_authority(head)?;
     let authority = authority.rsplit_once('@').map_or(authority, |(_, at)| at);
     let host = match authority.strip_prefix('[') {
         Some(v6) => &authority[..v6.find(']')? + 2],
@@ -194,6 +191,15 @@ pub(super) fn request_host(head: &RequestHeader) -> Option<&str> {
     let fine =
         |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_' | b'[' | b']' | b':');
     (!host.is_empty() && host.bytes().all(fine)).then_some(host)
+}
+
+/// The host (and port) the request named, as sent: the request target's
+/// authority, else `Host`.
+pub(super) fn sent_authority(head: &RequestHeader) -> Option<&str> {
+    match head.uri.authority() {
+        Some(authority) => Some(authority.as_str()),
+        None => head.headers.get(header::HOST)?.to_str().ok(),
+    }
 }
 
 fn path_and_query(head: &RequestHeader) -> &str {

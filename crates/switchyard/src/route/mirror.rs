@@ -186,11 +186,7 @@ impl Mirror {
                 headers.append(name.clone(), value.clone());
             }
         }
-        let sent = match head.uri.authority() {
-            Some(authority) => Some(authority.as_str()),
-            None => head.headers.get(header::HOST).and_then(|h| h.to_str().ok()),
-        };
-        let host = sent.map(|host| match self.keep_host {
+        let host = super::answer::sent_authority(head).map(|host| match self.keep_host {
             true => host.to_string(),
             false => shadow_host(host),
         });
