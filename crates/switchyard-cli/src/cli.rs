@@ -92,9 +92,36 @@ pub enum Command {
     /// A one-line reverse proxy with the default failure policy.
     Proxy {
         /// Address to listen on, ip:port (HTTPS with --tls-cert and
-        /// --tls-key) or unix:/path (a Unix socket, mode 0660).
-        #[arg(long)]
-        listen: switchyard::server::ListenAddr,
+        /// --tls-key, or with --domain, where it defaults to 0.0.0.0:443)
+        /// or unix:/path (a Unix socket, mode 0660).
+        #[arg(long, required_unless_present = "domain")]
+        listen: Option<switchyard::server::ListenAddr>,
+        /// Serve HTTPS for this name with a certificate obtained and
+        /// renewed automatically from Let's Encrypt (repeatable); cleartext
+        /// requests on --http-listen are redirected to HTTPS.
+        #[arg(long, conflicts_with_all = ["tls_cert", "tls_key"])]
+        domain: Vec<String>,
+        /// With --domain: the cleartext listener, for the redirect to
+        /// HTTPS and http-01 validation.
+        #[arg(long, requires = "domain", default_value = "0.0.0.0:80")]
+        http_listen: String,
+        /// With --domain: another ACME CA's directory URL.
+        #[arg(long, requires = "domain")]
+        acme_directory: Option<String>,
+        /// With --domain: a root (PEM) to trust for --acme-directory.
+        #[arg(long, requires = "domain")]
+        acme_ca: Option<String>,
+        /// With --domain: a contact address for the ACME account.
+        #[arg(long, requires = "domain")]
+        acme_email: Option<String>,
+        /// With --domain: where the account and certificates are kept
+        /// [default: $STATE_DIRECTORY/acme, else ~/.local/state/switchyard/acme].
+        #[arg(long, requires = "domain")]
+        acme_storage: Option<String>,
+        /// With --domain: how the CA validates, tls-alpn-01 (on the HTTPS
+        /// listener) or http-01 (on --http-listen).
+        #[arg(long, requires = "domain", default_value = "tls-alpn-01", value_parser = ["tls-alpn-01", "http-01"])]
+        acme_challenge: String,
         /// Upstream server, ip:port, host:port or unix:/path (an app server
         /// on this host, on a Unix socket); https://HOST:PORT is
         /// reached over TLS (HTTP/2 if it offers h2), h2c://HOST:PORT over

@@ -25,7 +25,7 @@ pub mod systemd;
 pub mod why;
 
 use config::file::{
-    FileConfig, ListenerTlsSection, LogSection, OutlierSection, RetrySection, SelectionName,
+    AcmeChallengeName, AcmeSection, FileConfig, ListenerTlsSection, LogSection, OutlierSection, RetrySection, SelectionName,
     ServerEntry, ServerSection, UpstreamSection, UpstreamTlsSection, defaults,
 };
 use config::units::Dur;
@@ -46,8 +46,11 @@ pub fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
 /// The `proxy` one-liner's flags.
 #[derive(Debug, Clone)]
 pub struct OneLiner {
-    /// `--listen`: `ip:port` or `unix:/path`.
-    pub listen: switchyard::server::ListenAddr,
+    /// `--listen`: `ip:port` or `unix:/path` (with `--domain`, the HTTPS
+    /// address; default `0.0.0.0:443`).
+    pub listen: Option<switchyard::server::ListenAddr>,
+    /// `--domain`: get certificates for these names from an ACME CA.
+    pub acme: Option<OneLinerAcme>,
     /// `--to`: `ip:port`, `host:port`, or either after `https://` (TLS,
     /// HTTP/2 when the server offers it) or `h2c://` (cleartext HTTP/2).
     pub to: Vec<String>,
@@ -75,10 +78,29 @@ pub struct OneLiner {
     pub pid_file: Option<String>,
 }
 
+/// The `proxy` one-liner's ACME flags (`--domain` and the `--acme-*`).
+#[derive(Debug, Clone)]
+pub struct OneLinerAcme {
+    /// `--domain` (repeatable): the names to get certificates for.
+    pub domains: Vec<String>,
+    /// `--http-listen`: the cleartext listener (redirect to HTTPS, and
+    /// `http-01` answers); default `0.0.0.0:80`.
+    pub http_listen: Option<String>,
+    /// `--acme-directory`: another CA's directory URL.
+    pub directory: Option<String>,
+    /// `--acme-ca`: a root to trust for that directory.
+    pub directory_ca: Option<String>,
+    /// `--acme-email`: the account's contact.
+    pub email: Option<String>,
+    /// `--acme-storage`: where certificates are kept.
+    pub storage: Option<String>,
+    /// `--acme-challenge http-01`: validate on the cleartext listener.
+    pub http_01: bool,
+}
+
 /// The config the `proxy` one-liner's flags describe, or which flag is wrong.
 pub fn one_liner(args: &OneLiner) -> Result<FileConfig, String> {
     let OneLiner {
-        listen,
         to,
         backup,
         connect_timeout,
@@ -115,25 +137,7 @@ pub fn one_liner(args: &OneLiner) -> Result<FileConfig, String> {
     } else {
         None
     };
-    let (listen, tls) = match &args.tls {
-        None => (vec![spanned(listen.to_string())], None),
-        Some(_) if matches!(listen, switchyard::server::ListenAddr::Unix(_)) => {
-            return Err(format!(
-                "--listen {listen}: HTTPS (--tls-cert) is served on TCP addresses only"
-            ));
-        }
-        Some((cert, key)) => (
-            Vec::new(),
-            Some(ListenerTlsSection {
-                listen: vec![spanned(listen.to_string())],
-                cert: Some(cert.clone()),
-                key: Some(key.clone()),
-                certificates: Vec::new(),
-                client_ca: None,
-                handshake_timeout: defaults::tls_handshake_timeout(),
-            }),
-        ),
-    };
+    let (listen, tls) = one_liner_listeners(args)?;
     let upstream = UpstreamSection {
         servers: entries(to),
         backup: entries(backup),
@@ -184,7 +188,7 @@ pub fn one_liner(args: &OneLiner) -> Result<FileConfig, String> {
             keep_traces: defaults::keep_traces(),
             keep_failed_traces: defaults::keep_traces(),
             rate_limit_keys: defaults::rate_limit_keys(),
-            https_redirect: false,
+            https_redirect: args.acme.is_some(),
             https_redirect_except: Vec::new(),
             error_pages: Default::default(),
             compress_types: defaults::compress_types(),
@@ -198,4 +202,48 @@ pub fn one_liner(args: &OneLiner) -> Result<FileConfig, String> {
         routes: Vec::new(),
         tracing: Default::default(),
     })
+}
+
+/// The one-liner's cleartext listeners and its `[server.tls]`.
+fn one_liner_listeners(
+    args: &OneLiner,
+) -> Result<(Vec<Spanned<String>>, Option<ListenerTlsSection>), String> {
+    use switchyard::server::ListenAddr;
+    let spanned = |s: String| Spanned::new(0..0, s);
+    let https = |listen: &ListenAddr, cert: Option<&(String, String)>, acme| {
+        if let ListenAddr::Unix(_) = listen {
+            return Err(format!(
+                "--listen {listen}: HTTPS is served on TCP addresses only"
+            ));
+        }
+        Ok(ListenerTlsSection {
+            listen: vec![spanned(listen.to_string())],
+            cert: cert.map(|(cert, _)| cert.clone()),
+            key: cert.map(|(_, key)| key.clone()),
+            certificates: Vec::new(),
+            client_ca: None,
+            handshake_timeout: defaults::tls_handshake_timeout(),
+            acme,
+        })
+    };
+    match (&args.listen, &args.tls, &args.acme) {
+        (_, Some(_), Some(_)) => Err("--domain gets its certificates itself: drop --tls-cert and --tls-key".into()),
+        (None, _, None) => Err("give --listen ADDRESS (or --domain NAME for HTTPS on :443 with a certificate from Let's Encrypt)".into()),
+        (Some(listen), None, None) => Ok((vec![spanned(listen.to_string())], None)),
+        (Some(listen), Some(cert), None) => Ok((Vec::new(), Some(https(listen, Some(cert), None)?))),
+        (listen, None, Some(acme)) => {
+            let listen = listen.clone().unwrap_or(ListenAddr::Tcp(std::net::SocketAddr::from(([0, 0, 0, 0], 443))));
+            let cleartext = acme.http_listen.clone().unwrap_or_else(|| "0.0.0.0:80".into());
+            let section = AcmeSection {
+                domains: acme.domains.clone(),
+                email: acme.email.clone(),
+                directory: acme.directory.clone().unwrap_or_else(defaults::acme_directory),
+                directory_ca: acme.directory_ca.clone(),
+                storage: acme.storage.clone(),
+                challenge: if acme.http_01 { AcmeChallengeName::Http01 } else { AcmeChallengeName::TlsAlpn01 },
+                retry_after: defaults::acme_retry_after(),
+            };
+            Ok((vec![spanned(cleartext)], Some(https(&listen, None, Some(section))?)))
+        }
+    }
 }

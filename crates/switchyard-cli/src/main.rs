@@ -17,7 +17,7 @@ use switchyard_cli::config::{self, Config, LogFormat};
 use switchyard_cli::handover::Inherited;
 use switchyard_cli::observe::{AccessLog, Observer};
 use switchyard_cli::serve::Relaunch;
-use switchyard_cli::{OneLiner, demo, diagnostics, one_liner, pid_file, runtime, serve};
+use switchyard_cli::{OneLiner, OneLinerAcme, demo, diagnostics, one_liner, pid_file, runtime, serve};
 
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -63,6 +63,13 @@ fn main() -> ExitCode {
         }
         Command::Proxy {
             listen,
+            domain,
+            http_listen,
+            acme_directory,
+            acme_ca,
+            acme_email,
+            acme_storage,
+            acme_challenge,
             to,
             backup,
             tls_cert,
@@ -80,8 +87,18 @@ fn main() -> ExitCode {
             let Some(mut inherited) = inherited() else {
                 return ExitCode::FAILURE;
             };
+            let acme = (!domain.is_empty()).then(|| OneLinerAcme {
+                domains: domain,
+                http_listen: Some(http_listen),
+                directory: acme_directory,
+                directory_ca: acme_ca,
+                email: acme_email,
+                storage: acme_storage,
+                http_01: acme_challenge == "http-01",
+            });
             let args = OneLiner {
                 listen,
+                acme,
                 to,
                 backup,
                 tls: tls_cert.zip(tls_key),

@@ -11,6 +11,7 @@ use switchyard::{AttemptLog, AttemptRecord, Decision};
 
 use crate::config::LogFormat;
 
+mod certificates;
 mod connections;
 mod dry_run;
 mod grpc;
@@ -27,6 +28,7 @@ mod traces;
 mod upgrades;
 mod upstream_metrics;
 
+use certificates::CertificateMetrics;
 use connections::ConnectionMetrics;
 use dry_run::DryRunMetrics;
 use grpc::GrpcMetrics;
@@ -106,6 +108,7 @@ pub struct Observer {
     access_log: Option<AccessLog>,
     metrics: Metrics,
     connections: ConnectionMetrics,
+    certificates: CertificateMetrics,
     upgrades: UpgradeMetrics,
     grpc: GrpcMetrics,
     pushback: PushbackMetrics,
@@ -137,6 +140,7 @@ impl Observer {
         let mut registry = Registry::with_prefix("switchyard");
         let metrics = Metrics::register(&mut registry);
         let connections = ConnectionMetrics::register(&mut registry);
+        let certificates = CertificateMetrics::register(&mut registry);
         let upgrades = UpgradeMetrics::register(&mut registry);
         let grpc = GrpcMetrics::register(&mut registry);
         let pushback = PushbackMetrics::register(&mut registry);
@@ -154,6 +158,7 @@ impl Observer {
             access_log,
             metrics,
             connections,
+            certificates,
             upgrades,
             grpc,
             pushback,
@@ -321,6 +326,12 @@ impl Observer {
         self.servers.watch_pool(pool);
     }
 
+    /// Report these ACME certificates in the metrics from now on (at start
+    /// and after each reload; `None`: no ACME).
+    pub fn watch_certificates(&self, acme: Option<switchyard::acme::Acme>) {
+        self.certificates.watch(acme);
+    }
+
     /// Report a server's client connection counts in the metrics.
     pub fn watch_connections(&self, counts: switchyard::server::ConnectionCounts) {
         self.connections.watch(counts);
@@ -330,6 +341,7 @@ impl Observer {
     pub fn metrics_text(&self) -> String {
         let _one_at_a_time = self.scraping.lock().unwrap_or_else(|p| p.into_inner());
         self.connections.refresh();
+        self.certificates.refresh();
         self.log_drops.refresh();
         self.otlp.refresh();
         self.mirrors.refresh();

@@ -11,6 +11,7 @@ use std::sync::atomic::{AtomicU16, Ordering};
 use std::sync::{Arc, RwLock};
 
 use http::HeaderValue;
+use switchyard::acme::Challenge;
 use switchyard::policy::budget::RetryBudget;
 use switchyard::policy::limits::RetryLimits;
 use switchyard::prelude::*;
@@ -89,7 +90,13 @@ impl ConfigProxy {
 /// `config`'s router; `https_port` stands in for a port 0 in the
 /// redirect to HTTPS.
 fn router_of(config: &Config, https_port: u16) -> Router {
-    let router = Router::new(config.routes.iter().cloned());
+    let mut router = Router::new(config.routes.iter().cloned());
+    let acme = config.tls.as_ref().and_then(|tls| tls.acme.as_ref());
+    if let Some(acme) = acme
+        && acme.settings().challenge == Challenge::Http01
+    {
+        router = router.with_acme_challenges(acme.clone());
+    }
     match &config.https_redirect {
         Some(redirect) => {
             let mut redirect = redirect.clone();

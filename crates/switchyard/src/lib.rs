@@ -22,6 +22,7 @@
 //!   matching and rewriting. A proxy delegates its hooks to them (`docs/library.md`).
 //! - [`lb`], [`health`], [`discovery`]: which server, whether it is usable, where it is.
 
+pub mod acme;
 pub mod body;
 mod buffers;
 pub mod compress;

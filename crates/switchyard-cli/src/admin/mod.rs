@@ -1,6 +1,8 @@
 //! The admin listener (off unless `[server] admin` or `--admin` is set):
 //! `/metrics` in Prometheus text format, `/healthz`, `/upstreams` (each
-//! server's state, health, ejection and why, as JSON), `/config`, the
+//! server's state, health, ejection and why, as JSON), `/certificates`
+//! (each ACME certificate's expiry, next renewal and last error, as JSON),
+//! `/config`, the
 //! effective configuration with every default filled in, `/requests/ID`
 //! (a kept request's story), and one write, `PUT
 //! /upstreams/NAME/servers/ADDR/state` (`servers.rs`). The admin token is
@@ -26,6 +28,7 @@ use crate::config::{AdminToken, Config};
 use crate::observe::Observer;
 use switchyard::group::UpstreamGroup;
 
+mod certificates;
 mod servers;
 
 /// What the admin endpoints serve.
@@ -50,6 +53,8 @@ struct View {
     answers: Answers,
     /// The token writes must carry, if one is set.
     token: Option<AdminToken>,
+    /// The ACME certificates (`/certificates`).
+    acme: Option<switchyard::acme::Acme>,
 }
 
 impl Admin {
@@ -75,6 +80,7 @@ impl Admin {
             groups: config.groups.values().cloned().collect(),
             answers: config.answers.clone(),
             token: config.admin_token.clone(),
+            acme: config.tls.as_ref().and_then(|tls| tls.acme.clone()),
         })
     }
 
@@ -145,6 +151,11 @@ fn answer(admin: &Admin, request: &Request<Incoming>) -> Response<Full<Bytes>> {
             upstreams(&admin.current()),
             "application/json",
         ),
+        "/certificates" => text(
+            StatusCode::OK,
+            certificates::certificates(admin.current().acme.as_ref()),
+            "application/json",
+        ),
         "/config" => text(
             StatusCode::OK,
             admin.current().toml.clone(),
@@ -152,7 +163,7 @@ fn answer(admin: &Admin, request: &Request<Incoming>) -> Response<Full<Bytes>> {
         ),
         _ => text(
             StatusCode::NOT_FOUND,
-            "try /metrics, /healthz, /upstreams, /config or /requests/ID\n".to_string(),
+            "try /metrics, /healthz, /upstreams, /certificates, /config or /requests/ID\n".to_string(),
             "text/plain",
         ),
     }

@@ -10,12 +10,13 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use switchyard::acme::{Acme, AcmeSettings, Backoff, Challenge};
 use switchyard::tls::{
     CertificateFiles, ServerTls, ServerTlsSettings, UpstreamTls, UpstreamTlsSettings,
 };
 use toml::Spanned;
 
-use super::file::{ListenerTlsSection, UpstreamTlsSection};
+use super::file::{AcmeChallengeName, AcmeSection, ListenerTlsSection, UpstreamTlsSection};
 use super::{ConfigError, Source};
 
 /// The HTTPS listeners of a config, loaded.
@@ -29,6 +30,9 @@ pub struct ListenerTls {
     pub loaded: ServerTls,
     /// Time a client has to complete its handshake.
     pub handshake_timeout: Duration,
+    /// Certificates from an ACME CA, served beside the files'; the running
+    /// proxy starts their renewal (`serve/`).
+    pub acme: Option<Acme>,
 }
 
 /// Check and load `[server.tls]`.
@@ -65,21 +69,52 @@ pub(super) fn listener_tls(
             .iter()
             .map(|entry| CertificateFiles::new(&entry.cert, &entry.key)),
     );
-    if certificates.is_empty() {
-        let message = "give a certificate: cert and key, or certificates = [{ cert, key }, ..]";
+    let acme = match &section.acme {
+        Some(acme) => Some(acme_of(source, acme)?),
+        None => None,
+    };
+    if certificates.is_empty() && acme.is_none() {
+        let message = "give a certificate: cert and key, certificates = [{ cert, key }, ..], or acme = { domains = [..] }";
         return Err(source.error(None, &format!("{key}.cert"), message));
     }
     let settings = ServerTlsSettings {
         certificates,
         client_ca: section.client_ca.as_ref().map(PathBuf::from),
     };
-    let loaded = ServerTls::load(&settings).map_err(|e| source.error(None, key, explain(&e)))?;
+    let loaded = ServerTls::load_with_acme(&settings, acme.as_ref())
+        .map_err(|e| source.error(None, key, explain(&e)))?;
     Ok(ListenerTls {
         listen,
         settings,
         loaded,
         handshake_timeout: section.handshake_timeout.0,
+        acme,
     })
+}
+
+/// Check `[server.tls] acme` and load what earlier runs stored.
+fn acme_of(source: &Source<'_>, section: &AcmeSection) -> Result<Acme, ConfigError> {
+    let key = "server.tls.acme";
+    let storage = match &section.storage {
+        Some(path) => PathBuf::from(path),
+        None => AcmeSettings::default_storage().ok_or_else(|| {
+            let message = "no state directory to keep certificates in (none of STATE_DIRECTORY, XDG_STATE_HOME, HOME is set): give storage = \"PATH\"";
+            source.error(None, &format!("{key}.storage"), message)
+        })?,
+    };
+    let mut settings = AcmeSettings::new(section.domains.clone(), storage);
+    settings.email = section.email.clone();
+    settings.directory = section.directory.clone();
+    settings.directory_ca = section.directory_ca.as_ref().map(PathBuf::from);
+    settings.challenge = match section.challenge {
+        AcmeChallengeName::TlsAlpn01 => Challenge::TlsAlpn01,
+        AcmeChallengeName::Http01 => Challenge::Http01,
+    };
+    settings.retry = Backoff {
+        first: section.retry_after.0,
+        max: Backoff::default().max.max(section.retry_after.0),
+    };
+    Acme::new(settings).map_err(|e| source.error(None, key, explain(&e)))
 }
 
 /// How a group reaches its `https://` servers.

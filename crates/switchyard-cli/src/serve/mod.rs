@@ -11,6 +11,7 @@ use switchyard::discovery::{Resolve, SystemResolver};
 use switchyard::health::checker::Checker;
 use switchyard::log_file::LogWriter;
 use switchyard::server::Workers;
+use switchyard::acme::{Acme, Renewing};
 use switchyard::tls::ServerTls;
 use switchyard::{ServerOptions, ShutdownHandle, UpstreamPool};
 use tokio::task::JoinHandle;
@@ -60,6 +61,9 @@ pub struct Running {
     /// The certificates the HTTPS listeners serve: a reload adopts its
     /// newly loaded ones into this.
     listener_tls: Option<ServerTls>,
+    /// The ACME certificates being kept current, and their tasks (which
+    /// stop when this is dropped).
+    acme: Option<(Acme, Renewing)>,
     /// When each group with server names is due to resolve them again.
     resolve_at: BTreeMap<String, Instant>,
     /// The worker threads beyond this one (`workers` - 1), each serving
@@ -142,8 +146,22 @@ pub async fn start_with_resolver(
         sockets: Vec::new(),
         relaunch: None,
         handed_over: false,
+        acme: None,
     };
     running.listen(inherited).await?;
+    // Once the listeners are up: the CA's validation reaches them.
+    running.acme = running
+        .config
+        .tls
+        .as_ref()
+        .and_then(|tls| tls.acme.clone())
+        .map(|acme| {
+            let renewing = acme.start();
+            (acme, renewing)
+        });
+    running
+        .observer
+        .watch_certificates(running.acme.as_ref().map(|(acme, _)| acme.clone()));
     let mut https = running.listening.iter().zip(&running.secure);
     if let Some((addr, _)) = https.find(|(_, secure)| **secure) {
         running
@@ -212,6 +230,7 @@ impl Running {
     /// servers no longer listed close. `[server]` settings need a restart;
     /// the returned note says when some were left as they were.
     pub fn reload(&mut self, config: Config) -> String {
+        let config = self.carry_acme(config);
         let groups = config.groups.len();
         let routes = config.routes.len();
         let same_server = fixed_part(&config) == self.fixed;
@@ -233,6 +252,36 @@ impl Running {
             note += "; [log] file changes need a restart and were not applied";
         }
         note
+    }
+
+    /// Keep the running ACME certificates and their renewal when `config`
+    /// asks for the same; else stop them and start `config`'s.
+    fn carry_acme(&mut self, mut config: Config) -> Config {
+        let new = config.tls.as_mut().and_then(|tls| {
+            let acme = tls.acme.clone()?;
+            Some((tls, acme))
+        });
+        match (&self.acme, new) {
+            (Some((running, _)), Some((tls, acme))) if running.settings() == acme.settings() => {
+                match ServerTls::load_with_acme(&tls.settings, Some(running)) {
+                    Ok(loaded) => {
+                        tls.loaded = loaded;
+                        tls.acme = Some(running.clone());
+                    }
+                    // The files loaded a moment ago: serve what was loaded.
+                    Err(e) => tracing::warn!(error = %e, "reloading the certificates"),
+                }
+            }
+            (_, new) => {
+                self.acme = new.map(|(_, acme)| {
+                    let renewing = acme.start();
+                    (acme, renewing)
+                });
+                self.observer
+                    .watch_certificates(self.acme.as_ref().map(|(acme, _)| acme.clone()));
+            }
+        }
+        config
     }
 
     /// Give the HTTPS listeners the certificates `config` loaded (new

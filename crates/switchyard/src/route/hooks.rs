@@ -88,6 +88,12 @@ impl RouteCtx {
     /// then: the request is answered (and [`refusal`](Self::refusal) says
     /// why, for the three guards).
     pub fn request_filter(&mut self, router: &Router, session: &mut Session) -> bool {
+        if let Some(acme) = router.acme_challenges()
+            && let Some(answer) = acme.http_challenge_response(session.req_header())
+        {
+            session.respond(answer);
+            return true;
+        }
         if let Some(redirect) = router.https_redirect()
             && !session.client_ip().is_tls()
             && let Some(answer) = redirect.response(session.req_header())

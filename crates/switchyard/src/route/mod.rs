@@ -134,6 +134,7 @@ pub enum RouteTarget {
 pub struct Router {
     routes: Vec<Arc<Route>>,
     https_redirect: Option<HttpsRedirect>,
+    acme: Option<crate::acme::Acme>,
 }
 
 impl Router {
@@ -142,6 +143,7 @@ impl Router {
         Router {
             routes: routes.into_iter().map(Arc::new).collect(),
             https_redirect: None,
+            acme: None,
         }
     }
 
@@ -151,6 +153,19 @@ impl Router {
     pub fn with_https_redirect(mut self, redirect: HttpsRedirect) -> Router {
         self.https_redirect = Some(redirect);
         self
+    }
+
+    /// The same router, answering a CA's `http-01` requests for `acme`'s
+    /// pending challenges before anything else (the HTTPS redirect
+    /// included).
+    pub fn with_acme_challenges(mut self, acme: crate::acme::Acme) -> Router {
+        self.acme = Some(acme);
+        self
+    }
+
+    /// The ACME certificates whose `http-01` challenges this answers.
+    pub fn acme_challenges(&self) -> Option<&crate::acme::Acme> {
+        self.acme.as_ref()
     }
 
     /// The redirect of cleartext requests, if any.

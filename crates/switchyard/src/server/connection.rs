@@ -191,6 +191,15 @@ impl ClientStream {
         self.socket().poll_read_ready(cx)
     }
 
+    /// Whether this is a CA's `tls-alpn-01` validation handshake (ALPN
+    /// `acme-tls/1`), which carries no requests.
+    pub(super) fn is_acme_validation(&self) -> bool {
+        match &self.inner {
+            Transport::Plain(_) | Transport::Bare(_) => false,
+            Transport::Tls(tls) => crate::tls::is_acme_validation(tls.get_ref().1),
+        }
+    }
+
     /// Whether the client speaks HTTP/2: chosen by ALPN, or by its preface.
     pub(super) fn speaks_h2(&self) -> bool {
         match &self.inner {

@@ -457,6 +457,10 @@ impl<P: ProxyHttp> Accepted<P> {
                     every.tls_handshake_timeout,
                 );
                 match handshake.await {
+                    Ok(stream) if stream.is_acme_validation() => {
+                        debug!(client = %client, "answered an ACME tls-alpn-01 validation");
+                        return None;
+                    }
                     Ok(stream) => (stream, true),
                     Err(e) => {
                         every.counts.handshake_failed();

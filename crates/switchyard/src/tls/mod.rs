@@ -23,9 +23,10 @@ use rustls::crypto::CryptoProvider;
 pub use certs::CertificateFiles;
 pub use client::{UpstreamTls, UpstreamTlsSettings};
 pub use server::{ServerTls, ServerTlsSettings};
+pub(crate) use server::is_acme_validation;
 
 pub(crate) use certs::tls_config_error;
-pub(crate) use client::{handshake_error, server_name};
+pub(crate) use client::{handshake_error, server_name, system_roots};
 
 use crate::error::{Error, ErrorKind, Result};
 
@@ -36,12 +37,12 @@ pub(crate) const ALPN_H2: &[u8] = b"h2";
 
 /// The crypto provider of every TLS configuration here (ring: it builds
 /// with the Rust toolchain and a C compiler, nothing more).
-fn provider() -> Arc<CryptoProvider> {
+pub(crate) fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
 /// The CA certificates in the PEM file at `path` (at least one).
-fn roots_from_file(path: &Path) -> Result<RootCertStore> {
+pub(crate) fn roots_from_file(path: &Path) -> Result<RootCertStore> {
     let mut roots = RootCertStore::empty();
     for cert in certs::load_chain(path)? {
         roots

@@ -11,6 +11,7 @@ use tokio_rustls::TlsAcceptor;
 
 use super::certs::{CertificateFiles, LoadedCertificate, load_certificate, name_matches};
 use super::{ALPN_H2, ALPN_HTTP11, provider, roots_from_file, tls_config_error};
+use crate::acme::{ALPN_ACME_TLS, Acme};
 use crate::error::{Error, ErrorKind, Result};
 
 /// What a TLS listener serves: its certificates and whom it asks for one.
@@ -55,7 +56,17 @@ impl ServerTls {
     /// now and match its key; the client CA file must hold a certificate.
     /// Errors name the file.
     pub fn load(settings: &ServerTlsSettings) -> Result<Self> {
-        let config = server_config(settings)?;
+        ServerTls::load_with_acme(settings, None)
+    }
+
+    /// [`load`](Self::load), also serving `acme`'s certificates: for a
+    /// name ACME holds a certificate for, that certificate; else the files'
+    /// as usual (the first file's is the default, else the first ACME
+    /// domain's). With ACME, `settings.certificates` may be empty, and a
+    /// `tls-alpn-01` challenge is answered with its certificate (ALPN
+    /// `acme-tls/1`; the connection then closes).
+    pub fn load_with_acme(settings: &ServerTlsSettings, acme: Option<&Acme>) -> Result<Self> {
+        let config = server_config(settings, acme)?;
         Ok(ServerTls {
             current: Arc::new(RwLock::new(config)),
         })
@@ -95,9 +106,9 @@ impl ServerTls {
     }
 }
 
-fn server_config(settings: &ServerTlsSettings) -> Result<Arc<ServerConfig>> {
+fn server_config(settings: &ServerTlsSettings, acme: Option<&Acme>) -> Result<Arc<ServerConfig>> {
     let provider = provider();
-    if settings.certificates.is_empty() {
+    if settings.certificates.is_empty() && acme.is_none() {
         return Err(Error::explain(
             ErrorKind::Internal,
             "a TLS listener needs at least one certificate",
@@ -121,9 +132,16 @@ fn server_config(settings: &ServerTlsSettings) -> Result<Arc<ServerConfig>> {
             builder.with_client_cert_verifier(verifier)
         }
     };
-    let mut config = builder.with_cert_resolver(Arc::new(ByServerName { certificates }));
+    let mut config = builder.with_cert_resolver(Arc::new(ByServerName {
+        certificates,
+        acme: acme.cloned(),
+    }));
     // HTTP/2 preferred, HTTP/1.1 kept.
     config.alpn_protocols = vec![ALPN_H2.to_vec(), ALPN_HTTP11.to_vec()];
+    if acme.is_some_and(Acme::answers_tls_alpn) {
+        // Only a CA validating offers it, and offers nothing else.
+        config.alpn_protocols.push(ALPN_ACME_TLS.to_vec());
+    }
     Ok(Arc::new(config))
 }
 
@@ -132,11 +150,23 @@ fn server_config(settings: &ServerTlsSettings) -> Result<Arc<ServerConfig>> {
 struct ByServerName {
     /// In the configured order; the first is the default.
     certificates: Vec<LoadedCertificate>,
+    /// Certificates obtained by ACME, looked at first.
+    acme: Option<Acme>,
 }
 
 impl ResolvesServerCert for ByServerName {
     fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
-        let default = self.certificates.first().map(|c| Arc::clone(&c.key));
+        if let Some(acme) = &self.acme {
+            if offers_acme_tls(&hello) {
+                return acme.challenge_certificate(hello.server_name()?);
+            }
+            if let Some(key) = hello.server_name().and_then(|name| acme.certificate(name)) {
+                return Some(key);
+            }
+        }
+        let default = self.certificates.first().map(|c| Arc::clone(&c.key)).or_else(|| {
+            self.acme.as_ref().and_then(Acme::any_certificate)
+        });
         let Some(asked) = hello.server_name() else {
             return default;
         };
@@ -146,4 +176,17 @@ impl ResolvesServerCert for ByServerName {
             .map(|c| Arc::clone(&c.key))
             .or(default)
     }
+}
+
+/// Whether the client offers ALPN `acme-tls/1` (a CA validating).
+fn offers_acme_tls(hello: &ClientHello<'_>) -> bool {
+    hello
+        .alpn()
+        .is_some_and(|mut offered| offered.any(|protocol| protocol == ALPN_ACME_TLS))
+}
+
+/// Whether a finished handshake chose `acme-tls/1`: a CA's validation,
+/// to be closed rather than served.
+pub(crate) fn is_acme_validation(connection: &rustls::ServerConnection) -> bool {
+    connection.alpn_protocol() == Some(ALPN_ACME_TLS)
 }

@@ -31,6 +31,12 @@ pub(crate) fn normalize_path() -> bool {
 pub(crate) fn max_request_body() -> Size {
     Size(usize::try_from(switchyard::server::DEFAULT_MAX_REQUEST_BODY).unwrap_or(usize::MAX))
 }
+pub(crate) fn acme_directory() -> String {
+    switchyard::acme::LETS_ENCRYPT.to_string()
+}
+pub(crate) fn acme_retry_after() -> Dur {
+    Dur(Duration::from_secs(60))
+}
 pub(crate) fn tls_handshake_timeout() -> Dur {
     Dur(Duration::from_secs(10))
 }

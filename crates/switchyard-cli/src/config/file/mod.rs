@@ -23,7 +23,9 @@ mod traffic;
 pub use health::{HealthCheckSection, OutlierSection};
 pub use retry::{BackoffSection, ModeName, RetryOnEntry, RetryOverride, RetrySection};
 pub use routes::{HeaderEditsSection, HeaderMatchEntry};
-pub use tls::{CertificateEntry, ListenerTlsSection, UpstreamTlsSection};
+pub use tls::{
+    AcmeChallengeName, AcmeSection, CertificateEntry, ListenerTlsSection, UpstreamTlsSection,
+};
 pub use traffic::{
     CompressSetting, ErrorPagesSection, MirrorSection, RateLimitSection, RedirectSection,
     RespondSection, SplitEntry, StickySection,

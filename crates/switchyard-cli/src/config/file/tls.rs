@@ -36,6 +36,55 @@ pub struct ListenerTlsSection {
     /// Time a client has to complete its TLS handshake.
     #[serde(default = "defaults::tls_handshake_timeout")]
     pub handshake_timeout: Dur,
+    /// Certificates obtained and renewed automatically from an ACME CA.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub acme: Option<AcmeSection>,
+}
+
+/// `[server.tls] acme = { domains = [..], email = "..", .. }`: certificates
+/// from an ACME CA (Let's Encrypt by default).
+///
+/// ```toml
+/// [server.tls]
+/// listen = ["0.0.0.0:443"]
+/// acme = { domains = ["example.com", "www.example.com"], email = "ops@example.com" }
+/// ```
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct AcmeSection {
+    /// The names to get certificates for (one certificate each).
+    pub domains: Vec<String>,
+    /// A contact address for the account.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email: Option<String>,
+    /// The CA's directory URL.
+    #[serde(default = "defaults::acme_directory")]
+    pub directory: String,
+    /// A PEM root to trust for the directory itself (a private or test CA).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub directory_ca: Option<String>,
+    /// Where the account and certificates are kept (created 0700).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storage: Option<String>,
+    /// How the CA validates: `tls-alpn-01` or `http-01`.
+    #[serde(default)]
+    pub challenge: AcmeChallengeName,
+    /// The wait after a failed attempt, doubling each time (at most 1 h,
+    /// or this if longer).
+    #[serde(default = "defaults::acme_retry_after")]
+    pub retry_after: Dur,
+}
+
+/// `challenge = "tls-alpn-01" | "http-01"`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+pub enum AcmeChallengeName {
+    /// A TLS handshake on the HTTPS listener (port 443).
+    #[default]
+    #[serde(rename = "tls-alpn-01")]
+    TlsAlpn01,
+    /// An HTTP request on a cleartext listener (port 80).
+    #[serde(rename = "http-01")]
+    Http01,
 }
 
 /// One certificate of a listener: `{ cert = "a.pem", key = "a.key" }`.
