@@ -25,8 +25,9 @@ pub mod systemd;
 pub mod why;
 
 use config::file::{
-    AcmeChallengeName, AcmeSection, FileConfig, ListenerTlsSection, LogSection, OutlierSection, RetrySection, SelectionName,
-    ServerEntry, ServerSection, UpstreamSection, UpstreamTlsSection, defaults,
+    AcmeChallengeName, AcmeSection, FileConfig, ListenerTlsSection, LogSection, OutlierSection,
+    RetrySection, SelectionName, ServerEntry, ServerSection, UpstreamSection, UpstreamTlsSection,
+    defaults,
 };
 use config::units::Dur;
 

@@ -17,7 +17,9 @@ use switchyard_cli::config::{self, Config, LogFormat};
 use switchyard_cli::handover::Inherited;
 use switchyard_cli::observe::{AccessLog, Observer};
 use switchyard_cli::serve::Relaunch;
-use switchyard_cli::{OneLiner, OneLinerAcme, demo, diagnostics, one_liner, pid_file, runtime, serve};
+use switchyard_cli::{
+    OneLiner, OneLinerAcme, demo, diagnostics, one_liner, pid_file, runtime, serve,
+};
 
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;

@@ -15,9 +15,12 @@
 //! * [`upgrade`]: an upstream that switches protocols and echoes, and a client
 //!   that asks for the switch.
 //! * [`digest`](mod@digest): the FNV-1a 64-bit digest used to compare bodies.
+//! * [`acme`]: Pebble, a real ACME CA, with a DNS responder answering the
+//!   test's names with 127.0.0.1.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+pub mod acme;
 pub mod client;
 pub mod digest;
 pub mod faults;

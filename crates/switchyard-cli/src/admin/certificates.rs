@@ -27,7 +27,8 @@ pub(super) fn certificates(acme: Option<&Acme>) -> String {
 }
 
 fn one(status: &CertificateStatus, now: SystemTime) -> serde_json::Value {
-    let time = |at: Option<SystemTime>| at.map(|at| humantime::format_rfc3339_seconds(at).to_string());
+    let time =
+        |at: Option<SystemTime>| at.map(|at| humantime::format_rfc3339_seconds(at).to_string());
     json!({
         "domain": status.domain,
         "state": state(status),

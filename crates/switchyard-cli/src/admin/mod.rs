@@ -163,7 +163,8 @@ fn answer(admin: &Admin, request: &Request<Incoming>) -> Response<Full<Bytes>> {
         ),
         _ => text(
             StatusCode::NOT_FOUND,
-            "try /metrics, /healthz, /upstreams, /certificates, /config or /requests/ID\n".to_string(),
+            "try /metrics, /healthz, /upstreams, /certificates, /config or /requests/ID\n"
+                .to_string(),
             "text/plain",
         ),
     }

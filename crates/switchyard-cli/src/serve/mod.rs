@@ -7,11 +7,11 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use switchyard::acme::{Acme, Renewing};
 use switchyard::discovery::{Resolve, SystemResolver};
 use switchyard::health::checker::Checker;
 use switchyard::log_file::LogWriter;
 use switchyard::server::Workers;
-use switchyard::acme::{Acme, Renewing};
 use switchyard::tls::ServerTls;
 use switchyard::{ServerOptions, ShutdownHandle, UpstreamPool};
 use tokio::task::JoinHandle;

@@ -9,8 +9,6 @@ use rcgen::{CertificateParams, CustomExtension, KeyPair};
 use rustls::sign::CertifiedKey;
 use rustls_pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
 
-use crate::error::{Error, ErrorKind, Result};
-
 /// The pending answers.
 #[derive(Debug, Default)]
 pub(super) struct Challenges {
@@ -38,7 +36,7 @@ impl Challenges {
 
     /// Answer `acme-tls/1` handshakes for `domain` with a certificate
     /// carrying `digest` (the SHA-256 of the key authorization).
-    pub(super) fn put_tls_alpn(&self, domain: &str, digest: &[u8]) -> Result<()> {
+    pub(super) fn put_tls_alpn(&self, domain: &str, digest: &[u8]) -> Result<(), String> {
         let certificate = challenge_certificate(domain, digest)?;
         lock(&self.tls_alpn).insert(domain.to_ascii_lowercase(), certificate);
         Ok(())
@@ -65,26 +63,21 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 
 /// A self-signed certificate for `domain` with the critical
 /// `acmeIdentifier` extension holding `digest` (RFC 8737 section 3).
-fn challenge_certificate(domain: &str, digest: &[u8]) -> Result<Arc<CertifiedKey>> {
-    let failed = |e: rcgen::Error| {
-        Error::because(
-            ErrorKind::Internal,
-            format!("making the tls-alpn-01 certificate for {domain}"),
-            e.to_string(),
-        )
-    };
+/// Loaded without rustls' check of the certificate, which refuses the
+/// critical extension it does not know (the CA knows it).
+fn challenge_certificate(domain: &str, digest: &[u8]) -> Result<Arc<CertifiedKey>, String> {
+    let failed = |e: rcgen::Error| format!("making the tls-alpn-01 certificate for {domain}: {e}");
     let mut params = CertificateParams::new(vec![domain.to_string()]).map_err(failed)?;
     params.custom_extensions = vec![CustomExtension::new_acme_identifier(digest)];
     let key = KeyPair::generate().map_err(failed)?;
     let cert = params.self_signed(&key).map_err(failed)?;
     let key_der = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der()));
-    let certified = CertifiedKey::from_der(vec![cert.der().clone()], key_der, &crate::tls::provider())
-        .map_err(|e| {
-            Error::because(
-                ErrorKind::Internal,
-                format!("loading the tls-alpn-01 certificate for {domain}"),
-                e.to_string(),
-            )
-        })?;
-    Ok(Arc::new(certified))
+    let signing_key = crate::tls::provider()
+        .key_provider
+        .load_private_key(key_der)
+        .map_err(|e| format!("loading the tls-alpn-01 key for {domain}: {e}"))?;
+    Ok(Arc::new(CertifiedKey::new(
+        vec![cert.der().clone()],
+        signing_key,
+    )))
 }

@@ -107,7 +107,9 @@ async fn exchange(
         .map(|p| p.as_str())
         .unwrap_or("/")
         .parse()?;
-    let response = sender.send_request(Request::from_parts(parts, body)).await?;
+    let response = sender
+        .send_request(Request::from_parts(parts, body))
+        .await?;
     let (parts, body) = response.into_parts();
     let body = http_body_util::BodyExt::collect(body).await?.to_bytes();
     Ok(BytesResponse {

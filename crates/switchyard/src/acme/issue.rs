@@ -163,16 +163,17 @@ async fn order(
     };
     answer_challenges(&mut order, challenge, &mut answers).await?;
     let patience = RetryPolicy::new().timeout(CA_PATIENCE);
-    let status = order
-        .poll_ready(&patience)
-        .await
-        .map_err(|e| Failure::from_acme("waiting for validation", e))?;
-    if status != OrderStatus::Ready {
-        let why = why_invalid(&mut order).await;
-        return Err(Failure::Other(format!(
-            "{domain} failed {} validation: {why}",
-            challenge.name()
-        )));
+    match order.poll_ready(&patience).await {
+        Ok(OrderStatus::Ready) => {}
+        // The order went invalid, or carries the CA's problem.
+        Ok(_) | Err(instant_acme::Error::Api(_)) => {
+            let why = why_invalid(&mut order).await;
+            return Err(Failure::Other(format!(
+                "{domain} failed {} validation: {why}",
+                challenge.name()
+            )));
+        }
+        Err(e) => return Err(Failure::from_acme("waiting for validation", e)),
     }
     drop(answers);
     let (csr, key) = signing_request(domain).map_err(Failure::Other)?;
@@ -312,9 +313,7 @@ impl Answers<'_> {
     }
 
     fn put_tls_alpn(&mut self, digest: &[u8]) -> Result<(), String> {
-        self.challenges
-            .put_tls_alpn(self.domain, digest)
-            .map_err(|e| e.to_string())?;
+        self.challenges.put_tls_alpn(self.domain, digest)?;
         self.tls_alpn = true;
         Ok(())
     }

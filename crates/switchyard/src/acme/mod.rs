@@ -145,7 +145,11 @@ impl AcmeSettings {
         let var = |name: &str| std::env::var_os(name).filter(|value| !value.is_empty());
         if let Some(state) = var("STATE_DIRECTORY") {
             // systemd may give several, separated by colons: the first.
-            let first = state.to_string_lossy().split(':').next().map(PathBuf::from)?;
+            let first = state
+                .to_string_lossy()
+                .split(':')
+                .next()
+                .map(PathBuf::from)?;
             return Some(first.join("acme"));
         }
         if let Some(state) = var("XDG_STATE_HOME") {
@@ -199,7 +203,9 @@ fn is_dns_name(name: &str) -> bool {
                 && label.len() <= 63
                 && !label.starts_with('-')
                 && !label.ends_with('-')
-                && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
         })
 }
 
@@ -260,7 +266,12 @@ impl Acme {
             .settings
             .domains
             .iter()
-            .map(|domain| tokio::spawn(schedule::keep_current(Arc::clone(&self.shared), domain.clone())))
+            .map(|domain| {
+                tokio::spawn(schedule::keep_current(
+                    Arc::clone(&self.shared),
+                    domain.clone(),
+                ))
+            })
             .collect();
         Renewing { tasks }
     }

@@ -137,7 +137,10 @@ impl Shared {
     }
 
     fn stored(&self, domain: &str) -> Result<Option<Issued>, String> {
-        let Some((chain, key)) = self.storage.certificate(domain).map_err(|e| e.to_string())?
+        let Some((chain, key)) = self
+            .storage
+            .certificate(domain)
+            .map_err(|e| e.to_string())?
         else {
             return Ok(None);
         };

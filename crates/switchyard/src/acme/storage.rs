@@ -31,7 +31,9 @@ impl Storage {
     /// The subdirectory of `settings.storage` for `settings.directory`.
     pub(super) fn new(settings: &AcmeSettings) -> Self {
         Storage {
-            dir: settings.storage.join(ca_directory_name(&settings.directory)),
+            dir: settings
+                .storage
+                .join(ca_directory_name(&settings.directory)),
         }
     }
 

@@ -22,8 +22,8 @@ use rustls::crypto::CryptoProvider;
 
 pub use certs::CertificateFiles;
 pub use client::{UpstreamTls, UpstreamTlsSettings};
-pub use server::{ServerTls, ServerTlsSettings};
 pub(crate) use server::is_acme_validation;
+pub use server::{ServerTls, ServerTlsSettings};
 
 pub(crate) use certs::tls_config_error;
 pub(crate) use client::{handshake_error, server_name, system_roots};

@@ -164,9 +164,11 @@ impl ResolvesServerCert for ByServerName {
                 return Some(key);
             }
         }
-        let default = self.certificates.first().map(|c| Arc::clone(&c.key)).or_else(|| {
-            self.acme.as_ref().and_then(Acme::any_certificate)
-        });
+        let default = self
+            .certificates
+            .first()
+            .map(|c| Arc::clone(&c.key))
+            .or_else(|| self.acme.as_ref().and_then(Acme::any_certificate));
         let Some(asked) = hello.server_name() else {
             return default;
         };
