@@ -158,6 +158,17 @@ pub(super) fn build(
         })?),
         (None, _) => None,
     };
+    let http_01 = tls
+        .as_ref()
+        .and_then(|tls| tls.acme.as_ref())
+        .is_some_and(|acme| acme.settings().challenge == switchyard::acme::Challenge::Http01);
+    let cleartext_tcp = listen
+        .iter()
+        .any(|addr| matches!(addr, switchyard::server::ListenAddr::Tcp(_)));
+    if http_01 && !cleartext_tcp {
+        let message = "http-01 is answered on a cleartext listener, and [server] listen has no TCP address: add one that port 80 reaches, or use challenge = \"tls-alpn-01\"";
+        return Err(source.error(None, "server.tls.acme.challenge", message));
+    }
     let admin = match &server.admin {
         Some(addr) => Some(socket_addr(source, addr, "server.admin")?),
         None => None,

@@ -193,10 +193,15 @@ fn invalid(message: String) -> Box<Error> {
 }
 
 /// Whether `name` is a DNS name a CA can issue for: letters, digits and
-/// hyphens in dot-separated labels, at least two labels.
+/// hyphens in dot-separated labels, at least two labels, the last not all
+/// digits (not an IPv4 address).
 fn is_dns_name(name: &str) -> bool {
     let labels: Vec<&str> = name.split('.').collect();
+    let top_level_is_numeric = labels
+        .last()
+        .is_some_and(|label| label.bytes().all(|b| b.is_ascii_digit()));
     labels.len() >= 2
+        && !top_level_is_numeric
         && name.len() <= 253
         && labels.iter().all(|label| {
             !label.is_empty()

@@ -37,11 +37,6 @@ impl Storage {
         }
     }
 
-    /// The CA's subdirectory.
-    pub(super) fn dir(&self) -> &Path {
-        &self.dir
-    }
-
     /// The stored account, if one was saved and can be read.
     pub(super) fn account(&self) -> io::Result<Option<AccountCredentials>> {
         let Some(text) = read_if_present(&self.dir.join("account.json"))? else {
