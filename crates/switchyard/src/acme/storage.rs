@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! STORAGE/                        0700
-//!   acme-v02.api.letsencrypt.org-directory/   0700
+//!   acme-v02.api.letsencrypt.org-directory/   0700 (both made so when created)
 //!     account.json                0600  the account's key and URL
 //!     example.com.key             0600  the certificate's private key
 //!     example.com.crt             0644  the chain, leaf first (PEM)
@@ -14,7 +14,7 @@
 
 use std::fs::{DirBuilder, OpenOptions};
 use std::io::{self, Write};
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use instant_acme::AccountCredentials;
@@ -93,15 +93,15 @@ impl Storage {
     fn write(&self, path: &Path, bytes: &[u8], mode: u32) -> io::Result<()> {
         make_private_dir(&self.dir)?;
         let temporary = path.with_extension(format!("tmp{}", std::process::id()));
+        // A temporary file left by a crash is replaced, not reused: a file
+        // made new gets `mode` (an existing one would keep its own).
+        let _ = std::fs::remove_file(&temporary);
         let written = (|| {
             let mut file = OpenOptions::new()
                 .write(true)
-                .create(true)
-                .truncate(true)
+                .create_new(true)
                 .mode(mode)
                 .open(&temporary)?;
-            // An existing file keeps its mode through open: set it.
-            file.set_permissions(std::fs::Permissions::from_mode(mode))?;
             file.write_all(bytes)?;
             file.sync_all()?;
             std::fs::rename(&temporary, path)
@@ -113,15 +113,14 @@ impl Storage {
     }
 }
 
-/// Make `dir` and its missing parents, each new one 0700; an existing
-/// `dir` is set to 0700 too (keys live in it).
+/// Make `dir` and its missing parents, each new one 0700 (an existing one
+/// keeps its mode: it may be a directory the operator chose and shares).
 fn make_private_dir(dir: &Path) -> io::Result<()> {
     DirBuilder::new()
         .recursive(true)
         .mode(0o700)
         .create(dir)
-        .map_err(|e| io::Error::new(e.kind(), format!("creating {}: {e}", dir.display())))?;
-    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+        .map_err(|e| io::Error::new(e.kind(), format!("creating {}: {e}", dir.display())))
 }
 
 fn read_if_present(path: &Path) -> io::Result<Option<String>> {
