@@ -99,7 +99,7 @@ pub enum Command {
         /// Serve HTTPS for this name with a certificate obtained and
         /// renewed automatically from Let's Encrypt (repeatable); cleartext
         /// requests on --http-listen are redirected to HTTPS.
-        #[arg(long, conflicts_with_all = ["tls_cert", "tls_key"])]
+        #[arg(long)]
         domain: Vec<String>,
         /// With --domain: the cleartext listener, for the redirect to
         /// HTTPS and http-01 validation.

@@ -22,14 +22,17 @@ async fn a_stored_certificate_is_served_with_no_files_and_no_ca() {
     let storage = std::env::temp_dir().join(format!("switchyard-acme-lib-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&storage);
     let ca = TestCa::new("stands in for the ACME CA");
-    let cert = ca.issue(&["site.example.com"]);
-    // Where an earlier run keeps it: one folder per CA directory.
+    // Where an earlier run kept two certificates: one folder per CA directory.
     let folder = storage.join("127.0.0.1-9-dir");
     std::fs::create_dir_all(&folder).unwrap();
-    std::fs::write(folder.join("site.example.com.crt"), &cert.cert_pem).unwrap();
-    std::fs::write(folder.join("site.example.com.key"), &cert.key_pem).unwrap();
-    let mut settings = AcmeSettings::new(vec!["site.example.com".into()], &storage);
-    // Nothing listens there: the certificate must come from storage.
+    for name in ["site.example.com", "api.example.com"] {
+        let cert = ca.issue(&[name]);
+        std::fs::write(folder.join(format!("{name}.crt")), &cert.cert_pem).unwrap();
+        std::fs::write(folder.join(format!("{name}.key")), &cert.key_pem).unwrap();
+    }
+    let domains = vec!["site.example.com".into(), "api.example.com".into()];
+    let mut settings = AcmeSettings::new(domains, &storage);
+    // Nothing listens there: the certificates must come from storage.
     settings.directory = "https://127.0.0.1:9/dir".into();
     let acme = Acme::new(settings).unwrap();
     let no_files = ServerTlsSettings {
@@ -54,6 +57,15 @@ async fn a_stored_certificate_is_served_with_no_files_and_no_ca() {
     .await
     .unwrap();
     assert_eq!(answer.status, 200);
+    // Each name gets its own certificate (verified for that name).
+    let api = within(
+        10,
+        "GET api",
+        get(running.addr, &client, "api.example.com", "/y"),
+    )
+    .await
+    .unwrap();
+    assert_eq!(api.status, 200);
     // A CA's validation handshake with no challenge pending: no certificate.
     let mut offering = (*client_config(&ca, None)).clone();
     offering.alpn_protocols = vec![b"acme-tls/1".to_vec()];
