@@ -118,6 +118,11 @@ pub enum Command {
         /// [default: $STATE_DIRECTORY/acme, else ~/.local/state/switchyard/acme].
         #[arg(long, requires = "domain")]
         acme_storage: Option<String>,
+        /// Also serve HTTP/3 (QUIC) on the HTTPS listener's port, over UDP
+        /// (needs --tls-cert or --domain); HTTPS answers then carry
+        /// Alt-Svc so browsers find it.
+        #[arg(long)]
+        http3: bool,
         /// With --domain: how the CA validates, tls-alpn-01 (on the HTTPS
         /// listener) or http-01 (on --http-listen).
         #[arg(long, requires = "domain", default_value = "tls-alpn-01", value_parser = ["tls-alpn-01", "http-01"])]

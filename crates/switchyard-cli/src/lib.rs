@@ -25,9 +25,9 @@ pub mod systemd;
 pub mod why;
 
 use config::file::{
-    AcmeChallengeName, AcmeSection, FileConfig, ListenerTlsSection, LogSection, OutlierSection,
-    RetrySection, SelectionName, ServerEntry, ServerSection, UpstreamSection, UpstreamTlsSection,
-    defaults,
+    AcmeChallengeName, AcmeSection, FileConfig, Http3Section, ListenerTlsSection, LogSection,
+    OutlierSection, RetrySection, SelectionName, ServerEntry, ServerSection, UpstreamSection,
+    UpstreamTlsSection, defaults,
 };
 use config::units::Dur;
 
@@ -77,6 +77,8 @@ pub struct OneLiner {
     pub admin_token_file: Option<String>,
     /// `--pid-file`.
     pub pid_file: Option<String>,
+    /// `--http3`: serve HTTP/3 on the HTTPS listener's port (UDP).
+    pub http3: bool,
 }
 
 /// The `proxy` one-liner's ACME flags (`--domain` and the `--acme-*`).
@@ -139,6 +141,9 @@ pub fn one_liner(args: &OneLiner) -> Result<FileConfig, String> {
         None
     };
     let (listen, tls) = one_liner_listeners(args)?;
+    if args.http3 && tls.is_none() {
+        return Err("--http3 needs HTTPS: --tls-cert and --tls-key, or --domain".into());
+    }
     let upstream = UpstreamSection {
         servers: entries(to),
         backup: entries(backup),
@@ -164,6 +169,13 @@ pub fn one_liner(args: &OneLiner) -> Result<FileConfig, String> {
     Ok(FileConfig {
         server: ServerSection {
             listen,
+            http3: args.http3.then(|| {
+                let udp = tls
+                    .as_ref()
+                    .map(|tls| tls.listen.clone())
+                    .unwrap_or_default();
+                Http3Section::on(udp)
+            }),
             tls,
             workers: workers.unwrap_or_else(defaults::workers),
             admin: admin.map(|a| spanned(a.to_string())),

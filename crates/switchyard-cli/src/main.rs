@@ -72,6 +72,7 @@ fn main() -> ExitCode {
             acme_email,
             acme_storage,
             acme_challenge,
+            http3,
             to,
             backup,
             tls_cert,
@@ -101,6 +102,7 @@ fn main() -> ExitCode {
             let args = OneLiner {
                 listen,
                 acme,
+                http3,
                 to,
                 backup,
                 tls: tls_cert.zip(tls_key),

@@ -88,6 +88,8 @@ pub struct Finished {
     /// The side of its route's split it went to, and the side it was
     /// meant for when that one had no usable server.
     pub split: Option<(String, Option<String>)>,
+    /// The client's protocol: `http/1.0`, `http/1.1`, `h2` or `h3`.
+    pub protocol: &'static str,
 }
 
 /// The access log: its format and where its lines go.
@@ -374,6 +376,9 @@ pub fn text_line(r: &Finished) -> String {
         r.trace.len(),
         r.trace
     );
+    if !r.protocol.starts_with("http/1") {
+        line.push_str(&format!(" proto={}", r.protocol));
+    }
     if let Some(trace_id) = &r.trace_id {
         line.push_str(&format!(" trace={trace_id}"));
     }
@@ -425,6 +430,7 @@ pub fn json_value(r: &Finished) -> serde_json::Value {
         "bytes": r.bytes,
         "duration_ms": millis(r.duration),
         "upstream": r.upstream,
+        "protocol": r.protocol,
         "request_id": r.request_id,
         "trace_id": r.trace_id,
         "error": r.error,

@@ -15,6 +15,7 @@
 //! * [`upgrade`]: an upstream that switches protocols and echoes, and a client
 //!   that asks for the switch.
 //! * [`digest`](mod@digest): the FNV-1a 64-bit digest used to compare bodies.
+//! * [`h3`](mod@h3): an HTTP/3 client.
 //! * [`acme`]: Pebble, a real ACME CA, with a DNS responder answering the
 //!   test's names with 127.0.0.1.
 
@@ -26,6 +27,7 @@ pub mod digest;
 pub mod faults;
 pub mod h2;
 pub mod h2_origin;
+pub mod h3;
 pub mod origin;
 pub mod otlp;
 pub mod tls;

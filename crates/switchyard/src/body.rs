@@ -29,6 +29,7 @@ use filter::FilteredBody;
 pub(crate) mod client;
 mod copy;
 pub mod filter;
+pub(crate) mod http3;
 pub mod limit;
 mod progress;
 
@@ -420,6 +421,14 @@ where
         if let Some(data) = frame.data_ref() {
             self.progress.add_sent(data.len() as u64);
         }
+    }
+}
+
+impl<B> ReplayBody<B> {
+    /// This attempt sends none of the body (it is framed as none): as far
+    /// as the attempt's progress goes, the body is done.
+    pub(crate) fn not_sent(&self) {
+        self.progress.mark_finished();
     }
 }
 

@@ -19,6 +19,7 @@ use toml::Spanned;
 use super::answers;
 use super::file::{FileConfig, LogSection, defaults};
 use super::groups::group;
+use super::http3::{Http3Listeners, http3_listeners};
 use super::routes::{RouteDefaults, routes};
 use super::server::{client_identity, http2_options, max_connections, path_rules};
 use super::tls::{ListenerTls, listener_tls};
@@ -45,6 +46,8 @@ pub struct Config {
     pub unix_mode: u32,
     /// HTTPS listeners and their certificates.
     pub tls: Option<ListenerTls>,
+    /// HTTP/3 listeners (UDP), with `tls`'s certificates.
+    pub http3: Option<Http3Listeners>,
     /// Worker threads.
     pub workers: usize,
     /// The admin listener, if any.
@@ -157,6 +160,15 @@ pub(super) fn build(
             socket_addr(source, addr, key)
         })?),
         (None, _) => None,
+    };
+    let http3 = match &server.http3 {
+        Some(section) => Some(http3_listeners(
+            source,
+            section,
+            tls.as_ref(),
+            |addr, key| socket_addr(source, addr, key),
+        )?),
+        None => None,
     };
     let http_01 = tls
         .as_ref()
@@ -282,6 +294,7 @@ pub(super) fn build(
         listen,
         unix_mode,
         tls,
+        http3,
         workers: server.workers,
         admin,
         admin_token,

@@ -19,6 +19,7 @@ mod build;
 pub mod file;
 mod groups;
 pub mod health;
+pub mod http3;
 pub mod protocol;
 mod resolve;
 mod retry;

@@ -5,10 +5,17 @@
 
 use std::sync::Mutex;
 
+use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 use switchyard::server::ConnectionCounts;
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ProtocolLabels {
+    protocol: &'static str,
+}
 
 /// The gauges and counter, and the servers they are read from.
 #[derive(Debug, Default)]
@@ -19,12 +26,14 @@ pub(super) struct ConnectionMetrics {
     limit_reached: Counter,
     tls_handshake_failed: Counter,
     proxy_header_failed: Counter,
+    /// Requests by the client's protocol: HTTP/1.x, h2, h3.
+    requests: [Counter; 3],
 }
 
 impl ConnectionMetrics {
     /// Register the metrics in `registry`.
     pub(super) fn register(registry: &mut Registry) -> Self {
-        let metrics = ConnectionMetrics::default();
+        let mut metrics = ConnectionMetrics::default();
         registry.register(
             "downstream_connections_open",
             "Client connections open now (parked ones included)",
@@ -50,7 +59,29 @@ impl ConnectionMetrics {
             "Client connections closed for want of a valid PROXY protocol header",
             metrics.proxy_header_failed.clone(),
         );
+        let by_protocol = Family::<ProtocolLabels, Counter>::default();
+        for (i, protocol) in ["http/1.1", "h2", "h3"].into_iter().enumerate() {
+            metrics.requests[i] = by_protocol
+                .get_or_create(&ProtocolLabels { protocol })
+                .clone();
+        }
+        registry.register(
+            "downstream_requests",
+            "Requests by the client's protocol: http/1.1 (HTTP/1.0 included), h2, h3",
+            by_protocol,
+        );
         metrics
+    }
+
+    /// Count a request from a client speaking `protocol` (as the access
+    /// log names it).
+    pub(super) fn count_request(&self, protocol: &str) {
+        let index = match protocol {
+            "h2" => 1,
+            "h3" => 2,
+            _ => 0,
+        };
+        self.requests[index].inc();
     }
 
     /// Read `counts` (one listener's server) from now on.

@@ -32,6 +32,8 @@ impl Observer {
         if let (Some(route), Some(why)) = (ctx.route(), ctx.refusal()) {
             self.count_refusal(&route.name, why);
         }
+        let protocol = protocol_name(session.req_header().version);
+        self.connections.count_request(protocol);
         let status = session.response_status().map_or(0, |s| s.as_u16());
         let route = ctx.route().map(|r| &r.name);
         self.count(label, route, status, session.attempts());
@@ -69,9 +71,20 @@ impl Observer {
             trace_id: session.trace_context().map(|t| t.trace_id_hex()),
             refused: ctx.refusal().map(|why| why.as_str()),
             split: split_of(ctx),
+            protocol,
         };
         self.log(&finished);
         self.traces.keep(finished);
+    }
+}
+
+/// How the access log and the metrics name a client's protocol.
+pub(super) fn protocol_name(version: http::Version) -> &'static str {
+    match version {
+        http::Version::HTTP_2 => "h2",
+        http::Version::HTTP_3 => "h3",
+        http::Version::HTTP_10 => "http/1.0",
+        _ => "http/1.1",
     }
 }
 

@@ -36,6 +36,8 @@ impl Running {
     /// Serve every listen address of the config (HTTP, HTTPS, admin), on
     /// the sockets `inherited` holds for it or on new ones.
     pub(super) async fn listen(&mut self, inherited: &mut Inherited) -> Result<(), String> {
+        // First: the TCP listeners' options name its port in Alt-Svc.
+        self.listen_http3()?;
         let cleartext = self.config.listen.iter().map(|addr| (addr.clone(), None));
         let tls = self.config.tls.iter().flat_map(|tls| {
             tls.listen

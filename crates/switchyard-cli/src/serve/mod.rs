@@ -25,6 +25,7 @@ use crate::proxy::ConfigProxy;
 
 mod binary_upgrade;
 mod changes;
+mod http3;
 mod listeners;
 
 pub use binary_upgrade::{Relaunch, upgrade_signals};
@@ -40,6 +41,8 @@ pub struct Running {
     pub listening_unix: Vec<std::path::PathBuf>,
     /// Whether each of `listening` serves HTTPS.
     pub secure: Vec<bool>,
+    /// The UDP addresses HTTP/3 is served on (ports resolved).
+    pub listening_http3: Vec<SocketAddr>,
     /// The admin address, if any.
     pub admin: Option<SocketAddr>,
     shutdowns: Vec<ShutdownHandle>,
@@ -92,6 +95,7 @@ type FixedPart = (
     switchyard::ServerOptions,
     Option<switchyard::otlp::OtlpOptions>,
     (u32, Option<std::path::PathBuf>),
+    Option<crate::config::http3::Http3Listeners>,
 );
 
 /// Bind every listener of `config` and start serving; server names are
@@ -127,6 +131,7 @@ pub async fn start_with_resolver(
         listening: Vec::new(),
         listening_unix: Vec::new(),
         secure: Vec::new(),
+        listening_http3: Vec::new(),
         admin: None,
         shutdowns: Vec::new(),
         servers: Vec::new(),
@@ -191,13 +196,16 @@ fn fixed_part(config: &Config) -> FixedPart {
             .unwrap_or_default(),
         config.workers,
         config.admin,
-        // Routes carry the body limit, so a reload applies it.
+        // Routes carry the body limit, so a reload applies it; Alt-Svc is
+        // set once HTTP/3 is bound.
         ServerOptions {
             max_request_body: None,
+            alt_svc: None,
             ..config.server.clone()
         },
         config.otlp.clone(),
         (config.unix_mode, config.pid_file.clone()),
+        config.http3.clone(),
     )
 }
 
@@ -246,7 +254,7 @@ impl Running {
             note += &format!("; closed {closed} idle connection(s) to removed servers");
         }
         if !same_server {
-            note += "; [server] and [tracing] changes (listen, workers, admin, limits, unix_mode, pid_file, start_traces, otlp_endpoint) need a restart and were not applied";
+            note += "; [server] and [tracing] changes (listen, workers, admin, limits, unix_mode, pid_file, http3, start_traces, otlp_endpoint) need a restart and were not applied";
         }
         if !same_logs {
             note += "; [log] file changes need a restart and were not applied";
@@ -344,6 +352,9 @@ impl Running {
         for (addr, secure) in self.listening.iter().zip(&self.secure) {
             let tls = if *secure { " (https)" } else { "" };
             eprintln!("switchyard: listening on {addr}{tls}");
+        }
+        for addr in &self.listening_http3 {
+            eprintln!("switchyard: listening on {addr} (http3)");
         }
         for path in &self.listening_unix {
             eprintln!("switchyard: listening on unix:{}", path.display());

@@ -1,5 +1,6 @@
 //! A client's request body as the engine reads it: none, an HTTP/1.1 body
-//! fed by the client's connection, or hyper's HTTP/2 stream.
+//! fed by the client's connection, hyper's HTTP/2 stream, or an HTTP/3
+//! stream (`http3.rs`).
 //!
 //! An HTTP/1.1 connection reads and decodes its client's body itself (it
 //! owns the socket and the framing) and hands the body one piece at a time
@@ -25,6 +26,8 @@ pub(crate) enum ClientBody {
     Http1(Http1Body),
     /// An HTTP/2 stream's body.
     Http2(Incoming),
+    /// An HTTP/3 stream's body.
+    Http3(super::http3::Http3Body),
 }
 
 impl Body for ClientBody {
@@ -39,6 +42,7 @@ impl Body for ClientBody {
             ClientBody::Empty => Poll::Ready(None),
             ClientBody::Http1(body) => body.poll_next(cx).map_err(Into::into),
             ClientBody::Http2(body) => Pin::new(body).poll_frame(cx).map_err(Into::into),
+            ClientBody::Http3(body) => body.poll_next(cx).map_err(Into::into),
         }
     }
 
@@ -47,6 +51,7 @@ impl Body for ClientBody {
             ClientBody::Empty => true,
             ClientBody::Http1(body) => body.is_end_stream(),
             ClientBody::Http2(body) => body.is_end_stream(),
+            ClientBody::Http3(body) => body.is_end_stream(),
         }
     }
 
@@ -55,6 +60,7 @@ impl Body for ClientBody {
             ClientBody::Empty => SizeHint::with_exact(0),
             ClientBody::Http1(body) => body.size_hint(),
             ClientBody::Http2(body) => body.size_hint(),
+            ClientBody::Http3(body) => body.size_hint(),
         }
     }
 }

@@ -71,7 +71,11 @@ pub(crate) fn handle<P: ProxyHttp>(
 ) -> Handling {
     let (reply, head) = oneshot::channel();
     let id = shared.identity.request_id(request.headers(), client.ip());
-    let reply = Reply::new(reply, id.clone());
+    let alt_svc = match &shared.alt_svc {
+        Some(alt_svc) if client.is_tls() => Some(alt_svc.clone()),
+        _ => None,
+    };
+    let reply = Reply::new(reply, id.clone()).with_alt_svc(alt_svc);
     // Boxed: the engine's future is several KB and must not move once
     // started; the box is all that moves.
     Handling::new(

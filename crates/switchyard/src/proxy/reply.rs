@@ -29,6 +29,8 @@ pub(crate) type Answer = Option<Response<ResponseBody>>;
 pub(super) struct Reply {
     sender: Option<oneshot::Sender<Answer>>,
     request_id: HeaderValue,
+    /// Where HTTP/3 is, for a client on TLS over TCP.
+    alt_svc: Option<HeaderValue>,
     /// The answer reached the downstream connection's [`Handling`], which
     /// then hands this engine to the response body.
     pub(super) delivered: bool,
@@ -41,8 +43,15 @@ impl Reply {
         Reply {
             sender: Some(sender),
             request_id,
+            alt_svc: None,
             delivered: false,
         }
+    }
+
+    /// The same, adding `Alt-Svc: alt_svc` to the response.
+    pub(super) fn with_alt_svc(mut self, alt_svc: Option<HeaderValue>) -> Self {
+        self.alt_svc = alt_svc;
+        self
     }
 
     #[inline]
@@ -51,6 +60,11 @@ impl Reply {
             .headers_mut()
             .entry(X_REQUEST_ID)
             .or_insert_with(|| self.request_id.clone());
+        if let Some(alt_svc) = &self.alt_svc {
+            response
+                .headers_mut()
+                .insert(http::header::ALT_SVC, alt_svc.clone());
+        }
         self.answer(Some(response));
     }
 

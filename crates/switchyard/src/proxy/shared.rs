@@ -39,4 +39,6 @@ pub(crate) struct EngineShared {
     pub(crate) connect_times: ConnectTimes,
     /// Recent response times per peer, for retries under a deadline.
     pub(crate) response_times: ResponseTimes,
+    /// `Alt-Svc` for responses to clients on TLS over TCP.
+    pub(crate) alt_svc: Option<http::HeaderValue>,
 }

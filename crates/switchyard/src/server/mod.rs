@@ -17,6 +17,7 @@ mod connection;
 mod counts;
 mod h2;
 mod http1;
+mod http3;
 mod proxy_protocol;
 mod socket;
 mod workers;
@@ -24,6 +25,7 @@ mod workers;
 pub use bind::bind_reusing_port;
 pub use counts::ConnectionCounts;
 pub use h2::Http2Options;
+pub use http3::{Http3Options, Http3Server};
 pub use socket::{ListenAddr, Listening, UNIX_CLIENT, bind_unix};
 pub use workers::{Started, Workers};
 
@@ -83,6 +85,7 @@ pub const DEFAULT_MAX_REQUEST_BODY: u64 = 1 << 30;
 /// | `proxy_protocol` | off |
 /// | `http2` | on (ALPN `h2`, or the preface on cleartext), see [`Http2Options`] |
 /// | `start_traces` | off: an incoming `traceparent` is continued, none is started |
+/// | `alt_svc` | none |
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServerOptions {
     /// Hard cap on retries per request, whatever the hooks say.
@@ -159,6 +162,9 @@ pub struct ServerOptions {
     /// `traceparent` (one that comes with it is always continued; see
     /// [`trace_context`](crate::proxy::trace_context)).
     pub start_traces: bool,
+    /// An `Alt-Svc` header for every response to a client that came over
+    /// TLS on TCP, to tell it where HTTP/3 is (`h3=":443"; ma=86400`).
+    pub alt_svc: Option<http::HeaderValue>,
 }
 
 impl Default for ServerOptions {
@@ -184,6 +190,7 @@ impl Default for ServerOptions {
             upgrades: crate::proxy::AllowedUpgrades::default(),
             paths: crate::path::PathRules::default(),
             start_traces: false,
+            alt_svc: None,
         }
     }
 }
@@ -556,5 +563,6 @@ fn engine_shared(pool: Arc<Pool>, options: &ServerOptions) -> Arc<EngineShared> 
             .map(|policy| Arc::new(RetryBudget::new(policy, std::time::Instant::now()))),
         connect_times: Default::default(),
         response_times: Default::default(),
+        alt_svc: options.alt_svc.clone(),
     })
 }

@@ -93,6 +93,19 @@ impl ServerTls {
         }
     }
 
+    /// The TLS configuration for QUIC (HTTP/3): the same certificates, the
+    /// one in force at each handshake (a reload or a renewed ACME
+    /// certificate applies at once), the client certificates asked for
+    /// when it is made, ALPN `h3`, and no 0-RTT data (it could be
+    /// replayed).
+    pub(crate) fn quic_config(&self) -> Arc<ServerConfig> {
+        let mut config = (*self.config()).clone();
+        config.cert_resolver = Arc::new(FollowCurrent(self.clone()));
+        config.alpn_protocols = vec![ALPN_H3.to_vec()];
+        config.max_early_data_size = 0;
+        Arc::new(config)
+    }
+
     /// An acceptor for one handshake, with the configuration in force now.
     pub(crate) fn acceptor(&self) -> TlsAcceptor {
         TlsAcceptor::from(self.config())
@@ -191,4 +204,18 @@ fn offers_acme_tls(hello: &ClientHello<'_>) -> bool {
 /// to be closed rather than served.
 pub(crate) fn is_acme_validation(connection: &rustls::ServerConnection) -> bool {
     connection.alpn_protocol() == Some(ALPN_ACME_TLS)
+}
+
+/// The ALPN name of HTTP/3.
+const ALPN_H3: &[u8] = b"h3";
+
+/// Picks the certificate with whatever a listener's [`ServerTls`] holds at
+/// the moment of the handshake.
+#[derive(Debug)]
+struct FollowCurrent(ServerTls);
+
+impl ResolvesServerCert for FollowCurrent {
+    fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        self.0.config().cert_resolver.resolve(hello)
+    }
 }

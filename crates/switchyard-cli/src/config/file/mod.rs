@@ -15,12 +15,14 @@ use super::units::{Dur, Size};
 
 pub mod defaults;
 mod health;
+mod http3;
 mod retry;
 mod routes;
 mod tls;
 mod traffic;
 
 pub use health::{HealthCheckSection, OutlierSection};
+pub use http3::Http3Section;
 pub use retry::{BackoffSection, ModeName, RetryOnEntry, RetryOverride, RetrySection};
 pub use routes::{HeaderEditsSection, HeaderMatchEntry};
 pub use tls::{
@@ -93,6 +95,9 @@ pub struct ServerSection {
     /// HTTPS listeners and their certificates.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls: Option<ListenerTlsSection>,
+    /// HTTP/3 listeners (UDP), with `tls`'s certificates.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http3: Option<Http3Section>,
     /// Worker threads.
     #[serde(default = "defaults::workers")]
     pub workers: usize,

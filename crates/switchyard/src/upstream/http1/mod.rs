@@ -157,9 +157,14 @@ impl Http1Conn {
         self.to_head = head.method == http::Method::HEAD;
         self.turn_before_read = false;
         self.keep_alive = !request::asks_close(&head.headers);
-        // A body framed as none (a `GET` of unknown length) is not sent.
+        // A body framed as none (a `GET` of unknown length) is not sent:
+        // the request is all out once its head is, and the response
+        // timeout runs from then (not from the client's end of stream).
         self.sending = match encoder {
-            BodyEncoder::Length(0) => None,
+            BodyEncoder::Length(0) => {
+                body.not_sent();
+                None
+            }
             encoder => Some(Sending::new(body, encoder)),
         };
         Ok(())
