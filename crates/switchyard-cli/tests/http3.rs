@@ -281,3 +281,63 @@ async fn the_one_liner_serves_http3_beside_https() {
     assert_eq!(refused.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&refused.stderr).contains("--http3 needs HTTPS"));
 }
+
+#[test]
+fn check_refuses_http3_settings_that_cannot_work() {
+    let base = |tls: &str, http3: &str| {
+        format!(
+            "[server]\nlisten = [\"127.0.0.1:0\"]\n{tls}\n[server.http3]\n{http3}\n\n[upstreams.app]\nservers = [\"127.0.0.1:9\"]\n"
+        )
+    };
+    let ca = TestCa::new("h3 CA");
+    let cert = ca.issue(&["proxy.test"]);
+    let tls = format!(
+        "[server.tls]\nlisten = [\"127.0.0.1:0\"]\ncert = \"{}\"\nkey = \"{}\"\n",
+        cert.cert_path.display(),
+        cert.key_path.display()
+    );
+    for (tls, http3, key, why) in [
+        (
+            "",
+            "listen = [\"127.0.0.1:0\"]",
+            "server.http3",
+            "always encrypted",
+        ),
+        (
+            tls.as_str(),
+            "listen = []",
+            "server.http3.listen",
+            "at least one",
+        ),
+        (
+            tls.as_str(),
+            "listen = [\"127.0.0.1:0\"]\nmax_udp_payload = 1000",
+            "server.http3.max_udp_payload",
+            "1200",
+        ),
+        (
+            tls.as_str(),
+            "listen = [\"127.0.0.1:0\"]\nmax_concurrent_streams = 0",
+            "server.http3.max_concurrent_streams",
+            "at least 1",
+        ),
+        (
+            tls.as_str(),
+            "listen = [\"127.0.0.1:0\"]\nmax_connections_per_client = 0",
+            "server.http3.max_connections_per_client",
+            "at least 1",
+        ),
+        (
+            tls.as_str(),
+            "listen = [\"127.0.0.1:0\"]\nidle_timeout = \"0s\"",
+            "server.http3.idle_timeout",
+            "more than 0s",
+        ),
+    ] {
+        let stderr = common::check_refusal("http3-refused", &base(tls, http3));
+        assert!(
+            stderr.contains(key) && stderr.contains(why),
+            "{http3}: {stderr}"
+        );
+    }
+}

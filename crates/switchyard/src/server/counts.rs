@@ -28,6 +28,8 @@ struct Counters {
     limit_reached: AtomicUsize,
     tls_handshake_failed: AtomicUsize,
     proxy_header_failed: AtomicUsize,
+    address_validations: AtomicUsize,
+    refused_per_client: AtomicUsize,
 }
 
 impl ConnectionCounts {
@@ -62,6 +64,30 @@ impl ConnectionCounts {
     /// Connections closed for want of a valid PROXY protocol header, since start.
     pub fn proxy_header_failed(&self) -> usize {
         self.inner.proxy_header_failed.load(Ordering::Relaxed)
+    }
+
+    /// HTTP/3 clients asked to validate their address with a Retry token
+    /// (more handshakes were in progress than `retry_threshold`), since start.
+    pub fn address_validations(&self) -> usize {
+        self.inner.address_validations.load(Ordering::Relaxed)
+    }
+
+    /// HTTP/3 connections refused because their client had
+    /// `max_connections_per_client` open, since start.
+    pub fn refused_per_client(&self) -> usize {
+        self.inner.refused_per_client.load(Ordering::Relaxed)
+    }
+
+    pub(super) fn address_validation_sent(&self) {
+        self.inner
+            .address_validations
+            .fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(super) fn refused_per_client_now(&self) {
+        self.inner
+            .refused_per_client
+            .fetch_add(1, Ordering::Relaxed);
     }
 
     pub(super) fn proxy_header_failed_now(&self) {

@@ -299,6 +299,7 @@ impl<P> EveryConnection<P> {
             && self.handshaking.load(Ordering::Relaxed) >= self.limits.retry_threshold
         {
             debug!(client = %client, "HTTP/3: asking a new client to validate its address (Retry)");
+            self.counts.address_validation_sent();
             if let Err(e) = incoming.retry() {
                 e.into_incoming().refuse();
             }
@@ -310,6 +311,7 @@ impl<P> EveryConnection<P> {
             if *count >= self.limits.max_connections_per_client {
                 drop(per_client);
                 debug!(client = %client, "HTTP/3: refused, the client has max_connections_per_client open");
+                self.counts.refused_per_client_now();
                 incoming.refuse();
                 return None;
             }
