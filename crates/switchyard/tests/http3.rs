@@ -28,17 +28,20 @@ struct Serving {
 
 /// An HTTP/3 listener on 127.0.0.1 (UDP port 0) in front of `origin`.
 fn serve(ca: &TestCa, origin: SocketAddr, limits: Http3Options) -> Serving {
+    serve_with(ca, origin, limits, ServerOptions::default())
+}
+
+fn serve_with(
+    ca: &TestCa,
+    origin: SocketAddr,
+    limits: Http3Options,
+    options: ServerOptions,
+) -> Serving {
     let cert = ca.issue(&["proxy.test"]);
     let tls = ServerTls::load(&listener(&[&cert])).unwrap();
     let proxy = Arc::new(TestProxy::new(&[origin]).options(quick()));
-    let server = Http3Server::bind(
-        "127.0.0.1:0".parse().unwrap(),
-        proxy,
-        ServerOptions::default(),
-        limits,
-        &tls,
-    )
-    .unwrap();
+    let server =
+        Http3Server::bind("127.0.0.1:0".parse().unwrap(), proxy, options, limits, &tls).unwrap();
     let serving = Serving {
         addr: server.local_addr(),
         counts: server.connection_counts(),
@@ -191,4 +194,25 @@ async fn response_trailers_reach_an_http3_client() {
     assert_eq!(answer.body, "hello");
     let trailers = answer.trailers.expect("trailers");
     assert_eq!(trailers["x-check"], "done");
+}
+
+#[tokio::test]
+async fn http3_answers_carry_no_alt_svc_even_when_the_options_set_one() {
+    let ca = TestCa::new("h3 CA");
+    let origin = Origin::start("origin", Script::always(Behavior::ok())).await;
+    let options = ServerOptions {
+        alt_svc: Some(http::HeaderValue::from_static("h3=\":443\"; ma=86400")),
+        ..ServerOptions::default()
+    };
+    let serving = serve_with(&ca, origin.addr(), Http3Options::default(), options);
+    let mut client = connect(&ca, serving.addr).await.unwrap();
+    let answer = within(10, "GET", client.get("proxy.test", "/"))
+        .await
+        .unwrap();
+    assert_eq!(answer.status, 200);
+    assert!(
+        !answer.headers.contains_key("alt-svc"),
+        "{:?}",
+        answer.headers
+    );
 }
