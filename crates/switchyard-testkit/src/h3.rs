@@ -101,6 +101,12 @@ impl H3Client {
         self.send(request, Bytes::new()).await
     }
 
+    /// Another handle to send requests on this connection, for requests
+    /// at once (each handle opens its own streams).
+    pub fn requester(&self) -> h3::client::SendRequest<h3_quinn::OpenStreams, Bytes> {
+        self.send.clone()
+    }
+
     /// Close the connection at once, as a client that goes away does.
     pub fn abandon(&self) {
         self.connection
