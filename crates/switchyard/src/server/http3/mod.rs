@@ -95,9 +95,10 @@ pub struct Http3Server<P> {
 }
 
 impl<P: ProxyHttp> Http3Server<P> {
-    /// Bind UDP `addr` and serve HTTP/3 there under `tls`'s certificates
-    /// (those in force at each handshake: reloads and renewals apply).
-    /// Call it on the runtime that will serve it.
+    /// Bind UDP `addr` (with `SO_REUSEPORT`, so that a binary upgrade's
+    /// new process can bind beside it) and serve HTTP/3 there under `tls`'s
+    /// certificates (those in force at each handshake: reloads and renewals
+    /// apply). Call it on the runtime that will serve it.
     pub fn bind(
         addr: SocketAddr,
         proxy: Arc<P>,
@@ -122,7 +123,7 @@ impl<P: ProxyHttp> Http3Server<P> {
         let binding = |e: std::io::Error| {
             Error::because(ErrorKind::Internal, format!("binding UDP {addr}"), e)
         };
-        let socket = std::net::UdpSocket::bind(addr).map_err(binding)?;
+        let socket = udp_reusing_port(addr).map_err(binding)?;
         let runtime = Arc::new(quinn::TokioRuntime);
         let endpoint =
             quinn::Endpoint::new(endpoint, Some(server), socket, runtime).map_err(binding)?;
@@ -212,6 +213,21 @@ impl<P: ProxyHttp> Http3Server<P> {
             .close(quinn::VarInt::from_u32(0), b"shutting down");
         Ok(())
     }
+}
+
+/// A UDP socket on `addr` that another socket with `SO_REUSEPORT` may
+/// share: the new process of a binary upgrade binds beside this one.
+fn udp_reusing_port(addr: SocketAddr) -> std::io::Result<std::net::UdpSocket> {
+    use rustix::net::{AddressFamily, SocketType, bind, socket, sockopt};
+    let family = if addr.is_ipv4() {
+        AddressFamily::INET
+    } else {
+        AddressFamily::INET6
+    };
+    let fd = socket(family, SocketType::DGRAM, None)?;
+    sockopt::set_socket_reuseport(&fd, true)?;
+    bind(&fd, &addr)?;
+    Ok(std::net::UdpSocket::from(fd))
 }
 
 /// The transport limits of every connection.
