@@ -341,3 +341,81 @@ fn check_refuses_http3_settings_that_cannot_work() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_binary_upgrade_serves_http3_on_the_same_port_from_the_new_process() {
+    let ca = TestCa::new("h3 CA");
+    let cert = ca.issue(&["proxy.test"]);
+    let origin = Origin::start("origin", Script::always(Behavior::ok())).await;
+    // A fixed UDP port: the new process binds it again (TCP is handed over).
+    let udp = std::net::UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let file = TempConfig::new("h3-upgrade", "");
+    let pid_file = file.path.with_file_name("switchyard.pid");
+    let text = format!(
+        "[server]\nlisten = []\nworkers = 1\npid_file = \"{pid}\"\n\n[server.tls]\nlisten = [\"127.0.0.1:0\"]\ncert = \"{cert}\"\nkey = \"{key}\"\n\n[server.http3]\nlisten = [\"{udp}\"]\n\n[upstreams.app]\nservers = [\"{origin}\"]\n",
+        pid = pid_file.display(),
+        cert = cert.cert_path.display(),
+        key = cert.key_path.display(),
+        origin = origin.addr(),
+    );
+    std::fs::write(&file.path, text).unwrap();
+    let mut old = Running::start(&["run", "-c", file.path.to_str().unwrap()]);
+    let mut before = client(&ca, udp).await;
+    assert_eq!(
+        within(10, "GET", before.get("proxy.test", "/"))
+            .await
+            .unwrap()
+            .status,
+        200
+    );
+    drop(before);
+
+    let pid = pid_file.clone();
+    let upgraded = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(common::BIN)
+            .args(["upgrade", "--pid-file"])
+            .arg(&pid)
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let said = String::from_utf8_lossy(&upgraded.stdout).into_owned()
+        + &String::from_utf8_lossy(&upgraded.stderr);
+    let new_pid: u32 = std::fs::read_to_string(&pid_file)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let _kill_new = scopeguard_kill(new_pid);
+    assert!(upgraded.status.success(), "{said}");
+    assert_ne!(new_pid, old.pid());
+    let status = tokio::task::block_in_place(|| old.wait(10));
+    assert!(status.success(), "the old process exited with {status}");
+
+    // Only the new process is left on the port.
+    let mut after = client(&ca, udp).await;
+    assert_eq!(
+        within(10, "GET", after.get("proxy.test", "/"))
+            .await
+            .unwrap()
+            .status,
+        200
+    );
+}
+
+/// Kills `pid` when dropped (the process that took over).
+fn scopeguard_kill(pid: u32) -> impl Drop {
+    struct Kill(u32);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("kill")
+                .arg(self.0.to_string())
+                .status();
+        }
+    }
+    Kill(pid)
+}
