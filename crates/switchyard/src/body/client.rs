@@ -26,8 +26,9 @@ pub(crate) enum ClientBody {
     Http1(Http1Body),
     /// An HTTP/2 stream's body.
     Http2(Incoming),
-    /// An HTTP/3 stream's body.
-    Http3(super::http3::Http3Body),
+    /// An HTTP/3 stream's body (boxed: the stream is large, and the other
+    /// variants are moved on every request).
+    Http3(Box<super::http3::Http3Body>),
 }
 
 impl Body for ClientBody {

@@ -49,6 +49,7 @@ impl Reply {
     }
 
     /// The same, adding `Alt-Svc: alt_svc` to the response.
+    #[inline]
     pub(super) fn with_alt_svc(mut self, alt_svc: Option<HeaderValue>) -> Self {
         self.alt_svc = alt_svc;
         self

@@ -37,7 +37,7 @@ pub(super) async fn serve<P: ProxyHttp>(
     };
     let (mut send, recv) = stream.split();
     let length = content_length(request.headers());
-    let request = request.map(|()| ClientBody::Http3(Http3Body::new(recv, length)));
+    let request = request.map(|()| ClientBody::Http3(Box::new(Http3Body::new(recv, length))));
     let handling = handle(
         Arc::clone(&every.proxy),
         Arc::clone(&every.shared),
