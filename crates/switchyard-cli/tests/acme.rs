@@ -181,7 +181,7 @@ async fn tls_alpn_01_gets_a_certificate_stores_it_privately_and_reports_its_expi
 
 #[tokio::test]
 #[ignore = "needs pebble: apt-get install pebble"]
-async fn the_one_liner_gets_a_certificate_by_http_01_and_redirects_cleartext() {
+async fn the_one_liner_gets_a_certificate_by_http_01_serves_http3_and_redirects_cleartext() {
     let domain = "one.switchyard.test";
     let ca = Ca::start(&[domain], None);
     let origin = Origin::start("one-liner origin", Script::always(Behavior::ok())).await;
@@ -208,6 +208,7 @@ async fn the_one_liner_gets_a_certificate_by_http_01_and_redirects_cleartext() {
         &storage,
         "--acme-challenge",
         "http-01",
+        "--http3",
         "--to",
         &to,
         "--admin",
@@ -225,6 +226,14 @@ async fn the_one_liner_gets_a_certificate_by_http_01_and_redirects_cleartext() {
         (answer.status.as_u16(), answer.body.as_ref()),
         (200, &b"one-liner origin"[..])
     );
+
+    // HTTP/3 on the same port number (UDP) serves the same certificate.
+    let mut h3 =
+        switchyard_testkit::h3::H3Client::connect(ca.https, &client_trusting(&root), domain)
+            .await
+            .unwrap();
+    let answer = h3.get(domain, "/h3").await.unwrap();
+    assert_eq!(answer.body, "one-liner origin");
 
     // Cleartext requests are sent to HTTPS; the challenge path answered
     // only while a challenge is pending.

@@ -419,3 +419,25 @@ fn scopeguard_kill(pid: u32) -> impl Drop {
     }
     Kill(pid)
 }
+
+#[tokio::test]
+async fn a_reload_gives_http3_handshakes_the_new_certificate() {
+    let (old_ca, new_ca) = (TestCa::new("old CA"), TestCa::new("new CA"));
+    let origin = Origin::start("origin", Script::always(Behavior::ok())).await;
+    let h3 = start(&old_ca, &[origin.addr()], &[], "");
+    assert!(
+        H3Client::connect(h3.h3, &client_config(&new_ca, None), "proxy.test")
+            .await
+            .is_err(),
+        "the new CA's client trusted the old certificate"
+    );
+    // Renewed under the same file names, then SIGHUP.
+    h3._cert.replace_files_with(&new_ca.issue(&["proxy.test"]));
+    h3.proxy.hangup();
+    h3.proxy.wait_for_stderr("reloaded").await;
+    let mut client = client(&new_ca, h3.h3).await;
+    let answer = within(10, "GET", client.get("proxy.test", "/"))
+        .await
+        .unwrap();
+    assert_eq!(answer.status, 200);
+}
