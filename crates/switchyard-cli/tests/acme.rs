@@ -83,6 +83,15 @@ servers = ["{origin}"]
     }
 }
 
+/// `switchyard run` on [`Ca::config`] for `domains`, with its origin and
+/// config file (kept for as long as the proxy runs).
+async fn run_proxy(ca: &Ca, domains: &[&str], challenge: &str) -> (Running, Origin, TempConfig) {
+    let origin = Origin::start("from origin", Script::always(Behavior::ok())).await;
+    let config = TempConfig::new("acme", &ca.config(domains, challenge, origin.addr()));
+    let proxy = Running::start(&["run", "-c", config.path.to_str().unwrap()]);
+    (proxy, origin, config)
+}
+
 /// The `/certificates` entry of `domain` once `ready` says so (60 s at most).
 async fn wait_for_certificate(
     admin: SocketAddr,
@@ -133,12 +142,7 @@ fn mode(path: &std::path::Path) -> u32 {
 async fn tls_alpn_01_gets_a_certificate_stores_it_privately_and_reports_its_expiry() {
     let domain = "www.switchyard.test";
     let ca = Ca::start(&[domain], None);
-    let origin = Origin::start("from origin", Script::always(Behavior::ok())).await;
-    let config = TempConfig::new(
-        "acme-first",
-        &ca.config(&[domain], "tls-alpn-01", origin.addr()),
-    );
-    let proxy = Running::start(&["run", "-c", config.path.to_str().unwrap()]);
+    let (proxy, _origin, _config) = run_proxy(&ca, &[domain], "tls-alpn-01").await;
     let admin = proxy.admin.unwrap();
     wait_for_certificate(admin, domain, is_valid, &ca.pebble).await;
 
@@ -291,12 +295,7 @@ async fn renewal_under_traffic_serves_the_new_certificate_with_no_failed_handsha
     let domain = "renew.switchyard.test";
     // 30 s certificates: renewal is due 20 s after issuance.
     let ca = Ca::start(&[domain], Some(Duration::from_secs(30)));
-    let origin = Origin::start("ok", Script::always(Behavior::ok())).await;
-    let config = TempConfig::new(
-        "acme-renew",
-        &ca.config(&[domain], "tls-alpn-01", origin.addr()),
-    );
-    let proxy = Running::start(&["run", "-c", config.path.to_str().unwrap()]);
+    let (proxy, _origin, _config) = run_proxy(&ca, &[domain], "tls-alpn-01").await;
     let admin = proxy.admin.unwrap();
     wait_for_certificate(admin, domain, is_valid, &ca.pebble).await;
     let root = ca.pebble.issuing_root().await;
@@ -346,12 +345,7 @@ async fn a_ca_down_at_renewal_keeps_the_current_certificate_and_says_why() {
     let domain = "down.switchyard.test";
     // 45 s certificates: renewal is due 30 s after issuance.
     let mut ca = Ca::start(&[domain], Some(Duration::from_secs(45)));
-    let origin = Origin::start("ok", Script::always(Behavior::ok())).await;
-    let config = TempConfig::new(
-        "acme-down",
-        &ca.config(&[domain], "tls-alpn-01", origin.addr()),
-    );
-    let proxy = Running::start(&["run", "-c", config.path.to_str().unwrap()]);
+    let (proxy, _origin, _config) = run_proxy(&ca, &[domain], "tls-alpn-01").await;
     let admin = proxy.admin.unwrap();
     wait_for_certificate(admin, domain, is_valid, &ca.pebble).await;
     let root = ca.pebble.issuing_root().await;
@@ -397,12 +391,7 @@ async fn a_domain_failing_validation_is_reported_and_the_others_are_served() {
     let (good, bad) = ("good.switchyard.test", "bad.switchyard.test");
     // The DNS responder does not know the bad name: validation fails.
     let ca = Ca::start(&[good], None);
-    let origin = Origin::start("ok", Script::always(Behavior::ok())).await;
-    let config = TempConfig::new(
-        "acme-bad",
-        &ca.config(&[bad, good], "tls-alpn-01", origin.addr()),
-    );
-    let proxy = Running::start(&["run", "-c", config.path.to_str().unwrap()]);
+    let (proxy, _origin, _config) = run_proxy(&ca, &[bad, good], "tls-alpn-01").await;
     let admin = proxy.admin.unwrap();
     let failing = wait_for_certificate(admin, bad, |e| e["state"] == "failing", &ca.pebble).await;
     wait_for_certificate(admin, good, is_valid, &ca.pebble).await;

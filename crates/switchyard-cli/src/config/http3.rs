@@ -7,7 +7,7 @@ use switchyard::server::Http3Options;
 use toml::Spanned;
 
 use super::file::Http3Section;
-use super::tls::ListenerTls;
+use super::tls::{ListenerTls, listen_addrs};
 use super::{ConfigError, Source};
 
 /// The HTTP/3 listeners of a config.
@@ -35,16 +35,7 @@ pub(super) fn http3_listeners(
         let message = "client certificates (client_ca) are not asked for over HTTP/3 yet: remove [server.http3] or client_ca";
         return Err(source.error(None, key, message));
     }
-    if section.listen.is_empty() {
-        let message = "give at least one UDP address to serve HTTP/3 on";
-        return Err(source.error(None, &format!("{key}.listen"), message));
-    }
-    let listen = section
-        .listen
-        .iter()
-        .enumerate()
-        .map(|(i, addr)| parse_addr(addr, &format!("{key}.listen[{i}]")))
-        .collect::<Result<Vec<_>, _>>()?;
+    let listen = listen_addrs(source, key, &section.listen, "HTTP/3 (UDP)", parse_addr)?;
     if section.max_concurrent_streams == 0 {
         let message = "must be at least 1 (0 would refuse every request)";
         return Err(source.error(None, &format!("{key}.max_concurrent_streams"), message));

@@ -35,6 +35,26 @@ pub struct ListenerTls {
     pub acme: Option<Acme>,
 }
 
+/// The addresses of `KEY.listen`: at least one, each `ip:port`; `what`
+/// names what is served there, for the error.
+pub(super) fn listen_addrs(
+    source: &Source<'_>,
+    key: &str,
+    listen: &[Spanned<String>],
+    what: &str,
+    parse_addr: impl Fn(&Spanned<String>, &str) -> Result<SocketAddr, ConfigError>,
+) -> Result<Vec<SocketAddr>, ConfigError> {
+    if listen.is_empty() {
+        let message = format!("give at least one address to serve {what} on");
+        return Err(source.error(None, &format!("{key}.listen"), message));
+    }
+    listen
+        .iter()
+        .enumerate()
+        .map(|(i, addr)| parse_addr(addr, &format!("{key}.listen[{i}]")))
+        .collect()
+}
+
 /// Check and load `[server.tls]`.
 pub(super) fn listener_tls(
     source: &Source<'_>,
@@ -42,16 +62,7 @@ pub(super) fn listener_tls(
     parse_addr: impl Fn(&Spanned<String>, &str) -> Result<SocketAddr, ConfigError>,
 ) -> Result<ListenerTls, ConfigError> {
     let key = "server.tls";
-    if section.listen.is_empty() {
-        let message = "give at least one address to serve HTTPS on";
-        return Err(source.error(None, &format!("{key}.listen"), message));
-    }
-    let listen = section
-        .listen
-        .iter()
-        .enumerate()
-        .map(|(i, addr)| parse_addr(addr, &format!("{key}.listen[{i}]")))
-        .collect::<Result<Vec<_>, _>>()?;
+    let listen = listen_addrs(source, key, &section.listen, "HTTPS", parse_addr)?;
     let mut certificates = Vec::new();
     match (&section.cert, &section.key) {
         (Some(cert), Some(k)) => certificates.push(CertificateFiles::new(cert, k)),

@@ -218,13 +218,15 @@ impl<P: ProxyHttp> Http3Server<P> {
 /// A UDP socket on `addr` that another socket with `SO_REUSEPORT` may
 /// share: the new process of a binary upgrade binds beside this one.
 fn udp_reusing_port(addr: SocketAddr) -> std::io::Result<std::net::UdpSocket> {
-    use rustix::net::{AddressFamily, SocketType, bind, socket, sockopt};
+    use rustix::net::{AddressFamily, SocketFlags, SocketType, bind, socket_with, sockopt};
     let family = if addr.is_ipv4() {
         AddressFamily::INET
     } else {
         AddressFamily::INET6
     };
-    let fd = socket(family, SocketType::DGRAM, None)?;
+    // Close-on-exec: a process this one starts (the new process of an
+    // upgrade) must not hold this socket, unread, in the port's group.
+    let fd = socket_with(family, SocketType::DGRAM, SocketFlags::CLOEXEC, None)?;
     sockopt::set_socket_reuseport(&fd, true)?;
     bind(&fd, &addr)?;
     Ok(std::net::UdpSocket::from(fd))
