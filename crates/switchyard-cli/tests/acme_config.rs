@@ -131,3 +131,65 @@ fn the_one_liner_refuses_domain_flags_that_cannot_work() {
         "{out:?}"
     );
 }
+
+/// The `failures` of `domain` in `/certificates`.
+async fn failures(admin: std::net::SocketAddr, domain: &str) -> u64 {
+    let body = common::admin_get(admin, "/certificates").await;
+    let all: serde_json::Value = serde_json::from_str(&body).unwrap();
+    all["certificates"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["domain"] == domain)
+        .map_or(0, |c| c["failures"].as_u64().unwrap())
+}
+
+#[tokio::test]
+async fn a_reload_keeps_unchanged_acme_going_and_starts_changed_acme_afresh() {
+    // A CA that is not there: every attempt fails, one a second.
+    let storage =
+        std::env::temp_dir().join(format!("switchyard-acme-reload-{}", std::process::id()));
+    let acme = |domains: &str| {
+        format!(
+            r#"domains = [{domains}], directory = "https://127.0.0.1:9/dir", storage = "{}", retry_after = "200ms""#,
+            storage.display()
+        )
+    };
+    let text = |domains: &str| {
+        config(&acme(domains), r#""127.0.0.1:0""#)
+            .replace("[server]\n", "[server]\nadmin = \"127.0.0.1:0\"\n")
+    };
+    let file = TempConfig::new("acme-reload", &text(r#""a.example.com""#));
+    let proxy = common::Running::start(&["run", "-c", file.path.to_str().unwrap()]);
+    let admin = proxy.admin.unwrap();
+    switchyard_testkit::within(10, "two failures", async {
+        while failures(admin, "a.example.com").await < 2 {
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    })
+    .await;
+
+    // The same acme table: the running attempts go on (their count too).
+    proxy.hangup();
+    proxy.wait_for_stderr("reloaded").await;
+    assert!(failures(admin, "a.example.com").await >= 2);
+
+    // Another table: started afresh, with the new domain.
+    std::fs::write(&file.path, text(r#""a.example.com", "b.example.com""#)).unwrap();
+    let before = failures(admin, "a.example.com").await;
+    proxy.hangup();
+    switchyard_testkit::within(10, "the new domain listed", async {
+        while !common::admin_get(admin, "/certificates")
+            .await
+            .contains("b.example.com")
+        {
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    })
+    .await;
+    assert!(
+        failures(admin, "a.example.com").await < before,
+        "not started afresh"
+    );
+    let _ = std::fs::remove_dir_all(&storage);
+}
