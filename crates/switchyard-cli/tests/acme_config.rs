@@ -191,5 +191,12 @@ async fn a_reload_keeps_unchanged_acme_going_and_starts_changed_acme_afresh() {
         failures(admin, "a.example.com").await < before,
         "not started afresh"
     );
+    // And it runs: the new domain is being attempted.
+    switchyard_testkit::within(10, "the new domain attempted", async {
+        while failures(admin, "b.example.com").await < 1 {
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    })
+    .await;
     let _ = std::fs::remove_dir_all(&storage);
 }
