@@ -115,7 +115,9 @@ pub enum Command {
         #[arg(long, requires = "domain")]
         acme_email: Option<String>,
         /// With --domain: where the account and certificates are kept
-        /// [default: $STATE_DIRECTORY/acme, else ~/.local/state/switchyard/acme].
+        /// [default: $STATE_DIRECTORY/acme, else
+        /// $XDG_STATE_HOME/switchyard/acme, else
+        /// ~/.local/state/switchyard/acme].
         #[arg(long, requires = "domain")]
         acme_storage: Option<String>,
         /// Also serve HTTP/3 (QUIC) on the HTTPS listener's port, over UDP

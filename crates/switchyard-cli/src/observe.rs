@@ -88,8 +88,8 @@ pub struct Finished {
     /// The side of its route's split it went to, and the side it was
     /// meant for when that one had no usable server.
     pub split: Option<(String, Option<String>)>,
-    /// The client's protocol: `http/1.0`, `http/1.1`, `h2` or `h3`.
-    pub protocol: &'static str,
+    /// The client's protocol.
+    pub protocol: ClientProtocol,
 }
 
 /// The access log: its format and where its lines go.
@@ -99,6 +99,41 @@ pub struct AccessLog {
     pub format: LogFormat,
     /// The writer (standard output or a file), off the request path.
     pub writer: LogWriter,
+}
+
+/// The protocol a client spoke, as the access log and the metrics name it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientProtocol {
+    /// HTTP/1.0.
+    Http10,
+    /// HTTP/1.1.
+    Http11,
+    /// HTTP/2.
+    H2,
+    /// HTTP/3.
+    H3,
+}
+
+impl ClientProtocol {
+    /// The protocol of a request of `version`.
+    pub fn of(version: http::Version) -> Self {
+        match version {
+            http::Version::HTTP_2 => ClientProtocol::H2,
+            http::Version::HTTP_3 => ClientProtocol::H3,
+            http::Version::HTTP_10 => ClientProtocol::Http10,
+            _ => ClientProtocol::Http11,
+        }
+    }
+
+    /// `http/1.0`, `http/1.1`, `h2` or `h3`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ClientProtocol::Http10 => "http/1.0",
+            ClientProtocol::Http11 => "http/1.1",
+            ClientProtocol::H2 => "h2",
+            ClientProtocol::H3 => "h3",
+        }
+    }
 }
 
 /// An extra consumer of finished requests.
@@ -376,8 +411,8 @@ pub fn text_line(r: &Finished) -> String {
         r.trace.len(),
         r.trace
     );
-    if !r.protocol.starts_with("http/1") {
-        line.push_str(&format!(" proto={}", r.protocol));
+    if matches!(r.protocol, ClientProtocol::H2 | ClientProtocol::H3) {
+        line.push_str(&format!(" proto={}", r.protocol.as_str()));
     }
     if let Some(trace_id) = &r.trace_id {
         line.push_str(&format!(" trace={trace_id}"));
@@ -430,7 +465,7 @@ pub fn json_value(r: &Finished) -> serde_json::Value {
         "bytes": r.bytes,
         "duration_ms": millis(r.duration),
         "upstream": r.upstream,
-        "protocol": r.protocol,
+        "protocol": r.protocol.as_str(),
         "request_id": r.request_id,
         "trace_id": r.trace_id,
         "error": r.error,

@@ -61,6 +61,18 @@ fn check_refuses_acme_settings_no_ca_could_use() {
             "cleartext listener",
         ),
         (
+            format!(r#"domains = ["a.example.com", "A.example.com"], {storage}"#),
+            r#""127.0.0.1:0""#,
+            "server.tls.acme",
+            "listed twice",
+        ),
+        (
+            format!(r#"domains = ["a.example.com"], retry_after = "0s", {storage}"#),
+            r#""127.0.0.1:0""#,
+            "server.tls.acme",
+            "retry delays",
+        ),
+        (
             format!(r#"domains = ["a.example.com"], challenge = "dns-01", {storage}"#),
             r#""127.0.0.1:0""#,
             "challenge",
@@ -151,7 +163,7 @@ async fn a_reload_keeps_unchanged_acme_going_and_starts_changed_acme_afresh() {
         std::env::temp_dir().join(format!("switchyard-acme-reload-{}", std::process::id()));
     let acme = |domains: &str| {
         format!(
-            r#"domains = [{domains}], directory = "https://127.0.0.1:9/dir", storage = "{}", retry_after = "200ms""#,
+            r#"domains = [{domains}], directory = "https://127.0.0.1:9/dir", storage = "{}", retry_after = "1s""#,
             storage.display()
         )
     };
@@ -199,4 +211,25 @@ async fn a_reload_keeps_unchanged_acme_going_and_starts_changed_acme_afresh() {
     })
     .await;
     let _ = std::fs::remove_dir_all(&storage);
+}
+
+#[test]
+fn check_refuses_tls_alpn_01_beside_client_certificates() {
+    let ca = switchyard_testkit::tls::TestCa::new("clients");
+    let text = config(
+        r#"domains = ["a.example.com"], storage = "/nonexistent/switchyard-acme""#,
+        r#""127.0.0.1:0""#,
+    )
+    .replace(
+        "[server.tls]\n",
+        &format!(
+            "[server.tls]\nclient_ca = \"{}\"\n",
+            ca.cert_path().display()
+        ),
+    );
+    let stderr = check_refusal("acme-mtls", &text);
+    assert!(
+        stderr.contains("server.tls.acme.challenge") && stderr.contains("http-01"),
+        "{stderr}"
+    );
 }

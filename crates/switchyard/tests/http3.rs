@@ -71,11 +71,18 @@ async fn a_client_address_gets_at_most_max_connections_per_client() {
     };
     let serving = serve(&ca, origin.addr(), limits);
     let mut first = connect(&ca, serving.addr).await.unwrap();
-    let _second = connect(&ca, serving.addr).await.unwrap();
-    let third = connect(&ca, serving.addr).await;
+    let mut second = connect(&ca, serving.addr).await.unwrap();
+    within(10, "GET", second.get("proxy.test", "/"))
+        .await
+        .unwrap();
+    // A third is closed once its handshake proves the address.
+    let third = match connect(&ca, serving.addr).await {
+        Ok(mut third) => third.get("proxy.test", "/").await.map(|_| ()),
+        Err(e) => Err(e),
+    };
     assert!(
         third.is_err(),
-        "a third connection from 127.0.0.1 was let in"
+        "a third connection from 127.0.0.1 was served"
     );
     assert_eq!(serving.counts.refused_per_client(), 1);
     // The first two still work; closing one makes room.
@@ -86,13 +93,45 @@ async fn a_client_address_gets_at_most_max_connections_per_client() {
     drop(first);
     within(10, "room again", async {
         loop {
-            if connect(&ca, serving.addr).await.is_ok() {
+            if let Ok(mut client) = connect(&ca, serving.addr).await
+                && client.get("proxy.test", "/").await.is_ok()
+            {
                 return;
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     })
     .await;
+}
+
+#[tokio::test]
+async fn a_body_that_breaks_its_content_length_never_reaches_the_origin_whole() {
+    let ca = TestCa::new("h3 CA");
+    let origin = Origin::start("origin", Script::always(Behavior::ok())).await;
+    let serving = serve(&ca, origin.addr(), Http3Options::default());
+    let mut client = connect(&ca, serving.addr).await.unwrap();
+    for (length, body) in [("10", "short"), ("2", "longer"), ("+5", "hello")] {
+        let request = http::Request::post("https://proxy.test/upload")
+            .header("content-length", length)
+            .body(())
+            .unwrap();
+        let answer = within(10, "POST", client.send(request, Bytes::from(body))).await;
+        assert!(
+            answer.as_ref().map_or(true, |a| a.status != 200),
+            "Content-Length {length} with {body:?}: {answer:?}"
+        );
+    }
+    let whole: Vec<_> = origin
+        .requests()
+        .into_iter()
+        .filter(|r| r.body_complete && r.body_len > 0)
+        .collect();
+    assert!(whole.is_empty(), "the origin took {whole:?}");
+    // The connection still serves a good request.
+    let answer = within(10, "GET", client.get("proxy.test", "/"))
+        .await
+        .unwrap();
+    assert_eq!(answer.status, 200);
 }
 
 #[tokio::test]

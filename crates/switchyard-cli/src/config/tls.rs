@@ -84,6 +84,14 @@ pub(super) fn listener_tls(
         Some(acme) => Some(acme_of(source, acme)?),
         None => None,
     };
+    if section.client_ca.is_some()
+        && acme
+            .as_ref()
+            .is_some_and(|acme| acme.settings().challenge == Challenge::TlsAlpn01)
+    {
+        let message = "with client_ca every handshake needs a client certificate, and the CA's tls-alpn-01 validation has none: use challenge = \"http-01\"";
+        return Err(source.error(None, &format!("{key}.acme.challenge"), message));
+    }
     if certificates.is_empty() && acme.is_none() {
         let message = "give a certificate: cert and key, certificates = [{ cert, key }, ..], or acme = { domains = [..] }";
         return Err(source.error(None, &format!("{key}.cert"), message));

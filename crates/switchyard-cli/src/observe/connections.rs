@@ -73,13 +73,12 @@ impl ConnectionMetrics {
         metrics
     }
 
-    /// Count a request from a client speaking `protocol` (as the access
-    /// log names it).
-    pub(super) fn count_request(&self, protocol: &str) {
+    /// Count a request from a client speaking `protocol`.
+    pub(super) fn count_request(&self, protocol: super::ClientProtocol) {
         let index = match protocol {
-            "h2" => 1,
-            "h3" => 2,
-            _ => 0,
+            super::ClientProtocol::Http10 | super::ClientProtocol::Http11 => 0,
+            super::ClientProtocol::H2 => 1,
+            super::ClientProtocol::H3 => 2,
         };
         self.requests[index].inc();
     }

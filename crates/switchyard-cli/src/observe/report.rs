@@ -8,7 +8,7 @@ use switchyard::proxy::Session;
 use switchyard::proxy::respond::proxy_status;
 use switchyard::route::RouteCtx;
 
-use super::{Finished, Observer};
+use super::{ClientProtocol, Finished, Observer};
 
 impl Observer {
     /// Count a finished request in the metrics and, when asked for, write
@@ -32,7 +32,7 @@ impl Observer {
         if let (Some(route), Some(why)) = (ctx.route(), ctx.refusal()) {
             self.count_refusal(&route.name, why);
         }
-        let protocol = protocol_name(session.req_header().version);
+        let protocol = ClientProtocol::of(session.req_header().version);
         self.connections.count_request(protocol);
         let status = session.response_status().map_or(0, |s| s.as_u16());
         let route = ctx.route().map(|r| &r.name);
@@ -75,16 +75,6 @@ impl Observer {
         };
         self.log(&finished);
         self.traces.keep(finished);
-    }
-}
-
-/// How the access log and the metrics name a client's protocol.
-pub(super) fn protocol_name(version: http::Version) -> &'static str {
-    match version {
-        http::Version::HTTP_2 => "h2",
-        http::Version::HTTP_3 => "h3",
-        http::Version::HTTP_10 => "http/1.0",
-        _ => "http/1.1",
     }
 }
 

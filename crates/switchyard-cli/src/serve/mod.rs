@@ -271,13 +271,19 @@ impl Running {
         });
         match (&self.acme, new) {
             (Some((running, _)), Some((tls, acme))) if running.settings() == acme.settings() => {
-                match ServerTls::load_with_acme(&tls.settings, Some(running)) {
-                    Ok(loaded) => {
-                        tls.loaded = loaded;
-                        tls.acme = Some(running.clone());
+                tls.acme = Some(running.clone());
+                match (
+                    ServerTls::load_with_acme(&tls.settings, Some(running)),
+                    &self.listener_tls,
+                ) {
+                    (Ok(loaded), _) => tls.loaded = loaded,
+                    // The files loaded a moment ago; if they cannot now, the
+                    // live certificates stay, with the running ACME ones.
+                    (Err(e), Some(live)) => {
+                        tracing::warn!(error = %e, "reloading the certificates; keeping those in use");
+                        tls.loaded = live.clone();
                     }
-                    // The files loaded a moment ago: serve what was loaded.
-                    Err(e) => tracing::warn!(error = %e, "reloading the certificates"),
+                    (Err(e), None) => tracing::warn!(error = %e, "reloading the certificates"),
                 }
             }
             (_, new) => {

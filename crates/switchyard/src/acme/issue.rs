@@ -9,7 +9,7 @@ use instant_acme::{
     NewOrder, Order, OrderStatus, Problem, RetryPolicy,
 };
 use rcgen::{CertificateParams, DistinguishedName, KeyPair};
-use tracing::info;
+use tracing::{info, warn};
 
 use super::http_client::DirectoryClient;
 use super::state::{Issued, Shared};
@@ -46,12 +46,13 @@ pub(super) async fn obtain(
         }
         other => other.map_err(Failure::into_text)?,
     };
-    shared
-        .storage
-        .save_certificate(domain, &chain, &key)
-        .map_err(|e| format!("storing the certificate: {e}"))?;
     let issued = Issued::from_pem(&chain, &key)
         .map_err(|e| format!("the CA's certificate cannot be served: {e}"))?;
+    // Served whatever happens to the disk: ordering it again would count
+    // against the CA's limits.
+    if let Err(e) = shared.storage.save_certificate(domain, &chain, &key) {
+        warn!(domain = %domain, error = %e, "could not store the new certificate; serving it, and a restart will order another");
+    }
     info!(domain = %domain, "obtained a certificate from the ACME CA");
     Ok(issued)
 }
@@ -127,10 +128,11 @@ pub(super) async fn account(shared: &Shared) -> Result<Account, String> {
                 .create(&new, settings.directory.clone(), None)
                 .await
                 .map_err(reaching)?;
-            shared
-                .storage
-                .save_account(&credentials)
-                .map_err(|e| format!("storing the account: {e}"))?;
+            // Kept in memory whatever happens to the disk (a new account
+            // per attempt would count against the CA's limits).
+            if let Err(e) = shared.storage.save_account(&credentials) {
+                warn!(error = %e, "could not store the ACME account; a restart will make another");
+            }
             account
         }
     };

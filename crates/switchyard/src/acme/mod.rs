@@ -70,6 +70,13 @@ pub const LETS_ENCRYPT: &str = "https://acme-v02.api.letsencrypt.org/directory";
 /// The ALPN protocol a CA offers when it validates by `tls-alpn-01`.
 pub(crate) const ALPN_ACME_TLS: &[u8] = b"acme-tls/1";
 
+/// The shortest delay after a failed attempt (a CA is not hammered).
+pub const MIN_RETRY: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// The longest delay after a failed attempt (a certificate is renewed
+/// weeks before it expires).
+pub const MAX_RETRY: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
+
 /// Where a request for an `http-01` answer is sent.
 const HTTP_CHALLENGE_PREFIX: &str = "/.well-known/acme-challenge/";
 
@@ -159,7 +166,8 @@ impl AcmeSettings {
     }
 
     /// Check the settings without touching the network or the disk: at
-    /// least one domain, each a DNS name, and an `https://` directory.
+    /// least one domain, each a DNS name and listed once, retry delays
+    /// between [`MIN_RETRY`] and [`MAX_RETRY`], and an `https://` directory.
     /// ([`Acme::new`] also loads `directory_ca`.)
     pub fn check(&self) -> Result<()> {
         if self.domains.is_empty() {
@@ -171,6 +179,17 @@ impl AcmeSettings {
                     "{domain:?} is not a DNS name (ACME certificates are for names: no IP addresses, no wildcards)"
                 )));
             }
+        }
+        let mut seen = std::collections::HashSet::new();
+        for domain in &self.domains {
+            if !seen.insert(domain.to_ascii_lowercase()) {
+                return Err(invalid(format!("{domain:?} is listed twice")));
+            }
+        }
+        if self.retry.first < MIN_RETRY || self.retry.max > MAX_RETRY {
+            return Err(invalid(format!(
+                "the retry delays must be between {MIN_RETRY:?} and {MAX_RETRY:?}"
+            )));
         }
         if !self.directory.starts_with("https://") {
             return Err(invalid(format!(

@@ -115,7 +115,7 @@ pub(super) async fn keep_current(shared: Arc<Shared>, domain: String) {
                 shared.update(&domain, |status| {
                     status.last_error = Some(why);
                     status.failures = failures;
-                    status.next_attempt = Some(SystemTime::now() + wait);
+                    status.next_attempt = SystemTime::now().checked_add(wait);
                 });
                 tokio::time::sleep(wait).await;
             }
@@ -157,14 +157,15 @@ async fn plan(shared: &Shared, domain: &str, fraction: f64, ari_offered: &mut bo
 }
 
 /// The CA's renewal window for `issued`; `None` when the CA has no
-/// renewal information or the certificate has no identifier.
+/// renewal information.
 async fn renewal_window(
     shared: &Shared,
     issued: &Issued,
     fraction: f64,
 ) -> Result<Option<Plan>, String> {
     let Some(id) = issued.id.clone() else {
-        return Ok(None);
+        // This certificate cannot be named to the CA; another may be.
+        return Err("the certificate has no authority key identifier".into());
     };
     let account = issue::account(shared).await?;
     let (info, retry_after) = match account.renewal_info(&id).await {

@@ -136,13 +136,15 @@ fn read_if_present(path: &Path) -> io::Result<Option<String>> {
 
 /// A file name for a CA from its directory URL: the URL without its
 /// scheme, every character other than letters, digits, `.` and `-` made
-/// `-` (`https://127.0.0.1:14000/dir` is `127.0.0.1-14000-dir`).
+/// `-` (`https://127.0.0.1:14000/dir` is `127.0.0.1-14000-dir`), and
+/// `ca` before one that would start with a dot.
 pub(super) fn ca_directory_name(directory: &str) -> String {
     let rest = directory
         .strip_prefix("https://")
         .unwrap_or(directory)
         .trim_end_matches('/');
-    rest.chars()
+    let name: String = rest
+        .chars()
         .map(|c| {
             if c.is_ascii_alphanumeric() || c == '.' || c == '-' {
                 c
@@ -150,5 +152,11 @@ pub(super) fn ca_directory_name(directory: &str) -> String {
                 '-'
             }
         })
-        .collect()
+        .collect();
+    // Never `.`, `..` or hidden: always a folder of its own inside storage.
+    if name.is_empty() || name.starts_with('.') {
+        format!("ca{name}")
+    } else {
+        name
+    }
 }

@@ -74,6 +74,16 @@ fn settings_refuse_what_no_ca_issues_for() {
         let error = settings.check().unwrap_err().to_string();
         assert!(error.contains(why), "{error}");
     }
+    let twice = vec!["a.example.com".to_string(), "A.example.com".to_string()];
+    let error = AcmeSettings::new(twice, &dir)
+        .check()
+        .unwrap_err()
+        .to_string();
+    assert!(error.contains("listed twice"), "{error}");
+    let mut hammering = AcmeSettings::new(vec!["a.example.com".into()], &dir);
+    hammering.retry.first = Duration::ZERO;
+    let error = hammering.check().unwrap_err().to_string();
+    assert!(error.contains("retry delays"), "{error}");
     let fine = AcmeSettings::new(vec!["a-b.example.com".into()], &dir);
     assert!(fine.check().is_ok());
     assert_eq!(fine.directory, super::LETS_ENCRYPT);
@@ -91,6 +101,8 @@ fn a_ca_gets_a_folder_named_after_its_directory() {
         "127.0.0.1-14000-dir"
     );
     assert_eq!(ca_directory_name("https://x.test/../a"), "x.test-..-a");
+    assert_eq!(ca_directory_name("https://.."), "ca..");
+    assert_eq!(ca_directory_name("https://"), "ca");
 }
 
 #[test]

@@ -6,6 +6,9 @@ use std::task::{Context, Poll};
 use bytes::{Buf, Bytes};
 use http_body::{Frame, SizeHint};
 
+/// Why an HTTP/3 request body could not be read to its end.
+pub(crate) type BodyError = Box<dyn std::error::Error + Send + Sync>;
+
 /// The receiving half of an HTTP/3 request stream.
 pub(crate) type RecvStream = h3::server::RequestStream<h3_quinn::RecvStream, Bytes>;
 
@@ -14,6 +17,8 @@ pub(crate) struct Http3Body {
     stream: RecvStream,
     /// What `Content-Length` said, when it did.
     length: Option<u64>,
+    /// Body bytes received so far.
+    received: u64,
     /// Where reading is.
     state: State,
 }
@@ -46,15 +51,18 @@ impl Http3Body {
         Http3Body {
             stream,
             length,
+            received: 0,
             state,
         }
     }
 
-    /// The next frame: data, then trailers, then the end.
+    /// The next frame: data, then trailers, then the end. A body longer or
+    /// shorter than its `Content-Length` is an error (a malformed request,
+    /// RFC 9114 section 4.1.2), never passed on as complete.
     pub(crate) fn poll_next(
         &mut self,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, h3::error::StreamError>>> {
+    ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
         loop {
             match self.state {
                 State::Done => return Poll::Ready(None),
@@ -64,12 +72,21 @@ impl Http3Body {
                         if bytes.is_empty() {
                             continue;
                         }
+                        self.received += bytes.len() as u64;
+                        if self.length.is_some_and(|length| self.received > length) {
+                            return Poll::Ready(Some(Err(self.malformed("more"))));
+                        }
                         return Poll::Ready(Some(Ok(Frame::data(bytes))));
                     }
-                    Ok(None) => self.state = State::Trailers,
+                    Ok(None) => {
+                        if self.length.is_some_and(|length| self.received != length) {
+                            return Poll::Ready(Some(Err(self.malformed("fewer"))));
+                        }
+                        self.state = State::Trailers;
+                    }
                     Err(e) => {
                         self.state = State::Done;
-                        return Poll::Ready(Some(Err(e)));
+                        return Poll::Ready(Some(Err(e.into())));
                     }
                 },
                 State::Trailers => {
@@ -78,11 +95,22 @@ impl Http3Body {
                     return Poll::Ready(match trailers {
                         Ok(Some(trailers)) => Some(Ok(Frame::trailers(trailers))),
                         Ok(None) => None,
-                        Err(e) => Some(Err(e)),
+                        Err(e) => Some(Err(e.into())),
                     });
                 }
             }
         }
+    }
+
+    /// The body broke its `Content-Length`: it ends here, with an error.
+    fn malformed(&mut self, how: &str) -> BodyError {
+        self.state = State::Done;
+        self.stream.stop_sending(h3::error::Code::H3_MESSAGE_ERROR);
+        format!(
+            "the HTTP/3 request body has {how} bytes than its Content-Length of {}",
+            self.length.unwrap_or_default()
+        )
+        .into()
     }
 
     /// Whether nothing more will come.

@@ -72,7 +72,7 @@ impl ConnectionCounts {
         self.inner.address_validations.load(Ordering::Relaxed)
     }
 
-    /// HTTP/3 connections refused because their client had
+    /// HTTP/3 connections closed because their client had
     /// `max_connections_per_client` open, since start.
     pub fn refused_per_client(&self) -> usize {
         self.inner.refused_per_client.load(Ordering::Relaxed)

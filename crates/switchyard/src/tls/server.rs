@@ -49,6 +49,8 @@ pub struct ServerTlsSettings {
 #[derive(Debug, Clone)]
 pub struct ServerTls {
     current: Arc<RwLock<Arc<ServerConfig>>>,
+    /// The ACME certificates served beside the files, kept by reloads.
+    acme: Option<Acme>,
 }
 
 impl ServerTls {
@@ -69,13 +71,15 @@ impl ServerTls {
         let config = server_config(settings, acme)?;
         Ok(ServerTls {
             current: Arc::new(RwLock::new(config)),
+            acme: acme.cloned(),
         })
     }
 
     /// Load `settings` again and, if that succeeds, use them for every new
-    /// handshake. On error nothing changes.
+    /// handshake (with the same ACME certificates, if any). On error
+    /// nothing changes.
     pub fn reload(&self, settings: &ServerTlsSettings) -> Result<()> {
-        self.adopt(&ServerTls::load(settings)?);
+        self.adopt(&ServerTls::load_with_acme(settings, self.acme.as_ref())?);
         Ok(())
     }
 

@@ -56,7 +56,7 @@ fn story(id: &str, path: &str, retried: bool) -> Finished {
         trace_id: None,
         refused: None,
         split: None,
-        protocol: "http/1.1",
+        protocol: crate::observe::ClientProtocol::Http11,
     }
 }
 

@@ -12,17 +12,24 @@ use super::{Admitted, EveryConnection, exchange};
 use crate::proxy::ProxyHttp;
 use crate::proxy::identity::ClientAddr;
 
+/// HTTP/3's error code for a peer that asks for too much (RFC 9114).
+const H3_EXCESSIVE_LOAD: u32 = 0x0107;
+
 /// Serve `admitted` until it closes, or until `stop`: then send GOAWAY and
 /// let its requests in flight finish.
 pub(super) async fn serve<P: ProxyHttp>(
     every: Arc<EveryConnection<P>>,
-    mut admitted: Admitted<P>,
+    admitted: Admitted<P>,
     mut stop: watch::Receiver<bool>,
 ) {
-    let client = admitted.client;
-    let handshake = tokio::time::timeout(every.handshake_timeout, &mut admitted.connecting).await;
-    admitted.places.handshake_done();
-    let connection = match handshake {
+    let Admitted {
+        connecting,
+        client,
+        handshake,
+    } = admitted;
+    let handshook = tokio::time::timeout(every.handshake_timeout, connecting).await;
+    drop(handshake);
+    let connection = match handshook {
         Ok(Ok(connection)) => connection,
         Ok(Err(e)) => {
             every.counts.handshake_failed();
@@ -34,6 +41,15 @@ pub(super) async fn serve<P: ProxyHttp>(
             debug!(client = %client, "no HTTP/3 handshake within the handshake timeout");
             return;
         }
+    };
+    let Some(_slot) = every.claim(client.ip()) else {
+        debug!(client = %client, "HTTP/3: closed, the client has max_connections_per_client open");
+        every.counts.refused_per_client_now();
+        connection.close(
+            quinn::VarInt::from_u32(H3_EXCESSIVE_LOAD),
+            b"too many connections",
+        );
+        return;
     };
     let _open = every.counts.opened();
     let built = h3::server::builder()

@@ -35,8 +35,15 @@ pub(super) async fn serve<P: ProxyHttp>(
             return;
         }
     };
-    let (mut send, recv) = stream.split();
-    let length = content_length(request.headers());
+    let (mut send, mut recv) = stream.split();
+    let Ok(length) = content_length(request.headers()) else {
+        // Malformed (RFC 9114 section 4.1.2): refused before anything
+        // could carry it upstream.
+        debug!(client = %client.addr(), "an HTTP/3 request with an invalid Content-Length");
+        recv.stop_sending(Code::H3_MESSAGE_ERROR);
+        send.stop_stream(Code::H3_MESSAGE_ERROR);
+        return;
+    };
     let request = request.map(|()| ClientBody::Http3(Box::new(Http3Body::new(recv, length))));
     let handling = handle(
         Arc::clone(&every.proxy),
@@ -89,14 +96,24 @@ async fn send_body(send: &mut SendStream, body: impl Body<Data = Bytes, Error: s
     let _ = send.finish().await;
 }
 
-/// The request's `Content-Length`, when it gives one.
-fn content_length(headers: &HeaderMap) -> Option<u64> {
-    headers
-        .get(header::CONTENT_LENGTH)?
-        .to_str()
-        .ok()?
-        .parse()
-        .ok()
+/// The request's `Content-Length` when it gives one: digits only, and
+/// every field (and every comma-separated value) the same; `Err` if not.
+fn content_length(headers: &HeaderMap) -> Result<Option<u64>, ()> {
+    let mut length = None;
+    for field in headers.get_all(header::CONTENT_LENGTH) {
+        let text = field.to_str().map_err(|_| ())?;
+        for value in text.split(',').map(str::trim) {
+            if value.is_empty() || !value.bytes().all(|b| b.is_ascii_digit()) {
+                return Err(());
+            }
+            let value: u64 = value.parse().map_err(|_| ())?;
+            if length.is_some_and(|seen| seen != value) {
+                return Err(());
+            }
+            length = Some(value);
+        }
+    }
+    Ok(length)
 }
 
 /// Remove the headers HTTP/3 forbids (RFC 9114 section 4.2): they describe
@@ -110,5 +127,38 @@ fn strip_connection_headers(headers: &mut HeaderMap) {
         header::HeaderName::from_static("proxy-connection"),
     ] {
         headers.remove(name);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::content_length;
+    use http::HeaderMap;
+
+    fn with(values: &[&str]) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        for value in values {
+            headers.append("content-length", value.parse().unwrap());
+        }
+        headers
+    }
+
+    #[test]
+    fn a_content_length_must_be_digits_and_agree() {
+        assert_eq!(content_length(&with(&[])), Ok(None));
+        assert_eq!(content_length(&with(&["42"])), Ok(Some(42)));
+        assert_eq!(content_length(&with(&["42", "42"])), Ok(Some(42)));
+        assert_eq!(content_length(&with(&["42, 42"])), Ok(Some(42)));
+        for bad in [
+            &["+5"][..],
+            &["-1"],
+            &["5x"],
+            &[""],
+            &["42", "43"],
+            &["1, 2"],
+            &["99999999999999999999999"],
+        ] {
+            assert_eq!(content_length(&with(bad)), Err(()), "{bad:?}");
+        }
     }
 }

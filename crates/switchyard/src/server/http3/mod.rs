@@ -36,7 +36,7 @@ use crate::upstream::pool::{Pool, UpstreamPool};
 /// | `max_concurrent_streams` | 100 requests at once per connection |
 /// | `idle_timeout` | 30 s without a packet closes a connection |
 /// | `max_udp_payload` | 1452 bytes (fits a 1500-byte Ethernet MTU over IPv6) |
-/// | `max_connections_per_client` | 64 connections per client IP address |
+/// | `max_connections_per_client` | 64 connections per client IP address (counted once the handshake proves the address) |
 /// | `retry_threshold` | 64 handshakes in progress, then Retry tokens |
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Http3Options {
@@ -47,7 +47,9 @@ pub struct Http3Options {
     pub idle_timeout: Duration,
     /// The largest UDP payload the proxy accepts and sends (1200 to 65527).
     pub max_udp_payload: u16,
-    /// Connections one client IP address may have open; more are refused.
+    /// Connections one client IP address may have open; more are closed
+    /// once their handshake proves the address (so spoofed packets cannot
+    /// use up a real client's places).
     pub max_connections_per_client: usize,
     /// With more handshakes than this in progress, a client whose address
     /// was not validated gets a Retry packet and must come back with its
@@ -178,6 +180,7 @@ impl<P: ProxyHttp> Http3Server<P> {
             handshaking: AtomicUsize::new(0),
             limits: self.limits,
             handshake_timeout: self.options.tls_handshake_timeout,
+            max_connections: self.options.max_connections.map(|max| max.max(1)),
         });
         let mut connections = JoinSet::new();
         let mut stop = self.shutdown.subscribe();
@@ -196,10 +199,17 @@ impl<P: ProxyHttp> Http3Server<P> {
                 connections.spawn(connection::serve(every, admitted, stop));
             }
         }
-        // Refuse new connections; the open ones were told to stop (GOAWAY).
-        self.endpoint.set_server_config(None);
+        // The open connections were told to stop (GOAWAY); new ones are
+        // refused at once while they finish, so a client (one that reached
+        // this socket during a binary upgrade, say) tries again at once
+        // rather than waiting out a handshake no one answers.
         let drained = tokio::time::timeout(self.options.drain_timeout, async {
-            while connections.join_next().await.is_some() {}
+            loop {
+                tokio::select! {
+                    joined = connections.join_next() => if joined.is_none() { break },
+                    Some(incoming) = self.endpoint.accept() => incoming.refuse(),
+                }
+            }
         });
         if drained.await.is_err() {
             warn!(
@@ -263,36 +273,38 @@ pub(super) struct EveryConnection<P> {
     limits: Http3Options,
     /// Time a client has to complete its handshake.
     pub(super) handshake_timeout: Duration,
+    /// The most connections open and in handshake at once, if limited.
+    max_connections: Option<usize>,
 }
 
-/// A connection let in: its handshake and the places it holds.
+/// A connection let in: its handshake, counted among those in progress
+/// until `handshake` is dropped.
 pub(super) struct Admitted<P> {
     pub(super) connecting: quinn::Connecting,
     pub(super) client: SocketAddr,
-    pub(super) places: Places<P>,
+    pub(super) handshake: Handshaking<P>,
 }
 
-/// A connection's places in its client's count and among the handshakes in
-/// progress, given back when dropped.
-pub(super) struct Places<P> {
+/// A handshake in progress, counted until dropped.
+pub(super) struct Handshaking<P> {
     every: Arc<EveryConnection<P>>,
-    ip: IpAddr,
-    handshaking: bool,
 }
 
-impl<P> Places<P> {
-    /// The handshake finished (or failed): it no longer counts as one in
-    /// progress.
-    pub(super) fn handshake_done(&mut self) {
-        if std::mem::take(&mut self.handshaking) {
-            self.every.handshaking.fetch_sub(1, Ordering::Relaxed);
-        }
+impl<P> Drop for Handshaking<P> {
+    fn drop(&mut self) {
+        self.every.handshaking.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
-impl<P> Drop for Places<P> {
+/// A connection's place in its client address's count, given back when
+/// dropped.
+pub(super) struct ClientSlot<P> {
+    every: Arc<EveryConnection<P>>,
+    ip: IpAddr,
+}
+
+impl<P> Drop for ClientSlot<P> {
     fn drop(&mut self) {
-        self.handshake_done();
         let mut per_client = self.every.lock_per_client();
         if let Some(count) = per_client.get_mut(&self.ip) {
             *count = count.saturating_sub(1);
@@ -309,12 +321,14 @@ impl<P> EveryConnection<P> {
     }
 
     /// Let a new connection in, ask it to validate its address first, or
-    /// refuse it: `None` unless it was accepted.
+    /// refuse it (the server has `max_connections`): `None` unless it was
+    /// accepted.
     fn admit(self: &Arc<Self>, incoming: quinn::Incoming) -> Option<Admitted<P>> {
         let client = incoming.remote_address();
+        let handshaking = self.handshaking.load(Ordering::Relaxed);
         if !incoming.remote_address_validated()
             && incoming.may_retry()
-            && self.handshaking.load(Ordering::Relaxed) >= self.limits.retry_threshold
+            && handshaking >= self.limits.retry_threshold
         {
             debug!(client = %client, "HTTP/3: asking a new client to validate its address (Retry)");
             self.counts.address_validation_sent();
@@ -323,35 +337,44 @@ impl<P> EveryConnection<P> {
             }
             return None;
         }
-        let places = {
-            let mut per_client = self.lock_per_client();
-            let count = per_client.entry(client.ip()).or_insert(0);
-            if *count >= self.limits.max_connections_per_client {
-                drop(per_client);
-                debug!(client = %client, "HTTP/3: refused, the client has max_connections_per_client open");
-                self.counts.refused_per_client_now();
-                incoming.refuse();
-                return None;
-            }
-            *count += 1;
-            self.handshaking.fetch_add(1, Ordering::Relaxed);
-            Places {
-                every: Arc::clone(self),
-                ip: client.ip(),
-                handshaking: true,
-            }
+        if let Some(max) = self.max_connections
+            && self.counts.open() + handshaking >= max
+        {
+            self.counts.reached(max);
+            incoming.refuse();
+            return None;
+        }
+        self.handshaking.fetch_add(1, Ordering::Relaxed);
+        let handshake = Handshaking {
+            every: Arc::clone(self),
         };
         match incoming.accept() {
             Ok(connecting) => Some(Admitted {
                 connecting,
                 client,
-                places,
+                handshake,
             }),
             Err(e) => {
-                // Dropping `places` gives them back.
                 debug!(client = %client, error = %e, "HTTP/3: a new connection failed");
                 None
             }
         }
+    }
+
+    /// A place for one more connection from `ip`, once its handshake
+    /// proved the address is the client's (a spoofed address never gets
+    /// this far, so cannot use up a real client's places); `None` if it
+    /// has `max_connections_per_client` open.
+    pub(super) fn claim(self: &Arc<Self>, ip: IpAddr) -> Option<ClientSlot<P>> {
+        let mut per_client = self.lock_per_client();
+        let count = per_client.entry(ip).or_insert(0);
+        if *count >= self.limits.max_connections_per_client {
+            return None;
+        }
+        *count += 1;
+        Some(ClientSlot {
+            every: Arc::clone(self),
+            ip,
+        })
     }
 }
