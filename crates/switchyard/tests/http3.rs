@@ -116,8 +116,9 @@ async fn a_body_that_breaks_its_content_length_never_reaches_the_origin_whole() 
             .body(())
             .unwrap();
         let answer = within(10, "POST", client.send(request, Bytes::from(body))).await;
+        // A malformed request: its stream is reset, with no answer.
         assert!(
-            answer.as_ref().map_or(true, |a| a.status != 200),
+            answer.is_err(),
             "Content-Length {length} with {body:?}: {answer:?}"
         );
     }
