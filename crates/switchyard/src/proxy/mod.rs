@@ -57,6 +57,7 @@ pub use crate::policy::idempotency::is_idempotent;
 pub(crate) use driver::Handling;
 pub(crate) use engine::handle;
 pub use error_pages::{ErrorPage, ErrorPages};
+pub(crate) use headers::strip_hop_by_hop;
 pub use pump::ResponseBody;
 pub(crate) use reply::ClientGone;
 pub use session::Session;

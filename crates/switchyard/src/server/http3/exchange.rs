@@ -8,15 +8,16 @@ use std::sync::Arc;
 use bytes::Bytes;
 use h3::error::Code;
 use h3::server::RequestResolver;
-use http::{HeaderMap, Response, Version, header};
+use http::{Response, Version};
 use http_body::Body;
 use tracing::debug;
 
 use super::EveryConnection;
 use crate::body::client::ClientBody;
 use crate::body::http3::Http3Body;
+use crate::h1::response::content_length;
 use crate::proxy::identity::ClientAddr;
-use crate::proxy::{ProxyHttp, handle};
+use crate::proxy::{ProxyHttp, handle, strip_hop_by_hop};
 
 /// The sending half of a request stream.
 type SendStream = h3::server::RequestStream<h3_quinn::SendStream<Bytes>, Bytes>;
@@ -36,6 +37,7 @@ pub(super) async fn serve<P: ProxyHttp>(
         }
     };
     let (mut send, mut recv) = stream.split();
+    // HTTP/1.1's rules: digits only, every value the same.
     let Ok(length) = content_length(request.headers()) else {
         // Malformed (RFC 9114 section 4.1.2): refused before anything
         // could carry it upstream.
@@ -57,7 +59,8 @@ pub(super) async fn serve<P: ProxyHttp>(
         return;
     };
     let (mut head, body) = response.into_parts();
-    strip_connection_headers(&mut head.headers);
+    // HTTP/3 forbids them (RFC 9114 section 4.2), as the other legs do.
+    strip_hop_by_hop(&mut head.headers);
     head.version = Version::HTTP_3;
     if send
         .send_response(Response::from_parts(head, ()))
@@ -96,59 +99,26 @@ async fn send_body(send: &mut SendStream, body: impl Body<Data = Bytes, Error: s
     let _ = send.finish().await;
 }
 
-/// The request's `Content-Length` when it gives one: digits only, and
-/// every field (and every comma-separated value) the same; `Err` if not.
-fn content_length(headers: &HeaderMap) -> Result<Option<u64>, ()> {
-    let mut length = None;
-    for field in headers.get_all(header::CONTENT_LENGTH) {
-        let text = field.to_str().map_err(|_| ())?;
-        for value in text.split(',').map(str::trim) {
-            if value.is_empty() || !value.bytes().all(|b| b.is_ascii_digit()) {
-                return Err(());
-            }
-            let value: u64 = value.parse().map_err(|_| ())?;
-            if length.is_some_and(|seen| seen != value) {
-                return Err(());
-            }
-            length = Some(value);
-        }
-    }
-    Ok(length)
-}
-
-/// Remove the headers HTTP/3 forbids (RFC 9114 section 4.2): they describe
-/// an HTTP/1.1 connection.
-fn strip_connection_headers(headers: &mut HeaderMap) {
-    for name in [
-        header::CONNECTION,
-        header::TRANSFER_ENCODING,
-        header::UPGRADE,
-        header::HeaderName::from_static("keep-alive"),
-        header::HeaderName::from_static("proxy-connection"),
-    ] {
-        headers.remove(name);
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::content_length;
     use http::HeaderMap;
 
-    fn with(values: &[&str]) -> HeaderMap {
+    /// What the request's `Content-Length` fields say, `None` if malformed.
+    fn length(values: &[&str]) -> Option<Option<u64>> {
         let mut headers = HeaderMap::new();
         for value in values {
             headers.append("content-length", value.parse().unwrap());
         }
-        headers
+        content_length(&headers).ok()
     }
 
     #[test]
     fn a_content_length_must_be_digits_and_agree() {
-        assert_eq!(content_length(&with(&[])), Ok(None));
-        assert_eq!(content_length(&with(&["42"])), Ok(Some(42)));
-        assert_eq!(content_length(&with(&["42", "42"])), Ok(Some(42)));
-        assert_eq!(content_length(&with(&["42, 42"])), Ok(Some(42)));
+        assert_eq!(length(&[]), Some(None));
+        assert_eq!(length(&["42"]), Some(Some(42)));
+        assert_eq!(length(&["42", "42"]), Some(Some(42)));
+        assert_eq!(length(&["42, 42"]), Some(Some(42)));
         for bad in [
             &["+5"][..],
             &["-1"],
@@ -158,7 +128,7 @@ mod tests {
             &["1, 2"],
             &["99999999999999999999999"],
         ] {
-            assert_eq!(content_length(&with(bad)), Err(()), "{bad:?}");
+            assert_eq!(length(bad), None, "{bad:?}");
         }
     }
 }
