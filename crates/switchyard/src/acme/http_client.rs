@@ -1,47 +1,39 @@
 //! How the ACME protocol reaches the CA's directory: one HTTPS connection
-//! per request (a certificate takes a dozen requests, days apart), on
-//! hyper's HTTP/1.1 client over tokio-rustls, trusting the system's roots
-//! and the configured `directory_ca`.
+//! per request (a certificate takes a dozen requests, days apart), made as
+//! the proxy makes one-off upstream connections (`connector::connect_once`,
+//! with an [`UpstreamTls`] trusting the system's roots and the configured
+//! `directory_ca`), and hyper's HTTP/1.1 client over it.
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use http::Request;
 use instant_acme::{BodyWrapper, BytesResponse, HttpClient};
-use rustls::{ClientConfig, RootCertStore};
-use rustls_pki_types::ServerName;
-use tokio::net::TcpStream;
-use tokio_rustls::TlsConnector;
 
 use crate::error::Result;
-use crate::tls::{provider, roots_from_file, system_roots, tls_config_error};
+use crate::peer::{HttpPeer, PeerOptions};
+use crate::tls::{UpstreamTls, UpstreamTlsSettings};
+use crate::upstream::connector::{OneOffIo, connect_once};
 
 /// How long connecting, the handshake and one exchange may take together.
 const EXCHANGE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The ACME client's HTTPS transport.
 pub(super) struct DirectoryClient {
-    tls: TlsConnector,
+    tls: UpstreamTls,
 }
 
 impl DirectoryClient {
     /// Trusting the system's roots and, if given, the roots in `extra_ca`.
     pub(super) fn new(extra_ca: Option<&std::path::Path>) -> Result<Self> {
-        let mut roots = RootCertStore::empty();
-        roots.extend(system_roots().roots.iter().cloned());
-        if let Some(path) = extra_ca {
-            roots.extend(roots_from_file(path)?.roots);
-        }
-        let config = ClientConfig::builder_with_provider(provider())
-            .with_safe_default_protocol_versions()
-            .map_err(|e| tls_config_error("choosing TLS versions".into(), e))?
-            .with_root_certificates(roots)
-            .with_no_client_auth();
+        let settings = UpstreamTlsSettings {
+            ca_file: extra_ca.map(std::path::Path::to_path_buf),
+            ..UpstreamTlsSettings::default()
+        };
         Ok(DirectoryClient {
-            tls: TlsConnector::from(Arc::new(config)),
+            tls: UpstreamTls::load(&settings)?,
         })
     }
 }
@@ -69,7 +61,7 @@ impl HttpClient for DirectoryClient {
 
 /// Send `req` on a new connection and read the whole answer.
 async fn exchange(
-    tls: TlsConnector,
+    tls: UpstreamTls,
     req: Request<BodyWrapper<Bytes>>,
 ) -> std::result::Result<BytesResponse, Failure> {
     let uri = req.uri().clone();
@@ -78,16 +70,9 @@ async fn exchange(
     }
     let host = uri.host().ok_or_else(|| format!("{uri} names no host"))?;
     let port = uri.port_u16().unwrap_or(443);
-    let name = host.trim_start_matches('[').trim_end_matches(']');
-    let tcp = TcpStream::connect((name, port))
+    let stream = connect(&tls, host, port)
         .await
         .map_err(|e| format!("connecting to {host}:{port}: {e}"))?;
-    let server_name = ServerName::try_from(name.to_string())
-        .map_err(|e| format!("{name:?} is not a TLS server name: {e}"))?;
-    let stream = tls
-        .connect(server_name, tcp)
-        .await
-        .map_err(|e| format!("TLS with {host}:{port}: {e}"))?;
     let io = hyper_util::rt::TokioIo::new(stream);
     let (mut sender, connection) = hyper::client::conn::http1::handshake(io).await?;
     tokio::spawn(async move {
@@ -116,4 +101,33 @@ async fn exchange(
         parts,
         body: Box::new(body),
     })
+}
+
+/// A TLS connection to `host:port`, verified as `host`: each address it
+/// resolves to in turn, until one answers.
+async fn connect(
+    tls: &UpstreamTls,
+    host: &str,
+    port: u16,
+) -> std::result::Result<Box<dyn OneOffIo>, String> {
+    let name = host.trim_start_matches('[').trim_end_matches(']');
+    let addresses = tokio::net::lookup_host((name, port))
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut failed = format!("{name} resolves to no address");
+    for address in addresses {
+        // Within the exchange's own timeout, as a plain connect would be.
+        let options = PeerOptions {
+            connect_timeout: EXCHANGE_TIMEOUT,
+            ..PeerOptions::default()
+        };
+        let peer = HttpPeer::new(address, true, String::new())
+            .with_tls(tls.clone(), name)
+            .with_options(options);
+        match connect_once(&peer).await {
+            Ok(stream) => return Ok(stream),
+            Err(e) => failed = e,
+        }
+    }
+    Err(failed)
 }

@@ -185,7 +185,7 @@ fn fingerprint(settings: &UpstreamTlsSettings) -> u64 {
 
 /// The system's trusted roots, read once. A store that cannot be read
 /// leaves it empty (with a warning): only CA files are trusted then.
-pub(crate) fn system_roots() -> &'static RootCertStore {
+fn system_roots() -> &'static RootCertStore {
     static ROOTS: OnceLock<RootCertStore> = OnceLock::new();
     ROOTS.get_or_init(|| {
         let found = rustls_native_certs::load_native_certs();

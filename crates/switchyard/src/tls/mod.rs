@@ -26,7 +26,7 @@ pub(crate) use server::is_acme_validation;
 pub use server::{ServerTls, ServerTlsSettings};
 
 pub(crate) use certs::tls_config_error;
-pub(crate) use client::{handshake_error, server_name, system_roots};
+pub(crate) use client::{handshake_error, server_name};
 
 use crate::error::{Error, ErrorKind, Result};
 
@@ -42,7 +42,7 @@ pub(crate) fn provider() -> Arc<CryptoProvider> {
 }
 
 /// The CA certificates in the PEM file at `path` (at least one).
-pub(crate) fn roots_from_file(path: &Path) -> Result<RootCertStore> {
+fn roots_from_file(path: &Path) -> Result<RootCertStore> {
     let mut roots = RootCertStore::empty();
     for cert in certs::load_chain(path)? {
         roots
