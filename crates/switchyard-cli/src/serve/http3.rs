@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use switchyard::server::Http3Server;
+use switchyard::server::{Http3Server, Started};
 
 use super::Running;
 
@@ -28,11 +28,12 @@ impl Running {
                 self.config.server.alt_svc = http::HeaderValue::from_str(&alt_svc).ok();
             }
             self.listening_http3.push(bound);
-            self.shutdowns.push(server.shutdown_handle());
-            self.pools.push(server.upstream_pool());
-            self.observer.watch_pool(server.upstream_pool());
-            self.observer.watch_connections(server.connection_counts());
-            self.servers.push(tokio::spawn(server.serve()));
+            self.track(Started {
+                shutdown: server.shutdown_handle(),
+                pool: server.upstream_pool(),
+                counts: server.connection_counts(),
+                task: tokio::spawn(server.serve()),
+            });
         }
         Ok(())
     }

@@ -12,7 +12,7 @@ use std::os::fd::AsFd;
 use std::sync::Arc;
 
 use switchyard::ProxyServer;
-use switchyard::server::{ListenAddr, Listening, bind_reusing_port, bind_unix};
+use switchyard::server::{ListenAddr, Listening, Started, bind_reusing_port, bind_unix};
 use switchyard::tls::ServerTls;
 use tokio::net::TcpListener;
 
@@ -174,13 +174,19 @@ impl Running {
             .await
             .map_err(|e| format!("cannot listen on {configured} in every worker: {e}"))?;
         for started in started {
-            self.shutdowns.push(started.shutdown);
-            self.observer.watch_pool(started.pool.clone());
-            self.pools.push(started.pool);
-            self.observer.watch_connections(started.counts);
-            self.servers.push(started.task);
+            self.track(started);
         }
         Ok(())
+    }
+
+    /// Keep a started server's stop handle, pool, counts and task, and
+    /// report its pool and connections in the metrics.
+    pub(super) fn track(&mut self, started: Started) {
+        self.shutdowns.push(started.shutdown);
+        self.observer.watch_pool(started.pool.clone());
+        self.pools.push(started.pool);
+        self.observer.watch_connections(started.counts);
+        self.servers.push(started.task);
     }
 
     /// Serve `server` on this runtime.
@@ -189,11 +195,12 @@ impl Running {
             Some(tls) => server.with_tls(tls),
             None => server,
         };
-        self.shutdowns.push(server.shutdown_handle());
-        self.pools.push(server.upstream_pool());
-        self.observer.watch_pool(server.upstream_pool());
-        self.observer.watch_connections(server.connection_counts());
-        self.servers.push(tokio::spawn(server.serve()));
+        self.track(Started {
+            shutdown: server.shutdown_handle(),
+            pool: server.upstream_pool(),
+            counts: server.connection_counts(),
+            task: tokio::spawn(server.serve()),
+        });
     }
 
     /// Bind or adopt the admin listener, if the config has one.
